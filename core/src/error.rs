@@ -1,0 +1,407 @@
+//! The one error type of the core, with messages that name the cause and the fix.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::keys::KeyError;
+use crate::webhook::WebhookError;
+
+/// Which credential a request carried, so a 401 can say what to check.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// The app JWT (app endpoints).
+    AppJwt,
+    /// An installation or app access token.
+    AccessToken,
+}
+
+/// What the API said in an error body of the `{statusCode, message, error}` shape.
+///
+/// Both fields are `None` when the body was empty or not of that shape. Long messages are cut and
+/// anything that looks like a token is replaced by `[redacted]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApiMessage {
+    /// `message` (a list of messages is joined with `; `).
+    pub message: Option<String>,
+    /// `error`, e.g. `Unauthorized`.
+    pub error: Option<String>,
+}
+
+impl ApiMessage {
+    /// Reads an error body leniently; never fails.
+    pub fn from_body(body: &[u8]) -> Self {
+        let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return Self::default();
+        };
+        let text = |v: serde_json::Value| -> Option<String> {
+            match v {
+                serde_json::Value::String(s) => Some(s),
+                serde_json::Value::Array(items) => {
+                    let parts: Vec<String> = items
+                        .into_iter()
+                        .map(|i| match i {
+                            serde_json::Value::String(s) => s,
+                            other => other.to_string(),
+                        })
+                        .collect();
+                    Some(parts.join("; "))
+                }
+                serde_json::Value::Null => None,
+                other => Some(other.to_string()),
+            }
+            .filter(|s| !s.is_empty())
+            .map(|s| excerpt(&s, 300))
+        };
+        Self {
+            message: parsed.message.and_then(text),
+            error: parsed.error.and_then(text),
+        }
+    }
+}
+
+impl fmt::Display for ApiMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.error, &self.message) {
+            (Some(e), Some(m)) => write!(f, " (server said: {e}: {m})"),
+            (None, Some(m)) => write!(f, " (server said: {m})"),
+            (Some(e), None) => write!(f, " (server said: {e})"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+/// What kind of I/O failure a driver reports for a request it could not complete.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum TransportErrorKind {
+    /// The connection could not be made (refused, DNS, TLS handshake).
+    Connect,
+    /// The request or the response took longer than the timeout.
+    Timeout,
+    /// The connection broke before a whole response arrived.
+    ConnectionLost,
+    /// The response body was larger than the configured cap.
+    BodyTooLarge,
+    /// The request was refused before sending (e.g. credentials over plain `http://`).
+    Refused,
+    /// The caller gave up (a cancelled future, a dropped handle).
+    Cancelled,
+    /// Anything else.
+    Other,
+}
+
+/// Every failure of the SDK. Each message says what went wrong and what to check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The private key could not be loaded.
+    Key(KeyError),
+    /// The signer failed to produce a signature.
+    Signing(String),
+    /// A setting or argument is invalid.
+    Config {
+        /// Which setting.
+        setting: &'static str,
+        /// What is wrong with it and how to fix it.
+        problem: String,
+    },
+    /// 401: the credential was refused.
+    Unauthorized {
+        /// Which credential the request carried.
+        credential: Credential,
+        /// Server clock minus local clock when the server's `Date` showed more than 30 s of skew.
+        clock_skew: Option<i64>,
+        /// What the server said.
+        api: ApiMessage,
+    },
+    /// 403: the credential is valid but lacks a permission.
+    Forbidden {
+        /// What the server said.
+        api: ApiMessage,
+    },
+    /// 404: the installation or resource does not exist (or is not visible to this app).
+    NotFound {
+        /// What the server said.
+        api: ApiMessage,
+    },
+    /// 429: too many requests.
+    RateLimited {
+        /// The server's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
+        /// What the server said.
+        api: ApiMessage,
+    },
+    /// 5xx: the server failed.
+    Server {
+        /// The status code.
+        status: u16,
+        /// The server's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
+        /// What the server said.
+        api: ApiMessage,
+    },
+    /// Any other non-success status (400 for an unsupported API version, 409, ...).
+    UnexpectedStatus {
+        /// The status code.
+        status: u16,
+        /// What the server said.
+        api: ApiMessage,
+    },
+    /// A success status whose body is not the documented shape.
+    MalformedBody {
+        /// The status code.
+        status: u16,
+        /// What did not parse.
+        problem: String,
+        /// The start of the body, with anything token-like redacted.
+        excerpt: String,
+    },
+    /// The request could not be completed (connection refused, dropped, timed out).
+    Transport {
+        /// The kind of failure.
+        kind: TransportErrorKind,
+        /// The driver's description.
+        message: String,
+    },
+    /// A webhook delivery was refused.
+    Webhook(WebhookError),
+    /// A response or failure was handed back for a request id that is not waiting for one.
+    UnknownRequest(u64),
+}
+
+impl Error {
+    /// Whether trying again later may succeed (429, 5xx, transport failures).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::RateLimited { .. } | Error::Server { .. } => true,
+            Error::Transport { kind, .. } => {
+                !matches!(kind, TransportErrorKind::Refused | TransportErrorKind::BodyTooLarge)
+            }
+            _ => false,
+        }
+    }
+
+    /// The server's `Retry-After`, when it sent one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::RateLimited { retry_after, .. } | Error::Server { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The HTTP status this error came from, if it came from a response.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Unauthorized { .. } => Some(401),
+            Error::Forbidden { .. } => Some(403),
+            Error::NotFound { .. } => Some(404),
+            Error::RateLimited { .. } => Some(429),
+            Error::Server { status, .. }
+            | Error::UnexpectedStatus { status, .. }
+            | Error::MalformedBody { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// A shorthand for [`Error::Config`].
+    pub(crate) fn config(setting: &'static str, problem: impl Into<String>) -> Self {
+        Error::Config {
+            setting,
+            problem: problem.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Key(e) => write!(f, "private key: {e}"),
+            Error::Signing(m) => write!(
+                f,
+                "signing the app JWT failed: {m}; check the signer (KMS/HSM) configuration"
+            ),
+            Error::Config { setting, problem } => write!(f, "invalid {setting}: {problem}"),
+            Error::Unauthorized {
+                credential: Credential::AppJwt,
+                clock_skew,
+                api,
+            } => {
+                write!(
+                    f,
+                    "401 Unauthorized: the registry refused the app JWT{api}; check that the app id is the one on the app's dashboard, that the private key is one registered for that app (compare `icr-app fingerprint` with the Credentials tab)"
+                )?;
+                match clock_skew {
+                    Some(ms) => write!(
+                        f,
+                        ", and fix this machine's clock: it is {} s {} the server's (enable NTP)",
+                        ms.abs() / 1000,
+                        if *ms > 0 { "behind" } else { "ahead of" }
+                    ),
+                    None => write!(f, ", and that this machine's clock is right (enable NTP)"),
+                }
+            }
+            Error::Unauthorized {
+                credential: Credential::AccessToken,
+                api,
+                ..
+            } => write!(
+                f,
+                "401 Unauthorized: the access token was refused{api}; it has expired or was revoked, or the app was uninstalled: mint a new one"
+            ),
+            Error::Forbidden { api } => write!(
+                f,
+                "403 Forbidden: the token lacks the permission this call needs{api}; request the permission on the app's dashboard and have the organization accept it"
+            ),
+            Error::NotFound { api } => write!(
+                f,
+                "404 Not Found{api}; check the installation or resource id, and that the app is still installed on the organization"
+            ),
+            Error::RateLimited { retry_after, api } => {
+                write!(f, "429 Too Many Requests{api}; slow down")?;
+                match retry_after {
+                    Some(d) => write!(f, " and retry after {} s", d.as_secs()),
+                    None => write!(f, " and retry later"),
+                }
+            }
+            Error::Server {
+                status,
+                retry_after,
+                api,
+            } => {
+                write!(
+                    f,
+                    "{status} server error from the registry{api}; this is on the server side, retry later"
+                )?;
+                match retry_after {
+                    Some(d) => write!(f, " (it asked for {} s)", d.as_secs()),
+                    None => Ok(()),
+                }
+            }
+            Error::UnexpectedStatus { status, api } => {
+                write!(f, "unexpected status {status}{api}")?;
+                if *status == 400 {
+                    write!(
+                        f,
+                        "; check the request and that the API version (x-icr-api-version) is one the registry supports"
+                    )?;
+                }
+                Ok(())
+            }
+            Error::MalformedBody {
+                status,
+                problem,
+                excerpt,
+            } => write!(
+                f,
+                "the registry answered {status} with a body that is not the documented shape: {problem}; body starts with `{excerpt}`; check the base URL points at the ICR API"
+            ),
+            Error::Transport { kind, message } => {
+                let hint = match kind {
+                    TransportErrorKind::Connect => "check the base URL, the network and any proxy",
+                    TransportErrorKind::Timeout => {
+                        "the registry is slow or unreachable; retry later or raise the timeout"
+                    }
+                    TransportErrorKind::ConnectionLost => "the connection dropped; retry",
+                    TransportErrorKind::BodyTooLarge => "the response exceeded the size cap; check the base URL",
+                    TransportErrorKind::Refused => "see the message for how to allow it",
+                    TransportErrorKind::Cancelled => "the caller gave up",
+                    TransportErrorKind::Other => "retry, and check the network",
+                };
+                write!(f, "request failed: {message}; {hint}")
+            }
+            Error::Webhook(e) => write!(f, "webhook refused: {e}"),
+            Error::UnknownRequest(id) => write!(
+                f,
+                "request {id} is not waiting for an answer (already answered, or never issued); this is a bug in the driver"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<KeyError> for Error {
+    fn from(e: KeyError) -> Self {
+        Error::Key(e)
+    }
+}
+
+impl From<WebhookError> for Error {
+    fn from(e: WebhookError) -> Self {
+        Error::Webhook(e)
+    }
+}
+
+/// The first `max` characters of `text` with token-like runs replaced by `[redacted]`.
+///
+/// A run of at least 16 characters from the base64/base64url/hex alphabets that is not a UUID
+/// (tokens, JWT parts, key material) is redacted, so an excerpt of a response body never carries
+/// a secret into an error message or a log.
+pub fn excerpt(text: &str, max: usize) -> String {
+    let is_tok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+' | '/' | '=' | '~');
+    let mut out = String::new();
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.chars().count() >= 16 && !is_uuid(run) {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if is_tok(c) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(if c.is_control() { ' ' } else { c });
+        }
+        if out.chars().count() >= max {
+            break;
+        }
+    }
+    flush(&mut run, &mut out);
+    if out.chars().count() > max {
+        out = out.chars().take(max).collect();
+    }
+    if text.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+fn is_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpt_redacts_tokens_but_keeps_ids() {
+        let body = r#"{"token":"crs_19c9bd530ccd3e1187eed12dc4edb70abe757fc4c7be9c5b","id":"123e4567-e89b-12d3-a456-426614174000","expiresAt":"soon"}"#;
+        let e = excerpt(body, 500);
+        assert!(!e.contains("19c9bd53"), "{e}");
+        assert!(e.contains("123e4567-e89b-12d3-a456-426614174000"));
+        assert!(e.contains("soon"));
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJqb2UifQ.c2lnbmF0dXJlc2lnbmF0dXJl";
+        assert!(!excerpt(jwt, 500).contains("eyJ"));
+        assert_eq!(excerpt("<html>bad gateway</html>", 10), "<html>bad …");
+    }
+
+    #[test]
+    fn api_message_shapes() {
+        let m = ApiMessage::from_body(br#"{"statusCode":401,"message":"Invalid JWT","error":"Unauthorized"}"#);
+        assert_eq!(m.message.as_deref(), Some("Invalid JWT"));
+        assert_eq!(m.error.as_deref(), Some("Unauthorized"));
+        let m = ApiMessage::from_body(br#"{"statusCode":400,"message":["a must be set","b too"]}"#);
+        assert_eq!(m.message.as_deref(), Some("a must be set; b too"));
+        assert_eq!(ApiMessage::from_body(b"<html>"), ApiMessage::default());
+        assert_eq!(ApiMessage::from_body(b"[1,2]"), ApiMessage::default());
+    }
+}

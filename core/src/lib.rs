@@ -1,0 +1,30 @@
+//! # icr-app-core
+//!
+//! The sans-IO core of the ICR App SDK for the International Carbon Registry
+//! (carbonregistry.com). It loads the app's RSA key, signs app JWTs, describes every app
+//! endpoint as an [`http::Request`], parses responses into typed models, keeps installation
+//! token state, and verifies webhook deliveries.
+//!
+//! It never does network I/O, reads a clock, spawns, or sleeps: time comes in as a
+//! [`Timestamp`] argument, requests go out as `http::Request<Vec<u8>>` and answers come back as
+//! `http::Response<Vec<u8>>` (or a reported failure). The `icr-app-ureq` and `icr-app-reqwest`
+//! crates drive it over real HTTP; anything else (another runtime, a language binding) can too.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod clock;
+pub mod error;
+pub mod keys;
+pub mod models;
+pub mod secret;
+pub mod webhook;
+
+pub use clock::{ClockOffset, Timestamp};
+pub use error::{ApiMessage, Credential, Error, TransportErrorKind};
+pub use keys::{AppKey, KeyError, Signer};
+pub use models::{
+    AccessToken, CreateUserOrganization, CreatedUserOrganization, Installation, InstallationsPage, NewOrganization,
+    NewUser, Organization, Pagination, PermissionLevel, Permissions,
+};
+pub use secret::SecretString;
+pub use webhook::WebhookError;

@@ -53,8 +53,8 @@ impl ApiMessage {
             .map(|s| excerpt(&s, 300))
         };
         Self {
-            message: parsed.message.and_then(text),
-            error: parsed.error.and_then(text),
+            message: fields.remove("message").and_then(text),
+            error: fields.remove("error").and_then(text),
         }
     }
 }

@@ -12,15 +12,20 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod clock;
 pub mod error;
+pub mod jwt;
 pub mod keys;
 pub mod models;
+pub mod response;
 pub mod secret;
 pub mod webhook;
 
+pub use api::{ApiConfig, InstallationId};
 pub use clock::{ClockOffset, Timestamp};
 pub use error::{ApiMessage, Credential, Error, TransportErrorKind};
+pub use jwt::{AppId, AppJwt, JwtSigner};
 pub use keys::{AppKey, KeyError, Signer};
 pub use models::{
     AccessToken, CreateUserOrganization, CreatedUserOrganization, Installation, InstallationsPage, NewOrganization,

@@ -1,0 +1,482 @@
+//! Request descriptions for the ICR API: every documented app endpoint as an
+//! `http::Request<Vec<u8>>`, and a way to authorise any other request with a token.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT};
+use http::{Method, Request, Uri};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::error::Error;
+use crate::models::CreateUserOrganization;
+use crate::secret::SecretString;
+
+/// The production API.
+pub const DEFAULT_BASE_URL: &str = "https://api.carbonregistry.com";
+/// The API version every request asks for (`x-icr-api-version`).
+pub const DEFAULT_API_VERSION: &str = "2023-06-16";
+/// The version header's name.
+pub const API_VERSION_HEADER: &str = "x-icr-api-version";
+/// The `user-agent` this crate sends unless told otherwise.
+pub const DEFAULT_USER_AGENT: &str = concat!("icr-app-core/", env!("CARGO_PKG_VERSION"));
+
+/// Everything but unreserved characters is escaped in a path segment, so an id can never add a
+/// `/`, `?`, `#` or `%` of its own.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+/// An installation id (a UUID in practice), checked so it can go into a URL path.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct InstallationId(Arc<str>);
+
+impl InstallationId {
+    /// Checks an id: not empty, not `.` or `..`, at most 256 characters, no whitespace or control
+    /// characters. Anything else is allowed and percent-encoded where it enters a path.
+    pub fn new(id: impl Into<String>) -> Result<Self, Error> {
+        let id = id.into();
+        check_id("installation id", &id)?;
+        Ok(Self(id.into()))
+    }
+
+    /// The id as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for InstallationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for InstallationId {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self, Error> {
+        Self::new(s)
+    }
+}
+
+impl From<InstallationId> for String {
+    fn from(id: InstallationId) -> String {
+        id.0.to_string()
+    }
+}
+
+fn check_id(what: &'static str, id: &str) -> Result<(), Error> {
+    let problem = if id.is_empty() {
+        "it is empty"
+    } else if id == "." || id == ".." {
+        "`.` and `..` are not ids"
+    } else if id.chars().count() > 256 {
+        "it is longer than 256 characters"
+    } else if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        "it contains whitespace or control characters (remove the spaces or newline around it)"
+    } else {
+        return Ok(());
+    };
+    Err(Error::config(
+        what,
+        format!("{problem}; pass the id exactly as the registry shows it"),
+    ))
+}
+
+/// Percent-encodes one path segment (an id) so it cannot change the path.
+///
+/// ```
+/// assert_eq!(icr_app_core::api::encode_segment("a/../b?c"), "a%2F..%2Fb%3Fc");
+/// ```
+pub fn encode_segment(segment: &str) -> String {
+    utf8_percent_encode(segment, SEGMENT).to_string()
+}
+
+/// Where and how to talk to the registry: base URL, API version and user agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiConfig {
+    base_url: Arc<str>,
+    api_version: HeaderValue,
+    user_agent: HeaderValue,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            base_url: DEFAULT_BASE_URL.into(),
+            api_version: HeaderValue::from_static(DEFAULT_API_VERSION),
+            user_agent: HeaderValue::from_static(DEFAULT_USER_AGENT),
+        }
+    }
+}
+
+impl ApiConfig {
+    /// The production API with the default version.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the base URL: `http` or `https`, a host, an optional path prefix, no query,
+    /// fragment or user info. A trailing `/` is dropped.
+    pub fn with_base_url(mut self, base_url: &str) -> Result<Self, Error> {
+        let trimmed = base_url.trim_end_matches('/');
+        let bad = |why: &str| {
+            Error::config(
+                "base URL",
+                format!(
+                    "`{}` {why}; use e.g. {DEFAULT_BASE_URL} or http://127.0.0.1:PORT for a local fake registry",
+                    crate::error::excerpt(base_url, 80)
+                ),
+            )
+        };
+        let uri: Uri = trimmed.parse().map_err(|_| bad("is not a URL"))?;
+        match uri.scheme_str() {
+            Some("http") | Some("https") => {}
+            Some(_) => return Err(bad("must start with http:// or https://")),
+            None => return Err(bad("has no scheme (http:// or https://)")),
+        }
+        let Some(authority) = uri.authority() else {
+            return Err(bad("has no host"));
+        };
+        if authority.as_str().contains('@') {
+            return Err(bad(
+                "must not contain user info (credentials go in the key, not the URL)",
+            ));
+        }
+        if uri.query().is_some() || trimmed.contains('#') {
+            return Err(bad("must not have a query or fragment"));
+        }
+        self.base_url = trimmed.into();
+        Ok(self)
+    }
+
+    /// Sets `x-icr-api-version` (default `2023-06-16`).
+    pub fn with_api_version(mut self, version: &str) -> Result<Self, Error> {
+        self.api_version = header_value("API version", version)?;
+        Ok(self)
+    }
+
+    /// Sets the `user-agent`. Name your app, e.g. `my-app/1.2 icr-app-core/0.1`.
+    pub fn with_user_agent(mut self, user_agent: &str) -> Result<Self, Error> {
+        self.user_agent = header_value("user agent", user_agent)?;
+        Ok(self)
+    }
+
+    /// The base URL without a trailing `/`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The API version sent.
+    pub fn api_version(&self) -> &str {
+        self.api_version.to_str().unwrap_or(DEFAULT_API_VERSION)
+    }
+
+    /// Whether the base URL is plain `http://` to somewhere other than a loopback address.
+    pub fn is_insecure(&self) -> bool {
+        is_insecure_url(&self.base_url)
+    }
+
+    /// A request for `path_and_query` (which must start with `/`) relative to the base URL, with
+    /// the standard headers and, when there is a body, `content-type: application/json`.
+    pub fn request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Request<Vec<u8>>, Error> {
+        if !path_and_query.starts_with('/') {
+            return Err(Error::config(
+                "request path",
+                format!("`{}` must start with `/`", crate::error::excerpt(path_and_query, 80)),
+            ));
+        }
+        let url = format!("{}{}", self.base_url, path_and_query);
+        let uri: Uri = url.parse().map_err(|_| {
+            Error::config(
+                "request path",
+                format!(
+                    "`{}` is not a valid path; percent-encode ids with encode_segment",
+                    crate::error::excerpt(path_and_query, 80)
+                ),
+            )
+        })?;
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(ACCEPT, HeaderValue::from_static("application/json"))
+            .header(HeaderName::from_static(API_VERSION_HEADER), self.api_version.clone())
+            .header(USER_AGENT, self.user_agent.clone());
+        if body.is_some() {
+            builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        builder
+            .body(body.unwrap_or_default())
+            .map_err(|e| Error::config("request", e.to_string()))
+    }
+
+    /// `POST /app/accessTokens` (app JWT): mint an app access token.
+    pub fn app_access_token(&self, jwt: &SecretString) -> Result<Request<Vec<u8>>, Error> {
+        self.authorized(Method::POST, "/app/accessTokens", Some(b"{}".to_vec()), jwt)
+    }
+
+    /// `POST /app/installations/{installationId}/accessTokens` (app JWT): mint an installation
+    /// access token.
+    pub fn installation_access_token(
+        &self,
+        jwt: &SecretString,
+        installation: &InstallationId,
+    ) -> Result<Request<Vec<u8>>, Error> {
+        let path = format!(
+            "/app/installations/{}/accessTokens",
+            encode_segment(installation.as_str())
+        );
+        self.authorized(Method::POST, &path, Some(b"{}".to_vec()), jwt)
+    }
+
+    /// `DELETE /app/installations/token`, authorised with the access token to revoke.
+    pub fn revoke_token(&self, token: &SecretString) -> Result<Request<Vec<u8>>, Error> {
+        self.authorized(Method::DELETE, "/app/installations/token", None, token)
+    }
+
+    /// `GET /app/installations?limit=L&page=P` (app JWT): one page of the app's installations.
+    pub fn list_installations(&self, jwt: &SecretString, limit: u32, page: u32) -> Result<Request<Vec<u8>>, Error> {
+        if limit == 0 {
+            return Err(Error::config("page size", "limit must be at least 1"));
+        }
+        self.authorized(
+            Method::GET,
+            &format!("/app/installations?limit={limit}&page={page}"),
+            None,
+            jwt,
+        )
+    }
+
+    /// `GET /app/installations/{installationId}` (app JWT): one installation.
+    pub fn get_installation(
+        &self,
+        jwt: &SecretString,
+        installation: &InstallationId,
+    ) -> Result<Request<Vec<u8>>, Error> {
+        let path = format!("/app/installations/{}", encode_segment(installation.as_str()));
+        self.authorized(Method::GET, &path, None, jwt)
+    }
+
+    /// `POST /app/create/user/organization` (app JWT): create a user and an organization with
+    /// the app installed.
+    pub fn create_user_organization(
+        &self,
+        jwt: &SecretString,
+        body: &CreateUserOrganization,
+    ) -> Result<Request<Vec<u8>>, Error> {
+        if body.user.email.trim().is_empty()
+            || body.organization.full_name.trim().is_empty()
+            || body.organization.kind.trim().is_empty()
+        {
+            return Err(Error::config(
+                "new user and organization",
+                "user.email, organization.fullName and organization.type are required",
+            ));
+        }
+        let json = serde_json::to_vec(body).map_err(|e| Error::config("new user and organization", e.to_string()))?;
+        self.authorized(Method::POST, "/app/create/user/organization", Some(json), jwt)
+    }
+
+    /// `GET /organizations/{id}` (installation token): the organization.
+    pub fn get_organization(&self, token: &SecretString, organization_id: &str) -> Result<Request<Vec<u8>>, Error> {
+        check_id("organization id", organization_id)?;
+        self.authorized(
+            Method::GET,
+            &format!("/organizations/{}", encode_segment(organization_id)),
+            None,
+            token,
+        )
+    }
+
+    /// Any request relative to the base URL, authorised with `credential`.
+    pub fn authorized(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+        credential: &SecretString,
+    ) -> Result<Request<Vec<u8>>, Error> {
+        let mut request = self.request(method, path_and_query, body)?;
+        authorize(&mut request, credential)?;
+        Ok(request)
+    }
+}
+
+/// Sets `Authorization: Bearer <credential>` (marked sensitive, so HTTP stacks that honour it
+/// will not log it) on a request built elsewhere, replacing any earlier one.
+pub fn authorize<B>(request: &mut Request<B>, credential: &SecretString) -> Result<(), Error> {
+    let mut value = HeaderValue::try_from(format!("Bearer {}", credential.expose())).map_err(|_| {
+        Error::config(
+            "token",
+            "it contains characters not allowed in an HTTP header; pass the token exactly as issued",
+        )
+    })?;
+    value.set_sensitive(true);
+    request.headers_mut().insert(AUTHORIZATION, value);
+    Ok(())
+}
+
+/// Whether `url` is plain `http://` to a host other than `localhost` or a loopback address.
+pub fn is_insecure_url(url: &str) -> bool {
+    let Ok(uri) = url.parse::<Uri>() else { return false };
+    if uri.scheme_str() != Some("http") {
+        return false;
+    }
+    let host = uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") {
+        return false;
+    }
+    !host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn header_value(what: &'static str, v: &str) -> Result<HeaderValue, Error> {
+    if v.is_empty() {
+        return Err(Error::config(what, "it is empty"));
+    }
+    HeaderValue::from_str(v).map_err(|_| Error::config(what, "it contains characters not allowed in an HTTP header"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt() -> SecretString {
+        SecretString::new("eyJ.a.b")
+    }
+
+    #[test]
+    fn standard_headers_and_paths() {
+        let api = ApiConfig::new();
+        let id = InstallationId::new("123e4567-e89b-12d3-a456-426614174000").unwrap();
+        let r = api.installation_access_token(&jwt(), &id).unwrap();
+        assert_eq!(r.method(), Method::POST);
+        assert_eq!(
+            r.uri().to_string(),
+            "https://api.carbonregistry.com/app/installations/123e4567-e89b-12d3-a456-426614174000/accessTokens"
+        );
+        assert_eq!(r.headers()[ACCEPT], "application/json");
+        assert_eq!(r.headers()[API_VERSION_HEADER], "2023-06-16");
+        assert_eq!(r.headers()[AUTHORIZATION], "Bearer eyJ.a.b");
+        assert!(r.headers()[AUTHORIZATION].is_sensitive());
+        assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+        assert!(r.headers()[USER_AGENT].to_str().unwrap().starts_with("icr-app-core/"));
+        assert_eq!(r.body(), b"{}");
+
+        let r = api.list_installations(&jwt(), 10, 0).unwrap();
+        assert_eq!(
+            r.uri().path_and_query().unwrap().as_str(),
+            "/app/installations?limit=10&page=0"
+        );
+        assert!(r.headers().get(CONTENT_TYPE).is_none());
+        assert!(r.body().is_empty());
+
+        let r = api.revoke_token(&SecretString::new("crs_abc")).unwrap();
+        assert_eq!(r.method(), Method::DELETE);
+        assert_eq!(r.uri().path(), "/app/installations/token");
+        assert_eq!(r.headers()[AUTHORIZATION], "Bearer crs_abc");
+
+        assert_eq!(api.app_access_token(&jwt()).unwrap().uri().path(), "/app/accessTokens");
+        assert_eq!(
+            api.get_installation(&jwt(), &id).unwrap().uri().path(),
+            format!("/app/installations/{id}")
+        );
+    }
+
+    #[test]
+    fn ids_cannot_change_the_path() {
+        let api = ApiConfig::new();
+        let evil = InstallationId::new("../../organizations/x?y=1#z").unwrap();
+        let r = api.get_installation(&jwt(), &evil).unwrap();
+        assert_eq!(
+            r.uri().path(),
+            "/app/installations/..%2F..%2Forganizations%2Fx%3Fy%3D1%23z"
+        );
+        assert!(r.uri().query().is_none());
+        assert!(InstallationId::new("..").is_err());
+        assert!(InstallationId::new("").is_err());
+        assert!(InstallationId::new("a b").is_err());
+        assert!(api.get_organization(&jwt(), "").is_err());
+        let r = api.get_organization(&jwt(), "ü/x").unwrap();
+        assert_eq!(r.uri().path(), "/organizations/%C3%BC%2Fx");
+    }
+
+    #[test]
+    fn base_url_rules() {
+        let api = ApiConfig::new().with_base_url("http://127.0.0.1:8080/prefix/").unwrap();
+        assert_eq!(api.base_url(), "http://127.0.0.1:8080/prefix");
+        assert_eq!(
+            api.app_access_token(&jwt()).unwrap().uri().to_string(),
+            "http://127.0.0.1:8080/prefix/app/accessTokens"
+        );
+        assert!(!api.is_insecure());
+        for bad in [
+            "",
+            "api.carbonregistry.com",
+            "ftp://x",
+            "https://u:p@x",
+            "https://x?q=1",
+            "https://x/#f",
+            "http://",
+        ] {
+            assert!(ApiConfig::new().with_base_url(bad).is_err(), "{bad}");
+        }
+        assert!(
+            ApiConfig::new()
+                .with_base_url("http://example.com")
+                .unwrap()
+                .is_insecure()
+        );
+        assert!(!ApiConfig::new().with_base_url("http://[::1]:9").unwrap().is_insecure());
+        assert!(
+            !ApiConfig::new()
+                .with_base_url("http://localhost:9")
+                .unwrap()
+                .is_insecure()
+        );
+        assert!(ApiConfig::new().with_api_version("bad\nversion").is_err());
+        let v = ApiConfig::new().with_api_version("2024-01-01").unwrap();
+        assert_eq!(
+            v.app_access_token(&jwt()).unwrap().headers()[API_VERSION_HEADER],
+            "2024-01-01"
+        );
+    }
+
+    #[test]
+    fn create_user_organization_body() {
+        use crate::models::{NewOrganization, NewUser};
+        let body = CreateUserOrganization {
+            user: NewUser {
+                email: "a@example.com".into(),
+                full_name: Some("A".into()),
+                profile_picture: None,
+            },
+            organization: NewOrganization {
+                full_name: "Org".into(),
+                kind: "marketParticipant".into(),
+                country_code: Some("IS".into()),
+            },
+        };
+        let r = ApiConfig::new().create_user_organization(&jwt(), &body).unwrap();
+        assert_eq!(r.uri().path(), "/app/create/user/organization");
+        let v: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"user":{"email":"a@example.com","fullName":"A"},"organization":{"fullName":"Org","type":"marketParticipant","countryCode":"IS"}})
+        );
+        let mut empty = body.clone();
+        empty.user.email = " ".into();
+        assert!(ApiConfig::new().create_user_organization(&jwt(), &empty).is_err());
+    }
+
+    #[test]
+    fn bad_token_characters_are_refused() {
+        let mut r = Request::new(());
+        assert!(authorize(&mut r, &SecretString::new("a\nb")).is_err());
+        let e = ApiConfig::new().request(Method::GET, "projects", None).unwrap_err();
+        assert!(e.to_string().contains("must start with"));
+    }
+}

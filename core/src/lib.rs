@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod cache;
 pub mod clock;
 pub mod error;
 pub mod jwt;
@@ -23,6 +24,7 @@ pub mod secret;
 pub mod webhook;
 
 pub use api::{ApiConfig, InstallationId};
+pub use cache::{CacheConfig, Poll, RequestId, Token, TokenCache, TokenState};
 pub use clock::{ClockOffset, Timestamp};
 pub use error::{ApiMessage, Credential, Error, TransportErrorKind};
 pub use jwt::{AppId, AppJwt, JwtSigner};

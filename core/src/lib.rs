@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod app;
 pub mod cache;
 pub mod clock;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod response;
 pub mod secret;
 pub mod webhook;
 
+pub use app::{App, CallStep, JwtCall, TokenAnswer, TokenScope, TokenStep};
 pub use api::{ApiConfig, InstallationId};
 pub use cache::{CacheConfig, Poll, RequestId, Token, TokenCache, TokenState};
 pub use clock::{ClockOffset, Timestamp};

@@ -1,0 +1,445 @@
+//! [`App`]: one ICR app's whole sans-IO state (settings, key, clock offset, token cache), which
+//! a transport drives.
+//!
+//! ```
+//! # use std::sync::Arc;
+//! use icr_app_core::{ApiConfig, App, AppId, AppKey, InstallationId, Timestamp, TokenScope, TokenStep};
+//!
+//! # fn main() -> Result<(), icr_app_core::Error> {
+//! let key = AppKey::from_pem(include_str!("../tests/fixtures/keys/rsa2048-pkcs8.pem"))?;
+//! let mut app = App::new(ApiConfig::new(), AppId::new("67890")?, Arc::new(key));
+//! let scope = TokenScope::Installation(InstallationId::new("88f89df1-0a53-41c5-974d-dd99708b2f9f")?);
+//! let now = Timestamp::from_unix_seconds(1_700_000_000);
+//! match app.poll_token(&scope, now, None)? {
+//!     TokenStep::Send { id, request, .. } => {
+//!         assert_eq!(request.uri().path(), "/app/installations/88f89df1-0a53-41c5-974d-dd99708b2f9f/accessTokens");
+//!         // Send `request`, then: app.handle_token_response(id, response, received_at)
+//! #       let _ = id;
+//!     }
+//!     _ => unreachable!("nothing is cached yet"),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::HashSet;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::DATE;
+use http::{Request, Response};
+use serde::de::DeserializeOwned;
+
+use crate::api::{ApiConfig, InstallationId, authorize};
+use crate::cache::{CacheConfig, Poll, RequestId, Token, TokenCache};
+use crate::clock::{ClockOffset, Timestamp};
+use crate::error::{Credential, Error, TransportErrorKind};
+use crate::jwt::{AppId, AppJwt, JwtSigner};
+use crate::keys::Signer;
+use crate::models::{AccessToken, CreateUserOrganization, CreatedUserOrganization, Installation, InstallationsPage};
+use crate::response::{check_status, parse_json, status_error};
+
+/// A 401 whose `Date` shows more skew than this (against the clock the JWT was made for) is
+/// retried once with the corrected clock.
+pub const SKEW_RETRY_THRESHOLD: Duration = Duration::from_secs(30);
+
+/// A newly observed offset replaces the stored one only when it differs by more than this: `Date`
+/// has one-second resolution, and re-signing the JWT on every jitter would be wasted work.
+const OFFSET_HYSTERESIS_MS: i64 = 2_000;
+
+/// What a token is for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub enum TokenScope {
+    /// An app access token (`POST /app/accessTokens`).
+    App,
+    /// An installation access token.
+    Installation(InstallationId),
+}
+
+impl fmt::Display for TokenScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenScope::App => f.write_str("app"),
+            TokenScope::Installation(id) => write!(f, "installation {id}"),
+        }
+    }
+}
+
+/// What to do to get a token (see [`App::poll_token`]).
+#[derive(Debug)]
+#[must_use = "a Send must be performed and answered, or the scope stays busy until the fetch timeout"]
+pub enum TokenStep {
+    /// A cached token with enough life left.
+    Ready(Token),
+    /// Send `request` and answer with [`App::handle_token_response`] or
+    /// [`App::handle_token_failure`] for `id`.
+    Send {
+        /// The id to answer with.
+        id: RequestId,
+        /// The mint request, carrying the app JWT.
+        request: Request<Vec<u8>>,
+        /// A still-valid token the caller may use meanwhile (the refresh runs ahead of expiry).
+        stale: Option<Token>,
+    },
+    /// Another caller is minting this token: poll again when it finishes, or at `until`.
+    Wait {
+        /// When to poll again at the latest.
+        until: Timestamp,
+    },
+    /// The last mint failed and no usable token is cached; no new mint before `retry_at`.
+    Failed {
+        /// Why.
+        error: Error,
+        /// When a poll will mint again.
+        retry_at: Timestamp,
+    },
+}
+
+/// The outcome of a mint response (see [`App::handle_token_response`]).
+#[derive(Debug)]
+#[must_use]
+pub enum TokenAnswer {
+    /// The new token, now cached.
+    Token(Token),
+    /// The registry's clock is far from ours: send this re-signed request, and answer for the
+    /// same id again.
+    Retry(Request<Vec<u8>>),
+}
+
+/// A one-off app-JWT request (list, get, create) and how to read its answer.
+#[derive(Debug)]
+#[must_use = "send the request and pass the response to App::finish"]
+pub struct JwtCall<T> {
+    request: Request<Vec<u8>>,
+    jwt_offset: ClockOffset,
+    retried: bool,
+    _answer: PhantomData<fn() -> T>,
+}
+
+impl<T> JwtCall<T> {
+    /// The request to send.
+    pub fn request(&self) -> &Request<Vec<u8>> {
+        &self.request
+    }
+}
+
+/// The outcome of a one-off request's response (see [`App::finish`]).
+#[derive(Debug)]
+#[must_use]
+pub enum CallStep<T> {
+    /// The parsed answer.
+    Done(T),
+    /// The registry's clock is far from ours: send this re-signed call instead.
+    Retry(JwtCall<T>),
+}
+
+/// One ICR app: its settings, signer, learned clock offset and token cache. No I/O.
+///
+/// Cloning is not offered: share one `App` (behind a lock) so every caller uses one cache.
+pub struct App {
+    api: ApiConfig,
+    jwt: JwtSigner,
+    offset: ClockOffset,
+    cache: TokenCache<TokenScope>,
+    skew_retried: HashSet<RequestId>,
+}
+
+impl fmt::Debug for App {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("App")
+            .field("base_url", &self.api.base_url())
+            .field("app_id", self.jwt.app_id())
+            .field("clock_offset_ms", &self.offset.millis)
+            .field("cache", &self.cache)
+            .finish()
+    }
+}
+
+impl App {
+    /// An app with the default cache settings and a fixed jitter seed; use
+    /// [`with_cache`](Self::with_cache) to pass a random seed.
+    pub fn new(api: ApiConfig, app_id: AppId, signer: Arc<dyn Signer>) -> Self {
+        Self {
+            api,
+            jwt: JwtSigner::new(app_id, signer),
+            offset: ClockOffset::default(),
+            cache: TokenCache::new(CacheConfig::default(), 0),
+            skew_retried: HashSet::new(),
+        }
+    }
+
+    /// Replaces the token cache (dropping anything cached) with one of `config`, whose back-off
+    /// jitter is drawn from `seed`.
+    pub fn with_cache(mut self, config: CacheConfig, seed: u64) -> Self {
+        self.cache = TokenCache::new(config, seed);
+        self
+    }
+
+    /// Sets the JWT lifetime (at most 10 minutes; see [`JwtSigner::with_lifetime`]).
+    pub fn with_jwt_lifetime(mut self, lifetime: Duration) -> Result<Self, Error> {
+        self.jwt = self.jwt.with_lifetime(lifetime)?;
+        Ok(self)
+    }
+
+    /// The API settings.
+    pub fn api(&self) -> &ApiConfig {
+        &self.api
+    }
+
+    /// The app id.
+    pub fn app_id(&self) -> &AppId {
+        self.jwt.app_id()
+    }
+
+    /// Server clock minus ours, as learned so far.
+    pub fn clock_offset(&self) -> ClockOffset {
+        self.offset
+    }
+
+    /// The token cache, for inspection and persistence.
+    pub fn cache(&self) -> &TokenCache<TokenScope> {
+        &self.cache
+    }
+
+    /// The token cache, to insert tokens loaded from a shared store.
+    pub fn cache_mut(&mut self) -> &mut TokenCache<TokenScope> {
+        &mut self.cache
+    }
+
+    /// Learns the clock offset from a response's `Date` header, received at local time `now`.
+    /// Every `handle_*` call does this itself; call it for responses the `App` did not see.
+    pub fn observe<B>(&mut self, response: &Response<B>, now: Timestamp) {
+        let Some(date) = response.headers().get(DATE).and_then(|d| d.to_str().ok()) else {
+            return;
+        };
+        if let Some(seen) = ClockOffset::from_date_header(date, now) {
+            if (seen.millis - self.offset.millis).abs() > OFFSET_HYSTERESIS_MS {
+                self.offset = seen;
+            }
+        }
+    }
+
+    /// An app JWT valid at `now` (cached until about a minute before it expires).
+    pub fn jwt(&mut self, now: Timestamp) -> Result<AppJwt, Error> {
+        self.jwt.jwt(now, self.offset)
+    }
+
+    /// The hot path: a cached token for `scope` with at least `min_life` left and no refresh
+    /// due. Needs only `&self`, so callers can share the `App` behind a read lock.
+    pub fn peek_token(&self, scope: &TokenScope, now: Timestamp, min_life: Option<Duration>) -> Option<&Token> {
+        self.cache.peek(scope, now, min_life)
+    }
+
+    /// What to do to get a token for `scope` at `now`; see [`TokenStep`].
+    pub fn poll_token(
+        &mut self,
+        scope: &TokenScope,
+        now: Timestamp,
+        min_life: Option<Duration>,
+    ) -> Result<TokenStep, Error> {
+        match self.cache.poll(scope, now, min_life) {
+            Poll::Ready(t) => Ok(TokenStep::Ready(t)),
+            Poll::Wait { until } => Ok(TokenStep::Wait { until }),
+            Poll::Failed { error, retry_at } => Ok(TokenStep::Failed { error, retry_at }),
+            Poll::Fetch { id, stale } => match self.mint_request(scope, now) {
+                Ok(request) => Ok(TokenStep::Send { id, request, stale }),
+                Err(e) => {
+                    let _ = self.cache.handle_error(id, e.clone(), now);
+                    Err(e)
+                }
+            },
+        }
+    }
+
+    /// Answers mint `id` with the registry's response, received at local time `now`.
+    pub fn handle_token_response(
+        &mut self,
+        id: RequestId,
+        response: Response<Vec<u8>>,
+        now: Timestamp,
+    ) -> Result<TokenAnswer, Error> {
+        let scope = self.cache.key_of(id).cloned().ok_or(Error::UnknownRequest(id.0))?;
+        let used_offset = self.offset;
+        self.observe(&response, now);
+        let status = response.status();
+        if status == http::StatusCode::UNAUTHORIZED && self.skew_changed(used_offset) && self.skew_retried.insert(id) {
+            self.jwt.invalidate();
+            match self.mint_request(&scope, now) {
+                Ok(request) => return Ok(TokenAnswer::Retry(request)),
+                Err(e) => return Err(self.fail(id, e, now)),
+            }
+        }
+        self.skew_retried.remove(&id);
+        let parsed = if status.is_success() {
+            parse_json::<AccessToken>(&response, Credential::AppJwt)
+        } else {
+            if status == http::StatusCode::UNAUTHORIZED {
+                self.jwt.invalidate();
+            }
+            Err(status_error(
+                status.as_u16(),
+                response.headers(),
+                response.body(),
+                Credential::AppJwt,
+                Some(self.offset.millis),
+            ))
+        };
+        match parsed {
+            Ok(access) => self
+                .cache
+                .handle_token(id, access, now, self.offset.millis)
+                .map(TokenAnswer::Token),
+            Err(e) => Err(self.fail(id, e, now)),
+        }
+    }
+
+    /// Answers mint `id` with an I/O failure (connection refused or dropped, timeout, or the
+    /// caller gave up: [`TransportErrorKind::Cancelled`]). Returns the error to report.
+    pub fn handle_token_failure(
+        &mut self,
+        id: RequestId,
+        kind: TransportErrorKind,
+        message: impl Into<String>,
+        now: Timestamp,
+    ) -> Error {
+        self.fail(
+            id,
+            Error::Transport {
+                kind,
+                message: message.into(),
+            },
+            now,
+        )
+    }
+
+    fn fail(&mut self, id: RequestId, error: Error, now: Timestamp) -> Error {
+        self.skew_retried.remove(&id);
+        self.cache.handle_error(id, error.clone(), now).unwrap_or(error)
+    }
+
+    /// Whether the offset learned since a request was signed moved by more than 30 s.
+    fn skew_changed(&self, used: ClockOffset) -> bool {
+        (self.offset.millis - used.millis).unsigned_abs() > SKEW_RETRY_THRESHOLD.as_millis() as u64
+    }
+
+    fn mint_request(&mut self, scope: &TokenScope, now: Timestamp) -> Result<Request<Vec<u8>>, Error> {
+        let jwt = self.jwt.jwt(now, self.offset)?;
+        match scope {
+            TokenScope::App => self.api.app_access_token(jwt.token()),
+            TokenScope::Installation(id) => self.api.installation_access_token(jwt.token(), id),
+        }
+    }
+
+    /// Drops `scope`'s cached token if it is `token` (the registry just refused it).
+    pub fn invalidate(&mut self, scope: &TokenScope, token: &str) -> bool {
+        self.cache.invalidate(scope, token)
+    }
+
+    /// When a background refresher should next call [`poll_refresh`](Self::poll_refresh).
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.cache.poll_timeout()
+    }
+
+    /// A mint for one cached token whose refresh is due; call until `None`. Answer each with
+    /// [`handle_token_response`](Self::handle_token_response) or
+    /// [`handle_token_failure`](Self::handle_token_failure).
+    pub fn poll_refresh(&mut self, now: Timestamp) -> Option<(RequestId, TokenScope, Result<Request<Vec<u8>>, Error>)> {
+        let (id, scope) = self.cache.poll_refresh(now)?;
+        let request = self.mint_request(&scope, now).inspect_err(|e| {
+            let _ = self.cache.handle_error(id, e.clone(), now);
+        });
+        Some((id, scope, request))
+    }
+
+    /// Empties the cache, returning every token that was cached (to revoke them on shutdown
+    /// with [`revoke_request`](Self::revoke_request)).
+    pub fn drain_tokens(&mut self) -> Vec<(TokenScope, Token)> {
+        self.skew_retried.clear();
+        self.cache.drain()
+    }
+
+    /// `DELETE /app/installations/token` for `token`.
+    pub fn revoke_request(&self, token: &crate::secret::SecretString) -> Result<Request<Vec<u8>>, Error> {
+        self.api.revoke_token(token)
+    }
+
+    /// Reads the answer to a revocation (any 2xx is success; the body is not documented).
+    pub fn finish_revoke(&mut self, response: &Response<Vec<u8>>, now: Timestamp) -> Result<(), Error> {
+        self.observe(response, now);
+        check_status(response, Credential::AccessToken)
+    }
+
+    /// `GET /app/installations?limit&page`: one page of installations.
+    pub fn list_installations(
+        &mut self,
+        limit: u32,
+        page: u32,
+        now: Timestamp,
+    ) -> Result<JwtCall<InstallationsPage>, Error> {
+        let jwt = self.jwt(now)?;
+        self.call(self.api.list_installations(jwt.token(), limit, page)?)
+    }
+
+    /// `GET /app/installations/{id}`: one installation.
+    pub fn get_installation(&mut self, id: &InstallationId, now: Timestamp) -> Result<JwtCall<Installation>, Error> {
+        let jwt = self.jwt(now)?;
+        self.call(self.api.get_installation(jwt.token(), id)?)
+    }
+
+    /// `POST /app/create/user/organization`: a new user and organization with the app installed.
+    pub fn create_user_organization(
+        &mut self,
+        body: &CreateUserOrganization,
+        now: Timestamp,
+    ) -> Result<JwtCall<CreatedUserOrganization>, Error> {
+        let jwt = self.jwt(now)?;
+        self.call(self.api.create_user_organization(jwt.token(), body)?)
+    }
+
+    /// Wraps any request authorised with the app JWT, to be read as `T`.
+    pub fn call<T>(&self, request: Request<Vec<u8>>) -> Result<JwtCall<T>, Error> {
+        Ok(JwtCall {
+            request,
+            jwt_offset: self.offset,
+            retried: false,
+            _answer: PhantomData,
+        })
+    }
+
+    /// Reads the answer to a one-off JWT call, received at `now`. A 401 caused by clock skew
+    /// comes back once as [`CallStep::Retry`] with a re-signed request.
+    pub fn finish<T: DeserializeOwned>(
+        &mut self,
+        mut call: JwtCall<T>,
+        response: Response<Vec<u8>>,
+        now: Timestamp,
+    ) -> Result<CallStep<T>, Error> {
+        self.observe(&response, now);
+        let status = response.status();
+        if status == http::StatusCode::UNAUTHORIZED {
+            self.jwt.invalidate();
+            if !call.retried && self.skew_changed(call.jwt_offset) {
+                let jwt = self.jwt(now)?;
+                authorize(&mut call.request, jwt.token())?;
+                call.retried = true;
+                call.jwt_offset = self.offset;
+                return Ok(CallStep::Retry(call));
+            }
+            return Err(status_error(
+                401,
+                response.headers(),
+                response.body(),
+                Credential::AppJwt,
+                Some(self.offset.millis),
+            ));
+        }
+        parse_json(&response, Credential::AppJwt).map(CallStep::Done)
+    }
+
+    /// Authorises a request built elsewhere (e.g. `GET /organizations/{id}`) with `token`.
+    pub fn authorize<B>(&self, request: &mut Request<B>, token: &Token) -> Result<(), Error> {
+        authorize(request, token.secret())
+    }
+}

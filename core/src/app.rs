@@ -443,3 +443,226 @@ impl App {
         authorize(request, token.secret())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    struct FakeSigner;
+    impl Signer for FakeSigner {
+        fn sign_rs256(&self, _message: &[u8]) -> Result<Vec<u8>, Error> {
+            Ok(vec![1, 2, 3])
+        }
+    }
+
+    struct BrokenSigner;
+    impl Signer for BrokenSigner {
+        fn sign_rs256(&self, _message: &[u8]) -> Result<Vec<u8>, Error> {
+            Err(Error::Signing("the HSM is offline".into()))
+        }
+    }
+
+    const T0: i64 = 1_700_000_000;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_unix_seconds(T0 + secs)
+    }
+
+    fn app() -> App {
+        App::new(ApiConfig::new(), AppId::new("app-1").unwrap(), Arc::new(FakeSigner))
+    }
+
+    fn scope() -> TokenScope {
+        TokenScope::Installation(InstallationId::new("inst-1").unwrap())
+    }
+
+    fn token_body(server_now: i64) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "id": "t1", "token": "crs_0123456789abcdef0123456789abcdef0123456789abcdef",
+            "createdAt": at(server_now).to_rfc3339(), "updatedAt": at(server_now).to_rfc3339(),
+            "expiresAt": at(server_now + 7200).to_rfc3339(), "isActive": true,
+            "permissions": {"organization_info": "VIEW"}, "appId": "app-1", "installationId": "inst-1", "organizationId": "o1"
+        }))
+        .unwrap()
+    }
+
+    fn response(status: u16, server_now: i64, body: Vec<u8>) -> Response<Vec<u8>> {
+        Response::builder()
+            .status(status)
+            .header("date", at(server_now).to_http_date())
+            .body(body)
+            .unwrap()
+    }
+
+    fn iat_of(request: &Request<Vec<u8>>) -> i64 {
+        let auth = request.headers()["authorization"].to_str().unwrap();
+        let claims = auth.trim_start_matches("Bearer ").split('.').nth(1).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+        v["iat"].as_i64().unwrap()
+    }
+
+    fn send(step: TokenStep) -> (RequestId, Request<Vec<u8>>) {
+        match step {
+            TokenStep::Send { id, request, .. } => (id, request),
+            other => panic!("expected Send, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn mint_then_cache() {
+        let mut app = app();
+        let (id, req) = send(app.poll_token(&scope(), at(0), None).unwrap());
+        assert_eq!(req.uri().path(), "/app/installations/inst-1/accessTokens");
+        assert!(matches!(
+            app.poll_token(&scope(), at(0), None).unwrap(),
+            TokenStep::Wait { .. }
+        ));
+        let TokenAnswer::Token(t) = app
+            .handle_token_response(id, response(200, 0, token_body(0)), at(0))
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(t.access_token().organization_id.as_deref(), Some("o1"));
+        assert!(app.peek_token(&scope(), at(10), None).is_some());
+        assert!(matches!(
+            app.poll_token(&scope(), at(10), None).unwrap(),
+            TokenStep::Ready(_)
+        ));
+    }
+
+    #[test]
+    fn skewed_401_is_retried_once_with_the_server_clock() {
+        let mut app = app();
+        let (id, first) = send(app.poll_token(&scope(), at(0), None).unwrap());
+        assert_eq!(iat_of(&first), T0 - 60);
+        // The server is two hours ahead and refuses the JWT.
+        let refused =
+            br#"{"statusCode":401,"message":"JWT issued too far in the past","error":"Unauthorized"}"#.to_vec();
+        let TokenAnswer::Retry(second) = app
+            .handle_token_response(id, response(401, 7200, refused.clone()), at(0))
+            .unwrap()
+        else {
+            panic!("expected a retry")
+        };
+        assert_eq!(iat_of(&second), T0 + 7200 - 60);
+        assert_eq!(app.clock_offset().millis, 7_200_000);
+        // A second 401 for the same id is final, and names the clock.
+        let e = match app.handle_token_response(id, response(401, 7200, refused), at(0)) {
+            Err(e) => e,
+            Ok(_) => panic!("expected an error"),
+        };
+        assert!(
+            matches!(
+                e,
+                Error::Unauthorized {
+                    clock_skew: Some(7_200_000),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("7200 s behind"), "{e}");
+    }
+
+    #[test]
+    fn unskewed_401_is_not_retried() {
+        let mut app = app();
+        let (id, _) = send(app.poll_token(&scope(), at(0), None).unwrap());
+        let e = app
+            .handle_token_response(id, response(401, 0, Vec::new()), at(0))
+            .err()
+            .unwrap();
+        assert!(matches!(e, Error::Unauthorized { clock_skew: None, .. }));
+        assert!(matches!(
+            app.poll_token(&scope(), at(0), None).unwrap(),
+            TokenStep::Failed { .. }
+        ));
+    }
+
+    #[test]
+    fn server_behind_gives_correct_local_expiry() {
+        let mut app = app();
+        let (id, _) = send(app.poll_token(&scope(), at(0), None).unwrap());
+        let TokenAnswer::Token(t) = app
+            .handle_token_response(id, response(200, -7200, token_body(-7200)), at(0))
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(t.expires_local(), at(7200));
+        // The next JWT is made on the server's clock.
+        let call = app.list_installations(10, 0, at(1)).unwrap();
+        assert_eq!(iat_of(call.request()), T0 + 1 - 7200 - 60);
+    }
+
+    #[test]
+    fn one_off_calls_and_skew_retry() {
+        let mut app = app();
+        let call = app.list_installations(2, 0, at(0)).unwrap();
+        let CallStep::Retry(call) = app.finish(call, response(401, -3600, Vec::new()), at(0)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(iat_of(call.request()), T0 - 3600 - 60);
+        let body =
+            br#"{"pagination":{"total":3,"currentPage":1,"nextPage":2},"installations":[{"id":"a"},{"id":"b"}]}"#;
+        let CallStep::Done(page) = app.finish(call, response(200, -3600, body.to_vec()), at(0)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(page.installations.len(), 2);
+        assert!(page.has_more(2, 2));
+        // A malformed body is a clear error.
+        let call = app.get_installation(&InstallationId::new("a").unwrap(), at(0)).unwrap();
+        let e = app
+            .finish(call, response(200, -3600, b"<html>".to_vec()), at(0))
+            .unwrap_err();
+        assert!(matches!(e, Error::MalformedBody { .. }));
+    }
+
+    #[test]
+    fn transport_failure_and_signing_failure() {
+        let mut app = app();
+        let (id, _) = send(app.poll_token(&scope(), at(0), None).unwrap());
+        let e = app.handle_token_failure(id, TransportErrorKind::ConnectionLost, "connection reset", at(0));
+        assert!(e.is_retryable());
+        let mut broken = App::new(ApiConfig::new(), AppId::new("a").unwrap(), Arc::new(BrokenSigner));
+        let e = broken.poll_token(&scope(), at(0), None).unwrap_err();
+        assert!(e.to_string().contains("HSM is offline"));
+        // The failed fetch was answered: the scope is in back-off, not stuck in flight.
+        assert!(matches!(
+            broken.poll_token(&scope(), at(0), None).unwrap(),
+            TokenStep::Failed { .. }
+        ));
+    }
+
+    #[test]
+    fn date_jitter_does_not_move_the_offset() {
+        let mut app = app();
+        app.observe(&response(200, 7200, Vec::new()), at(0));
+        assert_eq!(app.clock_offset().millis, 7_200_000);
+        app.observe(&response(200, 7201, Vec::new()), at(0));
+        assert_eq!(app.clock_offset().millis, 7_200_000);
+        app.observe(&response(200, 7300, Vec::new()), at(0));
+        assert_eq!(app.clock_offset().millis, 7_300_000);
+    }
+
+    #[test]
+    fn revoke_and_drain() {
+        let mut app = app();
+        let (id, _) = send(app.poll_token(&scope(), at(0), None).unwrap());
+        let _ = app
+            .handle_token_response(id, response(200, 0, token_body(0)), at(0))
+            .unwrap();
+        let drained = app.drain_tokens();
+        assert_eq!(drained.len(), 1);
+        let req = app.revoke_request(drained[0].1.secret()).unwrap();
+        assert_eq!(req.method(), http::Method::DELETE);
+        assert!(app.finish_revoke(&response(200, 0, b"{}".to_vec()), at(0)).is_ok());
+        assert!(matches!(
+            app.finish_revoke(&response(401, 0, Vec::new()), at(0)),
+            Err(Error::Unauthorized { .. })
+        ));
+    }
+}

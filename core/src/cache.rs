@@ -510,12 +510,18 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
         }
     }
 
+    /// Ends fetch `id`, marks its key most recently used and, now that it can be evicted again,
+    /// brings the cache back under its cap.
     fn take_in_flight(&mut self, id: RequestId) -> Result<K, Error> {
         let key = self.in_flight.remove(&id).ok_or(Error::UnknownRequest(id.0))?;
         if let Some(e) = self.entries.get_mut(&key) {
             if e.in_flight.is_some_and(|(i, _)| i == id) {
                 e.in_flight = None;
             }
+        }
+        if self.entries.contains_key(&key) {
+            self.touch(&key);
+            self.evict_to(self.config.max_entries.max(1));
         }
         Ok(key)
     }

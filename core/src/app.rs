@@ -100,12 +100,25 @@ pub enum TokenStep {
 /// The outcome of a mint response (see [`App::handle_token_response`]).
 #[derive(Debug)]
 #[must_use]
+#[allow(clippy::large_enum_variant)] // short-lived return value; boxing would cost an allocation
 pub enum TokenAnswer {
     /// The new token, now cached.
     Token(Token),
     /// The registry's clock is far from ours: send this re-signed request, and answer for the
     /// same id again.
     Retry(Request<Vec<u8>>),
+}
+
+/// A background refresh to perform (see [`App::poll_refresh`]).
+#[derive(Debug)]
+#[must_use = "send the request and answer for its id"]
+pub struct Refresh {
+    /// The id to answer with.
+    pub id: RequestId,
+    /// Whose token is being refreshed.
+    pub scope: TokenScope,
+    /// The mint request, or why it could not be made (already recorded as a failed fetch).
+    pub request: Result<Request<Vec<u8>>, Error>,
 }
 
 /// A one-off app-JWT request (list, get, create) and how to read its answer.
@@ -128,6 +141,7 @@ impl<T> JwtCall<T> {
 /// The outcome of a one-off request's response (see [`App::finish`]).
 #[derive(Debug)]
 #[must_use]
+#[allow(clippy::large_enum_variant)] // short-lived return value; boxing would cost an allocation
 pub enum CallStep<T> {
     /// The parsed answer.
     Done(T),
@@ -214,10 +228,10 @@ impl App {
         let Some(date) = response.headers().get(DATE).and_then(|d| d.to_str().ok()) else {
             return;
         };
-        if let Some(seen) = ClockOffset::from_date_header(date, now) {
-            if (seen.millis - self.offset.millis).abs() > OFFSET_HYSTERESIS_MS {
-                self.offset = seen;
-            }
+        if let Some(seen) = ClockOffset::from_date_header(date, now)
+            && (seen.millis - self.offset.millis).abs() > OFFSET_HYSTERESIS_MS
+        {
+            self.offset = seen;
         }
     }
 
@@ -345,12 +359,12 @@ impl App {
     /// A mint for one cached token whose refresh is due; call until `None`. Answer each with
     /// [`handle_token_response`](Self::handle_token_response) or
     /// [`handle_token_failure`](Self::handle_token_failure).
-    pub fn poll_refresh(&mut self, now: Timestamp) -> Option<(RequestId, TokenScope, Result<Request<Vec<u8>>, Error>)> {
+    pub fn poll_refresh(&mut self, now: Timestamp) -> Option<Refresh> {
         let (id, scope) = self.cache.poll_refresh(now)?;
         let request = self.mint_request(&scope, now).inspect_err(|e| {
             let _ = self.cache.handle_error(id, e.clone(), now);
         });
-        Some((id, scope, request))
+        Some(Refresh { id, scope, request })
     }
 
     /// Empties the cache, returning every token that was cached (to revoke them on shutdown

@@ -99,7 +99,7 @@ impl Token {
         Self(Arc::new(TokenInner {
             access,
             expires_local,
-            refresh_at: expires_local.sub(margin),
+            refresh_at: expires_local.minus(margin),
         }))
     }
 
@@ -300,7 +300,7 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
         let token = entry.usable(now, min_life)?;
         if now >= token.refresh_at()
             && entry.in_flight.is_none()
-            && !entry.failure.as_ref().is_some_and(|f| now < f.retry_at)
+            && entry.failure.as_ref().is_none_or(|f| now >= f.retry_at)
         {
             return None;
         }
@@ -318,7 +318,7 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
         let fetch_timeout = self.config.fetch_timeout;
         let entry = self.entries.get_mut(key).expect("touch inserted the entry");
         if let Some((id, started)) = entry.in_flight {
-            let until = started.add(fetch_timeout);
+            let until = started.plus(fetch_timeout);
             if now < until {
                 return match entry.usable(now, min_life) {
                     Some(t) => Poll::Ready(t.clone()),
@@ -331,16 +331,16 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
         }
         let entry = self.entries.get_mut(key).expect("entry exists");
         let usable = entry.usable(now, min_life).cloned();
-        if let Some(f) = &entry.failure {
-            if now < f.retry_at {
-                return match usable {
-                    Some(t) => Poll::Ready(t),
-                    None => Poll::Failed {
-                        error: f.error.clone(),
-                        retry_at: f.retry_at,
-                    },
-                };
-            }
+        if let Some(f) = &entry.failure
+            && now < f.retry_at
+        {
+            return match usable {
+                Some(t) => Poll::Ready(t),
+                None => Poll::Failed {
+                    error: f.error.clone(),
+                    retry_at: f.retry_at,
+                },
+            };
         }
         match usable {
             Some(t) if now < t.refresh_at() => Poll::Ready(t),
@@ -514,10 +514,10 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
     /// brings the cache back under its cap.
     fn take_in_flight(&mut self, id: RequestId) -> Result<K, Error> {
         let key = self.in_flight.remove(&id).ok_or(Error::UnknownRequest(id.0))?;
-        if let Some(e) = self.entries.get_mut(&key) {
-            if e.in_flight.is_some_and(|(i, _)| i == id) {
-                e.in_flight = None;
-            }
+        if let Some(e) = self.entries.get_mut(&key)
+            && e.in_flight.is_some_and(|(i, _)| i == id)
+        {
+            e.in_flight = None;
         }
         if self.entries.contains_key(&key) {
             self.touch(&key);

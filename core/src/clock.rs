@@ -44,12 +44,12 @@ impl Timestamp {
     }
 
     /// This instant plus `d`, saturating at the end of time.
-    pub fn add(self, d: Duration) -> Self {
+    pub fn plus(self, d: Duration) -> Self {
         Self(self.0.saturating_add(duration_ms(d)))
     }
 
     /// This instant minus `d`, saturating at the start of time.
-    pub fn sub(self, d: Duration) -> Self {
+    pub fn minus(self, d: Duration) -> Self {
         Self(self.0.saturating_sub(duration_ms(d)))
     }
 
@@ -74,10 +74,19 @@ impl Timestamp {
     /// Formats as RFC 3339 in UTC with millisecond precision, e.g. `2024-03-26T08:47:15.356Z`.
     pub fn to_rfc3339(self) -> String {
         let nanos = i128::from(self.0) * 1_000_000;
-        time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-            .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-            .unwrap_or_else(|| format!("@{}ms", self.0))
+        let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(nanos) else {
+            return format!("@{}ms", self.0);
+        };
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        )
     }
 
     /// Parses an HTTP `Date` header value (IMF-fixdate, RFC 850 or asctime form).
@@ -197,6 +206,10 @@ mod tests {
         assert!(Timestamp::parse_rfc3339("2022-01-01").is_none());
         assert!(Timestamp::parse_rfc3339("").is_none());
         assert_eq!(frac.to_rfc3339(), "2024-03-26T08:47:15.356Z");
+        assert_eq!(
+            z.plus(Duration::from_millis(120)).to_rfc3339(),
+            "2022-01-01T00:00:00.120Z"
+        );
         assert_eq!(Timestamp::parse_rfc3339(&z.to_rfc3339()), Some(z));
     }
 
@@ -225,7 +238,7 @@ mod tests {
     #[test]
     fn arithmetic_saturates() {
         let t = Timestamp::from_unix_millis(i64::MAX - 1);
-        assert_eq!(t.add(Duration::from_secs(10)).unix_millis(), i64::MAX);
+        assert_eq!(t.plus(Duration::from_secs(10)).unix_millis(), i64::MAX);
         assert_eq!(
             Timestamp::from_unix_seconds(5).saturating_since(Timestamp::from_unix_seconds(9)),
             Duration::ZERO

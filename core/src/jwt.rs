@@ -207,8 +207,8 @@ impl JwtSigner {
 
     /// Signs a new JWT for the server-clock instant `server_now`, bypassing the cache.
     pub fn mint_at(&self, server_now: Timestamp, offset: ClockOffset) -> Result<AppJwt, Error> {
-        let iat = server_now.sub(IAT_BACKDATE).unix_seconds();
-        let exp = server_now.add(self.lifetime).unix_seconds();
+        let iat = server_now.minus(IAT_BACKDATE).unix_seconds();
+        let exp = server_now.plus(self.lifetime).unix_seconds();
         let claims = serde_json::json!({ "iat": iat, "exp": exp, "iss": self.app_id.as_str(), "alg": "RS256" });
         let claims = serde_json::to_vec(&claims).map_err(|e| Error::Signing(e.to_string()))?;
         let token = encode_compact(HEADER_JSON, &claims, self.signer.as_ref())?;
@@ -280,19 +280,19 @@ mod tests {
         let t0 = Timestamp::from_unix_seconds(1_700_000_000);
         let off = ClockOffset::default();
         let a = signer.jwt(t0, off).unwrap();
-        let b = signer.jwt(t0.add(Duration::from_secs(479)), off).unwrap();
+        let b = signer.jwt(t0.plus(Duration::from_secs(479)), off).unwrap();
         assert_eq!(a.token().expose(), b.token().expose());
         assert_eq!(counter.0.load(Ordering::Relaxed), 1);
-        let c = signer.jwt(t0.add(Duration::from_secs(480)), off).unwrap();
+        let c = signer.jwt(t0.plus(Duration::from_secs(480)), off).unwrap();
         assert_ne!(a.expires_at(), c.expires_at());
         assert_eq!(counter.0.load(Ordering::Relaxed), 2);
         // A new clock offset means the cached times are wrong for the server: re-sign.
         let skewed = ClockOffset { millis: 7_200_000 };
-        let d = signer.jwt(t0.add(Duration::from_secs(480)), skewed).unwrap();
+        let d = signer.jwt(t0.plus(Duration::from_secs(480)), skewed).unwrap();
         assert_eq!(claims(&d)["iat"], 1_700_000_000 + 480 + 7200 - 60);
         assert_eq!(counter.0.load(Ordering::Relaxed), 3);
         signer.invalidate();
-        signer.jwt(t0.add(Duration::from_secs(480)), skewed).unwrap();
+        signer.jwt(t0.plus(Duration::from_secs(480)), skewed).unwrap();
         assert_eq!(counter.0.load(Ordering::Relaxed), 4);
     }
 

@@ -20,11 +20,13 @@ pub mod error;
 pub mod jwt;
 pub mod keys;
 pub mod models;
+pub mod pager;
 pub mod response;
+pub mod retry;
 pub mod secret;
 pub mod webhook;
 
-pub use app::{App, CallStep, JwtCall, TokenAnswer, TokenScope, TokenStep};
+pub use app::{App, CallStep, JwtCall, Refresh, TokenAnswer, TokenScope, TokenStep};
 pub use api::{ApiConfig, InstallationId};
 pub use cache::{CacheConfig, Poll, RequestId, Token, TokenCache, TokenState};
 pub use clock::{ClockOffset, Timestamp};
@@ -35,5 +37,7 @@ pub use models::{
     AccessToken, CreateUserOrganization, CreatedUserOrganization, Installation, InstallationsPage, NewOrganization,
     NewUser, Organization, Pagination, PermissionLevel, Permissions,
 };
+pub use pager::InstallationPager;
+pub use retry::RetryPolicy;
 pub use secret::SecretString;
-pub use webhook::WebhookError;
+pub use webhook::{EventKind, SIGNATURE_HEADER, WebhookError, WebhookEvent, WebhookSecret};

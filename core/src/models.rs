@@ -92,7 +92,7 @@ pub struct AccessToken {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_active: Option<bool>,
     /// What it may do.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub permissions: Permissions,
     /// The app it belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -166,7 +166,7 @@ pub struct Installation {
     #[serde(default, with = "rfc3339::option", skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
     /// The permissions the organization granted.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub permissions: Permissions,
     /// The organization it is installed on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -202,6 +202,11 @@ pub struct Pagination {
     /// The previous page.
     #[serde(default)]
     pub prev_page: Option<i64>,
+}
+
+/// Reads `null` as an empty map.
+fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Permissions, D::Error> {
+    Option::<Permissions>::deserialize(d).map(Option::unwrap_or_default)
 }
 
 /// Distinguishes a field that is absent (`None`) from one that is `null` (`Some(None)`).
@@ -330,6 +335,8 @@ mod tests {
         assert_eq!(org.display_name(), "Org");
         assert_eq!(org.kind.as_deref(), Some("projectDeveloper"));
         assert_eq!(org.extra["city"], "San José");
+        let bare: Installation = serde_json::from_str(r#"{"id":"x","permissions":null}"#).unwrap();
+        assert!(bare.permissions.is_empty());
     }
 
     #[test]

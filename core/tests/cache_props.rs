@@ -56,7 +56,7 @@ fn token(name: u64, now: Timestamp, life: u16) -> AccessToken {
     serde_json::from_value(serde_json::json!({
         "token": format!("crs_{name}"),
         "createdAt": now.to_rfc3339(),
-        "expiresAt": now.add(Duration::from_secs(u64::from(life))).to_rfc3339(),
+        "expiresAt": now.plus(Duration::from_secs(u64::from(life))).to_rfc3339(),
     }))
     .unwrap()
 }
@@ -139,7 +139,7 @@ proptest! {
                         prop_assert!(cache.peek(&key, now, Some(Duration::ZERO)).is_none());
                     }
                 }
-                Op::Advance { secs } => now = now.add(Duration::from_secs(u64::from(secs))),
+                Op::Advance { secs } => now = now.plus(Duration::from_secs(u64::from(secs))),
                 Op::Refresh => {
                     while let Some((id, key)) = cache.poll_refresh(now) {
                         prop_assert!(!outstanding.iter().any(|(i, k)| *k == key && cache.key_of(*i).is_some() && *i != id));

@@ -1,0 +1,80 @@
+//! Following every page of `GET /app/installations`.
+
+use std::collections::HashSet;
+
+use crate::app::{App, JwtCall};
+use crate::clock::Timestamp;
+use crate::error::Error;
+use crate::models::{Installation, InstallationsPage};
+
+/// The page size asked for when listing every installation (the documented example is 10; the
+/// maximum is not documented, and 100 is the common NestJS cap).
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+
+/// A safety stop for a server that never says it is done.
+const MAX_PAGES: u32 = 10_000;
+
+/// Collects every installation, page by page: ask [`next`](Self::next) for the next request,
+/// send it, hand the parsed page to [`add`](Self::add), until `next` returns `None`.
+///
+/// Pages are requested from 0 up. Installations seen on an earlier page are not repeated (a
+/// list that shifts while it is read, or a server whose pages are 1-based, cannot duplicate).
+#[derive(Debug)]
+pub struct InstallationPager {
+    limit: u32,
+    page: u32,
+    done: bool,
+    seen: HashSet<String>,
+    items: Vec<Installation>,
+}
+
+impl InstallationPager {
+    /// A pager asking for `limit` installations a page (at least 1).
+    pub fn new(limit: u32) -> Self {
+        Self {
+            limit: limit.max(1),
+            page: 0,
+            done: false,
+            seen: HashSet::new(),
+            items: Vec::new(),
+        }
+    }
+
+    /// The request for the next page, or `None` when every page has been read.
+    pub fn next(&mut self, app: &mut App, now: Timestamp) -> Result<Option<JwtCall<InstallationsPage>>, Error> {
+        if self.done {
+            return Ok(None);
+        }
+        if self.page >= MAX_PAGES {
+            return Err(Error::MalformedBody {
+                status: 200,
+                problem: format!("the registry kept returning full pages after {MAX_PAGES} pages"),
+                excerpt: String::new(),
+            });
+        }
+        app.list_installations(self.limit, self.page, now).map(Some)
+    }
+
+    /// Adds the page answering the last request.
+    pub fn add(&mut self, page: InstallationsPage) {
+        let new_items = page.installations.iter().filter(|i| !self.seen.contains(&i.id)).count();
+        let has_more = page.has_more(self.limit, self.items.len() + new_items) && new_items > 0;
+        for installation in page.installations {
+            if self.seen.insert(installation.id.clone()) {
+                self.items.push(installation);
+            }
+        }
+        self.page += 1;
+        self.done = !has_more;
+    }
+
+    /// How many pages have been read.
+    pub fn pages(&self) -> u32 {
+        self.page
+    }
+
+    /// Every installation read, in the registry's order.
+    pub fn into_items(self) -> Vec<Installation> {
+        self.items
+    }
+}

@@ -320,6 +320,25 @@ pub fn authorize<B>(request: &mut Request<B>, credential: &SecretString) -> Resu
     Ok(())
 }
 
+/// Refuses to send a request that carries credentials over plain `http://` to a host other than
+/// loopback, unless `allow_insecure` is set. Drivers call it before every send.
+pub fn check_transport_security<B>(request: &Request<B>, allow_insecure: bool) -> Result<(), Error> {
+    if allow_insecure || !request.headers().contains_key(AUTHORIZATION) {
+        return Ok(());
+    }
+    let uri = request.uri();
+    if uri.scheme_str() == Some("http") && is_insecure_url(&uri.to_string()) {
+        return Err(Error::Transport {
+            kind: crate::error::TransportErrorKind::Refused,
+            message: format!(
+                "refusing to send credentials over plain http:// to {}: use https://, or allow it explicitly (allow_insecure_http / --allow-insecure-http) for a trusted network",
+                uri.host().unwrap_or("?")
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Whether `url` is plain `http://` to a host other than `localhost` or a loopback address.
 pub fn is_insecure_url(url: &str) -> bool {
     let Ok(uri) = url.parse::<Uri>() else { return false };
@@ -470,6 +489,20 @@ mod tests {
         let mut empty = body.clone();
         empty.user.email = " ".into();
         assert!(ApiConfig::new().create_user_organization(&jwt(), &empty).is_err());
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        let remote = ApiConfig::new().with_base_url("http://registry.example").unwrap();
+        let r = remote.app_access_token(&jwt()).unwrap();
+        let e = check_transport_security(&r, false).unwrap_err();
+        assert!(e.to_string().contains("allow_insecure_http"), "{e}");
+        assert!(check_transport_security(&r, true).is_ok());
+        let unauthenticated = remote.request(Method::GET, "/projects", None).unwrap();
+        assert!(check_transport_security(&unauthenticated, false).is_ok());
+        let local = ApiConfig::new().with_base_url("http://127.0.0.1:1").unwrap();
+        assert!(check_transport_security(&local.app_access_token(&jwt()).unwrap(), false).is_ok());
+        assert!(check_transport_security(&ApiConfig::new().app_access_token(&jwt()).unwrap(), false).is_ok());
     }
 
     #[test]

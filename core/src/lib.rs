@@ -26,7 +26,7 @@ pub mod retry;
 pub mod secret;
 pub mod webhook;
 
-pub use app::{App, CallStep, JwtCall, Refresh, TokenAnswer, TokenScope, TokenStep};
+pub use app::{App, AppBuilder, CallStep, JwtCall, Refresh, TokenAnswer, TokenScope, TokenStep};
 pub use api::{ApiConfig, InstallationId};
 pub use cache::{CacheConfig, Poll, RequestId, Token, TokenCache, TokenState};
 pub use clock::{ClockOffset, Timestamp};

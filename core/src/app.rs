@@ -132,6 +132,12 @@ pub struct JwtCall<T> {
     _answer: PhantomData<fn() -> T>,
 }
 
+impl<T> Clone for JwtCall<T> {
+    fn clone(&self) -> Self {
+        Self { request: self.request.clone(), jwt_offset: self.jwt_offset, retried: self.retried, _answer: PhantomData }
+    }
+}
+
 impl<T> JwtCall<T> {
     /// The request to send.
     pub fn request(&self) -> &Request<Vec<u8>> {

@@ -203,7 +203,7 @@ impl Error {
     }
 
     /// A shorthand for [`Error::Config`].
-    pub(crate) fn config(setting: &'static str, problem: impl Into<String>) -> Self {
+    pub fn config(setting: &'static str, problem: impl Into<String>) -> Self {
         Error::Config {
             setting,
             problem: problem.into(),

@@ -16,6 +16,7 @@ pub mod api;
 pub mod app;
 pub mod cache;
 pub mod clock;
+// pub mod env; (enabled once keys.rs lands)
 pub mod error;
 pub mod jwt;
 pub mod keys;

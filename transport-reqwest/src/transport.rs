@@ -1,0 +1,125 @@
+//! The seam: one `http::Request<Vec<u8>>` in, one `http::Response<Vec<u8>>` out, over reqwest.
+
+use std::error::Error as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use icr_app_core::api::check_transport_security;
+use icr_app_core::{Error, TransportErrorKind};
+
+/// The default cap on a response body: 8 MiB.
+pub const DEFAULT_MAX_BODY: u64 = 8 * 1024 * 1024;
+/// The default connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default time limit for a whole request and response.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sends request descriptions over a [`reqwest::Client`].
+///
+/// Every response comes back as a response, whatever its status, with every header; the default
+/// client follows no redirects (so a token never reaches another host); the body is capped;
+/// credentials are not sent over plain `http://` except to loopback addresses unless allowed.
+#[derive(Clone, Debug)]
+pub struct ReqwestTransport {
+    client: reqwest::Client,
+    max_body: u64,
+    allow_insecure_http: bool,
+}
+
+impl ReqwestTransport {
+    /// A client with rustls (ring, Mozilla's roots), a 10 s connect timeout, a 30 s overall
+    /// timeout and no redirects.
+    pub fn new() -> Result<Self, Error> {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::config("TLS", e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(DEFAULT_CONNECT_TIMEOUT)
+            .timeout(DEFAULT_TIMEOUT)
+            .build()
+            .map_err(|e| Error::config("HTTP client", chain(&e)))?;
+        Ok(Self::with_client(client))
+    }
+
+    /// Uses your configured client (proxy, roots, timeouts). Build it with
+    /// `redirect(Policy::none())`: reqwest strips `Authorization` on cross-host redirects, but
+    /// following none is safer still.
+    pub fn with_client(client: reqwest::Client) -> Self {
+        Self {
+            client,
+            max_body: DEFAULT_MAX_BODY,
+            allow_insecure_http: false,
+        }
+    }
+
+    /// Sets the response body cap (default 8 MiB).
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// Allows credentials over plain `http://` to hosts other than loopback.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
+    /// Sends `request` and reads the whole response.
+    pub async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
+        check_transport_security(&request, self.allow_insecure_http)?;
+        let request = reqwest::Request::try_from(request).map_err(transport_error)?;
+        let mut response = self.client.execute(request).await.map_err(transport_error)?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+            if (body.len() + chunk.len()) as u64 > self.max_body {
+                return Err(Error::Transport {
+                    kind: TransportErrorKind::BodyTooLarge,
+                    message: format!("the response body exceeds {} bytes", self.max_body),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let mut out = Response::new(body);
+        *out.status_mut() = response.status();
+        *out.version_mut() = response.version();
+        *out.headers_mut() = std::mem::take(response.headers_mut());
+        Ok(out)
+    }
+}
+
+/// Maps a reqwest failure onto the core's transport error kinds.
+fn transport_error(e: reqwest::Error) -> Error {
+    let kind = if e.is_timeout() {
+        TransportErrorKind::Timeout
+    } else if e.is_connect() {
+        TransportErrorKind::Connect
+    } else if e.is_body() || e.is_decode() || e.is_request() {
+        TransportErrorKind::ConnectionLost
+    } else {
+        TransportErrorKind::Other
+    };
+    Error::Transport {
+        kind,
+        message: chain(&e),
+    }
+}
+
+/// The error and its causes, joined (reqwest's own message rarely says what broke).
+fn chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

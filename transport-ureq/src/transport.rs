@@ -1,0 +1,113 @@
+//! The seam: one `http::Request<Vec<u8>>` in, one `http::Response<Vec<u8>>` out, over ureq.
+
+use std::io;
+use std::time::Duration;
+
+use http::{Request, Response};
+use icr_app_core::api::check_transport_security;
+use icr_app_core::{Error, TransportErrorKind};
+use ureq::Agent;
+use ureq::RequestExt as _;
+
+/// The default cap on a response body: 8 MiB.
+pub const DEFAULT_MAX_BODY: u64 = 8 * 1024 * 1024;
+/// The default connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default time limit for a whole request and response.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sends request descriptions over a [`ureq::Agent`].
+///
+/// Every response comes back as a response, whatever its status; every header is kept (the
+/// `Date` header teaches the core the server's clock); redirects are never followed (so a
+/// token never reaches another host); the body is capped; credentials are not sent over plain
+/// `http://` except to loopback addresses unless allowed.
+#[derive(Clone, Debug)]
+pub struct UreqTransport {
+    agent: Agent,
+    max_body: u64,
+    allow_insecure_http: bool,
+}
+
+impl Default for UreqTransport {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl UreqTransport {
+    /// An agent with rustls, a 10 s connect timeout and a 30 s overall timeout.
+    pub fn new() -> Self {
+        let agent: Agent = Agent::config_builder()
+            .timeout_connect(Some(DEFAULT_CONNECT_TIMEOUT))
+            .timeout_global(Some(DEFAULT_TIMEOUT))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build()
+            .into();
+        Self::with_agent(agent)
+    }
+
+    /// Uses your configured agent (proxy, TLS roots, timeouts). Per request, non-2xx statuses
+    /// are still returned as responses and redirects are still not followed.
+    pub fn with_agent(agent: Agent) -> Self {
+        Self {
+            agent,
+            max_body: DEFAULT_MAX_BODY,
+            allow_insecure_http: false,
+        }
+    }
+
+    /// Sets the response body cap (default 8 MiB).
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// Allows credentials over plain `http://` to hosts other than loopback.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
+    /// Sends `request` and reads the whole response.
+    pub fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
+        check_transport_security(&request, self.allow_insecure_http)?;
+        let response = request
+            .with_agent(&self.agent)
+            .configure()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .run()
+            .map_err(transport_error)?;
+        let (parts, mut body) = response.into_parts();
+        let bytes = body
+            .with_config()
+            .limit(self.max_body)
+            .read_to_vec()
+            .map_err(transport_error)?;
+        Ok(Response::from_parts(parts, bytes))
+    }
+}
+
+/// Maps a ureq failure onto the core's transport error kinds.
+pub(crate) fn transport_error(e: ureq::Error) -> Error {
+    let kind = match &e {
+        ureq::Error::Timeout(_) => TransportErrorKind::Timeout,
+        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed | ureq::Error::Tls(_) | ureq::Error::Rustls(_) => {
+            TransportErrorKind::Connect
+        }
+        ureq::Error::BodyExceedsLimit(_) => TransportErrorKind::BodyTooLarge,
+        ureq::Error::Io(io) => match io.kind() {
+            io::ErrorKind::ConnectionRefused | io::ErrorKind::AddrNotAvailable => TransportErrorKind::Connect,
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => TransportErrorKind::Timeout,
+            _ => TransportErrorKind::ConnectionLost,
+        },
+        ureq::Error::Protocol(_) => TransportErrorKind::ConnectionLost,
+        _ => TransportErrorKind::Other,
+    };
+    Error::Transport {
+        kind,
+        message: e.to_string(),
+    }
+}

@@ -128,6 +128,17 @@ impl Token {
         self.0.expires_local.saturating_since(now)
     }
 
+    /// `{"token", "expiresAt", "permissions"}`: what a command-line tool prints for a token.
+    /// Contains the secret on purpose; print it only where the user asked for the token.
+    pub fn summary_json(&self) -> serde_json::Value {
+        let access = &self.0.access;
+        serde_json::json!({
+            "token": access.token.expose(),
+            "expiresAt": access.expires_at.to_rfc3339(),
+            "permissions": access.permissions,
+        })
+    }
+
     /// Whether two handles are the same minted token.
     pub fn same_as(&self, other: &Token) -> bool {
         Arc::ptr_eq(&self.0, &other.0) || self.secret().ct_eq(other.secret().expose())

@@ -39,3 +39,93 @@ pub fn load_private_key(value: &str) -> Result<AppKey, Error> {
     })?;
     AppKey::parse(&bytes).map_err(|e| Error::config("private key", format!("{path}: {e}")))
 }
+
+/// Settings given as `--flag value` pairs, each falling back to its environment variable:
+/// `--base-url`/`ICR_BASE_URL`, `--app-id`/`ICR_APP_ID`, `--private-key`/`ICR_PRIVATE_KEY`,
+/// `--installation`/`ICR_INSTALLATION_ID`, `--api-version`/`ICR_API_VERSION`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// The base URL.
+    pub base_url: Option<String>,
+    /// The app id.
+    pub app_id: Option<String>,
+    /// The private key: a path or the PEM itself.
+    pub private_key: Option<String>,
+    /// An installation id.
+    pub installation: Option<String>,
+    /// The API version.
+    pub api_version: Option<String>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("base_url", &self.base_url)
+            .field("app_id", &self.app_id)
+            .field("private_key", &self.private_key.as_ref().map(|_| "[redacted]"))
+            .field("installation", &self.installation)
+            .field("api_version", &self.api_version)
+            .finish()
+    }
+}
+
+impl Settings {
+    /// Reads the flags from `args` (without the program name), then fills what is missing from
+    /// the environment.
+    pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Self, Error> {
+        let mut s = Self::default();
+        let mut args = args.into_iter();
+        while let Some(flag) = args.next() {
+            let slot = match flag.as_str() {
+                "--base-url" => &mut s.base_url,
+                "--app-id" => &mut s.app_id,
+                "--private-key" => &mut s.private_key,
+                "--installation" => &mut s.installation,
+                "--api-version" => &mut s.api_version,
+                other => {
+                    return Err(Error::config(
+                        "arguments",
+                        format!("unknown flag `{}`; use --base-url, --app-id, --private-key, --installation, --api-version", crate::error::excerpt(other, 40)),
+                    ));
+                }
+            };
+            *slot = Some(args.next().ok_or_else(|| Error::config("arguments", format!("{flag} needs a value")))?);
+        }
+        for (slot, var) in [
+            (&mut s.base_url, BASE_URL),
+            (&mut s.app_id, APP_ID),
+            (&mut s.private_key, PRIVATE_KEY),
+            (&mut s.installation, INSTALLATION_ID),
+            (&mut s.api_version, API_VERSION),
+        ] {
+            if slot.is_none() {
+                *slot = std::env::var(var).ok().filter(|v| !v.is_empty());
+            }
+        }
+        Ok(s)
+    }
+
+    /// Builds the [`App`](crate::App), loading the key; `seed` feeds the back-off jitter.
+    pub fn app(&self, seed: u64) -> Result<crate::App, Error> {
+        let key = load_private_key(self.private_key.as_deref().unwrap_or(""))?;
+        let app_id = self.app_id.clone().ok_or_else(|| {
+            Error::config("app id", format!("none given; pass --app-id or set {APP_ID} to the App ID on the app's dashboard"))
+        })?;
+        let mut builder = crate::App::builder(app_id, key).seed(seed);
+        if let Some(url) = &self.base_url {
+            builder = builder.base_url(url.clone());
+        }
+        if let Some(v) = &self.api_version {
+            builder = builder.api_version(v.clone());
+        }
+        builder.build()
+    }
+
+    /// The installation id.
+    pub fn installation(&self) -> Result<crate::InstallationId, Error> {
+        let id = self.installation.clone().ok_or_else(|| {
+            Error::config("installation id", format!("none given; pass --installation or set {INSTALLATION_ID}"))
+        })?;
+        crate::InstallationId::new(id)
+    }
+}

@@ -10,7 +10,8 @@
 
 use std::process::ExitCode;
 
-use icr_app_core::{App, InstallationId, env};
+use icr_app_core::Error;
+use icr_app_core::env::Settings;
 use icr_app_ureq::Client;
 
 fn main() -> ExitCode {
@@ -19,55 +20,17 @@ fn main() -> ExitCode {
             println!("{json}");
             ExitCode::SUCCESS
         }
-        Err(message) => {
-            eprintln!("error: {message}");
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn run() -> Result<String, String> {
-    let mut args = std::env::args().skip(1);
-    let (mut base_url, mut app_id, mut key, mut installation) = (None, None, None, None);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--base-url" => base_url = Some(value),
-            "--app-id" => app_id = Some(value),
-            "--private-key" => key = Some(value),
-            "--installation" => installation = Some(value),
-            other => {
-                return Err(format!(
-                    "unknown flag `{other}`; use --base-url, --app-id, --private-key, --installation"
-                ));
-            }
-        }
-    }
-    let setting = |flag: Option<String>, var: &str, name: &str| {
-        flag.or_else(|| std::env::var(var).ok())
-            .ok_or_else(|| format!("{name} is missing: pass it or set {var}"))
-    };
-    let key = env::load_private_key(&setting(key, env::PRIVATE_KEY, "--private-key")?).map_err(|e| e.to_string())?;
-    let mut builder = App::builder(setting(app_id, env::APP_ID, "--app-id")?, key);
-    if let Some(url) = base_url.or_else(|| std::env::var(env::BASE_URL).ok()) {
-        builder = builder.base_url(url);
-    }
-    let installation = InstallationId::new(setting(installation, env::INSTALLATION_ID, "--installation")?)
-        .map_err(|e| e.to_string())?;
-    let client = Client::new(builder.seed(rand_seed()).build().map_err(|e| e.to_string())?);
-    let token = client.installation_token(&installation).map_err(|e| e.to_string())?;
-    let access = token.access_token();
-    let out = serde_json::json!({
-        "token": token.secret().expose(),
-        "expiresAt": access.expires_at.to_rfc3339(),
-        "permissions": access.permissions,
-    });
-    Ok(out.to_string())
-}
-
-/// Jitter seed from the clock's nanoseconds (good enough to de-synchronise retries).
-fn rand_seed() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos().into())
+fn run() -> Result<serde_json::Value, Error> {
+    let settings = Settings::from_args(std::env::args().skip(1))?;
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos().into());
+    let client = Client::new(settings.app(seed)?);
+    let token = client.installation_token(&settings.installation()?)?;
+    Ok(token.summary_json())
 }

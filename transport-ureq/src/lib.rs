@@ -24,6 +24,6 @@ mod client;
 mod transport;
 
 pub use client::Client;
-pub use transport::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, UreqTransport};
+pub use transport::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, Observer, UreqTransport};
 
 pub use icr_app_core as core;

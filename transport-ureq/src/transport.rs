@@ -1,7 +1,8 @@
 //! The seam: one `http::Request<Vec<u8>>` in, one `http::Response<Vec<u8>>` out, over ureq.
 
 use std::io;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use icr_app_core::api::check_transport_security;
@@ -22,11 +23,26 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// `Date` header teaches the core the server's clock); redirects are never followed (so a
 /// token never reaches another host); the body is capped; credentials are not sent over plain
 /// `http://` except to loopback addresses unless allowed.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct UreqTransport {
     agent: Agent,
     max_body: u64,
     allow_insecure_http: bool,
+    observer: Option<Observer>,
+}
+
+/// Called after every exchange with the method, the URI, the status (`None` when no response
+/// came) and the time taken. It never sees headers or bodies, so it cannot leak a credential.
+pub type Observer = Arc<dyn Fn(&http::Method, &http::Uri, Option<http::StatusCode>, Duration) + Send + Sync>;
+
+impl std::fmt::Debug for UreqTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UreqTransport")
+            .field("max_body", &self.max_body)
+            .field("allow_insecure_http", &self.allow_insecure_http)
+            .field("observer", &self.observer.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for UreqTransport {
@@ -55,7 +71,14 @@ impl UreqTransport {
             agent,
             max_body: DEFAULT_MAX_BODY,
             allow_insecure_http: false,
+            observer: None,
         }
+    }
+
+    /// Reports every exchange to `observer` (e.g. for `-v` logging).
+    pub fn observe(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Sets the response body cap (default 8 MiB).
@@ -73,6 +96,21 @@ impl UreqTransport {
     /// Sends `request` and reads the whole response.
     pub fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
         check_transport_security(&request, self.allow_insecure_http)?;
+        let Some(observer) = &self.observer else {
+            return self.exchange(request);
+        };
+        let (method, uri, started) = (request.method().clone(), request.uri().clone(), Instant::now());
+        let result = self.exchange(request);
+        observer(
+            &method,
+            &uri,
+            result.as_ref().ok().map(|r| r.status()),
+            started.elapsed(),
+        );
+        result
+    }
+
+    fn exchange(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
         let response = request
             .with_agent(&self.agent)
             .configure()

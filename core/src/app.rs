@@ -134,7 +134,12 @@ pub struct JwtCall<T> {
 
 impl<T> Clone for JwtCall<T> {
     fn clone(&self) -> Self {
-        Self { request: self.request.clone(), jwt_offset: self.jwt_offset, retried: self.retried, _answer: PhantomData }
+        Self {
+            request: self.request.clone(),
+            jwt_offset: self.jwt_offset,
+            retried: self.retried,
+            _answer: PhantomData,
+        }
     }
 }
 

@@ -85,11 +85,17 @@ impl Settings {
                 other => {
                     return Err(Error::config(
                         "arguments",
-                        format!("unknown flag `{}`; use --base-url, --app-id, --private-key, --installation, --api-version", crate::error::excerpt(other, 40)),
+                        format!(
+                            "unknown flag `{}`; use --base-url, --app-id, --private-key, --installation, --api-version",
+                            crate::error::excerpt(other, 40)
+                        ),
                     ));
                 }
             };
-            *slot = Some(args.next().ok_or_else(|| Error::config("arguments", format!("{flag} needs a value")))?);
+            *slot = Some(
+                args.next()
+                    .ok_or_else(|| Error::config("arguments", format!("{flag} needs a value")))?,
+            );
         }
         for (slot, var) in [
             (&mut s.base_url, BASE_URL),
@@ -109,7 +115,10 @@ impl Settings {
     pub fn app(&self, seed: u64) -> Result<crate::App, Error> {
         let key = load_private_key(self.private_key.as_deref().unwrap_or(""))?;
         let app_id = self.app_id.clone().ok_or_else(|| {
-            Error::config("app id", format!("none given; pass --app-id or set {APP_ID} to the App ID on the app's dashboard"))
+            Error::config(
+                "app id",
+                format!("none given; pass --app-id or set {APP_ID} to the App ID on the app's dashboard"),
+            )
         })?;
         let mut builder = crate::App::builder(app_id, key).seed(seed);
         if let Some(url) = &self.base_url {
@@ -124,7 +133,10 @@ impl Settings {
     /// The installation id.
     pub fn installation(&self) -> Result<crate::InstallationId, Error> {
         let id = self.installation.clone().ok_or_else(|| {
-            Error::config("installation id", format!("none given; pass --installation or set {INSTALLATION_ID}"))
+            Error::config(
+                "installation id",
+                format!("none given; pass --installation or set {INSTALLATION_ID}"),
+            )
         })?;
         crate::InstallationId::new(id)
     }

@@ -16,7 +16,7 @@ pub mod api;
 pub mod app;
 pub mod cache;
 pub mod clock;
-// pub mod env; (enabled once keys.rs lands)
+pub mod env;
 pub mod error;
 pub mod jwt;
 pub mod keys;
@@ -27,8 +27,8 @@ pub mod retry;
 pub mod secret;
 pub mod webhook;
 
-pub use app::{App, AppBuilder, CallStep, JwtCall, Refresh, TokenAnswer, TokenScope, TokenStep};
 pub use api::{ApiConfig, InstallationId};
+pub use app::{App, AppBuilder, CallStep, JwtCall, Refresh, TokenAnswer, TokenScope, TokenStep};
 pub use cache::{CacheConfig, Poll, RequestId, Token, TokenCache, TokenState};
 pub use clock::{ClockOffset, Timestamp};
 pub use error::{ApiMessage, Credential, Error, TransportErrorKind};

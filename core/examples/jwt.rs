@@ -1,0 +1,62 @@
+//! Prints one app JWT.
+//!
+//! ```text
+//! cargo run -p icr-app-core --example jwt -- --app-id ID --private-key PATH [--now UNIX_SECONDS]
+//! ```
+//!
+//! With `--now` the JWT is made for that instant (`iat` = now - 60, `exp` = now + 540);
+//! otherwise for this machine's clock. Errors go to stderr with a non-zero exit.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use icr_app_core::{AppId, AppKey, ClockOffset, JwtSigner, Timestamp};
+
+const USAGE: &str = "usage: jwt --app-id ID --private-key PATH [--now UNIX_SECONDS]";
+
+fn main() -> ExitCode {
+    match run(std::env::args().skip(1).collect()) {
+        Ok(jwt) => {
+            println!("{jwt}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: Vec<String>) -> Result<String, String> {
+    let (mut app_id, mut key_path, mut now) = (None, None, None);
+    let mut args = args.into_iter();
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value; {USAGE}"));
+        match flag.as_str() {
+            "--app-id" => app_id = Some(value()?),
+            "--private-key" => key_path = Some(value()?),
+            "--now" => {
+                let v = value()?;
+                now = Some(
+                    v.parse::<i64>()
+                        .map_err(|_| format!("--now `{v}` is not a whole number of Unix seconds"))?,
+                );
+            }
+            "-h" | "--help" => return Err(USAGE.to_owned()),
+            other => return Err(format!("unknown argument `{other}`; {USAGE}")),
+        }
+    }
+    let app_id =
+        AppId::new(app_id.ok_or_else(|| format!("--app-id is required; {USAGE}"))?).map_err(|e| e.to_string())?;
+    let key_path = key_path.ok_or_else(|| format!("--private-key is required; {USAGE}"))?;
+    let bytes = std::fs::read(&key_path).map_err(|e| format!("cannot read the private key file `{key_path}`: {e}"))?;
+    let key = AppKey::parse(&bytes).map_err(|e| format!("{key_path}: {e}"))?;
+    let signer = JwtSigner::new(app_id, Arc::new(key));
+    let at = match now {
+        Some(secs) => Timestamp::from_unix_seconds(secs),
+        None => Timestamp::from_system_time(SystemTime::now()),
+    };
+    let jwt = signer.mint_at(at, ClockOffset::default()).map_err(|e| e.to_string())?;
+    Ok(jwt.token().expose().to_owned())
+}

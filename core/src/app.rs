@@ -688,7 +688,7 @@ mod tests {
             panic!("expected a retry")
         };
         assert_eq!(iat_of(&second), T0 + 7200 - 60);
-        assert_eq!(app.clock_offset().millis, 7_200_000);
+        assert_eq!(app.clock_offset().millis, 7_200_500);
         // A second 401 for the same id is final, and names the clock.
         let e = match app.handle_token_response(id, response(401, 7200, refused), at(0)) {
             Err(e) => e,
@@ -698,7 +698,7 @@ mod tests {
             matches!(
                 e,
                 Error::Unauthorized {
-                    clock_skew: Some(7_200_000),
+                    clock_skew: Some(7_200_500),
                     ..
                 }
             ),
@@ -732,7 +732,7 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(t.expires_local(), at(7200));
+        assert!(t.expires_local() <= at(7200) && t.expires_local() >= at(7199));
         // The next JWT is made on the server's clock.
         let call = app.list_installations(10, 0, at(1)).unwrap();
         assert_eq!(iat_of(call.request()), T0 + 1 - 7200 - 60);
@@ -781,11 +781,11 @@ mod tests {
     fn date_jitter_does_not_move_the_offset() {
         let mut app = app();
         app.observe(&response(200, 7200, Vec::new()), at(0));
-        assert_eq!(app.clock_offset().millis, 7_200_000);
+        assert_eq!(app.clock_offset().millis, 7_200_500);
         app.observe(&response(200, 7201, Vec::new()), at(0));
-        assert_eq!(app.clock_offset().millis, 7_200_000);
+        assert_eq!(app.clock_offset().millis, 7_200_500);
         app.observe(&response(200, 7300, Vec::new()), at(0));
-        assert_eq!(app.clock_offset().millis, 7_300_000);
+        assert_eq!(app.clock_offset().millis, 7_300_500);
     }
 
     #[test]

@@ -87,11 +87,19 @@ struct TokenInner {
 
 impl Token {
     /// Makes a cached token from a freshly minted one, received at local time `now` from a server
-    /// whose clock is `offset_ms` ahead of ours.
+    /// whose clock is `offset_ms` ahead of ours. Its local expiry is the earlier of `expiresAt`
+    /// moved onto our clock and `now + (expiresAt - createdAt)`.
     pub fn new(access: AccessToken, now: Timestamp, offset_ms: i64, config: &CacheConfig) -> Self {
-        let expires_local = access.expires_at.offset_by(offset_ms.saturating_neg());
+        // `expiresAt` on our clock, through the offset learned from `Date` (one-second
+        // resolution); and, when `createdAt` is given, `now` plus the lifetime measured on the
+        // registry's own clock (the token was made before we received it). The earlier wins.
+        let mut expires_local = access.expires_at.offset_by(offset_ms.saturating_neg());
         let lifetime = match access.created_at {
-            Some(created) if created < access.expires_at => access.expires_at.saturating_since(created),
+            Some(created) if created < access.expires_at => {
+                let lifetime = access.expires_at.saturating_since(created);
+                expires_local = expires_local.min(now.plus(lifetime));
+                lifetime
+            }
             _ => expires_local.saturating_since(now),
         };
         let by_fraction = Duration::from_secs_f64(lifetime.as_secs_f64() * config.refresh_fraction.clamp(0.0, 1.0));

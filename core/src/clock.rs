@@ -172,7 +172,9 @@ impl ClockOffset {
     /// `Date` has one-second resolution, so offsets under a second are reported as zero.
     pub fn from_date_header(date: &str, received_at: Timestamp) -> Option<Self> {
         let server = Timestamp::parse_http_date(date)?;
-        let raw = server.unix_millis() - received_at.unix_millis();
+        // `Date` is truncated to the second: the server's clock was somewhere in the second
+        // that follows it, so take its middle.
+        let raw = server.unix_millis() + 500 - received_at.unix_millis();
         // The header truncates to the second: anything within (-1 s, +1 s) is noise.
         let millis = if raw.abs() < 1000 { 0 } else { raw };
         Some(Self { millis })
@@ -220,11 +222,11 @@ mod tests {
         assert_eq!(t.to_http_date(), "Sun, 06 Nov 1994 08:49:37 GMT");
         assert!(Timestamp::parse_http_date("yesterday").is_none());
 
-        let local = Timestamp::from_unix_seconds(784_111_777 - 7200);
+        let local = Timestamp::from_unix_millis((784_111_777 - 7200) * 1000 + 500);
         let off = ClockOffset::from_date_header("Sun, 06 Nov 1994 08:49:37 GMT", local).unwrap();
         assert_eq!(off.millis, 7_200_000);
-        assert_eq!(off.server_time(local), t);
-        assert_eq!(off.local_time(t), local);
+        assert_eq!(off.server_time(local), t.plus(Duration::from_millis(500)));
+        assert_eq!(off.local_time(t.plus(Duration::from_millis(500))), local);
         // Sub-second differences are the header's rounding, not skew.
         let near = Timestamp::from_unix_millis(784_111_777_400);
         assert_eq!(

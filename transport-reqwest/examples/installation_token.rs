@@ -30,7 +30,9 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<serde_json::Value, Error> {
     let settings = Settings::from_args(std::env::args().skip(1))?;
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos().into());
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos().into());
     let client = Client::new(settings.app(seed)?)?;
     let token = client.installation_token(&settings.installation()?).await?;
     Ok(token.summary_json())

@@ -29,7 +29,9 @@ fn main() -> ExitCode {
 
 fn run() -> Result<serde_json::Value, Error> {
     let settings = Settings::from_args(std::env::args().skip(1))?;
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos().into());
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos().into());
     let client = Client::new(settings.app(seed)?);
     let token = client.installation_token(&settings.installation()?)?;
     Ok(token.summary_json())

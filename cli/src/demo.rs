@@ -1,0 +1,199 @@
+//! `icr-app demo`: the whole flow against an embedded fake registry, narrated step by step.
+//!
+//! It prints no secret: tokens and JWTs are shown by their claims, lengths and expiry only.
+
+use std::time::Instant;
+
+use http::Method;
+use icr_app_core::webhook::{self, WebhookSecret};
+use icr_app_core::{App, AppKey, InstallationId, TokenScope};
+use icr_app_testkit::FakeRegistry;
+use icr_app_ureq::{Client, UreqTransport};
+
+/// Prints one step: its number, what it did, the result, and how long it took.
+struct Narrator {
+    step: u32,
+}
+
+impl Narrator {
+    fn step<T>(&mut self, what: &str, f: impl FnOnce() -> Result<(T, String), String>) -> Result<T, String> {
+        self.step += 1;
+        let started = Instant::now();
+        let (value, result) = f().map_err(|e| format!("step {} ({what}) failed: {e}", self.step))?;
+        let took = started.elapsed();
+        println!("{:>2}. {what} [{:.1} ms]", self.step, took.as_secs_f64() * 1000.0);
+        for line in result.lines() {
+            println!("      {line}");
+        }
+        Ok(value)
+    }
+}
+
+pub(crate) fn run(verbose: bool) -> Result<(), String> {
+    let started = Instant::now();
+    let mut n = Narrator { step: 0 };
+    println!("icr-app demo: an ICR app's whole flow against an embedded fake registry\n");
+
+    let demo = n.step("start the fake ICR registry on loopback", || {
+        let demo = FakeRegistry::demo();
+        let text = format!(
+            "{} with app {} and {} installations",
+            demo.registry.base_url(),
+            demo.app_id,
+            demo.installation_ids.len()
+        );
+        Ok((demo, text))
+    })?;
+
+    let key = n.step("load the app's RSA private key", || {
+        let key = AppKey::from_pem(demo.private_key_pem).map_err(|e| e.to_string())?;
+        let text = format!(
+            "{}-bit RSA, SHA-256 fingerprint {}",
+            key.modulus_bits(),
+            key.fingerprint()
+        );
+        Ok((key, text))
+    })?;
+
+    let mut transport = UreqTransport::new();
+    if verbose {
+        transport = transport.observe(crate::verbose_observer());
+    }
+    let app = App::builder(demo.app_id.clone(), key)
+        .base_url(demo.registry.base_url())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let client = Client::with_transport(app, transport);
+
+    n.step("sign the app JWT (RS256)", || {
+        let jwt = client.jwt().map_err(|e| e.to_string())?;
+        let life = jwt.expires_at().unix_seconds() - jwt.issued_at().unix_seconds();
+        let text = format!(
+            "iss={} iat={} exp={} ({} s between iat and exp; the registry allows exp at most 10 min ahead)",
+            demo.app_id,
+            jwt.issued_at(),
+            jwt.expires_at(),
+            life
+        );
+        Ok(((), text))
+    })?;
+
+    let installations = n.step("list installations (GET /app/installations, every page)", || {
+        let all = client.installations().map_err(|e| e.to_string())?;
+        let text = all
+            .iter()
+            .map(|i| {
+                let org = i.organization.as_ref().map_or("?", |o| o.display_name());
+                format!("{}  {org}  {}", i.id, crate::permissions_text(&i.permissions))
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        Ok((all, text))
+    })?;
+    let first = installations.first().ok_or("the demo registry has no installations")?;
+    let id = InstallationId::new(first.id.clone()).map_err(|e| e.to_string())?;
+    let org_id = first
+        .organization
+        .as_ref()
+        .map(|o| o.id.clone())
+        .ok_or("the installation has no organization")?;
+
+    let token = n.step(
+        "mint an installation access token (POST /app/installations/{id}/accessTokens)",
+        || {
+            let t = client.installation_token(&id).map_err(|e| e.to_string())?;
+            let a = t.access_token();
+            let text = format!(
+                "crs_… ({} characters, not shown), expires {}, permissions {}",
+                t.secret().expose().len(),
+                a.expires_at,
+                crate::permissions_text(&a.permissions)
+            );
+            Ok((t, text))
+        },
+    )?;
+
+    n.step("ask again: served from the cache", || {
+        let again = client.installation_token(&id).map_err(|e| e.to_string())?;
+        if !again.same_as(&token) {
+            return Err("the cache minted a second token".into());
+        }
+        let mints = demo.registry.mint_count(id.as_str());
+        Ok((
+            (),
+            format!("same token, registry mints so far for this installation: {mints}"),
+        ))
+    })?;
+
+    n.step("GET /projects with the installation token", || {
+        let v: serde_json::Value = client
+            .get_json(&id, "/projects?limit=10&page=0")
+            .map_err(|e| e.to_string())?;
+        let count = v["projects"].as_array().map_or(0, Vec::len);
+        Ok(((), format!("{count} projects")))
+    })?;
+
+    n.step("GET /organizations/{id} with the installation token", || {
+        let v: serde_json::Value = client
+            .get_json(&id, &format!("/organizations/{org_id}"))
+            .map_err(|e| e.to_string())?;
+        Ok((
+            (),
+            format!(
+                "{} ({})",
+                v["fullName"].as_str().unwrap_or("?"),
+                v["id"].as_str().unwrap_or("?")
+            ),
+        ))
+    })?;
+
+    n.step("verify a signed webhook delivery (x-icr-signature-256)", || {
+        let secret = WebhookSecret::new(demo.webhook_secret.clone()).map_err(|e| e.to_string())?;
+        let (body, signature) = demo
+            .registry
+            .webhook_delivery(secret.expose(), "installed", id.as_str());
+        let event = webhook::verify(&secret, Some(&signature), &body).map_err(|e| e.to_string())?;
+        let mut tampered = body.clone();
+        if let Some(b) = tampered.iter_mut().rev().find(|b| b.is_ascii_alphanumeric()) {
+            *b = if *b == b'A' { b'B' } else { b'A' };
+        }
+        let refused = match webhook::verify(&secret, Some(&signature), &tampered) {
+            Err(e) => e.to_string(),
+            Ok(_) => return Err("a tampered delivery was accepted".into()),
+        };
+        let text = format!(
+            "accepted: {} event for installation {}\na tampered copy is refused: {refused}",
+            event.event,
+            event.installation_id().unwrap_or("?")
+        );
+        Ok(((), text))
+    })?;
+
+    n.step("revoke the token (DELETE /app/installations/token)", || {
+        client.revoke(token.secret()).map_err(|e| e.to_string())?;
+        Ok(((), "revoked".to_owned()))
+    })?;
+
+    n.step("use the revoked token: the registry refuses it", || {
+        let mut request = client
+            .request(Method::GET, "/projects", None)
+            .map_err(|e| e.to_string())?;
+        icr_app_core::api::authorize(&mut request, token.secret()).map_err(|e| e.to_string())?;
+        let response = client.transport().send(request).map_err(|e| e.to_string())?;
+        if response.status() != 401 {
+            return Err(format!("expected 401, got {}", response.status()));
+        }
+        let fresh = client
+            .token(&TokenScope::Installation(id.clone()), None)
+            .map_err(|e| e.to_string())?;
+        let text = format!(
+            "401 Unauthorized, as expected; the client mints a fresh token on demand ({} mints in all)",
+            demo.registry.mint_count(id.as_str())
+        );
+        drop(fresh);
+        Ok(((), text))
+    })?;
+
+    println!("\ndone in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0);
+    Ok(())
+}

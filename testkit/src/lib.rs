@@ -1,0 +1,359 @@
+//! # icr-app-testkit
+//!
+//! A fake ICR (International Carbon Registry) API that runs in-process on `127.0.0.1`, for the
+//! SDK's tests and for users' tests of their own ICR apps. It behaves as the documented API does:
+//! it verifies every app JWT for real (RS256 against the registered public key, `iss`, `exp` at
+//! most 10 minutes ahead, `iat` not in the future), issues `crs_` tokens with an `expiresAt`,
+//! lists installations page by page, and refuses unknown, revoked or expired tokens and missing
+//! permissions with NestJS-style error bodies. Tests can skew and advance its clock, inject
+//! faults, and read back every request.
+//!
+//! It shares no code with `icr-app-core`, so it checks the SDK rather than mirroring it.
+//!
+//! ```
+//! use icr_app_testkit::{DEMO_PRIVATE_KEY_PEM, FakeRegistry};
+//!
+//! let registry = FakeRegistry::start();
+//! registry.register_app_with_private_key("my-app", DEMO_PRIVATE_KEY_PEM).unwrap();
+//! let installation = registry.add_installation("my-app", "Acme Carbon", &[("organization_info", "VIEW")]);
+//! assert!(registry.base_url().starts_with("http://127.0.0.1:"));
+//! assert_eq!(registry.mint_count(&installation), 0);
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod api;
+mod der;
+mod server;
+mod state;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use serde_json::json;
+
+pub use api::API_VERSION;
+use state::{App, Installation, State};
+pub use state::{Fault, RecordedRequest};
+
+/// The demo app's private key (PKCS#8 PEM, 2048-bit RSA). For tests only.
+pub const DEMO_PRIVATE_KEY_PEM: &str = include_str!("../keys/demo-app.pem");
+/// A second private key, registered to no app: JWTs signed with it are refused.
+pub const OTHER_PRIVATE_KEY_PEM: &str = include_str!("../keys/other-app.pem");
+
+/// Why a registration was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TestkitError {
+    /// The public key is not an RSA `PUBLIC KEY` or `RSA PUBLIC KEY` PEM.
+    BadPublicKey,
+    /// The private key is not an RSA PKCS#8 or PKCS#1 PEM that ring accepts.
+    BadPrivateKey,
+}
+
+impl fmt::Display for TestkitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TestkitError::BadPublicKey => {
+                f.write_str("expected an RSA public key PEM (BEGIN PUBLIC KEY or BEGIN RSA PUBLIC KEY)")
+            }
+            TestkitError::BadPrivateKey => {
+                f.write_str("expected an RSA private key PEM (BEGIN PRIVATE KEY or BEGIN RSA PRIVATE KEY)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for TestkitError {}
+
+/// A running fake registry. Stops when dropped.
+pub struct FakeRegistry {
+    state: Arc<Mutex<State>>,
+    server: server::Handle,
+}
+
+impl fmt::Debug for FakeRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeRegistry")
+            .field("addr", &self.server.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A registry with a demo app and three installations (see [`FakeRegistry::demo`]).
+#[derive(Debug)]
+pub struct Demo {
+    /// The registry.
+    pub registry: FakeRegistry,
+    /// The demo app's id.
+    pub app_id: String,
+    /// The demo app's private key.
+    pub private_key_pem: &'static str,
+    /// The installations, in the order the registry lists them.
+    pub installation_ids: Vec<String>,
+    /// A webhook secret for [`FakeRegistry::webhook_delivery`].
+    pub webhook_secret: String,
+}
+
+impl FakeRegistry {
+    /// Starts on a free port of 127.0.0.1.
+    ///
+    /// # Panics
+    /// If no loopback port can be bound (a broken test machine).
+    pub fn start() -> Self {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind a loopback port for the fake registry")
+    }
+
+    /// Starts on `addr`.
+    pub fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(State::new(format!("http://{addr}"))));
+        let server = server::spawn(listener, state.clone())?;
+        Ok(Self { state, server })
+    }
+
+    /// Starts a registry with the demo app and three installations.
+    pub fn demo() -> Demo {
+        Self::demo_on(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind a loopback port for the fake registry")
+    }
+
+    /// [`demo`](Self::demo) on `addr`.
+    pub fn demo_on(addr: SocketAddr) -> std::io::Result<Demo> {
+        let registry = Self::start_on(addr)?;
+        let app_id = "d23967cc-dd16-452b-8af4-869965745978".to_owned();
+        registry
+            .register_app_with_private_key(&app_id, DEMO_PRIVATE_KEY_PEM)
+            .expect("the demo key is valid");
+        let installation_ids = vec![
+            registry.add_installation(
+                &app_id,
+                "Nordic Peatland Restoration",
+                &[
+                    ("organization_info", "VIEW"),
+                    ("organization_inventory", "REQUEST"),
+                    ("organization_warehouse", "WRITE"),
+                ],
+            ),
+            registry.add_installation(
+                &app_id,
+                "Andes Reforestation Cooperative",
+                &[("organization_info", "VIEW")],
+            ),
+            registry.add_installation(
+                &app_id,
+                "Blue Carbon Mangroves",
+                &[("organization_info", "VIEW"), ("organization_members", "VIEW")],
+            ),
+        ];
+        Ok(Demo {
+            registry,
+            app_id,
+            private_key_pem: DEMO_PRIVATE_KEY_PEM,
+            installation_ids,
+            webhook_secret: "demo-webhook-secret-6f1c2a".to_owned(),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.server.addr)
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr
+    }
+
+    /// Registers an app with its RSA public key (`BEGIN PUBLIC KEY` or `BEGIN RSA PUBLIC KEY`).
+    pub fn register_app(&self, app_id: &str, public_key_pem: &str) -> Result<(), TestkitError> {
+        let pkcs1 = der::pem_block(public_key_pem, "PUBLIC KEY")
+            .and_then(|spki| der::spki_to_pkcs1(&spki))
+            .or_else(|| der::pem_block(public_key_pem, "RSA PUBLIC KEY"))
+            .ok_or(TestkitError::BadPublicKey)?;
+        self.insert_app(app_id, pkcs1);
+        Ok(())
+    }
+
+    /// Registers an app, deriving its public key from the private key PEM.
+    pub fn register_app_with_private_key(&self, app_id: &str, private_key_pem: &str) -> Result<(), TestkitError> {
+        use ring::signature::{KeyPair as _, RsaKeyPair};
+        let pair = der::pem_block(private_key_pem, "PRIVATE KEY")
+            .and_then(|d| RsaKeyPair::from_pkcs8(&d).ok())
+            .or_else(|| der::pem_block(private_key_pem, "RSA PRIVATE KEY").and_then(|d| RsaKeyPair::from_der(&d).ok()))
+            .ok_or(TestkitError::BadPrivateKey)?;
+        self.insert_app(app_id, pair.public_key().as_ref().to_vec());
+        Ok(())
+    }
+
+    fn insert_app(&self, app_id: &str, public_key: Vec<u8>) {
+        let name_id = app_id
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(24)
+            .collect::<String>()
+            .to_lowercase();
+        self.state().apps.insert(app_id.to_owned(), App { public_key, name_id });
+    }
+
+    /// Installs `app_id` on a new organization named `organization_name` with `permissions`
+    /// (e.g. `[("organization_info", "VIEW")]`); returns the installation id.
+    pub fn add_installation(&self, app_id: &str, organization_name: &str, permissions: &[(&str, &str)]) -> String {
+        let mut state = self.state();
+        let now = state.now_ms();
+        let organization = state.organization(organization_name, now);
+        let id = state.uuid();
+        state.installations.push(Installation {
+            id: id.clone(),
+            app_id: app_id.to_owned(),
+            created: now,
+            permissions: permissions
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            organization,
+        });
+        id
+    }
+
+    /// Uninstalls: the installation is no longer listed and minting for it gives 404.
+    pub fn remove_installation(&self, installation_id: &str) {
+        self.state().installations.retain(|i| i.id != installation_id);
+    }
+
+    /// The organization id of an installation.
+    pub fn organization_id(&self, installation_id: &str) -> Option<String> {
+        let state = self.state();
+        let i = state.installations.iter().find(|i| i.id == installation_id)?;
+        i.organization["id"].as_str().map(str::to_owned)
+    }
+
+    /// Sets the registry's clock to the real time plus `secs` (negative: behind).
+    pub fn set_clock_offset(&self, secs: i64) {
+        self.state().clock_offset_ms = secs * 1000;
+    }
+
+    /// Moves the registry's clock by `secs`.
+    pub fn advance_clock(&self, secs: i64) {
+        self.state().clock_offset_ms += secs * 1000;
+    }
+
+    /// The registry's current time.
+    pub fn now(&self) -> SystemTime {
+        self.state().now_system()
+    }
+
+    /// How long new access tokens live (default 2 hours).
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.state().token_lifetime = lifetime;
+    }
+
+    /// Applies `fault` to each of the next `times` requests.
+    pub fn inject(&self, fault: Fault, times: usize) {
+        let mut state = self.state();
+        for _ in 0..times {
+            state.faults.push_back((None, fault.clone()));
+        }
+    }
+
+    /// Applies `fault` to each of the next `times` requests whose path starts with `path_prefix`.
+    pub fn inject_for(&self, path_prefix: &str, fault: Fault, times: usize) {
+        let mut state = self.state();
+        for _ in 0..times {
+            state.faults.push_back((Some(path_prefix.to_owned()), fault.clone()));
+        }
+    }
+
+    /// Drops every queued fault.
+    pub fn clear_faults(&self) {
+        self.state().faults.clear();
+    }
+
+    /// Every request received so far, oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state().requests.clone()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        self.state().requests.clear();
+    }
+
+    /// How many installation tokens were minted for `installation_id`.
+    pub fn mint_count(&self, installation_id: &str) -> usize {
+        self.state()
+            .installation_mints
+            .get(installation_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// How many app access tokens were minted.
+    pub fn app_token_mint_count(&self) -> usize {
+        self.state().app_mints
+    }
+
+    /// Revokes every token issued so far.
+    pub fn revoke_all_tokens(&self) {
+        for t in self.state().tokens.values_mut() {
+            t.revoked = true;
+        }
+    }
+
+    /// Makes `token` expire now.
+    pub fn expire_token(&self, token: &str) {
+        let mut state = self.state();
+        let now = state.now_ms();
+        if let Some(t) = state.tokens.get_mut(token) {
+            t.expires = now;
+        }
+    }
+
+    /// Whether the registry accepts `token` right now (issued, not revoked, not expired).
+    pub fn token_is_valid(&self, token: &str) -> bool {
+        let state = self.state();
+        let now = state.now_ms();
+        state.tokens.get(token).is_some_and(|t| !t.revoked && t.expires > now)
+    }
+
+    /// A webhook delivery as ICR sends it: the body (the payload plus `signedData`, the base64
+    /// of the payload's JSON) and the `x-icr-signature-256` header value
+    /// (`sha256=` + hex HMAC-SHA256 of `signedData` keyed by `secret`).
+    pub fn webhook_delivery(&self, secret: &str, event: &str, installation_id: &str) -> (Vec<u8>, String) {
+        let state = self.state();
+        let installation = state
+            .installations
+            .iter()
+            .find(|i| i.id == installation_id)
+            .map_or(serde_json::Value::Null, |i| state.installation_json(i));
+        let payload = json!({
+            "event": event,
+            "state": "",
+            "installation": installation,
+            "sender": {
+                "id": state.uuid(),
+                "email": "admin@example.org",
+                "fullName": "Organization Admin",
+                "profilePicture": null,
+                "url": format!("{}/users/admin", state.base_url),
+            },
+        });
+        drop(state);
+        let signed_data = base64::engine::general_purpose::STANDARD.encode(payload.to_string());
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+        let tag = ring::hmac::sign(&key, signed_data.as_bytes());
+        let signature = format!(
+            "sha256={}",
+            tag.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        let mut body = payload;
+        body["signedData"] = json!(signed_data);
+        (body.to_string().into_bytes(), signature)
+    }
+}

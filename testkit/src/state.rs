@@ -1,0 +1,210 @@
+//! The registry's data: apps, installations, tokens, the clock, faults and the request log.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ring::rand::{SecureRandom, SystemRandom};
+use serde_json::{Value, json};
+
+/// A fault to inject into the next requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this status and a NestJS-style error body, with `Retry-After` (seconds) when given.
+    Status {
+        /// The status code.
+        status: u16,
+        /// `Retry-After` in seconds.
+        retry_after: Option<u64>,
+    },
+    /// Wait this long, then answer normally.
+    Delay(Duration),
+    /// Answer 200 with a body that is not JSON.
+    MalformedBody,
+    /// Read the request, then close the connection without answering.
+    DropConnection,
+    /// Answer with a redirect to `location`.
+    Redirect {
+        /// Where to.
+        location: String,
+        /// 301, 302, 303, 307 or 308.
+        status: u16,
+    },
+}
+
+/// One request as the registry received it.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The path with its query.
+    pub path: String,
+    /// Every header, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// When it arrived, on the registry's clock.
+    pub at: SystemTime,
+    /// The status answered (0 when the connection was dropped).
+    pub status: u16,
+}
+
+impl RecordedRequest {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+pub(crate) struct App {
+    pub(crate) public_key: Vec<u8>,
+    pub(crate) name_id: String,
+}
+
+pub(crate) struct Installation {
+    pub(crate) id: String,
+    pub(crate) app_id: String,
+    pub(crate) created: i64,
+    pub(crate) permissions: Vec<(String, String)>,
+    pub(crate) organization: Value,
+}
+
+pub(crate) struct IssuedToken {
+    pub(crate) app_id: String,
+    pub(crate) installation: Option<String>,
+    pub(crate) expires: i64,
+    pub(crate) revoked: bool,
+}
+
+pub(crate) struct State {
+    pub(crate) apps: HashMap<String, App>,
+    pub(crate) installations: Vec<Installation>,
+    pub(crate) tokens: HashMap<String, IssuedToken>,
+    pub(crate) clock_offset_ms: i64,
+    pub(crate) token_lifetime: Duration,
+    pub(crate) faults: VecDeque<(Option<String>, Fault)>,
+    pub(crate) requests: Vec<RecordedRequest>,
+    pub(crate) installation_mints: HashMap<String, usize>,
+    pub(crate) app_mints: usize,
+    pub(crate) base_url: String,
+    rng: SystemRandom,
+}
+
+impl State {
+    pub(crate) fn new(base_url: String) -> Self {
+        Self {
+            apps: HashMap::new(),
+            installations: Vec::new(),
+            tokens: HashMap::new(),
+            clock_offset_ms: 0,
+            token_lifetime: Duration::from_secs(7200),
+            faults: VecDeque::new(),
+            requests: Vec::new(),
+            installation_mints: HashMap::new(),
+            app_mints: 0,
+            base_url,
+            rng: SystemRandom::new(),
+        }
+    }
+
+    /// The registry's clock, in milliseconds since the epoch.
+    pub(crate) fn now_ms(&self) -> i64 {
+        let local = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        local + self.clock_offset_ms
+    }
+
+    pub(crate) fn now_system(&self) -> SystemTime {
+        let ms = self.now_ms();
+        if ms >= 0 {
+            UNIX_EPOCH + Duration::from_millis(ms as u64)
+        } else {
+            UNIX_EPOCH
+        }
+    }
+
+    pub(crate) fn random_hex(&self, bytes: usize) -> String {
+        let mut buf = vec![0u8; bytes];
+        self.rng.fill(&mut buf).expect("the system random source works");
+        buf.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub(crate) fn uuid(&self) -> String {
+        let mut b = [0u8; 16];
+        self.rng.fill(&mut b).expect("the system random source works");
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
+    }
+
+    /// Takes the next fault for `path`, if one is queued.
+    pub(crate) fn next_fault(&mut self, path: &str) -> Option<Fault> {
+        let pos = self
+            .faults
+            .iter()
+            .position(|(prefix, _)| prefix.as_deref().is_none_or(|p| path.starts_with(p)))?;
+        self.faults.remove(pos).map(|(_, f)| f)
+    }
+
+    pub(crate) fn installation_json(&self, i: &Installation) -> Value {
+        json!({
+            "id": i.id,
+            "appId": i.app_id,
+            "appNameId": self.apps.get(&i.app_id).map_or("app", |a| a.name_id.as_str()),
+            "createdAt": rfc3339(i.created),
+            "updatedAt": rfc3339(i.created),
+            "permissions": permissions_json(&i.permissions),
+            "organization": i.organization,
+            "accessTokensUrl": format!("{}/app/installations/{}/accessTokens", self.base_url, i.id),
+        })
+    }
+
+    pub(crate) fn organization(&self, name: &str, created: i64) -> Value {
+        let id = self.uuid();
+        json!({
+            "id": id,
+            "fullName": name,
+            "type": "projectDeveloper",
+            "countryCode": "IS",
+            "city": "Reykjavík",
+            "zip": "101",
+            "physicalAddress": null,
+            "registrationNumber": "123456-7890",
+            "website": null,
+            "logo": format!("https://www.carbonregistry.com/logos/{id}.png"),
+            "isPublic": true,
+            "organizationIndustries": null,
+            "createdAt": rfc3339(created),
+            "updatedAt": rfc3339(created),
+            "url": format!("{}/organizations/{id}", self.base_url),
+        })
+    }
+}
+
+pub(crate) fn permissions_json(p: &[(String, String)]) -> Value {
+    Value::Object(p.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
+}
+
+/// RFC 3339 with milliseconds and `Z`.
+pub(crate) fn rfc3339(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}

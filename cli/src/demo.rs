@@ -67,13 +67,12 @@ pub(crate) fn run(verbose: bool) -> Result<(), String> {
 
     n.step("sign the app JWT (RS256)", || {
         let jwt = client.jwt().map_err(|e| e.to_string())?;
-        let life = jwt.expires_at().unix_seconds() - jwt.issued_at().unix_seconds();
         let text = format!(
-            "iss={} iat={} exp={} ({} s between iat and exp; the registry allows exp at most 10 min ahead)",
+            "iss={} iat={} (60 s back, for clock drift) exp={} (9 min ahead; the registry allows at most 10)\n{} characters, not shown",
             demo.app_id,
             jwt.issued_at(),
             jwt.expires_at(),
-            life
+            jwt.token().expose().len()
         );
         Ok(((), text))
     })?;
@@ -153,10 +152,15 @@ pub(crate) fn run(verbose: bool) -> Result<(), String> {
             .registry
             .webhook_delivery(secret.expose(), "installed", id.as_str());
         let event = webhook::verify(&secret, Some(&signature), &body).map_err(|e| e.to_string())?;
+        // Flip one character of the signed payload, as a forger editing the event would.
         let mut tampered = body.clone();
-        if let Some(b) = tampered.iter_mut().rev().find(|b| b.is_ascii_alphanumeric()) {
-            *b = if *b == b'A' { b'B' } else { b'A' };
-        }
+        let marker = b"\"signedData\":\"";
+        let at = tampered
+            .windows(marker.len())
+            .position(|w| w == marker)
+            .ok_or("the delivery has no signedData")?;
+        let b = &mut tampered[at + marker.len() + 8];
+        *b = if *b == b'A' { b'B' } else { b'A' };
         let refused = match webhook::verify(&secret, Some(&signature), &tampered) {
             Err(e) => e.to_string(),
             Ok(_) => return Err("a tampered delivery was accepted".into()),

@@ -348,6 +348,11 @@ fn call(g: &Global, method: &str, path: &str, installation: &str, data: Option<&
 
 fn verify_webhook(g: &Global, secret: &str, signature: Option<&str>) -> Result<(), Failure> {
     let secret = WebhookSecret::new(secret).map_err(|e| Failure::Usage(e.to_string()))?;
+    if signature.is_none() {
+        return Err(Failure::Usage(
+            "--signature is required: the value of the delivery's x-icr-signature-256 header (sha256=...)".into(),
+        ));
+    }
     let mut body = Vec::new();
     std::io::stdin()
         .read_to_end(&mut body)

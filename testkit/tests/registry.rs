@@ -1,0 +1,387 @@
+//! The fake registry over real loopback HTTP, driven by a plain HTTP client and JWTs signed here
+//! with ring (not with the SDK it exists to check).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use icr_app_testkit::{DEMO_PRIVATE_KEY_PEM, FakeRegistry, Fault, OTHER_PRIVATE_KEY_PEM};
+use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+
+const APP: &str = "app-1";
+
+fn der(pem: &str) -> Vec<u8> {
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn jwt_with(pem: &str, header: &str, claims: serde_json::Value) -> String {
+    let pair = RsaKeyPair::from_pkcs8(&der(pem)).unwrap();
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let mut sig = vec![0; pair.public().modulus_len()];
+    pair.sign(
+        &RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        input.as_bytes(),
+        &mut sig,
+    )
+    .unwrap();
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+fn jwt(iat: i64, exp: i64) -> String {
+    jwt_with(
+        DEMO_PRIVATE_KEY_PEM,
+        r#"{"alg":"RS256","typ":"JWT"}"#,
+        serde_json::json!({"iat": iat, "exp": exp, "iss": APP}),
+    )
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
+}
+
+fn call(
+    method: &str,
+    url: &str,
+    bearer: Option<&str>,
+    body: Option<&str>,
+) -> Result<(u16, serde_json::Value, http::HeaderMap), ureq::Error> {
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("x-icr-api-version", "2023-06-16");
+    if let Some(b) = bearer {
+        req = req.header("authorization", format!("Bearer {b}"));
+    }
+    let response = agent().run(req.body(body.unwrap_or("").to_owned()).unwrap())?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.into_body().read_to_string().unwrap_or_default();
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        headers,
+    ))
+}
+
+fn setup(installations: usize) -> (FakeRegistry, Vec<String>) {
+    let r = FakeRegistry::start();
+    r.register_app_with_private_key(APP, DEMO_PRIVATE_KEY_PEM).unwrap();
+    let ids = (0..installations)
+        .map(|i| r.add_installation(APP, &format!("Org {i}"), &[("organization_info", "VIEW")]))
+        .collect();
+    (r, ids)
+}
+
+#[test]
+fn mints_serves_and_revokes() {
+    let (r, ids) = setup(1);
+    let base = r.base_url();
+    let (status, token, headers) = call(
+        "POST",
+        &format!("{base}/app/installations/{}/accessTokens", ids[0]),
+        Some(&jwt(now() - 60, now() + 540)),
+        Some("{}"),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{token}");
+    assert!(headers.contains_key("date"));
+    let t = token["token"].as_str().unwrap();
+    assert!(t.starts_with("crs_") && t.len() == 52);
+    assert_eq!(token["installationId"], ids[0].as_str());
+    assert_eq!(token["permissions"]["organization_info"], "VIEW");
+    assert_eq!(r.mint_count(&ids[0]), 1);
+
+    let org = r.organization_id(&ids[0]).unwrap();
+    assert_eq!(
+        call("GET", &format!("{base}/organizations/{org}"), Some(t), None)
+            .unwrap()
+            .0,
+        200
+    );
+    assert_eq!(
+        call("GET", &format!("{base}/organizations/{org}/inventory"), Some(t), None)
+            .unwrap()
+            .0,
+        403,
+        "no inventory permission"
+    );
+    assert_eq!(call("GET", &format!("{base}/projects"), Some(t), None).unwrap().0, 200);
+    assert_eq!(
+        call("DELETE", &format!("{base}/app/installations/token"), Some(t), None)
+            .unwrap()
+            .0,
+        200
+    );
+    let (status, body, _) = call("GET", &format!("{base}/projects"), Some(t), None).unwrap();
+    assert_eq!(status, 401);
+    assert_eq!(body["statusCode"], 401);
+    assert_eq!(body["error"], "Unauthorized");
+
+    let (status, app_token, _) = call(
+        "POST",
+        &format!("{base}/app/accessTokens"),
+        Some(&jwt(now() - 60, now() + 540)),
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    assert!(app_token.get("installationId").is_none());
+    assert_eq!(r.app_token_mint_count(), 1);
+}
+
+#[test]
+fn every_bad_jwt_is_a_401_with_a_reason() {
+    let (r, ids) = setup(1);
+    let url = format!("{}/app/installations/{}/accessTokens", r.base_url(), ids[0]);
+    let n = now();
+    let cases = [
+        (jwt(n - 120, n - 1), "expired"),
+        (jwt(n - 60, n + 900), "10 minutes"),
+        (jwt(n + 300, n + 500), "future"),
+        (
+            jwt_with(
+                OTHER_PRIVATE_KEY_PEM,
+                r#"{"alg":"RS256"}"#,
+                serde_json::json!({"iat": n, "exp": n + 500, "iss": APP}),
+            ),
+            "signature",
+        ),
+        (
+            jwt_with(
+                DEMO_PRIVATE_KEY_PEM,
+                r#"{"alg":"RS256"}"#,
+                serde_json::json!({"iat": n, "exp": n + 500, "iss": "nobody"}),
+            ),
+            "Unknown app",
+        ),
+        (
+            jwt_with(
+                DEMO_PRIVATE_KEY_PEM,
+                r#"{"alg":"RS256"}"#,
+                serde_json::json!({"iat": n, "exp": n + 500, "iss": 12345}),
+            ),
+            "string",
+        ),
+        (
+            jwt_with(
+                DEMO_PRIVATE_KEY_PEM,
+                r#"{"alg":"HS256"}"#,
+                serde_json::json!({"iat": n, "exp": n + 500, "iss": APP}),
+            ),
+            "RS256",
+        ),
+        ("not.a.jwt".to_owned(), "Malformed"),
+    ];
+    for (token, reason) in cases {
+        let (status, body, _) = call("POST", &url, Some(&token), None).unwrap();
+        assert_eq!(status, 401, "{reason}");
+        assert!(body["message"].as_str().unwrap().contains(reason), "{reason}: {body}");
+        assert!(!body.to_string().contains(&token), "never echoes the token");
+    }
+    assert_eq!(call("POST", &url, None, None).unwrap().0, 401);
+    assert_eq!(r.mint_count(&ids[0]), 0);
+}
+
+#[test]
+fn not_found_bad_requests_and_versions() {
+    let (r, _) = setup(1);
+    let base = r.base_url();
+    let j = jwt(now() - 60, now() + 540);
+    assert_eq!(
+        call(
+            "POST",
+            &format!("{base}/app/installations/nope/accessTokens"),
+            Some(&j),
+            None
+        )
+        .unwrap()
+        .0,
+        404
+    );
+    assert_eq!(
+        call("GET", &format!("{base}/app/installations/nope"), Some(&j), None)
+            .unwrap()
+            .0,
+        404
+    );
+    assert_eq!(call("GET", &format!("{base}/nowhere"), Some(&j), None).unwrap().0, 404);
+    assert_eq!(
+        call("GET", &format!("{base}/app/installations?limit=0"), Some(&j), None)
+            .unwrap()
+            .0,
+        400
+    );
+    let (status, body, _) = call(
+        "POST",
+        &format!("{base}/app/create/user/organization"),
+        Some(&j),
+        Some(r#"{"user":{}}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 400);
+    assert!(body["message"].is_array());
+    let req = http::Request::get(format!("{base}/projects"))
+        .header("x-icr-api-version", "1999-01-01")
+        .body(())
+        .unwrap();
+    assert_eq!(agent().run(req).unwrap().status(), 400);
+}
+
+#[test]
+fn pages_are_zero_based_with_null_next_on_the_last() {
+    let (r, _) = setup(25);
+    let j = jwt(now() - 60, now() + 540);
+    let mut seen = Vec::new();
+    for page in 0..3 {
+        let (status, body, _) = call(
+            "GET",
+            &format!("{}/app/installations?limit=10&page={page}", r.base_url()),
+            Some(&j),
+            None,
+        )
+        .unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(body["pagination"]["total"], 25);
+        assert_eq!(body["pagination"]["pageCount"], 3);
+        seen.extend(
+            body["installations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_owned()),
+        );
+        assert_eq!(body["pagination"]["nextPage"].is_null(), page == 2);
+    }
+    seen.dedup();
+    assert_eq!(seen.len(), 25);
+}
+
+#[test]
+fn clock_offset_moves_date_and_jwt_acceptance() {
+    let (r, ids) = setup(1);
+    r.set_clock_offset(7200);
+    let url = format!("{}/app/installations/{}/accessTokens", r.base_url(), ids[0]);
+    let (status, _, headers) = call("POST", &url, Some(&jwt(now() - 60, now() + 540)), None).unwrap();
+    assert_eq!(
+        status, 401,
+        "a JWT made on the local clock is expired on the registry's"
+    );
+    let date = httpdate::parse_http_date(headers["date"].to_str().unwrap()).unwrap();
+    let skew = date.duration_since(SystemTime::now()).unwrap_or_default();
+    assert!(skew > Duration::from_secs(7190), "{skew:?}");
+    let (status, token, _) = call("POST", &url, Some(&jwt(now() + 7200 - 60, now() + 7200 + 540)), None).unwrap();
+    assert_eq!(status, 200);
+    // Tokens expire on the registry's clock.
+    r.advance_clock(3 * 3600);
+    let t = token["token"].as_str().unwrap();
+    assert!(!r.token_is_valid(t));
+    assert_eq!(
+        call("GET", &format!("{}/projects", r.base_url()), Some(t), None)
+            .unwrap()
+            .0,
+        401
+    );
+}
+
+#[test]
+fn faults_and_recording() {
+    let (r, _) = setup(1);
+    let url = format!("{}/projects", r.base_url());
+    r.inject(
+        Fault::Status {
+            status: 429,
+            retry_after: Some(7),
+        },
+        1,
+    );
+    let (status, body, headers) = call("GET", &url, None, None).unwrap();
+    assert_eq!((status, headers["retry-after"].to_str().unwrap()), (429, "7"));
+    assert_eq!(body["statusCode"], 429);
+    r.inject(Fault::MalformedBody, 1);
+    let (status, body, _) = call("GET", &url, None, None).unwrap();
+    assert_eq!(status, 200);
+    assert!(body.is_string(), "not JSON: {body}");
+    r.inject(Fault::DropConnection, 1);
+    assert!(
+        call("GET", &url, None, None).is_err(),
+        "the connection closes unanswered"
+    );
+    r.inject(
+        Fault::Redirect {
+            location: "http://elsewhere.invalid/x".into(),
+            status: 307,
+        },
+        1,
+    );
+    let (status, _, headers) = call("GET", &url, None, None).unwrap();
+    assert_eq!(
+        (status, headers["location"].to_str().unwrap()),
+        (307, "http://elsewhere.invalid/x")
+    );
+    r.inject(Fault::Delay(Duration::from_millis(300)), 1);
+    let started = std::time::Instant::now();
+    assert_eq!(call("GET", &url, None, None).unwrap().0, 401);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    r.inject_for(
+        "/app/",
+        Fault::Status {
+            status: 503,
+            retry_after: None,
+        },
+        1,
+    );
+    assert_eq!(
+        call("GET", &url, None, None).unwrap().0,
+        401,
+        "a prefixed fault skips other paths"
+    );
+    let recorded = r.requests();
+    assert_eq!(recorded.len(), 6);
+    assert_eq!(recorded[0].status, 429);
+    assert_eq!(recorded[2].status, 0, "dropped");
+    assert_eq!(recorded[0].header("x-icr-api-version"), Some("2023-06-16"));
+    r.clear_requests();
+    assert!(r.requests().is_empty());
+}
+
+#[test]
+fn webhook_deliveries_are_signed_over_signed_data() {
+    let (r, ids) = setup(1);
+    let (body, signature) = r.webhook_delivery("s3cret", "installed", &ids[0]);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let signed = v["signedData"].as_str().unwrap();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"s3cret");
+    let expected: String = ring::hmac::sign(&key, signed.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(signature, format!("sha256={expected}"));
+    let payload: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(signed).unwrap()).unwrap();
+    assert_eq!(payload["event"], "installed");
+    assert_eq!(payload["installation"]["id"], ids[0].as_str());
+}
+
+#[test]
+fn public_key_registration_forms() {
+    let r = FakeRegistry::start();
+    let spki = "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----";
+    assert!(r.register_app("x", spki).is_err(), "truncated");
+    assert!(r.register_app("x", "not a key").is_err());
+    assert!(r.register_app_with_private_key("x", "nope").is_err());
+}

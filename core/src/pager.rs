@@ -26,6 +26,7 @@ pub struct InstallationPager {
     done: bool,
     seen: HashSet<String>,
     items: Vec<Installation>,
+    stale_pages: u32,
 }
 
 impl InstallationPager {
@@ -37,6 +38,7 @@ impl InstallationPager {
             done: false,
             seen: HashSet::new(),
             items: Vec::new(),
+            stale_pages: 0,
         }
     }
 
@@ -58,14 +60,17 @@ impl InstallationPager {
     /// Adds the page answering the last request.
     pub fn add(&mut self, page: InstallationsPage) {
         let new_items = page.installations.iter().filter(|i| !self.seen.contains(&i.id)).count();
-        let has_more = page.has_more(self.limit, self.items.len() + new_items) && new_items > 0;
+        let has_more = page.has_more(self.limit, self.items.len() + new_items);
         for installation in page.installations {
             if self.seen.insert(installation.id.clone()) {
                 self.items.push(installation);
             }
         }
+        // A full page of nothing new can happen once (a 1-based server answering page 0 and
+        // page 1 alike); twice in a row means the server is repeating itself.
+        self.stale_pages = if new_items == 0 { self.stale_pages + 1 } else { 0 };
         self.page += 1;
-        self.done = !has_more;
+        self.done = !has_more || self.stale_pages >= 2;
     }
 
     /// How many pages have been read.
@@ -76,5 +81,66 @@ impl InstallationPager {
     /// Every installation read, in the registry's order.
     pub fn into_items(self) -> Vec<Installation> {
         self.items
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::Pagination;
+
+    fn page(ids: std::ops::Range<u32>, current: i64, next: Option<i64>, total: u64) -> InstallationsPage {
+        let installations = ids
+            .map(|i| serde_json::from_value(serde_json::json!({ "id": i.to_string() })).unwrap())
+            .collect();
+        InstallationsPage {
+            pagination: Some(Pagination {
+                total: Some(total),
+                current_page: Some(current),
+                next_page: Some(next),
+                ..Pagination::default()
+            }),
+            installations,
+        }
+    }
+
+    #[test]
+    fn zero_based_server() {
+        let mut p = InstallationPager::new(10);
+        p.add(page(0..10, 0, Some(1), 25));
+        p.add(page(10..20, 1, Some(2), 25));
+        p.add(page(20..25, 2, None, 25));
+        assert!(p.done);
+        assert_eq!(p.into_items().len(), 25);
+    }
+
+    #[test]
+    fn one_based_server_that_answers_page_zero_as_page_one() {
+        let mut p = InstallationPager::new(10);
+        p.add(page(0..10, 1, Some(2), 25));
+        p.add(page(0..10, 1, Some(2), 25));
+        assert!(!p.done, "one repeated page is tolerated");
+        p.add(page(10..20, 2, Some(3), 25));
+        p.add(page(20..25, 3, None, 25));
+        assert!(p.done);
+        assert_eq!(p.pages(), 4);
+        assert_eq!(p.into_items().len(), 25);
+    }
+
+    #[test]
+    fn a_server_repeating_itself_is_stopped() {
+        let mut p = InstallationPager::new(10);
+        p.add(InstallationsPage {
+            pagination: None,
+            installations: page(0..10, 0, None, 0).installations,
+        });
+        for _ in 0..2 {
+            p.add(InstallationsPage {
+                pagination: None,
+                installations: page(0..10, 0, None, 0).installations,
+            });
+        }
+        assert!(p.done);
+        assert_eq!(p.into_items().len(), 10);
     }
 }

@@ -41,6 +41,7 @@ use crate::keys::Signer;
 use crate::models::{AccessToken, CreateUserOrganization, CreatedUserOrganization, Installation, InstallationsPage};
 use crate::response::{check_status, parse_json, status_error};
 use crate::retry::RetryPolicy;
+use crate::secret::SecretString;
 
 /// A 401 whose `Date` shows more skew than this (against the clock the JWT was made for) is
 /// retried once with the corrected clock.
@@ -501,14 +502,24 @@ impl App {
     }
 
     /// `DELETE /app/installations/token` for `token`.
-    pub fn revoke_request(&self, token: &crate::secret::SecretString) -> Result<Request<Vec<u8>>, Error> {
+    pub fn revoke_request(&self, token: &SecretString) -> Result<Request<Vec<u8>>, Error> {
         self.api.revoke_token(token)
     }
 
-    /// Reads the answer to a revocation (any 2xx is success; the body is not documented).
-    pub fn finish_revoke(&mut self, response: &Response<Vec<u8>>, now: Timestamp) -> Result<(), Error> {
+    /// Reads the answer to revoking `token` (any 2xx is success; the body is not documented). On
+    /// success, or a 401 (the token was already invalid), the token is dropped from the cache.
+    pub fn finish_revoke(
+        &mut self,
+        token: &SecretString,
+        response: &Response<Vec<u8>>,
+        now: Timestamp,
+    ) -> Result<(), Error> {
         self.observe(response, now);
-        check_status(response, Credential::AccessToken)
+        let result = check_status(response, Credential::AccessToken);
+        if result.is_ok() || response.status() == http::StatusCode::UNAUTHORIZED {
+            self.cache.invalidate_everywhere(token.expose());
+        }
+        result
     }
 
     /// `GET /app/installations?limit&page`: one page of installations.
@@ -797,12 +808,22 @@ mod tests {
             .unwrap();
         let drained = app.drain_tokens();
         assert_eq!(drained.len(), 1);
-        let req = app.revoke_request(drained[0].1.secret()).unwrap();
+        let secret = drained[0].1.secret().clone();
+        let req = app.revoke_request(&secret).unwrap();
         assert_eq!(req.method(), http::Method::DELETE);
-        assert!(app.finish_revoke(&response(200, 0, b"{}".to_vec()), at(0)).is_ok());
-        assert!(matches!(
-            app.finish_revoke(&response(401, 0, Vec::new()), at(0)),
-            Err(Error::Unauthorized { .. })
-        ));
+        assert!(
+            app.finish_revoke(&secret, &response(200, 0, b"{}".to_vec()), at(0))
+                .is_ok()
+        );
+        let refused = app.finish_revoke(&secret, &response(401, 0, Vec::new()), at(0));
+        assert!(matches!(refused, Err(Error::Unauthorized { .. })));
+        // A revoked token that is still cached is dropped from the cache.
+        let (id, _) = send(app.poll_token(&scope(), at(0), None).unwrap());
+        let Ok(TokenAnswer::Token(t)) = app.handle_token_response(id, response(200, 0, token_body(0)), at(0)) else {
+            panic!("expected a token")
+        };
+        app.finish_revoke(t.secret(), &response(200, 0, Vec::new()), at(0))
+            .unwrap();
+        assert!(app.peek_token(&scope(), at(1), None).is_none());
     }
 }

@@ -432,6 +432,18 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
         }
     }
 
+    /// Drops `token` wherever it is cached (after it was revoked). Returns how many keys held it.
+    pub fn invalidate_everywhere(&mut self, token: &str) -> usize {
+        let mut dropped = 0;
+        for e in self.entries.values_mut() {
+            if e.token.as_ref().is_some_and(|t| t.secret().ct_eq(token)) {
+                e.token = None;
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
     /// Forgets `key` entirely (an in-flight fetch's answer will be refused). Returns its token.
     pub fn remove(&mut self, key: &K) -> Option<Token> {
         let entry = self.entries.remove(key)?;

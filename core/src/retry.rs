@@ -54,6 +54,21 @@ impl RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// How long to wait before resending a one-off request that failed with `error` after
+    /// `attempts` attempts and `waited` so far: the server's `Retry-After`, else 0.5 s doubling
+    /// per attempt; `None` means give up.
+    pub fn call_delay(&self, attempts: u32, waited: Duration, error: &Error) -> Option<Duration> {
+        let backoff = error
+            .retry_after()
+            .unwrap_or(Duration::from_millis(250) * 2u32.pow(attempts.min(8)));
+        if !error.is_retryable() || attempts >= self.max_attempts || waited + backoff > self.max_wait {
+            return None;
+        }
+        Some(backoff)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +98,14 @@ mod tests {
         };
         assert_eq!(p.delay(1, Duration::ZERO, &denied, now, now), None);
         assert_eq!(RetryPolicy::never().delay(1, Duration::ZERO, &busy, now, now), None);
+        assert_eq!(p.call_delay(1, Duration::ZERO, &busy), Some(Duration::from_millis(500)));
+        assert_eq!(p.call_delay(2, Duration::ZERO, &busy), Some(Duration::from_secs(1)));
+        let limited = Error::RateLimited {
+            retry_after: Some(Duration::from_secs(3)),
+            api: ApiMessage::default(),
+        };
+        assert_eq!(p.call_delay(1, Duration::ZERO, &limited), Some(Duration::from_secs(3)));
+        assert_eq!(p.call_delay(1, Duration::from_secs(28), &limited), None);
+        assert_eq!(p.call_delay(1, Duration::ZERO, &denied), None);
     }
 }

@@ -208,19 +208,13 @@ impl Client {
             match outcome {
                 Ok(CallStep::Done(value)) => return Ok(value),
                 Ok(CallStep::Retry(again)) => call = again,
-                Err(e) => {
-                    let backoff = e
-                        .retry_after()
-                        .unwrap_or(Duration::from_millis(250) * 2u32.pow(attempts.min(8)));
-                    let now = now();
-                    match policy.delay(attempts, waited, &e, now.plus(backoff), now) {
-                        Some(delay) if idempotent => {
-                            std::thread::sleep(delay);
-                            waited += delay;
-                        }
-                        _ => return Err(e),
+                Err(e) => match policy.call_delay(attempts, waited, &e) {
+                    Some(delay) if idempotent => {
+                        std::thread::sleep(delay);
+                        waited += delay;
                     }
-                }
+                    _ => return Err(e),
+                },
             }
         }
     }
@@ -229,18 +223,7 @@ impl Client {
     pub fn revoke(&self, token: &SecretString) -> Result<(), Error> {
         let request = self.read().revoke_request(token)?;
         let response = self.inner.transport.send(request)?;
-        let result = self.write().finish_revoke(&response, now());
-        let mut app = self.write();
-        let scopes: Vec<TokenScope> = app
-            .cache()
-            .tokens()
-            .filter(|(_, t)| t.secret().ct_eq(token.expose()))
-            .map(|(s, _)| s.clone())
-            .collect();
-        for scope in scopes {
-            app.invalidate(&scope, token.expose());
-        }
-        result
+        self.write().finish_revoke(token, &response, now())
     }
 
     /// Revokes every cached token (e.g. on shutdown) and empties the cache. Returns how many

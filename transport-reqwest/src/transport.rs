@@ -31,6 +31,20 @@ impl ReqwestTransport {
     /// A client with rustls (ring, Mozilla's roots), a 10 s connect timeout, a 30 s overall
     /// timeout and no redirects.
     pub fn new() -> Result<Self, Error> {
+        let client = Self::client_builder()?
+            .build()
+            .map_err(|e| Error::config("HTTP client", chain(&e)))?;
+        Ok(Self::with_client(client))
+    }
+
+    /// The `reqwest::ClientBuilder` that [`new`](Self::new) uses: rustls with ring and Mozilla's
+    /// roots, timeouts, no redirects. Add your settings (a proxy, more roots) and pass the built
+    /// client to [`with_client`](Self::with_client).
+    ///
+    /// This crate builds reqwest without a default crypto provider (to keep aws-lc out), so a
+    /// `reqwest::Client` built from scratch needs either this builder's TLS configuration or a
+    /// process-wide provider installed with `rustls::crypto::ring::default_provider().install_default()`.
+    pub fn client_builder() -> Result<reqwest::ClientBuilder, Error> {
         let roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
@@ -39,14 +53,11 @@ impl ReqwestTransport {
             .map_err(|e| Error::config("TLS", e.to_string()))?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let client = reqwest::Client::builder()
+        Ok(reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(DEFAULT_CONNECT_TIMEOUT)
-            .timeout(DEFAULT_TIMEOUT)
-            .build()
-            .map_err(|e| Error::config("HTTP client", chain(&e)))?;
-        Ok(Self::with_client(client))
+            .timeout(DEFAULT_TIMEOUT))
     }
 
     /// Uses your configured client (proxy, roots, timeouts). Build it with

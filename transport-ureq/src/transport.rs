@@ -26,6 +26,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct UreqTransport {
     agent: Agent,
+    /// The agent turns statuses into errors or follows redirects: correct that per request
+    /// (which costs a copy of the agent's configuration each time).
+    override_per_request: bool,
     max_body: u64,
     allow_insecure_http: bool,
     observer: Option<Observer>,
@@ -67,8 +70,11 @@ impl UreqTransport {
     /// Uses your configured agent (proxy, TLS roots, timeouts). Per request, non-2xx statuses
     /// are still returned as responses and redirects are still not followed.
     pub fn with_agent(agent: Agent) -> Self {
+        let config = agent.config();
+        let override_per_request = config.http_status_as_error() || config.max_redirects() != 0;
         Self {
             agent,
+            override_per_request,
             max_body: DEFAULT_MAX_BODY,
             allow_insecure_http: false,
             observer: None,
@@ -111,13 +117,17 @@ impl UreqTransport {
     }
 
     fn exchange(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
-        let response = request
-            .with_agent(&self.agent)
-            .configure()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .run()
-            .map_err(transport_error)?;
+        let response = if self.override_per_request {
+            request
+                .with_agent(&self.agent)
+                .configure()
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .run()
+        } else {
+            self.agent.run(request)
+        }
+        .map_err(transport_error)?;
         let (parts, mut body) = response.into_parts();
         let bytes = body
             .with_config()

@@ -1,0 +1,206 @@
+//! End to end on loopback against the fake registry:
+//!
+//! - `cached`: `installation_token` served from the cache, through each client.
+//! - `cold mint`: a fresh installation's first token through each client, against a bare
+//!   `ureq` / `reqwest` POST of the same request (same JWT, same endpoint) — the SDK's share.
+//! - `coalescing`: 1 000 concurrent callers (tasks; threads for ureq) on one cold installation:
+//!   mints issued (printed; must be 1) and the time until all have the token, against one caller.
+
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use icr_app_core::{App, AppKey, InstallationId};
+use icr_app_testkit::{DEMO_PRIVATE_KEY_PEM, FakeRegistry};
+
+const APP_ID: &str = "d23967cc-dd16-452b-8af4-869965745978";
+
+fn app(registry: &FakeRegistry) -> App {
+    App::builder(APP_ID, AppKey::from_pem(DEMO_PRIVATE_KEY_PEM).unwrap())
+        .base_url(registry.base_url())
+        .build()
+        .unwrap()
+}
+
+fn registry() -> FakeRegistry {
+    let r = FakeRegistry::start();
+    r.register_app_with_private_key(APP_ID, DEMO_PRIVATE_KEY_PEM).unwrap();
+    r
+}
+
+fn install(r: &FakeRegistry) -> InstallationId {
+    InstallationId::new(r.add_installation(APP_ID, "Org", &[("organization_info", "VIEW")])).unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn cached(c: &mut Criterion) {
+    let r = registry();
+    let id = install(&r);
+    let mut g = c.benchmark_group("cached");
+    let blocking = icr_app_ureq::Client::new(app(&r));
+    blocking.installation_token(&id).unwrap();
+    g.bench_function("ureq client installation_token", |b| {
+        b.iter(|| blocking.installation_token(&id).unwrap())
+    });
+    let rt = runtime();
+    let client = icr_app_reqwest::Client::new(app(&r)).unwrap();
+    rt.block_on(client.installation_token(&id)).unwrap();
+    g.bench_function("reqwest client installation_token", |b| {
+        b.iter(|| rt.block_on(client.installation_token(&id)).unwrap())
+    });
+    g.bench_function("reqwest: an empty block_on (the floor of the line above)", |b| {
+        b.iter(|| rt.block_on(async {}))
+    });
+    g.finish();
+}
+
+fn cold_mint(c: &mut Criterion) {
+    let r = registry();
+    r.set_token_lifetime(Duration::from_secs(7200));
+    let id = install(&r);
+    let scope = icr_app_core::TokenScope::Installation(id.clone());
+    let mut g = c.benchmark_group("cold mint");
+
+    // Through the SDK: each iteration drops the cached token, so the call mints (the JWT stays
+    // cached, as it does in a running app).
+    let blocking = icr_app_ureq::Client::new(app(&r));
+    blocking.jwt().unwrap();
+    g.bench_function("ureq client", |b| {
+        b.iter(|| {
+            let t = blocking.installation_token(&id).unwrap();
+            blocking.invalidate(&scope, &t);
+        })
+    });
+    // Bare ureq: the same POST with a pre-made JWT, the body read and parsed as JSON.
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let jwt = blocking.jwt().unwrap().token().expose().to_owned();
+    let base = r.base_url();
+    g.bench_function("bare ureq POST", |b| {
+        b.iter(|| {
+            let mut res = agent
+                .post(format!("{base}/app/installations/{id}/accessTokens"))
+                .header("authorization", format!("Bearer {jwt}"))
+                .header("accept", "application/json")
+                .header("x-icr-api-version", "2023-06-16")
+                .content_type("application/json")
+                .send("{}")
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&res.body_mut().read_to_vec().unwrap()).unwrap();
+            assert!(v["token"].is_string());
+        })
+    });
+
+    let rt = runtime();
+    let client = icr_app_reqwest::Client::new(app(&r)).unwrap();
+    client.jwt().unwrap();
+    g.bench_function("reqwest client", |b| {
+        b.iter(|| {
+            let t = rt.block_on(client.installation_token(&id)).unwrap();
+            client.invalidate(&scope, &t);
+        })
+    });
+    let bare = icr_app_reqwest::ReqwestTransport::client_builder()
+        .unwrap()
+        .build()
+        .unwrap();
+    g.bench_function("bare reqwest POST", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let res = bare
+                    .post(format!("{base}/app/installations/{id}/accessTokens"))
+                    .header("authorization", format!("Bearer {jwt}"))
+                    .header("accept", "application/json")
+                    .header("x-icr-api-version", "2023-06-16")
+                    .header("content-type", "application/json")
+                    .body("{}")
+                    .send()
+                    .await
+                    .unwrap();
+                let v: serde_json::Value = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
+                assert!(v["token"].is_string());
+            })
+        })
+    });
+    g.finish();
+}
+
+/// The mean time of one caller minting a fresh installation's token, after a warm-up mint.
+fn one_caller(mint: impl Fn(&InstallationId), r: &FakeRegistry) -> Duration {
+    mint(&install(r));
+    let ids: Vec<_> = (0..5).map(|_| install(r)).collect();
+    let started = Instant::now();
+    for id in &ids {
+        mint(id);
+    }
+    started.elapsed() / 5
+}
+
+/// Not a criterion loop: one measurement of 1 000 callers against one, printed with the mint count.
+fn coalescing(_: &mut Criterion) {
+    let r = registry();
+
+    let client = icr_app_ureq::Client::new(app(&r));
+    let alone = one_caller(|id| drop(client.installation_token(id).unwrap()), &r);
+    let id = install(&r);
+    let barrier = Arc::new(Barrier::new(1000));
+    let started = Instant::now();
+    let threads: Vec<_> = (0..1000)
+        .map(|_| {
+            let (client, barrier, id) = (client.clone(), barrier.clone(), id.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                client.installation_token(&id).unwrap()
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let all = started.elapsed();
+    println!(
+        "coalescing/ureq: 1000 threads: {} mint(s), all served in {:.2} ms; one caller alone {:.2} ms",
+        r.mint_count(id.as_str()),
+        all.as_secs_f64() * 1e3,
+        alone.as_secs_f64() * 1e3
+    );
+
+    let rt = runtime();
+    let (alone, all, mints) = rt.block_on(async {
+        let client = icr_app_reqwest::Client::new(app(&r)).unwrap();
+        client.installation_token(&install(&r)).await.unwrap();
+        let mut alone = Duration::ZERO;
+        for _ in 0..5 {
+            let id = install(&r);
+            let started = Instant::now();
+            client.installation_token(&id).await.unwrap();
+            alone += started.elapsed() / 5;
+        }
+        let id = install(&r);
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..1000)
+            .map(|_| {
+                let (client, id) = (client.clone(), id.clone());
+                tokio::spawn(async move { client.installation_token(&id).await.unwrap() })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        (alone, started.elapsed(), r.mint_count(id.as_str()))
+    });
+    println!(
+        "coalescing/reqwest: 1000 tasks: {mints} mint(s), all served in {:.2} ms; one caller alone {:.2} ms",
+        all.as_secs_f64() * 1e3,
+        alone.as_secs_f64() * 1e3
+    );
+}
+
+criterion_group!(benches, cached, cold_mint, coalescing);
+criterion_main!(benches);

@@ -147,9 +147,16 @@ pub(crate) fn transport_error(e: ureq::Error) -> Error {
         }
         ureq::Error::BodyExceedsLimit(_) => TransportErrorKind::BodyTooLarge,
         ureq::Error::Io(io) => match io.kind() {
-            io::ErrorKind::ConnectionRefused | io::ErrorKind::AddrNotAvailable => TransportErrorKind::Connect,
             io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => TransportErrorKind::Timeout,
-            _ => TransportErrorKind::ConnectionLost,
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::NotConnected => TransportErrorKind::ConnectionLost,
+            // Refused, unreachable, and the uncategorised errors of name resolution
+            // ("failed to lookup address information"): the connection was never made, so
+            // the base URL, the network or the proxy is what to check.
+            _ => TransportErrorKind::Connect,
         },
         ureq::Error::Protocol(_) => TransportErrorKind::ConnectionLost,
         _ => TransportErrorKind::Other,

@@ -71,11 +71,24 @@ fn demo_runs_the_whole_flow_without_flags_or_secrets() {
         assert!(stdout.contains(step), "missing step {step}:\n{stdout}");
     }
     assert!(stderr.contains("> POST /app/installations/"), "{stderr}");
+    // Secret hygiene through the whole demo with -v: the demo's key material, its webhook
+    // secret, any JWT and any access token must appear nowhere on stdout or stderr.
     let all = format!("{stdout}{stderr}");
+    let demo = FakeRegistry::demo();
     assert!(!all.contains("eyJ"), "a JWT leaked");
     assert!(!regex_like_token(&all), "a token leaked");
-    assert!(!all.contains("demo-webhook-secret"), "the webhook secret leaked");
+    assert!(!all.contains(&demo.webhook_secret), "the webhook secret leaked");
+    assert!(
+        !all.contains("demo-webhook-secret"),
+        "part of the webhook secret leaked"
+    );
     assert!(!all.contains("PRIVATE KEY"));
+    for line in demo.private_key_pem.lines().filter(|l| !l.starts_with("-----")) {
+        for chunk in line.as_bytes().chunks(16).filter(|c| c.len() == 16) {
+            let chunk = std::str::from_utf8(chunk).unwrap();
+            assert!(!all.contains(chunk), "private key material leaked: {chunk}");
+        }
+    }
 }
 
 /// Whether `text` holds `crs_` followed by hex (a token).

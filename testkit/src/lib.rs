@@ -37,7 +37,7 @@ use serde_json::json;
 
 pub use api::API_VERSION;
 use state::{App, Installation, State};
-pub use state::{Fault, RecordedRequest};
+pub use state::{Fault, FaultRates, InjectedFaults, RecordedRequest, TokenStatus};
 
 /// The demo app's private key (PKCS#8 PEM, 2048-bit RSA). For tests only.
 pub const DEMO_PRIVATE_KEY_PEM: &str = include_str!("../keys/demo-app.pem");
@@ -270,9 +270,41 @@ impl FakeRegistry {
         }
     }
 
-    /// Drops every queued fault.
+    /// Drops every queued fault (the fault rates stay; see [`clear_fault_rates`](Self::clear_fault_rates)).
     pub fn clear_faults(&self) {
         self.state().faults.clear();
+    }
+
+    /// From now on, injects faults at random into every request at `rates` (see [`FaultRates`]),
+    /// after any queued by [`inject`](Self::inject). Replaces earlier rates and restarts the
+    /// generator from `rates.seed`.
+    ///
+    /// # Panics
+    /// If a rate is negative or not finite, or the rates add up to more than 1.
+    pub fn set_fault_rates(&self, rates: FaultRates) {
+        let bands = [
+            rates.server_error,
+            rates.drop_connection,
+            rates.malformed_body,
+            rates.retry_after,
+            rates.delay,
+        ];
+        assert!(
+            bands.iter().all(|p| p.is_finite() && *p >= 0.0) && bands.iter().sum::<f64>() <= 1.0 + 1e-9,
+            "fault rates must be non-negative and add up to at most 1: {rates:?}"
+        );
+        let rng = state::SplitMix(rates.seed);
+        self.state().fault_rates = Some((rates, rng));
+    }
+
+    /// Stops injecting random faults.
+    pub fn clear_fault_rates(&self) {
+        self.state().fault_rates = None;
+    }
+
+    /// How many faults the [fault rates](Self::set_fault_rates) have injected so far, by kind.
+    pub fn injected_faults(&self) -> InjectedFaults {
+        self.state().injected
     }
 
     /// Every request received so far, oldest first.
@@ -280,9 +312,19 @@ impl FakeRegistry {
         self.state().requests.clone()
     }
 
+    /// Takes the recorded requests, oldest first, and forgets them: for long runs that tally as
+    /// they go rather than keep every request. A request still being answered keeps status 0 in
+    /// what was taken.
+    pub fn take_requests(&self) -> Vec<RecordedRequest> {
+        let mut state = self.state();
+        let taken = std::mem::take(&mut state.requests);
+        state.requests_taken += taken.len();
+        taken
+    }
+
     /// Forgets the recorded requests.
     pub fn clear_requests(&self) {
-        self.state().requests.clear();
+        drop(self.take_requests());
     }
 
     /// How many installation tokens were minted for `installation_id`.
@@ -317,9 +359,19 @@ impl FakeRegistry {
 
     /// Whether the registry accepts `token` right now (issued, not revoked, not expired).
     pub fn token_is_valid(&self, token: &str) -> bool {
+        self.token_status(token) == TokenStatus::Valid
+    }
+
+    /// What the registry thinks of `token` right now, on its own clock. Faults never touch this.
+    pub fn token_status(&self, token: &str) -> TokenStatus {
         let state = self.state();
         let now = state.now_ms();
-        state.tokens.get(token).is_some_and(|t| !t.revoked && t.expires > now)
+        match state.tokens.get(token) {
+            None => TokenStatus::Unknown,
+            Some(t) if t.revoked => TokenStatus::Revoked,
+            Some(t) if t.expires <= now => TokenStatus::Expired,
+            Some(_) => TokenStatus::Valid,
+        }
     }
 
     /// A webhook delivery as ICR sends it: the body (the payload plus `signedData`, the base64

@@ -117,7 +117,7 @@ async fn serve(
             at,
             status: 0,
         });
-        (s.requests.len() - 1, s.next_fault(&path))
+        (s.requests_taken + s.requests.len() - 1, s.draw_fault(&path))
     };
     let fault = match fault {
         Some(Fault::Delay(d)) => {
@@ -194,7 +194,12 @@ fn respond_raw(
 ) -> Response<Full<Bytes>> {
     let date = {
         let mut s = state.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(r) = index.and_then(|i| s.requests.get_mut(i)) {
+        // `index` counts every request ever recorded; the log may have been drained since.
+        let taken = s.requests_taken;
+        if let Some(r) = index
+            .and_then(|i| i.checked_sub(taken))
+            .and_then(|i| s.requests.get_mut(i))
+        {
             r.status = status;
         }
         httpdate::fmt_http_date(s.now_system())

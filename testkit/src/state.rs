@@ -31,6 +31,85 @@ pub enum Fault {
     },
 }
 
+/// Probabilities of faults to inject at random into every request, on every endpoint (token
+/// mints included), drawn from a seeded generator so that a run can be reproduced.
+///
+/// Each request draws once: with probability `server_error` it is answered 500, 502 or 503
+/// without `Retry-After`; `drop_connection`, the connection is closed unanswered;
+/// `malformed_body`, a 200 whose body is not JSON; `retry_after`, a 429 or 503 with
+/// `Retry-After: retry_after_secs`; `delay`, it is answered normally after a pause of up to
+/// `max_delay`. Otherwise it is answered normally. The bands do not overlap, so their sum must be
+/// at most 1. Faults queued with [`inject`](crate::FakeRegistry::inject) come first. The
+/// registry's own state (tokens, [`token_is_valid`](crate::FakeRegistry::token_is_valid)) is
+/// never faulted: a faulted request changes nothing (a delayed one is then served normally).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FaultRates {
+    /// 500/502/503 without `Retry-After`.
+    pub server_error: f64,
+    /// Close the connection without answering.
+    pub drop_connection: f64,
+    /// 200 with a body that is not JSON.
+    pub malformed_body: f64,
+    /// 429 or 503 (alternately) with `Retry-After`.
+    pub retry_after: f64,
+    /// The `Retry-After` value, in seconds.
+    pub retry_after_secs: u64,
+    /// Answer normally after a random pause.
+    pub delay: f64,
+    /// The longest pause.
+    pub max_delay: Duration,
+    /// Seeds the generator (the same seed and the same order of requests give the same faults).
+    pub seed: u64,
+}
+
+/// How many faults [`FaultRates`] injected, by kind (queued faults are not counted).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InjectedFaults {
+    /// 500/502/503 without `Retry-After`.
+    pub server_error: u64,
+    /// Connections closed unanswered.
+    pub drop_connection: u64,
+    /// 200s with a body that is not JSON.
+    pub malformed_body: u64,
+    /// 429/503 with `Retry-After`.
+    pub retry_after: u64,
+    /// Delayed answers.
+    pub delay: u64,
+}
+
+/// What the registry thinks of an access token right now (see
+/// [`FakeRegistry::token_status`](crate::FakeRegistry::token_status)).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum TokenStatus {
+    /// Issued, not revoked, not expired: requests with it are served.
+    Valid,
+    /// Past its `expiresAt` on the registry's clock.
+    Expired,
+    /// Revoked (and possibly also expired).
+    Revoked,
+    /// Never issued by this registry.
+    Unknown,
+}
+
+/// A small seeded generator (splitmix64) for the random faults: reproducible, no dependency.
+#[derive(Debug)]
+pub(crate) struct SplitMix(pub(crate) u64);
+
+impl SplitMix {
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub(crate) fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
 /// One request as the registry received it.
 #[derive(Clone, Debug)]
 pub struct RecordedRequest {
@@ -83,6 +162,11 @@ pub(crate) struct State {
     pub(crate) token_lifetime: Duration,
     pub(crate) faults: VecDeque<(Option<String>, Fault)>,
     pub(crate) requests: Vec<RecordedRequest>,
+    /// How many recorded requests were taken away before `requests[0]` (so that an answer in
+    /// flight finds its record by sequence number after the log was drained).
+    pub(crate) requests_taken: usize,
+    pub(crate) fault_rates: Option<(FaultRates, SplitMix)>,
+    pub(crate) injected: InjectedFaults,
     pub(crate) installation_mints: HashMap<String, usize>,
     pub(crate) app_mints: usize,
     pub(crate) base_url: String,
@@ -99,6 +183,9 @@ impl State {
             token_lifetime: Duration::from_secs(7200),
             faults: VecDeque::new(),
             requests: Vec::new(),
+            requests_taken: 0,
+            fault_rates: None,
+            injected: InjectedFaults::default(),
             installation_mints: HashMap::new(),
             app_mints: 0,
             base_url,
@@ -152,6 +239,47 @@ impl State {
             .iter()
             .position(|(prefix, _)| prefix.as_deref().is_none_or(|p| path.starts_with(p)))?;
         self.faults.remove(pos).map(|(_, f)| f)
+    }
+
+    /// The next fault: a queued one for `path`, else one drawn from the fault rates, if set.
+    pub(crate) fn draw_fault(&mut self, path: &str) -> Option<Fault> {
+        if let Some(f) = self.next_fault(path) {
+            return Some(f);
+        }
+        let (rates, rng) = self.fault_rates.as_mut()?;
+        let u = rng.next_f64();
+        let pick = rng.next_u64();
+        let mut band = 0.0;
+        let mut hit = |p: f64| {
+            band += p;
+            u < band
+        };
+        let injected = &mut self.injected;
+        if hit(rates.server_error) {
+            injected.server_error += 1;
+            Some(Fault::Status {
+                status: [500, 502, 503][(pick % 3) as usize],
+                retry_after: None,
+            })
+        } else if hit(rates.drop_connection) {
+            injected.drop_connection += 1;
+            Some(Fault::DropConnection)
+        } else if hit(rates.malformed_body) {
+            injected.malformed_body += 1;
+            Some(Fault::MalformedBody)
+        } else if hit(rates.retry_after) {
+            injected.retry_after += 1;
+            Some(Fault::Status {
+                status: if pick % 2 == 0 { 429 } else { 503 },
+                retry_after: Some(rates.retry_after_secs),
+            })
+        } else if hit(rates.delay) {
+            injected.delay += 1;
+            let max_ms = u64::try_from(rates.max_delay.as_millis()).unwrap_or(u64::MAX);
+            Some(Fault::Delay(Duration::from_millis(pick % max_ms.saturating_add(1))))
+        } else {
+            None
+        }
     }
 
     pub(crate) fn installation_json(&self, i: &Installation) -> Value {

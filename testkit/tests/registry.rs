@@ -5,7 +5,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use icr_app_testkit::{DEMO_PRIVATE_KEY_PEM, FakeRegistry, Fault, OTHER_PRIVATE_KEY_PEM};
+use icr_app_testkit::{
+    DEMO_PRIVATE_KEY_PEM, FakeRegistry, Fault, FaultRates, InjectedFaults, OTHER_PRIVATE_KEY_PEM, TokenStatus,
+};
 use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 
 const APP: &str = "app-1";
@@ -356,6 +358,112 @@ fn faults_and_recording() {
     assert_eq!(recorded[0].header("x-icr-api-version"), Some("2023-06-16"));
     r.clear_requests();
     assert!(r.requests().is_empty());
+}
+
+/// Mints a token through the faults (retrying until one comes), then sends `n` requests with
+/// it; returns each answer's status, with 0 for a dropped connection and 1 for a malformed 200.
+fn statuses_under_faults(r: &FakeRegistry, installation: &str, rates: &FaultRates, n: usize) -> Vec<u16> {
+    let base = r.base_url();
+    r.set_fault_rates(rates.clone());
+    let mint_url = format!("{base}/app/installations/{installation}/accessTokens");
+    let token = loop {
+        if let Ok((200, t, _)) = call("POST", &mint_url, Some(&jwt(now() - 60, now() + 540)), None)
+            && let Some(t) = t["token"].as_str()
+        {
+            break t.to_owned();
+        }
+    };
+    (0..n)
+        .map(|_| match call("GET", &format!("{base}/projects"), Some(&token), None) {
+            Ok((status, body, headers)) => {
+                if let Some(v) = headers.get("retry-after") {
+                    assert_eq!(v.to_str().unwrap(), "1");
+                    assert!(status == 429 || status == 503, "{status}");
+                }
+                if status == 200 && !body.is_object() { 1 } else { status }
+            }
+            Err(_) => 0,
+        })
+        .collect()
+}
+
+/// Random faults at set rates: every kind shows up at about its rate, mints included, the same
+/// seed gives the same faults, queued faults come first, and the registry's own view of its
+/// tokens is never faulted.
+#[test]
+fn fault_rates_are_seeded_and_hit_every_endpoint() {
+    let rates = FaultRates {
+        server_error: 0.10,
+        drop_connection: 0.05,
+        malformed_body: 0.02,
+        retry_after: 0.03,
+        retry_after_secs: 1,
+        delay: 0.05,
+        max_delay: Duration::from_millis(5),
+        seed: 7,
+    };
+    let (r, ids) = setup(1);
+    let first = statuses_under_faults(&r, &ids[0], &rates, 400);
+    let counts = r.injected_faults();
+    let total = counts.server_error + counts.drop_connection + counts.malformed_body + counts.retry_after;
+    let failed = first.iter().filter(|s| **s != 200).count() as u64;
+    assert!(failed <= total, "{failed} failures, {total} injected");
+    assert!((40..=120).contains(&total), "about 20% of ~400 requests: {counts:?}");
+    assert!(counts.server_error > 0 && counts.drop_connection > 0 && counts.malformed_body > 0);
+    assert!(counts.retry_after > 0 && counts.delay > 0);
+    assert!(first.contains(&0) && first.contains(&1) && first.contains(&503) && first.contains(&429));
+
+    // The same seed and the same order of requests give the same answers.
+    let (r2, ids2) = setup(1);
+    assert_eq!(statuses_under_faults(&r2, &ids2[0], &rates, 400), first);
+    assert_eq!(r2.injected_faults(), counts);
+
+    // Faults never touch the registry's own state; queued faults come first; rates can stop.
+    let base = r.base_url();
+    r.set_fault_rates(FaultRates {
+        server_error: 1.0,
+        ..FaultRates::default()
+    });
+    assert_eq!(r.token_status("crs_00"), TokenStatus::Unknown);
+    r.inject(Fault::MalformedBody, 1);
+    assert_eq!(call("GET", &format!("{base}/projects"), None, None).unwrap().0, 200);
+    let status = call("GET", &format!("{base}/projects"), None, None).unwrap().0;
+    assert!([500, 502, 503].contains(&status), "{status}");
+    r.clear_fault_rates();
+    assert_eq!(call("GET", &format!("{base}/projects"), None, None).unwrap().0, 401);
+    assert_ne!(r.injected_faults(), InjectedFaults::default());
+
+    // Taking the log as it goes: nothing is lost, and later answers find their own records.
+    let taken = r.take_requests();
+    assert!(taken.len() > 400);
+    assert!(r.requests().is_empty());
+    assert_eq!(call("GET", &format!("{base}/projects"), None, None).unwrap().0, 401);
+    assert_eq!(r.take_requests()[0].status, 401);
+}
+
+#[test]
+fn token_status_tells_expired_from_revoked() {
+    let (r, ids) = setup(1);
+    let base = r.base_url();
+    let mint = || {
+        let (_, t, _) = call(
+            "POST",
+            &format!("{base}/app/installations/{}/accessTokens", ids[0]),
+            Some(&jwt(now() - 60, now() + 540)),
+            None,
+        )
+        .unwrap();
+        t["token"].as_str().unwrap().to_owned()
+    };
+    let (a, b) = (mint(), mint());
+    assert_eq!(r.token_status(&a), TokenStatus::Valid);
+    assert!(r.token_is_valid(&a));
+    r.expire_token(&a);
+    assert_eq!(r.token_status(&a), TokenStatus::Expired);
+    r.revoke_all_tokens();
+    assert_eq!(r.token_status(&b), TokenStatus::Revoked);
+    assert_eq!(r.token_status(&a), TokenStatus::Revoked);
+    assert!(!r.token_is_valid(&b));
 }
 
 #[test]

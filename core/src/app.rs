@@ -359,6 +359,9 @@ impl App {
             && (seen.millis - self.offset.millis).abs() > OFFSET_HYSTERESIS_MS
         {
             self.offset = seen;
+            // Cached expiries were fixed on the old offset: a server clock that jumped ahead
+            // makes them too late.
+            self.cache.observe_offset(seen.millis);
         }
     }
 
@@ -681,6 +684,27 @@ mod tests {
         assert!(matches!(
             app.poll_token(&scope(), at(10), None).unwrap(),
             TokenStep::Ready(_)
+        ));
+    }
+
+    /// Regression (found by the fault soak): the registry's clock jumped ahead after a token was
+    /// cached; the next `Date` seen must cut the cached token's life to what the registry gives
+    /// it, or the token is handed out after the registry considers it expired.
+    #[test]
+    fn a_server_clock_jump_seen_in_any_response_shortens_cached_tokens() {
+        let mut app = app();
+        let (id, _) = send(app.poll_token(&scope(), at(0), None).unwrap());
+        let _ = app
+            .handle_token_response(id, response(200, 0, token_body(0)), at(0))
+            .unwrap();
+        assert!(app.peek_token(&scope(), at(10), None).is_some());
+        // Any response (here a 404 to some other call) shows the registry's clock 2 h - 40 s
+        // ahead: the token has 30 s left there.
+        app.observe(&response(404, 10 + 7200 - 40, Vec::new()), at(10));
+        assert!(app.peek_token(&scope(), at(10), None).is_none());
+        assert!(matches!(
+            app.poll_token(&scope(), at(10), None).unwrap(),
+            TokenStep::Send { stale: None, .. }
         ));
     }
 

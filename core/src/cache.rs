@@ -111,6 +111,22 @@ impl Token {
         }))
     }
 
+    /// This token with its local expiry brought forward to `expiresAt` moved onto our clock
+    /// through `offset_ms` (the server's clock ahead of ours), and its refresh brought forward
+    /// as much; `None` when that is not earlier than the expiry it has.
+    fn expiring_by_offset(&self, offset_ms: i64) -> Option<Self> {
+        let by_offset = self.0.access.expires_at.offset_by(offset_ms.saturating_neg());
+        if by_offset >= self.0.expires_local {
+            return None;
+        }
+        let margin = self.0.expires_local.saturating_since(self.0.refresh_at);
+        Some(Self(Arc::new(TokenInner {
+            access: self.0.access.clone(),
+            expires_local: by_offset,
+            refresh_at: by_offset.minus(margin),
+        })))
+    }
+
     /// The token, for `Authorization: Bearer`.
     pub fn secret(&self) -> &SecretString {
         &self.0.access.token
@@ -418,6 +434,25 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
             self.record_failure(&key, error.clone(), now);
         }
         Ok(error)
+    }
+
+    /// The server's clock was just seen `offset_ms` ahead of ours (from a `Date` header): every
+    /// cached token whose `expiresAt`, moved onto our clock with that offset, comes before the
+    /// local expiry it was cached with is brought forward to it (its refresh moves as much).
+    /// Expiries only ever move earlier. Returns how many tokens moved.
+    ///
+    /// A token's local expiry is fixed when it is minted; if the server's clock then jumps
+    /// forward (or ours steps back), the token dies on the server before it does here, and
+    /// without this it would be handed out after the server considers it expired.
+    pub fn observe_offset(&mut self, offset_ms: i64) -> usize {
+        let mut moved = 0;
+        for e in self.entries.values_mut() {
+            if let Some(earlier) = e.token.as_ref().and_then(|t| t.expiring_by_offset(offset_ms)) {
+                e.token = Some(earlier);
+                moved += 1;
+            }
+        }
+        moved
     }
 
     /// Drops `key`'s cached token if it is `token` (a caller saw it rejected). A token minted
@@ -933,6 +968,34 @@ mod tests {
         let (id, _) = fetch(c.poll(&"j", at(0), None));
         let t = c.handle_token(id, minted("b", -7200, 7200), at(0), -7_200_000).unwrap();
         assert_eq!(t.expires_local(), at(7200));
+    }
+
+    #[test]
+    fn server_clock_jumping_ahead_brings_cached_expiry_forward() {
+        let mut c = cache();
+        let (id, _) = fetch(c.poll(&"i", at(0), None));
+        let t = c.handle_token(id, minted("a", 0, 7200), at(0), 0).unwrap();
+        assert_eq!((t.expires_local(), t.refresh_at()), (at(7200), at(7200 - 720)));
+        // Ten minutes later the server's clock is seen 2 h - 10 min 50 s ahead: the token
+        // has 50 s left there, though 1 h 50 min here.
+        assert_eq!(c.observe_offset((7200 - 650) * 1000), 1);
+        let now = at(600);
+        assert!(
+            c.peek(&"i", now, None).is_none(),
+            "50 s left is less than min_remaining"
+        );
+        let (_, stale) = fetch(c.poll(&"i", now, None));
+        assert!(stale.is_none(), "nothing usable to serve meanwhile");
+        let (_, cached) = c.tokens().next().unwrap();
+        assert_eq!((cached.expires_local(), cached.refresh_at()), (at(650), at(650 - 720)));
+        // While that fetch runs, the token serves whoever needs less than its 50 s.
+        assert!(c.peek(&"i", now, Some(Duration::from_secs(30))).is_some());
+        assert!(c.peek(&"i", now, None).is_none());
+        // Handles given out earlier keep what they were given; offsets never lengthen a token.
+        assert_eq!(t.expires_local(), at(7200));
+        assert_eq!(c.observe_offset(0), 0);
+        assert_eq!(c.observe_offset(-3_600_000), 0);
+        assert_eq!(c.tokens().next().unwrap().1.expires_local(), at(650));
     }
 
     #[test]

@@ -22,7 +22,7 @@
 //! # }
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -257,6 +257,9 @@ pub struct App {
     offset: ClockOffset,
     cache: TokenCache<TokenScope>,
     skew_retried: HashSet<RequestId>,
+    /// The clock offset each mint in flight was signed with: a 401 is retried when the offset
+    /// has moved since, even if another response taught us the new one first.
+    signed_with: HashMap<RequestId, ClockOffset>,
     retry: RetryPolicy,
 }
 
@@ -281,6 +284,7 @@ impl App {
             offset: ClockOffset::default(),
             cache: TokenCache::new(CacheConfig::default(), 0),
             skew_retried: HashSet::new(),
+            signed_with: HashMap::new(),
             retry: RetryPolicy::default(),
         }
     }
@@ -387,7 +391,7 @@ impl App {
             Poll::Ready(t) => Ok(TokenStep::Ready(t)),
             Poll::Wait { until } => Ok(TokenStep::Wait { until }),
             Poll::Failed { error, retry_at } => Ok(TokenStep::Failed { error, retry_at }),
-            Poll::Fetch { id, stale } => match self.mint_request(scope, now) {
+            Poll::Fetch { id, stale } => match self.mint_request_for(id, scope, now) {
                 Ok(request) => Ok(TokenStep::Send { id, request, stale }),
                 Err(e) => {
                     let _ = self.cache.handle_error(id, e.clone(), now);
@@ -404,13 +408,14 @@ impl App {
         response: Response<Vec<u8>>,
         now: Timestamp,
     ) -> Result<TokenAnswer, Error> {
+        let signed_with = self.signed_with.remove(&id);
         let scope = self.cache.key_of(id).cloned().ok_or(Error::UnknownRequest(id.0))?;
-        let used_offset = self.offset;
+        let used_offset = signed_with.unwrap_or(self.offset);
         self.observe(&response, now);
         let status = response.status();
         if status == http::StatusCode::UNAUTHORIZED && self.skew_changed(used_offset) && self.skew_retried.insert(id) {
             self.jwt.invalidate();
-            match self.mint_request(&scope, now) {
+            match self.mint_request_for(id, &scope, now) {
                 Ok(request) => return Ok(TokenAnswer::Retry(request)),
                 Err(e) => return Err(self.fail(id, e, now)),
             }
@@ -460,12 +465,25 @@ impl App {
 
     fn fail(&mut self, id: RequestId, error: Error, now: Timestamp) -> Error {
         self.skew_retried.remove(&id);
+        self.signed_with.remove(&id);
         self.cache.handle_error(id, error.clone(), now).unwrap_or(error)
     }
 
     /// Whether the offset learned since a request was signed moved by more than 30 s.
     fn skew_changed(&self, used: ClockOffset) -> bool {
         (self.offset.millis - used.millis).unsigned_abs() > SKEW_RETRY_THRESHOLD.as_millis() as u64
+    }
+
+    /// The mint request for fetch `id`, remembering the offset it was signed with.
+    fn mint_request_for(
+        &mut self,
+        id: RequestId,
+        scope: &TokenScope,
+        now: Timestamp,
+    ) -> Result<Request<Vec<u8>>, Error> {
+        let request = self.mint_request(scope, now)?;
+        self.signed_with.insert(id, self.offset);
+        Ok(request)
     }
 
     fn mint_request(&mut self, scope: &TokenScope, now: Timestamp) -> Result<Request<Vec<u8>>, Error> {
@@ -491,7 +509,7 @@ impl App {
     /// [`handle_token_failure`](Self::handle_token_failure).
     pub fn poll_refresh(&mut self, now: Timestamp) -> Option<Refresh> {
         let (id, scope) = self.cache.poll_refresh(now)?;
-        let request = self.mint_request(&scope, now).inspect_err(|e| {
+        let request = self.mint_request_for(id, &scope, now).inspect_err(|e| {
             let _ = self.cache.handle_error(id, e.clone(), now);
         });
         Some(Refresh { id, scope, request })
@@ -501,6 +519,7 @@ impl App {
     /// with [`revoke_request`](Self::revoke_request)).
     pub fn drain_tokens(&mut self) -> Vec<(TokenScope, Token)> {
         self.skew_retried.clear();
+        self.signed_with.clear();
         self.cache.drain()
     }
 
@@ -705,6 +724,31 @@ mod tests {
         assert!(matches!(
             app.poll_token(&scope(), at(10), None).unwrap(),
             TokenStep::Send { stale: None, .. }
+        ));
+    }
+
+    /// Regression (found by the fault soak): two mints signed before the registry's clock jumped
+    /// are both refused; the first answer teaches the new offset, and the second must still be
+    /// retried, since it was signed with the old one.
+    #[test]
+    fn every_mint_signed_with_an_old_clock_is_retried_after_a_jump() {
+        let mut app = app();
+        let other = TokenScope::Installation(InstallationId::new("inst-2").unwrap());
+        let (a, _) = send(app.poll_token(&scope(), at(0), None).unwrap());
+        let (b, _) = send(app.poll_token(&other, at(0), None).unwrap());
+        let refused = br#"{"statusCode":401,"message":"JWT expired","error":"Unauthorized"}"#.to_vec();
+        for id in [a, b] {
+            let answer = app.handle_token_response(id, response(401, 7200, refused.clone()), at(1));
+            let Ok(TokenAnswer::Retry(again)) = answer else {
+                panic!("{id}: not retried: {answer:?}")
+            };
+            assert_eq!(iat_of(&again), T0 + 7200 - 60);
+        }
+        // A mint signed with the new offset and refused is not retried again.
+        let (c, _) = send(app.poll_token(&TokenScope::App, at(2), None).unwrap());
+        assert!(matches!(
+            app.handle_token_response(c, response(401, 7202, refused), at(2)),
+            Err(Error::Unauthorized { .. })
         ));
     }
 

@@ -229,21 +229,25 @@ impl InstallationsPage {
     /// Whether another page should be fetched after this one, which was requested with `limit`
     /// and brings the number of installations seen so far to `seen`.
     ///
-    /// Stops on an empty or short page, when `total` is reached, or when `nextPage` is `null` or
-    /// not after `currentPage`.
+    /// An empty page ends the list. Otherwise the `pagination` block decides when it says
+    /// anything: `total` reached or not, then `nextPage` (`null`, or not after `currentPage`,
+    /// ends it). Only when it says nothing does a page shorter than `limit` end the list: a
+    /// registry that caps the page size below `limit` must not cut the list short.
     pub fn has_more(&self, limit: u32, seen: usize) -> bool {
-        if self.installations.is_empty() || self.installations.len() < limit as usize {
+        if self.installations.is_empty() {
             return false;
         }
-        let Some(p) = &self.pagination else { return true };
-        if p.total.is_some_and(|t| seen as u64 >= t) {
-            return false;
+        if let Some(p) = &self.pagination {
+            if let Some(total) = p.total {
+                return (seen as u64) < total;
+            }
+            match (p.next_page, p.current_page) {
+                (Some(None), _) => return false,
+                (Some(Some(next)), Some(cur)) => return next > cur,
+                _ => {}
+            }
         }
-        match (p.next_page, p.current_page) {
-            (Some(None), _) => false,
-            (Some(Some(next)), Some(cur)) => next > cur,
-            _ => true,
-        }
+        self.installations.len() >= limit as usize
     }
 }
 

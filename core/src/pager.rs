@@ -128,6 +128,31 @@ mod tests {
     }
 
     #[test]
+    fn a_server_capping_the_page_size_below_the_limit_is_read_to_the_end() {
+        // Asked for 10 a page, the registry serves at most 5: short pages, but more to come.
+        let mut p = InstallationPager::new(10);
+        p.add(page(0..5, 0, Some(1), 12));
+        assert!(!p.done, "total says 7 more");
+        p.add(page(5..10, 1, Some(2), 12));
+        p.add(page(10..12, 2, None, 12));
+        assert!(p.done);
+        assert_eq!(p.into_items().len(), 12);
+        // Without a total, nextPage decides.
+        let mut p = InstallationPager::new(10);
+        let mut first = page(0..5, 0, Some(1), 0);
+        first.pagination.as_mut().unwrap().total = None;
+        p.add(first);
+        assert!(!p.done);
+        // Without any pagination block, a short page is the last one.
+        let mut p = InstallationPager::new(10);
+        p.add(InstallationsPage {
+            pagination: None,
+            installations: page(0..5, 0, None, 0).installations,
+        });
+        assert!(p.done);
+    }
+
+    #[test]
     fn a_server_repeating_itself_is_stopped() {
         let mut p = InstallationPager::new(10);
         p.add(InstallationsPage {

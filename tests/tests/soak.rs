@@ -17,8 +17,8 @@
 //! ```
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use icr_app_core::{CacheConfig, Error, InstallationId, TransportErrorKind};

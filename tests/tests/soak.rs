@@ -415,6 +415,11 @@ fn soak(p: &Params) {
         .enable_all()
         .build()
         .unwrap();
+    // The async client renews tokens in the background, as a server would run it.
+    let refresher = {
+        let _runtime = runtime.enter();
+        reqwest.spawn_refresher()
+    };
     let tasks: Vec<_> = (0..p.tasks)
         .map(|n| runtime.spawn(reqwest_caller(s.clone(), reqwest.clone(), 0x2000 + n as u64)))
         .collect();
@@ -465,6 +470,7 @@ fn soak(p: &Params) {
         }
     });
     let wall = started.elapsed();
+    drop(refresher);
     tally_requests();
 
     let mints: usize = s.installations.iter().map(|i| s.registry.mint_count(i.as_str())).sum();

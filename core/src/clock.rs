@@ -65,10 +65,17 @@ impl Timestamp {
 
     /// Parses an RFC 3339 date-time (`2024-03-26T08:47:15.356Z`, `2022-01-01T00:00:00+02:00`).
     /// Fractions beyond milliseconds are truncated.
+    ///
+    /// An offset that moves the instant out of the years 0000 to 9999 in UTC (such as
+    /// `0000-01-01T00:00:00+00:01`) is refused, since [`to_rfc3339`](Self::to_rfc3339) could not
+    /// write it back.
     pub fn parse_rfc3339(s: &str) -> Option<Self> {
         let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
         let ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
-        i64::try_from(ms).ok().map(Self)
+        i64::try_from(ms)
+            .ok()
+            .filter(|ms| (FIRST_RFC3339_MS..=LAST_RFC3339_MS).contains(ms))
+            .map(Self)
     }
 
     /// Formats as RFC 3339 in UTC with millisecond precision, e.g. `2024-03-26T08:47:15.356Z`.
@@ -94,9 +101,12 @@ impl Timestamp {
         httpdate::parse_http_date(s.trim()).ok().map(Self::from_system_time)
     }
 
-    /// Formats as an HTTP `Date` header value (IMF-fixdate); instants before 1970 give the epoch.
+    /// Formats as an HTTP `Date` header value (IMF-fixdate); instants before 1970 give the epoch,
+    /// and instants after 9999 the last second of 9999 (the form has four-digit years).
     pub fn to_http_date(self) -> String {
-        let secs = u64::try_from(self.unix_seconds()).unwrap_or(0);
+        /// `Fri, 31 Dec 9999 23:59:59 GMT`, the last instant `httpdate` can format.
+        const LAST_HTTP_DATE_SECS: u64 = 253_402_300_799;
+        let secs = u64::try_from(self.unix_seconds()).unwrap_or(0).min(LAST_HTTP_DATE_SECS);
         httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs))
     }
 }
@@ -106,6 +116,11 @@ impl fmt::Display for Timestamp {
         f.write_str(&self.to_rfc3339())
     }
 }
+
+/// `0000-01-01T00:00:00.000Z`, the first instant RFC 3339 can write in UTC.
+const FIRST_RFC3339_MS: i64 = -62_167_219_200_000;
+/// `9999-12-31T23:59:59.999Z`, the last.
+const LAST_RFC3339_MS: i64 = 253_402_300_799_999;
 
 pub(crate) fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -174,9 +189,10 @@ impl ClockOffset {
         let server = Timestamp::parse_http_date(date)?;
         // `Date` is truncated to the second: the server's clock was somewhere in the second
         // that follows it, so take its middle.
-        let raw = server.unix_millis() + 500 - received_at.unix_millis();
+        // Saturating: `received_at` is the caller's clock, which may be absurd.
+        let raw = (server.unix_millis() + 500).saturating_sub(received_at.unix_millis());
         // The header truncates to the second: anything within (-1 s, +1 s) is noise.
-        let millis = if raw.abs() < 1000 { 0 } else { raw };
+        let millis = if raw.unsigned_abs() < 1000 { 0 } else { raw };
         Some(Self { millis })
     }
 
@@ -213,6 +229,13 @@ mod tests {
             "2022-01-01T00:00:00.120Z"
         );
         assert_eq!(Timestamp::parse_rfc3339(&z.to_rfc3339()), Some(z));
+        // Found by `cargo fuzz run time`: offsets that leave the years 0000-9999 in UTC printed
+        // as text (`-001-12-31T23:59:00.000Z`) that does not parse back.
+        assert_eq!(Timestamp::parse_rfc3339("0000-01-01T00:00:00+00:01"), None);
+        assert_eq!(Timestamp::parse_rfc3339("9999-12-31T23:59:59-00:01"), None);
+        for edge in ["0000-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z"] {
+            assert_eq!(Timestamp::parse_rfc3339(edge).unwrap().to_rfc3339(), edge);
+        }
     }
 
     #[test]
@@ -233,6 +256,31 @@ mod tests {
             ClockOffset::from_date_header("Sun, 06 Nov 1994 08:49:37 GMT", near)
                 .unwrap()
                 .millis,
+            0
+        );
+    }
+
+    #[test]
+    fn extreme_instants_do_not_panic() {
+        // Found by `cargo fuzz run time`: httpdate panics past 9999, and the offset overflowed.
+        let far = Timestamp::from_unix_millis(1 << 62);
+        assert_eq!(far.to_http_date(), "Fri, 31 Dec 9999 23:59:59 GMT");
+        assert_eq!(
+            Timestamp::from_unix_millis(i64::MAX).to_http_date(),
+            "Fri, 31 Dec 9999 23:59:59 GMT"
+        );
+        assert_eq!(
+            Timestamp::from_unix_millis(i64::MIN).to_http_date(),
+            "Thu, 01 Jan 1970 00:00:00 GMT"
+        );
+        let date = "Sun, 06 Nov 1994 08:49:37 GMT";
+        let min = ClockOffset::from_date_header(date, Timestamp::from_unix_millis(i64::MIN)).unwrap();
+        assert_eq!(min.millis, i64::MAX);
+        let max = ClockOffset::from_date_header(date, Timestamp::from_unix_millis(i64::MAX)).unwrap();
+        assert!(max.millis < -1_000);
+        assert_eq!(
+            max.local_time(max.server_time(Timestamp::from_unix_millis(0)))
+                .unix_millis(),
             0
         );
     }

@@ -233,7 +233,7 @@ impl fmt::Display for Error {
                     Some(ms) => write!(
                         f,
                         ", and fix this machine's clock: it is {} s {} the server's (enable NTP)",
-                        ms.abs() / 1000,
+                        ms.unsigned_abs() / 1000,
                         if *ms > 0 { "behind" } else { "ahead of" }
                     ),
                     None => write!(f, ", and that this machine's clock is right (enable NTP)"),

@@ -48,7 +48,7 @@ pub fn status_error(
     match status {
         401 => Error::Unauthorized {
             credential,
-            clock_skew: clock_skew.filter(|ms| ms.abs() > 30_000 && credential == Credential::AppJwt),
+            clock_skew: clock_skew.filter(|ms| ms.unsigned_abs() > 30_000 && credential == Credential::AppJwt),
             api,
         },
         403 => Error::Forbidden { api },
@@ -89,8 +89,9 @@ fn malformed(response: &Response<Vec<u8>>, e: serde_json::Error) -> Error {
     } else if e.is_syntax() || e.is_eof() {
         format!("it is not valid JSON ({})", position(&e))
     } else {
-        // serde's data errors name the field and the expected type, never the value.
-        e.to_string()
+        // serde's data errors name the field and the expected type, and an `invalid type` one
+        // quotes the string it found (`invalid type: string "crs_..."`): redact it like the body.
+        excerpt(&e.to_string(), 300)
     };
     Error::MalformedBody {
         status: response.status().as_u16(),
@@ -152,6 +153,16 @@ mod tests {
     }
 
     #[test]
+    fn extreme_clock_skew_does_not_panic() {
+        // Found by `cargo fuzz run responses`: `i64::MIN.abs()` overflowed, here and in Display.
+        for skew in [i64::MIN, i64::MAX] {
+            let e = status_error(401, &HeaderMap::new(), b"", Credential::AppJwt, Some(skew));
+            assert!(matches!(e, Error::Unauthorized { clock_skew: Some(s), .. } if s == skew));
+            assert!(e.to_string().contains("fix this machine's clock"), "{e}");
+        }
+    }
+
+    #[test]
     fn retry_after_forms() {
         let r = Response::builder()
             .status(429)
@@ -193,5 +204,15 @@ mod tests {
         assert!(e.to_string().contains("empty"), "{e}");
         let e = parse_json::<AccessToken>(&resp(200, "{}"), Credential::AppJwt).unwrap_err();
         assert!(e.to_string().contains("token"), "{e}");
+        // Found by `cargo fuzz run responses`: serde quoted a mistyped string in the problem.
+        for body in [
+            r#""crs_19c9bd530ccd3e1187eed12dc4edb70abe757fc4c7be9c5b""#,
+            r#"{"token":"t","expiresAt":"2022-02-01T00:00:00Z","isActive":"crs_19c9bd530ccd3e1187eed12dc4edb70abe757fc4c7be9c5b"}"#,
+        ] {
+            let e = parse_json::<AccessToken>(&resp(200, body), Credential::AppJwt).unwrap_err();
+            let text = format!("{e} {e:?}");
+            assert!(text.contains("invalid type: string"), "{text}");
+            assert!(!text.contains("19c9bd53"), "{text}");
+        }
     }
 }

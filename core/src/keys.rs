@@ -456,12 +456,22 @@ fn pem_blocks(text: &str) -> Vec<Block<'_>> {
 }
 
 /// A PEM label made safe to print: letters, digits, spaces and dashes, at most 64 characters.
+///
+/// A real label is a few short words (`RSA PRIVATE KEY`). A word of 16 or more characters is
+/// key material that ended up on the `-----BEGIN` line (a PEM flattened onto one line with its
+/// dashes damaged), so the label is cut before it, marked `…`, and no key material is shown.
 fn printable_label(label: &str) -> String {
-    label
+    let clean: String = label
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '_'))
-        .take(64)
-        .collect()
+        .collect();
+    let words: Vec<&str> = clean.split(' ').filter(|w| !w.is_empty()).collect();
+    let short = words.iter().take_while(|w| w.len() < 16).count();
+    let mut out: String = words[..short].join(" ").chars().take(64).collect();
+    if short < words.len() {
+        out.push('…');
+    }
+    out
 }
 
 const TAG_INTEGER: u8 = 0x02;
@@ -761,6 +771,23 @@ mod tests {
     fn escapes_and_line_ends_are_normalised() {
         assert_eq!(&*normalise("\"a\\nb\\r\\nc\r\nd\""), "a\nb\n\nc\n\nd");
         assert_eq!(&*normalise("\u{feff}  'x'  "), "x");
+    }
+
+    #[test]
+    fn labels_never_show_key_material() {
+        // Found by `cargo fuzz run keys`: key text on a BEGIN line whose dashes were damaged
+        // became the label, and up to 64 characters of it were printed.
+        assert_eq!(printable_label("RSA PRIVATE KEY"), "RSA PRIVATE KEY");
+        assert_eq!(
+            printable_label("PRIVATE KEY--t1snGN5bhGgEweTuU1TxmKSz2nrX6MlxaBeH"),
+            "PRIVATE…"
+        );
+        assert_eq!(
+            printable_label("RSA PRIVATE KEY MIIEpAIBAAKCAQEAx/y+z Q"),
+            "RSA PRIVATE KEY…"
+        );
+        assert_eq!(printable_label("MIIEpAIBAAKCAQEAx"), "…");
+        assert_eq!(printable_label(" A\u{1b}[31mB  "), "A31mB");
     }
 
     #[test]

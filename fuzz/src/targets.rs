@@ -137,8 +137,13 @@ pub fn responses(data: &[u8]) {
         0 => match parse_json::<AccessToken>(&response, Credential::AppJwt) {
             Ok(t) => {
                 assert!(response.status().is_success());
-                let shown = format!("{t:?}");
-                assert!(!shown.contains(&format!("{:?}", t.token.expose())) || t.token.expose().is_empty());
+                // `Debug` redacts the token. Checked when no other field can hold the same text:
+                // it occurs once in the body, which has no escapes.
+                let token = t.token.expose();
+                let once = !body.contains(&b'\\') && count(body, token.as_bytes()) == 1;
+                if token.len() >= 16 && once {
+                    assert!(!format!("{t:?}").contains(token), "{t:?}");
+                }
                 // The shared-store form round-trips the token and its expiry.
                 let json = serde_json::to_string(&t).expect("an AccessToken serializes");
                 let back: AccessToken = serde_json::from_str(&json).expect("a serialized AccessToken parses");
@@ -198,6 +203,11 @@ pub fn responses(data: &[u8]) {
             }
         }
     }
+}
+
+/// How many times `needle` occurs in `haystack` (overlapping).
+fn count(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack.windows(needle.len().max(1)).filter(|w| *w == needle).count()
 }
 
 /// The mint path: a token request for an installation, answered with `response` (and, when the

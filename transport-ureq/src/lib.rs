@@ -24,6 +24,8 @@ mod client;
 mod transport;
 
 pub use client::Client;
-pub use transport::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, Observer, UreqTransport};
+pub use transport::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, Observer, RESOLVE_CACHE_TTL, UreqTransport,
+};
 
 pub use icr_app_core as core;

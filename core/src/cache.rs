@@ -252,7 +252,8 @@ struct Failure {
 struct Entry {
     token: Option<Token>,
     in_flight: Option<(RequestId, Timestamp)>,
-    failure: Option<Failure>,
+    /// Boxed: rare, and 88 bytes inline would more than double every entry's slot in the map.
+    failure: Option<Box<Failure>>,
     /// Position in the recency index.
     tick: u64,
     /// Set by lock-free reads ([`TokenCache::peek`]); gives the entry a second chance at eviction.
@@ -617,11 +618,11 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
         }
         let retry_at = now.offset_by(delay_ms);
         if let Some(e) = self.entries.get_mut(key) {
-            e.failure = Some(Failure {
+            e.failure = Some(Box::new(Failure {
                 error,
                 attempts,
                 retry_at,
-            });
+            }));
         }
     }
 

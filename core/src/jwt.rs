@@ -86,9 +86,10 @@ impl From<AppId> for String {
 }
 
 /// A signed app JWT and the (server-clock) times it was made for. `Debug` redacts the token.
+/// Cheap to clone: the token is shared (and zeroed when the last clone is dropped).
 #[derive(Clone, Debug)]
 pub struct AppJwt {
-    token: SecretString,
+    token: Arc<SecretString>,
     issued_at: Timestamp,
     expires_at: Timestamp,
     offset: ClockOffset,
@@ -213,7 +214,7 @@ impl JwtSigner {
         let claims = serde_json::to_vec(&claims).map_err(|e| Error::Signing(e.to_string()))?;
         let token = encode_compact(HEADER_JSON, &claims, self.signer.as_ref())?;
         Ok(AppJwt {
-            token: SecretString::new(token),
+            token: Arc::new(SecretString::new(token)),
             issued_at: Timestamp::from_unix_seconds(iat),
             expires_at: Timestamp::from_unix_seconds(exp),
             offset,

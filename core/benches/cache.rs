@@ -2,10 +2,13 @@
 //!
 //! - `hit`: a valid cached installation token through `App::peek_token` behind an `RwLock`
 //!   read guard, as the clients do (single thread; two threads on different and on the same
-//!   installation).
-//! - `scale/N`: the same lookup with N installations cached, and the heap bytes per entry
-//!   (counted by a wrapping global allocator, printed once per size).
-//! - `lru`: inserting past a cap (eviction on every insert).
+//!   installation; two threads each with its own `App` and lock, the no-sharing floor).
+//!   Allocations per hit are counted in `tests/benches/allocs.rs` (0).
+//! - `scale/N`: the same lookup with N installations cached (1 024 of them probed), and the
+//!   resident set growth per entry (printed once per size; exact heap bytes per entry are in
+//!   `tests/benches/allocs.rs`).
+//! - `lru`: inserting past a cap (eviction on every insert) against inserting into an uncapped
+//!   cache of the same size; polling a cached key (which marks it recently used).
 
 use std::hint::black_box;
 use std::sync::{Arc, Barrier, RwLock};
@@ -76,16 +79,20 @@ fn bench_hit(c: &mut Criterion) {
     let one = scope(0);
     let mut g = c.benchmark_group("hit");
     g.bench_function("single thread", |b| b.iter(|| hit(&app, black_box(&one), now)));
-    for (name, same) in [
-        ("two threads, different installations", false),
-        ("two threads, same installation", true),
+    // The floor for two threads: each its own `App` behind its own lock, nothing shared.
+    let own = [app.clone(), Arc::new(RwLock::new(app_with(8, 10_000)))];
+    for (name, same, separate) in [
+        ("two threads, different installations", false, false),
+        ("two threads, same installation", true, false),
+        ("two threads, each its own App and lock (nothing shared)", false, true),
     ] {
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let barrier = Arc::new(Barrier::new(2));
                 let threads: Vec<_> = (0..2)
                     .map(|t| {
-                        let (app, barrier) = (app.clone(), barrier.clone());
+                        let app = if separate { own[t].clone() } else { app.clone() };
+                        let barrier = barrier.clone();
                         let s = if same { scope(0) } else { scope(t) };
                         std::thread::spawn(move || {
                             barrier.wait();
@@ -149,6 +156,23 @@ fn bench_lru(c: &mut Criterion) {
                 cache.insert(scope(next), tokens[next & 1023].clone());
             })
         });
+        // The same inserts into an uncapped cache holding as many entries (it grows instead).
+        let mut uncapped: TokenCache<TokenScope> = TokenCache::new(
+            CacheConfig {
+                max_entries: usize::MAX,
+                ..CacheConfig::default()
+            },
+            1,
+        );
+        fill(&mut uncapped, cap);
+        let mut grown = cap;
+        g.bench_with_input(BenchmarkId::new("insert, no cap", cap), &cap, |b, _| {
+            b.iter(|| {
+                grown += 1;
+                uncapped.insert(scope(grown), tokens[grown & 1023].clone());
+            })
+        });
+        drop(uncapped);
         // The state machine's own path for a cached key (poll marks it recently used).
         let key = scope(next);
         g.bench_with_input(BenchmarkId::new("poll a cached key", cap), &cap, |b, _| {

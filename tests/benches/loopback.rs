@@ -2,10 +2,12 @@
 //!
 //! - `cached`: `installation_token` served from the cache, through each client.
 //! - `cold mint`: a fresh installation's first token through each client, against a bare
-//!   `ureq` / `reqwest` POST of the same request (same JWT, same endpoint) — the SDK's share.
+//!   `ureq` / `reqwest` POST of the same request (same JWT, same endpoint) — the SDK's share;
+//!   `share`: the same comparison measured interleaved (robust to background load).
 //! - `coalescing`: 1 000 concurrent callers (tasks; threads for ureq) on one cold installation:
 //!   mints issued (printed; must be 1) and the time until all have the token, against one caller.
 
+use std::future::Future as _;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -58,6 +60,22 @@ fn cached(c: &mut Criterion) {
     g.bench_function("reqwest: an empty block_on (the floor of the line above)", |b| {
         b.iter(|| rt.block_on(async {}))
     });
+    // The SDK's part alone: the future polled once with a no-op waker, no runtime.
+    g.bench_function(
+        "reqwest client installation_token, polled once without a runtime",
+        |b| {
+            b.iter(|| {
+                let mut f = std::pin::pin!(client.installation_token(&id));
+                match f
+                    .as_mut()
+                    .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+                {
+                    std::task::Poll::Ready(t) => t.unwrap(),
+                    std::task::Poll::Pending => panic!("a cache hit completes on its first poll"),
+                }
+            })
+        },
+    );
     g.finish();
 }
 
@@ -85,6 +103,29 @@ fn cold_mint(c: &mut Criterion) {
     g.bench_function("bare ureq POST", |b| {
         b.iter(|| {
             let mut res = agent
+                .post(format!("{base}/app/installations/{id}/accessTokens"))
+                .header("authorization", format!("Bearer {jwt}"))
+                .header("accept", "application/json")
+                .header("x-icr-api-version", "2023-06-16")
+                .content_type("application/json")
+                .send("{}")
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&res.body_mut().read_to_vec().unwrap()).unwrap();
+            assert!(v["token"].is_string());
+        })
+    });
+
+    // The same bare POST through an agent with the SDK's timeouts: ureq's default resolver then
+    // resolves on a new thread before every request (what `UreqTransport::new` now avoids).
+    let timed: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(10)))
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    g.bench_function("bare ureq POST, agent with timeouts", |b| {
+        b.iter(|| {
+            let mut res = timed
                 .post(format!("{base}/app/installations/{id}/accessTokens"))
                 .header("authorization", format!("Bearer {jwt}"))
                 .header("accept", "application/json")
@@ -131,6 +172,113 @@ fn cold_mint(c: &mut Criterion) {
     g.finish();
 }
 
+/// The SDK's share of a cold mint, measured interleaved so background load hits both sides
+/// alike: rounds of a batch of mints through the client and a batch of bare POSTs of the same
+/// request, alternating which goes first. Prints the mean of each and the median per-round ratio.
+fn share(_: &mut Criterion) {
+    // `cargo test --benches` runs this once, unoptimised, without `--bench`: two rounds then.
+    let full = std::env::args().any(|a| a == "--bench");
+    let n_rounds: usize = if full { 40 } else { 2 };
+    const BATCH: u32 = 25;
+    let r = registry();
+    r.set_token_lifetime(Duration::from_secs(7200));
+    let id = install(&r);
+    let scope = icr_app_core::TokenScope::Installation(id.clone());
+    let base = r.base_url();
+    let url = format!("{base}/app/installations/{id}/accessTokens");
+    // Per round: the mean time of one mint through the client, of one bare POST, and their
+    // ratio. Reported as medians over the rounds (one slow round cannot move them).
+    let report = |name: &str, mut rounds: Vec<[f64; 3]>| {
+        let median = |rounds: &mut Vec<[f64; 3]>, k: usize| {
+            rounds.sort_by(|a, b| a[k].total_cmp(&b[k]));
+            rounds[rounds.len() / 2][k]
+        };
+        let (sdk, bare, ratio) = (median(&mut rounds, 0), median(&mut rounds, 1), median(&mut rounds, 2));
+        let (lowest, highest) = (rounds[0][2], rounds[rounds.len() - 1][2]);
+        println!(
+            "share/{name}: client mint {sdk:.1} µs, bare POST {bare:.1} µs (medians of {} rounds of {BATCH}); \
+             SDK share {:+.1} µs, ratio {ratio:.3} (median; lowest {lowest:.3}, highest {highest:.3})",
+            rounds.len(),
+            sdk - bare,
+        );
+    };
+    let interleave = |mut sdk: Box<dyn FnMut() + '_>, mut bare: Box<dyn FnMut() + '_>| {
+        // A warm-up batch of each (connections, first-use costs), not counted.
+        for _ in 0..BATCH {
+            sdk();
+            bare();
+        }
+        let mut rounds = Vec::new();
+        for round in 0..n_rounds {
+            let mut t = [0.0; 2];
+            for k in 0..2 {
+                let which = (round + k) % 2;
+                let started = Instant::now();
+                for _ in 0..BATCH {
+                    if which == 0 { sdk() } else { bare() }
+                }
+                t[which] = started.elapsed().as_secs_f64() * 1e6 / f64::from(BATCH);
+            }
+            rounds.push([t[0], t[1], t[0] / t[1]]);
+        }
+        rounds
+    };
+
+    let blocking = icr_app_ureq::Client::new(app(&r));
+    let jwt = blocking.jwt().unwrap().token().expose().to_owned();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let per_round = interleave(
+        Box::new(|| {
+            let t = blocking.installation_token(&id).unwrap();
+            blocking.invalidate(&scope, &t);
+        }),
+        Box::new(|| {
+            let mut res = agent
+                .post(&url)
+                .header("authorization", format!("Bearer {jwt}"))
+                .header("accept", "application/json")
+                .header("x-icr-api-version", "2023-06-16")
+                .content_type("application/json")
+                .send("{}")
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&res.body_mut().read_to_vec().unwrap()).unwrap();
+            assert!(v["token"].is_string());
+        }),
+    );
+    report("ureq", per_round);
+
+    let rt = runtime();
+    let client = icr_app_reqwest::Client::new(app(&r)).unwrap();
+    client.jwt().unwrap();
+    let bare = icr_app_reqwest::ReqwestTransport::client_builder()
+        .unwrap()
+        .build()
+        .unwrap();
+    let per_round = interleave(
+        Box::new(|| {
+            let t = rt.block_on(client.installation_token(&id)).unwrap();
+            client.invalidate(&scope, &t);
+        }),
+        Box::new(|| {
+            rt.block_on(async {
+                let res = bare
+                    .post(&url)
+                    .header("authorization", format!("Bearer {jwt}"))
+                    .header("accept", "application/json")
+                    .header("x-icr-api-version", "2023-06-16")
+                    .header("content-type", "application/json")
+                    .body("{}")
+                    .send()
+                    .await
+                    .unwrap();
+                let v: serde_json::Value = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
+                assert!(v["token"].is_string());
+            })
+        }),
+    );
+    report("reqwest", per_round);
+}
+
 /// The mean time of one caller minting a fresh installation's token, after a warm-up mint.
 fn one_caller(mint: impl Fn(&InstallationId), r: &FakeRegistry) -> Duration {
     mint(&install(r));
@@ -164,15 +312,32 @@ fn coalescing(_: &mut Criterion) {
         t.join().unwrap();
     }
     let all = started.elapsed();
+    // The floor: the same 1 000 threads started, met at the barrier and joined, asking nothing.
+    let barrier = Arc::new(Barrier::new(1000));
+    let started = Instant::now();
+    let threads: Vec<_> = (0..1000)
+        .map(|_| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let floor = started.elapsed();
     println!(
-        "coalescing/ureq: 1000 threads: {} mint(s), all served in {:.2} ms; one caller alone {:.2} ms",
+        "coalescing/ureq: 1000 threads: {} mint(s), all served in {:.2} ms (the threads alone, asking \
+         nothing: {:.2} ms); one caller alone {:.2} ms",
         r.mint_count(id.as_str()),
         all.as_secs_f64() * 1e3,
+        floor.as_secs_f64() * 1e3,
         alone.as_secs_f64() * 1e3
     );
 
     let rt = runtime();
-    let (alone, all, mints) = rt.block_on(async {
+    let (alone, all, floor, mints) = rt.block_on(async {
         let client = icr_app_reqwest::Client::new(app(&r)).unwrap();
         client.installation_token(&install(&r)).await.unwrap();
         let mut alone = Duration::ZERO;
@@ -193,14 +358,23 @@ fn coalescing(_: &mut Criterion) {
         for t in tasks {
             t.await.unwrap();
         }
-        (alone, started.elapsed(), r.mint_count(id.as_str()))
+        let all = started.elapsed();
+        // The floor: 1 000 tasks spawned and awaited, asking nothing.
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..1000).map(|_| tokio::spawn(async {})).collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        (alone, all, started.elapsed(), r.mint_count(id.as_str()))
     });
     println!(
-        "coalescing/reqwest: 1000 tasks: {mints} mint(s), all served in {:.2} ms; one caller alone {:.2} ms",
+        "coalescing/reqwest: 1000 tasks: {mints} mint(s), all served in {:.2} ms (the tasks alone, asking \
+         nothing: {:.2} ms); one caller alone {:.2} ms",
         all.as_secs_f64() * 1e3,
+        floor.as_secs_f64() * 1e3,
         alone.as_secs_f64() * 1e3
     );
 }
 
-criterion_group!(benches, cached, cold_mint, coalescing);
+criterion_group!(benches, cached, cold_mint, share, coalescing);
 criterion_main!(benches);

@@ -5,7 +5,7 @@
 //!   `ureq` / `reqwest` POST of the same request (same JWT, same endpoint) — the SDK's share;
 //!   `share`: the same comparison measured interleaved (robust to background load).
 //! - `coalescing`: 1 000 concurrent callers (tasks; threads for ureq) on one cold installation:
-//!   mints issued (printed; must be 1) and the time until all have the token, against one caller.
+//!   mints issued (printed and asserted: 1) and the time until all have the token, against one caller.
 
 use std::future::Future as _;
 use std::sync::{Arc, Barrier};
@@ -327,6 +327,11 @@ fn coalescing(_: &mut Criterion) {
         t.join().unwrap();
     }
     let floor = started.elapsed();
+    assert_eq!(
+        r.mint_count(id.as_str()),
+        1,
+        "1 000 threads on one cold installation: one mint"
+    );
     println!(
         "coalescing/ureq: 1000 threads: {} mint(s), all served in {:.2} ms (the threads alone, asking \
          nothing: {:.2} ms); one caller alone {:.2} ms",
@@ -367,6 +372,7 @@ fn coalescing(_: &mut Criterion) {
         }
         (alone, all, started.elapsed(), r.mint_count(id.as_str()))
     });
+    assert_eq!(mints, 1, "1 000 tasks on one cold installation: one mint");
     println!(
         "coalescing/reqwest: 1000 tasks: {mints} mint(s), all served in {:.2} ms (the tasks alone, asking \
          nothing: {:.2} ms); one caller alone {:.2} ms",

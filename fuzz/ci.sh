@@ -14,7 +14,7 @@ targets=(keys responses error_body webhook time)
 
 fallback() {
   echo "fuzz: $1; running the same targets as proptest cases on stable instead (not libFuzzer)"
-  (cd .. && PROPTEST_CASES="${FUZZ_PROPTEST_CASES:-5000}" cargo test -p icr-app-core --locked --test fuzz_corpus)
+  (cd .. && PROPTEST_CASES="${FUZZ_PROPTEST_CASES:-100000}" cargo test -p icr-app-core --locked --test fuzz_corpus)
 }
 
 if ! command -v cargo-fuzz >/dev/null; then

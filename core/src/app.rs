@@ -360,7 +360,7 @@ impl App {
             return;
         };
         if let Some(seen) = ClockOffset::from_date_header(date, now)
-            && (seen.millis - self.offset.millis).abs() > OFFSET_HYSTERESIS_MS
+            && seen.millis.abs_diff(self.offset.millis) > OFFSET_HYSTERESIS_MS.unsigned_abs()
         {
             self.offset = seen;
             // Cached expiries were fixed on the old offset: a server clock that jumped ahead
@@ -471,7 +471,7 @@ impl App {
 
     /// Whether the offset learned since a request was signed moved by more than 30 s.
     fn skew_changed(&self, used: ClockOffset) -> bool {
-        (self.offset.millis - used.millis).unsigned_abs() > SKEW_RETRY_THRESHOLD.as_millis() as u64
+        self.offset.millis.abs_diff(used.millis) > SKEW_RETRY_THRESHOLD.as_millis() as u64
     }
 
     /// The mint request for fetch `id`, remembering the offset it was signed with.
@@ -704,6 +704,19 @@ mod tests {
             app.poll_token(&scope(), at(10), None).unwrap(),
             TokenStep::Ready(_)
         ));
+    }
+
+    /// Offsets learned against absurd local clocks (the far past, then the far future) must not
+    /// overflow when compared, whether to learn a new offset or to decide a skew retry.
+    #[test]
+    fn offsets_from_absurd_local_clocks_do_not_overflow() {
+        let mut app = app();
+        app.observe(&response(200, 0, Vec::new()), Timestamp::from_unix_millis(i64::MIN));
+        app.observe(&response(200, 0, Vec::new()), Timestamp::from_unix_millis(i64::MAX));
+        let (id, _) = send(app.poll_token(&scope(), at(0), None).unwrap());
+        app.observe(&response(200, 0, Vec::new()), Timestamp::from_unix_millis(i64::MIN));
+        // A 401 makes the app compare the offset the mint was signed with to the newest one.
+        let _ = app.handle_token_response(id, response(401, 0, Vec::new()), Timestamp::from_unix_millis(i64::MAX));
     }
 
     /// Regression (found by the fault soak): the registry's clock jumped ahead after a token was

@@ -93,6 +93,22 @@ fn bare_ureq_mint(agent: &ureq::Agent, base: &str, id: &InstallationId, jwt: &st
     assert!(v["token"].is_string());
 }
 
+/// A bare reqwest mint: the SDK's POST to `url` with a pre-made JWT, the body read and parsed.
+async fn bare_reqwest_mint(client: &reqwest::Client, url: &str, jwt: &str) {
+    let res = client
+        .post(url)
+        .header("authorization", format!("Bearer {jwt}"))
+        .header("accept", "application/json")
+        .header("x-icr-api-version", "2023-06-16")
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
+    assert!(v["token"].is_string());
+}
+
 fn cold_mint(c: &mut Criterion) {
     let r = registry();
     r.set_token_lifetime(Duration::from_secs(7200));
@@ -150,18 +166,7 @@ fn cold_mint(c: &mut Criterion) {
     g.bench_function("bare reqwest POST", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let res = bare
-                    .post(format!("{base}/app/installations/{id}/accessTokens"))
-                    .header("authorization", format!("Bearer {jwt}"))
-                    .header("accept", "application/json")
-                    .header("x-icr-api-version", "2023-06-16")
-                    .header("content-type", "application/json")
-                    .body("{}")
-                    .send()
-                    .await
-                    .unwrap();
-                let v: serde_json::Value = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
-                assert!(v["token"].is_string());
+                bare_reqwest_mint(&bare, &format!("{base}/app/installations/{id}/accessTokens"), &jwt).await;
             })
         })
     });
@@ -257,18 +262,7 @@ fn share(_: &mut Criterion) {
         }),
         Box::new(|| {
             rt.block_on(async {
-                let res = bare
-                    .post(&url)
-                    .header("authorization", format!("Bearer {jwt}"))
-                    .header("accept", "application/json")
-                    .header("x-icr-api-version", "2023-06-16")
-                    .header("content-type", "application/json")
-                    .body("{}")
-                    .send()
-                    .await
-                    .unwrap();
-                let v: serde_json::Value = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
-                assert!(v["token"].is_string());
+                bare_reqwest_mint(&bare, &url, &jwt).await;
             })
         }),
     );

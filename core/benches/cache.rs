@@ -4,12 +4,14 @@
 //!   read guard, as the clients do (single thread; two threads on different and on the same
 //!   installation; two threads each with its own `App` and lock, the no-sharing floor).
 //!   Allocations per hit are counted in `tests/benches/allocs.rs` (0).
-//! - `scale/N`: the same lookup with N installations cached (1 024 of them probed), and the
-//!   resident set growth per entry (printed once per size; exact heap bytes per entry are in
+//! - `scale/N`: the same lookup with N installations cached (1 024 of them probed), against
+//!   `scale/plain HashMap floor/N` (a `std::collections::HashMap` of the same keys and handles,
+//!   probed the same way), and the resident set growth per entry (printed once per size; exact heap bytes per entry are in
 //!   `tests/benches/allocs.rs`).
 //! - `lru`: inserting past a cap (eviction on every insert) against inserting into an uncapped
 //!   cache of the same size; polling a cached key (which marks it recently used).
 
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::{Arc, Barrier, RwLock};
 use std::time::{Duration, Instant};
@@ -129,6 +131,22 @@ fn bench_scale(c: &mut Criterion) {
             b.iter(|| {
                 i = (i + 1) & 1023;
                 hit(&app, &probes[i], now)
+            })
+        });
+        // The floor at this size: a plain `std` map holding the same keys and the same token
+        // handles, probed the same way (hash, compare, clone the handle, nothing else). What
+        // grows with N in both is the memory hierarchy (cache and TLB misses), not the lookup.
+        let plain: HashMap<TokenScope, Token> = app
+            .read()
+            .unwrap()
+            .cache()
+            .tokens()
+            .map(|(k, t)| (k.clone(), t.clone()))
+            .collect();
+        g.bench_with_input(BenchmarkId::new("plain HashMap floor", n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 1) & 1023;
+                plain.get(&probes[i]).unwrap().clone()
             })
         });
     }

@@ -22,7 +22,7 @@
 //! # }
 //! ```
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -248,6 +248,16 @@ impl AppBuilder {
     }
 }
 
+/// What the app remembers of one mint in flight.
+#[derive(Clone, Copy, Debug)]
+struct Mint {
+    /// The clock offset its JWT was signed with: a 401 is retried when the offset has moved
+    /// since, even if another response taught the new one first.
+    signed_with: ClockOffset,
+    /// Whether it was already retried once for clock skew.
+    skew_retried: bool,
+}
+
 /// One ICR app: its settings, signer, learned clock offset and token cache. No I/O.
 ///
 /// Cloning is not offered: share one `App` (behind a lock) so every caller uses one cache.
@@ -256,10 +266,8 @@ pub struct App {
     jwt: JwtSigner,
     offset: ClockOffset,
     cache: TokenCache<TokenScope>,
-    skew_retried: HashSet<RequestId>,
-    /// The clock offset each mint in flight was signed with: a 401 is retried when the offset
-    /// has moved since, even if another response taught us the new one first.
-    signed_with: HashMap<RequestId, ClockOffset>,
+    /// What is remembered of each mint in flight (see [`Mint`]).
+    mints: HashMap<RequestId, Mint>,
     retry: RetryPolicy,
 }
 
@@ -283,8 +291,7 @@ impl App {
             jwt: JwtSigner::new(app_id, signer),
             offset: ClockOffset::default(),
             cache: TokenCache::new(CacheConfig::default(), 0),
-            skew_retried: HashSet::new(),
-            signed_with: HashMap::new(),
+            mints: HashMap::new(),
             retry: RetryPolicy::default(),
         }
     }
@@ -408,19 +415,26 @@ impl App {
         response: Response<Vec<u8>>,
         now: Timestamp,
     ) -> Result<TokenAnswer, Error> {
-        let signed_with = self.signed_with.remove(&id);
+        let mint = self.mints.remove(&id);
         let scope = self.cache.key_of(id).cloned().ok_or(Error::UnknownRequest(id.0))?;
-        let used_offset = signed_with.unwrap_or(self.offset);
+        let signed_with = mint.map_or(self.offset, |m| m.signed_with);
         self.observe(&response, now);
         let status = response.status();
-        if status == http::StatusCode::UNAUTHORIZED && self.skew_changed(used_offset) && self.skew_retried.insert(id) {
+        if status == http::StatusCode::UNAUTHORIZED
+            && self.skew_changed(signed_with)
+            && !mint.is_some_and(|m| m.skew_retried)
+        {
             self.jwt.invalidate();
             match self.mint_request_for(id, &scope, now) {
-                Ok(request) => return Ok(TokenAnswer::Retry(request)),
+                Ok(request) => {
+                    if let Some(m) = self.mints.get_mut(&id) {
+                        m.skew_retried = true;
+                    }
+                    return Ok(TokenAnswer::Retry(request));
+                }
                 Err(e) => return Err(self.fail(id, e, now)),
             }
         }
-        self.skew_retried.remove(&id);
         let parsed = if status.is_success() {
             parse_json::<AccessToken>(&response, Credential::AppJwt)
         } else {
@@ -464,8 +478,7 @@ impl App {
     }
 
     fn fail(&mut self, id: RequestId, error: Error, now: Timestamp) -> Error {
-        self.skew_retried.remove(&id);
-        self.signed_with.remove(&id);
+        self.mints.remove(&id);
         self.cache.handle_error(id, error.clone(), now).unwrap_or(error)
     }
 
@@ -482,7 +495,17 @@ impl App {
         now: Timestamp,
     ) -> Result<Request<Vec<u8>>, Error> {
         let request = self.mint_request(scope, now)?;
-        self.signed_with.insert(id, self.offset);
+        // Forget mints the cache no longer waits for (presumed abandoned, never answered), so
+        // this stays as small as the number of mints in flight.
+        let cache = &self.cache;
+        self.mints.retain(|id, _| cache.key_of(*id).is_some());
+        self.mints.insert(
+            id,
+            Mint {
+                signed_with: self.offset,
+                skew_retried: false,
+            },
+        );
         Ok(request)
     }
 
@@ -518,8 +541,7 @@ impl App {
     /// Empties the cache, returning every token that was cached (to revoke them on shutdown
     /// with [`revoke_request`](Self::revoke_request)).
     pub fn drain_tokens(&mut self) -> Vec<(TokenScope, Token)> {
-        self.skew_retried.clear();
-        self.signed_with.clear();
+        self.mints.clear();
         self.cache.drain()
     }
 
@@ -738,6 +760,24 @@ mod tests {
             app.poll_token(&scope(), at(10), None).unwrap(),
             TokenStep::Send { stale: None, .. }
         ));
+    }
+
+    /// A mint the cache presumes abandoned (never answered) leaves nothing behind in the app's
+    /// per-mint records, and neither does a late answer to it.
+    #[test]
+    fn abandoned_mints_are_forgotten() {
+        let mut app = app();
+        let (first, _) = send(app.poll_token(&scope(), at(0), None).unwrap());
+        // Past the fetch timeout the cache starts another mint for the same installation.
+        let (second, _) = send(app.poll_token(&scope(), at(121), None).unwrap());
+        assert_ne!(first, second);
+        assert_eq!(app.mints.len(), 1, "only the mint in flight is remembered");
+        let late = app.handle_token_response(first, response(200, 121, token_body(121)), at(122));
+        assert!(matches!(late, Err(Error::UnknownRequest(_))));
+        let _ = app
+            .handle_token_response(second, response(200, 121, token_body(121)), at(122))
+            .unwrap();
+        assert!(app.mints.is_empty());
     }
 
     /// Regression (found by the fault soak): two mints signed before the registry's clock jumped

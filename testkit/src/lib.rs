@@ -51,6 +51,8 @@ pub enum TestkitError {
     BadPublicKey,
     /// The private key is not an RSA PKCS#8 or PKCS#1 PEM that ring accepts.
     BadPrivateKey,
+    /// A fault rate is negative or not a number, or the rates add up to more than 1.
+    BadFaultRates,
 }
 
 impl fmt::Display for TestkitError {
@@ -62,6 +64,9 @@ impl fmt::Display for TestkitError {
             TestkitError::BadPrivateKey => {
                 f.write_str("expected an RSA private key PEM (BEGIN PRIVATE KEY or BEGIN RSA PRIVATE KEY)")
             }
+            TestkitError::BadFaultRates => f.write_str(
+                "fault rates are probabilities per request: each must be a number from 0 to 1, and together at most 1",
+            ),
         }
     }
 }
@@ -279,9 +284,10 @@ impl FakeRegistry {
     /// after any queued by [`inject`](Self::inject). Replaces earlier rates and restarts the
     /// generator from `rates.seed`.
     ///
-    /// # Panics
-    /// If a rate is negative or not finite, or the rates add up to more than 1.
-    pub fn set_fault_rates(&self, rates: FaultRates) {
+    /// # Errors
+    /// [`TestkitError::BadFaultRates`] if a rate is negative or not finite, or the rates add up
+    /// to more than 1; the rates in force are then left unchanged.
+    pub fn set_fault_rates(&self, rates: FaultRates) -> Result<(), TestkitError> {
         let bands = [
             rates.server_error,
             rates.drop_connection,
@@ -289,12 +295,12 @@ impl FakeRegistry {
             rates.retry_after,
             rates.delay,
         ];
-        assert!(
-            bands.iter().all(|p| p.is_finite() && *p >= 0.0) && bands.iter().sum::<f64>() <= 1.0 + 1e-9,
-            "fault rates must be non-negative and add up to at most 1: {rates:?}"
-        );
+        if !(bands.iter().all(|p| p.is_finite() && *p >= 0.0) && bands.iter().sum::<f64>() <= 1.0 + 1e-9) {
+            return Err(TestkitError::BadFaultRates);
+        }
         let rng = state::SplitMix(rates.seed);
         self.state().fault_rates = Some((rates, rng));
+        Ok(())
     }
 
     /// Stops injecting random faults.

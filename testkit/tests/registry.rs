@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use icr_app_testkit::{
-    DEMO_PRIVATE_KEY_PEM, FakeRegistry, Fault, FaultRates, InjectedFaults, OTHER_PRIVATE_KEY_PEM, TokenStatus,
+    DEMO_PRIVATE_KEY_PEM, FakeRegistry, Fault, FaultRates, InjectedFaults, OTHER_PRIVATE_KEY_PEM, TestkitError,
+    TokenStatus,
 };
 use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 
@@ -364,7 +365,7 @@ fn faults_and_recording() {
 /// it; returns each answer's status, with 0 for a dropped connection and 1 for a malformed 200.
 fn statuses_under_faults(r: &FakeRegistry, installation: &str, rates: &FaultRates, n: usize) -> Vec<u16> {
     let base = r.base_url();
-    r.set_fault_rates(rates.clone());
+    r.set_fault_rates(rates.clone()).unwrap();
     let mint_url = format!("{base}/app/installations/{installation}/accessTokens");
     let token = loop {
         if let Ok((200, t, _)) = call("POST", &mint_url, Some(&jwt(now() - 60, now() + 540)), None)
@@ -420,10 +421,20 @@ fn fault_rates_are_seeded_and_hit_every_endpoint() {
 
     // Faults never touch the registry's own state; queued faults come first; rates can stop.
     let base = r.base_url();
+    // Rates that are not probabilities are refused with an error, not a panic.
+    for bad in [-0.1, f64::NAN, 0.7] {
+        let rates = FaultRates {
+            server_error: 0.5,
+            delay: bad,
+            ..FaultRates::default()
+        };
+        assert!(matches!(r.set_fault_rates(rates), Err(TestkitError::BadFaultRates)));
+    }
     r.set_fault_rates(FaultRates {
         server_error: 1.0,
         ..FaultRates::default()
-    });
+    })
+    .unwrap();
     assert_eq!(r.token_status("crs_00"), TokenStatus::Unknown);
     r.inject(Fault::MalformedBody, 1);
     assert_eq!(call("GET", &format!("{base}/projects"), None, None).unwrap().0, 200);

@@ -379,16 +379,18 @@ fn soak(p: &Params) {
         .iter()
         .map(|i| registry.organization_id(i.as_str()).unwrap())
         .collect();
-    registry.set_fault_rates(FaultRates {
-        server_error: 0.10,
-        drop_connection: 0.05,
-        malformed_body: 0.02,
-        retry_after: 0.01,
-        retry_after_secs: 1,
-        delay: 0.05,
-        max_delay: Duration::from_millis(200),
-        seed: 0x50a4,
-    });
+    registry
+        .set_fault_rates(FaultRates {
+            server_error: 0.10,
+            drop_connection: 0.05,
+            malformed_body: 0.02,
+            retry_after: 0.01,
+            retry_after_secs: 1,
+            delay: 0.05,
+            max_delay: Duration::from_millis(200),
+            seed: 0x50a4,
+        })
+        .expect("valid fault rates");
     let started = Instant::now();
     let s = Arc::new(Shared {
         registry,

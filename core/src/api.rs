@@ -26,9 +26,23 @@ pub const DEFAULT_USER_AGENT: &str = concat!("icr-app-core/", env!("CARGO_PKG_VE
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// An installation id (a UUID in practice), checked so it can go into a URL path.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+///
+/// Ids of up to 38 bytes (a UUID is 36) are held in place rather than behind a pointer, so a
+/// token cache keyed by them compares keys without reading other memory: with a million cached
+/// installations that saves a cache miss per lookup (see `BENCHMARKS.md`, scale).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct InstallationId(Arc<str>);
+pub struct InstallationId(IdRepr);
+
+/// Which form is used is decided by the length alone, so two equal ids always have the same form.
+#[derive(Clone)]
+enum IdRepr {
+    Inline { len: u8, bytes: [u8; INLINE_ID] },
+    Heap(Arc<str>),
+}
+
+/// The longest id held in place; 38 keeps an [`InstallationId`] at 40 bytes.
+const INLINE_ID: usize = 38;
 
 impl InstallationId {
     /// Checks an id: not empty, not `.` or `..`, at most 256 characters, no whitespace or control
@@ -36,18 +50,77 @@ impl InstallationId {
     pub fn new(id: impl Into<String>) -> Result<Self, Error> {
         let id = id.into();
         check_id("installation id", &id)?;
-        Ok(Self(id.into()))
+        Ok(Self(match u8::try_from(id.len()) {
+            Ok(len) if id.len() <= INLINE_ID => {
+                let mut bytes = [0; INLINE_ID];
+                bytes[..id.len()].copy_from_slice(id.as_bytes());
+                IdRepr::Inline { len, bytes }
+            }
+            _ => IdRepr::Heap(id.into()),
+        }))
     }
 
     /// The id as given.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            // Copied from a `str` in `new` and cut at its own length: always valid UTF-8.
+            IdRepr::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
+            IdRepr::Heap(id) => id,
+        }
+    }
+
+    /// The id's bytes, without the UTF-8 check `as_str` makes (about 9 ns for a UUID, a third
+    /// of a cache hit): what hashing and comparing use.
+    fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            IdRepr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            IdRepr::Heap(id) => id.as_bytes(),
+        }
+    }
+}
+
+impl PartialEq for InstallationId {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            // Unused bytes are zero, so comparing the whole buffers is comparing the ids.
+            (IdRepr::Inline { len: a, bytes: x }, IdRepr::Inline { len: b, bytes: y }) => a == b && x == y,
+            _ => self.as_bytes() == other.as_bytes(),
+        }
+    }
+}
+
+impl Eq for InstallationId {}
+
+impl std::hash::Hash for InstallationId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Exactly what `str`'s `Hash` feeds the hasher.
+        state.write(self.as_bytes());
+        state.write_u8(0xff);
+    }
+}
+
+impl PartialOrd for InstallationId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for InstallationId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // `str` orders by bytes too.
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl fmt::Debug for InstallationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("InstallationId").field(&self.as_str()).finish()
     }
 }
 
 impl fmt::Display for InstallationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -60,7 +133,7 @@ impl TryFrom<String> for InstallationId {
 
 impl From<InstallationId> for String {
     fn from(id: InstallationId) -> String {
-        id.0.to_string()
+        id.as_str().to_owned()
     }
 }
 
@@ -365,6 +438,46 @@ mod tests {
 
     fn jwt() -> SecretString {
         SecretString::new("eyJ.a.b")
+    }
+
+    #[test]
+    fn ids_held_in_place_and_on_the_heap_behave_as_their_text() {
+        use std::collections::hash_map::DefaultHasher;
+        use std::hash::{Hash, Hasher};
+        let hash = |id: &InstallationId| {
+            let mut h = DefaultHasher::new();
+            id.hash(&mut h);
+            h.finish()
+        };
+        // The in-place form stays small enough for a cache slot.
+        assert_eq!(std::mem::size_of::<InstallationId>(), 40);
+        assert_eq!(std::mem::size_of::<crate::TokenScope>(), 40);
+        // Around the boundary between the two forms, and multi-byte characters across it.
+        let texts = [
+            "a".repeat(37),
+            "a".repeat(38),
+            "a".repeat(39),
+            "b".repeat(38),
+            format!("{}é", "a".repeat(36)),
+            format!("{}é", "a".repeat(37)),
+            "123e4567-e89b-12d3-a456-426614174000".to_owned(),
+            "é".repeat(128),
+        ];
+        for a in &texts {
+            let id = InstallationId::new(a.clone()).unwrap();
+            assert_eq!(id.as_str(), a);
+            assert_eq!(id.to_string(), *a);
+            assert_eq!(String::from(id.clone()), *a);
+            assert_eq!(format!("{id:?}"), format!("InstallationId({a:?})"));
+            let back: InstallationId = serde_json::from_value(serde_json::to_value(&id).unwrap()).unwrap();
+            assert_eq!(back, id);
+            assert_eq!(hash(&back), hash(&id));
+            for b in &texts {
+                let other = InstallationId::new(b.clone()).unwrap();
+                assert_eq!(id == other, a == b, "{a} vs {b}");
+                assert_eq!(id.cmp(&other), a.cmp(b), "{a} vs {b}");
+            }
+        }
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //!   installation; two threads each with its own `App` and lock, the no-sharing floor).
 //!   Allocations per hit are counted in `tests/benches/allocs.rs` (0).
 //! - `scale/N`: the same lookup with N installations cached (1 024 of them probed), against
-//!   `scale/plain HashMap floor/N` (a `std::collections::HashMap` of the same keys and handles,
-//!   probed the same way), and the resident set growth per entry (printed once per size; exact heap bytes per entry are in
-//!   `tests/benches/allocs.rs`).
+//!   `scale/RwLock<HashMap> floor/N` (a `std::collections::HashMap` of the same keys and handles
+//!   behind an `RwLock`, probed the same way); and without the lock, `scale/cache alone/N`
+//!   against `scale/HashMap floor/N`. Each pair is also measured interleaved (printed as
+//!   `scale/interleaved/...`), and the resident set growth per entry is printed once per size
+//!   (exact heap bytes per entry are in `tests/benches/allocs.rs`).
 //! - `lru`: inserting past a cap (eviction on every insert) against inserting into an uncapped
 //!   cache of the same size; polling a cached key (which marks it recently used).
 
@@ -126,16 +128,10 @@ fn bench_scale(c: &mut Criterion) {
         let bytes = rss().saturating_sub(before);
         println!("scale/{n}: {} resident bytes per cached installation", bytes / n);
         let probes: Vec<TokenScope> = (0..1024).map(|i| scope(i * 7919 % n)).collect();
-        let mut i = 0;
-        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
-            b.iter(|| {
-                i = (i + 1) & 1023;
-                hit(&app, &probes[i], now)
-            })
-        });
         // The floor at this size: a plain `std` map holding the same keys and the same token
-        // handles, probed the same way (hash, compare, clone the handle, nothing else). What
-        // grows with N in both is the memory hierarchy (cache and TLB misses), not the lookup.
+        // handles, probed the same way (hash, compare, clone the handle, nothing else), alone
+        // and behind an `RwLock` as a shared cache must be. What grows with N in all of them is
+        // the memory hierarchy (cache and TLB misses), not the lookup.
         let plain: HashMap<TokenScope, Token> = app
             .read()
             .unwrap()
@@ -143,14 +139,76 @@ fn bench_scale(c: &mut Criterion) {
             .tokens()
             .map(|(k, t)| (k.clone(), t.clone()))
             .collect();
-        g.bench_with_input(BenchmarkId::new("plain HashMap floor", n), &n, |b, _| {
-            b.iter(|| {
-                i = (i + 1) & 1023;
-                plain.get(&probes[i]).unwrap().clone()
-            })
+        let plain_locked = RwLock::new(plain.clone());
+        let guard = app.read().unwrap();
+        let cache_alone = |p: usize| guard.peek_token(&probes[p], now, None).unwrap().clone();
+        let map_alone = |p: usize| plain.get(&probes[p]).unwrap().clone();
+        let cache_locked = |p: usize| hit(&app, &probes[p], now);
+        let map_locked = |p: usize| plain_locked.read().unwrap().get(&probes[p]).unwrap().clone();
+        let mut i = 0;
+        let mut next = || {
+            i = (i + 1) & 1023;
+            i
+        };
+        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| cache_locked(next()))
         });
+        g.bench_with_input(BenchmarkId::new("RwLock<HashMap> floor", n), &n, |b, _| {
+            b.iter(|| map_locked(next()))
+        });
+        g.bench_with_input(BenchmarkId::new("cache alone", n), &n, |b, _| {
+            b.iter(|| cache_alone(next()))
+        });
+        g.bench_with_input(BenchmarkId::new("HashMap floor", n), &n, |b, _| {
+            b.iter(|| map_alone(next()))
+        });
+        interleaved(&format!("{n}, both behind an RwLock"), cache_locked, map_locked);
+        interleaved(&format!("{n}, no lock"), cache_alone, map_alone);
+        drop(guard);
     }
     g.finish();
+}
+
+/// Ours against the floor, measured interleaved: each round times a pass over the
+/// 1 024 probes with each, alternating which goes first, so background load and the state of
+/// the caches hit both alike. Prints the median per-round ratio (and the lowest and highest).
+fn interleaved(what: &str, ours: impl Fn(usize) -> Token, floor: impl Fn(usize) -> Token) {
+    // `cargo test --benches` runs this once, unoptimised, without `--bench`: two rounds then.
+    let rounds = if std::env::args().any(|a| a == "--bench") {
+        1001
+    } else {
+        2
+    };
+    let pass = |ours_side: bool| {
+        let started = Instant::now();
+        for p in 0..1024 {
+            black_box(if ours_side { ours(p) } else { floor(p) });
+        }
+        started.elapsed().as_secs_f64() * 1e9 / 1024.0
+    };
+    let (mut ratios, mut ns) = (Vec::new(), [Vec::new(), Vec::new()]);
+    for round in 0..rounds {
+        let first = round % 2 == 0;
+        let a = pass(first);
+        let b = pass(!first);
+        let (o, f) = if first { (a, b) } else { (b, a) };
+        ns[0].push(o);
+        ns[1].push(f);
+        ratios.push(o / f);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (o, f) = (median(&mut ns[0]), median(&mut ns[1]));
+    let r = median(&mut ratios);
+    println!(
+        "scale/interleaved/{what}: ours {o:.1} ns, floor {f:.1} ns, ours - floor {:.1} ns, ours / floor {r:.3} \
+         median of {rounds} rounds (lowest {:.3}, highest {:.3})",
+        o - f,
+        ratios[0],
+        ratios[rounds - 1]
+    );
 }
 
 fn bench_lru(c: &mut Criterion) {

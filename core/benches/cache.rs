@@ -1,12 +1,12 @@
 //! The token cache hot path and how it scales.
 //!
-//! - `hit`: a valid cached installation token through `App::peek_token` behind an `RwLock`
+//! - `hit`: a valid cached installation token through `App::peek_token` behind a `ShardedLock`
 //!   read guard, as the clients do (single thread; two threads on different and on the same
 //!   installation; two threads each with its own `App` and lock, the no-sharing floor).
 //!   Allocations per hit are counted in `tests/benches/allocs.rs` (0).
 //! - `scale/N`: the same lookup with N installations cached (1 024 of them probed), against
-//!   `scale/RwLock<HashMap> floor/N` (a `std::collections::HashMap` of the same keys and handles
-//!   behind an `RwLock`, probed the same way); and without the lock, `scale/cache alone/N`
+//!   `scale/locked HashMap floor/N` (a `std::collections::HashMap` of the same keys and handles
+//!   behind the same lock, probed the same way); and without the lock, `scale/cache alone/N`
 //!   against `scale/HashMap floor/N`. Each pair is also measured interleaved (printed as
 //!   `scale/interleaved/...`), and the resident set growth per entry is printed once per size
 //!   (exact heap bytes per entry are in `tests/benches/allocs.rs`).
@@ -15,10 +15,11 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::sync::{Arc, Barrier, RwLock};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use crossbeam_utils::sync::ShardedLock as Lock;
 use icr_app_core::{AccessToken, App, AppKey, CacheConfig, InstallationId, Timestamp, Token, TokenCache, TokenScope};
 
 /// Resident set size in bytes (Linux), to report memory per cached entry.
@@ -73,49 +74,58 @@ fn fill(cache: &mut TokenCache<TokenScope>, n: usize) {
     }
 }
 
-fn hit(app: &RwLock<App>, scope: &TokenScope, now: Timestamp) -> Token {
+fn hit(app: &Lock<App>, scope: &TokenScope, now: Timestamp) -> Token {
     app.read().unwrap().peek_token(scope, now, None).unwrap().clone()
 }
 
 fn bench_hit(c: &mut Criterion) {
     let now = Timestamp::from_unix_seconds(NOW + 60);
-    let app = Arc::new(RwLock::new(app_with(8, 10_000)));
+    let app = Arc::new(Lock::new(app_with(8, 10_000)));
     let one = scope(0);
     let mut g = c.benchmark_group("hit");
     g.bench_function("single thread", |b| b.iter(|| hit(&app, black_box(&one), now)));
-    // The floor for two threads: each its own `App` behind its own lock, nothing shared.
-    let own = [app.clone(), Arc::new(RwLock::new(app_with(8, 10_000)))];
-    for (name, same, separate) in [
-        ("two threads, different installations", false, false),
-        ("two threads, same installation", true, false),
-        ("two threads, each its own App and lock (nothing shared)", false, true),
-    ] {
+    // The floors for two threads: each its own `App` behind its own lock (nothing shared); and
+    // for the same installation, two threads only cloning one shared `Token` handle (the
+    // reference count's cache line moving between the cores, which any shared handle pays).
+    let other = Arc::new(Lock::new(app_with(8, 10_000)));
+    let token = hit(&app, &one, now);
+    let mut two = |name: &str, per_thread: &(dyn Fn(usize) -> Token + Sync)| {
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                let barrier = Arc::new(Barrier::new(2));
-                let threads: Vec<_> = (0..2)
-                    .map(|t| {
-                        let app = if separate { own[t].clone() } else { app.clone() };
-                        let barrier = barrier.clone();
-                        let s = if same { scope(0) } else { scope(t) };
-                        std::thread::spawn(move || {
-                            barrier.wait();
-                            let started = Instant::now();
-                            for _ in 0..iters {
-                                black_box(hit(&app, &s, now));
-                            }
-                            started.elapsed()
+                let barrier = Barrier::new(2);
+                std::thread::scope(|s| {
+                    let threads: Vec<_> = (0..2)
+                        .map(|t| {
+                            let barrier = &barrier;
+                            s.spawn(move || {
+                                barrier.wait();
+                                let started = Instant::now();
+                                for _ in 0..iters {
+                                    black_box(per_thread(t));
+                                }
+                                started.elapsed()
+                            })
                         })
-                    })
-                    .collect();
-                threads
-                    .into_iter()
-                    .map(|t| t.join().unwrap())
-                    .max()
-                    .unwrap_or(Duration::ZERO)
+                        .collect();
+                    threads
+                        .into_iter()
+                        .map(|t| t.join().unwrap())
+                        .max()
+                        .unwrap_or(Duration::ZERO)
+                })
             })
         });
-    }
+    };
+    let scopes = [scope(0), scope(1)];
+    two("two threads, different installations", &|t| hit(&app, &scopes[t], now));
+    two("two threads, same installation", &|_| hit(&app, &one, now));
+    two("two threads, each its own App and lock (nothing shared)", &|t| {
+        hit(if t == 0 { &app } else { &other }, &one, now)
+    });
+    two(
+        "two threads, cloning one shared Token (floor for the same installation)",
+        &|_| token.clone(),
+    );
     g.finish();
 }
 
@@ -124,13 +134,13 @@ fn bench_scale(c: &mut Criterion) {
     let mut g = c.benchmark_group("scale");
     for n in [1usize, 1_000, 100_000, 1_000_000] {
         let before = rss();
-        let app = RwLock::new(app_with(n, usize::MAX));
+        let app = Lock::new(app_with(n, usize::MAX));
         let bytes = rss().saturating_sub(before);
         println!("scale/{n}: {} resident bytes per cached installation", bytes / n);
         let probes: Vec<TokenScope> = (0..1024).map(|i| scope(i * 7919 % n)).collect();
         // The floor at this size: a plain `std` map holding the same keys and the same token
         // handles, probed the same way (hash, compare, clone the handle, nothing else), alone
-        // and behind an `RwLock` as a shared cache must be. What grows with N in all of them is
+        // and behind the same lock as a shared cache must be. What grows with N in all of them is
         // the memory hierarchy (cache and TLB misses), not the lookup.
         let plain: HashMap<TokenScope, Token> = app
             .read()
@@ -139,7 +149,7 @@ fn bench_scale(c: &mut Criterion) {
             .tokens()
             .map(|(k, t)| (k.clone(), t.clone()))
             .collect();
-        let plain_locked = RwLock::new(plain.clone());
+        let plain_locked = Lock::new(plain.clone());
         let guard = app.read().unwrap();
         let cache_alone = |p: usize| guard.peek_token(&probes[p], now, None).unwrap().clone();
         let map_alone = |p: usize| plain.get(&probes[p]).unwrap().clone();
@@ -153,7 +163,7 @@ fn bench_scale(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| cache_locked(next()))
         });
-        g.bench_with_input(BenchmarkId::new("RwLock<HashMap> floor", n), &n, |b, _| {
+        g.bench_with_input(BenchmarkId::new("locked HashMap floor", n), &n, |b, _| {
             b.iter(|| map_locked(next()))
         });
         g.bench_with_input(BenchmarkId::new("cache alone", n), &n, |b, _| {
@@ -162,7 +172,7 @@ fn bench_scale(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("HashMap floor", n), &n, |b, _| {
             b.iter(|| map_alone(next()))
         });
-        interleaved(&format!("{n}, both behind an RwLock"), cache_locked, map_locked);
+        interleaved(&format!("{n}, both behind the lock"), cache_locked, map_locked);
         interleaved(&format!("{n}, no lock"), cache_alone, map_alone);
         drop(guard);
     }

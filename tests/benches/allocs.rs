@@ -1,7 +1,7 @@
 //! Allocations and heap bytes, counted by a wrapping global allocator (`stats_alloc`). Not a
 //! criterion timing: it prints counts, and fails if the hot path allocates.
 //!
-//! - `hot path`: heap allocations per cache hit, for `App::peek_token` behind an `RwLock` read
+//! - `hot path`: heap allocations per cache hit, for `App::peek_token` behind a `ShardedLock` read
 //!   (the core's path) and `installation_token` through each client (the future polled once
 //!   with a no-op waker, so no runtime allocation is counted). The returned `Token` is one
 //!   reference-counted handle: the target is 0 allocations per hit.
@@ -10,11 +10,11 @@
 //!
 //! Run: `cargo bench -p icr-app-e2e --bench allocs`.
 
+use crossbeam_utils::sync::ShardedLock;
 use std::alloc::System;
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
-use std::sync::RwLock;
 use std::task::{Context, Poll, Waker};
 use std::time::SystemTime;
 
@@ -77,13 +77,13 @@ fn hot_path() {
 
     let blocking = icr_app_ureq::Client::new(app());
     let token = blocking.installation_token(&id).unwrap();
-    let core = RwLock::new(app());
+    let core = ShardedLock::new(app());
     core.write()
         .unwrap()
         .cache_mut()
         .insert(TokenScope::Installation(id.clone()), token);
     let scope = TokenScope::Installation(id.clone());
-    let a = per_call("App::peek_token under RwLock read + clone", || {
+    let a = per_call("App::peek_token under ShardedLock read + clone", || {
         black_box(core.read().unwrap().peek_token(&scope, now(), None).unwrap().clone());
     });
     let b = per_call("ureq Client::installation_token (cached)", || {

@@ -1,7 +1,8 @@
 //! The async client: many tasks share one [`Client`] (or its clones) and one token cache.
 
+use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use http::{Method, Request, Response, StatusCode};
@@ -29,7 +30,9 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
-    app: RwLock<App>,
+    /// Sharded: a cache hit takes a read lock of its thread's own shard, so hits on other
+    /// threads never write the same memory (a mint takes every shard).
+    app: ShardedLock<App>,
     transport: ReqwestTransport,
     /// Bumped whenever a mint finishes, to wake tasks waiting for it (and the refresher).
     generation: watch::Sender<u64>,
@@ -72,7 +75,7 @@ impl Client {
     pub fn with_transport(app: App, transport: ReqwestTransport) -> Self {
         Self {
             inner: Arc::new(Inner {
-                app: RwLock::new(app),
+                app: ShardedLock::new(app),
                 transport,
                 generation: watch::Sender::new(0),
                 background: AtomicBool::new(false),
@@ -80,11 +83,11 @@ impl Client {
         }
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, App> {
+    fn read(&self) -> ShardedLockReadGuard<'_, App> {
         self.inner.app.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, App> {
+    fn write(&self) -> ShardedLockWriteGuard<'_, App> {
         self.inner.app.write().unwrap_or_else(PoisonError::into_inner)
     }
 

@@ -1,6 +1,7 @@
 //! The blocking client: many threads share one [`Client`] (or its clones) and one token cache.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use http::{Method, Request, Response, StatusCode};
@@ -26,7 +27,9 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
-    app: RwLock<App>,
+    /// Sharded: a cache hit takes a read lock of its thread's own shard, so hits on other
+    /// threads never write the same memory (a mint takes every shard).
+    app: ShardedLock<App>,
     transport: UreqTransport,
     /// Bumped (under its lock) whenever a mint finishes, to wake callers waiting for it.
     generation: Mutex<u64>,
@@ -47,7 +50,7 @@ impl Client {
     pub fn with_transport(app: App, transport: UreqTransport) -> Self {
         Self {
             inner: Arc::new(Inner {
-                app: RwLock::new(app),
+                app: ShardedLock::new(app),
                 transport,
                 generation: Mutex::new(0),
                 finished: Condvar::new(),
@@ -55,11 +58,11 @@ impl Client {
         }
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, App> {
+    fn read(&self) -> ShardedLockReadGuard<'_, App> {
         self.inner.app.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, App> {
+    fn write(&self) -> ShardedLockWriteGuard<'_, App> {
         self.inner.app.write().unwrap_or_else(PoisonError::into_inner)
     }
 

@@ -75,7 +75,7 @@ fn fill(cache: &mut TokenCache<TokenScope>, n: usize) {
 }
 
 fn hit(app: &Lock<App>, scope: &TokenScope, now: Timestamp) -> Token {
-    app.read().unwrap().peek_token(scope, now, None).unwrap().clone()
+    app.read().unwrap().peek_token(scope, now, None).unwrap()
 }
 
 fn bench_hit(c: &mut Criterion) {
@@ -151,7 +151,7 @@ fn bench_scale(c: &mut Criterion) {
             .collect();
         let plain_locked = Lock::new(plain.clone());
         let guard = app.read().unwrap();
-        let cache_alone = |p: usize| guard.peek_token(&probes[p], now, None).unwrap().clone();
+        let cache_alone = |p: usize| guard.peek_token(&probes[p], now, None).unwrap();
         let map_alone = |p: usize| plain.get(&probes[p]).unwrap().clone();
         let cache_locked = |p: usize| hit(&app, &probes[p], now);
         let map_locked = |p: usize| plain_locked.read().unwrap().get(&probes[p]).unwrap().clone();

@@ -383,7 +383,7 @@ impl App {
 
     /// The hot path: a cached token for `scope` with at least `min_life` left and no refresh
     /// due. Needs only `&self`, so callers can share the `App` behind a read lock.
-    pub fn peek_token(&self, scope: &TokenScope, now: Timestamp, min_life: Option<Duration>) -> Option<&Token> {
+    pub fn peek_token(&self, scope: &TokenScope, now: Timestamp, min_life: Option<Duration>) -> Option<Token> {
         self.cache.peek(scope, now, min_life)
     }
 

@@ -16,7 +16,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -125,6 +126,17 @@ impl Token {
             expires_local: by_offset,
             refresh_at: by_offset.minus(margin),
         })))
+    }
+
+    /// The same token in a handle of its own (its own reference count), for one thread's hot
+    /// slot: threads cloning one shared handle would move its count's cache line between cores
+    /// on every hit.
+    fn replica(&self) -> Self {
+        Self(Arc::new(TokenInner {
+            access: self.0.access.clone(),
+            expires_local: self.0.expires_local,
+            refresh_at: self.0.refresh_at,
+        }))
     }
 
     /// The token, for `Authorization: Bearer`.
@@ -280,6 +292,52 @@ struct Meta {
 /// and this leaves as many again for keys kept past the cap while a fetch is in flight.
 const MAX_KEYS: usize = 1 << 31;
 
+/// How many hot slots a cache has; threads beyond this share them.
+const HOT_SLOTS: usize = 16;
+
+/// One thread's copy of the token it keeps asking for. When several threads hit the same key,
+/// each clones its own copy, so no reference count is shared between cores; a thread that hits
+/// many keys in turn never fills its slot and pays nothing but an uncontended lock for it.
+/// Cleared whenever a cached token changes or goes.
+struct HotSlot<K> {
+    /// The key, its token's own copy, and the token's expiry and refresh times.
+    held: Option<(K, Token, Timestamp, Timestamp)>,
+    /// The token this thread last got from the map (as an address, compared only): a copy is
+    /// made the second time in a row, not for a key seen once.
+    last_seen: usize,
+}
+
+impl<K: Eq + Clone> HotSlot<K> {
+    fn serve(&self, key: &K, now: Timestamp, min_life: Duration) -> Option<Token> {
+        let (k, token, expires_local, refresh_at) = self.held.as_ref()?;
+        (k == key && now < *refresh_at && expires_local.saturating_since(now) >= min_life).then(|| token.clone())
+    }
+
+    /// `token` was found for `key` in the map: returns a copy of it to hand out instead, if
+    /// this thread found it the time before too (the copy then serves this thread's hits).
+    fn saw(&mut self, key: &K, token: &Token) -> Option<Token> {
+        let seen = Arc::as_ptr(&token.0) as usize;
+        if self.last_seen != seen {
+            self.last_seen = seen;
+            return None;
+        }
+        let copy = token.replica();
+        self.held = Some((key.clone(), copy.clone(), token.expires_local(), token.refresh_at()));
+        Some(copy)
+    }
+}
+
+/// A hot slot on a cache line (two, for the adjacent-line prefetcher) of its own.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// The calling thread's hot slot.
+fn hot_slot() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local!(static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed) % HOT_SLOTS);
+    SLOT.with(|slot| *slot)
+}
+
 impl Entry {
     fn new(meta: u32) -> Self {
         Self {
@@ -316,6 +374,8 @@ pub struct TokenCache<K> {
     /// tick -> key, oldest first: the least recently used entry is the first one.
     recency: BTreeMap<u64, K>,
     in_flight: HashMap<RequestId, K>,
+    /// Indexed by [`hot_slot`].
+    hot: Box<[Padded<Mutex<HotSlot<K>>>]>,
     next_tick: u64,
     next_id: u64,
     rng: u64,
@@ -341,6 +401,14 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
             free_meta: Vec::new(),
             recency: BTreeMap::new(),
             in_flight: HashMap::new(),
+            hot: (0..HOT_SLOTS)
+                .map(|_| {
+                    Padded(Mutex::new(HotSlot {
+                        held: None,
+                        last_seen: 0,
+                    }))
+                })
+                .collect(),
             next_tick: 0,
             next_id: 0,
             rng: seed ^ 0x9E37_79B9_7F4A_7C15,
@@ -364,10 +432,19 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
 
     /// The hot path: a cached token for `key` with at least `min_life` (default
     /// [`CacheConfig::min_remaining`]) left and no refresh due, without changing any state but
-    /// a recency mark. `None` means: call [`poll`](Self::poll).
-    pub fn peek(&self, key: &K, now: Timestamp, min_life: Option<Duration>) -> Option<&Token> {
-        let entry = self.entries.get(key)?;
+    /// a recency mark and the calling thread's hot slot. `None` means: call [`poll`](Self::poll).
+    ///
+    /// Needs only `&self`: threads can share the cache behind a read lock. A thread that keeps
+    /// asking for the same key gets its own copy of the handle, so threads hitting one key do
+    /// not contend on its reference count.
+    pub fn peek(&self, key: &K, now: Timestamp, min_life: Option<Duration>) -> Option<Token> {
         let min_life = min_life.unwrap_or(self.config.min_remaining);
+        // Another thread on the same slot: skip the slot rather than wait.
+        let mut slot = self.hot[hot_slot()].0.try_lock().ok();
+        if let Some(token) = slot.as_ref().and_then(|s| s.serve(key, now, min_life)) {
+            return Some(token);
+        }
+        let entry = self.entries.get(key)?;
         let token = entry.usable(now, min_life)?;
         if now >= entry.refresh_at {
             let meta = &self.meta[entry.meta as usize];
@@ -378,7 +455,31 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
         if !entry.referenced.load(Ordering::Relaxed) {
             entry.referenced.store(true, Ordering::Relaxed);
         }
-        Some(token)
+        if let Some(slot) = &mut slot
+            && now < entry.refresh_at
+            && let Some(copy) = slot.saw(key, token)
+        {
+            return Some(copy);
+        }
+        Some(token.clone())
+    }
+
+    /// Empties every hot slot: a cached token changed or went (the copies are dropped, and
+    /// their secrets zeroed, now).
+    fn clear_hot(&mut self) {
+        for slot in self.hot.iter_mut() {
+            let slot = slot.0.get_mut().unwrap_or_else(PoisonError::into_inner);
+            slot.held = None;
+            slot.last_seen = 0;
+        }
+    }
+
+    /// Whether some thread's hot slot holds `key` (it is in use, though not through the map).
+    fn hot_holds(hot: &mut [Padded<Mutex<HotSlot<K>>>], key: &K) -> bool {
+        hot.iter_mut().any(|slot| {
+            let slot = slot.0.get_mut().unwrap_or_else(PoisonError::into_inner);
+            slot.held.as_ref().is_some_and(|(k, ..)| k == key)
+        })
     }
 
     /// What to do for `key` at `now`, handing out only tokens with at least `min_life` (default
@@ -450,6 +551,7 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
             entry.set_token(Some(token.clone()));
             self.meta[entry.meta as usize].failure = None;
         }
+        self.clear_hot();
         Ok(token)
     }
 
@@ -486,6 +588,9 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
                 moved += 1;
             }
         }
+        if moved > 0 {
+            self.clear_hot();
+        }
         moved
     }
 
@@ -495,6 +600,7 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
         match self.entries.get_mut(key) {
             Some(e) if e.token.as_ref().is_some_and(|t| t.secret().ct_eq(token)) => {
                 e.set_token(None);
+                self.clear_hot();
                 true
             }
             _ => false,
@@ -510,12 +616,16 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
                 dropped += 1;
             }
         }
+        if dropped > 0 {
+            self.clear_hot();
+        }
         dropped
     }
 
     /// Forgets `key` entirely (an in-flight fetch's answer will be refused). Returns its token.
     pub fn remove(&mut self, key: &K) -> Option<Token> {
         let entry = self.entries.remove(key)?;
+        self.clear_hot();
         let meta = self.release_meta(entry.meta);
         self.recency.remove(&meta.tick);
         if let Some((id, _)) = meta.in_flight {
@@ -528,6 +638,7 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
     pub fn drain(&mut self) -> Vec<(K, Token)> {
         self.recency.clear();
         self.in_flight.clear();
+        self.clear_hot();
         self.meta.clear();
         self.free_meta.clear();
         self.entries
@@ -617,6 +728,7 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
         if let Some(e) = self.entries.get_mut(&key) {
             e.set_token(Some(token));
         }
+        self.clear_hot();
     }
 
     /// Ends fetch `id`, marks its key most recently used and, now that it can be evicted again,
@@ -730,7 +842,10 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
                 continue;
             };
             let meta = &mut self.meta[entry.meta as usize];
-            if meta.in_flight.is_some() || entry.referenced.swap(false, Ordering::Relaxed) {
+            if meta.in_flight.is_some()
+                || entry.referenced.swap(false, Ordering::Relaxed)
+                || Self::hot_holds(&mut self.hot, &key)
+            {
                 meta.tick = self.next_tick;
                 self.next_tick += 1;
                 self.recency.insert(meta.tick, key);
@@ -1134,6 +1249,76 @@ mod tests {
         c.remove(&5_000);
         assert!(matches!(c.state(&5_001, at(0)), TokenState::Empty));
         assert!(matches!(c.poll(&5_001, at(0), None), Poll::Fetch { .. }));
+    }
+
+    #[test]
+    fn a_thread_asking_again_gets_its_own_handle_which_follows_every_change() {
+        let mut c = cache();
+        let (id, _) = fetch(c.poll(&"i", at(0), None));
+        c.handle_token(id, minted("a", 0, 7200), at(0), 0).unwrap();
+        let shared = c.peek(&"i", at(1), None).unwrap();
+        // The second hit in a row fills this thread's slot with a copy of its own.
+        let copy = c.peek(&"i", at(1), None).unwrap();
+        let again = c.peek(&"i", at(1), None).unwrap();
+        assert!(Arc::ptr_eq(&copy.0, &again.0), "served from the slot");
+        assert!(!Arc::ptr_eq(&copy.0, &shared.0), "a handle of its own");
+        assert!(copy.same_as(&shared));
+        // Another thread gets another copy, not this one (unless it was given the same slot,
+        // one thread in 16).
+        let mine = hot_slot();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let _ = c.peek(&"i", at(1), None);
+                let theirs = c.peek(&"i", at(1), None).unwrap();
+                assert!(hot_slot() == mine || !Arc::ptr_eq(&theirs.0, &copy.0));
+                assert_eq!(theirs.secret().expose(), "crs_a");
+            });
+        });
+        // The slot keeps the map's rules: the life asked for, and no refresh due.
+        assert!(c.peek(&"i", at(1), Some(Duration::from_secs(7200))).is_none());
+        assert!(c.peek(&"i", at(6480), None).is_none(), "refresh due");
+        assert!(c.peek(&"i", at(1), None).is_some());
+        // Every change to the cached token empties the slots.
+        assert!(c.invalidate(&"i", "crs_a"));
+        assert!(c.peek(&"i", at(2), None).is_none());
+        c.insert("i", Token::new(minted("b", 0, 7200), at(2), 0, &CacheConfig::default()));
+        for _ in 0..3 {
+            assert_eq!(c.peek(&"i", at(3), None).unwrap().secret().expose(), "crs_b");
+        }
+        assert_eq!(c.invalidate_everywhere("crs_b"), 1);
+        assert!(c.peek(&"i", at(3), None).is_none());
+        c.insert("i", Token::new(minted("c", 0, 7200), at(3), 0, &CacheConfig::default()));
+        let _ = c.peek(&"i", at(4), None);
+        let _ = c.peek(&"i", at(4), None);
+        // The registry's clock jumped an hour ahead: the slot's copy must not outlive the move.
+        assert_eq!(c.observe_offset(3_600_000), 1);
+        assert!(c.peek(&"i", at(3600), None).is_none());
+        assert!(c.remove(&"i").is_some());
+        assert!(c.peek(&"i", at(4), None).is_none());
+    }
+
+    #[test]
+    fn a_key_served_from_hot_slots_is_not_evicted_as_unused() {
+        let mut c: TokenCache<u32> = TokenCache::new(
+            CacheConfig {
+                max_entries: 2,
+                ..CacheConfig::default()
+            },
+            1,
+        );
+        for k in 0..2 {
+            c.insert(
+                k,
+                Token::new(minted(&k.to_string(), 0, 7200), at(0), 0, &CacheConfig::default()),
+            );
+        }
+        // 0 is read twice (its slot fills), then the cap makes room twice over.
+        let _ = c.peek(&0, at(1), None);
+        let _ = c.peek(&0, at(1), None);
+        for k in 2..4 {
+            let _ = c.poll(&k, at(1), None);
+        }
+        assert!(c.peek(&0, at(1), None).is_some());
     }
 
     #[test]

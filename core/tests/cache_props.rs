@@ -134,7 +134,7 @@ proptest! {
                     }
                 }
                 Op::Invalidate { key } => {
-                    if let Some(t) = cache.peek(&key, now, Some(Duration::ZERO)).cloned() {
+                    if let Some(t) = cache.peek(&key, now, Some(Duration::ZERO)) {
                         cache.invalidate(&key, t.secret().expose());
                         prop_assert!(cache.peek(&key, now, Some(Duration::ZERO)).is_none());
                     }

@@ -84,7 +84,7 @@ fn hot_path() {
         .insert(TokenScope::Installation(id.clone()), token);
     let scope = TokenScope::Installation(id.clone());
     let a = per_call("App::peek_token under ShardedLock read + clone", || {
-        black_box(core.read().unwrap().peek_token(&scope, now(), None).unwrap().clone());
+        black_box(core.read().unwrap().peek_token(&scope, now(), None).unwrap());
     });
     let b = per_call("ureq Client::installation_token (cached)", || {
         black_box(blocking.installation_token(&id).unwrap());

@@ -116,7 +116,7 @@ impl Client {
     /// [`RetryPolicy`](icr_app_core::RetryPolicy) allows.
     pub async fn token(&self, scope: &TokenScope, min_life: Option<Duration>) -> Result<Token, Error> {
         if let Some(t) = self.read().peek_token(scope, now(), min_life) {
-            return Ok(t.clone());
+            return Ok(t);
         }
         let (mut attempts, mut waited) = (0u32, Duration::ZERO);
         loop {

@@ -296,34 +296,62 @@ const MAX_KEYS: usize = 1 << 31;
 const HOT_SLOTS: usize = 16;
 
 /// One thread's copy of the token it keeps asking for. When several threads hit the same key,
-/// each clones its own copy, so no reference count is shared between cores; a thread that hits
-/// many keys in turn never fills its slot and pays nothing but an uncontended lock for it.
-/// Cleared whenever a cached token changes or goes.
+/// each clones its own copy, so no reference count is shared between cores. A thread that hits
+/// many keys in turn never fills its slot, and then pays two plain loads and a store for it: no
+/// lock, no atomic read-modify-write. Emptied whenever a cached token changes or goes.
 struct HotSlot<K> {
-    /// The key, its token's own copy, and the token's expiry and refresh times.
-    held: Option<(K, Token, Timestamp, Timestamp)>,
+    /// Whether `held` may hold a copy (read without the lock).
+    filled: AtomicBool,
     /// The token this thread last got from the map (as an address, compared only): a copy is
     /// made the second time in a row, not for a key seen once.
-    last_seen: usize,
+    last_seen: AtomicUsize,
+    /// The key, its token's own copy, and the token's expiry and refresh times.
+    held: Mutex<Option<(K, Token, Timestamp, Timestamp)>>,
 }
 
 impl<K: Eq + Clone> HotSlot<K> {
+    fn new() -> Self {
+        Self {
+            filled: AtomicBool::new(false),
+            last_seen: AtomicUsize::new(0),
+            held: Mutex::new(None),
+        }
+    }
+
     fn serve(&self, key: &K, now: Timestamp, min_life: Duration) -> Option<Token> {
-        let (k, token, expires_local, refresh_at) = self.held.as_ref()?;
+        if !self.filled.load(Ordering::Relaxed) {
+            return None;
+        }
+        // Another thread on the same slot: skip the slot rather than wait.
+        let held = self.held.try_lock().ok()?;
+        let (k, token, expires_local, refresh_at) = held.as_ref()?;
         (k == key && now < *refresh_at && expires_local.saturating_since(now) >= min_life).then(|| token.clone())
     }
 
-    /// `token` was found for `key` in the map: returns a copy of it to hand out instead, if
-    /// this thread found it the time before too (the copy then serves this thread's hits).
-    fn saw(&mut self, key: &K, token: &Token) -> Option<Token> {
+    /// `token` (of `entry`) was found for `key` in the map: returns a copy of it to hand out
+    /// instead, if this thread found it the time before too (the copy then serves its hits).
+    fn saw(&self, key: &K, token: &Token, entry: &Entry) -> Option<Token> {
         let seen = Arc::as_ptr(&token.0) as usize;
-        if self.last_seen != seen {
-            self.last_seen = seen;
+        if self.last_seen.load(Ordering::Relaxed) != seen {
+            self.last_seen.store(seen, Ordering::Relaxed);
             return None;
         }
+        let mut held = self.held.try_lock().ok()?;
         let copy = token.replica();
-        self.held = Some((key.clone(), copy.clone(), token.expires_local(), token.refresh_at()));
+        *held = Some((key.clone(), copy.clone(), entry.expires_local, entry.refresh_at));
+        self.filled.store(true, Ordering::Relaxed);
         Some(copy)
+    }
+
+    fn clear(&mut self) {
+        *self.held.get_mut().unwrap_or_else(PoisonError::into_inner) = None;
+        *self.filled.get_mut() = false;
+        *self.last_seen.get_mut() = 0;
+    }
+
+    fn holds(&mut self, key: &K) -> bool {
+        let held = self.held.get_mut().unwrap_or_else(PoisonError::into_inner);
+        held.as_ref().is_some_and(|(k, ..)| k == key)
     }
 }
 
@@ -334,8 +362,15 @@ struct Padded<T>(T);
 /// The calling thread's hot slot.
 fn hot_slot() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local!(static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed) % HOT_SLOTS);
-    SLOT.with(|slot| *slot)
+    // `const`-initialised, so reading it needs no lazy-initialisation check; `HOT_SLOTS` means
+    // "not given one yet".
+    thread_local!(static SLOT: std::cell::Cell<usize> = const { std::cell::Cell::new(HOT_SLOTS) });
+    SLOT.with(|slot| {
+        if slot.get() == HOT_SLOTS {
+            slot.set(NEXT.fetch_add(1, Ordering::Relaxed) % HOT_SLOTS);
+        }
+        slot.get()
+    })
 }
 
 impl Entry {
@@ -375,7 +410,7 @@ pub struct TokenCache<K> {
     recency: BTreeMap<u64, K>,
     in_flight: HashMap<RequestId, K>,
     /// Indexed by [`hot_slot`].
-    hot: Box<[Padded<Mutex<HotSlot<K>>>]>,
+    hot: Box<[Padded<HotSlot<K>>]>,
     next_tick: u64,
     next_id: u64,
     rng: u64,
@@ -401,14 +436,7 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
             free_meta: Vec::new(),
             recency: BTreeMap::new(),
             in_flight: HashMap::new(),
-            hot: (0..HOT_SLOTS)
-                .map(|_| {
-                    Padded(Mutex::new(HotSlot {
-                        held: None,
-                        last_seen: 0,
-                    }))
-                })
-                .collect(),
+            hot: (0..HOT_SLOTS).map(|_| Padded(HotSlot::new())).collect(),
             next_tick: 0,
             next_id: 0,
             rng: seed ^ 0x9E37_79B9_7F4A_7C15,
@@ -439,9 +467,8 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
     /// not contend on its reference count.
     pub fn peek(&self, key: &K, now: Timestamp, min_life: Option<Duration>) -> Option<Token> {
         let min_life = min_life.unwrap_or(self.config.min_remaining);
-        // Another thread on the same slot: skip the slot rather than wait.
-        let mut slot = self.hot[hot_slot()].0.try_lock().ok();
-        if let Some(token) = slot.as_ref().and_then(|s| s.serve(key, now, min_life)) {
+        let slot = &self.hot[hot_slot()].0;
+        if let Some(token) = slot.serve(key, now, min_life) {
             return Some(token);
         }
         let entry = self.entries.get(key)?;
@@ -455,9 +482,8 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
         if !entry.referenced.load(Ordering::Relaxed) {
             entry.referenced.store(true, Ordering::Relaxed);
         }
-        if let Some(slot) = &mut slot
-            && now < entry.refresh_at
-            && let Some(copy) = slot.saw(key, token)
+        if now < entry.refresh_at
+            && let Some(copy) = slot.saw(key, token, entry)
         {
             return Some(copy);
         }
@@ -468,18 +494,13 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
     /// their secrets zeroed, now).
     fn clear_hot(&mut self) {
         for slot in self.hot.iter_mut() {
-            let slot = slot.0.get_mut().unwrap_or_else(PoisonError::into_inner);
-            slot.held = None;
-            slot.last_seen = 0;
+            slot.0.clear();
         }
     }
 
     /// Whether some thread's hot slot holds `key` (it is in use, though not through the map).
-    fn hot_holds(hot: &mut [Padded<Mutex<HotSlot<K>>>], key: &K) -> bool {
-        hot.iter_mut().any(|slot| {
-            let slot = slot.0.get_mut().unwrap_or_else(PoisonError::into_inner);
-            slot.held.as_ref().is_some_and(|(k, ..)| k == key)
-        })
+    fn hot_holds(hot: &mut [Padded<HotSlot<K>>], key: &K) -> bool {
+        hot.iter_mut().any(|slot| slot.0.holds(key))
     }
 
     /// What to do for `key` at `now`, handing out only tokens with at least `min_life` (default

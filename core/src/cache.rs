@@ -931,6 +931,16 @@ mod tests {
         TokenCache::new(CacheConfig::default(), 7)
     }
 
+    fn capped(max_entries: usize) -> TokenCache<u32> {
+        TokenCache::new(
+            CacheConfig {
+                max_entries,
+                ..CacheConfig::default()
+            },
+            1,
+        )
+    }
+
     fn fetch(p: Poll) -> (RequestId, Option<Token>) {
         match p {
             Poll::Fetch { id, stale } => (id, stale),
@@ -1210,13 +1220,7 @@ mod tests {
 
     #[test]
     fn lru_cap_evicts_least_recently_used_with_second_chance() {
-        let mut c: TokenCache<u32> = TokenCache::new(
-            CacheConfig {
-                max_entries: 3,
-                ..CacheConfig::default()
-            },
-            1,
-        );
+        let mut c = capped(3);
         for k in 0..3 {
             let (id, _) = fetch(c.poll(&k, at(0), None));
             c.handle_token(id, minted(&k.to_string(), 0, 7200), at(0), 0).unwrap();
@@ -1228,13 +1232,7 @@ mod tests {
         assert!(c.peek(&0, at(1), None).is_some());
         assert!(matches!(c.state(&1, at(1)), TokenState::Empty));
         // Entries with a fetch in flight are never evicted.
-        let mut c: TokenCache<u32> = TokenCache::new(
-            CacheConfig {
-                max_entries: 1,
-                ..CacheConfig::default()
-            },
-            1,
-        );
+        let mut c = capped(1);
         let (id, _) = fetch(c.poll(&0, at(0), None));
         let _ = c.poll(&1, at(0), None);
         assert!(c.handle_token(id, minted("0", 0, 7200), at(0), 0).is_ok());
@@ -1242,13 +1240,7 @@ mod tests {
 
     #[test]
     fn state_of_evicted_and_removed_keys_is_reused_not_leaked() {
-        let mut c: TokenCache<u32> = TokenCache::new(
-            CacheConfig {
-                max_entries: 4,
-                ..CacheConfig::default()
-            },
-            1,
-        );
+        let mut c = capped(4);
         for k in 0..1_000 {
             let (id, _) = fetch(c.poll(&k, at(0), None));
             if k % 3 == 0 {
@@ -1320,13 +1312,7 @@ mod tests {
 
     #[test]
     fn a_key_served_from_hot_slots_is_not_evicted_as_unused() {
-        let mut c: TokenCache<u32> = TokenCache::new(
-            CacheConfig {
-                max_entries: 2,
-                ..CacheConfig::default()
-            },
-            1,
-        );
+        let mut c = capped(2);
         for k in 0..2 {
             c.insert(
                 k,

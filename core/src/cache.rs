@@ -77,7 +77,7 @@ impl Default for CacheConfig {
 #[derive(Clone)]
 pub struct Token(Arc<TokenInner>);
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct TokenInner {
     access: AccessToken,
     /// `expiresAt` moved onto the local clock.
@@ -132,11 +132,7 @@ impl Token {
     /// slot: threads cloning one shared handle would move its count's cache line between cores
     /// on every hit.
     fn replica(&self) -> Self {
-        Self(Arc::new(TokenInner {
-            access: self.0.access.clone(),
-            expires_local: self.0.expires_local,
-            refresh_at: self.0.refresh_at,
-        }))
+        Self(Arc::new(TokenInner::clone(&self.0)))
     }
 
     /// The token, for `Authorization: Bearer`.
@@ -305,8 +301,8 @@ struct HotSlot<K> {
     /// The token this thread last got from the map (as an address, compared only): a copy is
     /// made the second time in a row, not for a key seen once.
     last_seen: AtomicUsize,
-    /// The key, its token's own copy, and the token's expiry and refresh times.
-    held: Mutex<Option<(K, Token, Timestamp, Timestamp)>>,
+    /// The key and its token's own copy.
+    held: Mutex<Option<(K, Token)>>,
 }
 
 impl<K: Eq + Clone> HotSlot<K> {
@@ -324,13 +320,13 @@ impl<K: Eq + Clone> HotSlot<K> {
         }
         // Another thread on the same slot: skip the slot rather than wait.
         let held = self.held.try_lock().ok()?;
-        let (k, token, expires_local, refresh_at) = held.as_ref()?;
-        (k == key && now < *refresh_at && expires_local.saturating_since(now) >= min_life).then(|| token.clone())
+        let (k, token) = held.as_ref()?;
+        (k == key && now < token.refresh_at() && token.remaining(now) >= min_life).then(|| token.clone())
     }
 
-    /// `token` (of `entry`) was found for `key` in the map: returns a copy of it to hand out
-    /// instead, if this thread found it the time before too (the copy then serves its hits).
-    fn saw(&self, key: &K, token: &Token, entry: &Entry) -> Option<Token> {
+    /// `token` was found for `key` in the map: returns a copy of it to hand out instead, if
+    /// this thread found it the time before too (the copy then serves its hits).
+    fn saw(&self, key: &K, token: &Token) -> Option<Token> {
         let seen = Arc::as_ptr(&token.0) as usize;
         if self.last_seen.load(Ordering::Relaxed) != seen {
             self.last_seen.store(seen, Ordering::Relaxed);
@@ -338,7 +334,7 @@ impl<K: Eq + Clone> HotSlot<K> {
         }
         let mut held = self.held.try_lock().ok()?;
         let copy = token.replica();
-        *held = Some((key.clone(), copy.clone(), entry.expires_local, entry.refresh_at));
+        *held = Some((key.clone(), copy.clone()));
         self.filled.store(true, Ordering::Relaxed);
         Some(copy)
     }
@@ -483,7 +479,7 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
             entry.referenced.store(true, Ordering::Relaxed);
         }
         if now < entry.refresh_at
-            && let Some(copy) = slot.saw(key, token, entry)
+            && let Some(copy) = slot.saw(key, token)
         {
             return Some(copy);
         }
@@ -710,7 +706,7 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
     /// Starts a fetch for one cached, still-valid token whose refresh is due at `now`; call it
     /// until it returns `None`. The old token keeps serving while the fetch runs.
     pub fn poll_refresh(&mut self, now: Timestamp) -> Option<(RequestId, K)> {
-        let key = self
+        let (key, meta) = self
             .entries
             .iter()
             .find(|(_, e)| {
@@ -722,7 +718,6 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
                         .is_some_and(|t| now >= t.refresh_at() && now < t.expires_local())
             })
             .map(|(k, e)| (k.clone(), e.meta as usize))?;
-        let (key, meta) = key;
         let id = RequestId(self.next_id);
         self.next_id += 1;
         self.meta[meta].in_flight = Some((id, now));

@@ -197,16 +197,16 @@ impl ApiConfig {
                 "base URL",
                 format!(
                     "`{}` {why}; use e.g. {DEFAULT_BASE_URL} or http://127.0.0.1:PORT for a local fake registry",
-                    crate::error::excerpt(base_url, 80)
+                    crate::error::excerpt(&redact_userinfo(base_url), 80)
                 ),
             )
         };
         let uri: Uri = trimmed.parse().map_err(|_| bad("is not a URL"))?;
-        match uri.scheme_str() {
-            Some("http") | Some("https") => {}
+        let scheme = match uri.scheme_str() {
+            Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => s.to_ascii_lowercase(),
             Some(_) => return Err(bad("must start with http:// or https://")),
             None => return Err(bad("has no scheme (http:// or https://)")),
-        }
+        };
         let Some(authority) = uri.authority() else {
             return Err(bad("has no host"));
         };
@@ -218,7 +218,7 @@ impl ApiConfig {
         if uri.query().is_some() || trimmed.contains('#') {
             return Err(bad("must not have a query or fragment"));
         }
-        self.base_url = trimmed.into();
+        self.base_url = format!("{scheme}{}", &trimmed[scheme.len()..]).into();
         Ok(self)
     }
 
@@ -247,6 +247,56 @@ impl ApiConfig {
     /// Whether the base URL is plain `http://` to somewhere other than a loopback address.
     pub fn is_insecure(&self) -> bool {
         is_insecure_url(&self.base_url)
+    }
+
+    /// Whether `uri` is on the configured registry: the same scheme and host (in any case), the
+    /// same port (explicit or the scheme's default), and a path under the base URL's path.
+    pub fn is_registry(&self, uri: &Uri) -> bool {
+        let Ok(base) = self.base_url.parse::<Uri>() else {
+            return false;
+        };
+        let same = |a: Option<&str>, b: Option<&str>| match (a, b) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            _ => false,
+        };
+        if !same(base.scheme_str(), uri.scheme_str()) || !same(base.host(), uri.host()) {
+            return false;
+        }
+        if effective_port(&base) != effective_port(uri) {
+            return false;
+        }
+        let prefix = base.path().trim_end_matches('/');
+        let path = uri.path();
+        prefix.is_empty() || path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
+    }
+
+    /// Refuses to authorise `request` unless it is for the configured registry or carries the
+    /// [`OtherHost`] opt-in; returns whether it is the registry's (whose `Date` teaches the
+    /// clock).
+    pub fn check_target<B>(&self, request: &Request<B>) -> Result<bool, Error> {
+        if self.is_registry(request.uri()) {
+            return Ok(true);
+        }
+        if request.extensions().get::<OtherHost>().is_some() {
+            return Ok(false);
+        }
+        Err(Error::config(
+            "request URL",
+            format!(
+                "it is for {}, not the configured registry {}, so no token is added to it; build it with the client's \
+                 `request` method (relative to the base URL), or, to send the token to that host on purpose, insert \
+                 `icr_app_core::api::OtherHost` into the request's extensions",
+                crate::error::excerpt(
+                    &redact_userinfo(&format!(
+                        "{}://{}",
+                        request.uri().scheme_str().unwrap_or("?"),
+                        request.uri().authority().map_or("?", |a| a.as_str())
+                    )),
+                    80
+                ),
+                self.base_url
+            ),
+        ))
     }
 
     /// A request for `path_and_query` (which must start with `/`) relative to the base URL, with
@@ -393,37 +443,98 @@ pub fn authorize<B>(request: &mut Request<B>, credential: &SecretString) -> Resu
     Ok(())
 }
 
-/// Refuses to send a request that carries credentials over plain `http://` to a host other than
-/// loopback, unless `allow_insecure` is set. Drivers call it before every send.
-pub fn check_transport_security<B>(request: &Request<B>, allow_insecure: bool) -> Result<(), Error> {
-    if allow_insecure || !request.headers().contains_key(AUTHORIZATION) {
-        return Ok(());
-    }
-    let uri = request.uri();
-    if uri.scheme_str() == Some("http") && is_insecure_url(&uri.to_string()) {
-        return Err(Error::Transport {
-            kind: crate::error::TransportErrorKind::Refused,
-            message: format!(
-                "refusing to send credentials over plain http:// to {}: use https://, or allow it explicitly (allow_insecure_http / --allow-insecure-http) for a trusted network",
-                uri.host().unwrap_or("?")
-            ),
-        });
-    }
-    Ok(())
+/// Where a driver may send a request, as [`check_transport_security`] decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Straight to the host, never through a proxy: loopback hosts (a proxy would reach its own
+    /// loopback, and would see the request), and plain `http://` the user has not opted into.
+    Direct,
+    /// Through the HTTP stack's proxy, if it has one: `https://` (the proxy sees only an
+    /// encrypted tunnel), or plain `http://` the user opted into with `allow_insecure_http`.
+    ProxyAllowed,
 }
 
-/// Whether `url` is plain `http://` to a host other than `localhost` or a loopback address.
+/// The transport policy every driver applies before every send, and the route it allows.
+///
+/// - The scheme (compared in any case) must be exactly `https`, or `http`; anything else is
+///   refused.
+/// - A request that carries credentials (`Authorization`) over plain `http://` to a host other
+///   than loopback is refused unless `allow_insecure` is set.
+/// - Loopback hosts are always reached directly, and so is plain `http://` without the opt-in:
+///   credentials never go through a proxy in clear.
+pub fn check_transport_security<B>(request: &Request<B>, allow_insecure: bool) -> Result<Route, Error> {
+    let uri = request.uri();
+    let refused = |message: String| Error::Transport {
+        kind: crate::error::TransportErrorKind::Refused,
+        message,
+    };
+    let scheme = uri.scheme_str().unwrap_or("");
+    let http = scheme.eq_ignore_ascii_case("http");
+    if !http && !scheme.eq_ignore_ascii_case("https") {
+        return Err(refused(format!(
+            "refusing to send a request with the scheme `{}`: only https:// (or http:// to loopback, or with allow_insecure_http) is allowed",
+            crate::error::excerpt(scheme, 16)
+        )));
+    }
+    if is_loopback_host(uri.host().unwrap_or("")) {
+        return Ok(Route::Direct);
+    }
+    if !http {
+        return Ok(Route::ProxyAllowed);
+    }
+    if allow_insecure {
+        return Ok(Route::ProxyAllowed);
+    }
+    if request.headers().contains_key(AUTHORIZATION) {
+        return Err(refused(format!(
+            "refusing to send credentials over plain http:// to {}, where anyone on the network can read them: \
+             use https://, or allow it explicitly (allow_insecure_http / --allow-insecure-http) for a trusted network",
+            crate::error::excerpt(uri.host().unwrap_or("?"), 80)
+        )));
+    }
+    Ok(Route::Direct)
+}
+
+/// Whether `host` (as in a URI, IPv6 in brackets or not) is `localhost` or a loopback address.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether `url` is plain `http://` (in any case) to a host other than `localhost` or a loopback
+/// address.
 pub fn is_insecure_url(url: &str) -> bool {
     let Ok(uri) = url.parse::<Uri>() else { return false };
-    if uri.scheme_str() != Some("http") {
-        return false;
-    }
-    let host = uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
-    if host.eq_ignore_ascii_case("localhost") {
-        return false;
-    }
-    !host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    uri.scheme_str().is_some_and(|s| s.eq_ignore_ascii_case("http")) && !is_loopback_host(uri.host().unwrap_or(""))
 }
+
+/// `url` with any user info (`user:password@`) replaced by `***@`, for messages.
+pub(crate) fn redact_userinfo(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..].find(['/', '?', '#']).map_or(url.len(), |i| start + i);
+    match url[start..end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
+        None => url.to_owned(),
+    }
+}
+
+/// The effective port of a URI: its own, or its scheme's default.
+fn effective_port(uri: &Uri) -> Option<u16> {
+    uri.port_u16().or_else(|| match uri.scheme_str() {
+        Some(s) if s.eq_ignore_ascii_case("https") => Some(443),
+        Some(s) if s.eq_ignore_ascii_case("http") => Some(80),
+        _ => None,
+    })
+}
+
+/// Marks a request the caller built for a host other than the registry as allowed to carry the
+/// app's or an installation's token: insert it into the request's extensions
+/// (`request.extensions_mut().insert(OtherHost)`).
+///
+/// Without it, the clients authorise only requests for the configured registry (same scheme,
+/// host, port and base path), so a token never reaches a host by mistake.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OtherHost;
 
 fn header_value(what: &'static str, v: &str) -> Result<HeaderValue, Error> {
     if v.is_empty() {
@@ -624,5 +735,109 @@ mod tests {
         assert!(authorize(&mut r, &SecretString::new("a\nb")).is_err());
         let e = ApiConfig::new().request(Method::GET, "projects", None).unwrap_err();
         assert!(e.to_string().contains("must start with"));
+    }
+
+    fn with_scheme(scheme: &str, host: &str) -> Request<Vec<u8>> {
+        let uri = Uri::builder()
+            .scheme(scheme)
+            .authority(host)
+            .path_and_query("/app/accessTokens")
+            .build()
+            .unwrap();
+        let mut r = Request::builder().uri(uri).body(Vec::new()).unwrap();
+        authorize(&mut r, &jwt()).unwrap();
+        r
+    }
+
+    #[test]
+    fn schemes_are_compared_in_any_case_and_only_http_and_https_pass() {
+        for scheme in ["HTTP", "Http", "http"] {
+            let e = check_transport_security(&with_scheme(scheme, "registry.example"), false).unwrap_err();
+            assert!(e.to_string().contains("plain http://"), "{scheme}: {e}");
+            assert!(!e.to_string().contains("eyJ"), "{e}");
+            assert_eq!(
+                check_transport_security(&with_scheme(scheme, "127.0.0.1:8"), false).unwrap(),
+                Route::Direct
+            );
+        }
+        for scheme in ["HTTPS", "https"] {
+            assert_eq!(
+                check_transport_security(&with_scheme(scheme, "registry.example"), false).unwrap(),
+                Route::ProxyAllowed
+            );
+        }
+        for scheme in ["ftp", "ws", "file", "httpx"] {
+            assert!(
+                check_transport_security(&with_scheme(scheme, "127.0.0.1"), true).is_err(),
+                "{scheme}"
+            );
+        }
+        assert!(is_insecure_url("HTTP://registry.example/"));
+        assert!(!is_insecure_url("HTTP://LOCALHOST:8/"));
+        assert!(!is_insecure_url("http://[::1]:8/"));
+    }
+
+    #[test]
+    fn loopback_and_plain_http_never_go_through_a_proxy() {
+        assert_eq!(
+            check_transport_security(&with_scheme("https", "localhost:8"), false).unwrap(),
+            Route::Direct
+        );
+        assert_eq!(
+            check_transport_security(&with_scheme("http", "[::1]:8"), false).unwrap(),
+            Route::Direct
+        );
+        // Opted in: plain http to a remote host may use the configured proxy.
+        assert_eq!(
+            check_transport_security(&with_scheme("http", "registry.example"), true).unwrap(),
+            Route::ProxyAllowed
+        );
+        // Not opted in, nothing secret: straight to the host.
+        let bare = Request::builder()
+            .uri("http://registry.example/projects")
+            .body(())
+            .unwrap();
+        assert_eq!(check_transport_security(&bare, false).unwrap(), Route::Direct);
+    }
+
+    #[test]
+    fn base_urls_accept_any_case_and_never_echo_user_info() {
+        let api = ApiConfig::new()
+            .with_base_url("HTTPS://api.carbonregistry.com/")
+            .unwrap();
+        assert_eq!(api.base_url(), "https://api.carbonregistry.com");
+        let e = ApiConfig::new()
+            .with_base_url("https://user:hunter2secret@api.example")
+            .unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert_eq!(redact_userinfo("https://u:p@h:1/x@y"), "https://***@h:1/x@y");
+        assert_eq!(redact_userinfo("https://h/x@y"), "https://h/x@y");
+    }
+
+    #[test]
+    fn only_the_registry_gets_tokens_unless_the_caller_opts_in() {
+        let api = ApiConfig::new().with_base_url("https://api.example/v0.5").unwrap();
+        let ok = |u: &str| api.is_registry(&u.parse().unwrap());
+        assert!(ok("https://api.example/v0.5/projects"));
+        assert!(ok("HTTPS://API.EXAMPLE:443/v0.5"));
+        assert!(
+            !ok("https://api.example/v0.55/projects"),
+            "a sibling path is not under the base"
+        );
+        assert!(!ok("https://api.example/projects"));
+        assert!(!ok("http://api.example/v0.5/projects"), "scheme");
+        assert!(!ok("https://api.example:8443/v0.5/projects"), "port");
+        assert!(!ok("https://evil.example/v0.5/projects"), "host");
+        assert!(!ok("https://api.example.evil.example/v0.5/projects"));
+        let mut elsewhere = Request::builder().uri("https://evil.example/x").body(()).unwrap();
+        let e = api.check_target(&elsewhere).unwrap_err();
+        assert!(
+            matches!(e, Error::Config { .. }) && e.to_string().contains("evil.example"),
+            "{e}"
+        );
+        elsewhere.extensions_mut().insert(OtherHost);
+        assert_eq!(api.check_target(&elsewhere).unwrap(), false);
+        let mine = api.request(Method::GET, "/projects", None).unwrap();
+        assert!(api.check_target(&mine).unwrap());
     }
 }

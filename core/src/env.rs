@@ -5,7 +5,9 @@
 //! network I/O.
 
 use crate::error::Error;
-use crate::keys::AppKey;
+use zeroize::Zeroizing;
+
+use crate::keys::{AppKey, KeyError};
 
 /// The registry's base URL.
 pub const BASE_URL: &str = "ICR_BASE_URL";
@@ -18,26 +20,50 @@ pub const INSTALLATION_ID: &str = "ICR_INSTALLATION_ID";
 /// The `x-icr-api-version` to send.
 pub const API_VERSION: &str = "ICR_API_VERSION";
 
-/// Loads a private key from `value`: the PEM itself when it contains `-----BEGIN` (literal `\n`
-/// escapes allowed), otherwise a path to a PEM or DER file.
+/// Loads a private key from `value`, in any of three forms: the PEM itself (literal `\n`
+/// escapes allowed), the base64 encoding of a PEM or DER key (as CI secret stores hold it), or a
+/// path to a PEM or DER file.
+///
+/// No message ever quotes `value` (it may be a key, or a token pasted by mistake): an error says
+/// what was expected and what was seen (its length, "a PEM body without its BEGIN/END lines", "an
+/// access token, not a key"). The file's bytes are wiped once parsed.
 pub fn load_private_key(value: &str) -> Result<AppKey, Error> {
     if value.contains("-----BEGIN") {
         return Ok(AppKey::from_pem(value)?);
     }
-    let path = value.trim();
-    if path.is_empty() {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
         return Err(Error::config(
             "private key",
             format!("none given; pass --private-key PATH or set {PRIVATE_KEY} to the key file's path or its PEM text"),
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| {
+    let path = std::path::Path::new(trimmed);
+    if !path.is_file() {
+        return Ok(AppKey::from_text(value)?);
+    }
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
         Error::config(
             "private key",
-            format!("cannot read the key file `{path}`: {e}; pass the path of the PEM file downloaded from the app's Credentials tab, or the PEM text itself"),
+            format!(
+                "the key file given cannot be read ({}); check its permissions, or pass the PEM text itself",
+                e.kind()
+            ),
         )
-    })?;
-    AppKey::parse(&bytes).map_err(|e| Error::config("private key", format!("{path}: {e}")))
+    })?);
+    match AppKey::parse(&bytes) {
+        // A file holding the key base64-encoded.
+        Err(KeyError::NotAKey) => match std::str::from_utf8(&bytes) {
+            Ok(text) => AppKey::from_text(text).map_err(|e| key_file_error(&e)),
+            Err(_) => Err(key_file_error(&KeyError::NotAKey)),
+        },
+        other => other.map_err(|e| key_file_error(&e)),
+    }
+}
+
+/// A key file's problem, saying that it came from the file (never its contents or its name).
+fn key_file_error(e: &KeyError) -> Error {
+    Error::config("private key", format!("the key file given holds no usable key: {e}"))
 }
 
 /// Settings given as `--flag value` pairs, each falling back to its environment variable:

@@ -247,10 +247,20 @@ impl fmt::Display for Error {
                 f,
                 "401 Unauthorized: the access token was refused{api}; it has expired or was revoked, or the app was uninstalled: mint a new one"
             ),
-            Error::Forbidden { api } => write!(
-                f,
-                "403 Forbidden: the token lacks the permission this call needs{api}; request the permission on the app's dashboard and have the organization accept it"
-            ),
+            Error::Forbidden { api } => {
+                let said = api.message.as_deref().unwrap_or("").to_ascii_lowercase();
+                if said.is_empty() || said.contains("permission") || said.contains("scope") {
+                    write!(
+                        f,
+                        "403 Forbidden: the token lacks the permission this call needs{api}; request the permission on the app's dashboard and have the organization accept it"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "403 Forbidden: the registry refused this call{api}; check that the token is for the organization the call names"
+                    )
+                }
+            }
             Error::NotFound { api } => write!(
                 f,
                 "404 Not Found{api}; check the installation or resource id, and that the app is still installed on the organization"
@@ -302,7 +312,7 @@ impl fmt::Display for Error {
                     }
                     TransportErrorKind::ConnectionLost => "the connection dropped; retry",
                     TransportErrorKind::BodyTooLarge => "the response exceeded the size cap; check the base URL",
-                    TransportErrorKind::Refused => "see the message for how to allow it",
+                    TransportErrorKind::Refused => "nothing was sent",
                     TransportErrorKind::Cancelled => "the caller gave up",
                     TransportErrorKind::Other => "retry, and check the network",
                 };

@@ -54,7 +54,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, STANDARD_PAD_INDIFFERENT};
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, STANDARD_PAD_INDIFFERENT, URL_SAFE_NO_PAD};
 use ring::rand::SystemRandom;
 use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use zeroize::Zeroizing;
@@ -111,6 +111,19 @@ pub enum KeyError {
     },
     /// Neither PEM nor DER (e.g. a file path, or random text).
     NotAKey,
+    /// Base64 laid out in 64-character lines, as between a PEM block's BEGIN and END lines, with
+    /// those lines missing.
+    PemBodyWithoutArmour,
+    /// An ICR access token (`crs_...`) where the key was expected.
+    AccessToken,
+    /// A JWT (`eyJ...`) where the key was expected.
+    Jwt,
+    /// Text that is not a key in any form the SDK reads: not PEM, not base64 of a PEM or DER key,
+    /// and (where a path is accepted) not a readable file. Only its length is kept.
+    Unrecognised {
+        /// How many characters the value has.
+        chars: usize,
+    },
 }
 
 /// How to get a key that works, appended to most messages.
@@ -177,6 +190,29 @@ impl fmt::Display for KeyError {
                 "this is not a private key (no `-----BEGIN` line, and not DER): pass the contents of the PEM file \
                  downloaded from the app's Credentials tab (icr_private_key.pem), or, where a path is accepted \
                  (ICR_PRIVATE_KEY, --private-key), the path of that file",
+            ),
+            KeyError::PemBodyWithoutArmour => write!(
+                f,
+                "this looks like a PEM body without its BEGIN/END lines (base64 in 64-character lines): pass the \
+                 whole PEM file, from its `-----BEGIN ...-----` line to its `-----END ...-----` line, or the \
+                 file's path, or the whole file base64-encoded on one line (`base64 -w0 icr_private_key.pem`)"
+            ),
+            KeyError::AccessToken => f.write_str(
+                "this looks like an ICR access token (crs_...), not a private key: an app signs its JWTs with \
+                 the RSA private key downloaded from the app's Credentials tab (icr_private_key.pem); pass that \
+                 file's path or its PEM text",
+            ),
+            KeyError::Jwt => f.write_str(
+                "this looks like a JWT (eyJ...), not a private key: the SDK signs the app JWT itself; pass the RSA \
+                 private key downloaded from the app's Credentials tab (icr_private_key.pem), as a path or as \
+                 its PEM text",
+            ),
+            KeyError::Unrecognised { chars } => write!(
+                f,
+                "the value given ({chars} characters) is not a private key: it has no `-----BEGIN` line, is not \
+                 base64 of a PEM or DER key, and (where a path is accepted) names no readable file; pass the \
+                 path of the PEM file downloaded from the app's Credentials tab (icr_private_key.pem), its PEM \
+                 text, or the file base64-encoded (`base64 -w0 icr_private_key.pem`)"
             ),
         }
     }
@@ -313,6 +349,70 @@ impl AppKey {
             [0xfe, 0xff, ..] => Self::from_pem(&utf16(true)),
             _ if has_begin => Self::from_pem(&Zeroizing::new(String::from_utf8_lossy(bytes).into_owned())),
             _ => Err(KeyError::NotAKey),
+        }
+    }
+
+    /// Reads a key given as text in a setting (an environment variable, a secret store, a flag):
+    /// PEM as [`from_pem`](Self::from_pem) reads it, or the base64 encoding of a PEM file or of
+    /// a DER key (as CI secret stores often hold it, e.g. `base64 -w0 icr_private_key.pem`).
+    ///
+    /// Anything else gets a specific error that never quotes the input: a PEM body without its
+    /// BEGIN/END lines, an access token or a JWT pasted by mistake, or text of a given length.
+    ///
+    /// ```
+    /// use base64::Engine as _;
+    /// use icr_app_core::{AppKey, KeyError};
+    ///
+    /// let pem = include_str!("../tests/fixtures/keys/rsa2048-pkcs1.pem");
+    /// let encoded = base64::engine::general_purpose::STANDARD.encode(pem);
+    /// assert_eq!(AppKey::from_text(&encoded)?.fingerprint(), AppKey::from_pem(pem)?.fingerprint());
+    /// assert_eq!(AppKey::from_text("crs_19c9bd530ccd3e1187eed12dc4edb70a").unwrap_err(), KeyError::AccessToken);
+    /// # Ok::<(), KeyError>(())
+    /// ```
+    pub fn from_text(value: &str) -> Result<AppKey, KeyError> {
+        if value.contains("-----BEGIN") {
+            return Self::from_pem(value);
+        }
+        let text = normalise(value);
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        let compact: Zeroizing<String> = Zeroizing::new(text.chars().filter(|c| !c.is_whitespace()).collect());
+        let is_base64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '-' | '_');
+        if compact.starts_with("crs_") && compact.len() >= 20 && compact.chars().all(is_base64) {
+            return Err(KeyError::AccessToken);
+        }
+        if compact.starts_with("eyJ") && compact.matches('.').count() == 2 {
+            return Err(KeyError::Jwt);
+        }
+        let chars = value.chars().count();
+        if compact.len() < 64 || !compact.chars().all(is_base64) {
+            return Err(KeyError::Unrecognised { chars });
+        }
+        let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let pem_layout = lines.len() > 1 && lines[..lines.len() - 1].iter().all(|l| l.len() == 64);
+        let mut decoded = Zeroizing::new(Vec::with_capacity(compact.len() / 4 * 3 + 3));
+        let engine = if compact.contains(['-', '_']) {
+            URL_SAFE_NO_PAD
+        } else {
+            STANDARD_NO_PAD
+        };
+        if engine
+            .decode_vec(compact.trim_end_matches('=').as_bytes(), &mut decoded)
+            .is_err()
+        {
+            return Err(KeyError::Unrecognised { chars });
+        }
+        if decoded.windows(10).any(|w| w == b"-----BEGIN") {
+            return Self::parse(&decoded);
+        }
+        if pem_layout {
+            return Err(KeyError::PemBodyWithoutArmour);
+        }
+        match decoded.first() {
+            Some(&TAG_SEQUENCE) => load_der(&decoded),
+            _ => Err(KeyError::Unrecognised { chars }),
         }
     }
 

@@ -148,9 +148,10 @@ impl Client {
                 }
                 TokenStep::Failed { error, retry_at } => {
                     let policy = self.read().retry_policy().clone();
-                    let delay = policy
-                        .delay(attempts.max(1), waited, &error, retry_at, now)
-                        .ok_or(error)?;
+                    let Some(delay) = policy.delay(attempts.max(1), waited, &error, retry_at, now) else {
+                        return Err(error);
+                    };
+                    retrying(attempts.max(1), policy.max_attempts, delay, &error);
                     tokio::time::sleep(delay).await;
                     waited += delay;
                 }
@@ -281,6 +282,7 @@ impl Client {
                 Ok(CallStep::Retry(again)) => call = again,
                 Err(e) => match policy.call_delay(attempts, waited, &e) {
                     Some(delay) if idempotent => {
+                        retrying(attempts, policy.max_attempts, delay, &e);
                         tokio::time::sleep(delay).await;
                         waited += delay;
                     }
@@ -342,13 +344,16 @@ impl Client {
     }
 
     async fn send_as(&self, scope: &TokenScope, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
+        let registry = self.read().api().check_target(&request)?;
         let mut retried = false;
         loop {
             let token = self.token(scope, None).await?;
             let mut attempt = request.clone();
             icr_app_core::api::authorize(&mut attempt, token.secret())?;
             let response = self.inner.transport.send(attempt).await?;
-            self.write().observe(&response, now());
+            if registry {
+                self.write().observe(&response, now());
+            }
             if response.status() == StatusCode::UNAUTHORIZED && !retried {
                 self.invalidate(scope, &token);
                 retried = true;
@@ -387,4 +392,10 @@ impl Drop for RefresherHandle {
         self.task.abort();
         self.client.inner.background.store(false, Ordering::Relaxed);
     }
+}
+
+/// Reports a retry (target `icr_app`, WARN): what failed, the attempt, and the wait.
+fn retrying(attempt: u32, max_attempts: u32, wait: Duration, cause: &Error) {
+    let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+    tracing::warn!(target: "icr_app", attempt, max_attempts, wait_ms, cause = %cause, "retrying");
 }

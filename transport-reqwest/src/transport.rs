@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
-use icr_app_core::api::check_transport_security;
+use icr_app_core::api::{Route, check_transport_security};
 use icr_app_core::{Error, TransportErrorKind};
 
 /// The default cap on a response body: 8 MiB.
@@ -23,18 +23,30 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone, Debug)]
 pub struct ReqwestTransport {
     client: reqwest::Client,
+    /// Never uses a proxy: for loopback, and for plain `http` without the opt-in.
+    direct: Result<reqwest::Client, Error>,
     max_body: u64,
     allow_insecure_http: bool,
 }
 
 impl ReqwestTransport {
     /// A client with rustls (ring, Mozilla's roots), a 10 s connect timeout, a 30 s overall
-    /// timeout and no redirects.
+    /// timeout, no redirects, and the proxy named by the usual environment variables
+    /// (`HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`; see [`send`](Self::send) for the requests that
+    /// never use it).
     pub fn new() -> Result<Self, Error> {
         let client = Self::client_builder()?
             .build()
             .map_err(|e| Error::config("HTTP client", chain(&e)))?;
         Ok(Self::with_client(client))
+    }
+
+    /// A client that never uses a proxy, for the requests that must not.
+    fn direct_client() -> Result<reqwest::Client, Error> {
+        Self::client_builder()?
+            .no_proxy()
+            .build()
+            .map_err(|e| Error::config("HTTP client", chain(&e)))
     }
 
     /// The `reqwest::ClientBuilder` that [`new`](Self::new) uses: rustls with ring and Mozilla's
@@ -63,9 +75,13 @@ impl ReqwestTransport {
     /// Uses your configured client (proxy, roots, timeouts). Build it with
     /// `redirect(Policy::none())`: reqwest strips `Authorization` on cross-host redirects, but
     /// following none is safer still.
+    ///
+    /// Requests that must not go through a proxy (see [`send`](Self::send)) use a client of this
+    /// crate's own, built from [`client_builder`](Self::client_builder) without a proxy.
     pub fn with_client(client: reqwest::Client) -> Self {
         Self {
             client,
+            direct: Self::direct_client(),
             max_body: DEFAULT_MAX_BODY,
             allow_insecure_http: false,
         }
@@ -84,10 +100,29 @@ impl ReqwestTransport {
     }
 
     /// Sends `request` and reads the whole response.
+    ///
+    /// The core's [transport policy](check_transport_security) comes first: only `https`, or
+    /// `http` to loopback (or with [`allow_insecure_http`](Self::allow_insecure_http)); and
+    /// requests to loopback, or over plain `http` without the opt-in, never go through a proxy,
+    /// whatever the client or the environment says.
     pub async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
-        check_transport_security(&request, self.allow_insecure_http)?;
+        let route = check_transport_security(&request, self.allow_insecure_http)?;
+        let (method, started) = (request.method().clone(), std::time::Instant::now());
+        let path = request.uri().path().to_owned();
+        let result = self.exchange(request, route).await;
+        let status = result.as_ref().map_or(0, |r| r.status().as_u16());
+        let took_ms = started.elapsed().as_secs_f64() * 1000.0;
+        tracing::debug!(target: "icr_app", %method, %path, status, took_ms, "request");
+        result
+    }
+
+    async fn exchange(&self, request: Request<Vec<u8>>, route: Route) -> Result<Response<Vec<u8>>, Error> {
+        let client = match route {
+            Route::Direct => self.direct.as_ref().map_err(Clone::clone)?,
+            Route::ProxyAllowed => &self.client,
+        };
         let request = reqwest::Request::try_from(request).map_err(transport_error)?;
-        let mut response = self.client.execute(request).await.map_err(transport_error)?;
+        let mut response = client.execute(request).await.map_err(transport_error)?;
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
             if (body.len() + chunk.len()) as u64 > self.max_body {

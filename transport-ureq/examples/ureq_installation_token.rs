@@ -1,7 +1,7 @@
 //! Mints an installation access token and prints `{"token", "expiresAt", "permissions"}`.
 //!
 //! ```text
-//! cargo run -p icr-app-ureq --example installation_token -- \
+//! cargo run -p icr-app-ureq --example ureq_installation_token -- \
 //!     --base-url URL --app-id ID --private-key PATH --installation ID
 //! ```
 //!

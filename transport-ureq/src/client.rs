@@ -114,9 +114,10 @@ impl Client {
                 TokenStep::Wait { until } => self.wait_for_mint(seen, until),
                 TokenStep::Failed { error, retry_at } => {
                     let policy = self.read().retry_policy().clone();
-                    let delay = policy
-                        .delay(attempts.max(1), waited, &error, retry_at, now)
-                        .ok_or(error)?;
+                    let Some(delay) = policy.delay(attempts.max(1), waited, &error, retry_at, now) else {
+                        return Err(error);
+                    };
+                    retrying(attempts.max(1), policy.max_attempts, delay, &error);
                     std::thread::sleep(delay);
                     waited += delay;
                 }
@@ -213,6 +214,7 @@ impl Client {
                 Ok(CallStep::Retry(again)) => call = again,
                 Err(e) => match policy.call_delay(attempts, waited, &e) {
                     Some(delay) if idempotent => {
+                        retrying(attempts, policy.max_attempts, delay, &e);
                         std::thread::sleep(delay);
                         waited += delay;
                     }
@@ -273,13 +275,16 @@ impl Client {
     }
 
     fn send_as(&self, scope: &TokenScope, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
+        let registry = self.read().api().check_target(&request)?;
         let mut retried = false;
         loop {
             let token = self.token(scope, None)?;
             let mut attempt = request.clone();
             icr_app_core::api::authorize(&mut attempt, token.secret())?;
             let response = self.inner.transport.send(attempt)?;
-            self.write().observe(&response, now());
+            if registry {
+                self.write().observe(&response, now());
+            }
             if response.status() == StatusCode::UNAUTHORIZED && !retried {
                 self.invalidate(scope, &token);
                 retried = true;
@@ -299,4 +304,10 @@ impl Client {
         let response = self.send_as_installation(installation, request)?;
         icr_app_core::response::parse_json(&response, icr_app_core::Credential::AccessToken)
     }
+}
+
+/// Reports a retry (target `icr_app`, WARN): what failed, the attempt, and the wait.
+fn retrying(attempt: u32, max_attempts: u32, wait: Duration, cause: &Error) {
+    let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+    tracing::warn!(target: "icr_app", attempt, max_attempts, wait_ms, cause = %cause, "retrying");
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
-use icr_app_core::api::check_transport_security;
+use icr_app_core::api::{Route, check_transport_security};
 use icr_app_core::{Error, TransportErrorKind};
 use ureq::Agent;
 use ureq::RequestExt as _;
@@ -59,16 +59,25 @@ impl Default for UreqTransport {
 }
 
 impl UreqTransport {
-    /// An agent with rustls, a 10 s connect timeout and a 30 s overall timeout.
+    /// An agent with rustls, a 10 s connect timeout and a 30 s overall timeout
+    /// ([`with_timeout`](Self::with_timeout) sets another), and the proxy named by the usual
+    /// environment variables (`HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`; see [`send`](Self::send)
+    /// for the requests that never use it).
     ///
     /// Its resolver answers IP-literal hosts without a lookup and remembers a name's addresses
     /// for [`RESOLVE_CACHE_TTL`]: ureq resolves the host before every request, even one that
     /// reuses a pooled connection, and with a timeout set its default resolver does so on a new
     /// thread each time (about 0.1 to 0.25 ms a request on loopback; see BENCHMARKS.md).
     pub fn new() -> Self {
+        Self::with_timeout(DEFAULT_TIMEOUT)
+    }
+
+    /// Like [`new`](Self::new), with `total` as the longest one request and its response may
+    /// take (the connect timeout is the shorter of 10 s and `total`).
+    pub fn with_timeout(total: Duration) -> Self {
         let config = Agent::config_builder()
-            .timeout_connect(Some(DEFAULT_CONNECT_TIMEOUT))
-            .timeout_global(Some(DEFAULT_TIMEOUT))
+            .timeout_connect(Some(DEFAULT_CONNECT_TIMEOUT.min(total)))
+            .timeout_global(Some(total))
             .http_status_as_error(false)
             .max_redirects(0)
             .build();
@@ -80,7 +89,8 @@ impl UreqTransport {
     }
 
     /// Uses your configured agent (proxy, TLS roots, timeouts). Per request, non-2xx statuses
-    /// are still returned as responses and redirects are still not followed.
+    /// are still returned as responses, redirects are still not followed, and the agent's proxy
+    /// is bypassed where [`send`](Self::send) says.
     pub fn with_agent(agent: Agent) -> Self {
         let config = agent.config();
         let override_per_request = config.http_status_as_error() || config.max_redirects() != 0;
@@ -112,30 +122,35 @@ impl UreqTransport {
     }
 
     /// Sends `request` and reads the whole response.
+    ///
+    /// The core's [transport policy](check_transport_security) comes first: only `https`, or
+    /// `http` to loopback (or with [`allow_insecure_http`](Self::allow_insecure_http)); and
+    /// requests to loopback, or over plain `http` without the opt-in, never go through a proxy,
+    /// whatever the agent or the environment says.
     pub fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
-        check_transport_security(&request, self.allow_insecure_http)?;
-        let Some(observer) = &self.observer else {
-            return self.exchange(request);
-        };
-        let (method, uri, started) = (request.method().clone(), request.uri().clone(), Instant::now());
-        let result = self.exchange(request);
-        observer(
-            &method,
-            &uri,
-            result.as_ref().ok().map(|r| r.status()),
-            started.elapsed(),
-        );
+        let route = check_transport_security(&request, self.allow_insecure_http)?;
+        let (method, started) = (request.method().clone(), Instant::now());
+        let path = request.uri().path().to_owned();
+        let result = self.exchange(request, route == Route::Direct);
+        let status = result.as_ref().map_or(0, |r| r.status().as_u16());
+        let took = started.elapsed();
+        tracing::debug!(target: "icr_app", %method, %path, status, took_ms = took.as_secs_f64() * 1000.0, "request");
+        if let Some(observer) = &self.observer {
+            let uri: http::Uri = path.parse().unwrap_or_default();
+            observer(&method, &uri, result.as_ref().ok().map(|r| r.status()), took);
+        }
         result
     }
 
-    fn exchange(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
-        let response = if self.override_per_request {
-            request
+    fn exchange(&self, request: Request<Vec<u8>>, direct: bool) -> Result<Response<Vec<u8>>, Error> {
+        let bypass_proxy = direct && self.agent.config().proxy().is_some();
+        let response = if self.override_per_request || bypass_proxy {
+            let config = request
                 .with_agent(&self.agent)
                 .configure()
                 .http_status_as_error(false)
-                .max_redirects(0)
-                .run()
+                .max_redirects(0);
+            if bypass_proxy { config.proxy(None) } else { config }.run()
         } else {
             self.agent.run(request)
         }

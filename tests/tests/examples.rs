@@ -1,6 +1,6 @@
-//! The `installation_token` examples of both clients, run as processes against the fake
-//! registry: the happy path, a registry whose clock is hours off, and one whose first answers
-//! are 5xx or 429; failures print a clear error and exit non-zero.
+//! The `ureq_installation_token` and `reqwest_installation_token` examples, run as processes
+//! against the fake registry: the happy path, a registry whose clock is hours off, and one whose
+//! first answers are 5xx or 429; failures print a clear error and exit non-zero.
 
 use std::process::{Command, Output};
 
@@ -26,10 +26,10 @@ impl Drop for KeyFile {
     }
 }
 
-fn run(package: &str, args: &[&str], envs: &[(&str, &str)]) -> Output {
+fn run((package, example): (&str, &str), args: &[&str], envs: &[(&str, &str)]) -> Output {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["run", "-q", "-p", package, "--example", "installation_token", "--"])
+    cmd.args(["run", "-q", "-p", package, "--example", example, "--"])
         .args(args);
     for var in ["ICR_BASE_URL", "ICR_APP_ID", "ICR_PRIVATE_KEY", "ICR_INSTALLATION_ID"] {
         cmd.env_remove(var);
@@ -51,7 +51,10 @@ fn check_token(out: &Output, registry: &FakeRegistry) {
 
 #[test]
 fn both_examples_mint_through_flags_and_environment() {
-    for package in ["icr-app-ureq", "icr-app-reqwest"] {
+    for package in [
+        ("icr-app-ureq", "ureq_installation_token"),
+        ("icr-app-reqwest", "reqwest_installation_token"),
+    ] {
         let demo = FakeRegistry::demo();
         let key = KeyFile::new(demo.private_key_pem);
         let key_path = key.0.to_str().unwrap();

@@ -29,7 +29,7 @@ impl Narrator {
     }
 }
 
-pub(crate) fn run(verbose: bool) -> Result<(), String> {
+pub(crate) fn run() -> Result<(), String> {
     let started = Instant::now();
     let mut n = Narrator { step: 0 };
     println!("icr-app demo: an ICR app's whole flow against an embedded fake registry\n");
@@ -55,10 +55,8 @@ pub(crate) fn run(verbose: bool) -> Result<(), String> {
         Ok((key, text))
     })?;
 
-    let mut transport = UreqTransport::new();
-    if verbose {
-        transport = transport.observe(crate::verbose_observer());
-    }
+    // With -v, each request is shown through the `tracing` events the client emits.
+    let transport = UreqTransport::new();
     let app = App::builder(demo.app_id.clone(), key)
         .base_url(demo.registry.base_url())
         .build()
@@ -79,14 +77,7 @@ pub(crate) fn run(verbose: bool) -> Result<(), String> {
 
     let installations = n.step("list installations (GET /app/installations, every page)", || {
         let all = client.installations().map_err(|e| e.to_string())?;
-        let text = all
-            .iter()
-            .map(|i| {
-                let org = i.organization.as_ref().map_or("?", |o| o.display_name());
-                format!("{}  {org}  {}", i.id, crate::permissions_text(&i.permissions))
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
+        let text = all.iter().map(crate::installation_line).collect::<Vec<_>>().join("\n");
         Ok((all, text))
     })?;
     let first = installations.first().ok_or("the demo registry has no installations")?;

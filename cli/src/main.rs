@@ -2,117 +2,334 @@
 #![forbid(unsafe_code)]
 
 mod demo;
+mod logging;
+mod mock;
 
-use std::io::Read as _;
+use std::ffi::OsString;
+use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use http::Method;
+use icr_app_core::error::TransportErrorKind;
 use icr_app_core::webhook::{self, WebhookSecret};
 use icr_app_core::{App, AppKey, Error, Installation, InstallationId, TokenScope, env};
 use icr_app_ureq::{Client, UreqTransport};
+use zeroize::Zeroizing;
+
+/// The environment variable `revoke` reads the token from.
+const TOKEN_ENV: &str = "ICR_TOKEN";
+/// The environment variable `verify-webhook` reads the secret from.
+const WEBHOOK_SECRET_ENV: &str = "ICR_WEBHOOK_SECRET";
+/// The environment variable for `--timeout`.
+const TIMEOUT_ENV: &str = "ICR_TIMEOUT";
+/// `--timeout`'s default.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+const EXIT_CODES: &str = "\
+Settings may also be given before the subcommand (icr-app --app-id ID installations).
+
+Exit codes:
+  0  success
+  2  anything wrong in the command line or the settings: a missing or invalid app id, private
+     key, base URL, method, path or id, or plain http:// to a remote host without
+     --allow-insecure-http
+  3  refused by the registry (401 or 403)
+  4  not found (404)
+  5  network or server failure (no answer, timeout, 429, 5xx)
+  1  anything else (e.g. a webhook delivery that does not verify)";
 
 /// Command-line tool for ICR apps (International Carbon Registry, carbonregistry.com).
-///
-/// Exit codes: 0 success, 2 usage, 3 authentication or permission refused (401/403), 4 not
-/// found, 5 network or server failure, 1 anything else.
 #[derive(Parser, Debug)]
-#[command(name = "icr-app", version, about, long_about = None)]
+#[command(name = "icr-app", version, about, long_about = None, after_help = EXIT_CODES)]
 struct Cli {
-    #[command(flatten)]
-    global: Global,
     #[command(subcommand)]
     command: Command,
 }
 
+/// Reads a secret flag (a PEM, a webhook secret) straight into a buffer wiped on drop.
+///
+/// clap's own parsed copy of the raw argument cannot be avoided (nor can the process's argv):
+/// this moves the value into `Zeroizing` as soon as clap hands it over, so every copy the CLI
+/// itself makes is wiped.
+fn secret_value(raw: &str) -> Result<Zeroizing<String>, std::convert::Infallible> {
+    Ok(Zeroizing::new(raw.to_owned()))
+}
+
+// Settings fall back to their environment variables here rather than through clap's `env`:
+// clap counts a value from the environment as given on the command line, so its usage lines
+// showed `--installation <ID>` as a flag to pass when ICR_INSTALLATION_ID had set it, and
+// ICR_INSTALLATION_ID conflicted with `token --app`.
+
+/// An environment variable's value; unset, empty or not UTF-8 is `None`.
+fn env_value(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// A secret environment variable's value, wiped on drop from the moment it is read (the
+/// process environment keeps its own copy).
+fn env_secret(name: &str) -> Option<Zeroizing<String>> {
+    std::env::var(name).ok().map(Zeroizing::new).filter(|v| !v.is_empty())
+}
+
+/// `--timeout SECONDS`: more than 0, at most an hour; fractions allowed.
+fn parse_timeout(raw: &str) -> Result<Duration, String> {
+    let secs: f64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| "expected a number of seconds, e.g. 30 or 2.5".to_owned())?;
+    if !(secs.is_finite() && secs > 0.0 && secs <= 3600.0) {
+        return Err("must be more than 0 and at most 3600 seconds".to_owned());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
 #[derive(Args, Debug)]
-struct Global {
-    /// The registry's base URL.
-    #[arg(long, global = true, env = env::BASE_URL, default_value = icr_app_core::api::DEFAULT_BASE_URL)]
-    base_url: String,
-    /// The app id (from the app's dashboard).
-    #[arg(long, global = true, env = env::APP_ID)]
+struct KeyArgs {
+    /// The private key: a path to the PEM file, or the PEM itself [env: ICR_PRIVATE_KEY]
+    // Hyphen values allowed: a PEM starts with `-----BEGIN`, and clap would otherwise refuse it
+    // as an unknown flag, quoting it in the error.
+    #[arg(long, value_name = "PATH|PEM", value_parser = secret_value, allow_hyphen_values = true)]
+    private_key: Option<Zeroizing<String>>,
+}
+
+impl KeyArgs {
+    fn value(&self) -> Option<Zeroizing<String>> {
+        self.private_key.clone().or_else(|| env_secret(env::PRIVATE_KEY))
+    }
+}
+
+#[derive(Args, Debug)]
+struct AppArgs {
+    /// The app id (from the app's dashboard) [env: ICR_APP_ID]
+    #[arg(long, value_name = "ID")]
     app_id: Option<String>,
-    /// The private key: a path to the PEM file, or the PEM itself.
-    #[arg(long, global = true, env = env::PRIVATE_KEY, hide_env_values = true)]
-    private_key: Option<String>,
-    /// The `x-icr-api-version` to send.
-    #[arg(long, global = true, env = env::API_VERSION, default_value = icr_app_core::api::DEFAULT_API_VERSION)]
-    api_version: String,
-    /// Print JSON instead of text.
-    #[arg(long, global = true)]
-    json: bool,
-    /// Show each request's method, path, status and time on stderr.
-    #[arg(short, long, global = true)]
-    verbose: bool,
+    #[command(flatten)]
+    key: KeyArgs,
+}
+
+/// The settings of every command that talks to the registry.
+#[derive(Args, Debug)]
+struct ApiArgs {
+    #[command(flatten)]
+    app: AppArgs,
+    /// The registry's base URL [env: ICR_BASE_URL] [default: https://api.carbonregistry.com]
+    #[arg(long, value_name = "URL")]
+    base_url: Option<String>,
+    /// The `x-icr-api-version` to send [env: ICR_API_VERSION] [default: 2023-06-16]
+    #[arg(long, value_name = "VERSION")]
+    api_version: Option<String>,
+    /// The longest one request may take, in seconds; failed requests are retried on top
+    /// [env: ICR_TIMEOUT] [default: 30]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_timeout)]
+    timeout: Option<Duration>,
     /// Allow credentials over plain http:// to hosts other than loopback.
-    #[arg(long, global = true)]
+    #[arg(long)]
     allow_insecure_http: bool,
+    /// Show each request's method, path, status and time on stderr (RUST_LOG adds filters).
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+impl ApiArgs {
+    fn base_url(&self) -> String {
+        self.base_url
+            .clone()
+            .or_else(|| env_value(env::BASE_URL))
+            .unwrap_or_else(|| icr_app_core::api::DEFAULT_BASE_URL.to_owned())
+    }
+
+    fn api_version(&self) -> String {
+        self.api_version
+            .clone()
+            .or_else(|| env_value(env::API_VERSION))
+            .unwrap_or_else(|| icr_app_core::api::DEFAULT_API_VERSION.to_owned())
+    }
+
+    fn timeout(&self) -> Result<Duration, Failure> {
+        match (self.timeout, env_value(TIMEOUT_ENV)) {
+            (Some(t), _) => Ok(t),
+            (None, Some(v)) => parse_timeout(&v).map_err(|e| Failure::Usage(format!("invalid {TIMEOUT_ENV}: {e}"))),
+            (None, None) => Ok(DEFAULT_TIMEOUT),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct JsonArg {
+    /// Print JSON instead of text; errors go to stderr as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// For commands with no JSON form: `--json` is refused with a usage error rather than ignored.
+#[derive(Args, Debug)]
+struct NoJson {
+    #[arg(long, hide = true)]
+    json: bool,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Walk through the whole flow against an embedded fake registry (no flags, files or network).
-    Demo,
+    Demo {
+        /// Show each request's method, path, status and time on stderr.
+        #[arg(short, long)]
+        verbose: bool,
+        #[command(flatten)]
+        no_json: NoJson,
+    },
     /// Print an app JWT.
-    Jwt,
+    Jwt {
+        #[command(flatten)]
+        app: AppArgs,
+        #[command(flatten)]
+        no_json: NoJson,
+    },
     /// Mint and print an installation token (--installation ID) or an app token (--app).
     Token {
-        /// The installation to mint for.
-        #[arg(long, env = env::INSTALLATION_ID, conflicts_with = "app", required_unless_present = "app")]
+        /// The installation to mint for [env: ICR_INSTALLATION_ID]
+        #[arg(long, value_name = "ID", conflicts_with = "app")]
         installation: Option<String>,
         /// Mint an app access token instead.
         #[arg(long)]
         app: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        out: JsonArg,
     },
     /// List every installation (all pages).
-    Installations,
+    Installations {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        out: JsonArg,
+    },
     /// Show one installation.
     Installation {
         /// The installation id.
         id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        out: JsonArg,
     },
-    /// Revoke an access token.
+    /// Revoke an access token, read from standard input or ICR_TOKEN.
+    ///
+    /// The token is never taken from the command line, where every process on the machine can
+    /// read it (/proc/*/cmdline). Pass `-` to read it from standard input; with no argument it
+    /// comes from the ICR_TOKEN environment variable, else from standard input when that is not
+    /// a terminal.
     Revoke {
-        /// The token to revoke (crs_...).
-        token: String,
+        /// `-`: read the token from standard input.
+        #[arg(value_name = "-")]
+        from: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        out: JsonArg,
     },
     /// Send any API request as an installation and print the response body.
+    ///
+    /// The body is pretty-printed when it is JSON and standard output is a terminal, and
+    /// printed exactly as received otherwise.
     Call {
         /// GET, POST, PUT, PATCH or DELETE.
         method: String,
-        /// The path and query, e.g. /organizations/ID.
+        /// The path and query, starting with `/`, e.g. /organizations/ID.
         path: String,
-        /// The installation to act as.
-        #[arg(long, env = env::INSTALLATION_ID)]
-        installation: String,
+        /// The installation to act as [env: ICR_INSTALLATION_ID]
+        #[arg(long, value_name = "ID")]
+        installation: Option<String>,
         /// A JSON request body.
-        #[arg(long)]
+        #[arg(long, value_name = "JSON")]
         data: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        out: JsonArg,
     },
     /// Verify a webhook delivery read from stdin and print the decoded event.
     VerifyWebhook {
-        /// The webhook secret set on the app's General tab.
-        #[arg(long, env = "ICR_WEBHOOK_SECRET", hide_env_values = true)]
-        secret: String,
+        /// The webhook secret set on the app's General tab [env: ICR_WEBHOOK_SECRET]
+        #[arg(long, value_parser = secret_value, allow_hyphen_values = true)]
+        secret: Option<Zeroizing<String>>,
         /// The x-icr-signature-256 header value.
-        #[arg(long)]
+        #[arg(long, value_name = "sha256=HEX")]
         signature: Option<String>,
+        #[command(flatten)]
+        out: JsonArg,
     },
     /// Print the private key's SHA-256 fingerprint (compare it with the Credentials tab).
-    Fingerprint,
-    /// Serve the fake registry for local development.
+    Fingerprint {
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        out: JsonArg,
+    },
+    /// Serve the fake registry for local development until Ctrl-C or SIGTERM.
+    ///
+    /// The demo key is written to a new private directory (mode 0700, the file 0600), whose
+    /// path is printed; both are removed when the mock stops.
     Mock {
         /// The port to listen on (127.0.0.1); 0 picks a free one.
         #[arg(long, default_value_t = 0)]
         port: u16,
+        #[command(flatten)]
+        no_json: NoJson,
     },
+}
+
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Demo { .. } => "demo",
+            Command::Jwt { .. } => "jwt",
+            Command::Token { .. } => "token",
+            Command::Installations { .. } => "installations",
+            Command::Installation { .. } => "installation",
+            Command::Revoke { .. } => "revoke",
+            Command::Call { .. } => "call",
+            Command::VerifyWebhook { .. } => "verify-webhook",
+            Command::Fingerprint { .. } => "fingerprint",
+            Command::Mock { .. } => "mock",
+        }
+    }
+
+    /// Whether `--json` was given (including to a command that refuses it).
+    fn json(&self) -> bool {
+        match self {
+            Command::Demo { no_json, .. } | Command::Jwt { no_json, .. } | Command::Mock { no_json, .. } => {
+                no_json.json
+            }
+            Command::Token { out, .. }
+            | Command::Installations { out, .. }
+            | Command::Installation { out, .. }
+            | Command::Revoke { out, .. }
+            | Command::Call { out, .. }
+            | Command::VerifyWebhook { out, .. }
+            | Command::Fingerprint { out, .. } => out.json,
+        }
+    }
+
+    fn verbose(&self) -> bool {
+        match self {
+            Command::Demo { verbose, .. } => *verbose,
+            Command::Token { api, .. }
+            | Command::Installations { api, .. }
+            | Command::Installation { api, .. }
+            | Command::Revoke { api, .. }
+            | Command::Call { api, .. } => api.verbose,
+            _ => false,
+        }
+    }
 }
 
 /// A failure and the exit code it maps to.
 enum Failure {
+    /// Something wrong in the command line or the settings.
     Usage(String),
     Sdk(Error),
     Other(String),
@@ -125,11 +342,18 @@ impl From<Error> for Failure {
 }
 
 impl Failure {
+    /// 2 command line or settings, 3 refused, 4 not found, 5 network or server, 1 anything else.
     fn code(&self) -> u8 {
         match self {
             Failure::Usage(_) => 2,
             Failure::Other(_) => 1,
             Failure::Sdk(e) => match e {
+                Error::Config { .. }
+                | Error::Key(_)
+                | Error::Transport {
+                    kind: TransportErrorKind::Refused,
+                    ..
+                } => 2,
                 Error::Unauthorized { .. } | Error::Forbidden { .. } => 3,
                 Error::NotFound { .. } => 4,
                 Error::Transport { .. }
@@ -139,6 +363,51 @@ impl Failure {
                 _ => 1,
             },
         }
+    }
+
+    /// The `kind` of the `--json` error object.
+    fn kind(&self) -> &'static str {
+        match self {
+            Failure::Usage(_) => "usage",
+            Failure::Other(_) => "other",
+            Failure::Sdk(e) => match e {
+                Error::Config { .. }
+                | Error::Key(_)
+                | Error::Transport {
+                    kind: TransportErrorKind::Refused,
+                    ..
+                } => "config",
+                Error::Unauthorized { .. } => "unauthorized",
+                Error::Forbidden { .. } => "forbidden",
+                Error::NotFound { .. } => "not_found",
+                Error::RateLimited { .. } => "rate_limited",
+                Error::Server { .. } | Error::MalformedBody { .. } => "server",
+                Error::Transport { .. } => "transport",
+                Error::Webhook(_) => "webhook",
+                _ => "other",
+            },
+        }
+    }
+
+    fn status(&self) -> Option<u16> {
+        match self {
+            Failure::Sdk(e) => e.status(),
+            _ => None,
+        }
+    }
+
+    /// Writes the failure to stderr: `error: ...`, or with `--json` one JSON object.
+    fn report(&self, json: bool) {
+        let mut stderr = std::io::stderr().lock();
+        let _ = if json {
+            let mut error = serde_json::json!({ "kind": self.kind(), "message": self.to_string() });
+            if let Some(status) = self.status() {
+                error["status"] = status.into();
+            }
+            writeln!(stderr, "{}", serde_json::json!({ "error": error }))
+        } else {
+            writeln!(stderr, "error: {self}")
+        };
     }
 }
 
@@ -151,25 +420,84 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// The flags that may come before the subcommand; those taking a value.
+const HOISTED_WITH_VALUE: [&str; 5] = ["--base-url", "--app-id", "--private-key", "--api-version", "--timeout"];
+/// The flags that may come before the subcommand; switches.
+const HOISTED_SWITCHES: [&str; 4] = ["--json", "-v", "--verbose", "--allow-insecure-http"];
+
+/// `icr-app --app-id X installations` is read as `icr-app installations --app-id X`: settings
+/// may come before the subcommand, while each subcommand declares (and lists in `--help`) only
+/// the flags it reads. Anything else is left for clap to report.
+fn hoist_settings(args: Vec<OsString>) -> Vec<OsString> {
+    let mut i = 1;
+    while let Some(arg) = args.get(i).and_then(|a| a.to_str()) {
+        let name = arg.split_once('=').map_or(arg, |(name, _)| name);
+        if HOISTED_WITH_VALUE.contains(&name) {
+            i += if arg.contains('=') { 1 } else { 2 };
+        } else if HOISTED_SWITCHES.contains(&arg) {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    match args.get(i).and_then(|a| a.to_str()) {
+        Some(sub) if i > 1 && !sub.starts_with('-') => {
+            let mut out = Vec::with_capacity(args.len());
+            out.push(args[0].clone());
+            out.push(args[i].clone());
+            out.extend_from_slice(&args[1..i]);
+            out.extend_from_slice(&args[i + 1..]);
+            out
+        }
+        _ => args,
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    let args = hoist_settings(std::env::args_os().collect());
+    let json_requested = args.iter().skip(1).take_while(|a| *a != "--").any(|a| a == "--json");
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) if json_requested && e.use_stderr() => {
+            Failure::Usage(clap_message(&e)).report(true);
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
+    let json = cli.command.json();
+    logging::init(cli.command.verbose(), json);
+    match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("error: {failure}");
+            failure.report(json);
             ExitCode::from(failure.code())
         }
     }
 }
 
-fn run(cli: Cli) -> Result<(), Failure> {
-    let g = &cli.global;
-    match &cli.command {
-        Command::Demo => demo::run(g.verbose).map_err(Failure::Other),
-        Command::Mock { port } => mock(*port),
-        Command::Fingerprint => {
-            let key = key(g)?;
-            if g.json {
+/// clap's message without its `error: ` prefix, usage and tips, on one line.
+fn clap_message(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let first = text.split("\n\n").next().unwrap_or_default();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    first.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn run(command: Command) -> Result<(), Failure> {
+    if let Command::Demo { no_json, .. } | Command::Jwt { no_json, .. } | Command::Mock { no_json, .. } = &command
+        && no_json.json
+    {
+        return Err(Failure::Usage(format!(
+            "`icr-app {}` has no JSON output; drop --json",
+            command.name()
+        )));
+    }
+    match command {
+        Command::Demo { .. } => demo::run().map_err(Failure::Other),
+        Command::Mock { port, .. } => mock::run(port),
+        Command::Fingerprint { key, out } => {
+            let key = load_key(&key)?;
+            if out.json {
                 println!(
                     "{}",
                     serde_json::json!({ "fingerprint": key.fingerprint(), "bits": key.modulus_bits() })
@@ -179,20 +507,31 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Jwt => {
-            let jwt = app(g)?.jwt(now())?;
+        Command::Jwt { app, .. } => {
+            let jwt = build_app(&app, None)?.jwt(now())?;
             println!("{}", jwt.token().expose());
             Ok(())
         }
-        Command::Token { installation, app: _ } => {
-            let client = client(g)?;
-            let token = match installation {
-                Some(id) => client.installation_token(&InstallationId::new(id.clone())?)?,
-                None => client.token(&TokenScope::App, None)?,
+        Command::Token {
+            installation,
+            app,
+            api,
+            out,
+        } => {
+            let scope = match (app, installation.or_else(|| env_value(env::INSTALLATION_ID))) {
+                (true, _) => TokenScope::App,
+                (false, Some(id)) => TokenScope::Installation(InstallationId::new(id)?),
+                (false, None) => {
+                    return Err(Failure::Usage(format!(
+                        "`icr-app token` needs --installation ID (or {}) for an installation token, or --app for an app token",
+                        env::INSTALLATION_ID
+                    )));
+                }
             };
-            let summary = token.summary_json();
-            if g.json {
-                println!("{summary}");
+            let client = client(&api)?;
+            let token = client.token(&scope, None)?;
+            if out.json {
+                println!("{}", token.summary_json());
             } else {
                 println!("token:       {}", token.secret().expose());
                 println!("expires at:  {}", token.access_token().expires_at);
@@ -200,9 +539,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Installations => {
-            let all = client(g)?.installations()?;
-            if g.json {
+        Command::Installations { api, out } => {
+            let all = client(&api)?.installations()?;
+            if out.json {
                 println!(
                     "{}",
                     serde_json::to_string(&all).map_err(|e| Failure::Other(e.to_string()))?
@@ -216,9 +555,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Installation { id } => {
-            let i = client(g)?.installation(&InstallationId::new(id.clone())?)?;
-            if g.json {
+        Command::Installation { id, api, out } => {
+            let id = InstallationId::new(id)?;
+            let i = client(&api)?.installation(&id)?;
+            if out.json {
                 println!(
                     "{}",
                     serde_json::to_string(&i).map_err(|e| Failure::Other(e.to_string()))?
@@ -228,9 +568,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Revoke { token } => {
-            client(g)?.revoke(&icr_app_core::SecretString::new(token.trim()))?;
-            if g.json {
+        Command::Revoke { from, api, out } => {
+            let token = token_to_revoke(from.as_deref())?;
+            let client = client(&api)?;
+            client.revoke(&icr_app_core::SecretString::new(token.trim()))?;
+            if out.json {
                 println!("{}", serde_json::json!({ "revoked": true }));
             } else {
                 println!("revoked");
@@ -242,8 +584,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             path,
             installation,
             data,
-        } => call(g, method, path, installation, data.as_deref()),
-        Command::VerifyWebhook { secret, signature } => verify_webhook(g, secret, signature.as_deref()),
+            api,
+            ..
+        } => call(&api, &method, &path, installation, data.as_deref()),
+        Command::VerifyWebhook { secret, signature, out } => verify_webhook(secret, signature.as_deref(), out.json),
     }
 }
 
@@ -251,57 +595,106 @@ fn now() -> icr_app_core::Timestamp {
     icr_app_core::Timestamp::from_system_time(std::time::SystemTime::now())
 }
 
-fn key(g: &Global) -> Result<AppKey, Failure> {
-    let value = g.private_key.as_deref().ok_or_else(|| {
+fn load_key(k: &KeyArgs) -> Result<AppKey, Failure> {
+    let value = k.value().filter(|v| !v.trim().is_empty()).ok_or_else(|| {
         Failure::Usage(format!(
             "--private-key is required (or set {}): the path of the app's PEM file, or the PEM itself",
             env::PRIVATE_KEY
         ))
     })?;
-    Ok(env::load_private_key(value)?)
+    Ok(env::load_private_key(&value)?)
 }
 
-fn app(g: &Global) -> Result<App, Failure> {
-    let app_id = g.app_id.clone().ok_or_else(|| {
-        Failure::Usage(format!(
-            "--app-id is required (or set {}): the App ID on the app's dashboard",
-            env::APP_ID
-        ))
-    })?;
+/// The app, from the app id and key, and from `api` the base URL and API version.
+fn build_app(a: &AppArgs, api: Option<&ApiArgs>) -> Result<App, Failure> {
+    let app_id = a.app_id.clone().or_else(|| env_value(env::APP_ID));
+    let app_id = match app_id.as_deref().map(str::trim) {
+        None => {
+            return Err(Failure::Usage(format!(
+                "--app-id is required (or set {}): the App ID on the app's dashboard",
+                env::APP_ID
+            )));
+        }
+        Some("") => {
+            return Err(Failure::Usage(format!(
+                "the app id is empty: pass --app-id (or set {}) to the App ID on the app's dashboard",
+                env::APP_ID
+            )));
+        }
+        Some(id) => id.to_owned(),
+    };
+    let key = load_key(&a.key)?;
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos().into());
-    Ok(App::builder(app_id, key(g)?)
-        .base_url(g.base_url.clone())
-        .api_version(g.api_version.clone())
-        .seed(seed)
-        .build()?)
-}
-
-fn client(g: &Global) -> Result<Client, Failure> {
-    let mut transport = UreqTransport::new().allow_insecure_http(g.allow_insecure_http);
-    if g.verbose {
-        transport = transport.observe(verbose_observer());
+    let mut builder = App::builder(app_id, key).seed(seed);
+    if let Some(api) = api {
+        builder = builder.base_url(api.base_url()).api_version(api.api_version());
     }
-    Ok(Client::with_transport(app(g)?, transport))
+    Ok(builder.build()?)
 }
 
-/// Logs `METHOD path status time` to stderr: never a header, a body or a query value that
-/// could hold a secret.
-pub(crate) fn verbose_observer() -> icr_app_ureq::Observer {
-    Arc::new(
-        |method: &Method, uri: &http::Uri, status: Option<http::StatusCode>, took: Duration| {
-            let status = status.map_or_else(|| "no response".to_owned(), |s| s.as_u16().to_string());
-            eprintln!(
-                "> {method} {} {status} {:.1} ms",
-                uri.path(),
-                took.as_secs_f64() * 1000.0
-            );
+/// The client for a command that talks to the registry, after checking its settings.
+fn client(api: &ApiArgs) -> Result<Client, Failure> {
+    let base_url = api.base_url();
+    if icr_app_core::api::is_insecure_url(&base_url) && !api.allow_insecure_http {
+        let host = base_url
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|u| u.host().map(str::to_owned))
+            .unwrap_or_default();
+        return Err(Failure::Usage(format!(
+            "the base URL is plain http:// to {}, which is not this machine: the app's credentials would cross the network unencrypted; use https://, or pass --allow-insecure-http on a network you trust",
+            icr_app_core::error::excerpt(&host, 80)
+        )));
+    }
+    let timeout = api.timeout()?;
+    let app = build_app(&api.app, Some(api))?;
+    let transport = UreqTransport::with_timeout(timeout).allow_insecure_http(api.allow_insecure_http);
+    Ok(Client::with_transport(app, transport))
+}
+
+/// The token for `revoke`: from stdin with `-`; with no argument from ICR_TOKEN, else from
+/// stdin when it is not a terminal. Never from the command line.
+fn token_to_revoke(from: Option<&str>) -> Result<Zeroizing<String>, Failure> {
+    let from_stdin = match from {
+        Some("-") => true,
+        Some(_) => {
+            return Err(Failure::Usage(format!(
+                "`icr-app revoke` does not take the token as an argument, where other processes can read it; pass `-` and write the token to standard input, or set {TOKEN_ENV}"
+            )));
+        }
+        None => match std::env::var(TOKEN_ENV) {
+            Ok(value) => {
+                let value = Zeroizing::new(value);
+                if !value.trim().is_empty() {
+                    return Ok(value);
+                }
+                !std::io::stdin().is_terminal()
+            }
+            Err(_) => !std::io::stdin().is_terminal(),
         },
-    )
+    };
+    if !from_stdin {
+        return Err(Failure::Usage(format!(
+            "`icr-app revoke` needs the token: set {TOKEN_ENV}, or pipe it in (`icr-app revoke - < token.txt`)"
+        )));
+    }
+    // Room for any token up front, so reading does not reallocate and leave unwiped copies.
+    let mut token = Zeroizing::new(String::with_capacity(4096));
+    std::io::stdin()
+        .take(4000)
+        .read_to_string(&mut token)
+        .map_err(|e| Failure::Usage(format!("cannot read the token from standard input: {}", e.kind())))?;
+    if token.trim().is_empty() {
+        return Err(Failure::Usage(
+            "no token on standard input: write the access token (crs_...) to it".into(),
+        ));
+    }
+    Ok(token)
 }
 
-fn permissions_text(p: &icr_app_core::Permissions) -> String {
+pub(crate) fn permissions_text(p: &icr_app_core::Permissions) -> String {
     if p.is_empty() {
         return "(none)".to_owned();
     }
@@ -311,43 +704,90 @@ fn permissions_text(p: &icr_app_core::Permissions) -> String {
         .join(", ")
 }
 
-fn installation_line(i: &Installation) -> String {
-    let org = i
-        .organization
-        .as_ref()
-        .map_or("(no organization)", |o| o.display_name());
+/// `installation-id  Organization name (organization-id)  permissions`.
+pub(crate) fn installation_line(i: &Installation) -> String {
+    let org = i.organization.as_ref().map_or_else(
+        || "(no organization)".to_owned(),
+        |o| {
+            if o.display_name() == o.id {
+                o.id.clone()
+            } else {
+                format!("{} ({})", o.display_name(), o.id)
+            }
+        },
+    );
     format!("{}  {}  {}", i.id, org, permissions_text(&i.permissions))
 }
 
-fn call(g: &Global, method: &str, path: &str, installation: &str, data: Option<&str>) -> Result<(), Failure> {
-    let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).map_err(|_| {
-        Failure::Usage(format!(
-            "`{method}` is not an HTTP method; use GET, POST, PUT, PATCH or DELETE"
-        ))
-    })?;
+/// The methods `call` sends.
+const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+fn call(
+    api: &ApiArgs,
+    method: &str,
+    path: &str,
+    installation: Option<String>,
+    data: Option<&str>,
+) -> Result<(), Failure> {
+    let upper = method.to_ascii_uppercase();
+    if !METHODS.contains(&upper.as_str()) {
+        return Err(Failure::Usage(format!(
+            "`{}` is not a method `call` sends; use GET, POST, PUT, PATCH or DELETE",
+            icr_app_core::error::excerpt(method, 20)
+        )));
+    }
+    let method = Method::from_bytes(upper.as_bytes()).map_err(|_| Failure::Usage("invalid method".into()))?;
+    if !path.starts_with('/') {
+        return Err(Failure::Usage(
+            "the path must start with `/`, e.g. /projects?limit=10 or /organizations/ID".into(),
+        ));
+    }
     if let Some(d) = data {
         serde_json::from_str::<serde_json::Value>(d)
             .map_err(|e| Failure::Usage(format!("--data is not valid JSON: {e}")))?;
     }
-    let client = client(g)?;
+    let installation = installation
+        .or_else(|| env_value(env::INSTALLATION_ID))
+        .ok_or_else(|| {
+            Failure::Usage(format!(
+                "`icr-app call` needs --installation ID (or {}): the installation to act as",
+                env::INSTALLATION_ID
+            ))
+        })?;
+    let installation = InstallationId::new(installation)?;
+    let client = client(api)?;
     let request = client.request(method, path, data.map(|d| d.as_bytes().to_vec()))?;
-    let response = client.send_as_installation(&InstallationId::new(installation)?, request)?;
-    let body = String::from_utf8_lossy(response.body());
-    if response.status().is_success() {
-        println!("{body}");
-        return Ok(());
+    let response = client.send_as_installation(&installation, request)?;
+    if !response.status().is_success() {
+        return Err(Failure::Sdk(icr_app_core::response::status_error(
+            response.status().as_u16(),
+            response.headers(),
+            response.body(),
+            icr_app_core::Credential::AccessToken,
+            None,
+        )));
     }
-    Err(Failure::Sdk(icr_app_core::response::status_error(
-        response.status().as_u16(),
-        response.headers(),
-        response.body(),
-        icr_app_core::Credential::AccessToken,
-        None,
-    )))
+    let mut stdout = std::io::stdout().lock();
+    let pretty = stdout
+        .is_terminal()
+        .then(|| serde_json::from_slice::<serde_json::Value>(response.body()).ok())
+        .flatten()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok());
+    match pretty {
+        Some(text) => writeln!(stdout, "{text}"),
+        None => stdout.write_all(response.body()),
+    }
+    .and_then(|()| stdout.flush())
+    .map_err(|e| Failure::Other(format!("cannot write the response to standard output: {e}")))
 }
 
-fn verify_webhook(g: &Global, secret: &str, signature: Option<&str>) -> Result<(), Failure> {
-    let secret = WebhookSecret::new(secret).map_err(|e| Failure::Usage(e.to_string()))?;
+fn verify_webhook(secret: Option<Zeroizing<String>>, signature: Option<&str>, json: bool) -> Result<(), Failure> {
+    let secret = secret.or_else(|| env_secret(WEBHOOK_SECRET_ENV)).ok_or_else(|| {
+        Failure::Usage(format!(
+            "--secret is required (or set {WEBHOOK_SECRET_ENV}): the webhook secret set on the app's General tab"
+        ))
+    })?;
+    let secret = WebhookSecret::new(secret.as_str()).map_err(|e| Failure::Usage(e.to_string()))?;
     if signature.is_none() {
         return Err(Failure::Usage(
             "--signature is required: the value of the delivery's x-icr-signature-256 header (sha256=...)".into(),
@@ -358,7 +798,7 @@ fn verify_webhook(g: &Global, secret: &str, signature: Option<&str>) -> Result<(
         .read_to_end(&mut body)
         .map_err(|e| Failure::Other(format!("cannot read the delivery from stdin: {e}")))?;
     let event = webhook::verify(&secret, signature, &body).map_err(|e| Failure::Sdk(Error::Webhook(e)))?;
-    if g.json {
+    if json {
         println!("{}", event.raw);
     } else {
         println!("verified: {} event", event.event);
@@ -370,28 +810,4 @@ fn verify_webhook(g: &Global, secret: &str, signature: Option<&str>) -> Result<(
         }
     }
     Ok(())
-}
-
-fn mock(port: u16) -> Result<(), Failure> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let demo = icr_app_testkit::FakeRegistry::demo_on(addr)
-        .map_err(|e| Failure::Other(format!("cannot listen on {addr}: {e}")))?;
-    let key_path = std::env::temp_dir().join(format!("icr-app-mock-{}.pem", demo.registry.addr().port()));
-    std::fs::write(&key_path, demo.private_key_pem)
-        .map_err(|e| Failure::Other(format!("cannot write {}: {e}", key_path.display())))?;
-    println!("fake ICR registry listening on {}", demo.registry.base_url());
-    println!("app id:          {}", demo.app_id);
-    println!("private key:     {}", key_path.display());
-    println!("installations:   {}", demo.installation_ids.join(" "));
-    println!();
-    println!(
-        "export ICR_BASE_URL={} ICR_APP_ID={} ICR_PRIVATE_KEY={}",
-        demo.registry.base_url(),
-        demo.app_id,
-        key_path.display()
-    );
-    println!("press Ctrl-C to stop");
-    loop {
-        std::thread::park();
-    }
 }

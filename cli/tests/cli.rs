@@ -29,7 +29,11 @@ impl Env {
             .env("ICR_APP_ID", &self.demo.app_id)
             .env("ICR_PRIVATE_KEY", self.key.path())
             .env_remove("ICR_INSTALLATION_ID")
-            .env_remove("ICR_API_VERSION");
+            .env_remove("ICR_API_VERSION")
+            .env_remove("ICR_TOKEN")
+            .env_remove("ICR_TIMEOUT")
+            .env_remove("ICR_WEBHOOK_SECRET")
+            .env_remove("RUST_LOG");
         c
     }
 
@@ -46,6 +50,10 @@ fn bare() -> Command {
         "ICR_PRIVATE_KEY",
         "ICR_INSTALLATION_ID",
         "ICR_API_VERSION",
+        "ICR_TOKEN",
+        "ICR_TIMEOUT",
+        "ICR_WEBHOOK_SECRET",
+        "RUST_LOG",
     ] {
         c.env_remove(var);
     }
@@ -175,9 +183,14 @@ fn revoke_then_refused() {
         .success();
     let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     let token = v["token"].as_str().unwrap().to_owned();
-    e.cmd().args(["revoke", &token]).assert().success().stdout("revoked\n");
+    e.cmd()
+        .args(["revoke", "-"])
+        .write_stdin(token.clone())
+        .assert()
+        .success()
+        .stdout("revoked\n");
     assert!(!e.demo.registry.token_is_valid(&token));
-    let out = e.cmd().args(["revoke", &token]).assert().code(3);
+    let out = e.cmd().arg("revoke").env("ICR_TOKEN", &token).assert().code(3);
     let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
     assert!(stderr.contains("401") && !stderr.contains(&token[4..]), "{stderr}");
 }
@@ -401,7 +414,7 @@ fn exit_codes() {
         .code(5)
         .stderr(predicate::str::contains("503"));
     e.demo.registry.clear_faults();
-    // 1: anything else, e.g. a key file that is not a key.
+    // 2 as well: a key that is not usable is a settings problem.
     let bad = NamedTempFile::new().unwrap();
     std::fs::write(
         bad.path(),
@@ -413,17 +426,700 @@ fn exit_codes() {
         .arg(bad.path())
         .arg("jwt")
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("EC"));
     e.cmd()
         .args(["--private-key", "/nonexistent/key.pem", "jwt"])
         .assert()
-        .code(1)
-        .stderr(predicate::str::contains("/nonexistent/key.pem"));
-    // Plain http to a remote host is refused with the way to allow it.
-    e.cmd()
-        .args(["--base-url", "http://registry.invalid", "installations"])
+        .code(2)
+        .stderr(predicate::str::contains("private key"));
+    // 1: anything else, e.g. a webhook delivery that does not verify (see verify_webhook).
+}
+
+/// Fails if `text` holds any secret of the demo app: key text, a JWT, an access token or the
+/// webhook secret.
+fn assert_no_secret(text: &str) {
+    let demo_secret = FakeRegistry::demo().webhook_secret;
+    assert!(!text.contains("eyJ"), "a JWT leaked:\n{text}");
+    assert!(!regex_like_token(text), "a token leaked:\n{text}");
+    assert!(!text.contains(&demo_secret), "the webhook secret leaked:\n{text}");
+    assert!(!text.contains("PRIVATE KEY"), "key text leaked:\n{text}");
+    let pem = FakeRegistry::demo().private_key_pem;
+    for line in pem.lines().filter(|l| !l.starts_with("-----")) {
+        for chunk in line.as_bytes().chunks(16).filter(|c| c.len() == 16) {
+            let chunk = std::str::from_utf8(chunk).unwrap();
+            assert!(!text.contains(chunk), "private key material leaked: {chunk}");
+        }
+    }
+}
+
+/// stdout and stderr of a finished command, checked for secrets.
+fn outputs(out: &assert_cmd::assert::Assert) -> (String, String) {
+    let o = out.get_output();
+    let (stdout, stderr) = (
+        String::from_utf8(o.stdout.clone()).unwrap(),
+        String::from_utf8(o.stderr.clone()).unwrap(),
+    );
+    assert_no_secret(&stderr);
+    (stdout, stderr)
+}
+
+fn mint(e: &Env) -> String {
+    let out = e
+        .cmd()
+        .args(["token", "--json", "--installation", e.installation()])
         .assert()
-        .code(5)
-        .stderr(predicate::str::contains("allow"));
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    v["token"].as_str().unwrap().to_owned()
+}
+
+// Item 2: the token to revoke never travels on the command line.
+#[test]
+fn revoke_reads_the_token_from_stdin_or_icr_token_never_from_argv() {
+    let e = env();
+    // A token as the argument is refused, without being echoed, and not revoked.
+    let token = mint(&e);
+    let out = e.cmd().args(["revoke", &token]).assert().code(2);
+    let (stdout, stderr) = outputs(&out);
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.contains("standard input") && stderr.contains("ICR_TOKEN") && !stderr.contains(&token[4..]),
+        "{stderr}"
+    );
+    assert!(e.demo.registry.token_is_valid(&token));
+    // `-`: from stdin.
+    let out = e
+        .cmd()
+        .args(["revoke", "-"])
+        .write_stdin(format!("{token}\n"))
+        .assert()
+        .success()
+        .stdout("revoked\n");
+    outputs(&out);
+    assert!(!e.demo.registry.token_is_valid(&token));
+    // No argument: ICR_TOKEN.
+    let token = mint(&e);
+    let out = e.cmd().arg("revoke").env("ICR_TOKEN", &token).assert().success();
+    outputs(&out);
+    assert!(!e.demo.registry.token_is_valid(&token));
+    // No argument, no ICR_TOKEN: stdin, when it is not a terminal.
+    let token = mint(&e);
+    let out = e
+        .cmd()
+        .args(["revoke", "--json"])
+        .write_stdin(token.clone())
+        .assert()
+        .success();
+    outputs(&out);
+    assert!(!e.demo.registry.token_is_valid(&token));
+    // Nothing on stdin: a usage error.
+    e.cmd()
+        .arg("revoke")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no token on standard input"));
+    // --help says where the token comes from.
+    e.cmd()
+        .args(["revoke", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("ICR_TOKEN").and(predicate::str::contains("standard input")));
+}
+
+// Item 2: a PEM given as a flag value is read as the key, and an unusable one is never echoed.
+#[test]
+fn a_pem_flag_is_read_and_never_echoed() {
+    let e = env();
+    let expected = icr_app_core::AppKey::from_pem(e.demo.private_key_pem)
+        .unwrap()
+        .fingerprint();
+    bare()
+        .args(["fingerprint", "--private-key", e.demo.private_key_pem])
+        .assert()
+        .success()
+        .stdout(format!("{expected}\n"));
+    bare()
+        .args(["--private-key", e.demo.private_key_pem, "fingerprint"])
+        .assert()
+        .success()
+        .stdout(format!("{expected}\n"));
+    // Cut short: not a key. The message must not quote any of it.
+    let cut = &e.demo.private_key_pem[..e.demo.private_key_pem.len() / 2];
+    for args in [
+        vec!["fingerprint", "--private-key", cut],
+        vec!["--private-key", cut, "fingerprint", "--json"],
+    ] {
+        let out = bare().args(&args).assert().code(2);
+        let (stdout, stderr) = outputs(&out);
+        assert!(stdout.is_empty());
+        assert!(stderr.contains("private key"), "{stderr}");
+    }
+    let secret = e.demo.webhook_secret.clone();
+    let out = e
+        .cmd()
+        .args([
+            "verify-webhook",
+            "--signature",
+            "sha256=00",
+            "--secret",
+            &format!("-{secret}"),
+        ])
+        .write_stdin("{}")
+        .assert()
+        .code(1);
+    outputs(&out);
+}
+
+// Item 7: 2 for anything wrong in the command line or the settings.
+#[test]
+fn exit_code_2_for_every_command_line_or_settings_problem() {
+    let e = env();
+    let i = e.installation().to_owned();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--app-id", "", "installations"], "app id"),
+        (vec!["installations", "--app-id", "  "], "app id"),
+        (
+            vec!["call", "GET", "projects", "--installation", &i],
+            "must start with `/`",
+        ),
+        (
+            vec!["call", "FOO", "/projects", "--installation", &i],
+            "GET, POST, PUT, PATCH or DELETE",
+        ),
+        (vec!["call", "GET", "/projects"], "--installation"),
+        (
+            vec!["--base-url", "http://registry.invalid", "installations"],
+            "--allow-insecure-http",
+        ),
+        (
+            vec!["--base-url", "ftp://registry.invalid", "installations"],
+            "base URL",
+        ),
+        (vec!["--base-url", "not a url", "installations"], "base URL"),
+        (vec!["installation", "has space"], "installation id"),
+        (vec!["token", "--installation", ".."], "installation id"),
+        (vec!["installations", "--timeout", "0"], "--timeout"),
+        (vec!["installations", "--timeout", "soon"], "--timeout"),
+    ];
+    for (args, says) in cases {
+        let out = e.cmd().args(&args).assert().code(2);
+        let (_, stderr) = outputs(&out);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!stderr.contains("see the message"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("retry"), "{args:?}: {stderr}");
+    }
+    // The same without the environment: a missing key or app id.
+    bare()
+        .args(["installations", "--app-id", "x"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--private-key is required"));
+    // The rule is in --help.
+    bare().arg("--help").assert().success().stdout(
+        predicate::str::contains("Exit codes").and(predicate::str::contains("2  anything wrong in the command line")),
+    );
+}
+
+/// Accepts connections on loopback and never answers; the listener and its connections live
+/// as long as the test process.
+fn silent_registry() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    addr
+}
+
+// Item 8: a registry that never answers.
+#[test]
+fn a_registry_that_never_answers_times_out_retrying_out_loud() {
+    let e = env();
+    let addr = silent_registry();
+    let base = format!("http://{addr}");
+    for (flag, value) in [(true, "1"), (false, "0.5")] {
+        let mut cmd = e.cmd();
+        cmd.args(["installations", "--base-url", &base]);
+        if flag {
+            cmd.args(["--timeout", value]);
+        } else {
+            cmd.env("ICR_TIMEOUT", value);
+        }
+        let started = std::time::Instant::now();
+        let out = cmd.timeout(std::time::Duration::from_secs(60)).assert().code(5);
+        let took = started.elapsed();
+        let (_, stderr) = outputs(&out);
+        assert!(took < std::time::Duration::from_secs(25), "took {took:?}: {stderr}");
+        let retries: Vec<&str> = stderr.lines().filter(|l| l.starts_with("retrying: ")).collect();
+        assert!(!retries.is_empty(), "no retry line: {stderr}");
+        assert!(
+            retries[0].contains("(attempt 1 of ") && retries[0].contains("; next try in "),
+            "{stderr}"
+        );
+        assert!(stderr.contains("error: request failed"), "{stderr}");
+    }
+}
+
+// Item 8: -v shows each request from the clients' events; RUST_LOG cannot show the HTTP
+// crates' internals (headers).
+#[test]
+fn verbose_shows_requests_and_rust_log_never_shows_headers() {
+    let e = env();
+    let out = e
+        .cmd()
+        .args(["installations", "-v"])
+        .env("RUST_LOG", "trace,ureq=trace,ureq_proto=trace,rustls=trace")
+        .assert()
+        .success();
+    let (_, stderr) = outputs(&out);
+    assert!(stderr.contains("> GET /app/installations 200 "), "{stderr}");
+    assert!(!stderr.to_ascii_lowercase().contains("authorization"), "{stderr}");
+    assert!(!stderr.contains("Bearer"), "{stderr}");
+    // Without -v, nothing on stderr for a request that works.
+    e.cmd().arg("installations").assert().success().stderr("");
+}
+
+/// The `error` object of a `--json` failure: stderr is JSON lines (retries first, if any), the
+/// last one the error.
+fn json_error(out: &assert_cmd::assert::Assert) -> serde_json::Value {
+    let (stdout, stderr) = outputs(out);
+    assert!(stdout.is_empty(), "{stdout}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|err| panic!("{err}: {stderr}")))
+        .collect();
+    let (last, before) = lines.split_last().unwrap_or_else(|| panic!("no error on stderr"));
+    assert!(before.iter().all(|l| l.get("retrying").is_some()), "{stderr}");
+    assert!(
+        last["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{last}"
+    );
+    last["error"].clone()
+}
+
+// Item 9: --json errors, commands without a JSON form, and call's body.
+#[test]
+fn json_errors_are_one_object_on_stderr() {
+    let e = env();
+    let out = e
+        .cmd()
+        .args(["installation", "--json", "00000000-0000-4000-8000-000000000000"])
+        .assert()
+        .code(4);
+    let err = json_error(&out);
+    assert_eq!(
+        (err["kind"].as_str(), err["status"].as_u64()),
+        (Some("not_found"), Some(404))
+    );
+    let other = e.demo.registry.organization_id(&e.demo.installation_ids[1]).unwrap();
+    let out = e
+        .cmd()
+        .args([
+            "--json",
+            "call",
+            "GET",
+            &format!("/organizations/{other}"),
+            "--installation",
+            e.installation(),
+        ])
+        .assert()
+        .code(3);
+    let err = json_error(&out);
+    assert_eq!(
+        (err["kind"].as_str(), err["status"].as_u64()),
+        (Some("forbidden"), Some(403))
+    );
+    let other_key = NamedTempFile::new().unwrap();
+    std::fs::write(other_key.path(), OTHER_PRIVATE_KEY_PEM).unwrap();
+    let out = e
+        .cmd()
+        .args(["installations", "--json", "--private-key"])
+        .arg(other_key.path())
+        .assert()
+        .code(3);
+    assert_eq!(json_error(&out)["kind"], "unauthorized");
+    // Usage errors, ours and clap's: no status.
+    for args in [
+        vec!["token", "--json"],
+        vec!["installations", "--json", "--no-such-flag"],
+        vec!["call", "FOO", "/projects", "--json", "--installation", "x"],
+        vec!["installations", "--json", "--app-id", ""],
+    ] {
+        let out = e.cmd().args(&args).assert().code(2);
+        let err = json_error(&out);
+        assert_eq!(err["kind"], "usage", "{args:?}");
+        assert!(err.get("status").is_none(), "{args:?}");
+    }
+    let out = e
+        .cmd()
+        .args(["fingerprint", "--json", "--private-key", "/nonexistent/key.pem"])
+        .assert()
+        .code(2);
+    assert_eq!(json_error(&out)["kind"], "config");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = e
+        .cmd()
+        .args(["installations", "--json", "--base-url", &format!("http://{closed}")])
+        .assert()
+        .code(5);
+    let err = json_error(&out);
+    assert_eq!(err["kind"], "transport");
+    assert!(err.get("status").is_none());
+    e.demo.registry.inject(
+        Fault::Status {
+            status: 503,
+            retry_after: None,
+        },
+        100,
+    );
+    let out = e.cmd().args(["installations", "--json"]).assert().code(5);
+    let err = json_error(&out);
+    assert_eq!(
+        (err["kind"].as_str(), err["status"].as_u64()),
+        (Some("server"), Some(503))
+    );
+    e.demo.registry.clear_faults();
+    // No JSON form: refused, not ignored.
+    for args in [
+        vec!["demo", "--json"],
+        vec!["jwt", "--json"],
+        vec!["mock", "--json"],
+        vec!["--json", "demo"],
+    ] {
+        let out = e
+            .cmd()
+            .args(&args)
+            .timeout(std::time::Duration::from_secs(30))
+            .assert()
+            .code(2);
+        let err = json_error(&out);
+        assert_eq!(err["kind"], "usage", "{args:?}");
+        assert!(err["message"].as_str().unwrap().contains("no JSON output"), "{err}");
+    }
+    // call prints the body exactly as received when stdout is not a terminal.
+    let org = e.demo.registry.organization_id(e.installation()).unwrap();
+    let out = e
+        .cmd()
+        .args([
+            "call",
+            "GET",
+            &format!("/organizations/{org}"),
+            "--installation",
+            e.installation(),
+        ])
+        .assert()
+        .success();
+    let stdout = out.get_output().stdout.clone();
+    let v: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+    assert_eq!(String::from_utf8(stdout).unwrap(), serde_json::to_string(&v).unwrap());
+}
+
+// Item 9: call pretty-prints JSON when stdout is a terminal (util-linux `script` gives it one).
+#[test]
+fn call_pretty_prints_json_on_a_terminal() {
+    if StdCommand::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` to run the CLI on a terminal");
+        return;
+    }
+    let e = env();
+    let org = e.demo.registry.organization_id(e.installation()).unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("icr-app");
+    let line = format!(
+        "{} call GET /organizations/{org} --installation {}",
+        bin.display(),
+        e.installation()
+    );
+    let out = StdCommand::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("ICR_BASE_URL", e.demo.registry.base_url())
+        .env("ICR_APP_ID", &e.demo.app_id)
+        .env("ICR_PRIVATE_KEY", e.key.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains(&format!("\n  \"id\": \"{org}\"")), "{stdout}");
+}
+
+// Item 10: the organization's id beside its name, and 403s that say what the registry said.
+#[test]
+fn text_output_names_organizations_and_403s_say_what_the_registry_said() {
+    let e = env();
+    let org = e.demo.registry.organization_id(e.installation()).unwrap();
+    e.cmd()
+        .arg("installations")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!("({org})")));
+    e.cmd()
+        .args(["installation", e.installation()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!("({org})")));
+    // Another organization's data: not a permission problem, so no advice about permissions.
+    let other = e.demo.registry.organization_id(&e.demo.installation_ids[1]).unwrap();
+    let out = e
+        .cmd()
+        .args([
+            "call",
+            "GET",
+            &format!("/organizations/{other}"),
+            "--installation",
+            e.installation(),
+        ])
+        .assert()
+        .code(3);
+    let (_, stderr) = outputs(&out);
+    assert!(
+        stderr.contains("403") && stderr.contains("does not belong to that organization"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("permission"), "{stderr}");
+    // A missing permission: the advice.
+    let bare_install = e
+        .demo
+        .registry
+        .add_installation(&e.demo.app_id, "No Info Org", &[("projects", "VIEW")]);
+    let bare_org = e.demo.registry.organization_id(&bare_install).unwrap();
+    let out = e
+        .cmd()
+        .args([
+            "call",
+            "GET",
+            &format!("/organizations/{bare_org}"),
+            "--installation",
+            &bare_install,
+        ])
+        .assert()
+        .code(3);
+    let (_, stderr) = outputs(&out);
+    assert!(
+        stderr.contains("Missing permission") && stderr.contains("request the permission"),
+        "{stderr}"
+    );
+}
+
+/// `icr-app mock` started as a process: the child, the key file's path and the base URL.
+fn start_mock() -> (std::process::Child, std::path::PathBuf, String) {
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("icr-app"))
+        .args(["mock", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = String::new();
+    let (mut key, mut base) = (None, None);
+    while key.is_none() || base.is_none() {
+        let line = lines.next().unwrap().unwrap();
+        printed.push_str(&line);
+        printed.push('\n');
+        if let Some(path) = line.strip_prefix("private key:") {
+            key = Some(std::path::PathBuf::from(path.trim()));
+        }
+        if let Some(url) = line.strip_prefix("fake ICR registry listening on ") {
+            base = Some(url.trim().to_owned());
+        }
+    }
+    assert_no_secret(&printed);
+    // Keep reading so the mock never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, key.unwrap(), base.unwrap())
+}
+
+fn wait_for_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the mock did not stop");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+// Item 11: the mock's key file is private and removed when the mock stops.
+#[test]
+fn mock_key_file_is_private_and_removed_on_sigterm_and_sigint() {
+    use std::os::unix::fs::PermissionsExt as _;
+    for signal in ["-TERM", "-INT"] {
+        let (mut child, key, base) = start_mock();
+        let dir = key.parent().unwrap().to_owned();
+        assert!(
+            dir.file_name().unwrap().to_str().unwrap().starts_with("icr-app-mock-"),
+            "{}",
+            key.display()
+        );
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        // The key works against the mock.
+        bare()
+            .args([
+                "installations",
+                "--base-url",
+                &base,
+                "--app-id",
+                "d23967cc-dd16-452b-8af4-869965745978",
+            ])
+            .arg("--private-key")
+            .arg(&key)
+            .assert()
+            .success();
+        let killed = StdCommand::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = wait_for_exit(&mut child);
+        assert!(status.success(), "{signal}: {status:?}");
+        assert!(!key.exists(), "{signal}: {} is still there", key.display());
+        assert!(!dir.exists(), "{signal}: {} is still there", dir.display());
+    }
+}
+
+// Item 12: each subcommand's help lists only the flags it reads.
+#[test]
+fn each_subcommand_lists_only_its_flags() {
+    let help = |sub: &str| {
+        let out = bare().args([sub, "--help"]).assert().success();
+        String::from_utf8(out.get_output().stdout.clone()).unwrap()
+    };
+    let all = [
+        "--base-url",
+        "--app-id",
+        "--private-key",
+        "--api-version",
+        "--timeout",
+        "--json",
+        "--verbose",
+        "--allow-insecure-http",
+        "--installation",
+        "--secret",
+        "--port",
+    ];
+    let expected: [(&str, &[&str]); 10] = [
+        ("demo", &["--verbose"]),
+        ("mock", &["--port"]),
+        ("fingerprint", &["--private-key", "--json"]),
+        ("jwt", &["--app-id", "--private-key"]),
+        ("verify-webhook", &["--secret", "--json"]),
+        (
+            "token",
+            &[
+                "--installation",
+                "--base-url",
+                "--app-id",
+                "--private-key",
+                "--api-version",
+                "--timeout",
+                "--json",
+                "--verbose",
+                "--allow-insecure-http",
+            ],
+        ),
+        (
+            "installations",
+            &[
+                "--base-url",
+                "--app-id",
+                "--private-key",
+                "--api-version",
+                "--timeout",
+                "--json",
+                "--verbose",
+                "--allow-insecure-http",
+            ],
+        ),
+        (
+            "installation",
+            &[
+                "--base-url",
+                "--app-id",
+                "--private-key",
+                "--api-version",
+                "--timeout",
+                "--json",
+                "--verbose",
+                "--allow-insecure-http",
+            ],
+        ),
+        (
+            "revoke",
+            &[
+                "--base-url",
+                "--app-id",
+                "--private-key",
+                "--api-version",
+                "--timeout",
+                "--json",
+                "--verbose",
+                "--allow-insecure-http",
+            ],
+        ),
+        (
+            "call",
+            &[
+                "--installation",
+                "--base-url",
+                "--app-id",
+                "--private-key",
+                "--api-version",
+                "--timeout",
+                "--json",
+                "--verbose",
+                "--allow-insecure-http",
+            ],
+        ),
+    ];
+    for (sub, flags) in expected {
+        let text = help(sub);
+        for flag in all {
+            assert_eq!(
+                text.contains(&format!("{flag} ")) || text.contains(&format!("{flag}\n")),
+                flags.contains(&flag),
+                "{sub} --help and {flag}:\n{text}"
+            );
+        }
+    }
+    // A setting from the environment is not shown as a missing flag in the usage line.
+    let out = bare()
+        .args(["call", "GET"])
+        .env("ICR_INSTALLATION_ID", "x")
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(
+        stderr.contains("<PATH>") && !stderr.contains("--installation <"),
+        "{stderr}"
+    );
+    // ICR_INSTALLATION_ID does not conflict with `token --app`.
+    let e = env();
+    e.cmd()
+        .args(["token", "--app", "--json"])
+        .env("ICR_INSTALLATION_ID", e.installation())
+        .assert()
+        .success();
+    // `token` with neither flag names both.
+    bare()
+        .arg("token")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--installation").and(predicate::str::contains("--app")));
+    // Settings before the subcommand still work, and a flag a subcommand does not read is refused.
+    e.cmd()
+        .args(["--json", "-v", "--timeout", "5", "installations"])
+        .assert()
+        .success();
+    e.cmd().args(["--app-id", "x", "demo"]).assert().code(2);
 }

@@ -321,11 +321,15 @@ fn fingerprint_matches_the_key() {
 
 #[test]
 fn mock_serves_the_fake_registry() {
-    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("icr-app"))
-        .args(["mock", "--port", "0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut mock = MockProcess(
+        StdCommand::new(assert_cmd::cargo::cargo_bin("icr-app"))
+            .args(["mock", "--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut mock.0;
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     let base_url = first.rsplit(' ').next().unwrap().to_owned();
@@ -350,8 +354,33 @@ fn mock_serves_the_fake_registry() {
         .success();
     let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert!(v["token"].as_str().unwrap().starts_with("crs_"));
-    child.kill().unwrap();
-    let _ = child.wait();
+    // SIGTERM, not SIGKILL, so the mock removes its key file.
+    signal(child, "-TERM");
+    assert!(wait_for_exit(child).success());
+}
+
+/// Sends `sig` (e.g. `-TERM`) to `child` with kill(1).
+fn signal(child: &std::process::Child, sig: &str) {
+    let sent = StdCommand::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// A mock process that is stopped with SIGTERM when dropped, so a failed test leaves no mock
+/// running and no key file behind.
+struct MockProcess(std::process::Child);
+
+impl Drop for MockProcess {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = StdCommand::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 #[test]
@@ -908,7 +937,7 @@ fn text_output_names_organizations_and_403s_say_what_the_registry_said() {
 }
 
 /// `icr-app mock` started as a process: the child, the key file's path and the base URL.
-fn start_mock() -> (std::process::Child, std::path::PathBuf, String) {
+fn start_mock() -> (MockProcess, std::path::PathBuf, String) {
     let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("icr-app"))
         .args(["mock", "--port", "0"])
         .stdout(Stdio::piped())
@@ -932,7 +961,7 @@ fn start_mock() -> (std::process::Child, std::path::PathBuf, String) {
     assert_no_secret(&printed);
     // Keep reading so the mock never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    (child, key.unwrap(), base.unwrap())
+    (MockProcess(child), key.unwrap(), base.unwrap())
 }
 
 fn wait_for_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
@@ -954,7 +983,7 @@ fn wait_for_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
 fn mock_key_file_is_private_and_removed_on_sigterm_and_sigint() {
     use std::os::unix::fs::PermissionsExt as _;
     for signal in ["-TERM", "-INT"] {
-        let (mut child, key, base) = start_mock();
+        let (mut mock, key, base) = start_mock();
         let dir = key.parent().unwrap().to_owned();
         assert!(
             dir.file_name().unwrap().to_str().unwrap().starts_with("icr-app-mock-"),
@@ -976,12 +1005,8 @@ fn mock_key_file_is_private_and_removed_on_sigterm_and_sigint() {
             .arg(&key)
             .assert()
             .success();
-        let killed = StdCommand::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let status = wait_for_exit(&mut child);
+        self::signal(&mock.0, signal);
+        let status = wait_for_exit(&mut mock.0);
         assert!(status.success(), "{signal}: {status:?}");
         assert!(!key.exists(), "{signal}: {} is still there", key.display());
         assert!(!dir.exists(), "{signal}: {} is still there", dir.display());

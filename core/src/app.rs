@@ -24,21 +24,19 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::DATE;
 use http::{Request, Response};
-use serde::de::DeserializeOwned;
 
-use crate::api::{ApiConfig, InstallationId, authorize};
-use crate::cache::{CacheConfig, Poll, RequestId, Token, TokenCache};
+use crate::api::{ApiConfig, InstallationId};
+use crate::cache::{CacheConfig, Poll, RequestId, Token, TokenCache, TokenState};
 use crate::clock::{ClockOffset, Timestamp};
 use crate::error::{Credential, Error, TransportErrorKind};
 use crate::jwt::{AppId, AppJwt, JwtSigner};
 use crate::keys::Signer;
-use crate::models::{AccessToken, CreateUserOrganization, CreatedUserOrganization, Installation, InstallationsPage};
+use crate::models::AccessToken;
 use crate::response::{check_status, parse_json, status_error};
 use crate::retry::RetryPolicy;
 use crate::secret::SecretString;
@@ -69,41 +67,11 @@ impl fmt::Display for TokenScope {
     }
 }
 
-/// What to do to get a token (see [`App::poll_token`]).
-#[derive(Debug)]
-#[must_use = "a Send must be performed and answered, or the scope stays busy until the fetch timeout"]
-pub enum TokenStep {
-    /// A cached token with enough life left.
-    Ready(Token),
-    /// Send `request` and answer with [`App::handle_token_response`] or
-    /// [`App::handle_token_failure`] for `id`.
-    Send {
-        /// The id to answer with.
-        id: RequestId,
-        /// The mint request, carrying the app JWT.
-        request: Request<Vec<u8>>,
-        /// A still-valid token the caller may use meanwhile (the refresh runs ahead of expiry).
-        stale: Option<Token>,
-    },
-    /// Another caller is minting this token: poll again when it finishes, or at `until`.
-    Wait {
-        /// When to poll again at the latest.
-        until: Timestamp,
-    },
-    /// The last mint failed and no usable token is cached; no new mint before `retry_at`.
-    Failed {
-        /// Why.
-        error: Error,
-        /// When a poll will mint again.
-        retry_at: Timestamp,
-    },
-}
-
 /// The outcome of a mint response (see [`App::handle_token_response`]).
 #[derive(Debug)]
 #[must_use]
 #[allow(clippy::large_enum_variant)] // short-lived return value; boxing would cost an allocation
-pub enum TokenAnswer {
+pub(crate) enum TokenAnswer {
     /// The new token, now cached.
     Token(Token),
     /// The registry's clock is far from ours: send this re-signed request, and answer for the
@@ -114,52 +82,11 @@ pub enum TokenAnswer {
 /// A background refresh to perform (see [`App::poll_refresh`]).
 #[derive(Debug)]
 #[must_use = "send the request and answer for its id"]
-pub struct Refresh {
+pub(crate) struct Refresh {
     /// The id to answer with.
-    pub id: RequestId,
-    /// Whose token is being refreshed.
-    pub scope: TokenScope,
+    pub(crate) id: RequestId,
     /// The mint request, or why it could not be made (already recorded as a failed fetch).
-    pub request: Result<Request<Vec<u8>>, Error>,
-}
-
-/// A one-off app-JWT request (list, get, create) and how to read its answer.
-#[derive(Debug)]
-#[must_use = "send the request and pass the response to App::finish"]
-pub struct JwtCall<T> {
-    request: Request<Vec<u8>>,
-    jwt_offset: ClockOffset,
-    retried: bool,
-    _answer: PhantomData<fn() -> T>,
-}
-
-impl<T> Clone for JwtCall<T> {
-    fn clone(&self) -> Self {
-        Self {
-            request: self.request.clone(),
-            jwt_offset: self.jwt_offset,
-            retried: self.retried,
-            _answer: PhantomData,
-        }
-    }
-}
-
-impl<T> JwtCall<T> {
-    /// The request to send.
-    pub fn request(&self) -> &Request<Vec<u8>> {
-        &self.request
-    }
-}
-
-/// The outcome of a one-off request's response (see [`App::finish`]).
-#[derive(Debug)]
-#[must_use]
-#[allow(clippy::large_enum_variant)] // short-lived return value; boxing would cost an allocation
-pub enum CallStep<T> {
-    /// The parsed answer.
-    Done(T),
-    /// The registry's clock is far from ours: send this re-signed call instead.
-    Retry(JwtCall<T>),
+    pub(crate) request: Result<Request<Vec<u8>>, Error>,
 }
 
 /// Builds an [`App`] from plain settings, checking each at [`build`](Self::build).
@@ -269,6 +196,7 @@ pub struct App {
     /// What is remembered of each mint in flight (see [`Mint`]).
     mints: HashMap<RequestId, Mint>,
     retry: RetryPolicy,
+    background_refresh: bool,
 }
 
 impl fmt::Debug for App {
@@ -285,7 +213,7 @@ impl fmt::Debug for App {
 impl App {
     /// An app with the default cache settings and a fixed jitter seed; use
     /// [`with_cache`](Self::with_cache) to pass a random seed.
-    pub fn new(api: ApiConfig, app_id: AppId, signer: Arc<dyn Signer>) -> Self {
+    pub(crate) fn new(api: ApiConfig, app_id: AppId, signer: Arc<dyn Signer>) -> Self {
         Self {
             api,
             jwt: JwtSigner::new(app_id, signer),
@@ -293,6 +221,7 @@ impl App {
             cache: TokenCache::new(CacheConfig::default(), 0),
             mints: HashMap::new(),
             retry: RetryPolicy::default(),
+            background_refresh: false,
         }
     }
 
@@ -316,21 +245,15 @@ impl App {
         &self.retry
     }
 
-    /// Sets how drivers retry failed mints.
-    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
-        self.retry = policy;
-        self
-    }
-
     /// Replaces the token cache (dropping anything cached) with one of `config`, whose back-off
     /// jitter is drawn from `seed`.
-    pub fn with_cache(mut self, config: CacheConfig, seed: u64) -> Self {
+    pub(crate) fn with_cache(mut self, config: CacheConfig, seed: u64) -> Self {
         self.cache = TokenCache::new(config, seed);
         self
     }
 
     /// Sets the JWT lifetime (at most 10 minutes; see [`JwtSigner::with_lifetime`]).
-    pub fn with_jwt_lifetime(mut self, lifetime: Duration) -> Result<Self, Error> {
+    pub(crate) fn with_jwt_lifetime(mut self, lifetime: Duration) -> Result<Self, Error> {
         self.jwt = self.jwt.with_lifetime(lifetime)?;
         Ok(self)
     }
@@ -350,14 +273,80 @@ impl App {
         self.offset
     }
 
-    /// The token cache, for inspection and persistence.
-    pub fn cache(&self) -> &TokenCache<TokenScope> {
-        &self.cache
+    /// `scope`'s token state at `now` (for inspection: empty, fetching, valid, refreshing or
+    /// failed).
+    pub fn token_state(&self, scope: &TokenScope, now: Timestamp) -> TokenState {
+        self.cache.state(scope, now)
     }
 
-    /// The token cache, to insert tokens loaded from a shared store.
-    pub fn cache_mut(&mut self) -> &mut TokenCache<TokenScope> {
-        &mut self.cache
+    /// How many scopes the cache holds.
+    pub fn cached_scopes(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// The cache settings.
+    pub fn cache_config(&self) -> &CacheConfig {
+        self.cache.config()
+    }
+
+    /// Forgets `scope`'s recorded mint failure, so the next operation may mint at once (e.g.
+    /// after a long `Retry-After` you know no longer applies). Returns whether there was one.
+    pub fn clear_failure(&mut self, scope: &TokenScope) -> bool {
+        self.cache.clear_failure(scope)
+    }
+
+    /// Tells the app that a [`Refresher`](crate::ops::Refresher) is running: a token whose
+    /// refresh is due but which still has enough life is then handed out as it is, and the
+    /// refresher renews it, so no caller waits for a refresh.
+    pub fn set_background_refresh(&mut self, running: bool) {
+        self.background_refresh = running;
+    }
+
+    /// Whether a [`Refresher`](crate::ops::Refresher) is said to be running.
+    pub(crate) fn background_refresh(&self) -> bool {
+        self.background_refresh
+    }
+
+    /// `scope`'s cached token, whatever its life.
+    pub(crate) fn cached_token(&self, scope: &TokenScope) -> Option<Token> {
+        self.cache.cached(scope)
+    }
+
+    /// `scope`'s cached token if it has `min_life` left, refresh due or not.
+    pub(crate) fn usable_token(&self, scope: &TokenScope, now: Timestamp, min_life: Duration) -> Option<Token> {
+        self.cache.usable(scope, now, min_life)
+    }
+
+    /// The cache's answer for `scope` (see [`TokenCache::poll`]).
+    pub(crate) fn poll_cache(&mut self, scope: &TokenScope, now: Timestamp, min_life: Option<Duration>) -> Poll {
+        self.cache.poll(scope, now, min_life)
+    }
+
+    /// When the earliest mint in flight would be presumed abandoned, if one is in flight.
+    pub(crate) fn mint_in_flight_until(&self) -> Option<Timestamp> {
+        self.cache.in_flight_until()
+    }
+
+    /// A fresh id for a request that is not a mint.
+    pub(crate) fn next_request_id(&mut self) -> RequestId {
+        self.cache.next_request_id()
+    }
+
+    /// Drops the cached JWT (the registry refused it).
+    pub(crate) fn invalidate_jwt(&mut self) {
+        self.jwt.invalidate();
+    }
+
+    /// The mint in flight as `id` was given up by its operation: release its scope at once.
+    pub(crate) fn cancel_mint(&mut self, id: RequestId, now: Timestamp) {
+        let _ = self.fail(
+            id,
+            Error::Transport {
+                kind: TransportErrorKind::Cancelled,
+                message: "the operation was dropped".into(),
+            },
+            now,
+        );
     }
 
     /// Learns the clock offset from a response's `Date` header, received at local time `now`.
@@ -382,34 +371,18 @@ impl App {
     }
 
     /// The hot path: a cached token for `scope` with at least `min_life` left and no refresh
-    /// due. Needs only `&self`, so callers can share the `App` behind a read lock.
-    pub fn peek_token(&self, scope: &TokenScope, now: Timestamp, min_life: Option<Duration>) -> Option<Token> {
-        self.cache.peek(scope, now, min_life)
-    }
-
-    /// What to do to get a token for `scope` at `now`; see [`TokenStep`].
-    pub fn poll_token(
+    /// due, changing nothing but a recency mark.
+    pub(crate) fn peek_token(
         &mut self,
         scope: &TokenScope,
         now: Timestamp,
         min_life: Option<Duration>,
-    ) -> Result<TokenStep, Error> {
-        match self.cache.poll(scope, now, min_life) {
-            Poll::Ready(t) => Ok(TokenStep::Ready(t)),
-            Poll::Wait { until } => Ok(TokenStep::Wait { until }),
-            Poll::Failed { error, retry_at } => Ok(TokenStep::Failed { error, retry_at }),
-            Poll::Fetch { id, stale } => match self.mint_request_for(id, scope, now) {
-                Ok(request) => Ok(TokenStep::Send { id, request, stale }),
-                Err(e) => {
-                    let _ = self.cache.handle_error(id, e.clone(), now);
-                    Err(e)
-                }
-            },
-        }
+    ) -> Option<Token> {
+        self.cache.peek(scope, now, min_life)
     }
 
     /// Answers mint `id` with the registry's response, received at local time `now`.
-    pub fn handle_token_response(
+    pub(crate) fn handle_token_response(
         &mut self,
         id: RequestId,
         response: Response<Vec<u8>>,
@@ -425,7 +398,7 @@ impl App {
             && !mint.is_some_and(|m| m.skew_retried)
         {
             self.jwt.invalidate();
-            match self.mint_request_for(id, &scope, now) {
+            match self.mint_request(id, &scope, now) {
                 Ok(request) => {
                     if let Some(m) = self.mints.get_mut(&id) {
                         m.skew_retried = true;
@@ -460,21 +433,8 @@ impl App {
 
     /// Answers mint `id` with an I/O failure (connection refused or dropped, timeout, or the
     /// caller gave up: [`TransportErrorKind::Cancelled`]). Returns the error to report.
-    pub fn handle_token_failure(
-        &mut self,
-        id: RequestId,
-        kind: TransportErrorKind,
-        message: impl Into<String>,
-        now: Timestamp,
-    ) -> Error {
-        self.fail(
-            id,
-            Error::Transport {
-                kind,
-                message: message.into(),
-            },
-            now,
-        )
+    pub(crate) fn handle_token_failure(&mut self, id: RequestId, error: Error, now: Timestamp) -> Error {
+        self.fail(id, error, now)
     }
 
     fn fail(&mut self, id: RequestId, error: Error, now: Timestamp) -> Error {
@@ -483,18 +443,18 @@ impl App {
     }
 
     /// Whether the offset learned since a request was signed moved by more than 30 s.
-    fn skew_changed(&self, used: ClockOffset) -> bool {
+    pub(crate) fn skew_changed(&self, used: ClockOffset) -> bool {
         self.offset.millis.abs_diff(used.millis) > SKEW_RETRY_THRESHOLD.as_millis() as u64
     }
 
     /// The mint request for fetch `id`, remembering the offset it was signed with.
-    fn mint_request_for(
+    pub(crate) fn mint_request(
         &mut self,
         id: RequestId,
         scope: &TokenScope,
         now: Timestamp,
     ) -> Result<Request<Vec<u8>>, Error> {
-        let request = self.mint_request(scope, now)?;
+        let request = self.signed_mint_request(scope, now)?;
         // Forget mints the cache no longer waits for (presumed abandoned, never answered), so
         // this stays as small as the number of mints in flight.
         let cache = &self.cache;
@@ -509,7 +469,7 @@ impl App {
         Ok(request)
     }
 
-    fn mint_request(&mut self, scope: &TokenScope, now: Timestamp) -> Result<Request<Vec<u8>>, Error> {
+    fn signed_mint_request(&mut self, scope: &TokenScope, now: Timestamp) -> Result<Request<Vec<u8>>, Error> {
         let jwt = self.jwt.jwt(now, self.offset)?;
         match scope {
             TokenScope::App => self.api.app_access_token(jwt.token()),
@@ -517,42 +477,43 @@ impl App {
         }
     }
 
-    /// Drops `scope`'s cached token if it is `token` (the registry just refused it).
+    /// Drops `scope`'s cached token if it is `token` (the registry just refused it); a newer
+    /// token is kept.
     pub fn invalidate(&mut self, scope: &TokenScope, token: &str) -> bool {
         self.cache.invalidate(scope, token)
     }
 
     /// When a background refresher should next call [`poll_refresh`](Self::poll_refresh).
-    pub fn poll_timeout(&self) -> Option<Timestamp> {
+    pub(crate) fn poll_timeout(&self) -> Option<Timestamp> {
         self.cache.poll_timeout()
     }
 
     /// A mint for one cached token whose refresh is due; call until `None`. Answer each with
     /// [`handle_token_response`](Self::handle_token_response) or
     /// [`handle_token_failure`](Self::handle_token_failure).
-    pub fn poll_refresh(&mut self, now: Timestamp) -> Option<Refresh> {
+    pub(crate) fn poll_refresh(&mut self, now: Timestamp) -> Option<Refresh> {
         let (id, scope) = self.cache.poll_refresh(now)?;
-        let request = self.mint_request_for(id, &scope, now).inspect_err(|e| {
+        let request = self.mint_request(id, &scope, now).inspect_err(|e| {
             let _ = self.cache.handle_error(id, e.clone(), now);
         });
-        Some(Refresh { id, scope, request })
+        Some(Refresh { id, request })
     }
 
     /// Empties the cache, returning every token that was cached (to revoke them on shutdown
     /// with [`revoke_request`](Self::revoke_request)).
-    pub fn drain_tokens(&mut self) -> Vec<(TokenScope, Token)> {
+    pub(crate) fn drain_tokens(&mut self) -> Vec<(TokenScope, Token)> {
         self.mints.clear();
         self.cache.drain()
     }
 
     /// `DELETE /app/installations/token` for `token`.
-    pub fn revoke_request(&self, token: &SecretString) -> Result<Request<Vec<u8>>, Error> {
+    pub(crate) fn revoke_request(&self, token: &SecretString) -> Result<Request<Vec<u8>>, Error> {
         self.api.revoke_token(token)
     }
 
     /// Reads the answer to revoking `token` (any 2xx is success; the body is not documented). On
     /// success, or a 401 (the token was already invalid), the token is dropped from the cache.
-    pub fn finish_revoke(
+    pub(crate) fn finish_revoke(
         &mut self,
         token: &SecretString,
         response: &Response<Vec<u8>>,
@@ -564,78 +525,6 @@ impl App {
             self.cache.invalidate_everywhere(token.expose());
         }
         result
-    }
-
-    /// `GET /app/installations?limit&page`: one page of installations.
-    pub fn list_installations(
-        &mut self,
-        limit: u32,
-        page: u32,
-        now: Timestamp,
-    ) -> Result<JwtCall<InstallationsPage>, Error> {
-        let jwt = self.jwt(now)?;
-        self.call(self.api.list_installations(jwt.token(), limit, page)?)
-    }
-
-    /// `GET /app/installations/{id}`: one installation.
-    pub fn get_installation(&mut self, id: &InstallationId, now: Timestamp) -> Result<JwtCall<Installation>, Error> {
-        let jwt = self.jwt(now)?;
-        self.call(self.api.get_installation(jwt.token(), id)?)
-    }
-
-    /// `POST /app/create/user/organization`: a new user and organization with the app installed.
-    pub fn create_user_organization(
-        &mut self,
-        body: &CreateUserOrganization,
-        now: Timestamp,
-    ) -> Result<JwtCall<CreatedUserOrganization>, Error> {
-        let jwt = self.jwt(now)?;
-        self.call(self.api.create_user_organization(jwt.token(), body)?)
-    }
-
-    /// Wraps any request authorised with the app JWT, to be read as `T`.
-    pub fn call<T>(&self, request: Request<Vec<u8>>) -> Result<JwtCall<T>, Error> {
-        Ok(JwtCall {
-            request,
-            jwt_offset: self.offset,
-            retried: false,
-            _answer: PhantomData,
-        })
-    }
-
-    /// Reads the answer to a one-off JWT call, received at `now`. A 401 caused by clock skew
-    /// comes back once as [`CallStep::Retry`] with a re-signed request.
-    pub fn finish<T: DeserializeOwned>(
-        &mut self,
-        mut call: JwtCall<T>,
-        response: Response<Vec<u8>>,
-        now: Timestamp,
-    ) -> Result<CallStep<T>, Error> {
-        self.observe(&response, now);
-        let status = response.status();
-        if status == http::StatusCode::UNAUTHORIZED {
-            self.jwt.invalidate();
-            if !call.retried && self.skew_changed(call.jwt_offset) {
-                let jwt = self.jwt(now)?;
-                authorize(&mut call.request, jwt.token())?;
-                call.retried = true;
-                call.jwt_offset = self.offset;
-                return Ok(CallStep::Retry(call));
-            }
-            return Err(status_error(
-                401,
-                response.headers(),
-                response.body(),
-                Credential::AppJwt,
-                Some(self.offset.millis),
-            ));
-        }
-        parse_json(&response, Credential::AppJwt).map(CallStep::Done)
-    }
-
-    /// Authorises a request built elsewhere (e.g. `GET /organizations/{id}`) with `token`.
-    pub fn authorize<B>(&self, request: &mut Request<B>, token: &Token) -> Result<(), Error> {
-        authorize(request, token.secret())
     }
 }
 
@@ -698,6 +587,42 @@ mod tests {
         v["iat"].as_i64().unwrap()
     }
 
+    /// What the token machinery asks for at `now`, as the operations see it (test shorthand).
+    #[derive(Debug)]
+    enum TokenStep {
+        Ready(#[allow(dead_code)] Token),
+        Send { id: RequestId, request: Request<Vec<u8>> },
+        Wait,
+        Failed,
+    }
+
+    impl App {
+        fn poll_token(
+            &mut self,
+            scope: &TokenScope,
+            now: Timestamp,
+            min_life: Option<Duration>,
+        ) -> Result<TokenStep, Error> {
+            match self.poll_cache(scope, now, min_life) {
+                Poll::Ready(t) => Ok(TokenStep::Ready(t)),
+                Poll::Wait { .. } => Ok(TokenStep::Wait),
+                Poll::Failed { .. } => Ok(TokenStep::Failed),
+                Poll::Fetch { id, .. } => match self.mint_request(id, scope, now) {
+                    Ok(request) => Ok(TokenStep::Send { id, request }),
+                    Err(e) => Err(self.handle_token_failure(id, e, now)),
+                },
+            }
+        }
+    }
+
+    /// Polls `op` once, expecting a send.
+    fn sent<O: crate::ops::Operation>(op: &mut O, app: &mut App, now: Timestamp) -> (RequestId, Request<Vec<u8>>) {
+        match op.poll(app, now) {
+            crate::ops::Step::Send { id, request } => (id, request),
+            _ => panic!("expected a send"),
+        }
+    }
+
     fn send(step: TokenStep) -> (RequestId, Request<Vec<u8>>) {
         match step {
             TokenStep::Send { id, request, .. } => (id, request),
@@ -758,7 +683,7 @@ mod tests {
         assert!(app.peek_token(&scope(), at(10), None).is_none());
         assert!(matches!(
             app.poll_token(&scope(), at(10), None).unwrap(),
-            TokenStep::Send { stale: None, .. }
+            TokenStep::Send { .. }
         ));
     }
 
@@ -866,30 +791,38 @@ mod tests {
         };
         assert!(t.expires_local() <= at(7200) && t.expires_local() >= at(7199));
         // The next JWT is made on the server's clock.
-        let call = app.list_installations(10, 0, at(1)).unwrap();
-        assert_eq!(iat_of(call.request()), T0 + 1 - 7200 - 60);
+        let (_, request) = sent(&mut crate::ops::Call::installations_page(10, 0), &mut app, at(1));
+        assert_eq!(iat_of(&request), T0 + 1 - 7200 - 60);
     }
 
     #[test]
     fn one_off_calls_and_skew_retry() {
+        use crate::ops::{Call, Operation, Step};
         let mut app = app();
-        let call = app.list_installations(2, 0, at(0)).unwrap();
-        let CallStep::Retry(call) = app.finish(call, response(401, -3600, Vec::new()), at(0)).unwrap() else {
-            panic!()
-        };
-        assert_eq!(iat_of(call.request()), T0 - 3600 - 60);
+        let mut call = Call::installations_page(2, 0);
+        let (id, _) = sent(&mut call, &mut app, at(0));
+        call.handle_response(&mut app, id, response(401, -3600, Vec::new()), at(0));
+        let (id, request) = sent(&mut call, &mut app, at(0));
+        assert_eq!(iat_of(&request), T0 - 3600 - 60);
         let body =
             br#"{"pagination":{"total":3,"currentPage":1,"nextPage":2},"installations":[{"id":"a"},{"id":"b"}]}"#;
-        let CallStep::Done(page) = app.finish(call, response(200, -3600, body.to_vec()), at(0)).unwrap() else {
+        call.handle_response(&mut app, id, response(200, -3600, body.to_vec()), at(0));
+        let Step::Done(Ok(page)) = call.poll(&mut app, at(0)) else {
             panic!()
         };
         assert_eq!(page.installations.len(), 2);
         assert!(page.has_more(2, 2));
-        // A malformed body is a clear error.
-        let call = app.get_installation(&InstallationId::new("a").unwrap(), at(0)).unwrap();
-        let e = app
-            .finish(call, response(200, -3600, b"<html>".to_vec()), at(0))
-            .unwrap_err();
+        // A malformed body is a clear error (an installation read is retried, so give it no budget).
+        let mut app = App::builder("app-1", FakeSigner)
+            .retry(RetryPolicy::never())
+            .build()
+            .unwrap();
+        let mut call = Call::installation(InstallationId::new("a").unwrap());
+        let (id, _) = sent(&mut call, &mut app, at(0));
+        call.handle_response(&mut app, id, response(200, -3600, b"<html>".to_vec()), at(0));
+        let Step::Done(Err(e)) = call.poll(&mut app, at(0)) else {
+            panic!()
+        };
         assert!(matches!(e, Error::MalformedBody { .. }));
     }
 
@@ -897,7 +830,14 @@ mod tests {
     fn transport_failure_and_signing_failure() {
         let mut app = app();
         let (id, _) = send(app.poll_token(&scope(), at(0), None).unwrap());
-        let e = app.handle_token_failure(id, TransportErrorKind::ConnectionLost, "connection reset", at(0));
+        let e = app.handle_token_failure(
+            id,
+            Error::Transport {
+                kind: TransportErrorKind::ConnectionLost,
+                message: "connection reset".into(),
+            },
+            at(0),
+        );
         assert!(e.is_retryable());
         let mut broken = App::new(ApiConfig::new(), AppId::new("a").unwrap(), Arc::new(BrokenSigner));
         let e = broken.poll_token(&scope(), at(0), None).unwrap_err();

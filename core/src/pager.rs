@@ -2,8 +2,6 @@
 
 use std::collections::HashSet;
 
-use crate::app::{App, JwtCall};
-use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::models::{Installation, InstallationsPage};
 
@@ -14,12 +12,13 @@ pub const DEFAULT_PAGE_SIZE: u32 = 100;
 /// A safety stop for a server that never says it is done.
 const MAX_PAGES: u32 = 10_000;
 
-/// Collects every installation, page by page: ask [`next`](Self::next) for the next request,
-/// send it, hand the parsed page to [`add`](Self::add), until `next` returns `None`.
+/// Collects every installation, page by page: ask [`next_page`](Self::next_page) which page to
+/// read, read it, hand the parsed page to [`add`](Self::add), until `next_page` returns `None`.
+/// [`ListInstallations`](crate::ops::ListInstallations) drives it.
 ///
 /// Pages are requested from 0 up. Installations seen on an earlier page are not repeated (a
 /// list that shifts while it is read, or a server whose pages are 1-based, cannot duplicate).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct InstallationPager {
     limit: u32,
     page: u32,
@@ -42,8 +41,8 @@ impl InstallationPager {
         }
     }
 
-    /// The request for the next page, or `None` when every page has been read.
-    pub fn next(&mut self, app: &mut App, now: Timestamp) -> Result<Option<JwtCall<InstallationsPage>>, Error> {
+    /// The `(limit, page)` to read next, or `None` when every page has been read.
+    pub fn next_page(&self) -> Result<Option<(u32, u32)>, Error> {
         if self.done {
             return Ok(None);
         }
@@ -54,7 +53,7 @@ impl InstallationPager {
                 excerpt: String::new(),
             });
         }
-        app.list_installations(self.limit, self.page, now).map(Some)
+        Ok(Some((self.limit, self.page)))
     }
 
     /// Adds the page answering the last request.

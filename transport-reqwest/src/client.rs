@@ -1,16 +1,13 @@
-//! The async client: many tasks share one [`Client`] (or its clones) and one token cache.
+//! The async client: one driving loop over the core's operations.
 
-use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use http::{Method, Request, Response, StatusCode};
-use icr_app_core::pager::DEFAULT_PAGE_SIZE;
+use http::{Method, Request, Response};
 use icr_app_core::{
-    App, AppJwt, CallStep, CreateUserOrganization, CreatedUserOrganization, Error, Installation, InstallationId,
-    InstallationPager, InstallationsPage, JwtCall, RequestId, SecretString, Timestamp, Token, TokenAnswer, TokenScope,
-    TokenStep, TransportErrorKind,
+    App, AppJwt, Call, CreateUserOrganization, CreatedUserOrganization, Error, GetToken, Installation, InstallationId,
+    InstallationsPage, ListInstallations, Operation, Refresher, Revoke, RevokeAll, SecretString, SendAs, Step,
+    Timestamp, Token, TokenScope,
 };
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -20,9 +17,10 @@ use crate::transport::ReqwestTransport;
 /// An async ICR app client. Cheap to clone; clones share the token cache.
 ///
 /// Tasks asking for the same installation's token cause one mint between them; other
-/// installations are never held up by it, and no lock is held across an `.await`, so nothing
-/// blocks the runtime. With [`spawn_refresher`](Self::spawn_refresher), tokens are renewed by a
-/// background task ahead of expiry and callers never wait for a refresh.
+/// installations are never held up by it, and no lock is held across an `.await`. With
+/// [`spawn_refresher`](Self::spawn_refresher), tokens are renewed by a background task ahead of
+/// expiry and callers never wait for a refresh. Every decision is the core's: this client only
+/// sends requests, sleeps and waits, as each [`Operation`] asks.
 #[derive(Clone, Debug)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -30,37 +28,29 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
-    /// Sharded: a cache hit takes a read lock of its thread's own shard, so hits on other
-    /// threads never write the same memory (a mint takes every shard).
-    app: ShardedLock<App>,
+    app: Mutex<App>,
+    /// Bumped whenever an operation reports back or is abandoned (see [`Step::Wait`]).
+    changed: watch::Sender<u64>,
     transport: ReqwestTransport,
-    /// Bumped whenever a mint finishes, to wake tasks waiting for it (and the refresher).
-    generation: watch::Sender<u64>,
-    background: AtomicBool,
 }
 
 fn now() -> Timestamp {
     Timestamp::from_system_time(SystemTime::now())
 }
 
-/// Reports a mint as cancelled if the task driving it is dropped before it finishes, so the
-/// installation is not left "fetching" until the fetch timeout.
-struct MintGuard<'a> {
+/// Abandons the operation on every way out of [`Client::drive`] (a no-op once it is done): an
+/// error, a panic, or the future being dropped at an `.await`.
+struct Running<'a, O: Operation> {
     client: &'a Client,
-    id: RequestId,
-    armed: bool,
+    op: O,
+    done: bool,
 }
 
-impl Drop for MintGuard<'_> {
+impl<O: Operation> Drop for Running<'_, O> {
     fn drop(&mut self) {
-        if self.armed {
-            let _ = self.client.write().handle_token_failure(
-                self.id,
-                TransportErrorKind::Cancelled,
-                "the caller stopped waiting",
-                now(),
-            );
-            self.client.inner.generation.send_modify(|g| *g += 1);
+        if !self.done {
+            self.op.abandon(&mut self.client.lock(), now());
+            self.client.inner.changed.send_modify(|g| *g += 1);
         }
     }
 }
@@ -75,25 +65,63 @@ impl Client {
     pub fn with_transport(app: App, transport: ReqwestTransport) -> Self {
         Self {
             inner: Arc::new(Inner {
-                app: ShardedLock::new(app),
+                app: Mutex::new(app),
+                changed: watch::Sender::new(0),
                 transport,
-                generation: watch::Sender::new(0),
-                background: AtomicBool::new(false),
             }),
         }
     }
 
-    fn read(&self) -> ShardedLockReadGuard<'_, App> {
-        self.inner.app.read().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, App> {
+        self.inner.app.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> ShardedLockWriteGuard<'_, App> {
-        self.inner.app.write().unwrap_or_else(PoisonError::into_inner)
+    /// Drives `op` to completion: the one loop of this client.
+    pub async fn drive<O: Operation>(&self, op: O) -> Result<O::Output, Error> {
+        let mut run = Running {
+            client: self,
+            op,
+            done: false,
+        };
+        loop {
+            let (step, seen) = {
+                let mut app = self.lock();
+                let step = run.op.poll(&mut app, now());
+                // Read under the lock: a change reported after this poll is never missed.
+                let seen = matches!(step, Step::Wait { .. }).then(|| *self.inner.changed.borrow());
+                (step, seen)
+            };
+            match step {
+                Step::Done(result) => {
+                    run.done = true;
+                    return result;
+                }
+                Step::Sleep { until } => tokio::time::sleep(until.saturating_since(now())).await,
+                Step::Wait { until } => {
+                    let mut changed = self.inner.changed.subscribe();
+                    if Some(*changed.borrow_and_update()) == seen {
+                        let timeout = until.saturating_since(now()).max(Duration::from_millis(1));
+                        let _ = tokio::time::timeout(timeout, changed.changed()).await;
+                    }
+                }
+                Step::Send { id, request } => {
+                    let sent = self.inner.transport.send(request).await;
+                    {
+                        let mut app = self.lock();
+                        match sent {
+                            Ok(response) => run.op.handle_response(&mut app, id, response, now()),
+                            Err(error) => run.op.handle_failure(&mut app, id, error, now()),
+                        }
+                    }
+                    self.inner.changed.send_modify(|g| *g += 1);
+                }
+            }
+        }
     }
 
-    /// Runs `f` on the core [`App`] (settings, clock offset, cache inspection).
-    pub fn with_app<R>(&self, f: impl FnOnce(&App) -> R) -> R {
-        f(&self.read())
+    /// Runs `f` on the core [`App`] (settings, clock offset, token state).
+    pub fn with_app<R>(&self, f: impl FnOnce(&mut App) -> R) -> R {
+        f(&mut self.lock())
     }
 
     /// The transport, to send requests the client does not describe.
@@ -111,111 +139,19 @@ impl Client {
         self.token(&TokenScope::App, None).await
     }
 
-    /// A token for `scope` with at least `min_life` left (default 60 s): from the cache, or
-    /// minted (once, however many tasks ask), retrying 429/5xx/connection failures as the app's
-    /// [`RetryPolicy`](icr_app_core::RetryPolicy) allows.
+    /// A token for `scope` with at least `min_life` left (default 60 s); see [`GetToken`].
     pub async fn token(&self, scope: &TokenScope, min_life: Option<Duration>) -> Result<Token, Error> {
-        if let Some(t) = self.read().peek_token(scope, now(), min_life) {
-            return Ok(t);
-        }
-        let (mut attempts, mut waited) = (0u32, Duration::ZERO);
-        loop {
-            let mut finished = self.inner.generation.subscribe();
-            let now = now();
-            let step = self.write().poll_token(scope, now, min_life)?;
-            match step {
-                TokenStep::Ready(t) => return Ok(t),
-                TokenStep::Send {
-                    id,
-                    request,
-                    stale: Some(stale),
-                } if self.inner.background.load(Ordering::Relaxed) => {
-                    let client = self.clone();
-                    tokio::spawn(async move {
-                        let _ = client.mint(id, request).await;
-                    });
-                    return Ok(stale);
-                }
-                TokenStep::Send { id, request, .. } => {
-                    attempts += 1;
-                    if let Ok(t) = self.mint(id, request).await {
-                        return Ok(t);
-                    }
-                }
-                TokenStep::Wait { until } => {
-                    let timeout = until.saturating_since(now).max(Duration::from_millis(1));
-                    let _ = tokio::time::timeout(timeout, finished.changed()).await;
-                }
-                TokenStep::Failed { error, retry_at } => {
-                    let policy = self.read().retry_policy().clone();
-                    let Some(delay) = policy.delay(attempts.max(1), waited, &error, retry_at, now) else {
-                        return Err(error);
-                    };
-                    retrying(attempts.max(1), policy.max_attempts, delay, &error);
-                    tokio::time::sleep(delay).await;
-                    waited += delay;
-                }
-            }
-        }
+        self.drive(GetToken::new(scope.clone(), min_life)).await
     }
 
-    /// Sends mint `id` (and its one clock-skew retry) and records the answer.
-    async fn mint(&self, id: RequestId, mut request: Request<Vec<u8>>) -> Result<Token, Error> {
-        let mut guard = MintGuard {
-            client: self,
-            id,
-            armed: true,
-        };
-        let result = loop {
-            let sent = self.inner.transport.send(request).await;
-            let answer = {
-                let mut app = self.write();
-                match sent {
-                    Ok(response) => app.handle_token_response(id, response, now()),
-                    Err(Error::Transport { kind, message }) => Err(app.handle_token_failure(id, kind, message, now())),
-                    Err(other) => {
-                        Err(app.handle_token_failure(id, TransportErrorKind::Refused, other.to_string(), now()))
-                    }
-                }
-            };
-            match answer {
-                Ok(TokenAnswer::Retry(again)) => request = again,
-                Ok(TokenAnswer::Token(t)) => break Ok(t),
-                Err(e) => break Err(e),
-            }
-        };
-        guard.armed = false;
-        self.inner.generation.send_modify(|g| *g += 1);
-        result
-    }
-
-    /// Starts a task (on the current tokio runtime) that renews cached tokens ahead of expiry,
-    /// so callers are served from the cache and never wait for a refresh. It stops when the
-    /// returned handle is dropped.
+    /// Starts a task (on the current tokio runtime) that renews cached tokens ahead of expiry
+    /// (the core's [`Refresher`]), so callers are served from the cache and never wait for a
+    /// refresh. It stops when the returned handle is dropped.
     pub fn spawn_refresher(&self) -> RefresherHandle {
-        self.inner.background.store(true, Ordering::Relaxed);
+        self.lock().set_background_refresh(true);
         let client = self.clone();
         let task = tokio::spawn(async move {
-            let mut changes = client.inner.generation.subscribe();
-            loop {
-                let refreshes: Vec<_> = {
-                    let mut app = client.write();
-                    std::iter::from_fn(|| app.poll_refresh(now())).collect()
-                };
-                for refresh in refreshes {
-                    if let Ok(request) = refresh.request {
-                        let client = client.clone();
-                        tokio::spawn(async move {
-                            let _ = client.mint(refresh.id, request).await;
-                        });
-                    }
-                }
-                let next = client.read().poll_timeout();
-                let sleep = next
-                    .map_or(Duration::from_secs(60), |t| t.saturating_since(now()))
-                    .min(Duration::from_secs(60));
-                let _ = tokio::time::timeout(sleep.max(Duration::from_millis(10)), changes.changed()).await;
-            }
+            let _ = client.drive(Refresher::new()).await;
         });
         RefresherHandle {
             task,
@@ -225,95 +161,46 @@ impl Client {
 
     /// Drops a cached token the registry refused, so the next call mints a new one.
     pub fn invalidate(&self, scope: &TokenScope, token: &Token) -> bool {
-        self.write().invalidate(scope, token.secret().expose())
+        self.lock().invalidate(scope, token.secret().expose())
     }
 
     /// An app JWT (cached until about a minute before it expires).
     pub fn jwt(&self) -> Result<AppJwt, Error> {
-        self.write().jwt(now())
+        self.lock().jwt(now())
     }
 
     /// Every installation of the app, following every page.
     pub async fn installations(&self) -> Result<Vec<Installation>, Error> {
-        let mut pager = InstallationPager::new(DEFAULT_PAGE_SIZE);
-        loop {
-            let next = pager.next(&mut self.write(), now())?;
-            let Some(call) = next else { break };
-            pager.add(self.run_call(call, true).await?);
-        }
-        Ok(pager.into_items())
+        self.drive(ListInstallations::default()).await
     }
 
     /// One page of installations (`page` counts from 0).
     pub async fn installations_page(&self, limit: u32, page: u32) -> Result<InstallationsPage, Error> {
-        let call = self.write().list_installations(limit, page, now())?;
-        self.run_call(call, true).await
+        self.drive(Call::installations_page(limit, page)).await
     }
 
     /// One installation (also how to check an `installationId` from a callback URL).
     pub async fn installation(&self, installation: &InstallationId) -> Result<Installation, Error> {
-        let call = self.write().get_installation(installation, now())?;
-        self.run_call(call, true).await
+        self.drive(Call::installation(installation.clone())).await
     }
 
-    /// Creates a user and an organization with the app installed. Not retried: it is not
-    /// idempotent.
+    /// Creates a user and an organization with the app installed (not retried).
     pub async fn create_user_organization(
         &self,
         body: &CreateUserOrganization,
     ) -> Result<CreatedUserOrganization, Error> {
-        let call = self.write().create_user_organization(body, now())?;
-        self.run_call(call, false).await
-    }
-
-    /// Sends a JWT call, with its one clock-skew retry and, when `idempotent`, retries of
-    /// 429/5xx/connection failures within the retry policy.
-    async fn run_call<T: DeserializeOwned>(&self, mut call: JwtCall<T>, idempotent: bool) -> Result<T, Error> {
-        let policy = self.read().retry_policy().clone();
-        let (mut attempts, mut waited) = (0u32, Duration::ZERO);
-        loop {
-            attempts += 1;
-            let outcome = match self.inner.transport.send(call.request().clone()).await {
-                Ok(response) => self.write().finish(call.clone(), response, now()),
-                Err(e) => Err(e),
-            };
-            match outcome {
-                Ok(CallStep::Done(value)) => return Ok(value),
-                Ok(CallStep::Retry(again)) => call = again,
-                Err(e) => match policy.call_delay(attempts, waited, &e) {
-                    Some(delay) if idempotent => {
-                        retrying(attempts, policy.max_attempts, delay, &e);
-                        tokio::time::sleep(delay).await;
-                        waited += delay;
-                    }
-                    _ => return Err(e),
-                },
-            }
-        }
+        self.drive(Call::create_user_organization(body.clone())).await
     }
 
     /// Revokes `token` (`DELETE /app/installations/token`) and drops it from the cache.
     pub async fn revoke(&self, token: &SecretString) -> Result<(), Error> {
-        let request = self.read().revoke_request(token)?;
-        let response = self.inner.transport.send(request).await?;
-        self.write().finish_revoke(token, &response, now())
+        self.drive(Revoke::new(token.clone())).await
     }
 
-    /// Revokes every cached token (e.g. on shutdown) and empties the cache. Returns how many
-    /// were revoked, or the first failure after trying them all.
+    /// Revokes every cached token (e.g. on shutdown), after waiting for mints in flight;
+    /// returns how many were revoked, or the first failure after trying them all.
     pub async fn revoke_all(&self) -> Result<usize, Error> {
-        let tokens = self.write().drain_tokens();
-        let mut first_error = None;
-        let mut revoked = 0;
-        for (_, token) in tokens {
-            match self.revoke(token.secret()).await {
-                Ok(()) => revoked += 1,
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        first_error.map_or(Ok(revoked), Err)
+        self.drive(RevokeAll::new()).await
     }
 
     /// A request for `path_and_query` relative to the base URL, with the standard headers.
@@ -323,44 +210,23 @@ impl Client {
         path_and_query: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Request<Vec<u8>>, Error> {
-        self.read().api().request(method, path_and_query, body)
+        self.lock().api().request(method, path_and_query, body)
     }
 
-    /// Sends `request` as `installation`: adds its token; on a 401 drops that token, mints a
-    /// new one and retries once. Returns the response whatever its status.
+    /// Sends `request` as `installation` and returns the response whatever its status; see
+    /// [`SendAs`].
     pub async fn send_as_installation(
         &self,
         installation: &InstallationId,
         request: Request<Vec<u8>>,
     ) -> Result<Response<Vec<u8>>, Error> {
-        self.send_as(&TokenScope::Installation(installation.clone()), request)
+        self.drive(SendAs::new(TokenScope::Installation(installation.clone()), request))
             .await
     }
 
-    /// Sends `request` with the app access token, like
-    /// [`send_as_installation`](Self::send_as_installation).
+    /// Sends `request` with the app access token; see [`SendAs`].
     pub async fn send_as_app(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
-        self.send_as(&TokenScope::App, request).await
-    }
-
-    async fn send_as(&self, scope: &TokenScope, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
-        let registry = self.read().api().check_target(&request)?;
-        let mut retried = false;
-        loop {
-            let token = self.token(scope, None).await?;
-            let mut attempt = request.clone();
-            icr_app_core::api::authorize(&mut attempt, token.secret())?;
-            let response = self.inner.transport.send(attempt).await?;
-            if registry {
-                self.write().observe(&response, now());
-            }
-            if response.status() == StatusCode::UNAUTHORIZED && !retried {
-                self.invalidate(scope, &token);
-                retried = true;
-                continue;
-            }
-            return Ok(response);
-        }
+        self.drive(SendAs::new(TokenScope::App, request)).await
     }
 
     /// `GET path` as `installation`, parsed as JSON.
@@ -390,12 +256,6 @@ impl RefresherHandle {
 impl Drop for RefresherHandle {
     fn drop(&mut self) {
         self.task.abort();
-        self.client.inner.background.store(false, Ordering::Relaxed);
+        self.client.lock().set_background_refresh(false);
     }
-}
-
-/// Reports a retry (target `icr_app`, WARN): what failed, the attempt, and the wait.
-fn retrying(attempt: u32, max_attempts: u32, wait: Duration, cause: &Error) {
-    let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
-    tracing::warn!(target: "icr_app", attempt, max_attempts, wait_ms, cause = %cause, "retrying");
 }

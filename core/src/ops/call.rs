@@ -1,0 +1,262 @@
+//! [`Call`]: one request authorised with the app JWT; [`ListInstallations`]: every page.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use serde::de::DeserializeOwned;
+
+use super::{Operation, Step, retrying};
+use crate::api::{InstallationId, authorize};
+use crate::app::App;
+use crate::cache::RequestId;
+use crate::clock::{ClockOffset, Timestamp};
+use crate::error::{Credential, Error};
+use crate::models::{CreateUserOrganization, CreatedUserOrganization, Installation, InstallationsPage};
+use crate::pager::{DEFAULT_PAGE_SIZE, InstallationPager};
+use crate::response::{parse_json, status_error};
+
+/// One app-JWT request (list a page, read an installation, create a user and organization, or
+/// any request you build), read as `T`.
+///
+/// The JWT is signed (or taken from the JWT cache) when the request is sent. A 401 whose `Date`
+/// shows the clock skew moved since the JWT was signed is retried once with the server's clock.
+/// Idempotent calls are also retried on 429, 5xx and connection failures within the app's
+/// [`RetryPolicy`](crate::RetryPolicy); creating a user and organization is not.
+pub struct Call<T> {
+    endpoint: Endpoint,
+    idempotent: bool,
+    attempts: u32,
+    waited: Duration,
+    skew_retried: bool,
+    progress: Progress<T>,
+    _answer: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Call<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("endpoint", &self.endpoint)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+enum Endpoint {
+    Page { limit: u32, page: u32 },
+    Installation(InstallationId),
+    CreateUserOrganization(Box<CreateUserOrganization>),
+    Request(Box<Request<Vec<u8>>>),
+}
+
+enum Progress<T> {
+    Idle,
+    Sent { id: RequestId, signed_with: ClockOffset },
+    RetryAt(Timestamp),
+    Finished(Result<T, Error>),
+}
+
+impl<T> Call<T> {
+    fn new(endpoint: Endpoint, idempotent: bool) -> Self {
+        Self {
+            endpoint,
+            idempotent,
+            attempts: 0,
+            waited: Duration::ZERO,
+            skew_retried: false,
+            progress: Progress::Idle,
+            _answer: PhantomData,
+        }
+    }
+
+    /// Any request you built (e.g. with [`ApiConfig::request`](crate::ApiConfig::request)),
+    /// authorised with the app JWT when sent. `idempotent` allows retries of transient failures.
+    pub fn request(request: Request<Vec<u8>>, idempotent: bool) -> Self {
+        Self::new(Endpoint::Request(Box::new(request)), idempotent)
+    }
+
+    fn build(&self, app: &mut App, now: Timestamp) -> Result<Request<Vec<u8>>, Error> {
+        let jwt = app.jwt(now)?;
+        let api = app.api();
+        match &self.endpoint {
+            Endpoint::Page { limit, page } => api.list_installations(jwt.token(), *limit, *page),
+            Endpoint::Installation(id) => api.get_installation(jwt.token(), id),
+            Endpoint::CreateUserOrganization(body) => api.create_user_organization(jwt.token(), body),
+            Endpoint::Request(request) => {
+                let mut request = Request::clone(request);
+                authorize(&mut request, jwt.token())?;
+                Ok(request)
+            }
+        }
+    }
+
+    fn failed(&mut self, app: &App, error: Error, now: Timestamp) {
+        let policy = app.retry_policy();
+        self.progress = match policy.call_delay(self.attempts, self.waited, &error) {
+            Some(delay) if self.idempotent => {
+                retrying(&"app call", self.attempts, policy.max_attempts, delay, &error);
+                self.waited += delay;
+                Progress::RetryAt(now.plus(delay))
+            }
+            _ => Progress::Finished(Err(error)),
+        };
+    }
+}
+
+impl Call<InstallationsPage> {
+    /// `GET /app/installations?limit&page` (`page` counts from 0).
+    pub fn installations_page(limit: u32, page: u32) -> Self {
+        Self::new(Endpoint::Page { limit, page }, true)
+    }
+}
+
+impl Call<Installation> {
+    /// `GET /app/installations/{id}`: one installation (also how to check an `installationId`
+    /// from a callback URL).
+    pub fn installation(id: InstallationId) -> Self {
+        Self::new(Endpoint::Installation(id), true)
+    }
+}
+
+impl Call<CreatedUserOrganization> {
+    /// `POST /app/create/user/organization`. Not retried: it is not idempotent.
+    pub fn create_user_organization(body: CreateUserOrganization) -> Self {
+        Self::new(Endpoint::CreateUserOrganization(Box::new(body)), false)
+    }
+}
+
+impl<T: DeserializeOwned> Operation for Call<T> {
+    type Output = T;
+
+    fn poll(&mut self, app: &mut App, now: Timestamp) -> Step<T> {
+        match std::mem::replace(&mut self.progress, Progress::Idle) {
+            Progress::Finished(result) => return Step::Done(result),
+            Progress::RetryAt(at) if now < at => {
+                self.progress = Progress::RetryAt(at);
+                return Step::Sleep { until: at };
+            }
+            Progress::RetryAt(_) | Progress::Idle | Progress::Sent { .. } => {}
+        }
+        match self.build(app, now) {
+            Ok(request) => {
+                let id = app.next_request_id();
+                self.attempts += 1;
+                self.progress = Progress::Sent {
+                    id,
+                    signed_with: app.clock_offset(),
+                };
+                Step::Send { id, request }
+            }
+            Err(error) => Step::Done(Err(error)),
+        }
+    }
+
+    fn handle_response(&mut self, app: &mut App, id: RequestId, response: Response<Vec<u8>>, now: Timestamp) {
+        let Progress::Sent { id: sent, signed_with } = self.progress else {
+            return;
+        };
+        if sent != id {
+            return;
+        }
+        app.observe(&response, now);
+        if response.status() == StatusCode::UNAUTHORIZED {
+            app.invalidate_jwt();
+            if !self.skew_retried && app.skew_changed(signed_with) {
+                self.skew_retried = true;
+                self.progress = Progress::Idle;
+                return;
+            }
+            let error = status_error(
+                401,
+                response.headers(),
+                response.body(),
+                Credential::AppJwt,
+                Some(app.clock_offset().millis),
+            );
+            self.progress = Progress::Finished(Err(error));
+            return;
+        }
+        match parse_json(&response, Credential::AppJwt) {
+            Ok(value) => self.progress = Progress::Finished(Ok(value)),
+            Err(error) => self.failed(app, error, now),
+        }
+    }
+
+    fn handle_failure(&mut self, app: &mut App, id: RequestId, error: Error, now: Timestamp) {
+        if matches!(self.progress, Progress::Sent { id: sent, .. } if sent == id) {
+            self.failed(app, error, now);
+        }
+    }
+
+    fn abandon(&mut self, _app: &mut App, _now: Timestamp) {
+        self.progress = Progress::Idle;
+    }
+}
+
+/// Every installation of the app, following every page (see
+/// [`InstallationPager`](crate::InstallationPager) for how the end is found).
+#[derive(Debug)]
+pub struct ListInstallations {
+    pager: InstallationPager,
+    current: Option<Call<InstallationsPage>>,
+}
+
+impl Default for ListInstallations {
+    fn default() -> Self {
+        Self::new(DEFAULT_PAGE_SIZE)
+    }
+}
+
+impl ListInstallations {
+    /// Every installation, asking for `limit` a page.
+    pub fn new(limit: u32) -> Self {
+        Self {
+            pager: InstallationPager::new(limit),
+            current: None,
+        }
+    }
+}
+
+impl Operation for ListInstallations {
+    type Output = Vec<Installation>;
+
+    fn poll(&mut self, app: &mut App, now: Timestamp) -> Step<Vec<Installation>> {
+        loop {
+            let call = match &mut self.current {
+                Some(call) => call,
+                None => match self.pager.next_page() {
+                    Ok(Some((limit, page))) => self.current.insert(Call::installations_page(limit, page)),
+                    Ok(None) => return Step::Done(Ok(std::mem::take(&mut self.pager).into_items())),
+                    Err(error) => return Step::Done(Err(error)),
+                },
+            };
+            match call.poll(app, now) {
+                Step::Done(Ok(page)) => {
+                    self.current = None;
+                    self.pager.add(page);
+                }
+                Step::Done(Err(error)) => return Step::Done(Err(error)),
+                Step::Send { id, request } => return Step::Send { id, request },
+                Step::Sleep { until } => return Step::Sleep { until },
+                Step::Wait { until } => return Step::Wait { until },
+            }
+        }
+    }
+
+    fn handle_response(&mut self, app: &mut App, id: RequestId, response: Response<Vec<u8>>, now: Timestamp) {
+        if let Some(call) = &mut self.current {
+            call.handle_response(app, id, response, now);
+        }
+    }
+
+    fn handle_failure(&mut self, app: &mut App, id: RequestId, error: Error, now: Timestamp) {
+        if let Some(call) = &mut self.current {
+            call.handle_failure(app, id, error, now);
+        }
+    }
+
+    fn abandon(&mut self, _app: &mut App, _now: Timestamp) {
+        self.current = None;
+    }
+}

@@ -1,0 +1,103 @@
+//! Operations: every user-level action, driven to completion by the core.
+//!
+//! An operation ([`GetToken`], [`Call`], [`ListInstallations`], [`SendAs`], [`Revoke`],
+//! [`RevokeAll`], [`Refresher`]) is a small state machine over a shared [`App`]. A driver asks it
+//! what to do next with [`Operation::poll`], performs that one effect, and reports back:
+//!
+//! ```text
+//!  poll(app, now) ──► Send { id, request }   send it; answer with handle_response or handle_failure
+//!                 ──► Sleep { until }        sleep, then poll again
+//!                 ──► Wait { until }         another operation is changing a token: poll again when
+//!                                            any operation has reported back (or abandoned), or at until
+//!                 ──► Done(result)           finished
+//! ```
+//!
+//! Every decision (attempts and the wait budget, back-off with jitter and `Retry-After`, the
+//! clock-skew retry, dropping a refused token and minting again once, pagination, collecting
+//! `revoke_all`'s errors, when the next background refresh is due) is made here, once; a driver
+//! only performs effects. See the crate docs, "Driving the core yourself", for the contract.
+
+mod call;
+mod refresh;
+mod revoke;
+mod send;
+mod token;
+
+use http::{Request, Response};
+
+pub use call::{Call, ListInstallations};
+pub use refresh::Refresher;
+pub use revoke::{Revoke, RevokeAll};
+pub use send::SendAs;
+pub use token::GetToken;
+
+use crate::app::App;
+use crate::cache::RequestId;
+use crate::clock::Timestamp;
+use crate::error::Error;
+
+/// What an operation needs from its driver next.
+#[derive(Debug)]
+#[must_use = "perform the step: a Send left unanswered keeps a scope busy until the operation is abandoned"]
+pub enum Step<T> {
+    /// Send `request` and report the outcome for `id` with [`Operation::handle_response`] (any
+    /// status) or [`Operation::handle_failure`] (no response: refused, connection failed or
+    /// dropped, timed out).
+    Send {
+        /// Which request this is; answer for it.
+        id: RequestId,
+        /// The request, complete with its credentials.
+        request: Request<Vec<u8>>,
+    },
+    /// Sleep until `until` (local clock), then poll again.
+    Sleep {
+        /// When to poll again.
+        until: Timestamp,
+    },
+    /// Another operation is minting a token this one needs (or, for a [`Refresher`], nothing is
+    /// due): poll again as soon as any operation on the same [`App`] has reported back or been
+    /// abandoned, or at `until` at the latest.
+    Wait {
+        /// When to poll again at the latest.
+        until: Timestamp,
+    },
+    /// The operation is finished; poll no more.
+    Done(Result<T, Error>),
+}
+
+/// One user-level action on an [`App`], driven by polling. See the [module docs](self).
+///
+/// All methods take the shared [`App`] (drivers keep it behind one lock, released while a
+/// request is in flight or the driver sleeps or waits) and the local time `now`.
+pub trait Operation {
+    /// What the operation produces.
+    type Output;
+
+    /// What to do next.
+    fn poll(&mut self, app: &mut App, now: Timestamp) -> Step<Self::Output>;
+
+    /// The response to request `id`, whatever its status, received at `now`.
+    fn handle_response(&mut self, app: &mut App, id: RequestId, response: Response<Vec<u8>>, now: Timestamp);
+
+    /// Request `id` got no response: `error` says why (a transport error, or the transport
+    /// policy's refusal).
+    fn handle_failure(&mut self, app: &mut App, id: RequestId, error: Error, now: Timestamp);
+
+    /// The driver is leaving the operation before [`Step::Done`] (an error of its own, a panic,
+    /// a dropped future): release whatever it holds, at once. Calling it after `Done` does
+    /// nothing, so drivers call it from a guard's `Drop` on every way out.
+    fn abandon(&mut self, app: &mut App, now: Timestamp);
+}
+
+/// Reports a retry (target `icr_app`, WARN): what failed, the attempt, and the wait. Never a
+/// credential: errors carry none.
+pub(crate) fn retrying(
+    what: &dyn std::fmt::Display,
+    attempt: u32,
+    max_attempts: u32,
+    wait: std::time::Duration,
+    cause: &Error,
+) {
+    let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+    tracing::warn!(target: "icr_app", %what, attempt, max_attempts, wait_ms, cause = %cause, "retrying");
+}

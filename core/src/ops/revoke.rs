@@ -1,0 +1,147 @@
+//! [`Revoke`]: one token; [`RevokeAll`]: every cached token, on shutdown.
+
+use http::Response;
+
+use super::{Operation, Step};
+use crate::app::App;
+use crate::cache::RequestId;
+use crate::clock::Timestamp;
+use crate::error::Error;
+use crate::secret::SecretString;
+
+/// Revokes one token (`DELETE /app/installations/token`, authorised with that token) and drops
+/// it from the cache. A 401 means it was already invalid: it is dropped too, and the 401 is
+/// returned.
+#[derive(Debug)]
+pub struct Revoke {
+    token: SecretString,
+    sent: Option<RequestId>,
+    finished: Option<Result<(), Error>>,
+}
+
+impl Revoke {
+    /// Revokes `token`.
+    pub fn new(token: SecretString) -> Self {
+        Self {
+            token,
+            sent: None,
+            finished: None,
+        }
+    }
+}
+
+impl Operation for Revoke {
+    type Output = ();
+
+    fn poll(&mut self, app: &mut App, _now: Timestamp) -> Step<()> {
+        if let Some(result) = self.finished.take() {
+            return Step::Done(result);
+        }
+        match app.revoke_request(&self.token) {
+            Ok(request) => {
+                let id = app.next_request_id();
+                self.sent = Some(id);
+                Step::Send { id, request }
+            }
+            Err(error) => Step::Done(Err(error)),
+        }
+    }
+
+    fn handle_response(&mut self, app: &mut App, id: RequestId, response: Response<Vec<u8>>, now: Timestamp) {
+        if self.sent.take_if(|sent| *sent == id).is_some() {
+            self.finished = Some(app.finish_revoke(&self.token, &response, now));
+        }
+    }
+
+    fn handle_failure(&mut self, _app: &mut App, id: RequestId, error: Error, _now: Timestamp) {
+        if self.sent.take_if(|sent| *sent == id).is_some() {
+            self.finished = Some(Err(error));
+        }
+    }
+
+    fn abandon(&mut self, _app: &mut App, _now: Timestamp) {
+        self.sent = None;
+    }
+}
+
+/// Revokes every cached token and empties the cache (e.g. on shutdown). Returns how many were
+/// revoked, or the first failure after trying them all.
+///
+/// A mint still in flight when it starts is waited for (up to the cache's `fetch_timeout`), so
+/// the token it lands is revoked too rather than left behind.
+#[derive(Debug, Default)]
+pub struct RevokeAll {
+    drained: Option<Vec<SecretString>>,
+    current: Option<Revoke>,
+    revoked: usize,
+    first_error: Option<Error>,
+}
+
+impl RevokeAll {
+    /// Revokes every cached token.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Operation for RevokeAll {
+    type Output = usize;
+
+    fn poll(&mut self, app: &mut App, now: Timestamp) -> Step<usize> {
+        if self.drained.is_none() {
+            if let Some(until) = app.mint_in_flight_until()
+                && now < until
+            {
+                return Step::Wait { until };
+            }
+            self.drained = Some(
+                app.drain_tokens()
+                    .into_iter()
+                    .map(|(_, t)| t.secret().clone())
+                    .collect(),
+            );
+        }
+        loop {
+            if self.current.is_none() {
+                let Some(token) = self.drained.as_mut().and_then(Vec::pop) else {
+                    return Step::Done(match self.first_error.take() {
+                        Some(error) => Err(error),
+                        None => Ok(self.revoked),
+                    });
+                };
+                self.current = Some(Revoke::new(token));
+            }
+            let Some(current) = &mut self.current else { continue };
+            match current.poll(app, now) {
+                Step::Done(result) => {
+                    self.current = None;
+                    match result {
+                        Ok(()) => self.revoked += 1,
+                        Err(error) => {
+                            self.first_error.get_or_insert(error);
+                        }
+                    }
+                }
+                Step::Send { id, request } => return Step::Send { id, request },
+                Step::Sleep { until } => return Step::Sleep { until },
+                Step::Wait { until } => return Step::Wait { until },
+            }
+        }
+    }
+
+    fn handle_response(&mut self, app: &mut App, id: RequestId, response: Response<Vec<u8>>, now: Timestamp) {
+        if let Some(current) = &mut self.current {
+            current.handle_response(app, id, response, now);
+        }
+    }
+
+    fn handle_failure(&mut self, app: &mut App, id: RequestId, error: Error, now: Timestamp) {
+        if let Some(current) = &mut self.current {
+            current.handle_failure(app, id, error, now);
+        }
+    }
+
+    fn abandon(&mut self, _app: &mut App, _now: Timestamp) {
+        self.current = None;
+    }
+}

@@ -1,0 +1,117 @@
+//! [`SendAs`]: any request, authorised as an installation or as the app.
+
+use http::{Request, Response, StatusCode};
+
+use super::token::GetToken;
+use super::{Operation, Step};
+use crate::api::authorize;
+use crate::app::{App, TokenScope};
+use crate::cache::{RequestId, Token};
+use crate::clock::Timestamp;
+use crate::error::Error;
+
+/// Sends `request` with `scope`'s token and returns the response, whatever its status.
+///
+/// Only requests for the configured registry get a token (see
+/// [`ApiConfig::check_target`](crate::ApiConfig::check_target)), unless the request carries
+/// [`OtherHost`](crate::api::OtherHost); only the registry's responses teach the clock. On a
+/// 401 the token is dropped from the cache, a new one minted, and the request sent once more.
+#[derive(Debug)]
+pub struct SendAs {
+    scope: TokenScope,
+    request: Request<Vec<u8>>,
+    /// Whether the request is for the registry; `None` until checked.
+    registry: Option<bool>,
+    token: Option<GetToken>,
+    sent: Option<(RequestId, Token)>,
+    retried: bool,
+    finished: Option<Result<Response<Vec<u8>>, Error>>,
+}
+
+impl SendAs {
+    /// `request` as `scope`.
+    pub fn new(scope: TokenScope, request: Request<Vec<u8>>) -> Self {
+        Self {
+            scope,
+            request,
+            registry: None,
+            token: None,
+            sent: None,
+            retried: false,
+            finished: None,
+        }
+    }
+}
+
+impl Operation for SendAs {
+    type Output = Response<Vec<u8>>;
+
+    fn poll(&mut self, app: &mut App, now: Timestamp) -> Step<Response<Vec<u8>>> {
+        if let Some(result) = self.finished.take() {
+            return Step::Done(result);
+        }
+        if self.registry.is_none() {
+            match app.api().check_target(&self.request) {
+                Ok(registry) => self.registry = Some(registry),
+                Err(error) => return Step::Done(Err(error)),
+            }
+        }
+        // Polled again without an answer: that send was given up.
+        self.sent = None;
+        let scope = &self.scope;
+        let op = self.token.get_or_insert_with(|| GetToken::new(scope.clone(), None));
+        match op.poll(app, now) {
+            Step::Done(Ok(token)) => {
+                self.token = None;
+                let mut request = self.request.clone();
+                if let Err(error) = authorize(&mut request, token.secret()) {
+                    return Step::Done(Err(error));
+                }
+                let id = app.next_request_id();
+                self.sent = Some((id, token));
+                Step::Send { id, request }
+            }
+            Step::Done(Err(error)) => Step::Done(Err(error)),
+            Step::Send { id, request } => Step::Send { id, request },
+            Step::Sleep { until } => Step::Sleep { until },
+            Step::Wait { until } => Step::Wait { until },
+        }
+    }
+
+    fn handle_response(&mut self, app: &mut App, id: RequestId, response: Response<Vec<u8>>, now: Timestamp) {
+        if let Some(op) = &mut self.token {
+            return op.handle_response(app, id, response, now);
+        }
+        let Some((sent, token)) = self.sent.take() else { return };
+        if sent != id {
+            self.sent = Some((sent, token));
+            return;
+        }
+        if self.registry == Some(true) {
+            app.observe(&response, now);
+        }
+        if response.status() == StatusCode::UNAUTHORIZED && !self.retried {
+            app.invalidate(&self.scope, token.secret().expose());
+            self.retried = true;
+            return;
+        }
+        self.finished = Some(Ok(response));
+    }
+
+    fn handle_failure(&mut self, app: &mut App, id: RequestId, error: Error, now: Timestamp) {
+        if let Some(op) = &mut self.token {
+            return op.handle_failure(app, id, error, now);
+        }
+        if self.sent.as_ref().is_some_and(|(sent, _)| *sent == id) {
+            self.sent = None;
+            self.finished = Some(Err(error));
+        }
+    }
+
+    fn abandon(&mut self, app: &mut App, now: Timestamp) {
+        if let Some(mut op) = self.token.take() {
+            op.abandon(app, now);
+        }
+        self.sent = None;
+    }
+}

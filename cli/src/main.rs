@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use http::Method;
-use icr_app_core::error::TransportErrorKind;
+use icr_app_core::TransportErrorKind;
 use icr_app_core::webhook::{self, WebhookSecret};
 use icr_app_core::{App, AppKey, Error, Installation, InstallationId, TokenScope, env};
 use icr_app_ureq::{Client, UreqTransport};
@@ -645,7 +645,7 @@ fn client(api: &ApiArgs) -> Result<Client, Failure> {
             .unwrap_or_default();
         return Err(Failure::Usage(format!(
             "the base URL is plain http:// to {}, which is not this machine: the app's credentials would cross the network unencrypted; use https://, or pass --allow-insecure-http on a network you trust",
-            icr_app_core::error::excerpt(&host, 80)
+            icr_app_core::excerpt(&host, 80)
         )));
     }
     let timeout = api.timeout()?;
@@ -733,7 +733,7 @@ fn call(
     if !METHODS.contains(&upper.as_str()) {
         return Err(Failure::Usage(format!(
             "`{}` is not a method `call` sends; use GET, POST, PUT, PATCH or DELETE",
-            icr_app_core::error::excerpt(method, 20)
+            icr_app_core::excerpt(method, 20)
         )));
     }
     let method = Method::from_bytes(upper.as_bytes()).map_err(|_| Failure::Usage("invalid method".into()))?;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use icr_app_core::jwt::encode_compact;
+use icr_app_core::encode_compact;
 use icr_app_core::{AppId, AppKey, ClockOffset, JwtSigner, Timestamp};
 use ring::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
 

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
-use icr_app_core::models::PermissionLevel;
+use icr_app_core::PermissionLevel;
 use icr_app_core::webhook::{
     Delivery, EventKind, SIGNATURE_HEADER, WebhookError, WebhookEvent, WebhookSecret, sign, verify, verify_request,
 };

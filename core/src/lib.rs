@@ -6,9 +6,9 @@
 //! send.
 //!
 //! ```
-//! use icr_app_core::{App, AppKey, Timestamp};
+//! use icr_app_core::{App, AppKey, Call, Operation, Step, Timestamp};
 //!
-//! # fn main() -> Result<(), icr_app_core::Error> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // The key file downloaded from the app's Credentials tab (PEM or DER, PKCS#1 or PKCS#8).
 //! let key = AppKey::from_pem(include_str!("../tests/fixtures/keys/rsa2048-pkcs8.pem"))?;
 //! let mut app = App::builder("d23967cc-dd16-452b-8af4-869965745978", key).build()?;
@@ -20,13 +20,18 @@
 //! assert!(jwt.expires_at() > now);
 //!
 //! // A request, described: `GET /app/installations` (first page), carrying the JWT.
-//! let call = app.list_installations(100, 0, now)?;
-//! let request = call.request();
+//! let mut call = Call::installations_page(100, 0);
+//! let Step::Send { id, request } = call.poll(&mut app, now) else { panic!("the first poll sends") };
 //! assert_eq!(request.method(), "GET");
 //! assert_eq!(request.uri(), "https://api.carbonregistry.com/app/installations?limit=100&page=0");
 //! assert_eq!(request.headers()["authorization"], format!("Bearer {}", jwt.token().expose()));
-//! // Send it with any HTTP client, then `app.finish(call, response, received_at)` reads the
-//! // answer into an `InstallationsPage`.
+//!
+//! // Send it with any HTTP client and hand the answer back; the call reads it into typed models.
+//! let body = br#"{"installations": [], "pagination": {"total": 0, "nextPage": null}}"#;
+//! let response = http::Response::builder().status(200).body(body.to_vec())?;
+//! call.handle_response(&mut app, id, response, now);
+//! let Step::Done(page) = call.poll(&mut app, now) else { panic!("the answer finishes the call") };
+//! assert!(page?.installations.is_empty());
 //! # Ok(())
 //! # }
 //! ```
@@ -57,6 +62,7 @@ mod pager;
 pub mod response;
 mod retry;
 mod secret;
+mod transport;
 pub mod webhook;
 
 pub use api::{ApiConfig, DEFAULT_API_VERSION, DEFAULT_BASE_URL, InstallationId, OtherHost, Route};
@@ -74,4 +80,5 @@ pub use ops::{Call, GetToken, ListInstallations, Operation, Refresher, Revoke, R
 pub use pager::{DEFAULT_PAGE_SIZE, InstallationPager};
 pub use retry::RetryPolicy;
 pub use secret::SecretString;
+pub use transport::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, TransportPolicy};
 pub use webhook::{EventKind, SIGNATURE_HEADER, WebhookError, WebhookEvent, WebhookSecret};

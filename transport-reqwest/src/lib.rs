@@ -1,20 +1,32 @@
 //! # icr-app-reqwest
 //!
-//! An async client for ICR apps, driving [`icr_app_core`] over
-//! [reqwest](https://docs.rs/reqwest) with rustls on tokio.
+//! An async client for ICR apps, driving [`icr-app-core`](https://docs.rs/icr-app-core) over
+//! [reqwest](https://docs.rs/reqwest) with rustls on tokio: installation tokens minted once,
+//! cached and refreshed ahead of expiry (optionally by a background task), and API calls made
+//! with them.
 //!
-//! ```no_run
+//! ```
 //! use icr_app_core::{App, AppKey, InstallationId};
 //! use icr_app_reqwest::Client;
+//! use icr_app_testkit::FakeRegistry;
 //!
-//! # async fn run() -> Result<(), icr_app_core::Error> {
-//! let key = AppKey::from_pem(&std::env::var("ICR_PRIVATE_KEY").unwrap_or_default())?;
-//! let client = Client::new(App::builder("d23967cc-dd16-452b-8af4-869965745978", key).build()?)?;
-//! let _refresher = client.spawn_refresher(); // renew tokens ahead of expiry
-//! let installation = InstallationId::new("88f89df1-0a53-41c5-974d-dd99708b2f9f")?;
-//! let token = client.installation_token(&installation).await?;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A fake registry on 127.0.0.1 with a demo app and three installations. Against the real
+//! // registry, leave out `base_url` and pass your app id and the key from its Credentials tab.
+//! let demo = FakeRegistry::demo();
+//! let key = AppKey::from_pem(demo.private_key_pem)?;
+//! let client = Client::new(App::builder(demo.app_id.clone(), key).base_url(demo.registry.base_url()).build()?)?;
+//! let _refresher = client.spawn_refresher(); // renews tokens ahead of expiry until dropped
+//!
+//! let installation = InstallationId::new(demo.installation_ids[0].clone())?;
+//! let token = client.installation_token(&installation).await?; // minted
+//! let again = client.installation_token(&installation).await?; // served from the cache
+//! assert!(token.same_as(&again));
+//! assert_eq!(demo.registry.mint_count(installation.as_str()), 1);
+//!
 //! let projects: serde_json::Value = client.get_json(&installation, "/projects?limit=10&page=0").await?;
-//! # let _ = (token, projects);
+//! assert_eq!(projects["projects"][0]["fullName"], "Sample project 1");
 //! client.revoke_all().await?; // on shutdown
 //! # Ok(())
 //! # }
@@ -26,6 +38,6 @@ mod client;
 mod transport;
 
 pub use client::{Client, RefresherHandle};
-pub use transport::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, ReqwestTransport};
+pub use transport::ReqwestTransport;
 
 pub use icr_app_core as core;

@@ -2,18 +2,10 @@
 
 use std::error::Error as _;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{Request, Response};
-use icr_app_core::api::{Route, check_transport_security};
 use icr_app_core::{Error, TransportErrorKind};
-
-/// The default cap on a response body: 8 MiB.
-pub const DEFAULT_MAX_BODY: u64 = 8 * 1024 * 1024;
-/// The default connect timeout.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The default time limit for a whole request and response.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+use icr_app_core::{Route, TransportPolicy};
 
 /// Sends request descriptions over a [`reqwest::Client`].
 ///
@@ -25,8 +17,7 @@ pub struct ReqwestTransport {
     client: reqwest::Client,
     /// Never uses a proxy: for loopback, and for plain `http` without the opt-in.
     direct: Result<reqwest::Client, Error>,
-    max_body: u64,
-    allow_insecure_http: bool,
+    policy: TransportPolicy,
 }
 
 impl ReqwestTransport {
@@ -35,15 +26,28 @@ impl ReqwestTransport {
     /// (`HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`; see [`send`](Self::send) for the requests that
     /// never use it).
     pub fn new() -> Result<Self, Error> {
+        Self::with_policy(TransportPolicy::default())
+    }
+
+    /// A client built for `policy` (its timeouts, body cap and plain-http rule).
+    pub fn with_policy(policy: TransportPolicy) -> Result<Self, Error> {
         let client = Self::client_builder()?
+            .connect_timeout(policy.connect_timeout)
+            .timeout(policy.timeout)
             .build()
             .map_err(|e| Error::config("HTTP client", chain(&e)))?;
-        Ok(Self::with_client(client))
+        Ok(Self {
+            client,
+            direct: Self::direct_client(&policy),
+            policy,
+        })
     }
 
     /// A client that never uses a proxy, for the requests that must not.
-    fn direct_client() -> Result<reqwest::Client, Error> {
+    fn direct_client(policy: &TransportPolicy) -> Result<reqwest::Client, Error> {
         Self::client_builder()?
+            .connect_timeout(policy.connect_timeout)
+            .timeout(policy.timeout)
             .no_proxy()
             .build()
             .map_err(|e| Error::config("HTTP client", chain(&e)))
@@ -68,8 +72,8 @@ impl ReqwestTransport {
         Ok(reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(DEFAULT_CONNECT_TIMEOUT)
-            .timeout(DEFAULT_TIMEOUT))
+            .connect_timeout(icr_app_core::DEFAULT_CONNECT_TIMEOUT)
+            .timeout(icr_app_core::DEFAULT_TIMEOUT))
     }
 
     /// Uses your configured client (proxy, roots, timeouts). Build it with
@@ -81,32 +85,36 @@ impl ReqwestTransport {
     pub fn with_client(client: reqwest::Client) -> Self {
         Self {
             client,
-            direct: Self::direct_client(),
-            max_body: DEFAULT_MAX_BODY,
-            allow_insecure_http: false,
+            direct: Self::direct_client(&TransportPolicy::default()),
+            policy: TransportPolicy::default(),
         }
+    }
+
+    /// The policy applied to every exchange.
+    pub fn policy(&self) -> &TransportPolicy {
+        &self.policy
     }
 
     /// Sets the response body cap (default 8 MiB).
     pub fn max_body(mut self, bytes: u64) -> Self {
-        self.max_body = bytes;
+        self.policy.max_body = bytes;
         self
     }
 
     /// Allows credentials over plain `http://` to hosts other than loopback.
     pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        self.allow_insecure_http = allow;
+        self.policy.allow_insecure_http = allow;
         self
     }
 
     /// Sends `request` and reads the whole response.
     ///
-    /// The core's [transport policy](check_transport_security) comes first: only `https`, or
+    /// The core's [`TransportPolicy`] comes first: only `https`, or
     /// `http` to loopback (or with [`allow_insecure_http`](Self::allow_insecure_http)); and
     /// requests to loopback, or over plain `http` without the opt-in, never go through a proxy,
     /// whatever the client or the environment says.
     pub async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
-        let route = check_transport_security(&request, self.allow_insecure_http)?;
+        let route = self.policy.check(&request)?;
         let (method, started) = (request.method().clone(), std::time::Instant::now());
         let path = request.uri().path().to_owned();
         let result = self.exchange(request, route).await;
@@ -125,11 +133,8 @@ impl ReqwestTransport {
         let mut response = client.execute(request).await.map_err(transport_error)?;
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
-            if (body.len() + chunk.len()) as u64 > self.max_body {
-                return Err(Error::Transport {
-                    kind: TransportErrorKind::BodyTooLarge,
-                    message: format!("the response body exceeds {} bytes", self.max_body),
-                });
+            if self.policy.exceeds((body.len() + chunk.len()) as u64) {
+                return Err(self.policy.body_too_large());
             }
             body.extend_from_slice(&chunk);
         }

@@ -1,19 +1,30 @@
 //! # icr-app-ureq
 //!
-//! A blocking client for ICR apps, driving [`icr_app_core`] over [ureq](https://docs.rs/ureq)
-//! with rustls.
+//! A blocking client for ICR apps, driving [`icr-app-core`](https://docs.rs/icr-app-core) over
+//! [ureq](https://docs.rs/ureq) with rustls: installation tokens minted once, cached and
+//! refreshed ahead of expiry, and API calls made with them.
 //!
-//! ```no_run
+//! ```
 //! use icr_app_core::{App, AppKey, InstallationId};
+//! use icr_app_testkit::FakeRegistry;
 //! use icr_app_ureq::Client;
 //!
-//! # fn main() -> Result<(), icr_app_core::Error> {
-//! let key = AppKey::from_pem(&std::env::var("ICR_PRIVATE_KEY").unwrap_or_default())?;
-//! let client = Client::new(App::builder("d23967cc-dd16-452b-8af4-869965745978", key).build()?);
-//! let installation = InstallationId::new("88f89df1-0a53-41c5-974d-dd99708b2f9f")?;
-//! let token = client.installation_token(&installation)?; // cached, refreshed ahead of expiry
-//! let org: serde_json::Value = client.get_json(&installation, "/projects?limit=10&page=0")?;
-//! # let _ = (token, org);
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A fake registry on 127.0.0.1 with a demo app and three installations. Against the real
+//! // registry, leave out `base_url` and pass your app id and the key from its Credentials tab.
+//! let demo = FakeRegistry::demo();
+//! let key = AppKey::from_pem(demo.private_key_pem)?;
+//! let client = Client::new(App::builder(demo.app_id.clone(), key).base_url(demo.registry.base_url()).build()?);
+//!
+//! let installation = InstallationId::new(demo.installation_ids[0].clone())?;
+//! let token = client.installation_token(&installation)?; // minted
+//! let again = client.installation_token(&installation)?; // served from the cache
+//! assert!(token.same_as(&again));
+//! assert_eq!(demo.registry.mint_count(installation.as_str()), 1);
+//!
+//! let projects: serde_json::Value = client.get_json(&installation, "/projects?limit=10&page=0")?;
+//! assert_eq!(projects["projects"][0]["fullName"], "Sample project 1");
+//! client.revoke_all()?; // on shutdown
 //! # Ok(())
 //! # }
 //! ```
@@ -24,8 +35,6 @@ mod client;
 mod transport;
 
 pub use client::Client;
-pub use transport::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, Observer, RESOLVE_CACHE_TTL, UreqTransport,
-};
+pub use transport::{RESOLVE_CACHE_TTL, UreqTransport};
 
 pub use icr_app_core as core;

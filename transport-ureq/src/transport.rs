@@ -2,24 +2,17 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
-use icr_app_core::api::{Route, check_transport_security};
 use icr_app_core::{Error, TransportErrorKind};
+use icr_app_core::{Route, TransportPolicy};
 use ureq::Agent;
 use ureq::RequestExt as _;
 use ureq::config::Config;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
-
-/// The default cap on a response body: 8 MiB.
-pub const DEFAULT_MAX_BODY: u64 = 8 * 1024 * 1024;
-/// The default connect timeout.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The default time limit for a whole request and response.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Sends request descriptions over a [`ureq::Agent`].
 ///
@@ -33,21 +26,13 @@ pub struct UreqTransport {
     /// The agent turns statuses into errors or follows redirects: correct that per request
     /// (which costs a copy of the agent's configuration each time).
     override_per_request: bool,
-    max_body: u64,
-    allow_insecure_http: bool,
-    observer: Option<Observer>,
+    policy: TransportPolicy,
 }
-
-/// Called after every exchange with the method, the URI, the status (`None` when no response
-/// came) and the time taken. It never sees headers or bodies, so it cannot leak a credential.
-pub type Observer = Arc<dyn Fn(&http::Method, &http::Uri, Option<http::StatusCode>, Duration) + Send + Sync>;
 
 impl std::fmt::Debug for UreqTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UreqTransport")
-            .field("max_body", &self.max_body)
-            .field("allow_insecure_http", &self.allow_insecure_http)
-            .field("observer", &self.observer.is_some())
+            .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }
@@ -69,76 +54,74 @@ impl UreqTransport {
     /// reuses a pooled connection, and with a timeout set its default resolver does so on a new
     /// thread each time (about 0.1 to 0.25 ms a request on loopback; see BENCHMARKS.md).
     pub fn new() -> Self {
-        Self::with_timeout(DEFAULT_TIMEOUT)
+        Self::with_policy(TransportPolicy::default())
     }
 
     /// Like [`new`](Self::new), with `total` as the longest one request and its response may
     /// take (the connect timeout is the shorter of 10 s and `total`).
     pub fn with_timeout(total: Duration) -> Self {
+        Self::with_policy(TransportPolicy::with_timeout(total))
+    }
+
+    /// An agent built for `policy` (its timeouts, body cap and plain-http rule).
+    pub fn with_policy(policy: TransportPolicy) -> Self {
         let config = Agent::config_builder()
-            .timeout_connect(Some(DEFAULT_CONNECT_TIMEOUT.min(total)))
-            .timeout_global(Some(total))
+            .timeout_connect(Some(policy.connect_timeout))
+            .timeout_global(Some(policy.timeout))
             .http_status_as_error(false)
             .max_redirects(0)
             .build();
-        Self::with_agent(Agent::with_parts(
-            config,
-            DefaultConnector::new(),
-            CachingResolver::default(),
-        ))
+        let agent = Agent::with_parts(config, DefaultConnector::new(), CachingResolver::default());
+        Self {
+            policy,
+            ..Self::with_agent(agent)
+        }
     }
 
-    /// Uses your configured agent (proxy, TLS roots, timeouts). Per request, non-2xx statuses
-    /// are still returned as responses, redirects are still not followed, and the agent's proxy
-    /// is bypassed where [`send`](Self::send) says.
+    /// Uses your configured agent (proxy, TLS roots, and its own timeouts). Per request, non-2xx
+    /// statuses are still returned as responses, redirects are still not followed, the body cap
+    /// applies, and the agent's proxy is bypassed where [`send`](Self::send) says.
     pub fn with_agent(agent: Agent) -> Self {
         let config = agent.config();
         let override_per_request = config.http_status_as_error() || config.max_redirects() != 0;
         Self {
             agent,
             override_per_request,
-            max_body: DEFAULT_MAX_BODY,
-            allow_insecure_http: false,
-            observer: None,
+            policy: TransportPolicy::default(),
         }
     }
 
-    /// Reports every exchange to `observer` (e.g. for `-v` logging).
-    pub fn observe(mut self, observer: Observer) -> Self {
-        self.observer = Some(observer);
-        self
+    /// The policy applied to every exchange.
+    pub fn policy(&self) -> &TransportPolicy {
+        &self.policy
     }
 
     /// Sets the response body cap (default 8 MiB).
     pub fn max_body(mut self, bytes: u64) -> Self {
-        self.max_body = bytes;
+        self.policy.max_body = bytes;
         self
     }
 
     /// Allows credentials over plain `http://` to hosts other than loopback.
     pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        self.allow_insecure_http = allow;
+        self.policy.allow_insecure_http = allow;
         self
     }
 
     /// Sends `request` and reads the whole response.
     ///
-    /// The core's [transport policy](check_transport_security) comes first: only `https`, or
+    /// The core's [`TransportPolicy`] comes first: only `https`, or
     /// `http` to loopback (or with [`allow_insecure_http`](Self::allow_insecure_http)); and
     /// requests to loopback, or over plain `http` without the opt-in, never go through a proxy,
     /// whatever the agent or the environment says.
     pub fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
-        let route = check_transport_security(&request, self.allow_insecure_http)?;
+        let route = self.policy.check(&request)?;
         let (method, started) = (request.method().clone(), Instant::now());
         let path = request.uri().path().to_owned();
         let result = self.exchange(request, route == Route::Direct);
         let status = result.as_ref().map_or(0, |r| r.status().as_u16());
         let took = started.elapsed();
         tracing::debug!(target: "icr_app", %method, %path, status, took_ms = took.as_secs_f64() * 1000.0, "request");
-        if let Some(observer) = &self.observer {
-            let uri: http::Uri = path.parse().unwrap_or_default();
-            observer(&method, &uri, result.as_ref().ok().map(|r| r.status()), took);
-        }
         result
     }
 
@@ -158,9 +141,12 @@ impl UreqTransport {
         let (parts, mut body) = response.into_parts();
         let bytes = body
             .with_config()
-            .limit(self.max_body)
+            .limit(self.policy.max_body)
             .read_to_vec()
-            .map_err(transport_error)?;
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(_) => self.policy.body_too_large(),
+                other => transport_error(other),
+            })?;
         Ok(Response::from_parts(parts, bytes))
     }
 }

@@ -1,14 +1,42 @@
 //! # icr-app-testkit
 //!
-//! A fake ICR (International Carbon Registry) API that runs in-process on `127.0.0.1`, for the
-//! SDK's tests and for users' tests of their own ICR apps. It behaves as the documented API does:
-//! it verifies every app JWT for real (RS256 against the registered public key, `iss`, `exp` at
-//! most 10 minutes ahead, `iat` not in the future), issues `crs_` tokens with an `expiresAt`,
-//! lists installations page by page, and refuses unknown, revoked or expired tokens and missing
-//! permissions with NestJS-style error bodies. Tests can skew and advance its clock, inject
-//! faults, and read back every request.
+//! A fake ICR (International Carbon Registry) API that runs in-process on `127.0.0.1`, for
+//! testing ICR apps: point the app at [`FakeRegistry::demo`] instead of the real registry, then
+//! ask the registry what it saw.
+//!
+//! ```
+//! use icr_app_core::{App, AppKey, InstallationId};
+//! use icr_app_testkit::FakeRegistry;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A registry with a demo app (its id and private key are in `demo`) and three installations.
+//! let demo = FakeRegistry::demo();
+//! assert!(demo.registry.base_url().starts_with("http://127.0.0.1:"));
+//!
+//! // The app under test, here the SDK's blocking client, talks to it.
+//! let key = AppKey::from_pem(demo.private_key_pem)?;
+//! let app = App::builder(demo.app_id.clone(), key).base_url(demo.registry.base_url()).build()?;
+//! let client = icr_app_ureq::Client::new(app);
+//! let installation = &demo.installation_ids[0];
+//! let token = client.installation_token(&InstallationId::new(installation.clone())?)?;
+//! client.installation_token(&InstallationId::new(installation.clone())?)?; // from the cache
+//!
+//! // The registry minted one token for that installation, and accepts it.
+//! assert_eq!(demo.registry.mint_count(installation), 1);
+//! assert!(demo.registry.token_is_valid(token.secret().expose()));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! It behaves as the documented API does: it verifies every app JWT for real (RS256 against the
+//! registered public key, `iss`, `exp` at most 10 minutes ahead, `iat` not in the future), issues
+//! `crs_` tokens with an `expiresAt`, lists installations page by page, and refuses unknown,
+//! revoked or expired tokens and missing permissions with NestJS-style error bodies. Tests can
+//! skew and advance its clock, inject faults, and read back every request.
 //!
 //! It shares no code with `icr-app-core`, so it checks the SDK rather than mirroring it.
+//!
+//! A registry of your own, with your app and installations:
 //!
 //! ```
 //! use icr_app_testkit::{DEMO_PRIVATE_KEY_PEM, FakeRegistry};

@@ -197,7 +197,7 @@ impl ApiConfig {
                 "base URL",
                 format!(
                     "`{}` {why}; use e.g. {DEFAULT_BASE_URL} or http://127.0.0.1:PORT for a local fake registry",
-                    crate::error::excerpt(&redact_userinfo(base_url), 80)
+                    crate::redact::excerpt(&redact_userinfo(base_url), 80)
                 ),
             )
         };
@@ -286,7 +286,7 @@ impl ApiConfig {
                 "it is for {}, not the configured registry {}, so no token is added to it; build it with the client's \
                  `request` method (relative to the base URL), or, to send the token to that host on purpose, insert \
                  `icr_app_core::api::OtherHost` into the request's extensions",
-                crate::error::excerpt(
+                crate::redact::excerpt(
                     &redact_userinfo(&format!(
                         "{}://{}",
                         request.uri().scheme_str().unwrap_or("?"),
@@ -310,7 +310,7 @@ impl ApiConfig {
         if !path_and_query.starts_with('/') {
             return Err(Error::config(
                 "request path",
-                format!("`{}` must start with `/`", crate::error::excerpt(path_and_query, 80)),
+                format!("`{}` must start with `/`", crate::redact::excerpt(path_and_query, 80)),
             ));
         }
         let url = format!("{}{}", self.base_url, path_and_query);
@@ -319,7 +319,7 @@ impl ApiConfig {
                 "request path",
                 format!(
                     "`{}` is not a valid path; percent-encode ids with encode_segment",
-                    crate::error::excerpt(path_and_query, 80)
+                    crate::redact::excerpt(path_and_query, 80)
                 ),
             )
         })?;
@@ -473,7 +473,7 @@ pub fn check_transport_security<B>(request: &Request<B>, allow_insecure: bool) -
     if !http && !scheme.eq_ignore_ascii_case("https") {
         return Err(refused(format!(
             "refusing to send a request with the scheme `{}`: only https:// (or http:// to loopback, or with allow_insecure_http) is allowed",
-            crate::error::excerpt(scheme, 16)
+            crate::redact::excerpt(scheme, 16)
         )));
     }
     if is_loopback_host(uri.host().unwrap_or("")) {
@@ -489,7 +489,7 @@ pub fn check_transport_security<B>(request: &Request<B>, allow_insecure: bool) -
         return Err(refused(format!(
             "refusing to send credentials over plain http:// to {}, where anyone on the network can read them: \
              use https://, or allow it explicitly (allow_insecure_http / --allow-insecure-http) for a trusted network",
-            crate::error::excerpt(uri.host().unwrap_or("?"), 80)
+            crate::redact::excerpt(uri.host().unwrap_or("?"), 80)
         )));
     }
     Ok(Route::Direct)

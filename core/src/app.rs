@@ -35,11 +35,11 @@ use crate::cache::{CacheConfig, Poll, RequestId, Token, TokenCache, TokenState};
 use crate::clock::{ClockOffset, Timestamp};
 use crate::error::{Credential, Error, TransportErrorKind};
 use crate::jwt::{AppId, AppJwt, JwtSigner};
-use crate::keys::Signer;
 use crate::models::AccessToken;
 use crate::response::{check_status, parse_json, status_error};
 use crate::retry::RetryPolicy;
 use crate::secret::SecretString;
+use crate::signer::Signer;
 
 /// A 401 whose `Date` shows more skew than this (against the clock the JWT was made for) is
 /// retried once with the corrected clock.

@@ -140,7 +140,7 @@ pub(crate) mod rfc3339 {
         Timestamp::parse_rfc3339(&s).ok_or_else(|| {
             serde::de::Error::custom(format!(
                 "`{}` is not an RFC 3339 date-time",
-                crate::error::excerpt(&s, 40)
+                crate::redact::excerpt(&s, 40)
             ))
         })
     }
@@ -163,7 +163,7 @@ pub(crate) mod rfc3339 {
                 Some(s) => Timestamp::parse_rfc3339(&s).map(Some).ok_or_else(|| {
                     serde::de::Error::custom(format!(
                         "`{}` is not an RFC 3339 date-time",
-                        crate::error::excerpt(&s, 40)
+                        crate::redact::excerpt(&s, 40)
                     ))
                 }),
             }

@@ -113,7 +113,7 @@ impl Settings {
                         "arguments",
                         format!(
                             "unknown flag `{}`; use --base-url, --app-id, --private-key, --installation, --api-version",
-                            crate::error::excerpt(other, 40)
+                            crate::redact::excerpt(other, 40)
                         ),
                     ));
                 }

@@ -14,8 +14,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::clock::{ClockOffset, Timestamp};
 use crate::error::Error;
-use crate::keys::Signer;
 use crate::secret::SecretString;
+use crate::signer::Signer;
 
 /// ICR's hard cap on `exp - now`.
 pub const MAX_JWT_LIFETIME: Duration = Duration::from_secs(600);

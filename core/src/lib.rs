@@ -59,9 +59,11 @@ mod keys;
 mod models;
 mod ops;
 mod pager;
+mod redact;
 pub mod response;
 mod retry;
 mod secret;
+mod signer;
 mod transport;
 pub mod webhook;
 
@@ -69,16 +71,18 @@ pub use api::{ApiConfig, DEFAULT_API_VERSION, DEFAULT_BASE_URL, InstallationId, 
 pub use app::{App, AppBuilder, TokenScope};
 pub use cache::{CacheConfig, RequestId, Token, TokenState};
 pub use clock::{ClockOffset, Timestamp};
-pub use error::{ApiMessage, Credential, Error, TransportErrorKind, excerpt};
+pub use error::{ApiMessage, Credential, Error, TransportErrorKind};
 pub use jwt::{AppId, AppJwt, JwtSigner, encode_compact};
-pub use keys::{AppKey, KeyError, Signer};
+pub use keys::{AppKey, KeyError};
 pub use models::{
     AccessToken, CreateUserOrganization, CreatedUserOrganization, Installation, InstallationsPage, NewOrganization,
     NewUser, Organization, Pagination, PermissionLevel, Permissions,
 };
 pub use ops::{Call, GetToken, ListInstallations, Operation, Refresher, Revoke, RevokeAll, SendAs, Step};
 pub use pager::{DEFAULT_PAGE_SIZE, InstallationPager};
+pub use redact::excerpt;
 pub use retry::RetryPolicy;
 pub use secret::SecretString;
+pub use signer::Signer;
 pub use transport::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, TransportPolicy};
 pub use webhook::{EventKind, SIGNATURE_HEADER, WebhookError, WebhookEvent, WebhookSecret};

@@ -1,0 +1,19 @@
+//! [`Signer`]: the seam that signs the app JWT, with the app's key or in a KMS/HSM.
+
+use crate::error::Error;
+use crate::keys::AppKey;
+
+/// Signs RS256 (RSASSA-PKCS1-v1_5 with SHA-256) for the app JWT.
+///
+/// [`AppKey`] (ring) is the default; implement this to sign in a KMS or HSM.
+pub trait Signer: Send + Sync {
+    /// The RS256 signature of `message`.
+    fn sign_rs256(&self, message: &[u8]) -> Result<Vec<u8>, Error>;
+}
+
+impl Signer for AppKey {
+    fn sign_rs256(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
+        self.sign_pkcs1_sha256(message)
+            .ok_or_else(|| Error::Signing("ring could not compute the RSA signature".to_owned()))
+    }
+}

@@ -61,7 +61,3 @@ impl Setup {
             .unwrap()
     }
 }
-
-/// The README's examples, compiled and run as doctests.
-#[doc = include_str!("../../README.md")]
-pub mod readme {}

@@ -50,6 +50,8 @@ fn no_two_workspace_examples_share_a_file_name() {
         ("icr-app-core", "jwt"),
         ("icr-app-ureq", "ureq_installation_token"),
         ("icr-app-reqwest", "reqwest_installation_token"),
+        ("icr-app-ureq", "ureq_quickstart"),
+        ("icr-app-reqwest", "reqwest_quickstart"),
     ] {
         assert_eq!(
             targets.get(&("example".to_owned(), example.to_owned())),

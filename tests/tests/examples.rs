@@ -1,10 +1,16 @@
-//! The `ureq_installation_token` and `reqwest_installation_token` examples, run as processes
-//! against the fake registry: the happy path, a registry whose clock is hours off, and one whose
-//! first answers are 5xx or 429; failures print a clear error and exit non-zero.
+//! The examples of both clients, run as processes against the fake registry.
+//!
+//! `ureq_installation_token` and `reqwest_installation_token`: the happy path, a registry whose
+//! clock is hours off, and one whose first answers are 5xx or 429; failures print a clear error
+//! and exit non-zero.
+//!
+//! `ureq_quickstart` and `reqwest_quickstart` (the README's two Rust programs, byte for byte, see
+//! `readme.rs`): run as a user runs them, settings in the environment and the key in a file.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use icr_app_testkit::{FakeRegistry, Fault};
+use icr_app_testkit::{FakeRegistry, Fault, TokenStatus};
 /// A private key written to a temporary file, removed on drop.
 struct KeyFile(std::path::PathBuf);
 
@@ -32,6 +38,40 @@ fn run((package, example): (&str, &str), args: &[&str], envs: &[(&str, &str)]) -
     cmd.args(["run", "-q", "-p", package, "--example", example, "--"])
         .args(args);
     for var in ["ICR_BASE_URL", "ICR_APP_ID", "ICR_PRIVATE_KEY", "ICR_INSTALLATION_ID"] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(envs.iter().copied());
+    cmd.output().unwrap()
+}
+
+/// Builds an example (a no-op when it is up to date) and returns its binary, so that a test can
+/// run it many times without a `cargo run` each time.
+fn build_example((package, example): (&str, &str)) -> PathBuf {
+    // The test binary is target/<profile>/deps/examples-<hash>; examples are in target/<profile>/examples.
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "-q", "-p", package, "--example", example]);
+    if profile_dir.ends_with("release") {
+        build.arg("--release");
+    }
+    assert!(build.status().unwrap().success(), "cargo build --example {example}");
+    profile_dir
+        .join("examples")
+        .join(format!("{example}{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// Runs a built example with exactly `envs` of the `ICR_*` settings.
+fn run_binary(binary: &Path, envs: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(binary);
+    for var in [
+        "ICR_BASE_URL",
+        "ICR_APP_ID",
+        "ICR_PRIVATE_KEY",
+        "ICR_INSTALLATION_ID",
+        "ICR_API_VERSION",
+    ] {
         cmd.env_remove(var);
     }
     cmd.envs(envs.iter().copied());
@@ -129,5 +169,95 @@ fn both_examples_mint_through_flags_and_environment() {
         let out = run(package, &[], &[("ICR_APP_ID", "x")]);
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("ICR_PRIVATE_KEY"));
+    }
+}
+
+#[test]
+fn quickstart_examples_run_against_the_demo_registry() {
+    for example in [
+        ("icr-app-ureq", "ureq_quickstart"),
+        ("icr-app-reqwest", "reqwest_quickstart"),
+    ] {
+        let binary = build_example(example);
+        let demo = FakeRegistry::demo();
+        let key = KeyFile::new(demo.private_key_pem);
+        let base = demo.registry.base_url();
+        let id = demo.installation_ids[0].as_str();
+        let env = [
+            ("ICR_BASE_URL", base.as_str()),
+            ("ICR_APP_ID", demo.app_id.as_str()),
+            ("ICR_PRIVATE_KEY", key.0.to_str().unwrap()),
+            ("ICR_INSTALLATION_ID", id),
+        ];
+        let out = run_binary(&binary, &env);
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{example:?}: {stdout}{stderr}");
+        assert!(stderr.is_empty(), "{example:?}: {stderr}");
+
+        let lines: Vec<&str> = stdout.lines().collect();
+        let expires = lines[0]
+            .strip_prefix(&format!("token for {id} expires "))
+            .unwrap_or_else(|| panic!("{example:?}: {stdout}"));
+        assert!(expires.ends_with('Z') && expires.len() >= 20, "{expires}");
+        assert_eq!(
+            lines[1..],
+            [
+                "project Sample project 1".to_owned(),
+                "project Sample project 2".to_owned(),
+                "project Sample project 3".to_owned(),
+                format!("installation {} Nordic Peatland Restoration", demo.installation_ids[0]),
+                format!(
+                    "installation {} Andes Reforestation Cooperative",
+                    demo.installation_ids[1]
+                ),
+                format!("installation {} Blue Carbon Mangroves", demo.installation_ids[2]),
+                "revoked 1 token(s)".to_owned(),
+            ],
+            "{example:?}"
+        );
+        assert!(!stdout.contains("crs_"), "the token itself is never printed");
+
+        // One mint, used for the projects call, then revoked.
+        assert_eq!(demo.registry.mint_count(id), 1);
+        let requests = demo.registry.requests();
+        let projects = requests
+            .iter()
+            .find(|r| r.method == "GET" && r.path == "/projects?limit=10&page=0")
+            .expect("GET /projects");
+        let token = projects
+            .header("authorization")
+            .unwrap()
+            .strip_prefix("Bearer ")
+            .unwrap();
+        assert_eq!(demo.registry.token_status(token), TokenStatus::Revoked);
+
+        // Failures: a message naming what is wrong, a non-zero exit, nothing on stdout.
+        let missing = std::env::temp_dir().join("icr-e2e-no-such-key.pem");
+        let missing = missing.to_str().unwrap();
+        for (change, expect) in [
+            (("ICR_PRIVATE_KEY", missing), missing),
+            (("ICR_APP_ID", "someone-else"), "Unauthorized"),
+            (
+                ("ICR_INSTALLATION_ID", "00000000-0000-4000-8000-000000000000"),
+                "NotFound",
+            ),
+        ] {
+            let env: Vec<_> = env
+                .iter()
+                .map(|&(k, v)| if k == change.0 { change } else { (k, v) })
+                .collect();
+            let out = run_binary(&binary, &env);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{change:?}");
+            assert!(
+                stderr.contains(expect) && !stderr.contains("panicked"),
+                "{change:?}: {stderr}"
+            );
+            assert!(out.stdout.is_empty(), "{change:?}");
+        }
+        let out = run_binary(&binary, &env[..2]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("ICR_PRIVATE_KEY is not set"));
     }
 }

@@ -14,7 +14,8 @@ use clap::{Args, Parser, Subcommand};
 use http::Method;
 use icr_app_core::TransportErrorKind;
 use icr_app_core::webhook::{self, WebhookSecret};
-use icr_app_core::{App, AppKey, Error, Installation, InstallationId, TokenScope, env};
+use icr_app_core::{App, AppKey, Error, Installation, InstallationId, TokenScope};
+use icr_app_settings as env;
 use icr_app_ureq::{Client, UreqTransport};
 use zeroize::Zeroizing;
 

@@ -52,7 +52,6 @@ pub mod api;
 mod app;
 mod cache;
 mod clock;
-pub mod env;
 mod error;
 mod jwt;
 mod keys;

@@ -11,7 +11,7 @@
 use std::process::ExitCode;
 
 use icr_app_core::Error;
-use icr_app_core::env::Settings;
+use icr_app_settings::Settings;
 use icr_app_reqwest::Client;
 
 #[tokio::main(flavor = "current_thread")]

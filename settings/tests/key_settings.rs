@@ -6,13 +6,13 @@ use std::path::PathBuf;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use icr_app_core::env::{Settings, load_private_key};
 use icr_app_core::{AppKey, Error, KeyError};
+use icr_app_settings::{Settings, load_private_key};
 
-const PEM: &str = include_str!("fixtures/keys/rsa2048-pkcs1.pem");
-const PKCS8: &str = include_str!("fixtures/keys/rsa2048-pkcs8.pem");
-const DER: &[u8] = include_bytes!("fixtures/keys/rsa2048-pkcs8.der");
-const FINGERPRINT: &str = include_str!("fixtures/keys/rsa2048.fingerprint");
+const PEM: &str = include_str!("../../core/tests/fixtures/keys/rsa2048-pkcs1.pem");
+const PKCS8: &str = include_str!("../../core/tests/fixtures/keys/rsa2048-pkcs8.pem");
+const DER: &[u8] = include_bytes!("../../core/tests/fixtures/keys/rsa2048-pkcs8.der");
+const FINGERPRINT: &str = include_str!("../../core/tests/fixtures/keys/rsa2048.fingerprint");
 const TOKEN: &str = "crs_19c9bd530ccd3e1187eed12dc4edb70abe757fc4c7be9c5b";
 const JWT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJhcHAtMSJ9.c2lnbmF0dXJlLW9mLXRoZS1qd3QtaGVyZQ";
 

@@ -1,13 +1,25 @@
-//! Settings shared by the CLI, the examples and users' programs: the environment variable
-//! names, and loading a private key given either as a path or as the PEM itself.
+//! # icr-app-settings
 //!
-//! This is the one place the core touches the file system (to read a key file); it never does
-//! network I/O.
+//! Settings shared by the `icr-app` CLI, the examples and your programs: the `ICR_*` environment
+//! variable names, `--flag value` settings that fall back to them, and loading the app's private
+//! key given as a path, as its PEM text, or base64-encoded (as CI secret stores hold it).
+//!
+//! This crate reads files and the environment so that the core never does.
+//!
+//! ```no_run
+//! // ICR_APP_ID, ICR_PRIVATE_KEY, ICR_BASE_URL (optional), ICR_INSTALLATION_ID from the environment.
+//! let settings = icr_app_settings::Settings::from_args(std::env::args().skip(1))?;
+//! let app = settings.app(0)?; // an icr_app_core::App, ready for a client
+//! let installation = settings.installation()?;
+//! # let _ = (app, installation);
+//! # Ok::<(), icr_app_core::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
-use crate::error::Error;
 use zeroize::Zeroizing;
 
-use crate::keys::{AppKey, KeyError};
+use icr_app_core::{AppKey, Error, KeyError};
 
 /// The registry's base URL.
 pub const BASE_URL: &str = "ICR_BASE_URL";
@@ -113,7 +125,7 @@ impl Settings {
                         "arguments",
                         format!(
                             "unknown flag `{}`; use --base-url, --app-id, --private-key, --installation, --api-version",
-                            crate::redact::excerpt(other, 40)
+                            icr_app_core::excerpt(other, 40)
                         ),
                     ));
                 }
@@ -137,8 +149,8 @@ impl Settings {
         Ok(s)
     }
 
-    /// Builds the [`App`](crate::App), loading the key; `seed` feeds the back-off jitter.
-    pub fn app(&self, seed: u64) -> Result<crate::App, Error> {
+    /// Builds the [`App`](https://docs.rs/icr-app-core/latest/icr_app_core/struct.App.html), loading the key; `seed` feeds the back-off jitter.
+    pub fn app(&self, seed: u64) -> Result<icr_app_core::App, Error> {
         let key = load_private_key(self.private_key.as_deref().unwrap_or(""))?;
         let app_id = self.app_id.clone().ok_or_else(|| {
             Error::config(
@@ -146,7 +158,7 @@ impl Settings {
                 format!("none given; pass --app-id or set {APP_ID} to the App ID on the app's dashboard"),
             )
         })?;
-        let mut builder = crate::App::builder(app_id, key).seed(seed);
+        let mut builder = icr_app_core::App::builder(app_id, key).seed(seed);
         if let Some(url) = &self.base_url {
             builder = builder.base_url(url.clone());
         }
@@ -157,13 +169,13 @@ impl Settings {
     }
 
     /// The installation id.
-    pub fn installation(&self) -> Result<crate::InstallationId, Error> {
+    pub fn installation(&self) -> Result<icr_app_core::InstallationId, Error> {
         let id = self.installation.clone().ok_or_else(|| {
             Error::config(
                 "installation id",
                 format!("none given; pass --installation or set {INSTALLATION_ID}"),
             )
         })?;
-        crate::InstallationId::new(id)
+        icr_app_core::InstallationId::new(id)
     }
 }

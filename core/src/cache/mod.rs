@@ -916,3 +916,6 @@ mod tests {
         assert!(next > at(6480) && next <= at(6481));
     }
 }
+
+#[cfg(test)]
+mod props;

@@ -1,12 +1,21 @@
 //! Property tests of the token state machine over random sequences of polls, answers, failures,
-//! invalidations and time jumps.
+//! invalidations, refreshes and time jumps (moved here from `core/tests/cache_props.rs` when the
+//! cache became private).
+//!
+//! Besides what a caller can see, they check the cache's own bookkeeping after every step: the
+//! recency index holds exactly the keys, and the id -> key map of fetches in flight agrees with
+//! each entry's in-flight record.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use icr_app_core::Timestamp;
-use icr_app_core::{AccessToken, ApiMessage, CacheConfig, Error, Poll, RequestId, TokenCache, TransportErrorKind};
 use proptest::prelude::*;
+
+use super::{Poll, RequestId, TokenCache, TokenState};
+use crate::cache::CacheConfig;
+use crate::clock::Timestamp;
+use crate::error::{ApiMessage, Error, TransportErrorKind};
+use crate::models::AccessToken;
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -61,6 +70,33 @@ fn token(name: u64, now: Timestamp, life: u16) -> AccessToken {
     .unwrap()
 }
 
+/// The cache's internal records agree with each other.
+fn consistent(cache: &TokenCache<u8>) -> Result<(), TestCaseError> {
+    prop_assert_eq!(
+        cache.recency.len(),
+        cache.entries.len(),
+        "the recency index holds exactly the keys"
+    );
+    for (tick, key) in &cache.recency {
+        prop_assert_eq!(cache.entries.get(key).map(|e| e.tick), Some(*tick));
+    }
+    for (id, key) in &cache.in_flight {
+        let entry = cache.entries.get(key);
+        prop_assert!(
+            entry.is_some_and(|e| e.in_flight.is_some_and(|(i, _)| i == *id)),
+            "fetch {} for key {} not recorded on its entry",
+            id,
+            key
+        );
+    }
+    for (key, e) in &cache.entries {
+        if let Some((id, _)) = e.in_flight {
+            prop_assert_eq!(cache.in_flight.get(&id), Some(key));
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -84,13 +120,23 @@ proptest! {
                             // Never a token with less than the asked-for life left.
                             prop_assert!(t.remaining(now) >= min.unwrap_or(default_min));
                         }
-                        Poll::Fetch { id, stale } => {
+                        Poll::Fetch { id } => {
                             // Never two fetches in flight for one key (an abandoned one excepted).
-                            let live = outstanding.iter().filter(|(i, k)| **k == key && cache.key_of(**i).is_some()).count();
+                            let live = outstanding.iter().filter(|(i, k)| **k == key && **i != id && cache.key_of(**i).is_some()).count();
                             prop_assert_eq!(live, 0, "second fetch for key {}", key);
-                            prop_assert!(!answered.contains(&id), "id reused");
-                            if let Some(t) = stale {
-                                prop_assert!(t.remaining(now) >= min.unwrap_or(default_min));
+                            prop_assert!(!answered.contains(&id) && !outstanding.contains_key(&id), "id reused");
+                            prop_assert_eq!(cache.key_of(id), Some(&key));
+                            // The key now shows the fetch; a token it still holds serves only
+                            // those who need no more than it has left.
+                            match cache.state(&key, now) {
+                                TokenState::Fetching => {}
+                                TokenState::Refreshing(t) => {
+                                    if let Some(u) = cache.usable(&key, now, min.unwrap_or(default_min)) {
+                                        prop_assert!(u.same_as(&t));
+                                        prop_assert!(u.remaining(now) >= min.unwrap_or(default_min));
+                                    }
+                                }
+                                other => prop_assert!(false, "after a Fetch, key {} is {:?}", key, other),
                             }
                             outstanding.insert(id, key);
                         }
@@ -106,11 +152,14 @@ proptest! {
                 Op::AnswerToken { pick, life } => {
                     if let Some(id) = pick_id(&outstanding, pick) {
                         names += 1;
+                        let was_live = cache.key_of(id).is_some();
                         let r = cache.handle_token(id, token(names, now, life), now, 0);
-                        let was_live = cache_knew(&r);
+                        // A live fetch's answer is taken (life > 0, so never "already
+                        // expired"); an abandoned one's is refused.
+                        prop_assert_eq!(r.is_ok(), was_live, "{:?}", r.err());
+                        prop_assert!(cache.key_of(id).is_none());
                         outstanding.remove(&id);
                         prop_assert!(answered.insert(id), "answered twice");
-                        let _ = was_live;
                     }
                 }
                 Op::AnswerError { pick, retry_after, cancelled } => {
@@ -120,7 +169,10 @@ proptest! {
                         } else {
                             Error::Server { status: 503, retry_after: retry_after.map(|s| Duration::from_secs(u64::from(s))), api: ApiMessage::default() }
                         };
-                        let _ = cache.handle_error(id, error, now);
+                        let was_live = cache.key_of(id).is_some();
+                        let r = cache.handle_error(id, error, now);
+                        prop_assert_eq!(r.is_ok(), was_live);
+                        prop_assert!(cache.key_of(id).is_none());
                         outstanding.remove(&id);
                         prop_assert!(answered.insert(id));
                     }
@@ -143,6 +195,7 @@ proptest! {
                 Op::Refresh => {
                     while let Some((id, key)) = cache.poll_refresh(now) {
                         prop_assert!(!outstanding.iter().any(|(i, k)| *k == key && cache.key_of(*i).is_some() && *i != id));
+                        prop_assert!(!answered.contains(&id) && !outstanding.contains_key(&id), "id reused");
                         outstanding.insert(id, key);
                     }
                     if let Some(t) = cache.poll_timeout() {
@@ -152,6 +205,7 @@ proptest! {
             }
             // The cap holds, but for keys with a fetch in flight.
             prop_assert!(cache.len() <= cap + outstanding.len());
+            consistent(&cache)?;
         }
     }
 }
@@ -160,8 +214,4 @@ fn pick_id(outstanding: &HashMap<RequestId, u8>, pick: u8) -> Option<RequestId> 
     let mut ids: Vec<_> = outstanding.keys().copied().collect();
     ids.sort();
     (!ids.is_empty()).then(|| ids[usize::from(pick) % ids.len()])
-}
-
-fn cache_knew<T>(r: &Result<T, Error>) -> bool {
-    !matches!(r, Err(Error::UnknownRequest(_)))
 }

@@ -8,18 +8,15 @@
 //! times round-trip, a correctly signed webhook is never refused as a mismatch, and no error,
 //! `Debug` or `Display` text repeats a secret-looking run of the input (see [`secret_runs`]).
 
-use std::sync::Arc;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use icr_app_core::error::excerpt;
 use icr_app_core::response::{check_status, parse_json, retry_after, status_error};
 use icr_app_core::webhook::{self, SIGNATURE_HEADER, WebhookError, WebhookSecret};
 use icr_app_core::{
-    AccessToken, ApiConfig, ApiMessage, App, AppId, AppKey, CallStep, ClockOffset, CreatedUserOrganization, Credential,
-    Error, Installation, InstallationId, InstallationsPage, KeyError, Signer, Timestamp, TokenAnswer, TokenScope,
-    TokenStep,
+    AccessToken, ApiMessage, App, AppKey, Call, ClockOffset, CreatedUserOrganization, Credential, Error, GetToken,
+    Installation, InstallationId, InstallationsPage, KeyError, Operation, Refresher, Revoke, Signer, Step, Timestamp,
+    TokenScope, TokenState, excerpt,
 };
 
 /// A target body: takes any bytes, panics only on a bug.
@@ -37,9 +34,8 @@ pub const TARGETS: [(&str, Target); 5] = [
 // ---------------------------------------------------------------------------------------------
 // keys
 
-/// Key loading: [`AppKey::parse`] (PEM, DER, UTF-16 PEM), [`AppKey::from_der`],
-/// [`AppKey::from_pem`] and the "path or PEM" loader [`icr_app_core::env::load_private_key`]
-/// (only for input holding `-----BEGIN`, which it never treats as a path).
+/// Key loading: [`AppKey::parse`] (PEM, DER, UTF-16 PEM), [`AppKey::from_der`] and, on UTF-8
+/// input, the settings loader [`AppKey::from_text`] (PEM, or the base64 of a PEM or DER key).
 ///
 /// The whole input is the key file. Invariants: the loaders agree with each other, and no error
 /// or `Debug` text repeats a secret-looking run of the input.
@@ -56,18 +52,17 @@ pub fn keys(data: &[u8]) {
             "parse and from_der loaded different keys"
         );
     }
-    if let Ok(text) = std::str::from_utf8(data)
-        && text.contains("-----BEGIN")
-    {
-        // `parse` reads UTF-8 holding `-----BEGIN` as PEM; the env loader must do the same.
-        let loaded = icr_app_core::env::load_private_key(text);
-        match (&parsed, &loaded) {
-            (Ok(a), Ok(b)) => assert_eq!(a.fingerprint(), b.fingerprint()),
-            (Err(a), Err(Error::Key(b))) => assert_eq!(a, b),
-            (a, b) => panic!("parse and load_private_key disagree: {a:?} vs {b:?}"),
-        }
-        if let Err(e) = &loaded {
-            assert_secret_free(&format!("{e} {e:?}"), &secrets);
+    if let Ok(text) = std::str::from_utf8(data) {
+        // The loader for keys given as settings (PEM, or base64 of PEM or DER) never quotes its
+        // input either; on text holding `-----BEGIN` it reads PEM, as `parse` does.
+        let from_text = AppKey::from_text(text);
+        check_key_result(&from_text, &secrets);
+        if text.contains("-----BEGIN") {
+            match (&parsed, &from_text) {
+                (Ok(a), Ok(b)) => assert_eq!(a.fingerprint(), b.fingerprint()),
+                (Err(a), Err(b)) => assert_eq!(a, b),
+                (a, b) => panic!("parse and from_text disagree: {a:?} vs {b:?}"),
+            }
         }
     }
 }
@@ -117,9 +112,12 @@ const NOW_MS: i64 = 1_700_000_000_000;
 /// Input: byte 0 picks the parser (mod 8), byte 1 the status (from [`STATUSES`]); the rest is
 /// `Name: value` header lines up to the first blank line (`\n\n`), then the body. Without a blank
 /// line it is all body. Parsers: 0 access token, 1 installation, 2 installations page, 3 created
-/// user and organization (all with [`parse_json`]); 4 [`App::handle_token_response`] (mint,
-/// including the clock-skew retry); 5 [`App::finish`] of a list call; 6 [`App::finish_revoke`]
-/// and [`check_status`]; 7 [`retry_after`] and [`status_error`] with a clock skew.
+/// user and organization (all with [`parse_json`]); 4 a mint ([`GetToken`] on an [`App`],
+/// including the clock-skew retry and the retries of its [`RetryPolicy`](icr_app_core::RetryPolicy), then the cache and a
+/// [`Refresher`] on what it got); 5 a list call ([`Call::installations_page`]); 6 a revocation
+/// ([`Revoke`]) and [`check_status`]; 7 [`retry_after`] and [`status_error`] with a clock skew.
+///
+/// The operations are driven to the end, every request answered with the same response.
 pub fn responses(data: &[u8]) {
     let [parser, status, rest @ ..] = data else { return };
     let status = STATUSES[usize::from(*status) % STATUSES.len()];
@@ -177,7 +175,9 @@ pub fn responses(data: &[u8]) {
         6 => {
             let mut app = app();
             let token = icr_app_core::SecretString::new("crs_fuzz0000000000000000000000000000000000000000");
-            let revoked = app.finish_revoke(&token, &response, Timestamp::from_unix_millis(NOW_MS));
+            let mut revoke = Revoke::new(token);
+            let (revoked, sends, _) = drive(&mut revoke, &mut app, &response, Timestamp::from_unix_millis(NOW_MS));
+            assert_eq!(sends, 1, "a revocation is not retried");
             assert_eq!(revoked.is_ok(), response.status().is_success());
             let checked = check_status(&response, Credential::AccessToken);
             assert_eq!(revoked, checked);
@@ -210,42 +210,103 @@ fn count(haystack: &[u8], needle: &[u8]) -> usize {
     haystack.windows(needle.len().max(1)).filter(|w| *w == needle).count()
 }
 
-/// The mint path: a token request for an installation, answered with `response` (and, when the
-/// clock-skew retry asks for it, answered again with the same response).
+/// Drives `op` to [`Step::Done`], answering every request with `response` (received at once) and
+/// sleeping when asked; returns the result, how many requests were sent, and when it finished.
+///
+/// Invariants: nothing else runs, so the operation never waits for another; a request sent again
+/// without a sleep before it (the clock-skew retry) follows a 401, once; the sends stay within
+/// the app's [`RetryPolicy`](icr_app_core::RetryPolicy) (one more for the skew retry); time never goes back.
+fn drive<O: Operation>(
+    op: &mut O,
+    app: &mut App,
+    response: &http::Response<Vec<u8>>,
+    mut now: Timestamp,
+) -> (Result<O::Output, Error>, u32, Timestamp) {
+    let max_sends = app.retry_policy().max_attempts + 1;
+    let (mut sends, mut immediate_resends, mut slept) = (0, 0, true);
+    for _ in 0..4 * max_sends {
+        match op.poll(app, now) {
+            Step::Send { id, request } => {
+                assert!(!request.uri().to_string().is_empty());
+                if !slept {
+                    immediate_resends += 1;
+                    assert_eq!(response.status(), 401, "only a 401 is sent again at once");
+                    assert_eq!(immediate_resends, 1, "the skew retry happens once");
+                }
+                sends += 1;
+                assert!(sends <= max_sends, "{sends} sends");
+                slept = false;
+                op.handle_response(app, id, response.clone(), now);
+            }
+            Step::Sleep { until } => {
+                assert!(until >= now, "asked to sleep until {until}, before {now}");
+                now = until;
+                slept = true;
+            }
+            Step::Wait { until } => panic!("nothing else is in flight, yet asked to wait until {until}"),
+            Step::Done(result) => return (result, sends, now),
+        }
+    }
+    panic!("not done after {sends} sends");
+}
+
+/// The mint path: a token for an installation, every request answered with `response`; then,
+/// if a token was handed out, the cache serves it and a refresher renews it when due.
 fn mint(response: http::Response<Vec<u8>>, secrets: &[String]) {
     let now = Timestamp::from_unix_millis(NOW_MS);
     let mut app = app();
     let id = InstallationId::new("88f89df1-0a53-41c5-974d-dd99708b2f9f").expect("a valid installation id");
     let scope = TokenScope::Installation(id);
-    let TokenStep::Send { id, .. } = app.poll_token(&scope, now, None).expect("a mint request") else {
-        panic!("nothing is cached yet, so the first poll must mint");
-    };
     let status = response.status().as_u16();
-    let mut answer = app.handle_token_response(id, response.clone(), now);
-    if let Ok(TokenAnswer::Retry(_)) = &answer {
-        assert_eq!(status, 401, "only a 401 is retried");
-        answer = app.handle_token_response(id, response, now);
-        assert!(
-            !matches!(answer, Ok(TokenAnswer::Retry(_))),
-            "the skew retry happens once"
-        );
-    }
+    let (answer, _, now) = drive(&mut GetToken::new(scope.clone(), None), &mut app, &response, now);
     match answer {
-        Ok(TokenAnswer::Token(token)) => {
+        Ok(token) => {
             // `Debug` redacts the token; it shows the installation id, which might equal it.
             let shown = format!("{token:?}");
             let secret = token.secret().expose();
             if secret.len() >= 16 && !is_in_ids(&token) {
                 assert!(!shown.contains(secret), "{shown}");
             }
-            assert!(token.remaining(now) > std::time::Duration::ZERO);
-            assert!(matches!(app.peek_token(&scope, now, None), Some(_) | None));
+            let min_remaining = app.cache_config().min_remaining;
+            assert!(token.remaining(now) >= min_remaining, "handed out with too little life");
+            assert!(token.refresh_at() < token.expires_local());
+            // Served from the cache while it has enough life left and no refresh is due.
+            let later = token.refresh_at().minus(std::time::Duration::from_millis(1)).max(now);
+            let mut again = GetToken::new(scope.clone(), None);
+            match again.poll(&mut app, later) {
+                Step::Done(Ok(cached)) => assert!(cached.same_as(&token)),
+                Step::Send { .. } => {
+                    assert!(token.remaining(later) < min_remaining);
+                    again.abandon(&mut app, later);
+                }
+                other => panic!("a cached token: {other:?}"),
+            }
+            // Renewed when due; a refresher abandoned mid-mint leaves the token as it was.
+            let mut refresher = Refresher::new();
+            if let Step::Send { .. } = refresher.poll(&mut app, token.refresh_at()) {
+                assert!(matches!(
+                    app.token_state(&scope, token.refresh_at()),
+                    TokenState::Refreshing(_)
+                ));
+                refresher.abandon(&mut app, token.refresh_at());
+            }
+            assert!(matches!(
+                app.token_state(&scope, token.refresh_at()),
+                TokenState::Valid(_)
+            ));
+            // Nothing to renew once it has expired.
+            let expired = token.expires_local().plus(std::time::Duration::from_secs(1));
+            assert!(matches!(refresher.poll(&mut app, expired), Step::Wait { .. }));
         }
-        Ok(TokenAnswer::Retry(_)) => unreachable!("checked above"),
-        Err(e) => check_error(&e, status, secrets),
+        Err(e) => {
+            check_error(&e, status, secrets);
+            // Nothing is left in flight.
+            assert!(!matches!(
+                app.token_state(&scope, now),
+                TokenState::Fetching | TokenState::Refreshing(_)
+            ));
+        }
     }
-    let _ = app.poll_token(&scope, now.offset_by(1), None);
-    let _ = app.poll_refresh(now.offset_by(86_400_000));
 }
 
 /// Whether the token's value is part of its installation id (the only string `Debug` shows).
@@ -254,25 +315,17 @@ fn is_in_ids(token: &icr_app_core::Token) -> bool {
     id.contains(token.secret().expose())
 }
 
-/// A one-off JWT call (list installations) answered with `response`.
+/// A one-off JWT call (list installations), every request answered with `response`.
 fn list(response: http::Response<Vec<u8>>, secrets: &[String]) {
     let now = Timestamp::from_unix_millis(NOW_MS);
     let mut app = app();
     let status = response.status().as_u16();
-    let call = app.list_installations(10, 0, now).expect("a list request");
-    match app.finish(call, response.clone(), now) {
-        Ok(CallStep::Retry(call)) => {
-            assert_eq!(status, 401, "only a 401 is retried");
-            match app.finish(call, response, now) {
-                Ok(CallStep::Retry(_)) => panic!("the skew retry happens once"),
-                Ok(CallStep::Done(_)) => panic!("a 401 is never a success"),
-                Err(e) => check_error(&e, status, secrets),
-            }
-        }
-        Ok(CallStep::Done(page)) => {
+    match drive(&mut Call::installations_page(10, 0), &mut app, &response, now) {
+        (Ok(page), _, _) => {
+            assert!(response.status().is_success(), "a {status} is never a success");
             let _ = page.has_more(10, page.installations.len());
         }
-        Err(e) => check_error(&e, status, secrets),
+        (Err(e), _, _) => check_error(&e, status, secrets),
     }
 }
 
@@ -286,11 +339,10 @@ impl Signer for FakeSigner {
 }
 
 fn app() -> App {
-    App::new(
-        ApiConfig::new(),
-        AppId::new("67890").expect("a valid app id"),
-        Arc::new(FakeSigner),
-    )
+    App::builder("67890", FakeSigner)
+        .seed(1)
+        .build()
+        .expect("the default settings are valid")
 }
 
 /// Header lines up to the first blank line, then the body.

@@ -498,7 +498,7 @@ pub fn check_transport_security<B>(request: &Request<B>, allow_insecure: bool) -
 /// Whether `host` (as in a URI, IPv6 in brackets or not) is `localhost` or a loopback address.
 pub fn is_loopback_host(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost") || host.parse::<core::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Whether `url` is plain `http://` (in any case) to a host other than `localhost` or a loopback

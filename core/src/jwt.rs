@@ -230,15 +230,18 @@ impl JwtSigner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A stand-in signer that counts calls and "signs" with a fixed byte string.
-    struct Counting(AtomicUsize);
-    impl Signer for Counting {
+    /// A stand-in signer that "signs" with a fixed byte string.
+    struct Fixed;
+    impl Signer for Fixed {
         fn sign_rs256(&self, _message: &[u8]) -> Result<Vec<u8>, Error> {
-            self.0.fetch_add(1, Ordering::Relaxed);
             Ok(b"sig".to_vec())
         }
+    }
+
+    /// Whether two JWTs are one signature (the cache hands out the same token, not a new one).
+    fn same_signing(a: &AppJwt, b: &AppJwt) -> bool {
+        Arc::ptr_eq(&a.token, &b.token)
     }
 
     fn claims(jwt: &AppJwt) -> serde_json::Value {
@@ -250,7 +253,7 @@ mod tests {
     fn claims_and_header() {
         let signer = JwtSigner::new(
             AppId::new("d23967cc-dd16-452b-8af4-869965745978").unwrap(),
-            Arc::new(Counting(AtomicUsize::new(0))),
+            Arc::new(Fixed),
         );
         let jwt = signer
             .mint_at(Timestamp::from_unix_millis(1_700_000_000_999), ClockOffset::default())
@@ -267,7 +270,7 @@ mod tests {
 
     #[test]
     fn numeric_looking_app_id_is_a_string_claim() {
-        let signer = JwtSigner::new(AppId::new("67890").unwrap(), Arc::new(Counting(AtomicUsize::new(0))));
+        let signer = JwtSigner::new(AppId::new("67890").unwrap(), Arc::new(Fixed));
         let jwt = signer
             .mint_at(Timestamp::from_unix_seconds(1_700_000_000), ClockOffset::default())
             .unwrap();
@@ -276,30 +279,32 @@ mod tests {
 
     #[test]
     fn reuse_until_a_minute_before_exp() {
-        let counter = Arc::new(Counting(AtomicUsize::new(0)));
-        let mut signer = JwtSigner::new(AppId::new("app").unwrap(), counter.clone());
+        let mut signer = JwtSigner::new(AppId::new("app").unwrap(), Arc::new(Fixed));
         let t0 = Timestamp::from_unix_seconds(1_700_000_000);
         let off = ClockOffset::default();
         let a = signer.jwt(t0, off).unwrap();
         let b = signer.jwt(t0.plus(Duration::from_secs(479)), off).unwrap();
-        assert_eq!(a.token().expose(), b.token().expose());
-        assert_eq!(counter.0.load(Ordering::Relaxed), 1);
+        assert!(same_signing(&a, &b));
         let c = signer.jwt(t0.plus(Duration::from_secs(480)), off).unwrap();
+        assert!(!same_signing(&a, &c));
         assert_ne!(a.expires_at(), c.expires_at());
-        assert_eq!(counter.0.load(Ordering::Relaxed), 2);
         // A new clock offset means the cached times are wrong for the server: re-sign.
         let skewed = ClockOffset { millis: 7_200_000 };
         let d = signer.jwt(t0.plus(Duration::from_secs(480)), skewed).unwrap();
+        assert!(!same_signing(&c, &d));
         assert_eq!(claims(&d)["iat"], 1_700_000_000 + 480 + 7200 - 60);
-        assert_eq!(counter.0.load(Ordering::Relaxed), 3);
+        assert!(same_signing(
+            &d,
+            &signer.jwt(t0.plus(Duration::from_secs(481)), skewed).unwrap()
+        ));
         signer.invalidate();
-        signer.jwt(t0.plus(Duration::from_secs(480)), skewed).unwrap();
-        assert_eq!(counter.0.load(Ordering::Relaxed), 4);
+        let e = signer.jwt(t0.plus(Duration::from_secs(480)), skewed).unwrap();
+        assert!(!same_signing(&d, &e));
     }
 
     #[test]
     fn lifetime_bounds() {
-        let s = || JwtSigner::new(AppId::new("app").unwrap(), Arc::new(Counting(AtomicUsize::new(0))));
+        let s = || JwtSigner::new(AppId::new("app").unwrap(), Arc::new(Fixed));
         assert!(s().with_lifetime(Duration::from_secs(601)).is_err());
         assert!(s().with_lifetime(Duration::from_secs(119)).is_err());
         let ok = s().with_lifetime(Duration::from_secs(600)).unwrap();

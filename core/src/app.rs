@@ -1,26 +1,8 @@
 //! [`App`]: one ICR app's whole sans-IO state (settings, key, clock offset, token cache), which
 //! a transport drives.
 //!
-//! ```
-//! # use std::sync::Arc;
-//! use icr_app_core::{ApiConfig, App, AppId, AppKey, InstallationId, Timestamp, TokenScope, TokenStep};
-//!
-//! # fn main() -> Result<(), icr_app_core::Error> {
-//! let key = AppKey::from_pem(include_str!("../tests/fixtures/keys/rsa2048-pkcs8.pem"))?;
-//! let mut app = App::new(ApiConfig::new(), AppId::new("67890")?, Arc::new(key));
-//! let scope = TokenScope::Installation(InstallationId::new("88f89df1-0a53-41c5-974d-dd99708b2f9f")?);
-//! let now = Timestamp::from_unix_seconds(1_700_000_000);
-//! match app.poll_token(&scope, now, None)? {
-//!     TokenStep::Send { id, request, .. } => {
-//!         assert_eq!(request.uri().path(), "/app/installations/88f89df1-0a53-41c5-974d-dd99708b2f9f/accessTokens");
-//!         // Send `request`, then: app.handle_token_response(id, response, received_at)
-//! #       let _ = id;
-//!     }
-//!     _ => unreachable!("nothing is cached yet"),
-//! }
-//! # Ok(())
-//! # }
-//! ```
+//! Build one with [`App::builder`] and drive it with the operations in operations ([`crate::Operation`]) (see
+//! the crate docs, "Driving the core yourself").
 
 use std::collections::HashMap;
 use std::fmt;
@@ -295,14 +277,14 @@ impl App {
         self.cache.clear_failure(scope)
     }
 
-    /// Tells the app that a [`Refresher`](crate::ops::Refresher) is running: a token whose
+    /// Tells the app that a [`Refresher`](crate::Refresher) is running: a token whose
     /// refresh is due but which still has enough life is then handed out as it is, and the
     /// refresher renews it, so no caller waits for a refresh.
     pub fn set_background_refresh(&mut self, running: bool) {
         self.background_refresh = running;
     }
 
-    /// Whether a [`Refresher`](crate::ops::Refresher) is said to be running.
+    /// Whether a [`Refresher`](crate::Refresher) is said to be running.
     pub(crate) fn background_refresh(&self) -> bool {
         self.background_refresh
     }

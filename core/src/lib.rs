@@ -45,6 +45,105 @@
 //! [`icr-app-ureq`](https://docs.rs/icr-app-ureq) (blocking) and
 //! [`icr-app-reqwest`](https://docs.rs/icr-app-reqwest) (async) crates drive it over real HTTP;
 //! anything else (another runtime, a language binding) can too.
+//!
+//! # Driving the core yourself
+//!
+//! Every user-level action is an [`Operation`]: [`GetToken`] (an installation or app token),
+//! [`Call`] (one app-JWT request: a page of installations, one installation, create a user and
+//! organization, or any request you build), [`ListInstallations`] (every page), [`SendAs`] (any
+//! request as an installation or as the app), [`Revoke`], [`RevokeAll`], and [`Refresher`]
+//! (background renewal). The core decides everything (attempts and the wait budget, back-off
+//! with jitter and `Retry-After`, the clock-skew retry, dropping a refused token and minting
+//! again once, single flight per scope, pagination, refresh ahead of expiry); a driver performs
+//! four effects and reports back. The contract:
+//!
+//! 1. Keep one [`App`] per app behind one lock, shared by every operation. Hold the lock only
+//!    while calling into the core, never while sending, sleeping or waiting.
+//! 2. Start an operation (`GetToken::new(scope, None)`, ...) and call [`Operation::poll`] with
+//!    the local time. It returns a [`Step`]:
+//!    - [`Step::Send`] `{ id, request }`: send `request` (apply [`TransportPolicy::check`]
+//!      first, follow no redirect, cap the body), then report for that `id`:
+//!      [`Operation::handle_response`] for any response, whatever its status, with every header;
+//!      [`Operation::handle_failure`] when none came (refused, connection failed or dropped,
+//!      timeout: an [`Error::Transport`]);
+//!    - [`Step::Sleep`] `{ until }`: sleep until then;
+//!    - [`Step::Wait`] `{ until }`: another operation is minting a token this one needs: wait
+//!      until any operation on the same `App` reports back or is abandoned, or until `until`.
+//!      Decide to wait under the same lock as the poll (a condition variable on that lock, or a
+//!      change counter read under it), so that no report is missed;
+//!    - [`Step::Done`] `(result)`: finished.
+//! 3. After every report (and every abandon), wake the operations that are waiting.
+//! 4. On every way out before `Done` (an error of the driver's own, a panic, a dropped future),
+//!    call [`Operation::abandon`]: the operation releases what it holds at once (a mint in
+//!    flight, so other callers mint again instead of waiting for the fetch timeout). A guard
+//!    whose `Drop` does it covers every way out.
+//!
+//! The canonical loop, for a blocking driver (`send` is your HTTP stack; this example answers
+//! from a canned registry):
+//!
+//! ```
+//! use std::sync::{Condvar, Mutex};
+//! use std::time::SystemTime;
+//! use icr_app_core::{App, AppKey, Error, GetToken, Operation, Step, Timestamp, TokenScope};
+//!
+//! fn drive<O: Operation>(
+//!     app: &Mutex<App>,
+//!     changed: &Condvar,
+//!     mut op: O,
+//!     send: impl Fn(http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, Error>,
+//! ) -> Result<O::Output, Error> {
+//!     let now = || Timestamp::from_system_time(SystemTime::now());
+//!     let mut guard = app.lock().unwrap();
+//!     loop {
+//!         match op.poll(&mut guard, now()) {
+//!             Step::Done(result) => return result,
+//!             Step::Send { id, request } => {
+//!                 drop(guard);
+//!                 let answer = send(request);
+//!                 guard = app.lock().unwrap();
+//!                 match answer {
+//!                     Ok(response) => op.handle_response(&mut guard, id, response, now()),
+//!                     Err(error) => op.handle_failure(&mut guard, id, error, now()),
+//!                 }
+//!                 changed.notify_all();
+//!             }
+//!             Step::Sleep { until } => {
+//!                 drop(guard);
+//!                 std::thread::sleep(until.saturating_since(now()));
+//!                 guard = app.lock().unwrap();
+//!             }
+//!             Step::Wait { until } => {
+//!                 let timeout = until.saturating_since(now());
+//!                 guard = changed.wait_timeout(guard, timeout).unwrap().0;
+//!             }
+//!         }
+//!     }
+//!     // A real driver also abandons `op` on every early way out (see point 4 above).
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let key = AppKey::from_pem(include_str!("../tests/fixtures/keys/rsa2048-pkcs8.pem"))?;
+//! let app = Mutex::new(App::builder("67890", key).build()?);
+//! let registry = |request: http::Request<Vec<u8>>| {
+//!     assert_eq!(request.uri().path(), "/app/installations/i-1/accessTokens");
+//!     let now = Timestamp::from_system_time(SystemTime::now());
+//!     let body = format!(
+//!         r#"{{"token":"crs_0123","createdAt":"{}","expiresAt":"{}","permissions":{{}}}}"#,
+//!         now.to_rfc3339(),
+//!         now.plus(std::time::Duration::from_secs(7200)).to_rfc3339()
+//!     );
+//!     Ok(http::Response::builder().status(200).body(body.into_bytes()).unwrap())
+//! };
+//! let scope = TokenScope::Installation(icr_app_core::InstallationId::new("i-1")?);
+//! let token = drive(&app, &Condvar::new(), GetToken::new(scope, None), registry)?;
+//! assert_eq!(token.access_token().permissions.len(), 0);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `icr-app-ureq` and `icr-app-reqwest` are exactly this loop (with the guard), over ureq with a
+//! `Condvar` and over reqwest with a `tokio::sync::watch` change counter;
+//! `core/examples/std_driver.rs` is the same over a bare `std::net::TcpStream`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -14,7 +14,7 @@ const MAX_PAGES: u32 = 10_000;
 
 /// Collects every installation, page by page: ask [`next_page`](Self::next_page) which page to
 /// read, read it, hand the parsed page to [`add`](Self::add), until `next_page` returns `None`.
-/// [`ListInstallations`](crate::ops::ListInstallations) drives it.
+/// [`ListInstallations`](crate::ListInstallations) drives it.
 ///
 /// Pages are requested from 0 up. Installations seen on an earlier page are not repeated (a
 /// list that shifts while it is read, or a server whose pages are 1-based, cannot duplicate).

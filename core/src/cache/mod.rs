@@ -27,7 +27,7 @@ use crate::clock::{Timestamp, duration_ms};
 use crate::error::{Error, TransportErrorKind};
 use crate::models::AccessToken;
 
-/// Identifies one fetch handed out by [`TokenCache::poll`]; answer it exactly once.
+/// Identifies one request an operation asked a driver to send ([`Step::Send`](crate::Step::Send)); report its outcome for this id.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RequestId(pub u64);
 

@@ -38,9 +38,9 @@
 //! ```
 //! use icr_app_core::AppKey;
 //!
-//! let key = AppKey::from_pem(include_str!("../tests/fixtures/keys/rsa2048-pkcs8.pem"))?;
+//! let key = AppKey::from_pem(include_str!("../../tests/fixtures/keys/rsa2048-pkcs8.pem"))?;
 //! println!("{}", key.fingerprint());
-//! assert_eq!(key.fingerprint(), include_str!("../tests/fixtures/keys/rsa2048.fingerprint").trim());
+//! assert_eq!(key.fingerprint(), include_str!("../../tests/fixtures/keys/rsa2048.fingerprint").trim());
 //! assert_eq!(key.modulus_bits(), 2048);
 //! # Ok::<(), icr_app_core::KeyError>(())
 //! ```
@@ -210,7 +210,7 @@ impl AppKey {
     /// use base64::Engine as _;
     /// use icr_app_core::{AppKey, KeyError};
     ///
-    /// let pem = include_str!("../tests/fixtures/keys/rsa2048-pkcs1.pem");
+    /// let pem = include_str!("../../tests/fixtures/keys/rsa2048-pkcs1.pem");
     /// let encoded = base64::engine::general_purpose::STANDARD.encode(pem);
     /// assert_eq!(AppKey::from_text(&encoded)?.fingerprint(), AppKey::from_pem(pem)?.fingerprint());
     /// assert_eq!(AppKey::from_text("crs_19c9bd530ccd3e1187eed12dc4edb70a").unwrap_err(), KeyError::AccessToken);

@@ -65,7 +65,7 @@ pub enum Step<T> {
     Done(Result<T, Error>),
 }
 
-/// One user-level action on an [`App`], driven by polling. See the [module docs](self).
+/// One user-level action on an [`App`], driven by polling. See the crate docs, "Driving the core yourself".
 ///
 /// All methods take the shared [`App`] (drivers keep it behind one lock, released while a
 /// request is in flight or the driver sleeps or waits) and the local time `now`.

@@ -1,13 +1,13 @@
 //! The async client: one driving loop over the core's operations.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use crate::drive::now;
 use http::{Method, Request, Response};
 use icr_app_core::{
     App, AppJwt, Call, CreateUserOrganization, CreatedUserOrganization, Error, GetToken, Installation, InstallationId,
-    InstallationsPage, ListInstallations, Operation, Refresher, Revoke, RevokeAll, SecretString, SendAs, Step,
-    Timestamp, Token, TokenScope,
+    InstallationsPage, ListInstallations, Refresher, Revoke, RevokeAll, SecretString, SendAs, Token, TokenScope,
 };
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -20,39 +20,18 @@ use crate::transport::ReqwestTransport;
 /// installations are never held up by it, and no lock is held across an `.await`. With
 /// [`spawn_refresher`](Self::spawn_refresher), tokens are renewed by a background task ahead of
 /// expiry and callers never wait for a refresh. Every decision is the core's: this client only
-/// sends requests, sleeps and waits, as each [`Operation`] asks.
+/// sends requests, sleeps and waits, as each [`Operation`](icr_app_core::Operation) asks.
 #[derive(Clone, Debug)]
 pub struct Client {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-struct Inner {
-    app: Mutex<App>,
+pub(crate) struct Inner {
+    pub(crate) app: Mutex<App>,
     /// Bumped whenever an operation reports back or is abandoned (see [`Step::Wait`]).
-    changed: watch::Sender<u64>,
-    transport: ReqwestTransport,
-}
-
-fn now() -> Timestamp {
-    Timestamp::from_system_time(SystemTime::now())
-}
-
-/// Abandons the operation on every way out of [`Client::drive`] (a no-op once it is done): an
-/// error, a panic, or the future being dropped at an `.await`.
-struct Running<'a, O: Operation> {
-    client: &'a Client,
-    op: O,
-    done: bool,
-}
-
-impl<O: Operation> Drop for Running<'_, O> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.op.abandon(&mut self.client.lock(), now());
-            self.client.inner.changed.send_modify(|g| *g += 1);
-        }
-    }
+    pub(crate) changed: watch::Sender<u64>,
+    pub(crate) transport: ReqwestTransport,
 }
 
 impl Client {
@@ -72,51 +51,8 @@ impl Client {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, App> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, App> {
         self.inner.app.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Drives `op` to completion: the one loop of this client.
-    pub async fn drive<O: Operation>(&self, op: O) -> Result<O::Output, Error> {
-        let mut run = Running {
-            client: self,
-            op,
-            done: false,
-        };
-        loop {
-            let (step, seen) = {
-                let mut app = self.lock();
-                let step = run.op.poll(&mut app, now());
-                // Read under the lock: a change reported after this poll is never missed.
-                let seen = matches!(step, Step::Wait { .. }).then(|| *self.inner.changed.borrow());
-                (step, seen)
-            };
-            match step {
-                Step::Done(result) => {
-                    run.done = true;
-                    return result;
-                }
-                Step::Sleep { until } => tokio::time::sleep(until.saturating_since(now())).await,
-                Step::Wait { until } => {
-                    let mut changed = self.inner.changed.subscribe();
-                    if Some(*changed.borrow_and_update()) == seen {
-                        let timeout = until.saturating_since(now()).max(Duration::from_millis(1));
-                        let _ = tokio::time::timeout(timeout, changed.changed()).await;
-                    }
-                }
-                Step::Send { id, request } => {
-                    let sent = self.inner.transport.send(request).await;
-                    {
-                        let mut app = self.lock();
-                        match sent {
-                            Ok(response) => run.op.handle_response(&mut app, id, response, now()),
-                            Err(error) => run.op.handle_failure(&mut app, id, error, now()),
-                        }
-                    }
-                    self.inner.changed.send_modify(|g| *g += 1);
-                }
-            }
-        }
     }
 
     /// Runs `f` on the core [`App`] (settings, clock offset, token state).

@@ -35,6 +35,7 @@
 #![deny(missing_docs)]
 
 mod client;
+mod drive;
 mod transport;
 
 pub use client::{Client, RefresherHandle};

@@ -1,55 +1,31 @@
 //! The blocking client: one driving loop over the core's operations.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use crate::drive::now;
 use http::{Method, Request, Response};
 use icr_app_core::{
     App, AppJwt, Call, CreateUserOrganization, CreatedUserOrganization, Error, GetToken, Installation, InstallationId,
-    InstallationsPage, ListInstallations, Operation, Revoke, RevokeAll, SecretString, SendAs, Step, Timestamp, Token,
-    TokenScope,
+    InstallationsPage, ListInstallations, Revoke, RevokeAll, SecretString, SendAs, Token, TokenScope,
 };
 use serde::de::DeserializeOwned;
 
 use crate::transport::UreqTransport;
 
-/// A blocking ICR app client. Cheap to clone; clones share the token cache.
-///
-/// Threads asking for the same installation's token cause one mint between them; other
-/// installations are never held up by it. Every decision is the core's: this client only sends
-/// requests, sleeps and waits, as each [`Operation`] asks.
+/// A blocking ICR app client; clones share one token cache. Threads asking for one installation
+/// cause one mint between them, and never hold up other installations. Every decision is the
+/// core's: this client only sends, sleeps and waits, as each [`Operation`](icr_app_core::Operation) asks.
 #[derive(Clone, Debug)]
 pub struct Client {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-struct Inner {
-    app: Mutex<App>,
-    /// Signalled whenever an operation reports back or is abandoned (see [`Step::Wait`]).
-    changed: Condvar,
-    transport: UreqTransport,
-}
-
-fn now() -> Timestamp {
-    Timestamp::from_system_time(SystemTime::now())
-}
-
-/// Abandons the operation on every way out of [`Client::drive`] (a no-op once it is done), so a
-/// panic or an early return never leaves a scope busy.
-struct Running<'a, O: Operation> {
-    client: &'a Client,
-    op: O,
-    done: bool,
-}
-
-impl<O: Operation> Drop for Running<'_, O> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.op.abandon(&mut self.client.lock(), now());
-            self.client.inner.changed.notify_all();
-        }
-    }
+pub(crate) struct Inner {
+    pub(crate) app: Mutex<App>,
+    pub(crate) changed: Condvar, // signalled whenever an operation reports back or is abandoned
+    pub(crate) transport: UreqTransport,
 }
 
 impl Client {
@@ -69,50 +45,8 @@ impl Client {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, App> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, App> {
         self.inner.app.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Drives `op` to completion: the one loop of this client.
-    pub fn drive<O: Operation>(&self, op: O) -> Result<O::Output, Error> {
-        let mut run = Running {
-            client: self,
-            op,
-            done: false,
-        };
-        let mut app = self.lock();
-        loop {
-            match run.op.poll(&mut app, now()) {
-                Step::Done(result) => {
-                    run.done = true;
-                    return result;
-                }
-                Step::Sleep { until } => {
-                    drop(app);
-                    std::thread::sleep(until.saturating_since(now()));
-                    app = self.lock();
-                }
-                Step::Wait { until } => {
-                    let timeout = until.saturating_since(now()).max(Duration::from_millis(1));
-                    app = self
-                        .inner
-                        .changed
-                        .wait_timeout(app, timeout)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                }
-                Step::Send { id, request } => {
-                    drop(app);
-                    let sent = self.inner.transport.send(request);
-                    app = self.lock();
-                    match sent {
-                        Ok(response) => run.op.handle_response(&mut app, id, response, now()),
-                        Err(error) => run.op.handle_failure(&mut app, id, error, now()),
-                    }
-                    self.inner.changed.notify_all();
-                }
-            }
-        }
     }
 
     /// Runs `f` on the core [`App`] (settings, clock offset, token state).
@@ -175,8 +109,7 @@ impl Client {
         self.drive(Revoke::new(token.clone()))
     }
 
-    /// Revokes every cached token (e.g. on shutdown), after waiting for mints in flight;
-    /// returns how many were revoked, or the first failure after trying them all.
+    /// Revokes every cached token, after waiting for mints in flight; see [`RevokeAll`].
     pub fn revoke_all(&self) -> Result<usize, Error> {
         self.drive(RevokeAll::new())
     }
@@ -191,8 +124,7 @@ impl Client {
         self.lock().api().request(method, path_and_query, body)
     }
 
-    /// Sends `request` as `installation` and returns the response whatever its status; see
-    /// [`SendAs`].
+    /// Sends `request` as `installation`; the response whatever its status ([`SendAs`]).
     pub fn send_as_installation(
         &self,
         installation: &InstallationId,

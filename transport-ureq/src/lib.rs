@@ -32,6 +32,7 @@
 #![deny(missing_docs)]
 
 mod client;
+mod drive;
 mod transport;
 
 pub use client::Client;

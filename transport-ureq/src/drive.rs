@@ -1,0 +1,73 @@
+//! The blocking client's one driving loop: it performs what each operation asks (send, sleep,
+//! wait) and reports back; every decision is the core's.
+
+use std::sync::PoisonError;
+use std::time::{Duration, SystemTime};
+
+use icr_app_core::{Error, Operation, Step, Timestamp};
+
+use crate::client::Client;
+
+pub(crate) fn now() -> Timestamp {
+    Timestamp::from_system_time(SystemTime::now())
+}
+
+/// Abandons the operation on every way out of [`Client::drive`] but `Done` (a panic included).
+struct Running<'a, O: Operation> {
+    client: &'a Client,
+    op: O,
+    done: bool,
+}
+
+impl<O: Operation> Drop for Running<'_, O> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.op.abandon(&mut self.client.lock(), now());
+            self.client.inner.changed.notify_all();
+        }
+    }
+}
+
+impl Client {
+    /// Drives `op` to completion: the one loop of this client.
+    pub fn drive<O: Operation>(&self, op: O) -> Result<O::Output, Error> {
+        let mut run = Running {
+            client: self,
+            op,
+            done: false,
+        };
+        let mut app = self.lock();
+        loop {
+            match run.op.poll(&mut app, now()) {
+                Step::Done(result) => {
+                    run.done = true;
+                    return result;
+                }
+                Step::Sleep { until } => {
+                    drop(app);
+                    std::thread::sleep(until.saturating_since(now()));
+                    app = self.lock();
+                }
+                Step::Wait { until } => {
+                    let timeout = until.saturating_since(now()).max(Duration::from_millis(1));
+                    app = self
+                        .inner
+                        .changed
+                        .wait_timeout(app, timeout)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+                Step::Send { id, request } => {
+                    drop(app);
+                    let sent = self.inner.transport.send(request);
+                    app = self.lock();
+                    match sent {
+                        Ok(response) => run.op.handle_response(&mut app, id, response, now()),
+                        Err(error) => run.op.handle_failure(&mut app, id, error, now()),
+                    }
+                    self.inner.changed.notify_all();
+                }
+            }
+        }
+    }
+}

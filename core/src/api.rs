@@ -836,7 +836,7 @@ mod tests {
             "{e}"
         );
         elsewhere.extensions_mut().insert(OtherHost);
-        assert_eq!(api.check_target(&elsewhere).unwrap(), false);
+        assert!(!api.check_target(&elsewhere).unwrap());
         let mine = api.request(Method::GET, "/projects", None).unwrap();
         assert!(api.check_target(&mine).unwrap());
     }

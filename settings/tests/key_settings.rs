@@ -94,7 +94,8 @@ fn base64_of_a_pem_or_der_key_is_a_third_form() {
 fn what_is_not_a_key_is_named_without_being_quoted() {
     let stripped = body_lines(PKCS8).join("\n");
     let escaped = body_lines(PKCS8).join("\\n");
-    let cases: Vec<(&str, String, Box<dyn Fn(&KeyError) -> bool>)> = vec![
+    type Expect = Box<dyn Fn(&KeyError) -> bool>;
+    let cases: Vec<(&str, String, Expect)> = vec![
         (
             "a PEM body without BEGIN/END",
             stripped,

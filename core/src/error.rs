@@ -203,6 +203,15 @@ impl Error {
         }
     }
 
+    /// A shorthand for [`Error::Transport`], what a driver reports with
+    /// [`Operation::handle_failure`](crate::Operation::handle_failure) when no response came.
+    pub fn transport(kind: TransportErrorKind, message: impl Into<String>) -> Self {
+        Error::Transport {
+            kind,
+            message: message.into(),
+        }
+    }
+
     /// A shorthand for [`Error::Config`].
     pub fn config(setting: &'static str, problem: impl Into<String>) -> Self {
         Error::Config {

@@ -62,7 +62,8 @@
 //! 2. Start an operation (`GetToken::new(scope, None)`, ...) and call [`Operation::poll`] with
 //!    the local time. It returns a [`Step`]:
 //!    - [`Step::Send`] `{ id, request }`: send `request` (apply [`TransportPolicy::check`]
-//!      first, follow no redirect, cap the body), then report for that `id`:
+//!      first, follow no redirect, cap the body, end the exchange within the policy's timeout;
+//!      a driver without TLS refuses `https` itself), then report for that `id`:
 //!      [`Operation::handle_response`] for any response, whatever its status, with every header;
 //!      [`Operation::handle_failure`] when none came (refused, connection failed or dropped,
 //!      timeout: an [`Error::Transport`]);
@@ -70,7 +71,9 @@
 //!    - [`Step::Wait`] `{ until }`: another operation is minting a token this one needs: wait
 //!      until any operation on the same `App` reports back or is abandoned, or until `until`.
 //!      Decide to wait under the same lock as the poll (a condition variable on that lock, or a
-//!      change counter read under it), so that no report is missed;
+//!      change counter read under it), so that no report is missed. A driver that runs one
+//!      operation at a time can treat it as `Sleep` (only a [`Refresher`] with nothing due
+//!      then waits);
 //!    - [`Step::Done`] `(result)`: finished.
 //! 3. After every report (and every abandon), wake the operations that are waiting.
 //! 4. On every way out before `Done` (an error of the driver's own, a panic, a dropped future),

@@ -1,10 +1,20 @@
-//! Shared setup for the end-to-end tests: a fake registry with a demo app, and clients for it.
+//! Shared setup for the end-to-end tests: a fake registry with a demo app, clients for it, and
+//! [`Driver`], one blocking-style facade over both clients so that a scenario is written once and
+//! run against each (see [`for_both_clients!`]).
 #![allow(missing_docs)]
 
-use std::time::Duration;
+use std::any::Any;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime};
 
-use icr_app_core::{App, AppKey, CacheConfig, InstallationId, RetryPolicy};
+use http::{Method, Request, Response};
+use icr_app_core::{
+    App, AppBuilder, AppJwt, AppKey, CacheConfig, CreateUserOrganization, CreatedUserOrganization, Error, Installation,
+    InstallationId, InstallationsPage, RetryPolicy, SecretString, Signer, Timestamp, Token, TokenScope, TokenState,
+};
 use icr_app_testkit::{DEMO_PRIVATE_KEY_PEM, FakeRegistry};
+use tokio::runtime::Runtime;
 
 /// A registry with the demo app registered and `installations` installations.
 pub struct Setup {
@@ -37,27 +47,331 @@ impl Setup {
         }
     }
 
-    /// An app with fast back-off (tests wait milliseconds, not seconds) and `min_remaining` of 1 s
-    /// so that short-lived tokens are usable.
-    pub fn app(&self) -> App {
-        self.app_with(CacheConfig {
+    /// The cache settings of [`app`](Self::app): fast back-off (tests wait milliseconds, not
+    /// seconds) and `min_remaining` of 1 s so that short-lived tokens are usable.
+    pub fn fast_cache() -> CacheConfig {
+        CacheConfig {
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_millis(400),
             min_remaining: Duration::from_secs(1),
             ..CacheConfig::default()
-        })
+        }
     }
 
-    pub fn app_with(&self, cache: CacheConfig) -> App {
-        App::builder(self.app_id.clone(), AppKey::from_pem(DEMO_PRIVATE_KEY_PEM).unwrap())
+    /// A builder for the demo app at this registry, signing with `signer`, with the test settings
+    /// of [`app`](Self::app) (override any of them on the builder).
+    pub fn builder_with_signer(&self, signer: impl Signer + 'static) -> AppBuilder {
+        App::builder(self.app_id.clone(), signer)
             .base_url(self.registry.base_url())
-            .cache(cache)
+            .cache(Self::fast_cache())
             .retry(RetryPolicy {
                 max_attempts: 4,
                 max_wait: Duration::from_secs(10),
             })
             .seed(42)
-            .build()
-            .unwrap()
     }
+
+    /// [`builder_with_signer`](Self::builder_with_signer) with the demo key.
+    pub fn builder(&self) -> AppBuilder {
+        self.builder_with_signer(AppKey::from_pem(DEMO_PRIVATE_KEY_PEM).unwrap())
+    }
+
+    /// An app with fast back-off, `min_remaining` of 1 s, 4 attempts within 10 s.
+    pub fn app(&self) -> App {
+        self.builder().build().unwrap()
+    }
+
+    /// [`app`](Self::app) with other cache settings.
+    pub fn app_with(&self, cache: CacheConfig) -> App {
+        self.builder().cache(cache).build().unwrap()
+    }
+
+    /// [`app`](Self::app) with another retry policy.
+    pub fn app_with_retry(&self, retry: RetryPolicy) -> App {
+        self.builder().retry(retry).build().unwrap()
+    }
+}
+
+/// The local time, as the clients read it.
+pub fn now() -> Timestamp {
+    Timestamp::from_system_time(SystemTime::now())
+}
+
+/// Runs `f` on a thread of its own and returns its result, failing the test if it takes longer
+/// than `limit` (a hang shows as a clear failure rather than a stuck test). A panic in `f` is
+/// passed on.
+pub fn within<T: Send + 'static>(limit: Duration, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(value) => {
+            let _ = thread.join();
+            value
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: not finished within {limit:?}"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => match thread.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => unreachable!("the thread sends before it ends"),
+        },
+    }
+}
+
+/// Polls `done` every 5 ms until it holds, failing the test after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Which client a [`Driver`] drives.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `icr_app_ureq::Client`, called on the test's thread.
+    Ureq,
+    /// `icr_app_reqwest::Client`, each call in `Runtime::block_on`.
+    Reqwest,
+}
+
+impl Kind {
+    /// A driver of this kind over `app` (default transport).
+    pub fn driver(self, app: App) -> Driver {
+        match self {
+            Kind::Ureq => Driver::blocking(app),
+            Kind::Reqwest => Driver::nonblocking(app),
+        }
+    }
+}
+
+/// One blocking-style facade over both clients: the async client's calls run in
+/// `Runtime::block_on` on a multi-thread runtime of its own (two workers), so tasks it spawns
+/// keep running between calls. Cheap to clone; clones share the client (and its cache).
+#[derive(Clone, Debug)]
+pub enum Driver {
+    Blocking(icr_app_ureq::Client),
+    Async(icr_app_reqwest::Client, Arc<Runtime>),
+}
+
+/// A call running on another thread (ureq) or task (reqwest).
+#[derive(Debug)]
+pub enum Pending<T> {
+    Thread(std::thread::JoinHandle<T>),
+    Task(tokio::task::JoinHandle<T>, Arc<Runtime>),
+}
+
+impl<T> Pending<T> {
+    /// Waits for the call; `Err` carries its panic.
+    pub fn join(self) -> Result<T, Box<dyn Any + Send>> {
+        match self {
+            Pending::Thread(thread) => thread.join(),
+            Pending::Task(task, rt) => rt.block_on(task).map_err(|e| match e.try_into_panic() {
+                Ok(panic) => panic,
+                Err(e) => Box::new(format!("the task did not finish: {e}")),
+            }),
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        match self {
+            Pending::Thread(thread) => thread.is_finished(),
+            Pending::Task(task, _) => task.is_finished(),
+        }
+    }
+}
+
+fn runtime() -> Arc<Runtime> {
+    Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap(),
+    )
+}
+
+/// Runs the same call on either client: `$c` is bound to the client, and `$call` is awaited
+/// (in `block_on`) for the async one.
+macro_rules! on_client {
+    ($driver:expr, |$c:ident| $call:expr) => {
+        match $driver {
+            Driver::Blocking($c) => $call,
+            Driver::Async($c, rt) => rt.block_on(async { $call.await }),
+        }
+    };
+}
+
+impl Driver {
+    /// The blocking client (ureq) over `app`.
+    pub fn blocking(app: App) -> Self {
+        Driver::Blocking(icr_app_ureq::Client::new(app))
+    }
+
+    /// The async client (reqwest) over `app`, with a runtime of its own.
+    pub fn nonblocking(app: App) -> Self {
+        let rt = runtime();
+        let client = {
+            let _entered = rt.enter();
+            icr_app_reqwest::Client::new(app).unwrap()
+        };
+        Driver::Async(client, rt)
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Driver::Blocking(_) => Kind::Ureq,
+            Driver::Async(..) => Kind::Reqwest,
+        }
+    }
+
+    pub fn installation_token(&self, id: &InstallationId) -> Result<Token, Error> {
+        on_client!(self, |c| c.installation_token(id))
+    }
+
+    pub fn token(&self, scope: &TokenScope, min_life: Option<Duration>) -> Result<Token, Error> {
+        on_client!(self, |c| c.token(scope, min_life))
+    }
+
+    pub fn app_token(&self) -> Result<Token, Error> {
+        on_client!(self, |c| c.app_token())
+    }
+
+    pub fn installations(&self) -> Result<Vec<Installation>, Error> {
+        on_client!(self, |c| c.installations())
+    }
+
+    pub fn installations_page(&self, limit: u32, page: u32) -> Result<InstallationsPage, Error> {
+        on_client!(self, |c| c.installations_page(limit, page))
+    }
+
+    pub fn installation(&self, id: &InstallationId) -> Result<Installation, Error> {
+        on_client!(self, |c| c.installation(id))
+    }
+
+    pub fn create_user_organization(&self, body: &CreateUserOrganization) -> Result<CreatedUserOrganization, Error> {
+        on_client!(self, |c| c.create_user_organization(body))
+    }
+
+    pub fn revoke(&self, token: &SecretString) -> Result<(), Error> {
+        on_client!(self, |c| c.revoke(token))
+    }
+
+    pub fn revoke_all(&self) -> Result<usize, Error> {
+        on_client!(self, |c| c.revoke_all())
+    }
+
+    pub fn send_as_installation(
+        &self,
+        id: &InstallationId,
+        request: Request<Vec<u8>>,
+    ) -> Result<Response<Vec<u8>>, Error> {
+        on_client!(self, |c| c.send_as_installation(id, request))
+    }
+
+    pub fn send_as_app(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
+        on_client!(self, |c| c.send_as_app(request))
+    }
+
+    pub fn get_json(&self, id: &InstallationId, path_and_query: &str) -> Result<serde_json::Value, Error> {
+        on_client!(self, |c| c.get_json::<serde_json::Value>(id, path_and_query))
+    }
+
+    /// Sends `request` as it is, through the client's transport (no credentials added).
+    pub fn send_raw(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
+        match self {
+            Driver::Blocking(c) => c.transport().send(request),
+            Driver::Async(c, rt) => rt.block_on(c.transport().send(request)),
+        }
+    }
+
+    pub fn request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Request<Vec<u8>>, Error> {
+        match self {
+            Driver::Blocking(c) => c.request(method, path_and_query, body),
+            Driver::Async(c, _) => c.request(method, path_and_query, body),
+        }
+    }
+
+    pub fn with_app<R>(&self, f: impl FnOnce(&mut App) -> R) -> R {
+        match self {
+            Driver::Blocking(c) => c.with_app(f),
+            Driver::Async(c, _) => c.with_app(f),
+        }
+    }
+
+    /// `scope`'s token state now.
+    pub fn token_state(&self, scope: &TokenScope) -> TokenState {
+        self.with_app(|a| a.token_state(scope, now()))
+    }
+
+    pub fn invalidate(&self, scope: &TokenScope, token: &Token) -> bool {
+        match self {
+            Driver::Blocking(c) => c.invalidate(scope, token),
+            Driver::Async(c, _) => c.invalidate(scope, token),
+        }
+    }
+
+    pub fn jwt(&self) -> Result<AppJwt, Error> {
+        match self {
+            Driver::Blocking(c) => c.jwt(),
+            Driver::Async(c, _) => c.jwt(),
+        }
+    }
+
+    /// Starts `installation_token(id)` on another thread (ureq) or as a task (reqwest).
+    pub fn spawn_installation_token(&self, id: &InstallationId) -> Pending<Result<Token, Error>> {
+        let id = id.clone();
+        match self {
+            Driver::Blocking(c) => {
+                let c = c.clone();
+                Pending::Thread(std::thread::spawn(move || c.installation_token(&id)))
+            }
+            Driver::Async(c, rt) => {
+                let c = c.clone();
+                Pending::Task(rt.spawn(async move { c.installation_token(&id).await }), rt.clone())
+            }
+        }
+    }
+
+    /// `installation_token(id)`, with a panic inside it caught: by `catch_unwind` on this
+    /// thread (ureq), or as the `JoinError` of a task that panicked (reqwest).
+    pub fn installation_token_catching_panic(
+        &self,
+        id: &InstallationId,
+    ) -> Result<Result<Token, Error>, Box<dyn Any + Send>> {
+        match self {
+            Driver::Blocking(c) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.installation_token(id))),
+            Driver::Async(..) => self.spawn_installation_token(id).join(),
+        }
+    }
+}
+
+/// Generates, for each scenario `fn name(kind: Kind)` in scope, `mod ureq { #[test] fn name() }`
+/// and `mod reqwest { #[test] fn name() }` running it against each client.
+#[macro_export]
+macro_rules! for_both_clients {
+    ($($scenario:ident),* $(,)?) => {
+        mod ureq {
+            $(
+                #[test]
+                fn $scenario() {
+                    super::$scenario($crate::Kind::Ureq);
+                }
+            )*
+        }
+        mod reqwest {
+            $(
+                #[test]
+                fn $scenario() {
+                    super::$scenario($crate::Kind::Reqwest);
+                }
+            )*
+        }
+    };
 }

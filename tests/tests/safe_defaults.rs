@@ -1,7 +1,7 @@
 //! Safe defaults, over real loopback HTTP, for both transports: response bodies are capped (the
 //! default 8 MiB, and a configured cap), every request times out, credentials are not sent over
 //! plain `http://` to a remote host unless the user opts in (and the error says how).
-//! Redirects and webhook comparisons are covered in `ureq.rs`, `reqwest.rs` and core's
+//! Redirects and webhook comparisons are covered in `clients.rs` and core's
 //! `webhook.rs`.
 
 use std::io::{Read as _, Write as _};
@@ -68,7 +68,7 @@ mod blocking {
     fn a_configured_body_cap_is_enforced() {
         let s = Setup::new(3);
         let transport = UreqTransport::new().max_body(64);
-        let client = Client::with_transport(s.app().with_retry(RetryPolicy::never()), transport);
+        let client = Client::with_transport(s.app_with_retry(RetryPolicy::never()), transport);
         let e = client.installations().unwrap_err();
         assert_kind(&e, TransportErrorKind::BodyTooLarge);
         assert!(!e.to_string().is_empty());
@@ -81,10 +81,7 @@ mod blocking {
             .timeout_global(Some(Duration::from_millis(300)))
             .build()
             .into();
-        let client = Client::with_transport(
-            s.app().with_retry(RetryPolicy::never()),
-            UreqTransport::with_agent(agent),
-        );
+        let client = Client::with_transport(s.app_with_retry(RetryPolicy::never()), UreqTransport::with_agent(agent));
         s.registry.inject(Fault::Delay(Duration::from_secs(3)), 1);
         let e = client.installation_token(&s.installations[0]).unwrap_err();
         assert_kind(&e, TransportErrorKind::Timeout);
@@ -128,7 +125,7 @@ mod nonblocking {
     async fn a_configured_body_cap_is_enforced() {
         let s = Setup::new(3);
         let transport = ReqwestTransport::new().unwrap().max_body(64);
-        let client = Client::with_transport(s.app().with_retry(RetryPolicy::never()), transport);
+        let client = Client::with_transport(s.app_with_retry(RetryPolicy::never()), transport);
         let e = client.installations().await.unwrap_err();
         assert_kind(&e, TransportErrorKind::BodyTooLarge);
     }
@@ -142,7 +139,7 @@ mod nonblocking {
             .build()
             .unwrap();
         let client = Client::with_transport(
-            s.app().with_retry(RetryPolicy::never()),
+            s.app_with_retry(RetryPolicy::never()),
             ReqwestTransport::with_client(http),
         );
         s.registry.inject(Fault::Delay(Duration::from_secs(3)), 1);

@@ -1,0 +1,414 @@
+//! Both clients against the fake registry over real loopback HTTP: each scenario is written once
+//! against [`Driver`] (a blocking-style facade over `icr_app_ureq::Client` and
+//! `icr_app_reqwest::Client`) and run against each, as `ureq::<scenario>` and
+//! `reqwest::<scenario>`. What needs real threads or tasks (many concurrent callers, a dropped
+//! future, the background refresher) is in `ureq_only` and `reqwest_only`.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use http::Method;
+use icr_app_core::{
+    AppKey, CacheConfig, CreateUserOrganization, Error, NewOrganization, NewUser, RetryPolicy, TransportErrorKind,
+};
+use icr_app_e2e::{Driver, Kind, Setup, for_both_clients, now};
+use icr_app_testkit::{FakeRegistry, Fault, OTHER_PRIVATE_KEY_PEM, TokenStatus};
+
+for_both_clients!(
+    happy_path_for_every_endpoint,
+    pagination_follows_every_page,
+    server_clock_two_hours_ahead_or_behind,
+    server_errors_then_success,
+    rate_limited_with_retry_after,
+    dropped_connection_is_retried_or_reported,
+    malformed_body_is_a_clear_error,
+    near_expiry_refreshed_ahead_while_the_old_token_serves,
+    failed_refresh_keeps_serving_the_valid_token,
+    a_401_from_an_installation_endpoint_re_mints_once,
+    redirects_are_not_followed_with_credentials,
+    wrong_key_is_a_clear_401,
+    plain_http_to_a_remote_host_is_refused,
+    revoke_all_on_shutdown,
+);
+
+fn happy_path_for_every_endpoint(kind: Kind) {
+    let s = Setup::new(3);
+    let client = kind.driver(s.app());
+    let id = &s.installations[0];
+
+    let token = client.installation_token(id).unwrap();
+    assert!(token.secret().expose().starts_with("crs_"));
+    assert_eq!(token.access_token().installation_id.as_deref(), Some(id.as_str()));
+    let again = client.installation_token(id).unwrap();
+    assert!(again.same_as(&token), "served from the cache");
+    assert_eq!(s.registry.mint_count(id.as_str()), 1);
+
+    let app_token = client.app_token().unwrap();
+    assert!(app_token.secret().expose().starts_with("crs_"));
+
+    let all = client.installations().unwrap();
+    assert_eq!(all.len(), 3);
+    let one = client.installation(id).unwrap();
+    assert_eq!(one.id, id.as_str());
+    let org_id = one.organization.as_ref().unwrap().id.clone();
+
+    let projects = client.get_json(id, "/projects?limit=10&page=0").unwrap();
+    assert!(projects["projects"].is_array());
+    let org = client.get_json(id, &format!("/organizations/{org_id}")).unwrap();
+    assert_eq!(org["id"], org_id.as_str());
+
+    let created = client
+        .create_user_organization(&CreateUserOrganization {
+            user: NewUser {
+                email: "buyer@example.com".into(),
+                full_name: Some("Buyer".into()),
+                profile_picture: None,
+            },
+            organization: NewOrganization {
+                full_name: "Buyer Org".into(),
+                kind: "marketParticipant".into(),
+                country_code: Some("IS".into()),
+            },
+        })
+        .unwrap();
+    assert!(!created.installation.id.is_empty());
+    assert_eq!(client.installations().unwrap().len(), 4);
+
+    // Every request carried the documented headers.
+    for r in s.registry.requests() {
+        assert_eq!(r.header("accept"), Some("application/json"), "{}", r.path);
+        assert_eq!(r.header("x-icr-api-version"), Some("2023-06-16"), "{}", r.path);
+        assert!(
+            r.header("user-agent").unwrap().starts_with("icr-app-core/"),
+            "{}",
+            r.path
+        );
+    }
+
+    client.revoke(token.secret()).unwrap();
+    let mut request = client.request(Method::GET, "/projects", None).unwrap();
+    icr_app_core::api::authorize(&mut request, token.secret()).unwrap();
+    let response = client.send_raw(request).unwrap();
+    assert_eq!(response.status(), 401, "a revoked token is refused");
+}
+
+fn pagination_follows_every_page(kind: Kind) {
+    let s = Setup::new(250);
+    let client = kind.driver(s.app());
+    let all = client.installations().unwrap();
+    assert_eq!(all.len(), 250);
+    let mut ids: Vec<_> = all.iter().map(|i| i.id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 250);
+    let pages = s
+        .registry
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/app/installations?"))
+        .count();
+    assert_eq!(pages, 3);
+    let page = client.installations_page(10, 2).unwrap();
+    assert_eq!(page.installations.len(), 10);
+}
+
+fn server_clock_two_hours_ahead_or_behind(kind: Kind) {
+    for offset in [7200i64, -7200] {
+        let s = Setup::new(1);
+        s.registry.set_clock_offset(offset);
+        let client = kind.driver(s.app());
+        let token = client.installation_token(&s.installations[0]).unwrap();
+        let left = token.remaining(now());
+        assert!(
+            left > Duration::from_secs(7000) && left <= Duration::from_secs(7200),
+            "{offset}: {left:?}"
+        );
+        assert_eq!(client.installations().unwrap().len(), 1);
+        let learned = client.with_app(|a| a.clock_offset().millis);
+        assert!((learned - offset * 1000).abs() <= 1000, "learned {learned} ms");
+    }
+}
+
+fn server_errors_then_success(kind: Kind) {
+    let s = Setup::new(1);
+    let client = kind.driver(s.app());
+    s.registry.inject(
+        Fault::Status {
+            status: 503,
+            retry_after: None,
+        },
+        1,
+    );
+    let token = client.installation_token(&s.installations[0]).unwrap();
+    assert!(token.secret().expose().starts_with("crs_"));
+    assert_eq!(s.registry.mint_count(s.installations[0].as_str()), 1);
+}
+
+fn rate_limited_with_retry_after(kind: Kind) {
+    let s = Setup::new(1);
+    let client = kind.driver(s.app());
+    s.registry.inject(
+        Fault::Status {
+            status: 429,
+            retry_after: Some(1),
+        },
+        1,
+    );
+    let started = Instant::now();
+    client.installation_token(&s.installations[0]).unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(900), "Retry-After honoured");
+}
+
+fn dropped_connection_is_retried_or_reported(kind: Kind) {
+    let s = Setup::new(1);
+    let client = kind.driver(s.app());
+    s.registry.inject(Fault::DropConnection, 1);
+    client.installation_token(&s.installations[0]).unwrap();
+
+    let s = Setup::new(1);
+    let client = kind.driver(s.app_with_retry(RetryPolicy::never()));
+    s.registry.inject(Fault::DropConnection, 1);
+    let e = client.installation_token(&s.installations[0]).unwrap_err();
+    assert!(matches!(e, Error::Transport { .. }), "{e:?}");
+    assert!(e.to_string().contains("request failed"), "{e}");
+}
+
+fn malformed_body_is_a_clear_error(kind: Kind) {
+    let s = Setup::new(1);
+    let client = kind.driver(s.app_with_retry(RetryPolicy::never()));
+    s.registry.inject(Fault::MalformedBody, 1);
+    let e = client.installation_token(&s.installations[0]).unwrap_err();
+    assert!(matches!(e, Error::MalformedBody { .. }), "{e:?}");
+    assert!(e.to_string().contains("not the documented shape"), "{e}");
+    s.registry.inject(Fault::MalformedBody, 1);
+    assert!(matches!(client.installations(), Err(Error::MalformedBody { .. })));
+}
+
+/// Tokens living 6 s: the refresh falls due half-way (3 s).
+fn short_lived(kind: Kind, s: &Setup) -> Driver {
+    s.registry.set_token_lifetime(Duration::from_secs(6));
+    kind.driver(s.app())
+}
+
+fn near_expiry_refreshed_ahead_while_the_old_token_serves(kind: Kind) {
+    let s = Setup::new(1);
+    let client = short_lived(kind, &s);
+    let id = s.installations[0].clone();
+    let old = client.installation_token(&id).unwrap();
+    thread::sleep(Duration::from_millis(3200));
+    // The refresh is slow; meanwhile another caller is served the old token at once.
+    s.registry.inject(Fault::Delay(Duration::from_millis(800)), 1);
+    let refresher = client.spawn_installation_token(&id);
+    thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let during = client.installation_token(&id).unwrap();
+    assert!(started.elapsed() < Duration::from_millis(300));
+    assert!(during.same_as(&old));
+    let new = refresher.join().unwrap().unwrap();
+    assert!(!new.same_as(&old));
+    assert!(client.installation_token(&id).unwrap().same_as(&new));
+    assert_eq!(s.registry.mint_count(id.as_str()), 2);
+}
+
+fn failed_refresh_keeps_serving_the_valid_token(kind: Kind) {
+    let s = Setup::new(1);
+    let client = short_lived(kind, &s);
+    let id = s.installations[0].clone();
+    let old = client.installation_token(&id).unwrap();
+    thread::sleep(Duration::from_millis(3200));
+    s.registry.inject(
+        Fault::Status {
+            status: 503,
+            retry_after: None,
+        },
+        100,
+    );
+    let served = client.installation_token(&id).unwrap();
+    assert!(served.same_as(&old), "still valid, so still served");
+    s.registry.clear_faults();
+}
+
+fn a_401_from_an_installation_endpoint_re_mints_once(kind: Kind) {
+    let s = Setup::new(1);
+    let client = kind.driver(s.app());
+    let id = s.installations[0].clone();
+    client.installation_token(&id).unwrap();
+    s.registry.revoke_all_tokens();
+    let projects = client.get_json(&id, "/projects").unwrap();
+    assert!(projects["projects"].is_array());
+    assert_eq!(s.registry.mint_count(id.as_str()), 2);
+}
+
+fn redirects_are_not_followed_with_credentials(kind: Kind) {
+    let s = Setup::new(1);
+    let other = FakeRegistry::start();
+    let client = kind.driver(s.app());
+    let id = s.installations[0].clone();
+    client.installation_token(&id).unwrap();
+    s.registry.inject(
+        Fault::Redirect {
+            location: format!("{}/projects", other.base_url()),
+            status: 307,
+        },
+        1,
+    );
+    let request = client.request(Method::GET, "/projects", None).unwrap();
+    let response = client.send_as_installation(&id, request).unwrap();
+    assert_eq!(response.status(), 307);
+    assert!(other.requests().is_empty(), "nothing reached the other host");
+}
+
+fn wrong_key_is_a_clear_401(kind: Kind) {
+    let s = Setup::new(1);
+    let app = s
+        .builder_with_signer(AppKey::from_pem(OTHER_PRIVATE_KEY_PEM).unwrap())
+        .build()
+        .unwrap();
+    let e = kind.driver(app).installation_token(&s.installations[0]).unwrap_err();
+    assert!(matches!(e, Error::Unauthorized { .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(text.contains("private key") && text.contains("app id"), "{text}");
+}
+
+fn plain_http_to_a_remote_host_is_refused(kind: Kind) {
+    let s = Setup::new(1);
+    let app = s
+        .builder()
+        .base_url("http://registry.invalid")
+        .retry(RetryPolicy::never())
+        .build()
+        .unwrap();
+    let e = kind.driver(app).installation_token(&s.installations[0]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Transport {
+                kind: TransportErrorKind::Refused,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
+
+fn revoke_all_on_shutdown(kind: Kind) {
+    let s = Setup::new(3);
+    let client = kind.driver(s.app_with(CacheConfig::default()));
+    let tokens: Vec<_> = s
+        .installations
+        .iter()
+        .map(|id| client.installation_token(id).unwrap())
+        .collect();
+    assert_eq!(client.with_app(|a| a.cached_scopes()), 3);
+    assert_eq!(client.revoke_all().unwrap(), 3);
+    assert_eq!(client.with_app(|a| a.cached_scopes()), 0, "the cache is empty");
+    for t in &tokens {
+        assert_eq!(s.registry.token_status(t.secret().expose()), TokenStatus::Revoked);
+    }
+}
+
+/// Real threads.
+mod ureq_only {
+    use std::sync::{Arc, Barrier};
+    use std::thread;
+    use std::time::Duration;
+
+    use icr_app_e2e::Setup;
+    use icr_app_testkit::Fault;
+    use icr_app_ureq::Client;
+
+    #[test]
+    fn concurrent_threads_mint_once_per_installation() {
+        let s = Setup::new(8);
+        let client = Client::new(s.app());
+        s.registry.inject(Fault::Delay(Duration::from_millis(200)), 8);
+        let barrier = Arc::new(Barrier::new(64));
+        let handles: Vec<_> = (0..64)
+            .map(|i| {
+                let (client, barrier) = (client.clone(), barrier.clone());
+                let id = s.installations[i % 8].clone();
+                thread::spawn(move || {
+                    barrier.wait();
+                    client.installation_token(&id).unwrap()
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        for id in &s.installations {
+            assert_eq!(s.registry.mint_count(id.as_str()), 1, "{id}");
+        }
+    }
+}
+
+/// Tasks, a cancelled caller and the background refresher.
+mod reqwest_only {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use icr_app_e2e::Setup;
+    use icr_app_reqwest::Client;
+    use icr_app_testkit::Fault;
+    use tokio::sync::Barrier;
+
+    fn client(s: &Setup) -> Client {
+        Client::new(s.app()).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_tasks_mint_once_per_installation() {
+        let s = Setup::new(8);
+        let client = client(&s);
+        s.registry.inject(Fault::Delay(Duration::from_millis(200)), 8);
+        let barrier = Arc::new(Barrier::new(256));
+        let tasks: Vec<_> = (0..256)
+            .map(|i| {
+                let (client, barrier) = (client.clone(), barrier.clone());
+                let id = s.installations[i % 8].clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    client.installation_token(&id).await.unwrap()
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        for id in &s.installations {
+            assert_eq!(s.registry.mint_count(id.as_str()), 1, "{id}");
+        }
+    }
+
+    #[tokio::test]
+    async fn background_refresher_renews_ahead_of_expiry() {
+        let s = Setup::new(1);
+        s.registry.set_token_lifetime(Duration::from_secs(6));
+        let client = client(&s);
+        let id = s.installations[0].clone();
+        let _refresher = client.spawn_refresher();
+        let old = client.installation_token(&id).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(3600)).await;
+        assert_eq!(s.registry.mint_count(id.as_str()), 2, "renewed without a caller asking");
+        let started = Instant::now();
+        let now = client.installation_token(&id).await.unwrap();
+        assert!(started.elapsed() < Duration::from_millis(50));
+        assert!(!now.same_as(&old));
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_caller_does_not_leave_the_installation_stuck() {
+        let s = Setup::new(1);
+        let client = client(&s);
+        let id = s.installations[0].clone();
+        s.registry.inject(Fault::Delay(Duration::from_millis(2000)), 1);
+        let slow = tokio::time::timeout(Duration::from_millis(200), client.installation_token(&id)).await;
+        assert!(slow.is_err(), "timed out");
+        let started = Instant::now();
+        client.installation_token(&id).await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "a new mint started at once"
+        );
+    }
+}

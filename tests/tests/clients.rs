@@ -4,15 +4,17 @@
 //! `reqwest::<scenario>`. What needs real threads or tasks (many concurrent callers, a dropped
 //! future, the background refresher) is in `ureq_only` and `reqwest_only`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use http::Method;
 use icr_app_core::{
-    AppKey, CacheConfig, CreateUserOrganization, Error, NewOrganization, NewUser, RetryPolicy, TransportErrorKind,
+    AppKey, CacheConfig, CreateUserOrganization, Error, InstallationId, NewOrganization, NewUser, RetryPolicy, Signer,
+    TokenScope, TokenState, TransportErrorKind,
 };
-use icr_app_e2e::{Driver, Kind, Setup, for_both_clients, now};
-use icr_app_testkit::{FakeRegistry, Fault, OTHER_PRIVATE_KEY_PEM, TokenStatus};
+use icr_app_e2e::{Driver, Kind, Setup, for_both_clients, now, wait_until, within};
+use icr_app_testkit::{DEMO_PRIVATE_KEY_PEM, FakeRegistry, Fault, OTHER_PRIVATE_KEY_PEM, TokenStatus};
 
 for_both_clients!(
     happy_path_for_every_endpoint,
@@ -29,7 +31,24 @@ for_both_clients!(
     wrong_key_is_a_clear_401,
     plain_http_to_a_remote_host_is_refused,
     revoke_all_on_shutdown,
+    a_panic_while_minting_does_not_block_the_installation,
+    a_huge_retry_after_is_capped_and_clear_failure_lifts_the_back_off,
+    a_min_life_no_token_can_meet_is_an_error_and_mints_no_more,
+    revoke_all_waits_for_a_mint_in_flight_and_revokes_its_token,
 );
+
+/// How long a call that must not wait for anything may take at most (far below the 120 s
+/// `fetch_timeout` a stuck installation would wait for).
+const PROMPTLY: Duration = Duration::from_secs(5);
+
+fn scope(id: &InstallationId) -> TokenScope {
+    TokenScope::Installation(id.clone())
+}
+
+/// The path a mint for `id` is sent to (for faults aimed at mints only).
+fn mint_path(id: &InstallationId) -> String {
+    format!("/app/installations/{}/accessTokens", id.as_str())
+}
 
 fn happy_path_for_every_endpoint(kind: Kind) {
     let s = Setup::new(3);
@@ -307,6 +326,196 @@ fn revoke_all_on_shutdown(kind: Kind) {
     }
 }
 
+/// The demo key, except that the first signature panics.
+struct PanicsOnce {
+    key: AppKey,
+    armed: AtomicBool,
+}
+
+impl PanicsOnce {
+    fn new() -> Self {
+        Self {
+            key: AppKey::from_pem(DEMO_PRIVATE_KEY_PEM).unwrap(),
+            armed: AtomicBool::new(true),
+        }
+    }
+}
+
+impl Signer for PanicsOnce {
+    fn sign_rs256(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            panic!("the signer panics on purpose (test)");
+        }
+        self.key.sign_rs256(message)
+    }
+}
+
+/// A panic while the mint is being made (in the signer, with the scope marked as minting) must
+/// release the installation at once: the next call mints, rather than waiting 120 s
+/// (`fetch_timeout`) for a mint that will never be answered.
+fn a_panic_while_minting_does_not_block_the_installation(kind: Kind) {
+    let s = Setup::new(1);
+    let client = kind.driver(s.builder_with_signer(PanicsOnce::new()).build().unwrap());
+    let id = s.installations[0].clone();
+
+    let panic = client
+        .installation_token_catching_panic(&id)
+        .expect_err("the signer's panic reaches the caller");
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or(panic.downcast_ref::<String>().map(String::as_str));
+    assert_eq!(message, Some("the signer panics on purpose (test)"));
+    let state = client.token_state(&scope(&id));
+    assert!(
+        !matches!(state, TokenState::Fetching | TokenState::Refreshing(_)),
+        "no mint is left in flight: {state:?}"
+    );
+
+    let again = client.clone();
+    let token = within(PROMPTLY, "the call after the panic", move || {
+        again.installation_token(&id)
+    })
+    .unwrap();
+    assert!(s.registry.token_is_valid(token.secret().expose()));
+    assert_eq!(s.registry.mint_count(s.installations[0].as_str()), 1);
+}
+
+/// A 429 with `Retry-After: 10000000` (115 days) holds the installation back no longer than
+/// `CacheConfig::max_retry_after`, and `App::clear_failure` lifts the back-off at once.
+fn a_huge_retry_after_is_capped_and_clear_failure_lifts_the_back_off(kind: Kind) {
+    let s = Setup::new(3);
+    let huge = Fault::Status {
+        status: 429,
+        retry_after: Some(10_000_000),
+    };
+    let capped = CacheConfig {
+        max_retry_after: Duration::from_secs(1),
+        ..Setup::fast_cache()
+    };
+
+    // Without retries the failure is returned, and the installation backs off for the cap.
+    let id = s.installations[0].clone();
+    let client = kind.driver(
+        s.builder()
+            .cache(capped.clone())
+            .retry(RetryPolicy::never())
+            .build()
+            .unwrap(),
+    );
+    s.registry.inject_for(&mint_path(&id), huge.clone(), 1);
+    let before = now();
+    let e = client.installation_token(&id).unwrap_err();
+    assert!(matches!(e, Error::RateLimited { .. }), "{e:?}");
+    let TokenState::Failed { retry_at, .. } = client.token_state(&scope(&id)) else {
+        panic!("a failed mint is recorded: {:?}", client.token_state(&scope(&id)))
+    };
+    let back_off = retry_at.saturating_since(before);
+    assert!(
+        back_off <= Duration::from_secs(2),
+        "Retry-After capped at 1 s: backs off {back_off:?}"
+    );
+    thread::sleep(retry_at.saturating_since(now()) + Duration::from_millis(20));
+    let again = client.clone();
+    let id_again = id.clone();
+    within(PROMPTLY, "the call after the capped back-off", move || {
+        again.installation_token(&id_again)
+    })
+    .unwrap();
+    assert_eq!(s.registry.mint_count(id.as_str()), 1);
+
+    // With retries, one call rides out the capped wait (a 10 s retry budget could never cover
+    // 115 days) and mints.
+    let id = s.installations[1].clone();
+    let client = kind.driver(s.builder().cache(capped).build().unwrap());
+    s.registry.inject_for(&mint_path(&id), huge.clone(), 1);
+    let (again, id_again) = (client.clone(), id.clone());
+    within(PROMPTLY, "a call through a capped Retry-After", move || {
+        again.installation_token(&id_again)
+    })
+    .unwrap();
+    assert_eq!(s.registry.mint_count(id.as_str()), 1);
+
+    // With the default cap (5 minutes) the installation stays backed off, without a request,
+    // until `clear_failure`; then the next call mints at once.
+    let id = s.installations[2].clone();
+    let client = kind.driver(s.app_with_retry(RetryPolicy::never()));
+    s.registry.inject_for(&mint_path(&id), huge, 1);
+    assert!(matches!(client.installation_token(&id), Err(Error::RateLimited { .. })));
+    let mints_sent = || {
+        s.registry
+            .requests()
+            .iter()
+            .filter(|r| r.path == mint_path(&id))
+            .count()
+    };
+    assert_eq!(mints_sent(), 1);
+    assert!(matches!(client.installation_token(&id), Err(Error::RateLimited { .. })));
+    assert_eq!(mints_sent(), 1, "backing off: no request");
+    assert!(client.with_app(|a| a.clear_failure(&scope(&id))));
+    assert!(
+        !client.with_app(|a| a.clear_failure(&scope(&id))),
+        "nothing left to clear"
+    );
+    let (again, id_again) = (client.clone(), id.clone());
+    within(PROMPTLY, "the call after clear_failure", move || {
+        again.installation_token(&id_again)
+    })
+    .unwrap();
+    assert_eq!(mints_sent(), 2);
+    assert_eq!(s.registry.mint_count(id.as_str()), 1);
+}
+
+/// Asking for more life than the registry's tokens have is an error that says so, and asking
+/// again does not mint again.
+fn a_min_life_no_token_can_meet_is_an_error_and_mints_no_more(kind: Kind) {
+    let s = Setup::new(1);
+    s.registry.set_token_lifetime(Duration::from_secs(30));
+    let client = kind.driver(s.app());
+    let id = s.installations[0].clone();
+    let too_long = Some(Duration::from_secs(120));
+    let check = |e: Error| {
+        assert!(matches!(e, Error::Config { .. }), "{e:?}");
+        let text = e.to_string();
+        // The registry's 30 s, as measured on arrival (29 s and some milliseconds, or 30 s).
+        assert!(
+            text.contains("120 s") && (text.contains("live 30 s") || text.contains("live 29 s")),
+            "the error names the minimum asked for and the tokens' lifetime: {text}"
+        );
+    };
+    check(client.token(&scope(&id), too_long).unwrap_err());
+    assert_eq!(s.registry.mint_count(id.as_str()), 1);
+    for _ in 0..5 {
+        check(client.token(&scope(&id), too_long).unwrap_err());
+    }
+    assert_eq!(s.registry.mint_count(id.as_str()), 1, "asking again mints no more");
+    // A minimum the token meets is served from the cache.
+    let token = client.token(&scope(&id), Some(Duration::from_secs(10))).unwrap();
+    assert!(s.registry.token_is_valid(token.secret().expose()));
+    assert_eq!(s.registry.mint_count(id.as_str()), 1);
+}
+
+/// `revoke_all` during a mint waits for it and revokes the token it lands, rather than leaving
+/// a live token behind.
+fn revoke_all_waits_for_a_mint_in_flight_and_revokes_its_token(kind: Kind) {
+    let s = Setup::new(1);
+    let client = kind.driver(s.app());
+    let id = s.installations[0].clone();
+    s.registry
+        .inject_for(&mint_path(&id), Fault::Delay(Duration::from_millis(1500)), 1);
+    let minting = client.spawn_installation_token(&id);
+    wait_until(PROMPTLY, "the mint is in flight", || {
+        matches!(client.token_state(&scope(&id)), TokenState::Fetching)
+    });
+    let again = client.clone();
+    let revoked = within(Duration::from_secs(10), "revoke_all", move || again.revoke_all()).unwrap();
+    assert!(revoked >= 1, "revoked {revoked}");
+    let token = minting.join().unwrap().unwrap();
+    assert_eq!(s.registry.mint_count(id.as_str()), 1);
+    assert_eq!(s.registry.token_status(token.secret().expose()), TokenStatus::Revoked);
+    assert_eq!(client.with_app(|a| a.cached_scopes()), 0);
+}
+
 /// Real threads.
 mod ureq_only {
     use std::sync::{Arc, Barrier};
@@ -342,15 +551,18 @@ mod ureq_only {
     }
 }
 
-/// Tasks, a cancelled caller and the background refresher.
+/// Tasks, dropped futures and the background refresher.
 mod reqwest_only {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
+    use icr_app_core::TokenState;
     use icr_app_e2e::Setup;
     use icr_app_reqwest::Client;
     use icr_app_testkit::Fault;
     use tokio::sync::Barrier;
+
+    use super::{PROMPTLY, mint_path, scope};
 
     fn client(s: &Setup) -> Client {
         Client::new(s.app()).unwrap()
@@ -396,19 +608,27 @@ mod reqwest_only {
         assert!(!now.same_as(&old));
     }
 
+    /// A caller that gives up on a slow mint (its future dropped at an `.await`) releases the
+    /// installation at once: the next call mints rather than waiting 120 s (`fetch_timeout`)
+    /// for an answer nobody will read.
     #[tokio::test]
-    async fn a_cancelled_caller_does_not_leave_the_installation_stuck() {
+    async fn a_dropped_caller_does_not_leave_the_installation_stuck() {
         let s = Setup::new(1);
         let client = client(&s);
         let id = s.installations[0].clone();
-        s.registry.inject(Fault::Delay(Duration::from_millis(2000)), 1);
+        s.registry
+            .inject_for(&mint_path(&id), Fault::Delay(Duration::from_secs(3)), 1);
         let slow = tokio::time::timeout(Duration::from_millis(200), client.installation_token(&id)).await;
         assert!(slow.is_err(), "timed out");
-        let started = Instant::now();
-        client.installation_token(&id).await.unwrap();
+        let state = client.with_app(|a| a.token_state(&scope(&id), icr_app_e2e::now()));
         assert!(
-            started.elapsed() < Duration::from_millis(1500),
-            "a new mint started at once"
+            !matches!(state, TokenState::Fetching | TokenState::Refreshing(_)),
+            "no mint is left in flight: {state:?}"
         );
+        let token = tokio::time::timeout(PROMPTLY, client.installation_token(&id))
+            .await
+            .expect("a new mint starts at once")
+            .unwrap();
+        assert!(s.registry.token_is_valid(token.secret().expose()));
     }
 }

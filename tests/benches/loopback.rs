@@ -1,17 +1,23 @@
 //! End to end on loopback against the fake registry:
 //!
-//! - `cached`: `installation_token` served from the cache, through each client.
+//! - `cached`: `installation_token` served from the cache, through each client: one thread, and
+//!   two threads at once on different and on the same installation (the async client's future
+//!   polled once with a no-op waker on each thread, the SDK's part without a runtime).
 //! - `cold mint`: a fresh installation's first token through each client, against a bare
 //!   `ureq` / `reqwest` POST of the same request (same JWT, same endpoint) — the SDK's share;
 //!   `share`: the same comparison measured interleaved (robust to background load).
 //! - `coalescing`: 1 000 concurrent callers (tasks; threads for ureq) on one cold installation:
 //!   mints issued (printed and asserted: 1) and the time until all have the token, against one caller.
 
-use std::future::Future as _;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
 use std::sync::{Arc, Barrier};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use icr_app_core::{App, AppKey, InstallationId};
 use icr_app_testkit::{DEMO_PRIVATE_KEY_PEM, FakeRegistry};
 
@@ -42,20 +48,68 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Polls a future once with a no-op waker; a cache hit completes on the first poll.
+fn poll_once<F: Future>(f: F) -> F::Output {
+    match pin!(f).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("a cache hit completes on its first poll"),
+    }
+}
+
+/// Two threads calling `per_thread(thread)` at once, `iters` times each; the slower one's time.
+fn two_threads(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, per_thread: &(dyn Fn(usize) + Sync)) {
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let barrier = Barrier::new(2);
+            std::thread::scope(|s| {
+                let threads: Vec<_> = (0..2)
+                    .map(|t| {
+                        let barrier = &barrier;
+                        s.spawn(move || {
+                            barrier.wait();
+                            let started = Instant::now();
+                            for _ in 0..iters {
+                                per_thread(t);
+                            }
+                            started.elapsed()
+                        })
+                    })
+                    .collect();
+                threads
+                    .into_iter()
+                    .map(|t| t.join().unwrap())
+                    .max()
+                    .unwrap_or(Duration::ZERO)
+            })
+        })
+    });
+}
+
 fn cached(c: &mut Criterion) {
     let r = registry();
-    let id = install(&r);
+    let ids = [install(&r), install(&r)];
+    let id = &ids[0];
     let mut g = c.benchmark_group("cached");
     let blocking = icr_app_ureq::Client::new(app(&r));
-    blocking.installation_token(&id).unwrap();
+    for id in &ids {
+        blocking.installation_token(id).unwrap();
+    }
     g.bench_function("ureq client installation_token", |b| {
-        b.iter(|| blocking.installation_token(&id).unwrap())
+        b.iter(|| blocking.installation_token(id).unwrap())
+    });
+    two_threads(&mut g, "ureq client, two threads, different installations", &|t| {
+        black_box(blocking.installation_token(&ids[t]).unwrap());
+    });
+    two_threads(&mut g, "ureq client, two threads, same installation", &|_| {
+        black_box(blocking.installation_token(id).unwrap());
     });
     let rt = runtime();
-    let client = icr_app_reqwest::Client::new(app(&r)).unwrap();
-    rt.block_on(client.installation_token(&id)).unwrap();
+    let client = rt.block_on(async { icr_app_reqwest::Client::new(app(&r)).unwrap() });
+    for id in &ids {
+        rt.block_on(client.installation_token(id)).unwrap();
+    }
     g.bench_function("reqwest client installation_token", |b| {
-        b.iter(|| rt.block_on(client.installation_token(&id)).unwrap())
+        b.iter(|| rt.block_on(client.installation_token(id)).unwrap())
     });
     g.bench_function("reqwest: an empty block_on (the floor of the line above)", |b| {
         b.iter(|| rt.block_on(async {}))
@@ -63,17 +117,20 @@ fn cached(c: &mut Criterion) {
     // The SDK's part alone: the future polled once with a no-op waker, no runtime.
     g.bench_function(
         "reqwest client installation_token, polled once without a runtime",
-        |b| {
-            b.iter(|| {
-                let mut f = std::pin::pin!(client.installation_token(&id));
-                match f
-                    .as_mut()
-                    .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
-                {
-                    std::task::Poll::Ready(t) => t.unwrap(),
-                    std::task::Poll::Pending => panic!("a cache hit completes on its first poll"),
-                }
-            })
+        |b| b.iter(|| poll_once(client.installation_token(id)).unwrap()),
+    );
+    two_threads(
+        &mut g,
+        "reqwest client, polled once, two threads, different installations",
+        &|t| {
+            black_box(poll_once(client.installation_token(&ids[t])).unwrap());
+        },
+    );
+    two_threads(
+        &mut g,
+        "reqwest client, polled once, two threads, same installation",
+        &|_| {
+            black_box(poll_once(client.installation_token(id)).unwrap());
         },
     );
     g.finish();

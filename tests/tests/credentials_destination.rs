@@ -112,7 +112,7 @@ fn loopback_requests_bypass_proxies_from_the_environment() {
     let demo = FakeRegistry::demo();
     let proxy = Peer::start(502);
     let key = std::env::temp_dir().join(format!("icr-e2e-proxy-key-{}.pem", std::process::id()));
-    std::fs::write(&key, &demo.private_key_pem).unwrap();
+    std::fs::write(&key, demo.private_key_pem).unwrap();
     for (package, example) in [
         ("icr-app-ureq", "ureq_installation_token"),
         ("icr-app-reqwest", "reqwest_installation_token"),

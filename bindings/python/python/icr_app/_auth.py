@@ -1,0 +1,158 @@
+"""``InstallationAuth`` (httpx, sync and async) and ``RequestsAuth`` (requests): any request of
+your own HTTP client, authorised as an installation.
+
+Both drive the core's ``SendAs`` operation: the core checks the request is for the registry (a
+token never reaches another host), hands out the cached token or mints one (once, however many
+ask), learns the registry's clock from the response, and on a 401 drops the token, mints again
+and has the request sent once more. Your client sends the request itself; mints go through the
+icr_app client given.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, AsyncGenerator, Generator, Optional, Union
+
+import httpx
+
+from ._client import AsyncClient, Client
+from ._icr_app import Send, SendAs
+
+if TYPE_CHECKING:  # pragma: no cover
+    import requests
+
+
+class InstallationAuth(httpx.Auth):
+    """httpx authentication as an installation (``None``: as the app), for
+    ``httpx.Client(auth=...)`` with an ``icr_app.Client``, or ``httpx.AsyncClient(auth=...)``
+    with an ``icr_app.AsyncClient``. Requests must be for the registry the App is configured
+    with."""
+
+    requires_request_body = False
+    requires_response_body = False
+
+    def __init__(self, client: Union[Client, AsyncClient], installation_id: Optional[str]) -> None:
+        if not isinstance(client, (Client, AsyncClient)):
+            raise TypeError("client must be an icr_app.Client or icr_app.AsyncClient")
+        self._client = client
+        self._installation_id = installation_id
+        self._api_version = client.app.api_version
+
+    def __repr__(self) -> str:
+        return f"icr_app.InstallationAuth(installation_id={self._installation_id!r})"
+
+    def _start(self, request: httpx.Request) -> SendAs:
+        return SendAs(self._client.app, self._installation_id, request.method, str(request.url))
+
+    def _authorize(self, request: httpx.Request, step: Send) -> None:
+        authorization = step.authorization
+        if authorization is not None:
+            request.headers["Authorization"] = authorization
+        if "x-icr-api-version" not in request.headers:
+            request.headers["x-icr-api-version"] = self._api_version
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """The flow httpx runs for ``httpx.Client``: needs an ``icr_app.Client``."""
+        client = self._client
+        if not isinstance(client, Client):
+            raise TypeError("InstallationAuth with an httpx.Client needs an icr_app.Client (not an AsyncClient)")
+        driver = client._driver
+        op = self._start(request)
+        try:
+            step = driver.advance(op)
+            while isinstance(step, Send):
+                self._authorize(request, step)
+                response = yield request
+                driver.report(op, step, response.status_code, response.headers.raw)
+                step = driver.advance(op)
+        finally:
+            driver.release(op)
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """The flow httpx runs for ``httpx.AsyncClient``: needs an ``icr_app.AsyncClient``."""
+        client = self._client
+        if not isinstance(client, AsyncClient):
+            raise TypeError("InstallationAuth with an httpx.AsyncClient needs an icr_app.AsyncClient")
+        driver = client._driver
+        op = self._start(request)
+        try:
+            step = await driver.advance(op)
+            while isinstance(step, Send):
+                self._authorize(request, step)
+                response = yield request
+                driver.report(op, step, response.status_code, response.headers.raw)
+                step = await driver.advance(op)
+        finally:
+            driver.release(op)
+
+
+def _requests_auth_base() -> Any:
+    try:
+        import requests.auth
+    except ImportError:  # pragma: no cover - requests is optional
+        return object
+    return requests.auth.AuthBase
+
+
+class RequestsAuth(_requests_auth_base()):  # type: ignore[misc]
+    """``requests`` authentication as an installation (``None``: as the app), with an
+    ``icr_app.Client``: ``requests.get(url, auth=RequestsAuth(client, installation_id))``. A 401
+    drops the token, mints a new one and sends the request once more. Needs
+    ``pip install icr-app[requests]``."""
+
+    def __init__(self, client: Client, installation_id: Optional[str]) -> None:
+        if not isinstance(client, Client):
+            raise TypeError("RequestsAuth needs an icr_app.Client")
+        self._client = client
+        self._installation_id = installation_id
+        self._api_version = client.app.api_version
+
+    def __repr__(self) -> str:
+        return f"icr_app.RequestsAuth(installation_id={self._installation_id!r})"
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        driver = self._client._driver
+        op = SendAs(self._client.app, self._installation_id, request.method or "GET", request.url or "")
+        try:
+            step = driver.advance(op)
+        except BaseException:
+            driver.release(op)
+            raise
+        if not isinstance(step, Send):  # pragma: no cover - a SendAs sends its request first
+            return request
+        self._authorize(request, step)
+        request.register_hook("response", _Hook(self, op, step))  # type: ignore[no-untyped-call]
+        return request
+
+    def _authorize(self, request: requests.PreparedRequest, step: Send) -> None:
+        authorization = step.authorization
+        if authorization is not None:
+            request.headers["Authorization"] = authorization
+        request.headers.setdefault("x-icr-api-version", self._api_version)
+
+
+class _Hook:
+    """The response hook of one request: reports the response; sends once more after a 401."""
+
+    def __init__(self, auth: RequestsAuth, op: SendAs, step: Send) -> None:
+        self.auth, self.op, self.step = auth, op, step
+
+    def __call__(self, response: requests.Response, **kwargs: Any) -> requests.Response:
+        driver = self.auth._client._driver
+        op = self.op
+        try:
+            driver.report(op, self.step, response.status_code, list(response.headers.items()))
+            step = driver.advance(op)
+            if not isinstance(step, Send):
+                return response
+            # The token was refused and a new one minted: send once more with it.
+            response.content  # noqa: B018 - read the refused response, freeing its connection
+            response.close()
+            again = response.request.copy()
+            self.auth._authorize(again, step)
+            again.hooks = {"response": []}
+            sent: requests.Response = response.connection.send(again, **kwargs)
+            sent.history.append(response)
+            sent.request = again
+            return _Hook(self.auth, op, step)(sent, **kwargs)
+        finally:
+            driver.release(op)

@@ -1,0 +1,244 @@
+"""``Client`` (blocking, over httpx.Client) and ``AsyncClient`` (asyncio, over httpx.AsyncClient)."""
+
+from __future__ import annotations
+
+import json as _json
+from types import TracebackType
+from typing import Any, Iterable, Optional, Tuple, Type
+
+import httpx
+
+from ._drive import AsyncDriver, SyncDriver
+from ._icr_app import (
+    App,
+    CallInstallation,
+    Installation,
+    ListInstallations,
+    Revoke,
+    RevokeAll,
+    SendAs,
+    Token,
+)
+
+Headers = Optional[Iterable[Tuple[str, str]]]
+
+
+def _body(json: Any, content: Optional[bytes]) -> Optional[bytes]:
+    if json is not None and content is not None:
+        raise TypeError("pass json= or content=, not both")
+    if json is not None:
+        return _json.dumps(json, separators=(",", ":")).encode()
+    return content
+
+
+def _headers(headers: Any) -> Optional[list[tuple[str, str]]]:
+    if headers is None:
+        return None
+    items = headers.items() if hasattr(headers, "items") else headers
+    return [(str(k), str(v)) for k, v in items]
+
+
+class Client:
+    """A blocking ICR app client over ``httpx``.
+
+    Every decision (one mint per installation however many threads ask, refresh ahead of expiry,
+    clock-skew correction, retries with back-off and ``Retry-After``, error messages) is made by
+    the Rust core; this client only sends, sleeps and waits. Safe to share between threads.
+
+    ``http_client``: an ``httpx.Client`` to send with, used exactly as given (its proxies,
+    transport, timeouts, event hooks); it is not closed by ``close()``. Without one, the client
+    makes its own (the environment's proxies, as httpx reads them, for ``https``; loopback and
+    plain ``http`` never through a proxy; the policy's timeouts) and closes it in ``close()``.
+    Either way no redirect is followed and bodies are capped (``App(max_body=...)``).
+    """
+
+    def __init__(self, app: App, *, http_client: Optional[httpx.Client] = None) -> None:
+        self._app = app
+        self._driver = SyncDriver(app, http_client)
+
+    @property
+    def app(self) -> App:
+        """The App this client drives."""
+        return self._app
+
+    def installation_token(self, installation_id: str, *, min_life: Optional[float] = None) -> Token:
+        """An installation access token with at least ``min_life`` seconds left (default 60),
+        from the cache or minted (once, however many threads ask)."""
+        found = self._app._token(installation_id, min_life)
+        if isinstance(found, Token):
+            return found
+        token: Token = self._driver.run(found)
+        return token
+
+    def app_token(self, *, min_life: Optional[float] = None) -> Token:
+        """An app access token (``POST /app/accessTokens``), cached like installation tokens."""
+        found = self._app._token(None, min_life)
+        if isinstance(found, Token):
+            return found
+        token: Token = self._driver.run(found)
+        return token
+
+    def jwt(self) -> str:
+        """The app JWT (cached; re-signed about a minute before it expires)."""
+        return self._app.jwt()
+
+    def installations(self) -> list[Installation]:
+        """Every installation of the app, following every page."""
+        found: list[Installation] = self._driver.run(ListInstallations(self._app))
+        return found
+
+    def installation(self, installation_id: str) -> Installation:
+        """One installation (also how to check an ``installationId`` from a callback URL)."""
+        found: Installation = self._driver.run(CallInstallation(self._app, installation_id))
+        return found
+
+    def get_json(self, installation_id: Optional[str], path: str) -> Any:
+        """``GET path`` (relative to the base URL) as the installation (``None``: the app),
+        parsed as JSON; a non-2xx status raises its ``icr_app.Error``."""
+        return self._driver.run(SendAs(self._app, installation_id, "GET", path, json=True))
+
+    def request(
+        self,
+        installation_id: Optional[str],
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: Optional[bytes] = None,
+        headers: Any = None,
+    ) -> httpx.Response:
+        """Sends ``method path`` (relative to the base URL) as the installation (``None``: the
+        app), with a JSON body from ``json`` or raw ``content``, and returns the response
+        whatever its status (read in full). A 401 drops the token, mints a new one and sends once
+        more."""
+        op = SendAs(self._app, installation_id, method, path, headers=_headers(headers), body=_body(json, content))
+        _, response = self._driver.drive(op)
+        if response is None:  # pragma: no cover - the core finishes a SendAs only after its response
+            raise RuntimeError("the request finished without a response")
+        return response
+
+    def revoke(self, token: Token | str) -> None:
+        """Revokes ``token`` (``DELETE /app/installations/token``) and drops it from the cache."""
+        self._driver.run(Revoke(self._app, token))
+
+    def revoke_all(self) -> int:
+        """Revokes every cached token (waiting for mints in flight) and empties the cache;
+        returns how many were revoked. The first failure is raised after all were tried."""
+        count: int = self._driver.run(RevokeAll(self._app))
+        return count
+
+    def close(self) -> None:
+        """Closes the HTTP clients this client made (not one handed in)."""
+        self._driver.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"icr_app.Client({self._app!r})"
+
+
+class AsyncClient:
+    """An asyncio ICR app client over ``httpx.AsyncClient``: the methods of ``Client``,
+    awaited. Safe to share between the tasks of an event loop (one mint per installation
+    however many tasks ask), and between loops and threads through one ``App``.
+
+    ``http_client``: an ``httpx.AsyncClient``, used exactly as given and not closed by
+    ``aclose()``; without one, the client makes its own as ``Client`` does.
+    """
+
+    def __init__(self, app: App, *, http_client: Optional[httpx.AsyncClient] = None) -> None:
+        self._app = app
+        self._driver = AsyncDriver(app, http_client)
+
+    @property
+    def app(self) -> App:
+        """The App this client drives."""
+        return self._app
+
+    async def installation_token(self, installation_id: str, *, min_life: Optional[float] = None) -> Token:
+        """An installation access token with at least ``min_life`` seconds left (default 60)."""
+        found = self._app._token(installation_id, min_life)
+        if isinstance(found, Token):
+            return found
+        token: Token = await self._driver.run(found)
+        return token
+
+    async def app_token(self, *, min_life: Optional[float] = None) -> Token:
+        """An app access token, cached like installation tokens."""
+        found = self._app._token(None, min_life)
+        if isinstance(found, Token):
+            return found
+        token: Token = await self._driver.run(found)
+        return token
+
+    def jwt(self) -> str:
+        """The app JWT (cached; signing takes about a millisecond, so this is not awaited)."""
+        return self._app.jwt()
+
+    async def installations(self) -> list[Installation]:
+        """Every installation of the app, following every page."""
+        found: list[Installation] = await self._driver.run(ListInstallations(self._app))
+        return found
+
+    async def installation(self, installation_id: str) -> Installation:
+        """One installation."""
+        found: Installation = await self._driver.run(CallInstallation(self._app, installation_id))
+        return found
+
+    async def get_json(self, installation_id: Optional[str], path: str) -> Any:
+        """``GET path`` as the installation (``None``: the app), parsed as JSON."""
+        return await self._driver.run(SendAs(self._app, installation_id, "GET", path, json=True))
+
+    async def request(
+        self,
+        installation_id: Optional[str],
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: Optional[bytes] = None,
+        headers: Any = None,
+    ) -> httpx.Response:
+        """Sends ``method path`` as the installation and returns the response, whatever its
+        status (read in full); see ``Client.request``."""
+        op = SendAs(self._app, installation_id, method, path, headers=_headers(headers), body=_body(json, content))
+        _, response = await self._driver.drive(op)
+        if response is None:  # pragma: no cover
+            raise RuntimeError("the request finished without a response")
+        return response
+
+    async def revoke(self, token: Token | str) -> None:
+        """Revokes ``token`` and drops it from the cache."""
+        await self._driver.run(Revoke(self._app, token))
+
+    async def revoke_all(self) -> int:
+        """Revokes every cached token; returns how many were revoked."""
+        count: int = await self._driver.run(RevokeAll(self._app))
+        return count
+
+    async def aclose(self) -> None:
+        """Closes the HTTP clients this client made (not one handed in)."""
+        await self._driver.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"icr_app.AsyncClient({self._app!r})"

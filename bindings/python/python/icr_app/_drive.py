@@ -1,0 +1,312 @@
+"""The two driving loops: they perform what each operation asks (send, sleep, wait) and report
+back. Every decision is the Rust core's; these only perform effects, over httpx.
+
+Each loop is the core's canonical one (``core/src/lib.rs``, "Driving the core yourself"), as in
+``transport-ureq/src/drive.rs`` (sync) and ``transport-reqwest/src/drive.rs`` (async): poll, then
+send (after the transport policy's check, following no redirect, with the body capped), sleep, or
+wait on the App's change signal; report every answer; notify after every report; abandon on
+every way out before ``Done`` (an exception, ``KeyboardInterrupt``, a cancelled task, a closed
+generator).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Any, Optional, Tuple, Union
+from urllib.parse import urlsplit
+
+import httpx
+
+from ._icr_app import App, Done, Operation, Send, TransportError, Wait
+from ._signal import fork_state, signal_of
+
+_log = logging.getLogger("icr_app")
+
+Step = Union[Send, Done]
+
+
+class _Refusal(Exception):
+    """A failure of the exchange itself, reported to the operation as ``kind``."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+def _failure(exc: BaseException) -> tuple[str, str]:
+    """The core's transport error kind for an httpx failure, and a description (no credential:
+    httpx's messages carry no header)."""
+    if isinstance(exc, _Refusal):
+        return exc.kind, exc.message
+    if isinstance(exc, httpx.TimeoutException):
+        kind = "timeout"
+    elif isinstance(exc, (httpx.ConnectError, httpx.ProxyError)):
+        kind = "connect"
+    elif isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.CloseError)):
+        kind = "connection_lost"
+    elif isinstance(exc, httpx.UnsupportedProtocol):
+        kind = "refused"
+    else:
+        kind = "other"
+    text = str(exc) or type(exc).__name__
+    return kind, f"{type(exc).__name__}: {text}"
+
+
+def _sleep_until(until: float) -> None:
+    delay = until - time.time()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def _log_exchange(step: Send, status: int, started: float) -> None:
+    if _log.isEnabledFor(logging.DEBUG):
+        took = (time.monotonic() - started) * 1000.0
+        _log.debug("request %s %s -> %s in %.1f ms", step.method, urlsplit(step.url).path, status, took)
+
+
+class _Base:
+    """What both drivers share: the App, its policy and signal, and the HTTP clients."""
+
+    def __init__(self, app: App, http_client: Any) -> None:
+        if not isinstance(app, App):
+            raise TypeError("app must be an icr_app.App")
+        self.app = app
+        self.policy = app.policy
+        self.signal = signal_of(app)
+        self.user_client = http_client
+        self.owned: dict[str, Any] = {}
+        self.epoch = fork_state.epoch
+        self.closed = False
+        self.lock = threading.Lock()
+
+    def deadline(self, started: float) -> Optional[float]:
+        # The policy's whole-exchange limit applies to the clients this package makes; a client
+        # handed in keeps its own timeouts.
+        return None if self.user_client is not None else started + self.policy.timeout
+
+    def timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(self.policy.timeout, connect=self.policy.connect_timeout)
+
+    def client_for(self, route: str) -> Any:
+        if self.user_client is not None:
+            return self.user_client
+        if self.closed:
+            raise RuntimeError("this icr_app client is closed")
+        if self.epoch != fork_state.epoch:
+            # The child of a fork: the parent's connections are not ours to use (nor to close).
+            self.owned = {}
+            self.lock = threading.Lock()
+            self.epoch = fork_state.epoch
+        client = self.owned.get(route)
+        if client is None:
+            with self.lock:
+                client = self.owned.get(route)
+                if client is None:
+                    client = self.owned[route] = self.make_client(route)
+        return client
+
+    def make_client(self, route: str) -> Any:
+        raise NotImplementedError
+
+    def check(self, op: Operation, step: Send) -> Optional[str]:
+        """The policy's route for ``step``, or ``None`` after reporting its refusal."""
+        try:
+            return self.policy.check(step)
+        except TransportError as refused:
+            op.handle_failure(step.id, refused.kind, refused.detail)
+            return None
+
+    def report(self, op: Operation, step: Send, status: int, headers: Any, body: bytes = b"") -> None:
+        """Reports a response to ``step`` that someone else received (an auth flow's)."""
+        try:
+            op.handle_response(step.id, status, headers, body)
+        finally:
+            self.signal.notify()
+
+    def release(self, op: Operation) -> None:
+        """Abandons ``op`` unless it is done, and wakes the waiters."""
+        if not op.done:
+            try:
+                op.abandon()
+            finally:
+                self.signal.notify()
+
+
+class SyncDriver(_Base):
+    """The blocking loop, over an ``httpx.Client``."""
+
+    def make_client(self, route: str) -> httpx.Client:
+        # "direct" (loopback, plain http): never through a proxy, so the environment's proxy
+        # settings are not read; "proxy": the environment's proxies, as httpx reads them.
+        return httpx.Client(trust_env=route == "proxy", timeout=self.timeout(), follow_redirects=False)
+
+    def close(self) -> None:
+        self.closed = True
+        owned, self.owned = self.owned, {}
+        for client in owned.values():
+            client.close()
+
+    def exchange(self, op: Operation, step: Send) -> Optional[httpx.Response]:
+        """Sends ``step`` and reports the outcome to ``op``; then wakes the waiters."""
+        try:
+            route = self.check(op, step)
+            if route is None:
+                return None
+            started = time.monotonic()
+            try:
+                response = self.send(self.client_for(route), step, started)
+            except (httpx.HTTPError, _Refusal) as exc:
+                kind, message = _failure(exc)
+                _log.debug("request %s %s failed: %s", step.method, urlsplit(step.url).path, message)
+                op.handle_failure(step.id, kind, message)
+                return None
+            _log_exchange(step, response.status_code, started)
+            op.handle_response(step.id, response.status_code, response.headers.raw, response.content)
+            return response
+        finally:
+            self.signal.notify()
+
+    def send(self, client: httpx.Client, step: Send, started: float) -> httpx.Response:
+        body = step.body
+        request = client.build_request(step.method, step.url, headers=step.headers, content=body or None)
+        response = client.send(request, stream=True, follow_redirects=False, auth=None)
+        deadline = self.deadline(started)
+        cap = self.policy.max_body
+        try:
+            content = bytearray()
+            for chunk in response.iter_bytes():
+                content += chunk
+                if len(content) > cap:
+                    raise _Refusal("body_too_large", self.policy.body_too_large())
+                if deadline is not None and time.monotonic() > deadline:
+                    raise _Refusal("timeout", f"the exchange took longer than {self.policy.timeout} s")
+        finally:
+            response.close()
+        response._content = bytes(content)
+        return response
+
+    def advance(self, op: Operation) -> Step:
+        """Polls ``op`` and performs its steps until it is done (``Done``) or asks to send its
+        target request (a ``Send`` with ``.target``), which is returned unsent."""
+        signal = self.signal
+        while True:
+            seen = signal.gen
+            step = op.poll()
+            if isinstance(step, Send):
+                if step.target:
+                    return step
+                self.exchange(op, step)
+            elif isinstance(step, Done):
+                return step
+            elif isinstance(step, Wait):
+                signal.wait(seen, step.until)
+            else:
+                _sleep_until(step.until)
+
+    def drive(self, op: Operation) -> Tuple[Any, Optional[httpx.Response]]:
+        """Drives ``op`` to the end: its value, and the response to its target request."""
+        last: Optional[httpx.Response] = None
+        try:
+            while True:
+                step = self.advance(op)
+                if isinstance(step, Done):
+                    return step.value, last
+                last = self.exchange(op, step)
+        finally:
+            self.release(op)
+
+    def run(self, op: Operation) -> Any:
+        """Drives ``op`` to the end and returns its value."""
+        return self.drive(op)[0]
+
+
+class AsyncDriver(_Base):
+    """The asyncio loop, over an ``httpx.AsyncClient``."""
+
+    def make_client(self, route: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(trust_env=route == "proxy", timeout=self.timeout(), follow_redirects=False)
+
+    async def aclose(self) -> None:
+        self.closed = True
+        owned, self.owned = self.owned, {}
+        for client in owned.values():
+            await client.aclose()
+
+    async def exchange(self, op: Operation, step: Send) -> Optional[httpx.Response]:
+        """Sends ``step`` and reports the outcome to ``op``; then wakes the waiters."""
+        try:
+            route = self.check(op, step)
+            if route is None:
+                return None
+            started = time.monotonic()
+            try:
+                response = await self.send(self.client_for(route), step, started)
+            except (httpx.HTTPError, _Refusal) as exc:
+                kind, message = _failure(exc)
+                _log.debug("request %s %s failed: %s", step.method, urlsplit(step.url).path, message)
+                op.handle_failure(step.id, kind, message)
+                return None
+            _log_exchange(step, response.status_code, started)
+            op.handle_response(step.id, response.status_code, response.headers.raw, response.content)
+            return response
+        finally:
+            self.signal.notify()
+
+    async def send(self, client: httpx.AsyncClient, step: Send, started: float) -> httpx.Response:
+        body = step.body
+        request = client.build_request(step.method, step.url, headers=step.headers, content=body or None)
+        response = await client.send(request, stream=True, follow_redirects=False, auth=None)
+        deadline = self.deadline(started)
+        cap = self.policy.max_body
+        try:
+            content = bytearray()
+            async for chunk in response.aiter_bytes():
+                content += chunk
+                if len(content) > cap:
+                    raise _Refusal("body_too_large", self.policy.body_too_large())
+                if deadline is not None and time.monotonic() > deadline:
+                    raise _Refusal("timeout", f"the exchange took longer than {self.policy.timeout} s")
+        finally:
+            await response.aclose()
+        response._content = bytes(content)
+        return response
+
+    async def advance(self, op: Operation) -> Step:
+        """As ``SyncDriver.advance``, awaiting instead of blocking."""
+        signal = self.signal
+        while True:
+            seen = signal.gen
+            step = op.poll()
+            if isinstance(step, Send):
+                if step.target:
+                    return step
+                await self.exchange(op, step)
+            elif isinstance(step, Done):
+                return step
+            elif isinstance(step, Wait):
+                await signal.wait_async(seen, step.until)
+            else:
+                delay = step.until - time.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+
+    async def drive(self, op: Operation) -> Tuple[Any, Optional[httpx.Response]]:
+        """Drives ``op`` to the end: its value, and the response to its target request."""
+        last: Optional[httpx.Response] = None
+        try:
+            while True:
+                step = await self.advance(op)
+                if isinstance(step, Done):
+                    return step.value, last
+                last = await self.exchange(op, step)
+        finally:
+            self.release(op)
+
+    async def run(self, op: Operation) -> Any:
+        """Drives ``op`` to the end and returns its value."""
+        return (await self.drive(op))[0]
+

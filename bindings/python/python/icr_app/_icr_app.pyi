@@ -1,0 +1,394 @@
+"""Type stubs of the Rust extension ``icr_app._icr_app`` (the SDK's core, bound with PyO3)."""
+
+from datetime import datetime
+from typing import Any, Final, Iterable, Literal, Optional, Union
+
+__version__: Final[str]
+DEFAULT_BASE_URL: Final[str]
+DEFAULT_API_VERSION: Final[str]
+SIGNATURE_HEADER: Final[str]
+HAS_TESTKIT: Final[bool]
+
+TransportErrorKind = Literal["connect", "timeout", "connection_lost", "body_too_large", "refused", "cancelled", "other"]
+
+class Error(Exception):
+    """Every failure of the ICR App SDK; ``str(e)`` is the core's message."""
+
+    status: Optional[int]
+    """The HTTP status it came from, if any."""
+    retry_after: Optional[float]
+    """The server's ``Retry-After`` in seconds, if it sent one."""
+
+class InvalidKeyError(Error):
+    """The private key could not be loaded."""
+
+class AuthError(Error):
+    """401 (credential refused) or 403 (permission missing)."""
+
+class NotFoundError(Error):
+    """404: the installation or resource does not exist (or is not visible to this app)."""
+
+class RateLimitedError(Error):
+    """429, after the retries the core allows."""
+
+class ServerError(Error):
+    """5xx, after the retries the core allows."""
+
+class TransportError(Error):
+    """No response came, or the request was refused before sending."""
+
+    kind: TransportErrorKind
+    """What failed."""
+    detail: str
+    """The driver's description."""
+
+class WebhookError(Error):
+    """A webhook delivery was refused: answer it with 403."""
+
+class ConfigError(Error):
+    """A setting or argument is invalid."""
+
+class TransportPolicy:
+    """What every driver enforces on every exchange."""
+
+    @property
+    def allow_insecure_http(self) -> bool:
+        """Whether credentials may go over plain http:// to hosts other than loopback."""
+    @property
+    def max_body(self) -> int:
+        """The largest response body accepted, in bytes."""
+    @property
+    def connect_timeout(self) -> float:
+        """The longest connecting may take, in seconds."""
+    @property
+    def timeout(self) -> float:
+        """The longest one exchange may take, in seconds."""
+    def check(self, step: Send) -> Literal["direct", "proxy"]:
+        """The route ``step`` may take; raises ``TransportError`` (kind ``refused``)."""
+    def body_too_large(self) -> str:
+        """The message of the ``body_too_large`` failure."""
+
+class App:
+    """One ICR app: id, private key, settings, clock offset and token cache (the Rust core's
+    ``App`` behind one mutex). Share one App between every client of the app."""
+
+    def __init__(
+        self,
+        app_id: str,
+        private_key: Union[str, bytes],
+        base_url: Optional[str] = None,
+        *,
+        api_version: Optional[str] = None,
+        user_agent: Optional[str] = None,
+        allow_insecure_http: bool = False,
+        timeout: Optional[float] = None,
+        max_body: Optional[int] = None,
+    ) -> None: ...
+    @property
+    def app_id(self) -> str:
+        """The app id."""
+    @property
+    def base_url(self) -> str:
+        """The registry's base URL."""
+    @property
+    def api_version(self) -> str:
+        """The ``x-icr-api-version`` sent."""
+    @property
+    def fingerprint(self) -> str:
+        """The key's SHA-256 fingerprint (base64), as the Credentials tab shows it."""
+    @property
+    def policy(self) -> TransportPolicy:
+        """The transport policy every exchange follows."""
+    @property
+    def clock_offset(self) -> float:
+        """Server clock minus this machine's, in seconds, as learned so far."""
+    def jwt(self) -> str:
+        """The app JWT (RS256), cached and re-signed about a minute before it expires."""
+    def invalidate(self, installation_id: Optional[str], token: Union[Token, str]) -> bool:
+        """Drops ``token`` from the cache if it is cached for that scope."""
+    def _token(self, installation_id: Optional[str] = None, min_life: Optional[float] = None) -> Union[Token, GetToken]:
+        """A cached token, or the GetToken operation to drive (already polled once)."""
+
+class Token:
+    """An access token; ``repr``/``str`` never show it: read ``.token``."""
+
+    @property
+    def token(self) -> str:
+        """The token (``crs_...``), for ``Authorization: Bearer``."""
+    @property
+    def expires_at(self) -> datetime:
+        """The registry's ``expiresAt`` (aware, UTC)."""
+    @property
+    def expires_local(self) -> datetime:
+        """When it expires on this machine's clock (aware, UTC)."""
+    def remaining(self) -> float:
+        """Seconds of life left now, on this machine's clock."""
+    @property
+    def permissions(self) -> dict[str, str]:
+        """Permission name to level (``VIEW``, ``REQUEST``, ``WRITE``, ...)."""
+    @property
+    def installation_id(self) -> Optional[str]:
+        """The installation (``None`` for an app token)."""
+    @property
+    def organization_id(self) -> Optional[str]:
+        """The installation's organization (``None`` for an app token)."""
+    @property
+    def app_id(self) -> Optional[str]:
+        """The app, as the registry said."""
+
+class Organization:
+    """An organization an app is installed on."""
+
+    @property
+    def id(self) -> str:
+        """The organization id."""
+    @property
+    def name(self) -> str:
+        """``fullName``, else ``name``, else the id."""
+    @property
+    def full_name(self) -> Optional[str]:
+        """``fullName`` as sent."""
+    @property
+    def raw(self) -> dict[str, Any]:
+        """Every field as sent."""
+
+class Installation:
+    """An installation of the app on an organization."""
+
+    @property
+    def id(self) -> str:
+        """The installation id."""
+    @property
+    def app_id(self) -> Optional[str]:
+        """The app id."""
+    @property
+    def organization(self) -> Optional[Organization]:
+        """The organization it is installed on."""
+    @property
+    def permissions(self) -> dict[str, str]:
+        """The permissions granted: name to level."""
+    @property
+    def raw(self) -> dict[str, Any]:
+        """Every field as sent."""
+
+class Send:
+    """A step: send this request and report back for ``.id``."""
+
+    @property
+    def id(self) -> int:
+        """The id to report back with."""
+    @property
+    def method(self) -> str:
+        """``GET``, ``POST``, ..."""
+    @property
+    def url(self) -> str:
+        """The absolute URL."""
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """Every header (the credential included: never log them)."""
+    def header(self, name: str) -> Optional[str]:
+        """The value of header ``name``."""
+    @property
+    def authorization(self) -> Optional[str]:
+        """The ``Authorization`` header's value."""
+    @property
+    def body(self) -> bytes:
+        """The body."""
+    @property
+    def target(self) -> bool:
+        """Whether this is a ``SendAs``'s own request (``False``: a mint it needs first)."""
+
+class Sleep:
+    """A step: sleep until ``.until`` (epoch seconds), then poll again."""
+
+    @property
+    def until(self) -> float:
+        """When to poll again."""
+
+class Wait:
+    """A step: wait for another operation on the same App, until ``.until`` at the latest."""
+
+    @property
+    def until(self) -> float:
+        """When to poll again at the latest."""
+
+class Done:
+    """A step: finished; ``.value`` is the result."""
+
+    @property
+    def value(self) -> Any:
+        """The result."""
+
+Step = Union[Send, Sleep, Wait, Done]
+Header = tuple[Union[str, bytes], Union[str, bytes]]
+
+class Operation:
+    """One of the core's operations on an App, driven by polling."""
+
+    def poll(self, now: Optional[float] = None) -> Step:
+        """What to do next; raises the operation's error when it finished with one."""
+    def handle_response(
+        self, id: int, status: int, headers: Iterable[Header], body: bytes, now: Optional[float] = None
+    ) -> None:
+        """Reports the response to request ``id`` (any status, every header)."""
+    def handle_failure(self, id: int, kind: str, message: str, now: Optional[float] = None) -> None:
+        """Reports that request ``id`` got no response."""
+    def abandon(self, now: Optional[float] = None) -> None:
+        """Leaves the operation before ``Done``, releasing what it holds."""
+    @property
+    def done(self) -> bool:
+        """Whether it has finished or been abandoned."""
+
+class GetToken(Operation):
+    """A token for the installation (``None``: the app); ``Done.value`` is a ``Token``."""
+
+    def __init__(self, app: App, installation_id: Optional[str] = None, *, min_life: Optional[float] = None) -> None: ...
+
+class CallInstallation(Operation):
+    """``GET /app/installations/{id}``; ``Done.value`` is an ``Installation``."""
+
+    def __init__(self, app: App, installation_id: str) -> None: ...
+
+class ListInstallations(Operation):
+    """Every installation; ``Done.value`` is a ``list[Installation]``."""
+
+    def __init__(self, app: App, limit: int = 100) -> None: ...
+
+class SendAs(Operation):
+    """Any request as the installation (``None``: the app)."""
+
+    def __init__(
+        self,
+        app: App,
+        installation_id: Optional[str],
+        method: str,
+        url: str,
+        *,
+        headers: Optional[Iterable[tuple[str, str]]] = None,
+        body: Optional[bytes] = None,
+        json: bool = False,
+    ) -> None: ...
+
+class Revoke(Operation):
+    """Revokes one token; ``Done.value`` is ``None``."""
+
+    def __init__(self, app: App, token: Union[Token, str]) -> None: ...
+
+class RevokeAll(Operation):
+    """Revokes every cached token; ``Done.value`` is how many."""
+
+    def __init__(self, app: App) -> None: ...
+
+class Refresher(Operation):
+    """Renews cached tokens ahead of expiry; never finishes (abandon it to stop)."""
+
+    def __init__(self, app: App) -> None: ...
+
+class WebhookEvent:
+    """A verified webhook event."""
+
+    @property
+    def kind(self) -> str:
+        """``installed``, ``uninstalled``, ... or a newer kind as sent."""
+    @property
+    def installation_id(self) -> Optional[str]:
+        """The installation it concerns."""
+    @property
+    def installation(self) -> Optional[Installation]:
+        """The installation it concerns, if the payload has one."""
+    @property
+    def data(self) -> dict[str, Any]:
+        """The whole signed payload."""
+
+def verify_webhook(secret: Union[str, bytes], body: Union[bytes, str], signature: Union[str, bytes, None]) -> WebhookEvent:
+    """Verifies a webhook delivery; raises ``WebhookError`` (answer 403)."""
+
+def _after_fork_in_child() -> None: ...
+
+class FakeRegistry:
+    """A fake ICR registry on ``http://127.0.0.1:PORT``, for tests."""
+
+    DEMO_PRIVATE_KEY_PEM: Final[str]
+    app_id: Optional[str]
+    private_key_pem: Optional[str]
+    installation_ids: list[str]
+    webhook_secret: Optional[str]
+
+    def __init__(self) -> None: ...
+    @staticmethod
+    def demo() -> FakeRegistry:
+        """A registry with the demo app and three installations."""
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+    def close(self) -> None:
+        """Stops the registry."""
+    def __enter__(self) -> FakeRegistry: ...
+    def __exit__(self, *args: object) -> bool: ...
+    def register_app(self, app_id: str, public_key_pem: str) -> None:
+        """Registers an app with its RSA public key PEM."""
+    def register_app_with_private_key(self, app_id: str, private_key_pem: str) -> None:
+        """Registers an app, deriving its public key from the private key."""
+    def add_installation(
+        self, app_id: str, organization_name: str, permissions: Optional[Iterable[tuple[str, str]]] = None
+    ) -> str:
+        """Installs the app on a new organization; returns the installation id."""
+    def remove_installation(self, installation_id: str) -> None:
+        """Uninstalls."""
+    def organization_id(self, installation_id: str) -> Optional[str]:
+        """The organization id of an installation."""
+    def set_clock_offset(self, seconds: int) -> None:
+        """The registry's clock: real time plus ``seconds``."""
+    def advance_clock(self, seconds: int) -> None:
+        """Moves the registry's clock."""
+    def set_token_lifetime(self, seconds: float) -> None:
+        """How long new tokens live."""
+    def inject_status(
+        self, status: int, *, retry_after: Optional[int] = None, times: int = 1, path_prefix: Optional[str] = None
+    ) -> None:
+        """Answers the next requests with ``status``."""
+    def inject_drop_connection(self, *, times: int = 1, path_prefix: Optional[str] = None) -> None:
+        """Closes the next connections without answering."""
+    def inject_delay(self, seconds: float, *, times: int = 1, path_prefix: Optional[str] = None) -> None:
+        """Answers the next requests late."""
+    def inject_malformed_body(self, *, times: int = 1, path_prefix: Optional[str] = None) -> None:
+        """Answers the next requests 200 with a body that is not JSON."""
+    def inject_redirect(
+        self, location: str, *, status: int = 302, times: int = 1, path_prefix: Optional[str] = None
+    ) -> None:
+        """Answers the next requests with a redirect."""
+    def clear_faults(self) -> None:
+        """Drops every queued fault."""
+    def set_fault_rates(
+        self,
+        *,
+        server_error: float = 0.0,
+        drop_connection: float = 0.0,
+        malformed_body: float = 0.0,
+        retry_after: float = 0.0,
+        retry_after_secs: int = 1,
+        delay: float = 0.0,
+        max_delay: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        """Injects faults at random into every request."""
+    def clear_fault_rates(self) -> None:
+        """Stops injecting random faults."""
+    def requests(self) -> list[dict[str, Any]]:
+        """Every request received so far."""
+    def clear_requests(self) -> None:
+        """Forgets the recorded requests."""
+    def mint_count(self, installation_id: str) -> int:
+        """How many tokens were minted for the installation."""
+    def app_token_mint_count(self) -> int:
+        """How many app tokens were minted."""
+    def revoke_all_tokens(self) -> None:
+        """Revokes every token issued so far."""
+    def expire_token(self, token: Union[Token, str]) -> None:
+        """Makes ``token`` expire now."""
+    def token_status(self, token: Union[Token, str]) -> Literal["valid", "expired", "revoked", "unknown"]:
+        """What the registry thinks of ``token`` now."""
+    def token_is_valid(self, token: Union[Token, str]) -> bool:
+        """Whether the registry accepts ``token`` now."""
+    def webhook_delivery(self, secret: str, event: str, installation_id: str) -> tuple[bytes, str]:
+        """A webhook delivery as ICR sends it: ``(body, signature_header)``."""

@@ -1,0 +1,346 @@
+//! [`App`]: the core `App` behind one Rust mutex, and the [`TransportPolicy`] drivers apply.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use icr_app_core::{
+    App as CoreApp, AppKey, Error as CoreError, GetToken as CoreGetToken, InstallationId, Operation as _, Route,
+    Step, Timestamp, TokenScope, TransportPolicy as CorePolicy,
+};
+use pyo3::IntoPyObjectExt;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString};
+
+use crate::errors::to_py;
+use crate::ops::{self, Kind, SendStep};
+use crate::values::Token;
+use crate::{fork_generation, logs};
+
+/// `now` given in seconds since the epoch (`time.time()`), or the system clock.
+pub(crate) fn now(now: Option<f64>) -> Timestamp {
+    match now {
+        Some(secs) if secs.is_finite() => Timestamp::from_unix_millis((secs * 1000.0) as i64),
+        _ => Timestamp::from_system_time(SystemTime::now()),
+    }
+}
+
+pub(crate) fn seconds(t: Timestamp) -> f64 {
+    t.unix_millis() as f64 / 1000.0
+}
+
+/// One core `App` and the fork generation it was built in.
+pub(crate) struct Shared {
+    pub(crate) app: Mutex<CoreApp>,
+    pub(crate) generation: u64,
+}
+
+impl Shared {
+    /// Runs `f` on the core app. Takes the mutex without releasing the GIL when it is free;
+    /// otherwise releases the GIL while waiting for it. Then hands the core's buffered log records
+    /// to Python.
+    pub(crate) fn with<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut CoreApp) -> R + Send) -> R {
+        let result = match self.app.try_lock() {
+            Ok(mut guard) => f(&mut guard),
+            Err(TryLockError::Poisoned(poisoned)) => f(&mut poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => py.detach(|| f(&mut self.lock())),
+        };
+        logs::flush(py);
+        result
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, CoreApp> {
+        self.app.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What rebuilds the core app (in the child of a fork).
+struct Config {
+    app_id: String,
+    key: AppKey,
+    base_url: Option<String>,
+    api_version: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl Config {
+    fn build(&self) -> Result<CoreApp, CoreError> {
+        let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        let mut builder = CoreApp::builder(self.app_id.clone(), self.key.clone()).seed(seed);
+        if let Some(url) = &self.base_url {
+            builder = builder.base_url(url.clone());
+        }
+        if let Some(v) = &self.api_version {
+            builder = builder.api_version(v.clone());
+        }
+        if let Some(ua) = &self.user_agent {
+            builder = builder.user_agent(ua.clone());
+        }
+        builder.build()
+    }
+}
+
+/// One ICR app: its id, private key, settings, learned clock offset and token cache (the core's
+/// `App`, behind one mutex). Share one `App` between every client of the app, in every thread:
+/// they then share one token cache.
+///
+/// `private_key` is the PEM downloaded from the app's Credentials tab, as `str` or `bytes`
+/// (PKCS#1 `BEGIN RSA PRIVATE KEY` or PKCS#8 `BEGIN PRIVATE KEY`; DER bytes too; a PEM pasted
+/// into an environment variable with `\n` escapes works as well).
+#[pyclass(module = "icr_app", frozen, dict, weakref)]
+pub struct App {
+    config: Config,
+    policy: CorePolicy,
+    shared: ArcSwap<Shared>,
+}
+
+impl App {
+    /// The core app of this process (rebuilt, empty, the first time it is used after a fork).
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        let current = self.shared.load();
+        let generation = fork_generation();
+        if current.generation == generation {
+            return Arc::clone(&current);
+        }
+        let fresh = Arc::new(Shared {
+            app: Mutex::new(self.config.build().expect("the settings were valid when the App was made")),
+            generation,
+        });
+        let previous = self.shared.compare_and_swap(&current, Arc::clone(&fresh));
+        if Arc::ptr_eq(&previous, &current) || previous.generation != generation {
+            fresh
+        } else {
+            // Another thread of this process rebuilt it first: use that one.
+            Arc::clone(&previous)
+        }
+    }
+
+}
+
+pub(crate) fn scope(installation_id: Option<&str>) -> PyResult<TokenScope> {
+    Ok(match installation_id {
+        None => TokenScope::App,
+        Some(id) => TokenScope::Installation(InstallationId::new(id).map_err(to_py)?),
+    })
+}
+
+pub(crate) fn duration(what: &str, secs: Option<f64>) -> PyResult<Option<Duration>> {
+    match secs {
+        None => Ok(None),
+        Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(_) => Err(to_py(CoreError::config(
+            "duration",
+            format!("{what} must be a number of seconds, 0 or more"),
+        ))),
+    }
+}
+
+#[pymethods]
+impl App {
+    #[new]
+    #[pyo3(signature = (app_id, private_key, base_url = None, *, api_version = None, user_agent = None, allow_insecure_http = false, timeout = None, max_body = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        app_id: String,
+        private_key: &Bound<'_, PyAny>,
+        base_url: Option<String>,
+        api_version: Option<String>,
+        user_agent: Option<String>,
+        allow_insecure_http: bool,
+        timeout: Option<f64>,
+        max_body: Option<u64>,
+    ) -> PyResult<Self> {
+        let key = if let Ok(text) = private_key.cast::<PyString>() {
+            AppKey::from_text(&zeroize::Zeroizing::new(text.to_cow()?.into_owned()))
+        } else if let Ok(bytes) = private_key.cast::<PyBytes>() {
+            AppKey::parse(bytes.as_bytes())
+        } else {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "private_key must be the PEM as str or bytes (read the file with open(path).read())",
+            ));
+        }
+        .map_err(|e| to_py(CoreError::Key(e)))?;
+        let config = Config {
+            app_id,
+            key,
+            base_url,
+            api_version,
+            user_agent,
+        };
+        let app = config.build().map_err(to_py)?;
+        let mut policy = match duration("timeout", timeout)? {
+            Some(total) => CorePolicy::with_timeout(total),
+            None => CorePolicy::default(),
+        };
+        policy.allow_insecure_http = allow_insecure_http;
+        if let Some(cap) = max_body {
+            policy.max_body = cap;
+        }
+        Ok(Self {
+            config,
+            policy,
+            shared: ArcSwap::from_pointee(Shared {
+                app: Mutex::new(app),
+                generation: fork_generation(),
+            }),
+        })
+    }
+
+    /// The app id.
+    #[getter]
+    fn app_id(&self) -> &str {
+        &self.config.app_id
+    }
+
+    /// The registry's base URL.
+    #[getter]
+    fn base_url(&self, py: Python<'_>) -> String {
+        self.shared().with(py, |app| app.api().base_url().to_owned())
+    }
+
+    /// The `x-icr-api-version` sent.
+    #[getter]
+    fn api_version(&self, py: Python<'_>) -> String {
+        self.shared().with(py, |app| app.api().api_version().to_owned())
+    }
+
+    /// The key's SHA-256 fingerprint (base64), as `icr-app fingerprint` prints it and the app's
+    /// Credentials tab shows it.
+    #[getter]
+    fn fingerprint(&self) -> String {
+        self.config.key.fingerprint()
+    }
+
+    /// The transport policy every exchange follows.
+    #[getter]
+    fn policy(&self) -> TransportPolicy {
+        TransportPolicy {
+            inner: self.policy.clone(),
+        }
+    }
+
+    /// Server clock minus this machine's, in seconds, as learned from the registry's `Date`
+    /// headers so far.
+    #[getter]
+    fn clock_offset(&self, py: Python<'_>) -> f64 {
+        self.shared().with(py, |app| app.clock_offset().millis as f64 / 1000.0)
+    }
+
+    /// The app JWT (RS256), signed now or taken from the cache (re-signed about a minute before
+    /// it expires), on the registry's clock as learned so far.
+    fn jwt(&self, py: Python<'_>) -> PyResult<String> {
+        let t = now(None);
+        let jwt = self.shared().with(py, |app| app.jwt(t)).map_err(to_py)?;
+        Ok(jwt.token().expose().to_owned())
+    }
+
+    /// Drops `token` from the cache if it is still cached for `installation_id` (`None`: the
+    /// app token), so the next request mints a new one. Returns whether it was cached.
+    #[pyo3(signature = (installation_id, token))]
+    fn invalidate(&self, py: Python<'_>, installation_id: Option<&str>, token: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let scope = scope(installation_id)?;
+        let secret = ops::token_text(token)?;
+        Ok(self.shared().with(py, |app| app.invalidate(&scope, secret.expose())))
+    }
+
+    /// The hot path of `installation_token`/`app_token`: a cached token, or the `GetToken`
+    /// operation to drive (already polled once: its first step is kept for the driver).
+    #[pyo3(signature = (installation_id = None, min_life = None))]
+    fn _token(&self, py: Python<'_>, installation_id: Option<&str>, min_life: Option<f64>) -> PyResult<Py<PyAny>> {
+        let scope = scope(installation_id)?;
+        let min_life = duration("min_life", min_life)?;
+        let shared = self.shared();
+        let mut op = CoreGetToken::new(scope, min_life);
+        let t = now(None);
+        let step = shared.with(py, |app| op.poll(app, t));
+        match step {
+            Step::Done(Ok(token)) => Py::new(py, Token { inner: token })?.into_py_any(py),
+            Step::Done(Err(error)) => Err(to_py(error)),
+            other => {
+                let first = ops::raw_step(other, ops::DoneValue::Token);
+                ops::new_operation(py, self, shared, Kind::GetToken(op), Some(first), ops::Class::GetToken)
+            }
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "App(app_id={:?}, base_url={:?}, fingerprint={:?})",
+            self.config.app_id,
+            self.config.base_url.as_deref().unwrap_or(icr_app_core::DEFAULT_BASE_URL),
+            self.config.key.fingerprint()
+        )
+    }
+
+    fn __reduce__(&self) -> PyResult<()> {
+        Err(pyo3::exceptions::PyTypeError::new_err(
+            "an icr_app.App is not picklable: it holds the private key; make the App in each process from its settings",
+        ))
+    }
+}
+
+/// What every driver enforces on every exchange (the core's `TransportPolicy`): only `https`,
+/// or `http` to loopback (or with `allow_insecure_http`); loopback and plain `http` never
+/// through a proxy; no redirect followed; the body capped at `max_body`; every exchange within
+/// `timeout` (connecting within `connect_timeout`).
+#[pyclass(module = "icr_app", frozen)]
+pub struct TransportPolicy {
+    inner: CorePolicy,
+}
+
+#[pymethods]
+impl TransportPolicy {
+    /// Whether credentials may go over plain `http://` to hosts other than loopback.
+    #[getter]
+    fn allow_insecure_http(&self) -> bool {
+        self.inner.allow_insecure_http
+    }
+
+    /// The largest response body accepted, in bytes.
+    #[getter]
+    fn max_body(&self) -> u64 {
+        self.inner.max_body
+    }
+
+    /// The longest connecting may take, in seconds.
+    #[getter]
+    fn connect_timeout(&self) -> f64 {
+        self.inner.connect_timeout.as_secs_f64()
+    }
+
+    /// The longest one exchange may take, in seconds.
+    #[getter]
+    fn timeout(&self) -> f64 {
+        self.inner.timeout.as_secs_f64()
+    }
+
+    /// Whether `step` may be sent, and how: `"direct"` (never through a proxy) or `"proxy"`
+    /// (through the HTTP client's proxy, if it has one). Raises `TransportError` (kind
+    /// `refused`) for what must not be sent; report that with `handle_failure`.
+    fn check(&self, step: &SendStep) -> PyResult<&'static str> {
+        match self.inner.check(&step.request) {
+            Ok(Route::Direct) => Ok("direct"),
+            Ok(Route::ProxyAllowed) => Ok("proxy"),
+            Err(error) => Err(to_py(error)),
+        }
+    }
+
+    /// The message of the `body_too_large` failure to report when a body exceeds the cap.
+    fn body_too_large(&self) -> String {
+        match self.inner.body_too_large() {
+            CoreError::Transport { message, .. } => message,
+            other => other.to_string(),
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "TransportPolicy(allow_insecure_http={}, max_body={}, connect_timeout={}, timeout={})",
+            if self.inner.allow_insecure_http { "True" } else { "False" },
+            self.inner.max_body,
+            self.inner.connect_timeout.as_secs_f64(),
+            self.inner.timeout.as_secs_f64()
+        )
+    }
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use icr_app_core::{
     App as CoreApp, AppKey, Error as CoreError, GetToken as CoreGetToken, InstallationId, Operation as _, Route,
-    Step, Timestamp, TokenScope, TransportPolicy as CorePolicy,
+    RetryPolicy, Step, Timestamp, TokenScope, TransportPolicy as CorePolicy,
 };
 use pyo3::IntoPyObjectExt;
 use pyo3::prelude::*;
@@ -62,6 +62,7 @@ struct Config {
     base_url: Option<String>,
     api_version: Option<String>,
     user_agent: Option<String>,
+    retry: Option<RetryPolicy>,
 }
 
 impl Config {
@@ -77,6 +78,9 @@ impl Config {
         if let Some(ua) = &self.user_agent {
             builder = builder.user_agent(ua.clone());
         }
+        if let Some(retry) = &self.retry {
+            builder = builder.retry(retry.clone());
+        }
         builder.build()
     }
 }
@@ -88,6 +92,12 @@ impl Config {
 /// `private_key` is the PEM downloaded from the app's Credentials tab, as `str` or `bytes`
 /// (PKCS#1 `BEGIN RSA PRIVATE KEY` or PKCS#8 `BEGIN PRIVATE KEY`; DER bytes too; a PEM pasted
 /// into an environment variable with `\n` escapes works as well).
+///
+/// Keyword options: `api_version` (`x-icr-api-version`, default `2023-06-16`), `user_agent`,
+/// `allow_insecure_http` (send credentials over plain `http://` to hosts other than loopback;
+/// loopback needs no opt-in), `timeout` (seconds for one exchange, default 30), `max_body`
+/// (response body cap in bytes, default 8 MiB), `retry_attempts` and `retry_max_wait` (how
+/// often and how long a failed mint or app call is retried: default 4 attempts within 30 s).
 #[pyclass(module = "icr_app", frozen, dict, weakref)]
 pub struct App {
     config: Config,
@@ -139,7 +149,7 @@ pub(crate) fn duration(what: &str, secs: Option<f64>) -> PyResult<Option<Duratio
 #[pymethods]
 impl App {
     #[new]
-    #[pyo3(signature = (app_id, private_key, base_url = None, *, api_version = None, user_agent = None, allow_insecure_http = false, timeout = None, max_body = None))]
+    #[pyo3(signature = (app_id, private_key, base_url = None, *, api_version = None, user_agent = None, allow_insecure_http = false, timeout = None, max_body = None, retry_attempts = None, retry_max_wait = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         app_id: String,
@@ -150,6 +160,8 @@ impl App {
         allow_insecure_http: bool,
         timeout: Option<f64>,
         max_body: Option<u64>,
+        retry_attempts: Option<u32>,
+        retry_max_wait: Option<f64>,
     ) -> PyResult<Self> {
         let key = if let Ok(text) = private_key.cast::<PyString>() {
             AppKey::from_text(&zeroize::Zeroizing::new(text.to_cow()?.into_owned()))
@@ -161,12 +173,22 @@ impl App {
             ));
         }
         .map_err(|e| to_py(CoreError::Key(e)))?;
+        let retry = if retry_attempts.is_some() || retry_max_wait.is_some() {
+            let default = RetryPolicy::default();
+            Some(RetryPolicy {
+                max_attempts: retry_attempts.unwrap_or(default.max_attempts).max(1),
+                max_wait: duration("retry_max_wait", retry_max_wait)?.unwrap_or(default.max_wait),
+            })
+        } else {
+            None
+        };
         let config = Config {
             app_id,
             key,
             base_url,
             api_version,
             user_agent,
+            retry,
         };
         let app = config.build().map_err(to_py)?;
         let mut policy = match duration("timeout", timeout)? {

@@ -437,7 +437,7 @@ impl SendAs {
             .map_err(|_| to_py(CoreError::config("request method", "it is not an HTTP method")))?;
         let shared = app.get().shared();
         let body = body.map(<[u8]>::to_vec);
-        let mut request = if url.starts_with('/') {
+        let mut request = if !url.contains("://") {
             shared.with(py, |a| a.api().request(method, url, body)).map_err(to_py)?
         } else {
             let mut request = Request::new(body.unwrap_or_default());

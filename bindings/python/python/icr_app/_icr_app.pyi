@@ -83,6 +83,8 @@ class App:
         allow_insecure_http: bool = False,
         timeout: Optional[float] = None,
         max_body: Optional[int] = None,
+        retry_attempts: Optional[int] = None,
+        retry_max_wait: Optional[float] = None,
     ) -> None: ...
     @property
     def app_id(self) -> str:

@@ -80,14 +80,25 @@ impl ReqwestTransport {
     /// `redirect(Policy::none())`: reqwest strips `Authorization` on cross-host redirects, but
     /// following none is safer still.
     ///
-    /// Requests that must not go through a proxy (see [`send`](Self::send)) use a client of this
-    /// crate's own, built from [`client_builder`](Self::client_builder) without a proxy.
+    /// Requests that must not go through a proxy (see [`send`](Self::send): loopback, and plain
+    /// `http`) use a client of this crate's own instead, built from
+    /// [`client_builder`](Self::client_builder) without a proxy and with the policy's timeouts:
+    /// set those with [`timeout`](Self::timeout) (reqwest cannot tell us your client's).
     pub fn with_client(client: reqwest::Client) -> Self {
         Self {
             client,
             direct: Self::direct_client(&TransportPolicy::default()),
             policy: TransportPolicy::default(),
         }
+    }
+
+    /// Sets the time limit of one exchange (connecting gets the shorter of 10 s and `total`) for
+    /// the requests this transport sends with its own client; see [`with_client`](Self::with_client).
+    pub fn timeout(mut self, total: std::time::Duration) -> Self {
+        let policy = TransportPolicy::with_timeout(total);
+        (self.policy.connect_timeout, self.policy.timeout) = (policy.connect_timeout, policy.timeout);
+        self.direct = Self::direct_client(&self.policy);
+        self
     }
 
     /// The policy applied to every exchange.

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use icr_app_core::{
-    App as CoreApp, AppKey, Error as CoreError, GetToken as CoreGetToken, InstallationId, Operation as _, Route,
+    App as CoreApp, AppKey, KeyError, Error as CoreError, GetToken as CoreGetToken, InstallationId, Operation as _, Route,
     RetryPolicy, Step, Timestamp, TokenScope, TransportPolicy as CorePolicy,
 };
 use pyo3::IntoPyObjectExt;
@@ -164,7 +164,13 @@ impl App {
         retry_max_wait: Option<f64>,
     ) -> PyResult<Self> {
         let key = if let Ok(text) = private_key.cast::<PyString>() {
-            AppKey::from_text(&zeroize::Zeroizing::new(text.to_cow()?.into_owned()))
+            // A PEM (or DER) as a file holds it; else the other ways a setting holds a key
+            // (base64 of the file), and the specific errors for a token or JWT pasted instead.
+            let text = zeroize::Zeroizing::new(text.to_cow()?.into_owned());
+            match AppKey::parse(text.as_bytes()) {
+                Err(KeyError::NotAKey) => AppKey::from_text(&text),
+                other => other,
+            }
         } else if let Ok(bytes) = private_key.cast::<PyBytes>() {
             AppKey::parse(bytes.as_bytes())
         } else {

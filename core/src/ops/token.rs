@@ -72,6 +72,12 @@ impl Operation for GetToken {
     type Output = Token;
 
     fn poll(&mut self, app: &mut App, now: Timestamp) -> Step<Token> {
+        // The hit: nothing in progress and a cached token with the life asked for.
+        if let Progress::Idle = self.progress
+            && let Some(token) = app.peek_token(&self.scope, now, self.min_life)
+        {
+            return Step::Done(Ok(token));
+        }
         match std::mem::replace(&mut self.progress, Progress::Idle) {
             Progress::Finished(result) => return Step::Done(result),
             Progress::Resend(id, request) => {

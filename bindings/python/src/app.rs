@@ -7,9 +7,8 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use icr_app_core::{
     App as CoreApp, AppKey, KeyError, Error as CoreError, GetToken as CoreGetToken, InstallationId, Operation as _, Route,
-    RetryPolicy, Step, Timestamp, TokenScope, TransportPolicy as CorePolicy,
+    RetryPolicy, Step, Timestamp, Token as CoreToken, TokenScope, TransportPolicy as CorePolicy,
 };
-use pyo3::IntoPyObjectExt;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
@@ -103,6 +102,7 @@ pub struct App {
     config: Config,
     policy: CorePolicy,
     shared: ArcSwap<Shared>,
+    memo: Mutex<Option<Memo>>,
 }
 
 impl App {
@@ -126,6 +126,107 @@ impl App {
         }
     }
 
+}
+
+/// The last token handed out, with its Python object: a hit on the same id hands the same
+/// object back (no id check, no allocation). Touched only with the GIL held.
+struct Memo {
+    id: Option<Box<str>>,
+    scope: TokenScope,
+    token: CoreToken,
+    object: Py<Token>,
+    generation: u64,
+}
+
+impl App {
+    /// Runs `f` on this process's core app (without touching the `Arc`'s count when the core is
+    /// current); returns the fork generation it ran in too.
+    fn with_core<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut CoreApp) -> R + Send) -> (R, u64) {
+        let current = self.shared.load();
+        if current.generation == fork_generation() {
+            return (current.with(py, f), current.generation);
+        }
+        drop(current);
+        let shared = self.shared();
+        (shared.with(py, f), shared.generation)
+    }
+
+    pub(crate) fn token_or_operation(
+        &self,
+        py: Python<'_>,
+        installation_id: Option<&str>,
+        min_life: Option<f64>,
+    ) -> PyResult<Py<PyAny>> {
+        let memo = match (min_life, self.memo.try_lock()) {
+            (None, Ok(memo)) => memo
+                .as_ref()
+                .filter(|m| m.id.as_deref() == installation_id && m.generation == fork_generation())
+                .map(|m| (m.scope.clone(), m.token.clone(), m.object.clone_ref(py))),
+            _ => None,
+        };
+        let (scope, memo) = match memo {
+            Some((scope, token, object)) => (scope, Some((token, object))),
+            None => (scope(installation_id)?, None),
+        };
+        let min_life = duration("min_life", min_life)?;
+        let mut op = CoreGetToken::new(scope, min_life);
+        let t = now(None);
+        let (step, generation) = self.with_core(py, |app| op.poll(app, t));
+        match step {
+            Step::Done(Ok(token)) => {
+                if let Some((cached, object)) = memo
+                    && cached.same_as(&token)
+                {
+                    return Ok(object.into_any());
+                }
+                let object = Py::new(py, Token { inner: token.clone() })?;
+                if min_life.is_none()
+                    && let Ok(mut memo) = self.memo.try_lock()
+                {
+                    *memo = Some(Memo {
+                        id: installation_id.map(Box::from),
+                        scope: op.scope().clone(),
+                        token,
+                        object: object.clone_ref(py),
+                        generation,
+                    });
+                }
+                Ok(object.into_any())
+            }
+            Step::Done(Err(error)) => Err(to_py(error)),
+            other => {
+                let first = ops::raw_step(other, ops::DoneValue::Token);
+                let shared = self.shared();
+                ops::new_operation(py, self, shared, Kind::GetToken(op), Some(first), ops::Class::GetToken)
+            }
+        }
+    }
+}
+
+/// `Client.installation_token` without a Python frame: cached tokens straight from Rust; a
+/// needed mint goes to the driver's `run(operation)`.
+#[pyclass(module = "icr_app", frozen)]
+pub struct TokenGetter {
+    app: Py<App>,
+    run: Py<PyAny>,
+}
+
+#[pymethods]
+impl TokenGetter {
+    /// A token for the installation (`None`: the app) with at least `min_life` seconds left.
+    #[pyo3(signature = (installation_id, *, min_life = None))]
+    fn get(&self, py: Python<'_>, installation_id: Option<&str>, min_life: Option<f64>) -> PyResult<Py<PyAny>> {
+        self.__call__(py, installation_id, min_life)
+    }
+
+    #[pyo3(signature = (installation_id, *, min_life = None))]
+    fn __call__(&self, py: Python<'_>, installation_id: Option<&str>, min_life: Option<f64>) -> PyResult<Py<PyAny>> {
+        let found = self.app.get().token_or_operation(py, installation_id, min_life)?;
+        if found.bind(py).is_instance_of::<Token>() {
+            return Ok(found);
+        }
+        self.run.call1(py, (found,))
+    }
 }
 
 pub(crate) fn scope(installation_id: Option<&str>) -> PyResult<TokenScope> {
@@ -212,6 +313,7 @@ impl App {
                 app: Mutex::new(app),
                 generation: fork_generation(),
             }),
+            memo: Mutex::new(None),
         })
     }
 
@@ -276,20 +378,13 @@ impl App {
     /// operation to drive (already polled once: its first step is kept for the driver).
     #[pyo3(signature = (installation_id = None, min_life = None))]
     fn _token(&self, py: Python<'_>, installation_id: Option<&str>, min_life: Option<f64>) -> PyResult<Py<PyAny>> {
-        let scope = scope(installation_id)?;
-        let min_life = duration("min_life", min_life)?;
-        let shared = self.shared();
-        let mut op = CoreGetToken::new(scope, min_life);
-        let t = now(None);
-        let step = shared.with(py, |app| op.poll(app, t));
-        match step {
-            Step::Done(Ok(token)) => Py::new(py, Token { inner: token })?.into_py_any(py),
-            Step::Done(Err(error)) => Err(to_py(error)),
-            other => {
-                let first = ops::raw_step(other, ops::DoneValue::Token);
-                ops::new_operation(py, self, shared, Kind::GetToken(op), Some(first), ops::Class::GetToken)
-            }
-        }
+        self.token_or_operation(py, installation_id, min_life)
+    }
+
+    /// A callable `(installation_id, *, min_life=None) -> Token` that serves cached tokens
+    /// without leaving Rust and hands a needed mint to `run(operation)` (the driver).
+    fn _token_getter(slf: Py<Self>, run: Py<PyAny>) -> TokenGetter {
+        TokenGetter { app: slf, run }
     }
 
     fn __repr__(&self) -> String {

@@ -49,6 +49,7 @@ fn _icr_app(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     m.add_class::<app::App>()?;
     m.add_class::<app::TransportPolicy>()?;
+    m.add_class::<app::TokenGetter>()?;
     m.add_class::<values::Token>()?;
     m.add_class::<values::Installation>()?;
     m.add_class::<values::Organization>()?;

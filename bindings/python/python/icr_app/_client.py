@@ -55,6 +55,9 @@ class Client:
     def __init__(self, app: App, *, http_client: Optional[httpx.Client] = None) -> None:
         self._app = app
         self._driver = SyncDriver(app, http_client)
+        # The hot path without a Python frame: a cached token comes straight from Rust; a mint
+        # is driven by this client's loop. (Same behaviour as the method below, which it shadows.)
+        self.__dict__["installation_token"] = app._token_getter(self._driver.run).get
 
     @property
     def app(self) -> App:

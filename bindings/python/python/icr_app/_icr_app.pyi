@@ -1,7 +1,7 @@
 """Type stubs of the Rust extension ``icr_app._icr_app`` (the SDK's core, bound with PyO3)."""
 
 from datetime import datetime
-from typing import Any, Final, Iterable, Literal, Optional, Union
+from typing import Any, Callable, Final, Iterable, Literal, Optional, Union
 
 __version__: Final[str]
 DEFAULT_BASE_URL: Final[str]
@@ -110,6 +110,15 @@ class App:
         """Drops ``token`` from the cache if it is cached for that scope."""
     def _token(self, installation_id: Optional[str] = None, min_life: Optional[float] = None) -> Union[Token, GetToken]:
         """A cached token, or the GetToken operation to drive (already polled once)."""
+    def _token_getter(self, run: Callable[[Operation], Any]) -> TokenGetter:
+        """A callable serving cached tokens from Rust, handing mints to ``run``."""
+
+class TokenGetter:
+    """``Client.installation_token`` without a Python frame."""
+
+    def __call__(self, installation_id: Optional[str], *, min_life: Optional[float] = None) -> Token: ...
+    def get(self, installation_id: Optional[str], *, min_life: Optional[float] = None) -> Token:
+        """A token for the installation (``None``: the app)."""
 
 class Token:
     """An access token; ``repr``/``str`` never show it: read ``.token``."""

@@ -149,3 +149,13 @@ def test_slow_registry_times_out(registry: FakeRegistry, installation: str) -> N
     with icr_app.Client(app) as client, pytest.raises(icr_app.TransportError) as error:
         client.installation_token(installation)
     assert error.value.kind == "timeout"
+
+
+@pytest.mark.parametrize("hours", [5, -5])
+async def test_registry_clock_hours_off_async(
+    registry: FakeRegistry, aclient: icr_app.AsyncClient, installation: str, hours: int
+) -> None:
+    registry.set_clock_offset(hours * 3600)
+    assert registry.token_is_valid(await aclient.installation_token(installation))
+    assert len(await aclient.installations()) == 3
+    assert [r["status"] for r in registry.requests()].count(401) == 1

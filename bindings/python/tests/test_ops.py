@@ -133,3 +133,24 @@ def test_a_client_made_before_fork_works_in_the_child(registry: FakeRegistry, cl
     assert os.waitstatus_to_exitcode(status) == 0
     # The parent is untouched: its cache still serves.
     assert client.installation_token(installation) == parent_token
+
+
+def test_refresher_renews_ahead_of_expiry(registry: FakeRegistry, app: icr_app.App, installation: str) -> None:
+    registry.set_token_lifetime(400)  # refresh falls due at half-life at the latest
+    first = drive_by_hand(icr_app.GetToken(app, installation))
+    assert isinstance(first, icr_app.Token)
+    refresher = icr_app.Refresher(app)
+    # Nothing due yet: it waits.
+    assert isinstance(refresher.poll(), icr_app.Wait)
+    # 250 s later (half-life passed, still usable): the refresh is sent while the old token serves.
+    later = time.time() + 250
+    served = icr_app.GetToken(app, installation).poll(later)
+    assert isinstance(served, icr_app.Done) and served.value == first
+    step = refresher.poll(later)
+    assert isinstance(step, icr_app.Send) and step.url.endswith("/accessTokens")
+    response = httpx.post(step.url, headers=step.headers, content=step.body)
+    refresher.handle_response(step.id, response.status_code, response.headers.raw, response.content, later)
+    renewed = icr_app.GetToken(app, installation).poll(later)
+    assert isinstance(renewed, icr_app.Done) and renewed.value != first
+    refresher.abandon()
+    assert registry.mint_count(installation) == 2

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use icr_app_core::{
-    App as CoreApp, AppKey, KeyError, Error as CoreError, GetToken as CoreGetToken, InstallationId, Operation as _, Route,
-    RetryPolicy, Step, Timestamp, Token as CoreToken, TokenScope, TransportPolicy as CorePolicy,
+    App as CoreApp, AppKey, Error as CoreError, GetToken as CoreGetToken, InstallationId, KeyError, Operation as _,
+    RetryPolicy, Route, Step, Timestamp, Token as CoreToken, TokenScope, TransportPolicy as CorePolicy,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
@@ -114,7 +114,11 @@ impl App {
             return Arc::clone(&current);
         }
         let fresh = Arc::new(Shared {
-            app: Mutex::new(self.config.build().expect("the settings were valid when the App was made")),
+            app: Mutex::new(
+                self.config
+                    .build()
+                    .expect("the settings were valid when the App was made"),
+            ),
             generation,
         });
         let previous = self.shared.compare_and_swap(&current, Arc::clone(&fresh));
@@ -125,7 +129,6 @@ impl App {
             Arc::clone(&previous)
         }
     }
-
 }
 
 /// The last token handed out, with its Python object: a hit on the same id hands the same
@@ -391,7 +394,10 @@ impl App {
         format!(
             "App(app_id={:?}, base_url={:?}, fingerprint={:?})",
             self.config.app_id,
-            self.config.base_url.as_deref().unwrap_or(icr_app_core::DEFAULT_BASE_URL),
+            self.config
+                .base_url
+                .as_deref()
+                .unwrap_or(icr_app_core::DEFAULT_BASE_URL),
             self.config.key.fingerprint()
         )
     }
@@ -460,7 +466,11 @@ impl TransportPolicy {
     fn __repr__(&self) -> String {
         format!(
             "TransportPolicy(allow_insecure_http={}, max_body={}, connect_timeout={}, timeout={})",
-            if self.inner.allow_insecure_http { "True" } else { "False" },
+            if self.inner.allow_insecure_http {
+                "True"
+            } else {
+                "False"
+            },
             self.inner.max_body,
             self.inner.connect_timeout.as_secs_f64(),
             self.inner.timeout.as_secs_f64()

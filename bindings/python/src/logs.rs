@@ -65,7 +65,11 @@ static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 pub(crate) fn flush(py: Python<'_>) {
     let records = BUFFER.with(|b| {
         let mut b = b.borrow_mut();
-        if b.is_empty() { None } else { Some(std::mem::take(&mut *b)) }
+        if b.is_empty() {
+            None
+        } else {
+            Some(std::mem::take(&mut *b))
+        }
     });
     let Some(records) = records else { return };
     let logger = LOGGER.get_or_try_init(py, || -> PyResult<Py<PyAny>> {

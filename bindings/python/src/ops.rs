@@ -33,6 +33,7 @@ pub(crate) enum SendMode {
     Json,
 }
 
+#[allow(clippy::large_enum_variant)] // one per operation, made once
 pub(crate) enum Kind {
     GetToken(CoreGetToken),
     Installation(Call<CoreInstallation>),
@@ -43,6 +44,7 @@ pub(crate) enum Kind {
     Refresher(CoreRefresher),
 }
 
+#[allow(clippy::large_enum_variant)] // short-lived: converted to Python at once
 pub(crate) enum DoneValue {
     Token(CoreToken),
     Installation(CoreInstallation),
@@ -125,7 +127,9 @@ pub(crate) fn token_text(token: &Bound<'_, PyAny>) -> PyResult<SecretString> {
     if let Ok(s) = token.cast::<PyString>() {
         return Ok(SecretString::new(s.to_cow()?));
     }
-    Err(pyo3::exceptions::PyTypeError::new_err("token must be an icr_app.Token or a str"))
+    Err(pyo3::exceptions::PyTypeError::new_err(
+        "token must be an icr_app.Token or a str",
+    ))
 }
 
 /// One of the core's operations on an `App`, driven by polling. Subclasses: `GetToken`,
@@ -168,7 +172,7 @@ impl Operation {
         )))
     }
 
-    fn to_py(&mut self, py: Python<'_>, step: RawStep) -> PyResult<Py<PyAny>> {
+    fn step_to_py(&mut self, py: Python<'_>, step: RawStep) -> PyResult<Py<PyAny>> {
         match step {
             RawStep::Send { id, request } => {
                 let target = request.extensions().get::<Target>().is_some();
@@ -218,8 +222,15 @@ impl Operation {
                         headers.append((name.as_str(), String::from_utf8_lossy(value.as_bytes())))?;
                     }
                     let body = PyBytes::new(py, response.body());
-                    PyTuple::new(py, [response.status().as_u16().into_py_any(py)?, headers.into_py_any(py)?, body.into_py_any(py)?])?
-                        .into_py_any(py)
+                    PyTuple::new(
+                        py,
+                        [
+                            response.status().as_u16().into_py_any(py)?,
+                            headers.into_py_any(py)?,
+                            body.into_py_any(py)?,
+                        ],
+                    )?
+                    .into_py_any(py)
                 }
             },
             DoneValue::Unit(()) => Ok(py.None()),
@@ -284,7 +295,7 @@ impl Operation {
                 self.shared.with(py, |app| kind.poll(app, t))
             }
         };
-        self.to_py(py, step)
+        self.step_to_py(py, step)
     }
 
     /// Reports the response to request `id` (any status, with every header: a list of
@@ -303,7 +314,8 @@ impl Operation {
         let response = response_from(status, headers, body)?;
         let t = crate::app::now(now);
         let kind = &mut self.kind;
-        self.shared.with(py, |app| kind.handle_response(app, RequestId(id), response, t));
+        self.shared
+            .with(py, |app| kind.handle_response(app, RequestId(id), response, t));
         Ok(())
     }
 
@@ -316,7 +328,8 @@ impl Operation {
         let error = CoreError::transport(errors::parse_kind(kind), message);
         let t = crate::app::now(now);
         let op = &mut self.kind;
-        self.shared.with(py, |app| op.handle_failure(app, RequestId(id), error, t));
+        self.shared
+            .with(py, |app| op.handle_failure(app, RequestId(id), error, t));
         Ok(())
     }
 
@@ -343,7 +356,10 @@ impl Operation {
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         let name = slf.get_type().name()?;
-        Ok(format!("<icr_app.{name} done={}>", if slf.borrow().done { "True" } else { "False" }))
+        Ok(format!(
+            "<icr_app.{name} done={}>",
+            if slf.borrow().done { "True" } else { "False" }
+        ))
     }
 }
 
@@ -459,7 +475,10 @@ impl SendAs {
         }
         request.extensions_mut().insert(Target);
         let mode = if json { SendMode::Json } else { SendMode::Raw };
-        Ok((SendAs, Operation::new(shared, Kind::SendAs(CoreSendAs::new(scope, request), mode))))
+        Ok((
+            SendAs,
+            Operation::new(shared, Kind::SendAs(CoreSendAs::new(scope, request), mode)),
+        ))
     }
 }
 
@@ -473,7 +492,10 @@ impl Revoke {
     #[new]
     fn new(app: &Bound<'_, App>, token: &Bound<'_, PyAny>) -> PyResult<(Self, Operation)> {
         let token = token_text(token)?;
-        Ok((Revoke, Operation::new(app.get().shared(), Kind::Revoke(CoreRevoke::new(token)))))
+        Ok((
+            Revoke,
+            Operation::new(app.get().shared(), Kind::Revoke(CoreRevoke::new(token))),
+        ))
     }
 }
 
@@ -487,7 +509,10 @@ pub struct RevokeAll;
 impl RevokeAll {
     #[new]
     fn new(app: &Bound<'_, App>) -> (Self, Operation) {
-        (RevokeAll, Operation::new(app.get().shared(), Kind::RevokeAll(CoreRevokeAll::new())))
+        (
+            RevokeAll,
+            Operation::new(app.get().shared(), Kind::RevokeAll(CoreRevokeAll::new())),
+        )
     }
 }
 
@@ -541,7 +566,12 @@ impl SendStep {
         self.request
             .headers()
             .iter()
-            .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect()
     }
 

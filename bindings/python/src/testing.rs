@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use icr_app_testkit::{DEMO_PRIVATE_KEY_PEM, Fault, FaultRates, FakeRegistry as Registry, TokenStatus};
+use icr_app_testkit::{DEMO_PRIVATE_KEY_PEM, FakeRegistry as Registry, Fault, FaultRates, TokenStatus};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
@@ -34,7 +34,9 @@ fn duration(secs: f64) -> PyResult<Duration> {
     if secs.is_finite() && secs >= 0.0 {
         Ok(Duration::from_secs_f64(secs))
     } else {
-        Err(PyValueError::new_err("a duration must be a number of seconds, 0 or more"))
+        Err(PyValueError::new_err(
+            "a duration must be a number of seconds, 0 or more",
+        ))
     }
 }
 
@@ -179,7 +181,13 @@ impl FakeRegistry {
     /// Answers the next `times` requests (whose path starts with `path_prefix`, if given) with
     /// `status` and a NestJS-style error body, with `Retry-After: retry_after` if given.
     #[pyo3(signature = (status, *, retry_after = None, times = 1, path_prefix = None))]
-    fn inject_status(&self, status: u16, retry_after: Option<u64>, times: usize, path_prefix: Option<&str>) -> PyResult<()> {
+    fn inject_status(
+        &self,
+        status: u16,
+        retry_after: Option<u64>,
+        times: usize,
+        path_prefix: Option<&str>,
+    ) -> PyResult<()> {
         self.queue(Fault::Status { status, retry_after }, times, path_prefix)
     }
 

@@ -51,7 +51,7 @@ pub(crate) fn datetime(py: Python<'_>, t: Timestamp) -> PyResult<Py<PyAny>> {
         Ok((module.getattr("datetime")?.unbind(), utc.unbind()))
     })?;
     let secs = t.unix_millis() as f64 / 1000.0;
-    Ok(class.call_method1(py, "fromtimestamp", (secs, utc.clone_ref(py)))?)
+    class.call_method1(py, "fromtimestamp", (secs, utc.clone_ref(py)))
 }
 
 fn permissions_dict<'py>(py: Python<'py>, permissions: &Permissions) -> PyResult<Bound<'py, PyDict>> {
@@ -183,7 +183,11 @@ impl Organization {
     }
 
     fn __repr__(&self) -> String {
-        format!("Organization(id={:?}, name={:?})", self.inner.id, self.inner.display_name())
+        format!(
+            "Organization(id={:?}, name={:?})",
+            self.inner.id,
+            self.inner.display_name()
+        )
     }
 }
 
@@ -236,7 +240,12 @@ impl Installation {
     }
 
     fn __repr__(&self) -> String {
-        let org = self.inner.organization.as_ref().map(|o| o.display_name()).unwrap_or("?");
+        let org = self
+            .inner
+            .organization
+            .as_ref()
+            .map(|o| o.display_name())
+            .unwrap_or("?");
         format!("Installation(id={:?}, organization={org:?})", self.inner.id)
     }
 }

@@ -425,8 +425,9 @@ impl ListInstallations {
 
 /// `SendAs(app, installation_id, method, url, *, headers=None, body=None, json=False)`: any
 /// request, authorised as the installation (or, with `None`, as the app). `url` is a path
-/// relative to the base URL (then the standard headers are added) or an absolute URL on the
-/// registry (tokens go to no other host). On a 401 the token is dropped, a new one minted, and
+/// relative to the base URL, starting with `/` (then the standard headers are added), or an
+/// absolute URL (with `://`) on the registry (tokens go to no other host: any other host is a
+/// `ConfigError`). On a 401 the token is dropped, a new one minted, and
 /// the request sent once more. The `Send` of the request itself has `.target` true (any other
 /// `Send` is a mint). `Done.value` is `(status, headers, body)`, or with `json=True` the body
 /// parsed as JSON (a non-2xx status raises its error).

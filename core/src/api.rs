@@ -283,9 +283,10 @@ impl ApiConfig {
         Err(Error::config(
             "request URL",
             format!(
-                "it is for {}, not the configured registry {}, so no token is added to it; build it with the client's \
-                 `request` method (relative to the base URL), or, to send the token to that host on purpose, insert \
-                 `icr_app_core::api::OtherHost` into the request's extensions",
+                "it is for {}, not the configured registry {}, so no token is added to it; build it relative to the \
+                 base URL (the client's `request` method), or, to send the token to that host on purpose, mark the \
+                 request with the OtherHost opt-in (in Rust, insert `icr_app_core::api::OtherHost` into its \
+                 extensions)",
                 crate::redact::excerpt(
                     &redact_userinfo(&format!(
                         "{}://{}",

@@ -145,6 +145,10 @@ fn what_is_not_a_key_is_named_without_being_quoted() {
             assert_not_echoed(&value, &message);
         }
     }
+    // Read as text or as a file, an OpenSSH public key is named as what it is.
+    let ssh = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 someone@example";
+    assert_eq!(AppKey::from_text(ssh).unwrap_err(), KeyError::PublicKey);
+    assert_eq!(AppKey::parse(ssh.as_bytes()).unwrap_err(), KeyError::PublicKey);
     let e = AppKey::from_text(TOKEN).unwrap_err().to_string();
     assert!(e.contains("access token"), "{e}");
     let e = AppKey::from_text(&body_lines(PEM).join("\n")).unwrap_err().to_string();

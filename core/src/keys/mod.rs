@@ -234,6 +234,10 @@ impl AppKey {
             return Err(KeyError::Jwt);
         }
         let chars = value.chars().count();
+        let ssh_public = ["ssh-rsa ", "ssh-ed25519 ", "ssh-dss ", "ecdsa-sha2-", "sk-"];
+        if text.contains("BEGIN SSH2 PUBLIC KEY") || ssh_public.iter().any(|p| text.starts_with(p)) {
+            return Err(KeyError::PublicKey);
+        }
         if compact.len() < 64 || !compact.chars().all(is_base64) {
             return Err(KeyError::Unrecognised { chars });
         }

@@ -142,9 +142,11 @@ fn check_id(what: &'static str, id: &str) -> Result<(), Error> {
         "it is empty"
     } else if id == "." || id == ".." {
         "`.` and `..` are not ids"
-    } else if id.chars().count() > 256 {
+    } else if id.len() > 256 && id.chars().count() > 256 {
         "it is longer than 256 characters"
-    } else if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    } else if !id.bytes().all(|b| b.is_ascii_graphic())
+        && id.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         "it contains whitespace or control characters (remove the spaces or newline around it)"
     } else {
         return Ok(());

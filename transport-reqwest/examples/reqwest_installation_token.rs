@@ -11,8 +11,8 @@
 use std::process::ExitCode;
 
 use icr_app_core::Error;
-use icr_app_settings::Settings;
 use icr_app_reqwest::Client;
+use icr_app_settings::Settings;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {

@@ -144,9 +144,7 @@ fn check_id(what: &'static str, id: &str) -> Result<(), Error> {
         "`.` and `..` are not ids"
     } else if id.len() > 256 && id.chars().count() > 256 {
         "it is longer than 256 characters"
-    } else if !id.bytes().all(|b| b.is_ascii_graphic())
-        && id.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
+    } else if !id.bytes().all(|b| b.is_ascii_graphic()) && id.chars().any(|c| c.is_whitespace() || c.is_control()) {
         "it contains whitespace or control characters (remove the spaces or newline around it)"
     } else {
         return Ok(());

@@ -61,16 +61,6 @@ pub(crate) enum TokenAnswer {
     Retry(Request<Vec<u8>>),
 }
 
-/// A background refresh to perform (see [`App::poll_refresh`]).
-#[derive(Debug)]
-#[must_use = "send the request and answer for its id"]
-pub(crate) struct Refresh {
-    /// The id to answer with.
-    pub(crate) id: RequestId,
-    /// The mint request, or why it could not be made (already recorded as a failed fetch).
-    pub(crate) request: Result<Request<Vec<u8>>, Error>,
-}
-
 /// Builds an [`App`] from plain settings, checking each at [`build`](Self::build).
 ///
 /// ```
@@ -305,8 +295,8 @@ impl App {
     }
 
     /// When the earliest mint in flight would be presumed abandoned, if one is in flight.
-    pub(crate) fn mint_in_flight_until(&self) -> Option<Timestamp> {
-        self.cache.in_flight_until()
+    pub(crate) fn mint_in_flight_until(&self, now: Timestamp) -> Option<Timestamp> {
+        self.cache.in_flight_until(now)
     }
 
     /// A fresh id for a request that is not a mint.
@@ -466,19 +456,14 @@ impl App {
     }
 
     /// When a background refresher should next call [`poll_refresh`](Self::poll_refresh).
-    pub(crate) fn poll_timeout(&self) -> Option<Timestamp> {
-        self.cache.poll_timeout()
+    pub(crate) fn poll_timeout(&self, now: Timestamp) -> Option<Timestamp> {
+        self.cache.poll_timeout(now)
     }
 
-    /// A mint for one cached token whose refresh is due; call until `None`. Answer each with
-    /// [`handle_token_response`](Self::handle_token_response) or
-    /// [`handle_token_failure`](Self::handle_token_failure).
-    pub(crate) fn poll_refresh(&mut self, now: Timestamp) -> Option<Refresh> {
-        let (id, scope) = self.cache.poll_refresh(now)?;
-        let request = self.mint_request(id, &scope, now).inspect_err(|e| {
-            let _ = self.cache.handle_error(id, e.clone(), now);
-        });
-        Some(Refresh { id, request })
+    /// Starts a mint for the cached token whose refresh is most overdue (recorded as in flight);
+    /// the caller signs it with [`mint_request`](Self::mint_request) once it knows the id.
+    pub(crate) fn start_refresh(&mut self, now: Timestamp) -> Option<(RequestId, TokenScope)> {
+        self.cache.poll_refresh(now)
     }
 
     /// Empties the cache, returning every token that was cached (to revoke them on shutdown

@@ -107,13 +107,21 @@ struct Entry {
 }
 
 impl Entry {
+    /// The token, if it is alive at `now` with at least `min_life` left (a zero `min_life` still
+    /// needs a live token).
     fn usable(&self, now: Timestamp, min_life: Duration) -> Option<&Token> {
-        self.token.as_ref().filter(|t| t.remaining(now) >= min_life)
+        self.token.as_ref().filter(|t| alive_for(t, now, min_life))
     }
 
     fn retry_due(&self, now: Timestamp) -> bool {
         self.failure.as_ref().is_none_or(|f| now >= f.retry_at)
     }
+}
+
+/// Whether `token` is alive at `now` with at least `min_life` left.
+fn alive_for(token: &Token, now: Timestamp, min_life: Duration) -> bool {
+    let left = token.remaining(now);
+    left > Duration::ZERO && left >= min_life
 }
 
 /// The most keys a cache holds, whatever `max_entries` says.
@@ -178,7 +186,7 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
     pub fn peek(&mut self, key: &K, now: Timestamp, min_life: Option<Duration>) -> Option<Token> {
         let min_life = min_life.unwrap_or(self.config.min_remaining);
         let entry = self.entries.get_mut(key)?;
-        let token = entry.token.as_ref().filter(|t| t.remaining(now) >= min_life)?;
+        let token = entry.token.as_ref().filter(|t| alive_for(t, now, min_life))?;
         if now >= token.refresh_at() && entry.in_flight.is_none() && entry.retry_due(now) {
             return None;
         }
@@ -378,43 +386,51 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
         }
     }
 
-    /// The earliest time a fetch in flight would be presumed abandoned, if any is in flight.
-    pub fn in_flight_until(&self) -> Option<Timestamp> {
+    /// The latest time a live fetch in flight (one not yet presumed abandoned at `now`) would be
+    /// presumed abandoned, if any is live.
+    pub fn in_flight_until(&self, now: Timestamp) -> Option<Timestamp> {
         self.entries
             .values()
             .filter_map(|e| e.in_flight.map(|(_, started)| started.plus(self.config.fetch_timeout)))
-            .min()
+            .filter(|until| *until > now)
+            .max()
     }
 
     /// When a background refresher should next call [`poll_refresh`](Self::poll_refresh): the
-    /// earliest refresh time (or retry time) of a cached token that is still valid.
-    pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.entries
-            .values()
-            .filter_map(|e| {
-                let t = e.token.as_ref()?;
-                if e.in_flight.is_some() {
-                    return None;
-                }
-                let due = match &e.failure {
-                    Some(f) => f.retry_at.max(t.refresh_at()),
-                    None => t.refresh_at(),
-                };
-                (due < t.expires_local()).then_some(due)
-            })
-            .min()
+    /// earliest refresh time (or retry time) of a cached token that is still alive at `now` and
+    /// will be when it is due.
+    pub fn poll_timeout(&self, now: Timestamp) -> Option<Timestamp> {
+        self.entries.values().filter_map(|e| Self::refresh_due(e, now)).min()
+    }
+
+    /// When `e`'s token should be refreshed, if it is cached, alive at `now`, not being fetched,
+    /// and still alive then.
+    fn refresh_due(e: &Entry, now: Timestamp) -> Option<Timestamp> {
+        let t = e.token.as_ref()?;
+        if e.in_flight.is_some() || now >= t.expires_local() {
+            return None;
+        }
+        let due = match &e.failure {
+            Some(f) => f.retry_at.max(t.refresh_at()),
+            None => t.refresh_at(),
+        };
+        (due < t.expires_local()).then_some(due)
     }
 
     /// Starts a fetch for one cached, still-valid token whose refresh is due at `now`; call it
     /// until it returns `None`. The old token keeps serving while the fetch runs.
+    /// The most urgent first: the one due earliest.
     pub fn poll_refresh(&mut self, now: Timestamp) -> Option<(RequestId, K)> {
-        let (key, entry) = self.entries.iter_mut().find(|(_, e)| {
-            e.in_flight.is_none()
-                && e.retry_due(now)
-                && e.token
-                    .as_ref()
-                    .is_some_and(|t| now >= t.refresh_at() && now < t.expires_local())
-        })?;
+        let (key, entry) = self
+            .entries
+            .iter_mut()
+            .filter_map(|(k, e)| {
+                Self::refresh_due(e, now)
+                    .filter(|due| *due <= now)
+                    .map(|due| (due, k, e))
+            })
+            .min_by_key(|(due, _, _)| *due)
+            .map(|(_, k, e)| (k, e))?;
         let id = RequestId(self.next_id);
         self.next_id += 1;
         entry.in_flight = Some((id, now));
@@ -902,17 +918,17 @@ mod tests {
     #[test]
     fn background_refresh_schedule() {
         let mut c = cache();
-        assert_eq!(c.poll_timeout(), None);
+        assert_eq!(c.poll_timeout(at(0)), None);
         let (id, _) = fetch(c.poll(&"i", at(0), None));
         c.handle_token(id, minted("a", 0, 7200), at(0), 0).unwrap();
-        assert_eq!(c.poll_timeout(), Some(at(6480)));
+        assert_eq!(c.poll_timeout(at(0)), Some(at(6480)));
         assert!(c.poll_refresh(at(6479)).is_none());
         let (id, key) = c.poll_refresh(at(6480)).unwrap();
         assert_eq!(key, "i");
         assert!(c.poll_refresh(at(6480)).is_none(), "one fetch per key");
-        assert_eq!(c.poll_timeout(), None);
+        assert_eq!(c.poll_timeout(at(0)), None);
         c.handle_error(id, server_error(), at(6480)).unwrap();
-        let next = c.poll_timeout().unwrap();
+        let next = c.poll_timeout(at(0)).unwrap();
         assert!(next > at(6480) && next <= at(6481));
     }
 }

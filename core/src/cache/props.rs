@@ -198,7 +198,7 @@ proptest! {
                         prop_assert!(!answered.contains(&id) && !outstanding.contains_key(&id), "id reused");
                         outstanding.insert(id, key);
                     }
-                    if let Some(t) = cache.poll_timeout() {
+                    if let Some(t) = cache.poll_timeout(now) {
                         prop_assert!(t > now || cache.poll_refresh(now).is_none());
                     }
                 }

@@ -42,26 +42,34 @@ impl Operation for Refresher {
         if let Some(id) = self.minting.take() {
             app.cancel_mint(id, now);
         }
-        while let Some(refresh) = app.poll_refresh(now) {
-            // A mint that could not even be signed is recorded as a failure with its back-off.
-            if let Ok(request) = refresh.request {
-                self.minting = Some(refresh.id);
-                return Step::Send {
-                    id: refresh.id,
-                    request,
-                };
+        while let Some((id, scope)) = app.start_refresh(now) {
+            // Known before signing: a signer that panics leaves a mint that `abandon` releases.
+            self.minting = Some(id);
+            match app.mint_request(id, &scope, now) {
+                Ok(request) => return Step::Send { id, request },
+                // Could not even be signed: recorded as a failure with its back-off.
+                Err(error) => {
+                    self.minting = None;
+                    app.handle_token_failure(id, error, now);
+                }
             }
         }
         let idle = now.plus(IDLE);
+        let due = app.poll_timeout(now).map_or(idle, |due| due.min(idle));
+        // Never a time already past: a driver would spin.
         Step::Wait {
-            until: app.poll_timeout().map_or(idle, |due| due.min(idle)),
+            until: due.max(now.plus(Duration::from_millis(1))),
         }
     }
 
     fn handle_response(&mut self, app: &mut App, id: RequestId, response: Response<Vec<u8>>, now: Timestamp) {
-        if self.minting.take_if(|m| *m == id).is_some()
-            && let Ok(TokenAnswer::Retry(request)) = app.handle_token_response(id, response, now)
-        {
+        if self.minting != Some(id) {
+            return;
+        }
+        // Still recorded while the answer is handled: re-signing for skew may panic.
+        let answer = app.handle_token_response(id, response, now);
+        self.minting = None;
+        if let Ok(TokenAnswer::Retry(request)) = answer {
             self.resend = Some((id, request));
         }
     }

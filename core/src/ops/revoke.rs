@@ -89,9 +89,7 @@ impl Operation for RevokeAll {
 
     fn poll(&mut self, app: &mut App, now: Timestamp) -> Step<usize> {
         if self.drained.is_none() {
-            if let Some(until) = app.mint_in_flight_until()
-                && now < until
-            {
+            if let Some(until) = app.mint_in_flight_until(now) {
                 return Step::Wait { until };
             }
             self.drained = Some(

@@ -90,10 +90,13 @@ impl Operation for SendAs {
         if self.registry == Some(true) {
             app.observe(&response, now);
         }
-        if response.status() == StatusCode::UNAUTHORIZED && !self.retried {
+        if response.status() == StatusCode::UNAUTHORIZED {
+            // Refused: never hand it out again, whether or not we try once more.
             app.invalidate(&self.scope, token.secret().expose());
-            self.retried = true;
-            return;
+            if !self.retried {
+                self.retried = true;
+                return;
+            }
         }
         self.finished = Some(Ok(response));
     }

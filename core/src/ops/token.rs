@@ -79,7 +79,18 @@ impl Operation for GetToken {
             return Step::Done(Ok(token));
         }
         match std::mem::replace(&mut self.progress, Progress::Idle) {
-            Progress::Finished(result) => return Step::Done(result),
+            // The token a mint brought is handed out only if it is still the cached one and
+            // still has the life asked for: a revocation or a clock jump reported meanwhile
+            // (by another operation) would have made it so.
+            Progress::Finished(Ok(token)) => {
+                let min_life = self.min_life.unwrap_or(app.cache_config().min_remaining);
+                if let Some(cached) = app.usable_token(&self.scope, now, min_life)
+                    && cached.same_as(&token)
+                {
+                    return Step::Done(Ok(cached));
+                }
+            }
+            Progress::Finished(Err(error)) => return Step::Done(Err(error)),
             Progress::Resend(id, request) => {
                 self.progress = Progress::Minting(id);
                 return Step::Send { id, request };

@@ -32,12 +32,23 @@ pub const SKEW_RETRY_THRESHOLD: Duration = Duration::from_secs(30);
 const OFFSET_HYSTERESIS_MS: i64 = 2_000;
 
 /// What a token is for.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum TokenScope {
     /// An app access token (`POST /app/accessTokens`).
     App,
     /// An installation access token.
     Installation(InstallationId),
+}
+
+/// One write into the hasher (a cache lookup hashes a scope on every hit): the id's bytes, or a
+/// byte no id can be (ids hold no control characters) for the app.
+impl std::hash::Hash for TokenScope {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match self {
+            TokenScope::App => state.write(&[0]),
+            TokenScope::Installation(id) => state.write(id.as_bytes()),
+        }
+    }
 }
 
 impl fmt::Display for TokenScope {

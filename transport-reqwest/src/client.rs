@@ -67,7 +67,8 @@ impl Client {
 
     /// An installation access token with at least the default minimum life (60 s) left.
     pub async fn installation_token(&self, installation: &InstallationId) -> Result<Token, Error> {
-        self.token(&TokenScope::Installation(installation.clone()), None).await
+        self.drive(GetToken::new(TokenScope::Installation(installation.clone()), None))
+            .await
     }
 
     /// An app access token.

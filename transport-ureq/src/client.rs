@@ -61,7 +61,7 @@ impl Client {
 
     /// An installation access token with at least the default minimum life (60 s) left.
     pub fn installation_token(&self, installation: &InstallationId) -> Result<Token, Error> {
-        self.token(&TokenScope::Installation(installation.clone()), None)
+        self.drive(GetToken::new(TokenScope::Installation(installation.clone()), None))
     }
 
     /// An app access token.

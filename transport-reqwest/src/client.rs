@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::drive::now;
+use crate::drive::{Driven, now};
 use http::{Method, Request, Response};
 use icr_app_core::{
     App, AppJwt, Call, CreateUserOrganization, CreatedUserOrganization, Error, GetToken, Installation, InstallationId,
@@ -66,19 +66,18 @@ impl Client {
     }
 
     /// An installation access token with at least the default minimum life (60 s) left.
-    pub async fn installation_token(&self, installation: &InstallationId) -> Result<Token, Error> {
+    pub fn installation_token(&self, installation: &InstallationId) -> Driven<'_, Token> {
         self.drive(GetToken::new(TokenScope::Installation(installation.clone()), None))
-            .await
     }
 
     /// An app access token.
-    pub async fn app_token(&self) -> Result<Token, Error> {
-        self.token(&TokenScope::App, None).await
+    pub fn app_token(&self) -> Driven<'_, Token> {
+        self.token(&TokenScope::App, None)
     }
 
     /// A token for `scope` with at least `min_life` left (default 60 s); see [`GetToken`].
-    pub async fn token(&self, scope: &TokenScope, min_life: Option<Duration>) -> Result<Token, Error> {
-        self.drive(GetToken::new(scope.clone(), min_life)).await
+    pub fn token(&self, scope: &TokenScope, min_life: Option<Duration>) -> Driven<'_, Token> {
+        self.drive(GetToken::new(scope.clone(), min_life))
     }
 
     /// Starts a task (on the current tokio runtime) that renews cached tokens ahead of expiry

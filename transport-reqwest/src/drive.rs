@@ -1,6 +1,9 @@
 //! The async client's one driving loop: it performs what each operation asks (send, sleep,
 //! wait) and reports back; every decision is the core's.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use icr_app_core::{Error, Operation, Step, Timestamp};
@@ -31,9 +34,14 @@ impl<O: Operation> Drop for Running<'_, O> {
 impl Client {
     /// Drives `op` to completion: the one loop of this client.
     ///
-    /// The first poll happens before the loop's future exists: a cache hit costs a lock and a
-    /// lookup, and the loop (whose state holds an HTTP exchange) is boxed only when needed.
-    pub async fn drive<O: Operation>(&self, op: O) -> Result<O::Output, Error> {
+    /// The operation is polled once right away, so a cache hit is answered by a ready future
+    /// (a lock and a lookup); the loop, whose state holds an HTTP exchange, is boxed and runs
+    /// when the returned future is awaited. Dropping that future abandons the operation.
+    pub fn drive<'a, O>(&'a self, op: O) -> Driven<'a, O::Output>
+    where
+        O: Operation + Send + 'a,
+        O::Output: Send,
+    {
         let mut run = Running {
             client: self,
             op,
@@ -42,9 +50,9 @@ impl Client {
         match self.poll(&mut run) {
             (Step::Done(result), _) => {
                 run.done = true;
-                result
+                Driven(Inner::Ready(Some(result)))
             }
-            first => Box::pin(self.run(run, first)).await,
+            first => Driven(Inner::Looping(Box::pin(self.run(run, first)))),
         }
     }
 
@@ -90,5 +98,44 @@ impl Client {
             }
             next = self.poll(&mut run);
         }
+    }
+}
+
+/// The future of [`Client::drive`]: ready at once on a cache hit, else the driving loop.
+#[must_use = "futures do nothing unless awaited; dropping it abandons the operation"]
+pub struct Driven<'a, T>(Inner<'a, T>);
+
+enum Inner<'a, T> {
+    Ready(Option<Result<T, Error>>),
+    Looping(Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>),
+}
+
+// Nothing in it is pinned structurally: the loop is behind its own `Pin<Box<..>>`, and the ready
+// result is moved out, never pinned.
+impl<T> Unpin for Driven<'_, T> {}
+
+impl<T> Future for Driven<'_, T> {
+    type Output = Result<T, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().0 {
+            Inner::Ready(result) => match result.take() {
+                Some(result) => Poll::Ready(result),
+                None => Poll::Ready(Err(Error::transport(
+                    icr_app_core::TransportErrorKind::Other,
+                    "the operation's future was polled after it completed",
+                ))),
+            },
+            Inner::Looping(looping) => looping.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Driven<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Inner::Ready(_) => "Driven(ready)",
+            Inner::Looping(_) => "Driven(looping)",
+        })
     }
 }

@@ -39,6 +39,7 @@ mod drive;
 mod transport;
 
 pub use client::{Client, RefresherHandle};
+pub use drive::Driven;
 pub use transport::ReqwestTransport;
 
 pub use icr_app_core as core;

@@ -115,8 +115,11 @@ struct AppArgs {
 struct ApiArgs {
     #[command(flatten)]
     app: AppArgs,
-    /// The registry's base URL [env: ICR_BASE_URL] [default: https://api.carbonregistry.com]
-    #[arg(long, value_name = "URL")]
+    #[arg(
+        long,
+        value_name = "URL",
+        help = "The registry's base URL [env: ICR_BASE_URL] [default: https://api.carbonregistry.com]"
+    )]
     base_url: Option<String>,
     /// The `x-icr-api-version` to send [env: ICR_API_VERSION] [default: 2023-06-16]
     #[arg(long, value_name = "VERSION")]

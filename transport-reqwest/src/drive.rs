@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use icr_app_core::{Error, Operation, Step, Timestamp};
+use icr_app_core::{App, Error, Operation, Step, Timestamp};
 
 use crate::client::Client;
 
@@ -59,8 +59,11 @@ impl Client {
     /// Polls under the lock; for a `Wait`, also the change counter read under that lock, so a
     /// change reported after this poll is never missed.
     fn poll<O: Operation>(&self, run: &mut Running<'_, O>) -> (Step<O::Output>, Option<u64>) {
-        let mut app = self.lock();
-        let step = run.op.poll(&mut app, now());
+        self.poll_locked(&mut self.lock(), run)
+    }
+
+    fn poll_locked<O: Operation>(&self, app: &mut App, run: &mut Running<'_, O>) -> (Step<O::Output>, Option<u64>) {
+        let step = run.op.poll(app, now());
         let seen = matches!(step, Step::Wait { .. }).then(|| *self.inner.changed.borrow());
         (step, seen)
     }
@@ -86,14 +89,18 @@ impl Client {
                 }
                 (Step::Send { id, request }, _) => {
                     let sent = self.inner.transport.send(request).await;
-                    {
+                    // Reported and polled again under one lock, as the blocking client does: no
+                    // other operation runs between an answer and what it leads to.
+                    next = {
                         let mut app = self.lock();
                         match sent {
                             Ok(response) => run.op.handle_response(&mut app, id, response, now()),
                             Err(error) => run.op.handle_failure(&mut app, id, error, now()),
                         }
-                    }
+                        self.poll_locked(&mut app, &mut run)
+                    };
                     self.inner.changed.send_modify(|g| *g += 1);
+                    continue;
                 }
             }
             next = self.poll(&mut run);

@@ -126,12 +126,17 @@ impl ReqwestTransport {
     /// whatever the client or the environment says.
     pub async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
         let route = self.policy.check(&request)?;
-        let (method, started) = (request.method().clone(), std::time::Instant::now());
-        let path = request.uri().path().to_owned();
+        // What the request event needs, taken only when someone listens.
+        let traced = tracing::enabled!(target: "icr_app", tracing::Level::DEBUG).then(|| {
+            let path = request.uri().path().to_owned();
+            (request.method().clone(), path, std::time::Instant::now())
+        });
         let result = self.exchange(request, route).await;
-        let status = result.as_ref().map_or(0, |r| r.status().as_u16());
-        let took_ms = started.elapsed().as_secs_f64() * 1000.0;
-        tracing::debug!(target: "icr_app", %method, %path, status, took_ms, "request");
+        if let Some((method, path, started)) = traced {
+            let status = result.as_ref().map_or(0, |r| r.status().as_u16());
+            let took_ms = started.elapsed().as_secs_f64() * 1000.0;
+            tracing::debug!(target: "icr_app", %method, %path, status, took_ms, "request");
+        }
         result
     }
 

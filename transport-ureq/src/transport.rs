@@ -116,12 +116,20 @@ impl UreqTransport {
     /// whatever the agent or the environment says.
     pub fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
         let route = self.policy.check(&request)?;
-        let (method, started) = (request.method().clone(), Instant::now());
-        let path = request.uri().path().to_owned();
+        // What the request event needs, taken only when someone listens.
+        let traced = tracing::enabled!(target: "icr_app", tracing::Level::DEBUG).then(|| {
+            (
+                request.method().clone(),
+                request.uri().path().to_owned(),
+                Instant::now(),
+            )
+        });
         let result = self.exchange(request, route == Route::Direct);
-        let status = result.as_ref().map_or(0, |r| r.status().as_u16());
-        let took = started.elapsed();
-        tracing::debug!(target: "icr_app", %method, %path, status, took_ms = took.as_secs_f64() * 1000.0, "request");
+        if let Some((method, path, started)) = traced {
+            let status = result.as_ref().map_or(0, |r| r.status().as_u16());
+            let took_ms = started.elapsed().as_secs_f64() * 1000.0;
+            tracing::debug!(target: "icr_app", %method, %path, status, took_ms, "request");
+        }
         result
     }
 

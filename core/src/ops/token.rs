@@ -56,6 +56,11 @@ impl GetToken {
         &self.scope
     }
 
+    /// The life asked for: the caller's, or the cache's default.
+    fn min_life(&self, app: &App) -> Duration {
+        self.min_life.unwrap_or(app.cache_config().min_remaining)
+    }
+
     fn min_life_error(&self, lifetime: Duration, min_life: Duration) -> Error {
         Error::config(
             "minimum token life",
@@ -84,7 +89,7 @@ impl Operation for GetToken {
             // still has the life asked for: a revocation or a clock jump reported meanwhile
             // (by another operation) would have made it so.
             Progress::Finished(Ok(token)) => {
-                let min_life = self.min_life.unwrap_or(app.cache_config().min_remaining);
+                let min_life = self.min_life(app);
                 if let Some(cached) = app.usable_token(&self.scope, now, min_life)
                     && cached.same_as(&token)
                 {
@@ -103,7 +108,7 @@ impl Operation for GetToken {
         if let Some(token) = app.peek_token(&self.scope, now, self.min_life) {
             return Step::Done(Ok(token));
         }
-        let min_life = self.min_life.unwrap_or(app.cache_config().min_remaining);
+        let min_life = self.min_life(app);
         if let Some(token) = app.cached_token(&self.scope)
             && token.lifetime() > Duration::ZERO
             && token.lifetime() < min_life
@@ -153,7 +158,7 @@ impl Operation for GetToken {
         self.progress = match app.handle_token_response(id, response, now) {
             Ok(TokenAnswer::Retry(request)) => Progress::Resend(id, Box::new(request)),
             Ok(TokenAnswer::Token(token)) => {
-                let min_life = self.min_life.unwrap_or(app.cache_config().min_remaining);
+                let min_life = self.min_life(app);
                 if token.remaining(now) < min_life {
                     Progress::Finished(Err(self.min_life_error(token.lifetime(), min_life)))
                 } else {

@@ -671,6 +671,13 @@ mod tests {
             Token::new(minted("a", 0, 240), at(0), 0, c.config()).refresh_at(),
             at(120)
         );
+        // Created a year ago, expiring in 2 hours: the margin comes from the 2 hours left, not
+        // from the year (a refresh due before the token arrived; found by fuzz/responses).
+        let year = 365 * 86_400;
+        assert_eq!(
+            Token::new(minted("a", -year, year + 7200), at(0), 0, c.config()).refresh_at(),
+            at(7200 - 720)
+        );
     }
 
     #[test]

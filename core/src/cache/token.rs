@@ -80,21 +80,19 @@ impl Token {
         // resolution); and, when `createdAt` is given, `now` plus the lifetime measured on the
         // registry's own clock (the token was made before we received it). The earlier wins.
         let mut expires_local = access.expires_at.offset_by(offset_ms.saturating_neg());
-        let lifetime = match access.created_at {
-            Some(created) if created < access.expires_at => {
-                let lifetime = access.expires_at.saturating_since(created);
-                expires_local = expires_local.min(now.plus(lifetime));
-                lifetime
-            }
-            _ => expires_local.saturating_since(now),
-        };
+        if let Some(created) = access.created_at.filter(|created| *created < access.expires_at) {
+            expires_local = expires_local.min(now.plus(access.expires_at.saturating_since(created)));
+        }
+        // The margin comes from the life the token has on our clock from now: a `createdAt` far
+        // in the past (or a skewed one) must not put the refresh before the token was received.
+        let lifetime = expires_local.saturating_since(now);
         let by_fraction = Duration::from_secs_f64(lifetime.as_secs_f64() * config.refresh_fraction.clamp(0.0, 1.0));
         let margin = config.refresh_margin.max(by_fraction).min(lifetime / 2);
         Self(Arc::new(TokenInner {
             access,
             expires_local,
             refresh_at: expires_local.minus(margin),
-            lifetime: expires_local.saturating_since(now),
+            lifetime,
         }))
     }
 

@@ -48,6 +48,10 @@ fn run() -> Result<String, Error> {
                 Ok(response) => op.handle_response(&mut app, id, response, now()),
                 Err(error) => op.handle_failure(&mut app, id, error, now()),
             },
+            // Only asked for by an app with a store attached (`App::attach_store`); this one has none.
+            Step::Store { id, .. } => {
+                op.handle_store(&mut app, id, Err(Error::config("shared store", "none attached")), now())
+            }
             Step::Sleep { until } => std::thread::sleep(until.saturating_since(now())),
             Step::Wait { until } => std::thread::sleep(until.saturating_since(now()).min(Duration::from_millis(20))),
             Step::Done(result) => return result.map(|token| token.summary_json().to_string()),

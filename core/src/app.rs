@@ -22,6 +22,7 @@ use crate::response::{check_status, parse_json, status_error};
 use crate::retry::RetryPolicy;
 use crate::secret::SecretString;
 use crate::signer::Signer;
+use crate::store::{Sealer, StoreCommand, StoreReply, StoreSettings};
 
 /// A 401 whose `Date` shows more skew than this (against the clock the JWT was made for) is
 /// retried once with the corrected clock.
@@ -180,6 +181,18 @@ pub struct App {
     mints: HashMap<RequestId, Mint>,
     retry: RetryPolicy,
     background_refresh: bool,
+    /// The shared token store, when a driver attached one.
+    shared: Option<Shared>,
+}
+
+/// What the app knows of its shared token store.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) sealer: Sealer,
+    pub(crate) settings: StoreSettings,
+    /// Set by a store failure (the outage's warning given); until then the store is not asked.
+    /// Cleared, with a note that sharing resumed, by the next reply.
+    down_until: Option<Timestamp>,
 }
 
 impl fmt::Debug for App {
@@ -205,6 +218,7 @@ impl App {
             mints: HashMap::new(),
             retry: RetryPolicy::default(),
             background_refresh: false,
+            shared: None,
         }
     }
 
@@ -283,6 +297,70 @@ impl App {
     /// refresher renews it, so no caller waits for a refresh.
     pub fn set_background_refresh(&mut self, running: bool) {
         self.background_refresh = running;
+    }
+
+    /// Tells the app that its driver runs a shared token store (see
+    /// [`StoreCommand`](crate::StoreCommand)): from now on operations read tokens from it before
+    /// minting, take its lease to mint, and store what they mint. `owner_seed` makes this
+    /// process's lease owner id: pass randomness.
+    ///
+    /// Fails when the signer cannot derive a sealing secret (a [`Signer`] other than
+    /// [`AppKey`](crate::AppKey) that does not implement [`Signer::sealing_secret`]).
+    pub fn attach_store(&mut self, settings: StoreSettings, owner_seed: u64) -> Result<(), Error> {
+        let secret = self.jwt.signer().sealing_secret().ok_or_else(|| {
+            Error::config(
+                "shared token store",
+                "this signer cannot derive a sealing secret from the app's key: use an AppKey, or implement Signer::sealing_secret",
+            )
+        })?;
+        let sealer = Sealer::new(&secret, self.api.base_url(), self.jwt.app_id().as_str(), owner_seed)?;
+        self.shared = Some(Shared {
+            sealer,
+            settings,
+            down_until: None,
+        });
+        Ok(())
+    }
+
+    /// The shared store, if one is attached and not given up on at `now` after a failure.
+    pub(crate) fn store(&self, now: Timestamp) -> Option<&Shared> {
+        self.shared
+            .as_ref()
+            .filter(|s| s.down_until.is_none_or(|until| now >= until))
+    }
+
+    /// The store answered: sharing is (again) in use.
+    pub(crate) fn store_answered(&mut self) {
+        if let Some(shared) = &mut self.shared
+            && shared.down_until.take().is_some()
+        {
+            tracing::info!(target: "icr_app", "the shared token store answers again: tokens are shared again");
+        }
+    }
+
+    /// The store failed: mint without it for a while; the first failure of an outage is
+    /// logged as a warning, the rest at debug.
+    pub(crate) fn store_failed(&mut self, error: &Error, now: Timestamp) {
+        let Some(shared) = &mut self.shared else { return };
+        let until = now.plus(shared.settings.retry_after_failure);
+        if shared.down_until.replace(until).is_none() {
+            tracing::warn!(target: "icr_app", cause = %error, "the shared token store failed: minting without it until it answers again");
+        } else {
+            tracing::debug!(target: "icr_app", cause = %error, "the shared token store failed again");
+        }
+    }
+
+    /// Answers fetch `id` with a token read from the shared store, received at `now`.
+    pub(crate) fn adopt_token(&mut self, id: RequestId, access: AccessToken, now: Timestamp) -> Result<Token, Error> {
+        self.mints.remove(&id);
+        self.cache.handle_token(id, access, now, self.offset.millis)
+    }
+
+    /// Ends fetch `id` without a token: another process is refreshing, and the cached token
+    /// keeps serving until `until`.
+    pub(crate) fn defer_refresh(&mut self, id: RequestId, until: Timestamp) {
+        self.mints.remove(&id);
+        let _ = self.cache.defer(id, until);
     }
 
     /// Whether a [`Refresher`](crate::Refresher) is said to be running.
@@ -490,19 +568,44 @@ impl App {
     }
 
     /// Reads the answer to revoking `token` (any 2xx is success; the body is not documented). On
-    /// success, or a 401 (the token was already invalid), the token is dropped from the cache.
+    /// success, or a 401 (the token was already invalid), the token is dropped from the cache;
+    /// the scopes that held it are returned with the result.
     pub(crate) fn finish_revoke(
         &mut self,
         token: &SecretString,
         response: &Response<Vec<u8>>,
         now: Timestamp,
-    ) -> Result<(), Error> {
+    ) -> (Result<(), Error>, Vec<TokenScope>) {
         self.observe(response, now);
         let result = check_status(response, Credential::AccessToken);
+        let mut held = Vec::new();
         if result.is_ok() || response.status() == http::StatusCode::UNAUTHORIZED {
-            self.cache.invalidate_everywhere(token.expose());
+            held = self.cache.invalidate_everywhere(token.expose());
         }
-        result
+        (result, held)
+    }
+
+    /// The store command that removes `token` from `scope`'s shared entry, if the entry still
+    /// holds it (a newer token is kept), when a store is attached and answering.
+    pub(crate) fn forget_shared(
+        &self,
+        scope: &TokenScope,
+        token: &SecretString,
+        now: Timestamp,
+    ) -> Option<StoreCommand> {
+        let shared = self.store(now)?;
+        Some(StoreCommand::Delete {
+            key: shared.sealer.entry(scope),
+            prefix: shared.sealer.token_prefix(token),
+        })
+    }
+
+    /// The store answered command `id` of an operation that only tells it something.
+    pub(crate) fn store_told(&mut self, reply: Result<StoreReply, Error>, now: Timestamp) {
+        match reply {
+            Ok(_) => self.store_answered(),
+            Err(error) => self.store_failed(&error, now),
+        }
     }
 }
 
@@ -853,17 +956,19 @@ mod tests {
         assert_eq!(req.method(), http::Method::DELETE);
         assert!(
             app.finish_revoke(&secret, &response(200, 0, b"{}".to_vec()), at(0))
+                .0
                 .is_ok()
         );
-        let refused = app.finish_revoke(&secret, &response(401, 0, Vec::new()), at(0));
+        let refused = app.finish_revoke(&secret, &response(401, 0, Vec::new()), at(0)).0;
         assert!(matches!(refused, Err(Error::Unauthorized { .. })));
         // A revoked token that is still cached is dropped from the cache.
         let (id, _) = send(app.poll_token(&scope(), at(0), None).unwrap());
         let Ok(TokenAnswer::Token(t)) = app.handle_token_response(id, response(200, 0, token_body(0)), at(0)) else {
             panic!("expected a token")
         };
-        app.finish_revoke(t.secret(), &response(200, 0, Vec::new()), at(0))
-            .unwrap();
+        let (result, held) = app.finish_revoke(t.secret(), &response(200, 0, Vec::new()), at(0));
+        result.unwrap();
+        assert_eq!(held, vec![scope()]);
         assert!(app.peek_token(&scope(), at(1), None).is_none());
     }
 }

@@ -150,6 +150,11 @@ impl fmt::Debug for JwtSigner {
 }
 
 impl JwtSigner {
+    /// The signer.
+    pub(crate) fn signer(&self) -> &dyn Signer {
+        &*self.signer
+    }
+
     /// A signer for `app_id` with the default 9-minute lifetime.
     pub fn new(app_id: AppId, signer: Arc<dyn Signer>) -> Self {
         Self {

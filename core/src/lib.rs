@@ -55,7 +55,7 @@
 //! (background renewal). The core decides everything (attempts and the wait budget, back-off
 //! with jitter and `Retry-After`, the clock-skew retry, dropping a refused token and minting
 //! again once, single flight per scope, pagination, refresh ahead of expiry); a driver performs
-//! four effects and reports back. The contract:
+//! four effects (five with a shared token store) and reports back. The contract:
 //!
 //! 1. Keep one [`App`] per app behind one lock, shared by every operation. Hold the lock only
 //!    while calling into the core, never while sending, sleeping or waiting.
@@ -67,6 +67,10 @@
 //!      [`Operation::handle_response`] for any response, whatever its status, with every header;
 //!      [`Operation::handle_failure`] when none came (refused, connection failed or dropped,
 //!      timeout: an [`Error::Transport`]);
+//!    - [`Step::Store`] `{ id, command }`: only after [`App::attach_store`]: run the
+//!      [`StoreCommand`] on the shared store (without the lock, within a short timeout), then
+//!      report the [`StoreReply`] or the failure with [`Operation::handle_store`]. A failure is
+//!      never the caller's error: the core mints without the store for a while;
 //!    - [`Step::Sleep`] `{ until }`: sleep until then;
 //!    - [`Step::Wait`] `{ until }`: another operation is minting a token this one needs: wait
 //!      until any operation on the same `App` reports back or is abandoned, or until `until`.
@@ -109,6 +113,11 @@
 //!                     Err(error) => op.handle_failure(&mut guard, id, error, now()),
 //!                 }
 //!                 changed.notify_all();
+//!             }
+//!             // Only with a store attached (`App::attach_store`): run the command like a
+//!             // send, without the lock, and report with `handle_store`.
+//!             Step::Store { id, .. } => {
+//!                 op.handle_store(&mut guard, id, Err(Error::config("store", "none")), now());
 //!             }
 //!             Step::Sleep { until } => {
 //!                 drop(guard);
@@ -165,6 +174,7 @@ pub mod response;
 mod retry;
 mod secret;
 mod signer;
+mod store;
 mod transport;
 pub mod webhook;
 
@@ -185,5 +195,6 @@ pub use redact::excerpt;
 pub use retry::RetryPolicy;
 pub use secret::SecretString;
 pub use signer::Signer;
+pub use store::{StoreCommand, StoreReply, StoreSettings};
 pub use transport::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, TransportPolicy};
 pub use webhook::{EventKind, SIGNATURE_HEADER, WebhookError, WebhookEvent, WebhookSecret};

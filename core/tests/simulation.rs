@@ -571,6 +571,7 @@ fn lift<T>(step: Step<T>, done: fn(Result<T, Error>) -> Outcome) -> Polled {
         Step::Send { id, request } => Polled::Send(id, request),
         Step::Sleep { until } => Polled::Sleep(until),
         Step::Wait { until } => Polled::Wait(until),
+        Step::Store { command, .. } => panic!("no store is attached, yet asked to run {command:?}"),
         Step::Done(result) => Polled::Done(done(result)),
     }
 }
@@ -1692,6 +1693,9 @@ impl Sim {
                         }
                     }
                     Ok(Step::Send { .. } | Step::Done(_)) => {}
+                    Ok(Step::Store { command, .. }) => {
+                        self.violated(&format!("no store is attached, yet asked to run {command:?}"))
+                    }
                 }
                 op.abandon(&mut self.app, now);
             }

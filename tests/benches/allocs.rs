@@ -81,7 +81,9 @@ fn drive_get_token(
                 let response = answer(request);
                 op.handle_response(app, id, response, now);
             }
-            Step::Sleep { .. } | Step::Wait { .. } => panic!("one caller on a healthy registry never waits"),
+            Step::Sleep { .. } | Step::Wait { .. } | Step::Store { .. } => {
+                panic!("one caller on a healthy registry, without a store, never waits")
+            }
         }
     }
 }

@@ -7,11 +7,12 @@ use crate::drive::{Driven, now};
 use http::{Method, Request, Response};
 use icr_app_core::{
     App, AppJwt, Call, CreateUserOrganization, CreatedUserOrganization, Error, GetToken, Installation, InstallationId,
-    InstallationsPage, ListInstallations, Refresher, Revoke, RevokeAll, SecretString, SendAs, Token, TokenScope,
+    InstallationsPage, ListInstallations, Revoke, RevokeAll, SecretString, SendAs, Token, TokenScope,
 };
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
+use crate::builder::{ClientBuilder, SharedStore};
 use crate::transport::ReqwestTransport;
 
 /// An async ICR app client. Cheap to clone; clones share the token cache.
@@ -32,6 +33,7 @@ pub(crate) struct Inner {
     /// Bumped whenever an operation reports back or is abandoned (see [`Step::Wait`]).
     pub(crate) changed: watch::Sender<u64>,
     pub(crate) transport: ReqwestTransport,
+    pub(crate) store: Option<Box<dyn SharedStore>>,
 }
 
 impl Client {
@@ -42,11 +44,22 @@ impl Client {
 
     /// A client over a transport you configured (e.g. around your own `reqwest::Client`).
     pub fn with_transport(app: App, transport: ReqwestTransport) -> Self {
+        Self::from_parts(app, transport, None)
+    }
+
+    /// A builder, for a shared token store (and a transport).
+    pub fn builder(app: App) -> ClientBuilder {
+        ClientBuilder::new(app)
+    }
+
+    pub(crate) fn from_parts(app: App, transport: ReqwestTransport, store: Option<Box<dyn SharedStore>>) -> Self {
+        let (app, changed) = (Mutex::new(app), watch::Sender::new(0));
         Self {
             inner: Arc::new(Inner {
-                app: Mutex::new(app),
-                changed: watch::Sender::new(0),
+                app,
+                changed,
                 transport,
+                store,
             }),
         }
     }
@@ -78,21 +91,6 @@ impl Client {
     /// A token for `scope` with at least `min_life` left (default 60 s); see [`GetToken`].
     pub fn token(&self, scope: &TokenScope, min_life: Option<Duration>) -> Driven<'_, Token> {
         self.drive(GetToken::new(scope.clone(), min_life))
-    }
-
-    /// Starts a task (on the current tokio runtime) that renews cached tokens ahead of expiry
-    /// (the core's [`Refresher`]), so callers are served from the cache and never wait for a
-    /// refresh. It stops when the returned handle is dropped.
-    pub fn spawn_refresher(&self) -> RefresherHandle {
-        self.lock().set_background_refresh(true);
-        let client = self.clone();
-        let task = tokio::spawn(async move {
-            let _ = client.drive(Refresher::new()).await;
-        });
-        RefresherHandle {
-            task,
-            client: self.clone(),
-        }
     }
 
     /// Drops a cached token the registry refused, so the next call mints a new one.
@@ -174,24 +172,5 @@ impl Client {
         let request = self.request(Method::GET, path_and_query, None)?;
         let response = self.send_as_installation(installation, request).await?;
         icr_app_core::response::parse_json(&response, icr_app_core::Credential::AccessToken)
-    }
-}
-
-/// Stops the background refresher when dropped (or with [`stop`](Self::stop)).
-#[derive(Debug)]
-pub struct RefresherHandle {
-    task: tokio::task::JoinHandle<()>,
-    client: Client,
-}
-
-impl RefresherHandle {
-    /// Stops the refresher; callers go back to refreshing inline.
-    pub fn stop(self) {}
-}
-
-impl Drop for RefresherHandle {
-    fn drop(&mut self) {
-        self.task.abort();
-        self.client.lock().set_background_refresh(false);
     }
 }

@@ -1,5 +1,5 @@
-//! The async client's one driving loop: it performs what each operation asks (send, sleep,
-//! wait) and reports back; every decision is the core's.
+//! The async client's one driving loop: it performs what each operation asks (send, run a
+//! store command, sleep, wait) and reports back; every decision is the core's.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -86,6 +86,19 @@ impl Client {
                         let timeout = until.saturating_since(now()).max(Duration::from_millis(1));
                         let _ = tokio::time::timeout(timeout, changed.changed()).await;
                     }
+                }
+                (Step::Store { id, command }, _) => {
+                    let reply = match &self.inner.store {
+                        Some(store) => store.run(&command).await,
+                        None => Err(Error::config("shared token store", "none is attached to this client")),
+                    };
+                    next = {
+                        let mut app = self.lock();
+                        run.op.handle_store(&mut app, id, reply, now());
+                        self.poll_locked(&mut app, &mut run)
+                    };
+                    self.inner.changed.send_modify(|g| *g += 1);
+                    continue;
                 }
                 (Step::Send { id, request }, _) => {
                     let sent = self.inner.transport.send(request).await;

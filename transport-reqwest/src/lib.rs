@@ -34,12 +34,16 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod builder;
 mod client;
 mod drive;
+mod refresher;
 mod transport;
 
-pub use client::{Client, RefresherHandle};
+pub use builder::{ClientBuilder, SharedStore, StoreFuture};
+pub use client::Client;
 pub use drive::Driven;
+pub use refresher::RefresherHandle;
 pub use transport::ReqwestTransport;
 
 pub use icr_app_core as core;

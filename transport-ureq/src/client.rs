@@ -11,6 +11,7 @@ use icr_app_core::{
 };
 use serde::de::DeserializeOwned;
 
+use crate::builder::{ClientBuilder, SharedStore};
 use crate::transport::UreqTransport;
 
 /// A blocking ICR app client; clones share one token cache. Threads asking for one installation
@@ -26,6 +27,7 @@ pub(crate) struct Inner {
     pub(crate) app: Mutex<App>,
     pub(crate) changed: Condvar, // signalled whenever an operation reports back or is abandoned
     pub(crate) transport: UreqTransport,
+    pub(crate) store: Option<Box<dyn SharedStore>>,
 }
 
 impl Client {
@@ -36,13 +38,22 @@ impl Client {
 
     /// A client over a transport you configured (e.g. around your own `ureq::Agent`).
     pub fn with_transport(app: App, transport: UreqTransport) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                app: Mutex::new(app),
-                changed: Condvar::new(),
-                transport,
-            }),
-        }
+        Self::from_parts(app, transport, None)
+    }
+
+    /// A builder, for a shared token store (and a transport).
+    pub fn builder(app: App) -> ClientBuilder {
+        ClientBuilder::new(app)
+    }
+
+    pub(crate) fn from_parts(app: App, transport: UreqTransport, store: Option<Box<dyn SharedStore>>) -> Self {
+        let inner = Inner {
+            app: Mutex::new(app),
+            changed: Condvar::new(),
+            transport,
+            store,
+        };
+        Self { inner: Arc::new(inner) }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, App> {

@@ -1,5 +1,5 @@
-//! The blocking client's one driving loop: it performs what each operation asks (send, sleep,
-//! wait) and reports back; every decision is the core's.
+//! The blocking client's one driving loop: it performs what each operation asks (send, run a
+//! store command, sleep, wait) and reports back; every decision is the core's.
 
 use std::sync::PoisonError;
 use std::time::{Duration, SystemTime};
@@ -56,6 +56,16 @@ impl Client {
                         .wait_timeout(app, timeout)
                         .unwrap_or_else(PoisonError::into_inner)
                         .0;
+                }
+                Step::Store { id, command } => {
+                    drop(app);
+                    let reply = match &self.inner.store {
+                        Some(store) => store.run(&command),
+                        None => Err(Error::config("shared token store", "none is attached to this client")),
+                    };
+                    app = self.lock();
+                    run.op.handle_store(&mut app, id, reply, now());
+                    self.inner.changed.notify_all();
                 }
                 Step::Send { id, request } => {
                     drop(app);

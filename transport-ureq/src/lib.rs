@@ -31,10 +31,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod builder;
 mod client;
 mod drive;
 mod transport;
 
+pub use builder::{ClientBuilder, SharedStore};
 pub use client::Client;
 pub use transport::{RESOLVE_CACHE_TTL, UreqTransport};
 

@@ -299,6 +299,19 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
         Ok(token)
     }
 
+    /// Ends fetch `id` without a new token: another process is refreshing it. The cached token
+    /// keeps serving, and its refresh is put off until `until`.
+    pub fn defer(&mut self, id: RequestId, until: Timestamp) -> Result<(), Error> {
+        let key = self.take_in_flight(id)?;
+        if let Some(entry) = self.entries.get_mut(&key)
+            && let Some(token) = &entry.token
+        {
+            entry.token = Some(token.refresh_deferred_to(until));
+            self.last_hit = None;
+        }
+        Ok(())
+    }
+
     /// Answers fetch `id` with a failure. A cancelled fetch leaves no trace; any other starts
     /// (or lengthens) a back-off with jitter, honouring the server's `Retry-After` up to
     /// [`CacheConfig::max_retry_after`]. A still-valid token stays cached and keeps being handed
@@ -356,17 +369,17 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
         }
     }
 
-    /// Drops `token` wherever it is cached (after it was revoked). Returns how many keys held it.
-    pub fn invalidate_everywhere(&mut self, token: &str) -> usize {
-        let mut dropped = 0;
-        for e in self.entries.values_mut() {
+    /// Drops `token` wherever it is cached (after it was revoked). Returns the keys that held it.
+    pub fn invalidate_everywhere(&mut self, token: &str) -> Vec<K> {
+        let mut held = Vec::new();
+        for (key, e) in &mut self.entries {
             if e.token.as_ref().is_some_and(|t| t.secret().ct_eq(token)) {
                 e.token = None;
-                dropped += 1;
+                held.push(key.clone());
                 self.last_hit = None;
             }
         }
-        dropped
+        held
     }
 
     /// Forgets `key` entirely (an in-flight fetch's answer will be refused). Returns its token.

@@ -113,6 +113,16 @@ impl Token {
         })))
     }
 
+    /// This token with its refresh put off until `until` (another process is refreshing it), but
+    /// never to its expiry.
+    pub(crate) fn refresh_deferred_to(&self, until: Timestamp) -> Self {
+        let latest = self.0.expires_local.minus(Duration::from_millis(1));
+        Self(Arc::new(TokenInner {
+            refresh_at: until.min(latest).max(self.0.refresh_at),
+            ..(*self.0).clone()
+        }))
+    }
+
     /// The token, for `Authorization: Bearer`.
     pub fn secret(&self) -> &SecretString {
         &self.0.access.token

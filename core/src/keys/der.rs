@@ -148,7 +148,7 @@ fn load_pkcs8(items: &[Tlv<'_>]) -> Result<AppKey, KeyError> {
 fn load_pkcs1(outer: Tlv<'_>, items: &[Tlv<'_>]) -> Result<AppKey, KeyError> {
     let bits = bit_length(items[1].value);
     match RsaKeyPair::from_der(outer.whole) {
-        Ok(pair) => Ok(AppKey::from_pair(pair, bits)),
+        Ok(pair) => Ok(AppKey::from_pair(pair, outer.whole, bits)),
         Err(rejected) => Err(KeyError::Rejected {
             reason: rejection_reason(&rejected.to_string(), bits),
         }),

@@ -78,6 +78,9 @@ pub struct AppKey {
     spki: Arc<[u8]>,
     fingerprint: Arc<str>,
     bits: usize,
+    /// HKDF-SHA256 of the key's PKCS#1 DER (canonical, whatever form it was read in): the
+    /// secret a shared token store seals tokens under (see [`Signer::sealing_secret`]).
+    sealing: Arc<Zeroizing<[u8; 32]>>,
 }
 
 impl fmt::Debug for AppKey {
@@ -316,7 +319,12 @@ impl AppKey {
         self.bits
     }
 
-    fn from_pair(pair: RsaKeyPair, bits: usize) -> AppKey {
+    /// The secret that shared token stores seal this app's tokens under.
+    pub(crate) fn sealing_secret(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(**self.sealing)
+    }
+
+    fn from_pair(pair: RsaKeyPair, pkcs1_der: &[u8], bits: usize) -> AppKey {
         let spki = spki_from_pkcs1(pair.public().as_ref());
         let digest = ring::digest::digest(&ring::digest::SHA256, &spki);
         AppKey {
@@ -325,6 +333,25 @@ impl AppKey {
             fingerprint: STANDARD.encode(digest.as_ref()).into(),
             spki: spki.into(),
             bits,
+            sealing: Arc::new(sealing_secret(pkcs1_der)),
         }
     }
+}
+
+/// HKDF-SHA256 (RFC 5869) of a private key's PKCS#1 DER, for sealing shared tokens: every
+/// process holding the key derives the same secret, and nothing about it leaks the key.
+fn sealing_secret(pkcs1_der: &[u8]) -> Zeroizing<[u8; 32]> {
+    struct Len32;
+    impl ring::hkdf::KeyType for Len32 {
+        fn len(&self) -> usize {
+            32
+        }
+    }
+    let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"icr-app shared token store").extract(pkcs1_der);
+    let mut out = Zeroizing::new([0u8; 32]);
+    // Expanding 32 bytes from SHA-256 cannot fail (the limit is 255 * 32).
+    if let Ok(okm) = prk.expand(&[b"sealing secret v1"], Len32) {
+        let _ = okm.fill(&mut out[..]);
+    }
+    out
 }

@@ -15,6 +15,7 @@ use crate::error::{Credential, Error};
 use crate::models::{CreateUserOrganization, CreatedUserOrganization, Installation, InstallationsPage};
 use crate::pager::{DEFAULT_PAGE_SIZE, InstallationPager};
 use crate::response::{parse_json, status_error};
+use crate::store::StoreReply;
 
 /// One app-JWT request (list a page, read an installation, create a user and organization, or
 /// any request you build), read as `T`.
@@ -189,6 +190,9 @@ impl<T: DeserializeOwned> Operation for Call<T> {
         }
     }
 
+    /// A JWT call never uses the shared store.
+    fn handle_store(&mut self, _app: &mut App, _id: RequestId, _reply: Result<StoreReply, Error>, _now: Timestamp) {}
+
     fn abandon(&mut self, _app: &mut App, _now: Timestamp) {
         self.progress = Progress::Idle;
     }
@@ -238,6 +242,7 @@ impl Operation for ListInstallations {
                 }
                 Step::Done(Err(error)) => return Step::Done(Err(error)),
                 Step::Send { id, request } => return Step::Send { id, request },
+                Step::Store { id, command } => return Step::Store { id, command },
                 Step::Sleep { until } => return Step::Sleep { until },
                 Step::Wait { until } => return Step::Wait { until },
             }
@@ -255,6 +260,8 @@ impl Operation for ListInstallations {
             call.handle_failure(app, id, error, now);
         }
     }
+
+    fn handle_store(&mut self, _app: &mut App, _id: RequestId, _reply: Result<StoreReply, Error>, _now: Timestamp) {}
 
     fn abandon(&mut self, _app: &mut App, _now: Timestamp) {
         self.current = None;

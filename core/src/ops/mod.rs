@@ -6,6 +6,7 @@
 //!
 //! ```text
 //!  poll(app, now) ──► Send { id, request }   send it; answer with handle_response or handle_failure
+//!                 ──► Store { id, command }  run it on the shared store; answer with handle_store
 //!                 ──► Sleep { until }        sleep, then poll again
 //!                 ──► Wait { until }         another operation is changing a token: poll again when
 //!                                            any operation has reported back (or abandoned), or at until
@@ -18,6 +19,7 @@
 //! only performs effects. See the crate docs, "Driving the core yourself", for the contract.
 
 mod call;
+mod fetch;
 mod refresh;
 mod revoke;
 mod send;
@@ -35,6 +37,7 @@ use crate::app::App;
 use crate::cache::RequestId;
 use crate::clock::Timestamp;
 use crate::error::Error;
+use crate::store::{StoreCommand, StoreReply};
 
 /// What an operation needs from its driver next.
 #[derive(Debug)]
@@ -48,6 +51,15 @@ pub enum Step<T> {
         id: RequestId,
         /// The request, complete with its credentials.
         request: Request<Vec<u8>>,
+    },
+    /// Run `command` on the shared token store and report the reply for `id` with
+    /// [`Operation::handle_store`] (or the store's failure, also there). Only asked for when
+    /// the driver attached a store ([`App::attach_store`]).
+    Store {
+        /// Which command this is; answer for it.
+        id: RequestId,
+        /// What to do.
+        command: StoreCommand,
     },
     /// Sleep until `until` (local clock), then poll again.
     Sleep {
@@ -82,6 +94,11 @@ pub trait Operation {
     /// Request `id` got no response: `error` says why (a transport error, or the transport
     /// policy's refusal).
     fn handle_failure(&mut self, app: &mut App, id: RequestId, error: Error, now: Timestamp);
+
+    /// The shared store's reply to command `id`, or why it gave none (unreachable, timed out,
+    /// refused): any failure makes the core mint without the store for a while, never an error
+    /// for the caller.
+    fn handle_store(&mut self, app: &mut App, id: RequestId, reply: Result<StoreReply, Error>, now: Timestamp);
 
     /// The driver is leaving the operation before [`Step::Done`] (an error of its own, a panic,
     /// a dropped future): release whatever it holds, at once. Calling it after `Done` does

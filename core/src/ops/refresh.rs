@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::Response;
 
+use super::fetch::{Fetch, FetchStep};
 use super::{Operation, Step};
-use crate::app::{App, TokenAnswer};
+use crate::app::App;
 use crate::cache::RequestId;
 use crate::clock::Timestamp;
 use crate::error::Error;
+use crate::store::StoreReply;
 
 /// The longest a refresher waits before looking again, even when nothing is due.
 const IDLE: Duration = Duration::from_secs(60);
@@ -20,8 +22,7 @@ const IDLE: Duration = Duration::from_secs(60);
 /// still-valid token whose refresh is due instead of waiting for the refresh.
 #[derive(Debug, Default)]
 pub struct Refresher {
-    minting: Option<RequestId>,
-    resend: Option<(RequestId, Request<Vec<u8>>)>,
+    fetch: Option<Box<Fetch>>,
 }
 
 impl Refresher {
@@ -29,29 +30,37 @@ impl Refresher {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Polls `fetch`, kept in `self` while it runs (a signer that panics leaves it for
+    /// `abandon`) and while it needs the driver.
+    fn drive(&mut self, fetch: Box<Fetch>, app: &mut App, now: Timestamp) -> Option<Step<()>> {
+        let step = match self.fetch.insert(fetch).poll(app, now) {
+            FetchStep::Send { id, request } => Step::Send { id, request },
+            FetchStep::Store { id, command } => Step::Store { id, command },
+            FetchStep::Sleep { until } => Step::Sleep { until },
+            // Cached, recorded as a failure with its back-off, or put off: on to the next.
+            FetchStep::Done(_) => {
+                self.fetch = None;
+                return None;
+            }
+        };
+        Some(step)
+    }
 }
 
 impl Operation for Refresher {
     type Output = ();
 
     fn poll(&mut self, app: &mut App, now: Timestamp) -> Step<()> {
-        if let Some((id, request)) = self.resend.take() {
-            self.minting = Some(id);
-            return Step::Send { id, request };
-        }
-        if let Some(id) = self.minting.take() {
-            app.cancel_mint(id, now);
+        if let Some(fetch) = self.fetch.take()
+            && let Some(step) = self.drive(fetch, app, now)
+        {
+            return step;
         }
         while let Some((id, scope)) = app.start_refresh(now) {
-            // Known before signing: a signer that panics leaves a mint that `abandon` releases.
-            self.minting = Some(id);
-            match app.mint_request(id, &scope, now) {
-                Ok(request) => return Step::Send { id, request },
-                // Could not even be signed: recorded as a failure with its back-off.
-                Err(error) => {
-                    self.minting = None;
-                    app.handle_token_failure(id, error, now);
-                }
+            let fetch = Box::new(Fetch::new(id, scope, app.cache_config().min_remaining));
+            if let Some(step) = self.drive(fetch, app, now) {
+                return step;
             }
         }
         let idle = now.plus(IDLE);
@@ -63,26 +72,26 @@ impl Operation for Refresher {
     }
 
     fn handle_response(&mut self, app: &mut App, id: RequestId, response: Response<Vec<u8>>, now: Timestamp) {
-        if self.minting != Some(id) {
-            return;
-        }
-        // Still recorded while the answer is handled: re-signing for skew may panic.
-        let answer = app.handle_token_response(id, response, now);
-        self.minting = None;
-        if let Ok(TokenAnswer::Retry(request)) = answer {
-            self.resend = Some((id, request));
+        if let Some(fetch) = &mut self.fetch {
+            fetch.handle_response(app, id, response, now);
         }
     }
 
     fn handle_failure(&mut self, app: &mut App, id: RequestId, error: Error, now: Timestamp) {
-        if self.minting.take_if(|m| *m == id).is_some() {
-            app.handle_token_failure(id, error, now);
+        if let Some(fetch) = &mut self.fetch {
+            fetch.handle_failure(app, id, error, now);
+        }
+    }
+
+    fn handle_store(&mut self, app: &mut App, id: RequestId, reply: Result<StoreReply, Error>, now: Timestamp) {
+        if let Some(fetch) = &mut self.fetch {
+            fetch.handle_store(app, id, reply, now);
         }
     }
 
     fn abandon(&mut self, app: &mut App, now: Timestamp) {
-        if let Some(id) = self.minting.take().or(self.resend.take().map(|(id, _)| id)) {
-            app.cancel_mint(id, now);
+        if let Some(mut fetch) = self.fetch.take() {
+            fetch.abandon(app, now);
         }
     }
 }

@@ -3,11 +3,12 @@
 use http::Response;
 
 use super::{Operation, Step};
-use crate::app::App;
+use crate::app::{App, TokenScope};
 use crate::cache::RequestId;
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::secret::SecretString;
+use crate::store::StoreReply;
 
 /// Revokes one token (`DELETE /app/installations/token`, authorised with that token) and drops
 /// it from the cache. A 401 means it was already invalid: it is dropped too, and the 401 is
@@ -15,16 +16,26 @@ use crate::secret::SecretString;
 #[derive(Debug)]
 pub struct Revoke {
     token: SecretString,
+    /// The scopes known to hold it; with a shared store, their entries drop it too.
+    scopes: Vec<TokenScope>,
     sent: Option<RequestId>,
+    forgetting: Option<RequestId>,
     finished: Option<Result<(), Error>>,
 }
 
 impl Revoke {
     /// Revokes `token`.
     pub fn new(token: SecretString) -> Self {
+        Self::held_by(token, Vec::new())
+    }
+
+    /// Revokes `token`, which `scopes` held (their shared entries drop it too).
+    pub(crate) fn held_by(token: SecretString, scopes: Vec<TokenScope>) -> Self {
         Self {
             token,
+            scopes,
             sent: None,
+            forgetting: None,
             finished: None,
         }
     }
@@ -33,7 +44,17 @@ impl Revoke {
 impl Operation for Revoke {
     type Output = ();
 
-    fn poll(&mut self, app: &mut App, _now: Timestamp) -> Step<()> {
+    fn poll(&mut self, app: &mut App, now: Timestamp) -> Step<()> {
+        self.forgetting = None;
+        if self.finished.is_some() {
+            while let Some(scope) = self.scopes.pop() {
+                if let Some(command) = app.forget_shared(&scope, &self.token, now) {
+                    let id = app.next_request_id();
+                    self.forgetting = Some(id);
+                    return Step::Store { id, command };
+                }
+            }
+        }
         if let Some(result) = self.finished.take() {
             return Step::Done(result);
         }
@@ -49,13 +70,26 @@ impl Operation for Revoke {
 
     fn handle_response(&mut self, app: &mut App, id: RequestId, response: Response<Vec<u8>>, now: Timestamp) {
         if self.sent.take_if(|sent| *sent == id).is_some() {
-            self.finished = Some(app.finish_revoke(&self.token, &response, now));
+            let (result, held) = app.finish_revoke(&self.token, &response, now);
+            if result.is_ok() || response.status() == http::StatusCode::UNAUTHORIZED {
+                self.scopes.extend(held);
+            } else {
+                self.scopes.clear();
+            }
+            self.finished = Some(result);
         }
     }
 
     fn handle_failure(&mut self, _app: &mut App, id: RequestId, error: Error, _now: Timestamp) {
         if self.sent.take_if(|sent| *sent == id).is_some() {
+            self.scopes.clear();
             self.finished = Some(Err(error));
+        }
+    }
+
+    fn handle_store(&mut self, app: &mut App, id: RequestId, reply: Result<StoreReply, Error>, now: Timestamp) {
+        if self.forgetting.take_if(|own| *own == id).is_some() {
+            app.store_told(reply, now);
         }
     }
 
@@ -71,7 +105,7 @@ impl Operation for Revoke {
 /// the token it lands is revoked too rather than left behind.
 #[derive(Debug, Default)]
 pub struct RevokeAll {
-    drained: Option<Vec<SecretString>>,
+    drained: Option<Vec<(TokenScope, SecretString)>>,
     current: Option<Revoke>,
     revoked: usize,
     first_error: Option<Error>,
@@ -95,19 +129,19 @@ impl Operation for RevokeAll {
             self.drained = Some(
                 app.drain_tokens()
                     .into_iter()
-                    .map(|(_, t)| t.secret().clone())
+                    .map(|(scope, t)| (scope, t.secret().clone()))
                     .collect(),
             );
         }
         loop {
             if self.current.is_none() {
-                let Some(token) = self.drained.as_mut().and_then(Vec::pop) else {
+                let Some((scope, token)) = self.drained.as_mut().and_then(Vec::pop) else {
                     return Step::Done(match self.first_error.take() {
                         Some(error) => Err(error),
                         None => Ok(self.revoked),
                     });
                 };
-                self.current = Some(Revoke::new(token));
+                self.current = Some(Revoke::held_by(token, vec![scope]));
             }
             let Some(current) = &mut self.current else { continue };
             match current.poll(app, now) {
@@ -121,6 +155,7 @@ impl Operation for RevokeAll {
                     }
                 }
                 Step::Send { id, request } => return Step::Send { id, request },
+                Step::Store { id, command } => return Step::Store { id, command },
                 Step::Sleep { until } => return Step::Sleep { until },
                 Step::Wait { until } => return Step::Wait { until },
             }
@@ -136,6 +171,12 @@ impl Operation for RevokeAll {
     fn handle_failure(&mut self, app: &mut App, id: RequestId, error: Error, now: Timestamp) {
         if let Some(current) = &mut self.current {
             current.handle_failure(app, id, error, now);
+        }
+    }
+
+    fn handle_store(&mut self, app: &mut App, id: RequestId, reply: Result<StoreReply, Error>, now: Timestamp) {
+        if let Some(current) = &mut self.current {
+            current.handle_store(app, id, reply, now);
         }
     }
 

@@ -9,6 +9,7 @@ use crate::app::{App, TokenScope};
 use crate::cache::{RequestId, Token};
 use crate::clock::Timestamp;
 use crate::error::Error;
+use crate::store::StoreReply;
 
 /// Sends `request` with `scope`'s token and returns the response, whatever its status.
 ///
@@ -25,6 +26,9 @@ pub struct SendAs {
     token: Option<GetToken>,
     sent: Option<(RequestId, Token)>,
     retried: bool,
+    /// A token the registry refused, to remove from the shared store before going on.
+    forget: Option<Token>,
+    forgetting: Option<RequestId>,
     finished: Option<Result<Response<Vec<u8>>, Error>>,
 }
 
@@ -38,6 +42,8 @@ impl SendAs {
             token: None,
             sent: None,
             retried: false,
+            forget: None,
+            forgetting: None,
             finished: None,
         }
     }
@@ -47,6 +53,15 @@ impl Operation for SendAs {
     type Output = Response<Vec<u8>>;
 
     fn poll(&mut self, app: &mut App, now: Timestamp) -> Step<Response<Vec<u8>>> {
+        // Before minting again: out of the shared entry too, or the next read would bring it back.
+        if let Some(token) = self.forget.take()
+            && let Some(command) = app.forget_shared(&self.scope, token.secret(), now)
+        {
+            let id = app.next_request_id();
+            self.forgetting = Some(id);
+            return Step::Store { id, command };
+        }
+        self.forgetting = None;
         if let Some(result) = self.finished.take() {
             return Step::Done(result);
         }
@@ -73,6 +88,7 @@ impl Operation for SendAs {
             }
             Step::Done(Err(error)) => Step::Done(Err(error)),
             Step::Send { id, request } => Step::Send { id, request },
+            Step::Store { id, command } => Step::Store { id, command },
             Step::Sleep { until } => Step::Sleep { until },
             Step::Wait { until } => Step::Wait { until },
         }
@@ -93,6 +109,7 @@ impl Operation for SendAs {
         if response.status() == StatusCode::UNAUTHORIZED {
             // Refused: never hand it out again, whether or not we try once more.
             app.invalidate(&self.scope, token.secret().expose());
+            self.forget = Some(token);
             if !self.retried {
                 self.retried = true;
                 return;
@@ -108,6 +125,15 @@ impl Operation for SendAs {
         if self.sent.as_ref().is_some_and(|(sent, _)| *sent == id) {
             self.sent = None;
             self.finished = Some(Err(error));
+        }
+    }
+
+    fn handle_store(&mut self, app: &mut App, id: RequestId, reply: Result<StoreReply, Error>, now: Timestamp) {
+        if self.forgetting.take_if(|own| *own == id).is_some() {
+            return app.store_told(reply, now);
+        }
+        if let Some(op) = &mut self.token {
+            op.handle_store(app, id, reply, now);
         }
     }
 

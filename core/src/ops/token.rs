@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::Response;
 
+use super::fetch::{Fetch, FetchStep, Outcome};
 use super::{Operation, Step, retrying};
-use crate::app::{App, TokenAnswer, TokenScope};
+use crate::app::{App, TokenScope};
 use crate::cache::{Poll, RequestId, Token};
 use crate::clock::Timestamp;
 use crate::error::Error;
+use crate::store::StoreReply;
 
 /// A token for `scope` with at least `min_life` left (default
 /// [`CacheConfig::min_remaining`](crate::CacheConfig::min_remaining)): served from the cache,
@@ -31,12 +33,9 @@ pub struct GetToken {
 #[derive(Debug)]
 enum Progress {
     Idle,
-    /// A mint is in flight as this id.
-    Minting(RequestId),
-    /// The mint must be sent again (re-signed for clock skew), as the same id. Boxed: rare, and
-    /// inline it would make every `GetToken` (moved on every call, hits included) 200 bytes larger.
-    Resend(RequestId, Box<Request<Vec<u8>>>),
-    Finished(Result<Token, Error>),
+    /// A fetch (a mint, perhaps through the shared store) is under way. Boxed: every
+    /// `GetToken` is moved on every call, hits included, and most never fetch.
+    Fetching(Box<Fetch>),
 }
 
 impl GetToken {
@@ -74,6 +73,39 @@ impl GetToken {
     }
 }
 
+impl GetToken {
+    /// Polls the fetch under way, kept in `self` while it runs (a signer that panics leaves it
+    /// for `abandon`). `None`: it ended without a token to hand out (failed, or deferred to
+    /// another process's refresh); the cache decides what next.
+    fn drive(&mut self, app: &mut App, now: Timestamp) -> Option<Step<Token>> {
+        let Progress::Fetching(fetch) = &mut self.progress else {
+            return None;
+        };
+        let outcome = match fetch.poll(app, now) {
+            FetchStep::Send { id, request } => return Some(Step::Send { id, request }),
+            FetchStep::Store { id, command } => return Some(Step::Store { id, command }),
+            FetchStep::Sleep { until } => return Some(Step::Sleep { until }),
+            FetchStep::Done(outcome) => outcome,
+        };
+        self.progress = Progress::Idle;
+        match outcome {
+            Outcome::Token(token) => {
+                let min_life = self.min_life(app);
+                if token.remaining(now) < min_life {
+                    return Some(Step::Done(Err(self.min_life_error(token.lifetime(), min_life))));
+                }
+                // Handed out only if it is still the cached one and still has the life asked
+                // for: a revocation or a clock jump reported meanwhile (by another operation)
+                // would have made it so.
+                app.usable_token(&self.scope, now, min_life)
+                    .filter(|cached| cached.same_as(&token))
+                    .map(|cached| Step::Done(Ok(cached)))
+            }
+            Outcome::Failed | Outcome::Deferred => None,
+        }
+    }
+}
+
 impl Operation for GetToken {
     type Output = Token;
 
@@ -84,67 +116,45 @@ impl Operation for GetToken {
         {
             return Step::Done(Ok(token));
         }
-        match std::mem::replace(&mut self.progress, Progress::Idle) {
-            // The token a mint brought is handed out only if it is still the cached one and
-            // still has the life asked for: a revocation or a clock jump reported meanwhile
-            // (by another operation) would have made it so.
-            Progress::Finished(Ok(token)) => {
-                let min_life = self.min_life(app);
-                if let Some(cached) = app.usable_token(&self.scope, now, min_life)
-                    && cached.same_as(&token)
-                {
-                    return Step::Done(Ok(cached));
+        if let Some(step) = self.drive(app, now) {
+            return step;
+        }
+        loop {
+            if let Some(token) = app.peek_token(&self.scope, now, self.min_life) {
+                return Step::Done(Ok(token));
+            }
+            let min_life = self.min_life(app);
+            if let Some(token) = app.cached_token(&self.scope)
+                && token.lifetime() > Duration::ZERO
+                && token.lifetime() < min_life
+            {
+                return Step::Done(Err(self.min_life_error(token.lifetime(), min_life)));
+            }
+            if app.background_refresh()
+                && let Some(token) = app.usable_token(&self.scope, now, min_life)
+            {
+                // Due for a refresh, still usable: the refresher renews it.
+                return Step::Done(Ok(token));
+            }
+            match app.poll_cache(&self.scope, now, Some(min_life)) {
+                Poll::Ready(token) => return Step::Done(Ok(token)),
+                Poll::Wait { until } => return Step::Wait { until },
+                Poll::Failed { error, retry_at } => {
+                    let policy = app.retry_policy();
+                    return match policy.delay(self.attempts.max(1), self.waited, &error, retry_at, now) {
+                        Some(delay) => {
+                            retrying(&self.scope, self.attempts.max(1), policy.max_attempts, delay, &error);
+                            self.waited += delay;
+                            Step::Sleep { until: now.plus(delay) }
+                        }
+                        None => Step::Done(Err(error)),
+                    };
                 }
-            }
-            Progress::Finished(Err(error)) => return Step::Done(Err(error)),
-            Progress::Resend(id, request) => {
-                self.progress = Progress::Minting(id);
-                return Step::Send { id, request: *request };
-            }
-            // Polled again without an answer: the driver gave that send up.
-            Progress::Minting(id) => app.cancel_mint(id, now),
-            Progress::Idle => {}
-        }
-        if let Some(token) = app.peek_token(&self.scope, now, self.min_life) {
-            return Step::Done(Ok(token));
-        }
-        let min_life = self.min_life(app);
-        if let Some(token) = app.cached_token(&self.scope)
-            && token.lifetime() > Duration::ZERO
-            && token.lifetime() < min_life
-        {
-            return Step::Done(Err(self.min_life_error(token.lifetime(), min_life)));
-        }
-        if app.background_refresh()
-            && let Some(token) = app.usable_token(&self.scope, now, min_life)
-        {
-            // Due for a refresh, still usable: the refresher renews it.
-            return Step::Done(Ok(token));
-        }
-        match app.poll_cache(&self.scope, now, Some(min_life)) {
-            Poll::Ready(token) => Step::Done(Ok(token)),
-            Poll::Wait { until } => Step::Wait { until },
-            Poll::Failed { error, retry_at } => {
-                let policy = app.retry_policy();
-                match policy.delay(self.attempts.max(1), self.waited, &error, retry_at, now) {
-                    Some(delay) => {
-                        retrying(&self.scope, self.attempts.max(1), policy.max_attempts, delay, &error);
-                        self.waited += delay;
-                        Step::Sleep { until: now.plus(delay) }
-                    }
-                    None => Step::Done(Err(error)),
-                }
-            }
-            Poll::Fetch { id, .. } => {
-                self.attempts += 1;
-                // Recorded before signing: a signer that panics leaves a mint this operation
-                // releases when it is abandoned.
-                self.progress = Progress::Minting(id);
-                match app.mint_request(id, &self.scope, now) {
-                    Ok(request) => Step::Send { id, request },
-                    Err(error) => {
-                        self.progress = Progress::Idle;
-                        Step::Done(Err(app.handle_token_failure(id, error, now)))
+                Poll::Fetch { id, .. } => {
+                    self.attempts += 1;
+                    self.progress = Progress::Fetching(Box::new(Fetch::new(id, self.scope.clone(), min_life)));
+                    if let Some(step) = self.drive(app, now) {
+                        return step;
                     }
                 }
             }
@@ -152,34 +162,26 @@ impl Operation for GetToken {
     }
 
     fn handle_response(&mut self, app: &mut App, id: RequestId, response: Response<Vec<u8>>, now: Timestamp) {
-        if !matches!(self.progress, Progress::Minting(m) if m == id) {
-            return;
+        if let Progress::Fetching(fetch) = &mut self.progress {
+            fetch.handle_response(app, id, response, now);
         }
-        self.progress = match app.handle_token_response(id, response, now) {
-            Ok(TokenAnswer::Retry(request)) => Progress::Resend(id, Box::new(request)),
-            Ok(TokenAnswer::Token(token)) => {
-                let min_life = self.min_life(app);
-                if token.remaining(now) < min_life {
-                    Progress::Finished(Err(self.min_life_error(token.lifetime(), min_life)))
-                } else {
-                    Progress::Finished(Ok(token))
-                }
-            }
-            // Recorded in the cache (with its back-off): the next poll decides.
-            Err(_) => Progress::Idle,
-        };
     }
 
     fn handle_failure(&mut self, app: &mut App, id: RequestId, error: Error, now: Timestamp) {
-        if matches!(self.progress, Progress::Minting(m) if m == id) {
-            app.handle_token_failure(id, error, now);
-            self.progress = Progress::Idle;
+        if let Progress::Fetching(fetch) = &mut self.progress {
+            fetch.handle_failure(app, id, error, now);
+        }
+    }
+
+    fn handle_store(&mut self, app: &mut App, id: RequestId, reply: Result<StoreReply, Error>, now: Timestamp) {
+        if let Progress::Fetching(fetch) = &mut self.progress {
+            fetch.handle_store(app, id, reply, now);
         }
     }
 
     fn abandon(&mut self, app: &mut App, now: Timestamp) {
-        if let Progress::Minting(id) | Progress::Resend(id, _) = std::mem::replace(&mut self.progress, Progress::Idle) {
-            app.cancel_mint(id, now);
+        if let Progress::Fetching(mut fetch) = std::mem::replace(&mut self.progress, Progress::Idle) {
+            fetch.abandon(app, now);
         }
     }
 }

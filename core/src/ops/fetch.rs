@@ -1,0 +1,338 @@
+//! [`Fetch`]: one fetch the token cache started for a scope, shared by [`GetToken`](super::GetToken)
+//! and [`Refresher`](super::Refresher): a mint with its clock-skew retry, through the shared
+//! token store when one is attached.
+//!
+//! With a store: read the scope's entry; use it if it holds a token this process does not have
+//! and that has the life asked for; otherwise take the scope's lease and mint, then put the
+//! token and release the lease in one command. A lease held by another process means: keep
+//! serving the cached token if it still has the life asked for (another process is refreshing
+//! it), else read the entry again after a short back-off, until the lease holder's token
+//! appears or its lease lapses. Any store failure means minting alone, without an error.
+
+use std::time::Duration;
+
+use http::{Request, Response};
+
+use crate::app::{App, TokenAnswer, TokenScope};
+use crate::cache::{RequestId, Token};
+use crate::clock::Timestamp;
+use crate::error::Error;
+use crate::store::{StoreCommand, StoreReply};
+
+/// How long a refresh is put off when another process holds the lease.
+const DEFER: Duration = Duration::from_secs(1);
+/// The first wait before reading the entry again while another process mints; it doubles.
+const WAIT_FIRST: Duration = Duration::from_millis(10);
+/// The longest wait between two reads.
+const WAIT_MAX: Duration = Duration::from_millis(250);
+
+/// What a fetch asks for next.
+pub(crate) enum FetchStep {
+    Send { id: RequestId, request: Request<Vec<u8>> },
+    Store { id: RequestId, command: StoreCommand },
+    Sleep { until: Timestamp },
+    Done(Outcome),
+}
+
+/// How a fetch ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// A new token, now cached (minted, or read from the shared store).
+    Token(Token),
+    /// No token: the failure is recorded in the cache (with its back-off), or the fetch was
+    /// given up.
+    Failed,
+    /// Another process is refreshing: the cached token serves on, its refresh put off.
+    Deferred,
+}
+
+#[derive(Debug)]
+enum State {
+    Start,
+    Loading(RequestId),
+    /// Take the lease next.
+    Lease,
+    Leasing(RequestId),
+    /// Another process holds the lease: read the entry again then.
+    Waiting(Timestamp),
+    /// Mint next; `leased`: this process holds the lease.
+    Mint {
+        leased: bool,
+    },
+    /// The mint is in flight as the fetch's id.
+    Minting {
+        leased: bool,
+    },
+    /// Send the mint again (re-signed for clock skew), as the same id.
+    Resend {
+        request: Box<Request<Vec<u8>>>,
+        leased: bool,
+    },
+    /// The mint is answered: tell the store (put the token, or release the lease), then end.
+    Minted {
+        leased: bool,
+        outcome: Outcome,
+    },
+    /// The store is being told.
+    Storing(RequestId, Outcome),
+    Finished(Outcome),
+}
+
+/// One fetch for `scope`, as the cache's fetch `id`. See the module docs.
+#[derive(Debug)]
+pub(crate) struct Fetch {
+    id: RequestId,
+    scope: TokenScope,
+    /// The life a token read from the store must have to be used.
+    min_life: Duration,
+    state: State,
+    /// How long it has waited for another process's mint, and how many times.
+    waited: Duration,
+    waits: u32,
+}
+
+impl Fetch {
+    pub(crate) fn new(id: RequestId, scope: TokenScope, min_life: Duration) -> Self {
+        Self {
+            id,
+            scope,
+            min_life,
+            state: State::Start,
+            waited: Duration::ZERO,
+            waits: 0,
+        }
+    }
+
+    pub(crate) fn poll(&mut self, app: &mut App, now: Timestamp) -> FetchStep {
+        match std::mem::replace(&mut self.state, State::Finished(Outcome::Failed)) {
+            State::Start => self.load(app, now),
+            // Polled again without a reply: the driver gave the command up. Mint alone.
+            State::Loading(_) | State::Leasing(_) => self.mint(app, now, false),
+            State::Waiting(until) if now < until => {
+                self.state = State::Waiting(until);
+                FetchStep::Sleep { until }
+            }
+            State::Waiting(_) => self.load(app, now),
+            State::Lease => self.lease(app, now),
+            State::Mint { leased } => self.mint(app, now, leased),
+            // Polled again without an answer: the driver gave that send up.
+            State::Minting { .. } => {
+                app.cancel_mint(self.id, now);
+                FetchStep::Done(Outcome::Failed)
+            }
+            State::Resend { request, leased } => {
+                self.state = State::Minting { leased };
+                FetchStep::Send {
+                    id: self.id,
+                    request: *request,
+                }
+            }
+            State::Minted { leased, outcome } => self.tell_store(app, now, leased, outcome),
+            State::Storing(_, outcome) | State::Finished(outcome) => FetchStep::Done(outcome),
+        }
+    }
+
+    fn load(&mut self, app: &mut App, now: Timestamp) -> FetchStep {
+        let Some(shared) = app.store(now) else {
+            return self.mint(app, now, false);
+        };
+        let command = StoreCommand::Get {
+            key: shared.sealer.entry(&self.scope),
+        };
+        let id = app.next_request_id();
+        self.state = State::Loading(id);
+        FetchStep::Store { id, command }
+    }
+
+    fn lease(&mut self, app: &mut App, now: Timestamp) -> FetchStep {
+        let Some(shared) = app.store(now) else {
+            return self.mint(app, now, false);
+        };
+        let command = StoreCommand::Lease {
+            key: shared.sealer.lease(&self.scope),
+            owner: shared.sealer.owner().to_vec(),
+            ttl: shared.settings.lease_ttl,
+        };
+        let id = app.next_request_id();
+        self.state = State::Leasing(id);
+        FetchStep::Store { id, command }
+    }
+
+    fn mint(&mut self, app: &mut App, now: Timestamp, leased: bool) -> FetchStep {
+        // Recorded before signing: a signer that panics leaves a mint that `abandon` releases.
+        self.state = State::Minting { leased };
+        match app.mint_request(self.id, &self.scope, now) {
+            Ok(request) => FetchStep::Send { id: self.id, request },
+            Err(error) => {
+                app.handle_token_failure(self.id, error, now);
+                self.tell_store(app, now, leased, Outcome::Failed)
+            }
+        }
+    }
+
+    /// After the mint: a new token is put in the store (releasing the lease); a failure
+    /// releases the lease, so another process may try at once.
+    fn tell_store(&mut self, app: &mut App, now: Timestamp, leased: bool, outcome: Outcome) -> FetchStep {
+        let Some(shared) = app.store(now) else {
+            return FetchStep::Done(outcome);
+        };
+        let (key, lease) = (shared.sealer.entry(&self.scope), shared.sealer.lease(&self.scope));
+        let owner = shared.sealer.owner().to_vec();
+        let command = match &outcome {
+            Outcome::Token(token) => match shared.sealer.seal(&key, token.access_token()) {
+                Some(value) => StoreCommand::Put {
+                    key,
+                    value,
+                    ttl: token.remaining(now),
+                    lease,
+                    owner,
+                },
+                None => StoreCommand::Delete {
+                    key: lease,
+                    prefix: owner,
+                },
+            },
+            _ if leased => StoreCommand::Delete {
+                key: lease,
+                prefix: owner,
+            },
+            _ => return FetchStep::Done(outcome),
+        };
+        let id = app.next_request_id();
+        self.state = State::Storing(id, outcome);
+        FetchStep::Store { id, command }
+    }
+
+    /// Whether `id` is this fetch's mint or store command.
+    pub(crate) fn owns(&self, id: RequestId) -> bool {
+        match &self.state {
+            State::Minting { .. } => id == self.id,
+            State::Loading(own) | State::Leasing(own) | State::Storing(own, _) => id == *own,
+            _ => false,
+        }
+    }
+
+    pub(crate) fn handle_response(
+        &mut self,
+        app: &mut App,
+        id: RequestId,
+        response: Response<Vec<u8>>,
+        now: Timestamp,
+    ) {
+        let State::Minting { leased } = self.state else { return };
+        if id != self.id {
+            return;
+        }
+        self.state = match app.handle_token_response(id, response, now) {
+            Ok(TokenAnswer::Retry(request)) => State::Resend {
+                request: Box::new(request),
+                leased,
+            },
+            Ok(TokenAnswer::Token(token)) => State::Minted {
+                leased,
+                outcome: Outcome::Token(token),
+            },
+            // Recorded in the cache with its back-off.
+            Err(_) => State::Minted {
+                leased,
+                outcome: Outcome::Failed,
+            },
+        };
+    }
+
+    pub(crate) fn handle_failure(&mut self, app: &mut App, id: RequestId, error: Error, now: Timestamp) {
+        if let State::Minting { leased } = self.state
+            && id == self.id
+        {
+            app.handle_token_failure(id, error, now);
+            self.state = State::Minted {
+                leased,
+                outcome: Outcome::Failed,
+            };
+        }
+    }
+
+    pub(crate) fn handle_store(
+        &mut self,
+        app: &mut App,
+        id: RequestId,
+        reply: Result<StoreReply, Error>,
+        now: Timestamp,
+    ) {
+        if !self.owns(id) || matches!(self.state, State::Minting { .. }) {
+            return;
+        }
+        let reply = match reply {
+            Ok(reply) => {
+                app.store_answered();
+                reply
+            }
+            Err(error) => {
+                app.store_failed(&error, now);
+                self.state = match std::mem::replace(&mut self.state, State::Start) {
+                    State::Storing(_, outcome) => State::Finished(outcome),
+                    _ => State::Mint { leased: false },
+                };
+                return;
+            }
+        };
+        self.state = match (std::mem::replace(&mut self.state, State::Start), reply) {
+            (State::Loading(_), StoreReply::Value(value)) => match value.and_then(|v| self.usable(app, &v, now)) {
+                Some(access) => match app.adopt_token(self.id, access, now) {
+                    Ok(token) => State::Finished(Outcome::Token(token)),
+                    Err(_) => State::Finished(Outcome::Failed),
+                },
+                None => State::Lease,
+            },
+            (State::Leasing(_), StoreReply::Leased(true)) => State::Mint { leased: true },
+            (State::Leasing(_), StoreReply::Leased(false)) => self.someone_else_mints(app, now),
+            (State::Storing(_, outcome), _) => State::Finished(outcome),
+            (_, reply) => {
+                let error = Error::config(
+                    "shared token store",
+                    format!("the store driver answered {reply:?} out of turn"),
+                );
+                app.store_failed(&error, now);
+                State::Mint { leased: false }
+            }
+        };
+    }
+
+    /// A token read from the store, if it can be used: sealed for this entry with this app's key,
+    /// with the life asked for, and not the token this process already has (which is being
+    /// refreshed, or was refused).
+    fn usable(&self, app: &App, value: &[u8], now: Timestamp) -> Option<crate::models::AccessToken> {
+        let shared = app.store(now)?;
+        let access = shared.sealer.open(&shared.sealer.entry(&self.scope), value)?;
+        let candidate = Token::new(access.clone(), now, app.clock_offset().millis, app.cache_config());
+        let held = app.cached_token(&self.scope).is_some_and(|t| t.same_as(&candidate));
+        (!held && candidate.remaining(now) >= self.min_life.max(Duration::from_millis(1))).then_some(access)
+    }
+
+    /// Another process holds the lease: serve the cached token if it has the life asked for
+    /// (its refresh put off), else wait and read the entry again; after twice the lease's
+    /// time, mint alone.
+    fn someone_else_mints(&mut self, app: &mut App, now: Timestamp) -> State {
+        if app.usable_token(&self.scope, now, self.min_life).is_some() {
+            app.defer_refresh(self.id, now.plus(DEFER));
+            return State::Finished(Outcome::Deferred);
+        }
+        let lease_ttl = app.store(now).map_or(Duration::ZERO, |s| s.settings.lease_ttl);
+        if self.waited >= lease_ttl.saturating_mul(2) {
+            return State::Mint { leased: false };
+        }
+        let wait = WAIT_FIRST.saturating_mul(1 << self.waits.min(16)).min(WAIT_MAX);
+        self.waits += 1;
+        self.waited += wait;
+        State::Waiting(now.plus(wait))
+    }
+
+    /// The driver leaves: release the cache's fetch if it is still open (a lease this process
+    /// holds lapses by itself).
+    pub(crate) fn abandon(&mut self, app: &mut App, now: Timestamp) {
+        match std::mem::replace(&mut self.state, State::Finished(Outcome::Failed)) {
+            State::Storing(..) | State::Finished(_) | State::Minted { .. } => {}
+            _ => app.cancel_mint(self.id, now),
+        }
+    }
+}

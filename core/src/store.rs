@@ -1,0 +1,358 @@
+//! A shared token store (Redis, say) as effects: what an operation asks a store driver to do
+//! ([`StoreCommand`], in [`Step::Store`](crate::Step::Store)), and what it answers
+//! ([`StoreReply`]).
+//!
+//! The core decides everything (when to read the shared entry, when to take the lease, what to
+//! store, when to give the store up for a while and mint alone); a store driver only runs one
+//! command at a time against its server, with short timeouts, and reports the reply or the
+//! failure. Values are sealed here (AES-256-GCM, key from the app's private key through HKDF, the
+//! entry's name as associated data), so a store never sees a token.
+//!
+//! The commands, in Redis terms:
+//!
+//! | command | Redis | reply |
+//! |---|---|---|
+//! | [`Get`](StoreCommand::Get) | `GET key` | [`Value`](StoreReply::Value) |
+//! | [`Lease`](StoreCommand::Lease) | `SET key owner NX PX ttl` | [`Leased`](StoreReply::Leased) |
+//! | [`Put`](StoreCommand::Put) | `SET key value PX ttl`, then `DEL lease` if it holds `owner`, in one script | [`Done`](StoreReply::Done) |
+//! | [`Delete`](StoreCommand::Delete) | `DEL key` if its value starts with `prefix`, in one script | [`Done`](StoreReply::Done) |
+
+use std::fmt;
+use std::time::Duration;
+
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::hkdf;
+use ring::hmac;
+use zeroize::Zeroizing;
+
+use crate::app::TokenScope;
+use crate::error::Error;
+use crate::models::AccessToken;
+use crate::secret::SecretString;
+
+/// One command for a shared store. See the module docs for its meaning in Redis terms.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreCommand {
+    /// Read `key`. Reply [`StoreReply::Value`].
+    Get {
+        /// The entry's name.
+        key: String,
+    },
+    /// Set `key` to `owner` for `ttl` only if `key` does not exist (take a lease). Reply
+    /// [`StoreReply::Leased`].
+    Lease {
+        /// The lease's name.
+        key: String,
+        /// Who takes it.
+        owner: Vec<u8>,
+        /// When it lapses by itself (its holder died).
+        ttl: Duration,
+    },
+    /// Set `key` to `value` for `ttl`; then delete `lease` if it still holds `owner` (the writer's
+    /// own lease, released). Atomically. Reply [`StoreReply::Done`].
+    Put {
+        /// The entry's name.
+        key: String,
+        /// The sealed token.
+        value: Vec<u8>,
+        /// When the entry expires (with its token).
+        ttl: Duration,
+        /// The lease to release.
+        lease: String,
+        /// The owner the lease must hold to be released.
+        owner: Vec<u8>,
+    },
+    /// Delete `key` only if its value starts with `prefix` (compare-and-delete: a lease of this
+    /// owner, or an entry holding this token, never a newer one). Atomically. Reply
+    /// [`StoreReply::Done`].
+    Delete {
+        /// The entry's or lease's name.
+        key: String,
+        /// What its value must start with.
+        prefix: Vec<u8>,
+    },
+}
+
+impl StoreCommand {
+    /// The name of the key it acts on.
+    pub fn key(&self) -> &str {
+        match self {
+            StoreCommand::Get { key }
+            | StoreCommand::Lease { key, .. }
+            | StoreCommand::Put { key, .. }
+            | StoreCommand::Delete { key, .. } => key,
+        }
+    }
+}
+
+/// Names and sizes only: values are sealed, but they are nobody's business in a log.
+impl fmt::Debug for StoreCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreCommand::Get { key } => f.debug_struct("Get").field("key", key).finish(),
+            StoreCommand::Lease { key, ttl, .. } => f
+                .debug_struct("Lease")
+                .field("key", key)
+                .field("ttl", ttl)
+                .finish_non_exhaustive(),
+            StoreCommand::Put {
+                key, value, ttl, lease, ..
+            } => f
+                .debug_struct("Put")
+                .field("key", key)
+                .field("value_len", &value.len())
+                .field("ttl", ttl)
+                .field("lease", lease)
+                .finish_non_exhaustive(),
+            StoreCommand::Delete { key, prefix } => f
+                .debug_struct("Delete")
+                .field("key", key)
+                .field("prefix_len", &prefix.len())
+                .finish(),
+        }
+    }
+}
+
+/// A store's answer to a [`StoreCommand`].
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreReply {
+    /// To [`StoreCommand::Get`]: the value, if the key exists.
+    Value(Option<Vec<u8>>),
+    /// To [`StoreCommand::Lease`]: whether the lease was taken.
+    Leased(bool),
+    /// To [`StoreCommand::Put`] and [`StoreCommand::Delete`]: done (whether or not anything
+    /// was deleted).
+    Done,
+}
+
+impl fmt::Debug for StoreReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreReply::Value(value) => write!(f, "Value({:?})", value.as_ref().map(Vec::len)),
+            StoreReply::Leased(taken) => write!(f, "Leased({taken})"),
+            StoreReply::Done => f.write_str("Done"),
+        }
+    }
+}
+
+/// How the core uses a shared store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// How long a lease to mint lasts: a holder that dies is replaced after this. Longer than a
+    /// mint takes. Default 15 s.
+    pub lease_ttl: Duration,
+    /// After a store failure, how long to mint alone before asking the store again. Default 5 s.
+    pub retry_after_failure: Duration,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            lease_ttl: Duration::from_secs(15),
+            retry_after_failure: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Version of the sealed layout: `1 | token id (16) | nonce (12) | ciphertext | tag (16)`.
+const VERSION: u8 = 1;
+const TOKEN_ID_LEN: usize = 16;
+
+/// Seals and opens shared entries, and names them.
+pub(crate) struct Sealer {
+    aead: LessSafeKey,
+    /// Keys the synthetic nonce: HMAC of the entry's name and the plaintext.
+    nonce: hmac::Key,
+    /// Keys the token id that prefixes a value (for compare-and-delete).
+    token_id: hmac::Key,
+    /// `icr-app:v1:{registry}:{app id}:`, the start of every name.
+    prefix: String,
+    /// This process's lease owner id.
+    owner: Vec<u8>,
+}
+
+impl fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sealer")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Len(usize);
+
+impl hkdf::KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+fn derive(secret: &[u8; 32], info: &[u8], len: usize) -> Zeroizing<Vec<u8>> {
+    let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA256, secret);
+    let mut out = Zeroizing::new(vec![0; len]);
+    // At most 255 * 32 bytes may be expanded; these are 32.
+    if let Ok(okm) = prk.expand(&[info], Len(len)) {
+        let _ = okm.fill(&mut out);
+    }
+    out
+}
+
+impl Sealer {
+    /// A sealer for app `app_id` at registry `base_url`, from the signer's sealing secret;
+    /// `owner_seed` makes this process's lease owner id (pass randomness).
+    pub(crate) fn new(secret: &[u8; 32], base_url: &str, app_id: &str, owner_seed: u64) -> Result<Self, Error> {
+        let aead = UnboundKey::new(&AES_256_GCM, &derive(secret, b"aes-256-gcm key", 32))
+            .map_err(|_| Error::config("shared store", "could not make the sealing key"))?;
+        let registry = ring::digest::digest(&ring::digest::SHA256, base_url.trim_end_matches('/').as_bytes());
+        let registry: String = registry.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let mut owner = format!("{:016x}", splitmix(owner_seed)).into_bytes();
+        owner.extend(format!("{:016x}", splitmix(owner_seed ^ 0x5851_F42D_4C95_7F2D)).bytes());
+        Ok(Self {
+            aead: LessSafeKey::new(aead),
+            nonce: hmac::Key::new(hmac::HMAC_SHA256, &derive(secret, b"synthetic nonce key", 32)),
+            token_id: hmac::Key::new(hmac::HMAC_SHA256, &derive(secret, b"token id key", 32)),
+            prefix: format!("icr-app:v1:{registry}:{app_id}:"),
+            owner,
+        })
+    }
+
+    /// The entry holding `scope`'s token.
+    pub(crate) fn entry(&self, scope: &TokenScope) -> String {
+        match scope {
+            TokenScope::App => format!("{}app", self.prefix),
+            TokenScope::Installation(id) => format!("{}installation:{id}", self.prefix),
+        }
+    }
+
+    /// The lease on minting `scope`'s token.
+    pub(crate) fn lease(&self, scope: &TokenScope) -> String {
+        format!("{}:lease", self.entry(scope))
+    }
+
+    /// This process's lease owner id.
+    pub(crate) fn owner(&self) -> &[u8] {
+        &self.owner
+    }
+
+    /// What a value holding `token` starts with: the version and the token's keyed id.
+    pub(crate) fn token_prefix(&self, token: &SecretString) -> Vec<u8> {
+        let tag = hmac::sign(&self.token_id, token.expose().as_bytes());
+        let mut prefix = Vec::with_capacity(1 + TOKEN_ID_LEN);
+        prefix.push(VERSION);
+        prefix.extend_from_slice(&tag.as_ref()[..TOKEN_ID_LEN]);
+        prefix
+    }
+
+    /// `access` sealed for the entry named `key`. The nonce is synthetic (an HMAC of the name
+    /// and the plaintext), so sealing needs no randomness and one token always seals the same.
+    pub(crate) fn seal(&self, key: &str, access: &AccessToken) -> Option<Vec<u8>> {
+        let plaintext = Zeroizing::new(serde_json::to_vec(access).ok()?);
+        let mut ctx = hmac::Context::with_key(&self.nonce);
+        ctx.update(&(key.len() as u64).to_be_bytes());
+        ctx.update(key.as_bytes());
+        ctx.update(&plaintext);
+        let tag = ctx.sign();
+        let nonce: [u8; NONCE_LEN] = tag.as_ref()[..NONCE_LEN].try_into().ok()?;
+        let mut value = self.token_prefix(&access.token);
+        value.extend_from_slice(&nonce);
+        let start = value.len();
+        value.extend_from_slice(&plaintext);
+        let mut body = value.split_off(start);
+        self.aead
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(key.as_bytes()),
+                &mut body,
+            )
+            .ok()?;
+        value.extend_from_slice(&body);
+        Some(value)
+    }
+
+    /// The token sealed in `value` for the entry named `key`; `None` when it was sealed under
+    /// another key or for another entry, altered, or in a layout this version does not know.
+    pub(crate) fn open(&self, key: &str, value: &[u8]) -> Option<AccessToken> {
+        let head = 1 + TOKEN_ID_LEN;
+        if value.len() < head + NONCE_LEN || value[0] != VERSION {
+            return None;
+        }
+        let nonce: [u8; NONCE_LEN] = value[head..head + NONCE_LEN].try_into().ok()?;
+        let mut body = Zeroizing::new(value[head + NONCE_LEN..].to_vec());
+        let plaintext = self
+            .aead
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(key.as_bytes()),
+                &mut body,
+            )
+            .ok()?;
+        let access: AccessToken = serde_json::from_slice(plaintext).ok()?;
+        // The id in clear must be this token's, or a compare-and-delete could miss it.
+        (self.token_prefix(&access.token) == value[..head]).then_some(access)
+    }
+}
+
+fn splitmix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::InstallationId;
+
+    fn access(token: &str) -> AccessToken {
+        serde_json::from_value(serde_json::json!({
+            "token": token, "expiresAt": "2030-01-01T00:00:00Z", "permissions": {"organization_info": "VIEW"}
+        }))
+        .unwrap()
+    }
+
+    fn sealer(secret: u8, url: &str, app: &str) -> Sealer {
+        Sealer::new(&[secret; 32], url, app, 7).unwrap()
+    }
+
+    #[test]
+    fn seals_and_opens_only_for_its_entry_and_key() {
+        let s = sealer(1, "https://api.carbonregistry.com", "app-1");
+        let one = TokenScope::Installation(InstallationId::new("i-1").unwrap());
+        let two = TokenScope::Installation(InstallationId::new("i-2").unwrap());
+        let token = "crs_0123456789abcdef0123456789abcdef";
+        let value = s.seal(&s.entry(&one), &access(token)).unwrap();
+        assert!(!value.windows(8).any(|w| token.as_bytes().windows(8).any(|t| t == w)));
+        assert_eq!(s.open(&s.entry(&one), &value).unwrap().token.expose(), token);
+        // Deterministic: the same token seals the same, so any process can compare it.
+        assert_eq!(value, s.seal(&s.entry(&one), &access(token)).unwrap());
+        assert!(value.starts_with(&s.token_prefix(&access(token).token)));
+        // Moved to another entry, altered, or read with another key: refused.
+        assert!(s.open(&s.entry(&two), &value).is_none());
+        let mut altered = value.clone();
+        *altered.last_mut().unwrap() ^= 1;
+        assert!(s.open(&s.entry(&one), &altered).is_none());
+        assert!(
+            sealer(2, "https://api.carbonregistry.com", "app-1")
+                .open(&s.entry(&one), &value)
+                .is_none()
+        );
+        assert!(s.open(&s.entry(&one), b"").is_none());
+    }
+
+    #[test]
+    fn names_keep_apps_and_registries_apart() {
+        let a = sealer(1, "https://api.carbonregistry.com", "app-1");
+        let b = sealer(1, "https://staging.carbonregistry.com", "app-1");
+        let c = sealer(1, "https://api.carbonregistry.com", "app-2");
+        let scope = TokenScope::App;
+        assert_ne!(a.entry(&scope), b.entry(&scope));
+        assert_ne!(a.entry(&scope), c.entry(&scope));
+        assert_eq!(
+            a.entry(&scope),
+            sealer(1, "https://api.carbonregistry.com/", "app-1").entry(&scope)
+        );
+        assert!(a.lease(&scope).starts_with(&a.entry(&scope)));
+        assert_eq!(a.owner().len(), 32);
+    }
+}

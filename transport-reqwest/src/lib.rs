@@ -31,12 +31,22 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Features
+//!
+//! - `middleware` (off by default): `middleware::InstallationAuth` and `middleware::AppAuth`,
+//!   a [`reqwest-middleware`](https://docs.rs/reqwest-middleware) middleware that adds the
+//!   installation's or the app's token to every request your own `reqwest` client sends to the
+//!   registry (and to no other host), through this client's token cache, dropping a refused
+//!   token and sending the request once more.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod builder;
 mod client;
 mod drive;
+#[cfg(feature = "middleware")]
+pub mod middleware;
 mod refresher;
 mod transport;
 

@@ -28,12 +28,18 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Your own `ureq::Agent` can send the rest of the API: [`middleware::InstallationAuth`] and
+//! [`middleware::AppAuth`] are ureq 3 middlewares that add the installation's or the app's token
+//! to every request for the registry (and to no other host), through this client's token cache.
+//! They need no cargo feature: ureq's own middleware trait is all they use.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod builder;
 mod client;
 mod drive;
+pub mod middleware;
 mod transport;
 
 pub use builder::{ClientBuilder, SharedStore};

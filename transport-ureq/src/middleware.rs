@@ -1,0 +1,237 @@
+//! Authentication for requests sent with your own `ureq::Agent`, as a ureq 3
+//! [`Middleware`](ureq::middleware::Middleware).
+//!
+//! Add [`InstallationAuth`] (or [`AppAuth`]) to your agent's configuration
+//! (`Agent::config_builder().middleware(...)`), and every request that agent sends to the
+//! registry carries `Authorization: Bearer <token>`:
+//!
+//! - **The registry's requests only.** A request gets a token when its URL is on the client's
+//!   registry: the same scheme, host, port and base path as the base URL, by the core's rule
+//!   ([`ApiConfig::is_registry`](icr_app_core::ApiConfig::is_registry)). Requests to any other
+//!   host pass through untouched, and so does a request that already carries an `Authorization`
+//!   header of its own.
+//! - **Through the client's cache.** The token is the [`Client`]'s: minted once (by the SDK's own
+//!   transport, not through your agent), shared by every thread and every clone, refreshed ahead
+//!   of expiry, never handed out with less than the minimum life left. The registry's `Date`
+//!   headers keep teaching the client its clock, as the SDK's own requests do.
+//! - **A 401 drops the token.** Whether the agent returns it as a response or, as ureq does by
+//!   default, as `Err(ureq::Error::StatusCode(401))`, the refused token leaves the cache, so the
+//!   next request gets a new one.
+//! - **No credential in clear.** A token is never sent over plain `http://` to a host other than
+//!   loopback unless the client's transport allows it
+//!   ([`UreqTransport::allow_insecure_http`](crate::UreqTransport::allow_insecure_http)), as with
+//!   the SDK's own requests. ureq's default sends no `Authorization` across a redirect; nothing
+//!   here logs.
+//!
+//! # Why the 401 retry is outside the chain
+//!
+//! ureq 3 cannot send a request a second time from inside a middleware:
+//! [`MiddlewareNext::handle`](ureq::middleware::MiddlewareNext::handle) takes the continuation
+//! by value and it is not `Clone`, a middleware has no way to reach the agent (ureq keeps it in a
+//! crate-private request extension), and the body
+//! ([`SendBody`](ureq::SendBody)) is a one-pass reader. So the middleware drops the refused
+//! token and returns the 401; [`retry_if_refused`] runs your call once more when, and only when,
+//! the middleware saw the registry refuse a token during it. The call builds its request again,
+//! so any body can be re-sent.
+//!
+//! When the token cannot be had (the registry refuses the app's key, the installation was
+//! removed, the registry cannot be reached), the request is not sent and the error is
+//! `ureq::Error::Other` holding the SDK's [`Error`] (`downcast_ref::<icr_app_core::Error>()`).
+//!
+//! ```
+//! use icr_app_core::{App, AppKey, InstallationId};
+//! use icr_app_testkit::FakeRegistry;
+//! use icr_app_ureq::Client;
+//! use icr_app_ureq::middleware::{InstallationAuth, retry_if_refused};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let demo = FakeRegistry::demo();
+//! let key = AppKey::from_pem(demo.private_key_pem)?;
+//! let base_url = demo.registry.base_url();
+//! let icr = Client::new(App::builder(demo.app_id.clone(), key).base_url(&base_url).build()?);
+//! let installation = InstallationId::new(demo.installation_ids[0].clone())?;
+//!
+//! // Your own agent, with the middleware in its chain.
+//! let agent: ureq::Agent = ureq::Agent::config_builder()
+//!     .middleware(InstallationAuth::new(icr.clone(), installation.clone()))
+//!     .build()
+//!     .into();
+//!
+//! let url = format!("{base_url}/projects?limit=10&page=0");
+//! let body = retry_if_refused(|| agent.get(&url).call())?.body_mut().read_to_vec()?;
+//! let projects: serde_json::Value = serde_json::from_slice(&body)?;
+//! assert_eq!(projects["projects"][0]["fullName"], "Sample project 1");
+//! assert_eq!(demo.registry.mint_count(installation.as_str()), 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! One middleware serves one scope; a request may name another with a [`TokenScope`] in its
+//! extensions (build an `http::Request`, insert `TokenScope::Installation(id)` into its
+//! extensions and send it with `agent.run(request)`), so one agent can act for every
+//! installation.
+
+use std::cell::Cell;
+use std::time::SystemTime;
+
+use http::header::{AUTHORIZATION, DATE, HeaderValue};
+use http::{Request, Response, StatusCode};
+use icr_app_core::{Error, InstallationId, Timestamp, Token, TokenScope};
+use ureq::middleware::{Middleware, MiddlewareNext};
+use ureq::{Body, SendBody};
+
+use crate::client::Client;
+
+thread_local! {
+    /// How many tokens the middleware saw refused on this thread: ureq runs a request's whole
+    /// chain on the thread that sent it, so [`retry_if_refused`] reads this before and after.
+    static REFUSALS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Adds an installation access token to every request for the registry (see the
+/// [module docs](self)).
+///
+/// Cheap to clone; clones (and the [`Client`] it was made with) share one token cache.
+#[derive(Clone, Debug)]
+pub struct InstallationAuth {
+    auth: Auth,
+}
+
+impl InstallationAuth {
+    /// Authorises requests as `installation`, with tokens from `client`'s cache.
+    pub fn new(client: Client, installation: InstallationId) -> Self {
+        Self {
+            auth: Auth {
+                client,
+                scope: TokenScope::Installation(installation),
+            },
+        }
+    }
+}
+
+/// Adds the app access token (`POST /app/accessTokens`) to every request for the registry: for
+/// the app's own and the public resources, e.g. `GET /projects`, when no organization's data is
+/// needed (see the [module docs](self)).
+///
+/// Cheap to clone; clones (and the [`Client`] it was made with) share one token cache.
+#[derive(Clone, Debug)]
+pub struct AppAuth {
+    auth: Auth,
+}
+
+impl AppAuth {
+    /// Authorises requests as the app, with tokens from `client`'s cache.
+    pub fn new(client: Client) -> Self {
+        Self {
+            auth: Auth {
+                client,
+                scope: TokenScope::App,
+            },
+        }
+    }
+}
+
+impl Middleware for InstallationAuth {
+    fn handle(&self, request: Request<SendBody>, next: MiddlewareNext) -> Result<Response<Body>, ureq::Error> {
+        self.auth.handle(request, next)
+    }
+}
+
+impl Middleware for AppAuth {
+    fn handle(&self, request: Request<SendBody>, next: MiddlewareNext) -> Result<Response<Body>, ureq::Error> {
+        self.auth.handle(request, next)
+    }
+}
+
+/// Runs `call` (requests sent through an agent with [`InstallationAuth`] or [`AppAuth`]), and
+/// runs it once more if the registry refused a token during it, with the fresh token the
+/// middleware then adds.
+///
+/// Only a refusal the middleware saw counts: a 401 from another host, or for a request with an
+/// `Authorization` of its own, is returned as it is. The second outcome is returned whatever it
+/// is. `call` builds and sends its request each time, so any body can be sent again; make it a
+/// call that is safe to repeat.
+///
+/// ```no_run
+/// # fn demo(agent: &ureq::Agent, url: &str) -> Result<(), ureq::Error> {
+/// let response = icr_app_ureq::middleware::retry_if_refused(|| agent.post(url).send("{}"))?;
+/// # Ok(()) }
+/// ```
+pub fn retry_if_refused<T>(mut call: impl FnMut() -> Result<T, ureq::Error>) -> Result<T, ureq::Error> {
+    let before = REFUSALS.with(Cell::get);
+    let first = call();
+    if REFUSALS.with(Cell::get) == before {
+        return first;
+    }
+    drop(first);
+    call()
+}
+
+/// What both middlewares do, for their scope.
+#[derive(Clone, Debug)]
+struct Auth {
+    client: Client,
+    scope: TokenScope,
+}
+
+impl Auth {
+    fn handle(&self, mut request: Request<SendBody>, next: MiddlewareNext) -> Result<Response<Body>, ureq::Error> {
+        if request.headers().contains_key(AUTHORIZATION) || !self.is_registry(&request) {
+            return next.handle(request);
+        }
+        // The SDK's rule for a request that carries a credential: no plain `http://` to a
+        // remote host unless allowed. A placeholder, never sent, stands for the token.
+        let mut probe = Request::new(());
+        *probe.uri_mut() = request.uri().clone();
+        probe
+            .headers_mut()
+            .insert(AUTHORIZATION, HeaderValue::from_static("Bearer"));
+        self.client.transport().policy().check(&probe).map_err(other)?;
+
+        let scope = request
+            .extensions()
+            .get::<TokenScope>()
+            .cloned()
+            .unwrap_or_else(|| self.scope.clone());
+        let token = self.client.token(&scope, None).map_err(other)?;
+        icr_app_core::api::authorize(&mut request, token.secret()).map_err(other)?;
+        let outcome = next.handle(request);
+        let status = match &outcome {
+            Ok(response) => {
+                self.observe(response);
+                response.status()
+            }
+            Err(ureq::Error::StatusCode(code)) => StatusCode::from_u16(*code).unwrap_or(StatusCode::OK),
+            Err(_) => return outcome,
+        };
+        if status == StatusCode::UNAUTHORIZED {
+            self.refused(&scope, &token);
+        }
+        outcome
+    }
+
+    /// The core's rule: the base URL's scheme, host, port and path prefix.
+    fn is_registry(&self, request: &Request<SendBody>) -> bool {
+        self.client.with_app(|app| app.api().is_registry(request.uri()))
+    }
+
+    /// Teaches the client the registry's clock from `response`'s `Date`.
+    fn observe(&self, response: &Response<Body>) {
+        if let Some(date) = response.headers().get(DATE) {
+            let mut seen = Response::new(());
+            seen.headers_mut().insert(DATE, date.clone());
+            let now = Timestamp::from_system_time(SystemTime::now());
+            self.client.with_app(|app| app.observe(&seen, now));
+        }
+    }
+
+    /// Drops `token`, which the registry refused, and counts the refusal for [`retry_if_refused`].
+    fn refused(&self, scope: &TokenScope, token: &Token) {
+        self.client.invalidate(scope, token);
+        REFUSALS.with(|n| n.set(n.get() + 1));
+    }
+}
+
+fn other(error: Error) -> ureq::Error {
+    ureq::Error::Other(Box::new(error))
+}

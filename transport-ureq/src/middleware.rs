@@ -1,5 +1,5 @@
 //! Authentication for requests sent with your own `ureq::Agent`, as a ureq 3
-//! [`Middleware`](ureq::middleware::Middleware).
+//! [`Middleware`].
 //!
 //! Add [`InstallationAuth`] (or [`AppAuth`]) to your agent's configuration
 //! (`Agent::config_builder().middleware(...)`), and every request that agent sends to the
@@ -29,7 +29,7 @@
 //! [`MiddlewareNext::handle`](ureq::middleware::MiddlewareNext::handle) takes the continuation
 //! by value and it is not `Clone`, a middleware has no way to reach the agent (ureq keeps it in a
 //! crate-private request extension), and the body
-//! ([`SendBody`](ureq::SendBody)) is a one-pass reader. So the middleware drops the refused
+//! ([`SendBody`]) is a one-pass reader. So the middleware drops the refused
 //! token and returns the 401; [`retry_if_refused`] runs your call once more when, and only when,
 //! the middleware saw the registry refuse a token during it. The call builds its request again,
 //! so any body can be re-sent.

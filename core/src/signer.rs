@@ -5,7 +5,8 @@ use crate::keys::AppKey;
 
 /// Signs RS256 (RSASSA-PKCS1-v1_5 with SHA-256) for the app JWT.
 ///
-/// [`AppKey`] (ring) is the default; implement this to sign in a KMS or HSM.
+/// [`AppKey`] (*ring*, or aws-lc-rs with the `aws-lc-rs` feature) is the default; implement this
+/// to sign in a KMS or HSM.
 pub trait Signer: Send + Sync {
     /// The RS256 signature of `message`.
     fn sign_rs256(&self, message: &[u8]) -> Result<Vec<u8>, Error>;
@@ -20,8 +21,12 @@ pub trait Signer: Send + Sync {
 
 impl Signer for AppKey {
     fn sign_rs256(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
-        self.sign_pkcs1_sha256(message)
-            .ok_or_else(|| Error::Signing("ring could not compute the RSA signature".to_owned()))
+        self.sign_pkcs1_sha256(message).ok_or_else(|| {
+            Error::Signing(format!(
+                "{} could not compute the RSA signature",
+                AppKey::CRYPTO_PROVIDER
+            ))
+        })
     }
 
     fn sealing_secret(&self) -> Option<zeroize::Zeroizing<[u8; 32]>> {

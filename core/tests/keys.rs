@@ -1,5 +1,8 @@
 //! Loading private keys in every accepted form, refusing every other input with its own error,
 //! and signing RS256 (checked against RFC 7515 Appendix A.2 and openssl's fingerprint).
+//!
+//! `.ci/run` runs these (and `jwt.rs`) twice: with *ring* signing (the default) and with
+//! `--features aws-lc-rs`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -618,5 +621,71 @@ proptest! {
         let damaged = apply(fixture("rsa2048-pkcs1.der"), &mutations);
         let _ = AppKey::parse(&damaged);
         let _ = AppKey::from_der(&damaged);
+    }
+}
+
+/// The contents of the `index`th INTEGER of a PKCS#1 `RSAPrivateKey` (0 the version, 1 `n`,
+/// 2 `e`, 3 `d`, then `p`, `q`, `dP`, `dQ`, `qInv`).
+fn pkcs1_integer(der: &[u8], index: usize) -> std::ops::Range<usize> {
+    let contents = |at: usize| -> (usize, usize) {
+        let first = der[at + 1];
+        if first < 0x80 {
+            return (at + 2, usize::from(first));
+        }
+        let n = usize::from(first & 0x7f);
+        let len = der[at + 2..at + 2 + n]
+            .iter()
+            .fold(0, |acc, b| (acc << 8) | usize::from(*b));
+        (at + 2 + n, len)
+    };
+    let (mut at, _) = contents(0);
+    for _ in 0..index {
+        let (start, len) = contents(at);
+        at = start + len;
+    }
+    let (start, len) = contents(at);
+    start..start + len
+}
+
+#[test]
+fn the_crypto_provider_is_the_one_the_features_choose() {
+    let expected = if cfg!(feature = "aws-lc-rs") {
+        "aws-lc-rs"
+    } else {
+        "ring"
+    };
+    assert_eq!(AppKey::CRYPTO_PROVIDER, expected);
+}
+
+#[test]
+fn the_sealing_secret_does_not_depend_on_the_provider_or_the_form() {
+    // HKDF-SHA256 (RFC 5869) of the PKCS#1 DER, salt "icr-app shared token store", info
+    // "sealing secret v1", as Python's hmac module computes it from rsa2048-pkcs1.der: the same
+    // bytes whichever provider signs, so processes built either way share a token store.
+    let expected = "189ef2c5f55c3bed254538fc379c59008fd4d5eeda4aad87be05203da78008c7";
+    for (name, key) in rsa2048_forms() {
+        let secret = Signer::sealing_secret(&key).unwrap();
+        let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, expected, "{name}");
+    }
+}
+
+#[test]
+fn a_key_whose_private_exponent_is_damaged() {
+    // ring never reads `d` (it signs with the CRT numbers), so it loads such a key and signs
+    // correctly; aws-lc-rs checks `d` against the other numbers and refuses the key.
+    let mut der = fixture("rsa2048-pkcs1.der");
+    let d = pkcs1_integer(&der, 3);
+    assert_eq!(d.len(), 256);
+    der[d.start + 100] ^= 1;
+    let loaded = AppKey::from_der(&der);
+    if cfg!(feature = "aws-lc-rs") {
+        let Err(KeyError::Rejected { reason }) = &loaded else {
+            panic!("expected Rejected, got {loaded:?}");
+        };
+        assert!(reason.contains("do not fit together"), "{reason}");
+        assert!(reason.contains("aws-lc-rs"), "{reason}");
+    } else {
+        assert_verifies(&loaded.unwrap(), &rsa2048_public_pkcs1());
     }
 }

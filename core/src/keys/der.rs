@@ -1,7 +1,6 @@
 //! DER: telling PKCS#1 from PKCS#8 by structure, and naming what is not an RSA key.
 
-use ring::signature::RsaKeyPair;
-
+use super::provider::{Rejected, RsaSigner};
 use super::{AppKey, KeyError};
 
 const TAG_INTEGER: u8 = 0x02;
@@ -147,17 +146,19 @@ fn load_pkcs8(items: &[Tlv<'_>]) -> Result<AppKey, KeyError> {
 /// RSAPrivateKey, its shape checked by [`is_rsa_private_key`].
 fn load_pkcs1(outer: Tlv<'_>, items: &[Tlv<'_>]) -> Result<AppKey, KeyError> {
     let bits = bit_length(items[1].value);
-    match RsaKeyPair::from_der(outer.whole) {
-        Ok(pair) => Ok(AppKey::from_pair(pair, outer.whole, bits)),
+    match RsaSigner::from_pkcs1_der(outer.whole) {
+        Ok(rsa) => Ok(AppKey::from_signer(rsa, outer.whole, bits)),
         Err(rejected) => Err(KeyError::Rejected {
-            reason: rejection_reason(&rejected.to_string(), bits),
+            reason: rejection_reason(&rejected, bits),
         }),
     }
 }
 
-/// Explains ring's `KeyRejected` description for a key of `bits` bits.
-fn rejection_reason(ring: &str, bits: usize) -> String {
-    let why = match ring {
+/// Explains a provider's `KeyRejected` description (*ring*'s, or aws-lc-rs's for a key *ring*
+/// accepted) for a key of `bits` bits.
+fn rejection_reason(rejected: &Rejected, bits: usize) -> String {
+    let Rejected { provider, code } = rejected;
+    let why = match code.as_str() {
         "TooSmall" if bits < 2048 => format!("it is a {bits}-bit key, below the minimum of 2048 bits"),
         "TooSmall" => "its public exponent is below 65537".to_owned(),
         "TooLarge" if bits > 4096 => format!("it is a {bits}-bit key, above the maximum of 4096 bits"),
@@ -170,9 +171,14 @@ fn rejection_reason(ring: &str, bits: usize) -> String {
             "its numbers do not fit together (the file may be corrupted or edited)".to_owned()
         }
         "InvalidEncoding" => "its DER encoding is invalid".to_owned(),
+        // aws-lc-rs, after *ring* accepted the key: AWS-LC's own check (`RSA_check_key`) failed,
+        // which also covers the private exponent `d` that *ring* never reads.
+        "UnexpectedError" | "Unspecified" if *provider == "aws-lc-rs" => {
+            "its numbers do not fit together (the file may be corrupted or edited)".to_owned()
+        }
         _ => "it was refused".to_owned(),
     };
-    format!("{why} (ring: {ring})")
+    format!("{why} ({provider}: {code})")
 }
 
 /// The bit length of a DER INTEGER's unsigned value.

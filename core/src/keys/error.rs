@@ -30,7 +30,8 @@ pub enum KeyError {
     },
     /// An RSA key that cannot sign RS256 here, e.g. one smaller than 2048 bits.
     Rejected {
-        /// Why, including ring's reason.
+        /// Why, including the crypto provider's reason (*ring*'s, e.g. `ring: TooSmall`, or for
+        /// a key only aws-lc-rs refuses, aws-lc-rs's).
         reason: String,
     },
     /// The text between the PEM lines is not valid base64.

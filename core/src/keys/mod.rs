@@ -20,8 +20,10 @@
 //! fix it: encrypted keys, EC/Ed25519/DSA keys, OpenSSH keys, public keys, certificates,
 //! damaged base64, truncated files, and RSA keys that are too small.
 //!
-//! The key is parsed once (with *ring*) and then signs any number of JWTs; an [`AppKey`] is
-//! cheap to clone. Nothing in this module prints key material: [`AppKey`]'s `Debug` shows
+//! The key is parsed once and then signs any number of JWTs; an [`AppKey`] is cheap to clone.
+//! *ring* signs by default; with the `aws-lc-rs` feature aws-lc-rs signs instead
+//! ([`AppKey::CRYPTO_PROVIDER`] says which). *ring* checks every key in both builds, so the same
+//! keys load and the same [`KeyError`]s come back whichever provider signs. Nothing in this module prints key material: [`AppKey`]'s `Debug` shows
 //! only the size and the fingerprint, and decoded buffers are wiped after parsing.
 //!
 //! # Fingerprint
@@ -53,19 +55,19 @@
 mod der;
 mod error;
 mod pem;
+mod provider;
 
 use std::fmt;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, STANDARD_PAD_INDIFFERENT, URL_SAFE_NO_PAD};
-use ring::rand::SystemRandom;
-use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use zeroize::Zeroizing;
 
 use der::{TAG_SEQUENCE, load_der, spki_from_pkcs1};
 pub use error::KeyError;
 use pem::{normalise, pem_blocks, printable_label};
+use provider::RsaSigner;
 
 /// An RSA private key, parsed once; signs RS256 for the app JWT.
 ///
@@ -73,8 +75,7 @@ use pem::{normalise, pem_blocks, printable_label};
 /// [fingerprint](AppKey::fingerprint).
 #[derive(Clone)]
 pub struct AppKey {
-    pair: Arc<RsaKeyPair>,
-    rng: SystemRandom,
+    rsa: Arc<RsaSigner>,
     spki: Arc<[u8]>,
     fingerprint: Arc<str>,
     bits: usize,
@@ -93,6 +94,15 @@ impl fmt::Debug for AppKey {
 }
 
 impl AppKey {
+    /// The crypto provider that signs: `"ring"` (the default) or `"aws-lc-rs"` (the `aws-lc-rs`
+    /// feature), chosen when the crate is compiled.
+    ///
+    /// ```
+    /// let provider = icr_app_core::AppKey::CRYPTO_PROVIDER;
+    /// assert_eq!(provider, if cfg!(feature = "aws-lc-rs") { "aws-lc-rs" } else { "ring" });
+    /// ```
+    pub const CRYPTO_PROVIDER: &'static str = RsaSigner::PROVIDER;
+
     /// Reads a PEM private key: PKCS#1 (`BEGIN RSA PRIVATE KEY`) or PKCS#8 (`BEGIN PRIVATE KEY`).
     ///
     /// Tolerates CRLF, surrounding whitespace, quotes and text, and literal `\n` escapes as found
@@ -270,14 +280,10 @@ impl AppKey {
         }
     }
 
-    /// The RS256 signature (RSASSA-PKCS1-v1_5, SHA-256) of `message`; `None` only if ring's
-    /// random source fails (blinding).
+    /// The RS256 signature (RSASSA-PKCS1-v1_5, SHA-256) of `message`; `None` only if the
+    /// provider fails (with *ring*, its random source for blinding).
     pub(crate) fn sign_pkcs1_sha256(&self, message: &[u8]) -> Option<Vec<u8>> {
-        let mut signature = vec![0; self.pair.public().modulus_len()];
-        self.pair
-            .sign(&RSA_PKCS1_SHA256, &self.rng, message, &mut signature)
-            .ok()?;
-        Some(signature)
+        self.rsa.sign(message)
     }
 
     /// The SHA-256 fingerprint ICR shows on the Credentials tab: standard padded base64 of the
@@ -295,7 +301,7 @@ impl AppKey {
     /// The public key as PKCS#1 `RSAPublicKey` DER, the form
     /// `ring::signature::UnparsedPublicKey` verifies RS256 signatures with.
     pub fn public_key_pkcs1_der(&self) -> &[u8] {
-        self.pair.public().as_ref()
+        self.rsa.public_pkcs1_der()
     }
 
     /// The public key as PEM (`-----BEGIN PUBLIC KEY-----`, 64-column lines, final newline).
@@ -324,12 +330,11 @@ impl AppKey {
         Zeroizing::new(**self.sealing)
     }
 
-    fn from_pair(pair: RsaKeyPair, pkcs1_der: &[u8], bits: usize) -> AppKey {
-        let spki = spki_from_pkcs1(pair.public().as_ref());
+    fn from_signer(rsa: RsaSigner, pkcs1_der: &[u8], bits: usize) -> AppKey {
+        let spki = spki_from_pkcs1(rsa.public_pkcs1_der());
         let digest = ring::digest::digest(&ring::digest::SHA256, &spki);
         AppKey {
-            pair: Arc::new(pair),
-            rng: SystemRandom::new(),
+            rsa: Arc::new(rsa),
             fingerprint: STANDARD.encode(digest.as_ref()).into(),
             spki: spki.into(),
             bits,

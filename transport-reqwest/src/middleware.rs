@@ -18,6 +18,11 @@
 //!   a streaming body is not re-sent: its 401 is returned, and the refused token is already gone
 //!   from the cache, so the next request gets a new one. A second 401 is returned as it is (and
 //!   that token dropped too).
+//!
+//!   With a shared token store attached (`Client::builder(app).store(..)`), the refused token
+//!   leaves this process's cache but not the store's entry ([`Client::invalidate`] does not
+//!   reach the store; the SDK's own `send_as_*` methods do), so the next fetch, this process's
+//!   included, may read the refused token back from the store until it expires there.
 //! - **No credential in clear.** A token is never sent over plain `http://` to a host other than
 //!   loopback unless the client's transport allows it
 //!   ([`ReqwestTransport::allow_insecure_http`](crate::ReqwestTransport::allow_insecure_http)),

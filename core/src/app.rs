@@ -22,6 +22,7 @@ use crate::response::{check_status, parse_json, status_error};
 use crate::retry::RetryPolicy;
 use crate::secret::SecretString;
 use crate::signer::Signer;
+use crate::stats::{Counter, Stats};
 use crate::store::{Sealer, StoreCommand, StoreReply, StoreSettings};
 
 /// A 401 whose `Date` shows more skew than this (against the clock the JWT was made for) is
@@ -183,6 +184,7 @@ pub struct App {
     background_refresh: bool,
     /// The shared token store, when a driver attached one.
     shared: Option<Shared>,
+    stats: Stats,
 }
 
 /// What the app knows of its shared token store.
@@ -219,6 +221,7 @@ impl App {
             retry: RetryPolicy::default(),
             background_refresh: false,
             shared: None,
+            stats: Stats::default(),
         }
     }
 
@@ -274,6 +277,17 @@ impl App {
     /// failed).
     pub fn token_state(&self, scope: &TokenScope, now: Timestamp) -> TokenState {
         self.cache.state(scope, now)
+    }
+
+    /// What the app has done so far: hits, misses, mints, refreshes, failures by kind, waits,
+    /// shared-store hits and fallbacks.
+    pub fn stats(&self) -> Stats {
+        self.stats.clone()
+    }
+
+    /// Counts one thing that happened.
+    pub(crate) fn count(&mut self, counter: Counter) {
+        self.stats.count(counter);
     }
 
     /// How many scopes the cache holds.
@@ -342,6 +356,7 @@ impl App {
     /// logged as a warning, the rest at debug.
     pub(crate) fn store_failed(&mut self, error: &Error, now: Timestamp) {
         let Some(shared) = &mut self.shared else { return };
+        self.stats.count(Counter::SharedFallback);
         let until = now.plus(shared.settings.retry_after_failure);
         if shared.down_until.replace(until).is_none() {
             tracing::warn!(target: "icr_app", cause = %error, "the shared token store failed: minting without it until it answers again");
@@ -459,6 +474,8 @@ impl App {
             && !mint.is_some_and(|m| m.skew_retried)
         {
             self.jwt.invalidate();
+            let offset_ms = self.offset.millis;
+            tracing::info!(target: "icr_app", offset_ms, "the registry refused the JWT and its clock is not ours: signing again with its clock");
             match self.mint_request(id, &scope, now) {
                 Ok(request) => {
                     if let Some(m) = self.mints.get_mut(&id) {
@@ -500,6 +517,16 @@ impl App {
 
     fn fail(&mut self, id: RequestId, error: Error, now: Timestamp) -> Error {
         self.mints.remove(&id);
+        if !matches!(
+            error,
+            Error::Transport {
+                kind: TransportErrorKind::Cancelled,
+                ..
+            }
+        ) && self.cache.key_of(id).is_some()
+        {
+            self.stats.count_failure(&error);
+        }
         self.cache.handle_error(id, error.clone(), now).unwrap_or(error)
     }
 
@@ -516,6 +543,7 @@ impl App {
         now: Timestamp,
     ) -> Result<Request<Vec<u8>>, Error> {
         let request = self.signed_mint_request(scope, now)?;
+        self.stats.count(Counter::Mint);
         // Forget mints the cache no longer waits for (presumed abandoned, never answered), so
         // this stays as small as the number of mints in flight.
         let cache = &self.cache;

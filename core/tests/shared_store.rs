@@ -361,6 +361,14 @@ fn one_mint_per_scope_for_every_process() {
     sim.run_until(61_000);
     assert_eq!(sim.token(again), sim.token(tasks[0].1));
     assert_eq!(sim.store.commands, commands);
+    // Every process counted what it did: 5 mints and 15 shared hits between them, a miss per
+    // caller that found nothing cached, the rest waits; one hit in process 3.
+    let stats: Vec<_> = sim.apps.iter().map(App::stats).collect();
+    assert_eq!(stats.iter().map(|s| s.mints).sum::<u64>(), 5, "{stats:?}");
+    assert_eq!(stats.iter().map(|s| s.shared_hits).sum::<u64>(), 15, "{stats:?}");
+    assert_eq!(stats.iter().map(|s| s.misses).sum::<u64>(), 4 * 8 * 5, "{stats:?}");
+    assert_eq!(stats[3].hits, 1);
+    assert!(stats.iter().all(|s| s.failures.is_empty() && s.shared_fallbacks == 0 && s.refreshes == 0));
 }
 
 #[test]
@@ -420,6 +428,7 @@ fn a_failing_store_costs_no_error_and_sharing_resumes() {
     // Each minted alone, without an error.
     assert_ne!(sim.token(a), sim.token(b));
     assert_eq!(sim.registry.total(), 2);
+    assert!(sim.apps.iter().all(|app| app.stats().shared_fallbacks == 1));
     // Back up: after the pause, a new scope is shared again.
     sim.store.down = false;
     sim.run_until(10_000);

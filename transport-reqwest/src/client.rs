@@ -7,7 +7,7 @@ use crate::drive::{Driven, now};
 use http::{Method, Request, Response};
 use icr_app_core::{
     App, AppJwt, Call, CreateUserOrganization, CreatedUserOrganization, Error, GetToken, Installation, InstallationId,
-    InstallationsPage, ListInstallations, Revoke, RevokeAll, SecretString, SendAs, Token, TokenScope,
+    InstallationsPage, ListInstallations, Revoke, RevokeAll, SecretString, SendAs, Stats, Token, TokenScope,
 };
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -66,6 +66,12 @@ impl Client {
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, App> {
         self.inner.app.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What the client has done so far: hits, misses, mints, refreshes, failures by kind, waits,
+    /// shared-store hits and fallbacks (see [`Stats`]).
+    pub fn stats(&self) -> Stats {
+        self.lock().stats()
     }
 
     /// Runs `f` on the core [`App`] (settings, clock offset, token state).

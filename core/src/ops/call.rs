@@ -31,6 +31,8 @@ pub struct Call<T> {
     waited: Duration,
     skew_retried: bool,
     progress: Progress<T>,
+    /// `call` (target `icr_app`, DEBUG): endpoint, attempt, status.
+    span: tracing::Span,
     _answer: PhantomData<fn() -> T>,
 }
 
@@ -60,7 +62,21 @@ enum Progress<T> {
 
 impl<T> Call<T> {
     fn new(endpoint: Endpoint, idempotent: bool) -> Self {
+        let name = match &endpoint {
+            Endpoint::Page { .. } => "installations page",
+            Endpoint::Installation(_) => "installation",
+            Endpoint::CreateUserOrganization(_) => "create user and organization",
+            Endpoint::Request(_) => "app request",
+        };
+        let span = tracing::debug_span!(
+            target: "icr_app",
+            "call",
+            endpoint = name,
+            attempt = tracing::field::Empty,
+            status = tracing::field::Empty,
+        );
         Self {
+            span,
             endpoint,
             idempotent,
             attempts: 0,
@@ -100,7 +116,13 @@ impl<T> Call<T> {
                 self.waited += delay;
                 Progress::RetryAt(now.plus(delay))
             }
-            _ => Progress::Finished(Err(error)),
+            _ => {
+                let _entered = self.span.enter();
+                if self.idempotent {
+                    tracing::warn!(target: "icr_app", attempts = self.attempts, cause = %error, "giving up on an app call");
+                }
+                Progress::Finished(Err(error))
+            }
         };
     }
 }
@@ -143,6 +165,7 @@ impl<T: DeserializeOwned> Operation for Call<T> {
             Ok(request) => {
                 let id = app.next_request_id();
                 self.attempts += 1;
+                self.span.record("attempt", self.attempts);
                 self.progress = Progress::Sent {
                     id,
                     signed_with: app.clock_offset(),
@@ -160,10 +183,15 @@ impl<T: DeserializeOwned> Operation for Call<T> {
         if sent != id {
             return;
         }
+        let span = self.span.clone();
+        let _entered = span.enter();
+        span.record("status", response.status().as_u16());
         app.observe(&response, now);
         if response.status() == StatusCode::UNAUTHORIZED {
             app.invalidate_jwt();
             if !self.skew_retried && app.skew_changed(signed_with) {
+                let offset_ms = app.clock_offset().millis;
+                tracing::info!(target: "icr_app", offset_ms, "the registry refused the JWT and its clock is not ours: signing again with its clock");
                 self.skew_retried = true;
                 self.progress = Progress::Idle;
                 return;

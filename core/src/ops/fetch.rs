@@ -17,6 +17,7 @@ use crate::app::{App, TokenAnswer, TokenScope};
 use crate::cache::{RequestId, Token};
 use crate::clock::Timestamp;
 use crate::error::Error;
+use crate::stats::Counter;
 use crate::store::{StoreCommand, StoreReply};
 
 /// How long a refresh is put off when another process holds the lease.
@@ -89,10 +90,27 @@ pub(crate) struct Fetch {
     /// How long it has waited for another process's mint, and how many times.
     waited: Duration,
     waits: u32,
+    /// When it was first polled (for the span's `duration_ms`).
+    started: Option<Timestamp>,
+    /// `mint` (target `icr_app`, DEBUG): scope, attempt, whether a refresh, status, where the
+    /// token came from, duration.
+    span: tracing::Span,
 }
 
 impl Fetch {
-    pub(crate) fn new(id: RequestId, scope: TokenScope, min_life: Duration) -> Self {
+    /// Fetch `id` for `scope`, the caller's `attempt`-th; a token read from the store must have
+    /// `min_life` left.
+    pub(crate) fn new(id: RequestId, scope: TokenScope, min_life: Duration, attempt: u32) -> Self {
+        let span = tracing::debug_span!(
+            target: "icr_app",
+            "mint",
+            scope = %scope,
+            attempt,
+            refresh = tracing::field::Empty,
+            status = tracing::field::Empty,
+            source = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+        );
         Self {
             id,
             scope,
@@ -100,10 +118,34 @@ impl Fetch {
             state: State::Start,
             waited: Duration::ZERO,
             waits: 0,
+            started: None,
+            span,
         }
     }
 
     pub(crate) fn poll(&mut self, app: &mut App, now: Timestamp) -> FetchStep {
+        let span = self.span.clone();
+        let _entered = span.enter();
+        let started = *self.started.get_or_insert(now);
+        let step = self.step(app, now);
+        if let FetchStep::Done(outcome) = &step {
+            let duration_ms = u64::try_from(now.saturating_since(started).as_millis()).unwrap_or(u64::MAX);
+            span.record("duration_ms", duration_ms);
+            match outcome {
+                Outcome::Token(token) => {
+                    let expires_in_s = token.remaining(now).as_secs();
+                    tracing::debug!(target: "icr_app", expires_in_s, "token fetched");
+                }
+                Outcome::Failed => tracing::debug!(target: "icr_app", "fetch failed"),
+                Outcome::Deferred => {
+                    tracing::debug!(target: "icr_app", "another process is refreshing: the cached token serves on")
+                }
+            }
+        }
+        step
+    }
+
+    fn step(&mut self, app: &mut App, now: Timestamp) -> FetchStep {
         match std::mem::replace(&mut self.state, State::Finished(Outcome::Failed)) {
             State::Start => self.load(app, now),
             // Polled again without a reply: the driver gave the command up. Mint alone.
@@ -159,6 +201,12 @@ impl Fetch {
     }
 
     fn mint(&mut self, app: &mut App, now: Timestamp, leased: bool) -> FetchStep {
+        let refresh = app.cached_token(&self.scope).is_some();
+        if refresh {
+            app.count(Counter::Refresh);
+        }
+        self.span.record("refresh", refresh);
+        self.span.record("source", "registry");
         // Recorded before signing: a signer that panics leaves a mint that `abandon` releases.
         self.state = State::Minting { leased };
         match app.mint_request(self.id, &self.scope, now) {
@@ -244,6 +292,8 @@ impl Fetch {
         if let State::Minting { leased } = self.state
             && id == self.id
         {
+            let _entered = self.span.enter();
+            tracing::debug!(target: "icr_app", cause = %error, "the mint got no answer");
             app.handle_token_failure(id, error, now);
             self.state = State::Minted {
                 leased,
@@ -268,6 +318,7 @@ impl Fetch {
                 reply
             }
             Err(error) => {
+                let _entered = self.span.enter();
                 app.store_failed(&error, now);
                 self.state = match std::mem::replace(&mut self.state, State::Start) {
                     State::Storing(_, outcome) => State::Finished(outcome),
@@ -279,7 +330,11 @@ impl Fetch {
         self.state = match (std::mem::replace(&mut self.state, State::Start), reply) {
             (State::Loading(_), StoreReply::Value(value)) => match value.and_then(|v| self.usable(app, &v, now)) {
                 Some(access) => match app.adopt_token(self.id, access, now) {
-                    Ok(token) => State::Finished(Outcome::Token(token)),
+                    Ok(token) => {
+                        app.count(Counter::SharedHit);
+                        self.span.record("source", "shared store");
+                        State::Finished(Outcome::Token(token))
+                    }
                     Err(_) => State::Finished(Outcome::Failed),
                 },
                 None => State::Lease,

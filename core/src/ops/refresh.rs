@@ -58,7 +58,7 @@ impl Operation for Refresher {
             return step;
         }
         while let Some((id, scope)) = app.start_refresh(now) {
-            let fetch = Box::new(Fetch::new(id, scope, app.cache_config().min_remaining));
+            let fetch = Box::new(Fetch::new(id, scope, app.cache_config().min_remaining, 1));
             if let Some(step) = self.drive(fetch, app, now) {
                 return step;
             }

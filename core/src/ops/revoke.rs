@@ -21,6 +21,8 @@ pub struct Revoke {
     sent: Option<RequestId>,
     forgetting: Option<RequestId>,
     finished: Option<Result<(), Error>>,
+    /// `revoke` (target `icr_app`, DEBUG): status.
+    span: tracing::Span,
 }
 
 impl Revoke {
@@ -32,6 +34,7 @@ impl Revoke {
     /// Revokes `token`, which `scopes` held (their shared entries drop it too).
     pub(crate) fn held_by(token: SecretString, scopes: Vec<TokenScope>) -> Self {
         Self {
+            span: tracing::debug_span!(target: "icr_app", "revoke", status = tracing::field::Empty),
             token,
             scopes,
             sent: None,
@@ -70,6 +73,9 @@ impl Operation for Revoke {
 
     fn handle_response(&mut self, app: &mut App, id: RequestId, response: Response<Vec<u8>>, now: Timestamp) {
         if self.sent.take_if(|sent| *sent == id).is_some() {
+            let span = self.span.clone();
+            let _entered = span.enter();
+            span.record("status", response.status().as_u16());
             let (result, held) = app.finish_revoke(&self.token, &response, now);
             if result.is_ok() || response.status() == http::StatusCode::UNAUTHORIZED {
                 self.scopes.extend(held);

@@ -30,12 +30,23 @@ pub struct SendAs {
     forget: Option<Token>,
     forgetting: Option<RequestId>,
     finished: Option<Result<Response<Vec<u8>>, Error>>,
+    /// `send_as` (target `icr_app`, DEBUG): scope, method, path (never the query), status.
+    span: tracing::Span,
 }
 
 impl SendAs {
     /// `request` as `scope`.
     pub fn new(scope: TokenScope, request: Request<Vec<u8>>) -> Self {
+        let span = tracing::debug_span!(
+            target: "icr_app",
+            "send_as",
+            scope = %scope,
+            method = %request.method(),
+            path = request.uri().path(),
+            status = tracing::field::Empty,
+        );
         Self {
+            span,
             scope,
             request,
             registry: None,
@@ -103,12 +114,16 @@ impl Operation for SendAs {
             self.sent = Some((sent, token));
             return;
         }
+        let span = self.span.clone();
+        let _entered = span.enter();
+        span.record("status", response.status().as_u16());
         if self.registry == Some(true) {
             app.observe(&response, now);
         }
         if response.status() == StatusCode::UNAUTHORIZED {
             // Refused: never hand it out again, whether or not we try once more.
             app.invalidate(&self.scope, token.secret().expose());
+            tracing::info!(target: "icr_app", retrying = !self.retried, "the registry refused the token: dropped");
             self.forget = Some(token);
             if !self.retried {
                 self.retried = true;

@@ -10,6 +10,7 @@ use crate::app::{App, TokenScope};
 use crate::cache::{Poll, RequestId, Token};
 use crate::clock::Timestamp;
 use crate::error::Error;
+use crate::stats::Counter;
 use crate::store::StoreReply;
 
 /// A token for `scope` with at least `min_life` left (default
@@ -27,6 +28,8 @@ pub struct GetToken {
     min_life: Option<Duration>,
     attempts: u32,
     waited: Duration,
+    /// Counted as a miss.
+    missed: bool,
     progress: Progress,
 }
 
@@ -46,6 +49,7 @@ impl GetToken {
             min_life,
             attempts: 0,
             waited: Duration::ZERO,
+            missed: false,
             progress: Progress::Idle,
         }
     }
@@ -114,6 +118,10 @@ impl Operation for GetToken {
         if let Progress::Idle = self.progress
             && let Some(token) = app.peek_token(&self.scope, now, self.min_life)
         {
+            // A caller that waited for a mint was counted as a miss already.
+            if !self.missed {
+                app.count(Counter::Hit);
+            }
             return Step::Done(Ok(token));
         }
         if let Some(step) = self.drive(app, now) {
@@ -122,6 +130,10 @@ impl Operation for GetToken {
         loop {
             if let Some(token) = app.peek_token(&self.scope, now, self.min_life) {
                 return Step::Done(Ok(token));
+            }
+            if !self.missed {
+                self.missed = true;
+                app.count(Counter::Miss);
             }
             let min_life = self.min_life(app);
             if let Some(token) = app.cached_token(&self.scope)
@@ -138,7 +150,10 @@ impl Operation for GetToken {
             }
             match app.poll_cache(&self.scope, now, Some(min_life)) {
                 Poll::Ready(token) => return Step::Done(Ok(token)),
-                Poll::Wait { until } => return Step::Wait { until },
+                Poll::Wait { until } => {
+                    app.count(Counter::Wait);
+                    return Step::Wait { until };
+                }
                 Poll::Failed { error, retry_at } => {
                     let policy = app.retry_policy();
                     return match policy.delay(self.attempts.max(1), self.waited, &error, retry_at, now) {
@@ -147,12 +162,17 @@ impl Operation for GetToken {
                             self.waited += delay;
                             Step::Sleep { until: now.plus(delay) }
                         }
-                        None => Step::Done(Err(error)),
+                        None => {
+                            let attempts = self.attempts;
+                            tracing::warn!(target: "icr_app", scope = %self.scope, attempts, cause = %error, "giving up on a token");
+                            Step::Done(Err(error))
+                        }
                     };
                 }
                 Poll::Fetch { id, .. } => {
                     self.attempts += 1;
-                    self.progress = Progress::Fetching(Box::new(Fetch::new(id, self.scope.clone(), min_life)));
+                    self.progress =
+                        Progress::Fetching(Box::new(Fetch::new(id, self.scope.clone(), min_life, self.attempts)));
                     if let Some(step) = self.drive(app, now) {
                         return step;
                     }

@@ -195,6 +195,8 @@ pub(crate) struct Shared {
     /// Set by a store failure (the outage's warning given); until then the store is not asked.
     /// Cleared, with a note that sharing resumed, by the next reply.
     down_until: Option<Timestamp>,
+    /// Per scope, the id of the last token the registry refused: never adopted from the store.
+    pub(crate) refused: HashMap<TokenScope, Vec<u8>>,
 }
 
 impl fmt::Debug for App {
@@ -332,6 +334,7 @@ impl App {
             sealer,
             settings,
             down_until: None,
+            refused: HashMap::new(),
         });
         Ok(())
     }
@@ -567,9 +570,15 @@ impl App {
     }
 
     /// Drops `scope`'s cached token if it is `token` (the registry just refused it); a newer
-    /// token is kept.
+    /// token is kept. With a shared store attached, that token is also never read back from the
+    /// store's entry (another process may not have learned yet that it is refused).
     pub fn invalidate(&mut self, scope: &TokenScope, token: &str) -> bool {
-        self.cache.invalidate(scope, token)
+        let dropped = self.cache.invalidate(scope, token);
+        if dropped && let Some(shared) = &mut self.shared {
+            let prefix = shared.sealer.token_prefix(&SecretString::new(token));
+            shared.refused.insert(scope.clone(), prefix);
+        }
+        dropped
     }
 
     /// When a background refresher should next call [`poll_refresh`](Self::poll_refresh).

@@ -492,3 +492,21 @@ fn a_refused_token_leaves_the_entry_only_if_it_still_holds_it() {
     // It adopted the new token from the store: no third mint.
     assert_eq!(sim.registry.total(), 2, "{:?}", sim.registry.mints);
 }
+
+#[test]
+fn a_token_dropped_with_invalidate_is_not_read_back_from_the_store() {
+    let mut sim = Sim::new(2, StoreSettings::default());
+    let a = sim.get(0, scope(0));
+    sim.run_until(1_000);
+    let old = sim.token(a);
+    // A middleware saw a 401 and dropped the token from process 0's cache only.
+    assert!(sim.apps[0].invalidate(&scope(0), &old));
+    let b = sim.get(0, scope(0));
+    sim.run_until(2_000);
+    assert_ne!(sim.token(b), old, "the refused token came back from the store");
+    assert_eq!(sim.registry.total(), 2);
+    // The new token replaced it in the store: process 1 reads the new one.
+    let c = sim.get(1, scope(0));
+    sim.run_until(3_000);
+    assert_eq!(sim.token(c), sim.token(b));
+}

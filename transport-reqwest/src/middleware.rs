@@ -20,9 +20,8 @@
 //!   that token dropped too).
 //!
 //!   With a shared token store attached (`Client::builder(app).store(..)`), the refused token
-//!   leaves this process's cache but not the store's entry ([`Client::invalidate`] does not
-//!   reach the store; the SDK's own `send_as_*` methods do), so the next fetch, this process's
-//!   included, may read the refused token back from the store until it expires there.
+//!   is never read back from the store's entry by this process either: the next fetch mints
+//!   and stores a new one in its place.
 //! - **No credential in clear.** A token is never sent over plain `http://` to a host other than
 //!   loopback unless the client's transport allows it
 //!   ([`ReqwestTransport::allow_insecure_http`](crate::ReqwestTransport::allow_insecure_http)),

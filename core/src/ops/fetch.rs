@@ -354,10 +354,13 @@ impl Fetch {
     }
 
     /// A token read from the store, if it can be used: sealed for this entry with this app's key,
-    /// with the life asked for, and not the token this process already has (which is being
-    /// refreshed, or was refused).
+    /// with the life asked for, not the token this process already has (which is being
+    /// refreshed), and not one the registry refused to this process.
     fn usable(&self, app: &App, value: &[u8], now: Timestamp) -> Option<crate::models::AccessToken> {
         let shared = app.store(now)?;
+        if shared.refused.get(&self.scope).is_some_and(|refused| value.starts_with(refused)) {
+            return None;
+        }
         let access = shared.sealer.open(&shared.sealer.entry(&self.scope), value)?;
         let candidate = Token::new(access.clone(), now, app.clock_offset().millis, app.cache_config());
         let held = app.cached_token(&self.scope).is_some_and(|t| t.same_as(&candidate));

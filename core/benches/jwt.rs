@@ -1,6 +1,10 @@
 //! JWT minting: ours against ring's raw RS256 signature over the same signing input (the floor)
 //! and the `jsonwebtoken` crate encoding the same claims with the same key; and a JWT served
 //! from the JWT cache.
+//!
+//! Built with `--features aws-lc-rs`, ours signs with aws-lc-rs, and aws-lc-rs's raw signature
+//! joins the floors (criterion and the interleaved rounds). `bash core/benches/providers.sh`
+//! runs both builds beside `openssl speed rsa2048` in one go.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -23,7 +27,7 @@ fn bench(c: &mut Criterion) {
     let signing_input = jwt.token().expose().rsplit_once('.').unwrap().0.to_owned();
 
     let mut g = c.benchmark_group("jwt");
-    g.bench_function("icr-app-core mint", |b| {
+    g.bench_function(format!("icr-app-core mint ({})", AppKey::CRYPTO_PROVIDER), |b| {
         b.iter(|| signer.mint_at(now, ClockOffset::default()).unwrap())
     });
 
@@ -38,9 +42,28 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
         })
     });
-    g.bench_function("icr-app-core Signer::sign_rs256", |b| {
-        b.iter(|| key.sign_rs256(signing_input.as_bytes()).unwrap())
-    });
+    #[cfg(feature = "aws-lc-rs")]
+    {
+        // The other floor: aws-lc-rs's RSA PKCS#1 SHA-256 over the same input.
+        let pair = aws_lc_rs::signature::RsaKeyPair::from_pkcs8(&der).unwrap();
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let mut sig = vec![0u8; pair.public_modulus_len()];
+        g.bench_function("aws-lc-rs raw signature", |b| {
+            b.iter(|| {
+                pair.sign(
+                    &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                    &rng,
+                    signing_input.as_bytes(),
+                    &mut sig,
+                )
+                .unwrap()
+            })
+        });
+    }
+    g.bench_function(
+        format!("icr-app-core Signer::sign_rs256 ({})", AppKey::CRYPTO_PROVIDER),
+        |b| b.iter(|| key.sign_rs256(signing_input.as_bytes()).unwrap()),
+    );
 
     // jsonwebtoken with the same claims and key.
     let encoding = jsonwebtoken::EncodingKey::from_rsa_pem(PKCS1_PEM.as_bytes()).unwrap();
@@ -59,9 +82,10 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// The ratios, measured interleaved: each round times a batch of ours, of ring's raw signature
-/// and of `jsonwebtoken`, rotating which goes first, so a change in background load hits all
-/// three alike. Prints the median of the per-round ratios (and the lowest and highest).
+/// The ratios, measured interleaved: each round times a batch of each contestant (ours, ring's raw
+/// signature, aws-lc-rs's raw signature when built with the feature, `jsonwebtoken`), rotating
+/// which goes first, so a change in background load hits all alike. Prints the per-JWT times and
+/// the median of the per-round ratios (and the lowest and highest).
 fn ratios(_: &mut Criterion) {
     // `cargo test --benches` runs this once, unoptimised, without `--bench`: two rounds then.
     let full = std::env::args().any(|a| a == "--bench");
@@ -79,44 +103,80 @@ fn ratios(_: &mut Criterion) {
     let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     let claims = serde_json::json!({"iat": 1_699_999_940, "exp": 1_700_000_540, "iss": APP_ID, "alg": "RS256"});
 
-    let mut time = |which: usize| {
-        let started = Instant::now();
-        for _ in 0..BATCH {
-            match which {
-                0 => drop(black_box(signer.mint_at(now, ClockOffset::default()).unwrap())),
-                1 => pair
-                    .sign(&RSA_PKCS1_SHA256, &rng, black_box(signing_input.as_bytes()), &mut sig)
-                    .unwrap(),
-                _ => drop(black_box(jsonwebtoken::encode(&header, &claims, &encoding).unwrap())),
-            }
-        }
-        started.elapsed()
+    #[cfg(feature = "aws-lc-rs")]
+    let (lc_pair, lc_rng, mut lc_sig) = {
+        let pair = aws_lc_rs::signature::RsaKeyPair::from_pkcs8(&pem_body(PKCS8_PEM)).unwrap();
+        let len = pair.public_modulus_len();
+        (pair, aws_lc_rs::rand::SystemRandom::new(), vec![0u8; len])
     };
-    let (mut vs_ring, mut vs_jwt) = (Vec::new(), Vec::new());
-    let mut totals = [Duration::ZERO; 3];
+    let ours = format!("ours ({})", AppKey::CRYPTO_PROVIDER);
+    #[cfg_attr(not(feature = "aws-lc-rs"), allow(unused_mut))]
+    let mut names: Vec<&str> = vec![&ours, "ring raw", "jsonwebtoken"];
+    #[cfg_attr(not(feature = "aws-lc-rs"), allow(unused_mut))]
+    let mut contestants: Vec<Box<dyn FnMut()>> = vec![
+        Box::new(|| drop(black_box(signer.mint_at(now, ClockOffset::default()).unwrap()))),
+        Box::new(|| {
+            pair.sign(&RSA_PKCS1_SHA256, &rng, black_box(signing_input.as_bytes()), &mut sig)
+                .unwrap()
+        }),
+        Box::new(|| drop(black_box(jsonwebtoken::encode(&header, &claims, &encoding).unwrap()))),
+    ];
+    #[cfg(feature = "aws-lc-rs")]
+    {
+        names.push("aws-lc-rs raw");
+        contestants.push(Box::new(|| {
+            lc_pair
+                .sign(
+                    &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                    &lc_rng,
+                    black_box(signing_input.as_bytes()),
+                    &mut lc_sig,
+                )
+                .unwrap()
+        }));
+    }
+
+    let n = contestants.len();
+    let mut totals = vec![Duration::ZERO; n];
+    let mut per_round: Vec<Vec<Duration>> = Vec::with_capacity(rounds);
     for round in 0..rounds {
-        let mut t = [Duration::ZERO; 3];
-        for k in 0..3 {
-            let which = (round + k) % 3;
-            t[which] = time(which);
+        let mut t = vec![Duration::ZERO; n];
+        for k in 0..n {
+            let which = (round + k) % n;
+            let started = Instant::now();
+            for _ in 0..BATCH {
+                contestants[which]();
+            }
+            t[which] = started.elapsed();
         }
-        for k in 0..3 {
+        for k in 0..n {
             totals[k] += t[k];
         }
-        vs_ring.push(t[0].as_secs_f64() / t[1].as_secs_f64());
-        vs_jwt.push(t[2].as_secs_f64() / t[0].as_secs_f64());
+        per_round.push(t);
     }
-    let n = (rounds as u32) * BATCH;
-    println!(
-        "jwt/interleaved: per JWT ours {:.1} µs, ring raw {:.1} µs, jsonwebtoken {:.1} µs ({n} each)",
-        totals[0].as_secs_f64() * 1e6 / f64::from(n),
-        totals[1].as_secs_f64() * 1e6 / f64::from(n),
-        totals[2].as_secs_f64() * 1e6 / f64::from(n),
-    );
-    for (name, mut v) in [("ours / ring raw", vs_ring), ("jsonwebtoken / ours", vs_jwt)] {
+    drop(contestants);
+    let count = (rounds as u32) * BATCH;
+    let times: Vec<String> = names
+        .iter()
+        .zip(&totals)
+        .map(|(name, total)| format!("{name} {:.1} µs", total.as_secs_f64() * 1e6 / f64::from(count)))
+        .collect();
+    println!("jwt/interleaved: per JWT {} ({count} each)", times.join(", "));
+    // (numerator, denominator) indexes into `names`.
+    let mut pairs = vec![(0, 1), (2, 0)];
+    if n == 4 {
+        pairs.extend([(0, 3), (3, 1)]);
+    }
+    for (a, b) in pairs {
+        let mut v: Vec<f64> = per_round
+            .iter()
+            .map(|t| t[a].as_secs_f64() / t[b].as_secs_f64())
+            .collect();
         v.sort_by(f64::total_cmp);
         println!(
-            "jwt/interleaved: {name} = {:.4} median of {rounds} rounds (lowest {:.4}, highest {:.4})",
+            "jwt/interleaved: {} / {} = {:.4} median of {rounds} rounds (lowest {:.4}, highest {:.4})",
+            names[a],
+            names[b],
             v[rounds / 2],
             v[0],
             v[rounds - 1]

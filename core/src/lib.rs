@@ -156,6 +156,45 @@
 //! `icr-app-ureq` and `icr-app-reqwest` are exactly this loop (with the guard), over ureq with a
 //! `Condvar` and over reqwest with a `tokio::sync::watch` change counter;
 //! `core/examples/std_driver.rs` is the same over a bare `std::net::TcpStream`.
+//!
+//! # Sharing tokens across processes
+//!
+//! With [`App::attach_store`] (the clients' `Client::builder(app).store(..)` does it) the
+//! operations use a shared store, described as [`StoreCommand`]s a driver runs (Redis with
+//! `icr-app-redis`): a local miss reads the scope's entry, one process takes the lease and mints,
+//! the others read what it stored; a refresh ahead of expiry is shared the same way. Tokens are
+//! sealed (AES-256-GCM under a key derived with HKDF from the app's private key, the entry's name
+//! as associated data), names are namespaced by registry and app, and a store that fails is set
+//! aside (one warning per outage) while the process mints alone.
+//!
+//! # Tracing and metrics
+//!
+//! Every fetch of a token (span `mint`), JWT call (`call`), request sent as a scope (`send_as`)
+//! and revocation (`revoke`) is a `tracing` span with target `icr_app` at DEBUG, with its scope,
+//! attempt, status and, for a mint, where the token came from and how long it took on the
+//! core's clock. Retries are WARN events with their cause and wait, clock-skew resends and
+//! refused tokens INFO, giving up WARN, a failing shared store WARN once per outage. No field
+//! ever holds a key, a JWT or a token.
+//!
+//! [`App::stats`] counts what happened; with the `metrics` feature the same counters go to the
+//! [`metrics`](https://docs.rs/metrics) facade (`icr_app_hits_total`, `icr_app_mints_total`,
+//! `icr_app_failures_total{kind}`, ...):
+//!
+//! ```
+//! # use icr_app_core::{App, AppKey, GetToken, Operation, Step, Timestamp, TokenScope};
+//! # let key = AppKey::from_pem(include_str!("../tests/fixtures/keys/rsa2048-pkcs8.pem"))?;
+//! let mut app = App::builder("67890", key).build()?;
+//! let now = Timestamp::from_unix_seconds(1_700_000_000);
+//! let Step::Send { .. } = GetToken::new(TokenScope::App, None).poll(&mut app, now) else { panic!() };
+//! let stats = app.stats();
+//! assert_eq!((stats.misses, stats.mints, stats.hits), (1, 1, 0));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Cargo features
+//!
+//! - `aws-lc-rs`: sign the app JWT with aws-lc-rs instead of *ring* (see [`AppKey`]).
+//! - `metrics`: the [`Stats`] counters also through the `metrics` facade.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -36,6 +36,9 @@
 //!
 //! It shares no code with `icr-app-core`, so it checks the SDK rather than mirroring it.
 //!
+//! For tests of a shared token store, [`RedisServer`] runs a real `redis-server` (which must be
+//! installed; `./run-tests` installs it) on a free loopback port, and can kill and restart it.
+//!
 //! A registry of your own, with your app and installations:
 //!
 //! ```
@@ -52,6 +55,7 @@
 
 mod api;
 mod der;
+mod redis;
 mod server;
 mod state;
 
@@ -64,6 +68,7 @@ use base64::Engine as _;
 use serde_json::json;
 
 pub use api::API_VERSION;
+pub use redis::{RedisServer, RedisServerBuilder};
 use state::{App, Installation, State};
 pub use state::{Fault, FaultRates, InjectedFaults, RecordedRequest, TokenStatus};
 

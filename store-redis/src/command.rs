@@ -1,0 +1,266 @@
+//! Each [`StoreCommand`] as Redis commands, and their replies as [`StoreReply`]s: one place for
+//! both the blocking and the async path.
+//!
+//! | command | Redis |
+//! |---|---|
+//! | `Get` | `GET key` |
+//! | `Lease` | `SET key owner NX PX ttl` |
+//! | `Put` | script [`PUT`]: `SET key value PX ttl`, then `DEL lease` if it holds `owner` |
+//! | `Delete` | script [`DELETE`]: `DEL key` if its value starts with `prefix` |
+//!
+//! The scripts run by `EVALSHA` (loaded with `SCRIPT LOAD` the first time a server does not know
+//! them), so each is atomic on the server and costs one round trip.
+//!
+//! A command retried after its connection broke ([`Request::again`]) may have run already: `Get`,
+//! `Put` and `Delete` do no harm twice, and a `Lease` is then taken by the script
+//! [`LEASE_AGAIN`], which also counts a lease this owner holds already as taken (plain `SET NX`
+//! would report it held by someone else, and the owner would wait for its own lease to lapse).
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use icr_app_core::{StoreCommand, StoreReply};
+use redis::{Cmd, Script, ScriptInvocation, Value};
+
+use crate::error::Failure;
+
+/// `KEYS[1]` the entry, `KEYS[2]` the lease; `ARGV[1]` the value, `ARGV[2]` its TTL in ms,
+/// `ARGV[3]` the owner whose lease is released.
+const PUT: &str = r"
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if redis.call('GET', KEYS[2]) == ARGV[3] then
+  redis.call('DEL', KEYS[2])
+end
+return 1
+";
+
+/// `KEYS[1]` the key; `ARGV[1]` what its value must start with to be deleted.
+const DELETE: &str = r"
+local value = redis.call('GET', KEYS[1])
+if value and string.sub(value, 1, string.len(ARGV[1])) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// `KEYS[1]` the lease; `ARGV[1]` the owner, `ARGV[2]` the TTL in ms. 1 if the lease is now
+/// the owner's (taken, or held already and extended), 0 if someone else holds it.
+const LEASE_AGAIN: &str = r"
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+";
+
+static LEASE_AGAIN_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LEASE_AGAIN));
+static PUT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(PUT));
+static DELETE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE));
+
+/// The longest TTL sent (about 139 years): Redis refuses an expiry that overflows its clock.
+const MAX_TTL_MS: u64 = 1 << 42;
+
+/// A TTL in whole milliseconds, at least 1 (Redis refuses `PX 0`), rounded up.
+fn millis(ttl: Duration) -> u64 {
+    let ms = ttl.as_nanos().div_ceil(1_000_000);
+    u64::try_from(ms).unwrap_or(MAX_TTL_MS).clamp(1, MAX_TTL_MS)
+}
+
+/// One store command, ready to send.
+pub(crate) struct Request {
+    call: Call,
+    expect: Expect,
+}
+
+enum Call {
+    Command(Cmd),
+    Script(ScriptInvocation<'static>),
+}
+
+#[derive(Clone, Copy)]
+enum Expect {
+    Value,
+    Leased,
+    Done,
+}
+
+impl Request {
+    /// `command` retried after its connection broke, when it may have run already.
+    pub(crate) fn again(command: &StoreCommand) -> Self {
+        match command {
+            StoreCommand::Lease { key, owner, ttl } => {
+                let mut script = LEASE_AGAIN_SCRIPT.key(key);
+                script.arg(owner.as_slice()).arg(millis(*ttl));
+                Self {
+                    call: Call::Script(script),
+                    expect: Expect::Leased,
+                }
+            }
+            _ => Self::new(command),
+        }
+    }
+
+    /// `command`, sent for the first time.
+    pub(crate) fn new(command: &StoreCommand) -> Self {
+        match command {
+            StoreCommand::Get { key } => {
+                let mut cmd = redis::cmd("GET");
+                cmd.arg(key);
+                Self {
+                    call: Call::Command(cmd),
+                    expect: Expect::Value,
+                }
+            }
+            StoreCommand::Lease { key, owner, ttl } => {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(key).arg(owner.as_slice()).arg("NX").arg("PX").arg(millis(*ttl));
+                Self {
+                    call: Call::Command(cmd),
+                    expect: Expect::Leased,
+                }
+            }
+            StoreCommand::Put {
+                key,
+                value,
+                ttl,
+                lease,
+                owner,
+            } => {
+                let mut script = PUT_SCRIPT.key(key);
+                script
+                    .key(lease)
+                    .arg(value.as_slice())
+                    .arg(millis(*ttl))
+                    .arg(owner.as_slice());
+                Self {
+                    call: Call::Script(script),
+                    expect: Expect::Done,
+                }
+            }
+            StoreCommand::Delete { key, prefix } => {
+                let mut script = DELETE_SCRIPT.key(key);
+                script.arg(prefix.as_slice());
+                Self {
+                    call: Call::Script(script),
+                    expect: Expect::Done,
+                }
+            }
+        }
+    }
+
+    /// Runs it on a blocking connection.
+    pub(crate) fn run_blocking(&self, connection: &mut redis::Connection) -> Result<StoreReply, Failure> {
+        let value = match &self.call {
+            Call::Command(cmd) => cmd.query::<Value>(connection)?,
+            Call::Script(script) => script.invoke::<Value>(connection)?,
+        };
+        self.reply(value)
+    }
+
+    /// Runs it on an async connection.
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn run_async(
+        &self,
+        connection: &mut redis::aio::MultiplexedConnection,
+    ) -> Result<StoreReply, Failure> {
+        let value = match &self.call {
+            Call::Command(cmd) => cmd.query_async::<Value>(connection).await?,
+            Call::Script(script) => script.invoke_async::<Value>(connection).await?,
+        };
+        self.reply(value)
+    }
+
+    fn reply(&self, value: Value) -> Result<StoreReply, Failure> {
+        match (self.expect, value) {
+            (Expect::Value, Value::Nil) => Ok(StoreReply::Value(None)),
+            (Expect::Value, Value::BulkString(bytes)) => Ok(StoreReply::Value(Some(bytes))),
+            (Expect::Leased, Value::Okay) => Ok(StoreReply::Leased(true)),
+            (Expect::Leased, Value::SimpleString(s)) if s == "OK" => Ok(StoreReply::Leased(true)),
+            (Expect::Leased, Value::Nil | Value::Int(0)) => Ok(StoreReply::Leased(false)),
+            (Expect::Leased, Value::Int(1)) => Ok(StoreReply::Leased(true)),
+            (Expect::Done, Value::Int(_)) => Ok(StoreReply::Done),
+            (Expect::Value, other) => Err(unexpected("GET", &other)),
+            (Expect::Leased, other) => Err(unexpected("SET NX", &other)),
+            (Expect::Done, other) => Err(unexpected("EVALSHA", &other)),
+        }
+    }
+}
+
+fn unexpected(command: &'static str, value: &Value) -> Failure {
+    if let Value::ServerError(e) = value {
+        return Failure::Redis(e.clone().into());
+    }
+    let reply = match value {
+        Value::Nil => "nil",
+        Value::Int(_) => "an integer",
+        Value::BulkString(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::SimpleString(_) | Value::Okay => "a status",
+        Value::Map(_) => "a map",
+        Value::Set(_) => "a set",
+        Value::Double(_) => "a double",
+        Value::Boolean(_) => "a boolean",
+        _ => "a reply of another type",
+    };
+    Failure::Unexpected { command, reply }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_are_whole_milliseconds_at_least_one() {
+        assert_eq!(millis(Duration::ZERO), 1);
+        assert_eq!(millis(Duration::from_micros(1)), 1);
+        assert_eq!(millis(Duration::from_micros(1500)), 2);
+        assert_eq!(millis(Duration::from_secs(15)), 15_000);
+        assert_eq!(millis(Duration::MAX), MAX_TTL_MS);
+    }
+
+    #[test]
+    fn replies_of_the_wrong_type_are_failures() {
+        let get = Request::new(&StoreCommand::Get { key: "k".into() });
+        assert_eq!(get.reply(Value::Nil).unwrap(), StoreReply::Value(None));
+        assert!(matches!(
+            get.reply(Value::Int(1)),
+            Err(Failure::Unexpected {
+                command: "GET",
+                reply: "an integer"
+            })
+        ));
+        let lease = Request::new(&StoreCommand::Lease {
+            key: "k".into(),
+            owner: b"me".to_vec(),
+            ttl: Duration::from_secs(1),
+        });
+        assert_eq!(lease.reply(Value::Okay).unwrap(), StoreReply::Leased(true));
+        assert_eq!(lease.reply(Value::Nil).unwrap(), StoreReply::Leased(false));
+        assert!(lease.reply(Value::Int(2)).is_err());
+    }
+
+    #[test]
+    fn a_lease_taken_again_counts_the_owners_own_lease_as_taken() {
+        let redis = icr_app_testkit::RedisServer::start();
+        let mut connection = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
+        let take = |owner: &[u8], ttl_ms: u64| StoreCommand::Lease {
+            key: "lease".into(),
+            owner: owner.to_vec(),
+            ttl: Duration::from_millis(ttl_ms),
+        };
+        let again = |command: &StoreCommand, connection: &mut redis::Connection| {
+            Request::again(command).run_blocking(connection).unwrap()
+        };
+        // Free: taken.
+        assert_eq!(again(&take(b"me", 1000), &mut connection), StoreReply::Leased(true));
+        // Mine already (the first try ran, its answer was lost): taken, and extended.
+        assert_eq!(again(&take(b"me", 60_000), &mut connection), StoreReply::Leased(true));
+        let left: i64 = redis::cmd("PTTL").arg("lease").query(&mut connection).unwrap();
+        assert!(left > 59_000, "{left}");
+        // Someone else's: not taken, and left alone.
+        assert_eq!(again(&take(b"you", 1000), &mut connection), StoreReply::Leased(false));
+        let holder: Vec<u8> = redis::cmd("GET").arg("lease").query(&mut connection).unwrap();
+        assert_eq!(holder, b"me");
+    }
+}

@@ -1,0 +1,129 @@
+//! Failures of a store call, told as the SDK's [`Error::Transport`] with the cause and the fix,
+//! the URL shown with its password replaced, and any secret scrubbed from Redis's own words.
+
+use std::time::Duration;
+
+use icr_app_core::{Error, TransportErrorKind};
+
+use crate::target::Target;
+
+/// What went wrong in one call.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The redis crate's error (I/O, a refusal, an error reply).
+    Redis(redis::RedisError),
+    /// The call's deadline passed (the async path's own timer).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    TimedOut,
+    /// Redis answered `command` with a reply of another type.
+    Unexpected { command: &'static str, reply: &'static str },
+}
+
+impl From<redis::RedisError> for Failure {
+    fn from(e: redis::RedisError) -> Self {
+        Failure::Redis(e)
+    }
+}
+
+impl Failure {
+    /// The connection broke under an idle connection (Redis restarted, or closed it): a new
+    /// connection may well succeed at once.
+    pub(crate) fn is_connection_dropped(&self) -> bool {
+        matches!(self, Failure::Redis(e) if e.is_connection_dropped() && !e.is_timeout())
+    }
+
+    /// The connection itself is in doubt (not only this command): the idle ones go too.
+    pub(crate) fn is_io(&self) -> bool {
+        match self {
+            Failure::Redis(e) => e.is_io_error() || e.is_connection_dropped() || e.is_timeout(),
+            Failure::TimedOut => true,
+            Failure::Unexpected { .. } => false,
+        }
+    }
+}
+
+/// When the failure happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Opening a connection (TCP, TLS, AUTH, SELECT).
+    Connect,
+    /// Running a command on an open connection.
+    Command,
+}
+
+/// The SDK error for `failure`, talking to `target` with `timeout`.
+pub(crate) fn describe(target: &Target, timeout: Duration, failure: &Failure, phase: Phase) -> Error {
+    let at = &target.shown;
+    let ms = timeout.as_millis();
+    let e = match failure {
+        Failure::TimedOut => return timed_out(at, ms),
+        Failure::Unexpected { command, reply } => {
+            return Error::transport(
+                TransportErrorKind::Other,
+                format!(
+                    "Redis at {at} answered {command} with {reply}; the store URL must point at Redis or a Redis-compatible server (Valkey, KeyDB), not a proxy that rewrites replies"
+                ),
+            );
+        }
+        Failure::Redis(e) => e,
+    };
+    if e.is_timeout() {
+        return timed_out(at, ms);
+    }
+    let said = target.scrub(&e.to_string());
+    let code = e.code().unwrap_or_default();
+    let (kind, message) = if e.is_connection_refusal() {
+        (
+            TransportErrorKind::Connect,
+            format!(
+                "Redis at {at} refused the connection ({said}); start Redis there, or fix the host and port of the store URL"
+            ),
+        )
+    } else if e.kind() == redis::ErrorKind::AuthenticationFailed || matches!(code, "NOAUTH" | "WRONGPASS") {
+        (
+            TransportErrorKind::Connect,
+            format!(
+                "Redis at {at} refused the credentials ({said}); check the user and password in the store URL (percent-encode @ : / in them)"
+            ),
+        )
+    } else if code == "NOPERM" {
+        (
+            TransportErrorKind::Other,
+            format!(
+                "Redis at {at} does not let this user run the store's commands ({said}); grant it +get +set +del +eval +evalsha +script|load on the icr-app:* keys"
+            ),
+        )
+    } else if code == "READONLY" {
+        (
+            TransportErrorKind::Other,
+            format!("Redis at {at} is a read-only replica ({said}); point the store URL at the primary"),
+        )
+    } else if phase == Phase::Connect {
+        let hint = if target.tls {
+            "check the host and port, and that the server's certificate is valid for that host and signed by a CA this machine trusts (or one given with RedisStore::tls_root_certificates)"
+        } else {
+            "check the host and port of the store URL, and whether the server expects TLS (rediss://)"
+        };
+        (
+            TransportErrorKind::Connect,
+            format!("could not connect to Redis at {at} ({said}); {hint}"),
+        )
+    } else if e.is_connection_dropped() {
+        (
+            TransportErrorKind::ConnectionLost,
+            format!("Redis at {at} dropped the connection ({said}); the next call reconnects"),
+        )
+    } else {
+        (TransportErrorKind::Other, format!("Redis at {at} failed ({said})"))
+    };
+    Error::transport(kind, message)
+}
+
+fn timed_out(at: &str, ms: u128) -> Error {
+    Error::transport(
+        TransportErrorKind::Timeout,
+        format!(
+            "Redis at {at} did not answer within {ms} ms; check that it is up and reachable, or raise RedisStore::timeout"
+        ),
+    )
+}

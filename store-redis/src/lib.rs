@@ -1,0 +1,261 @@
+//! # icr-app-redis
+//!
+//! A Redis shared token store for the ICR App SDK: give one [`RedisStore`] to each process's
+//! client, and the processes of a fleet mint one token per installation between them.
+//!
+//! ```
+//! use icr_app_core::{App, AppKey, InstallationId};
+//! use icr_app_redis::RedisStore;
+//! use icr_app_testkit::{FakeRegistry, RedisServer};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let demo = FakeRegistry::demo();
+//! let redis = RedisServer::start(); // a real redis-server on a free loopback port
+//! let app = || App::builder(demo.app_id.clone(), AppKey::from_pem(demo.private_key_pem)?)
+//!     .base_url(demo.registry.base_url())
+//!     .build();
+//!
+//! // Two processes of a fleet, say: each its own client and cache, one Redis between them.
+//! // In production the URL is yours, e.g. "rediss://:password@redis.internal:6380/0".
+//! let web = icr_app_ureq::Client::builder(app()?).store(RedisStore::connect(&redis.url())?).build()?;
+//! let worker = icr_app_ureq::Client::builder(app()?).store(RedisStore::connect(&redis.url())?).build()?;
+//!
+//! let installation = InstallationId::new(demo.installation_ids[0].clone())?;
+//! let minted = web.installation_token(&installation)?;
+//! let shared = worker.installation_token(&installation)?; // read from Redis, not minted
+//! assert_eq!(minted.secret().expose(), shared.secret().expose());
+//! assert_eq!(demo.registry.mint_count(&demo.installation_ids[0]), 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The store only runs the commands the SDK's core decides on (`GET` the entry; take a lease
+//! with `SET NX PX`; put the sealed token and release the lease in one script; compare-and-delete
+//! a refused or revoked token); see [`StoreCommand`]. Tokens are sealed (AES-256-GCM) before
+//! they reach Redis, and every entry expires with its token.
+//!
+//! **Redis is never a single point of failure.** [`RedisStore::connect`] only parses the URL:
+//! nothing is dialled until the first call, so a Redis that is down when the process starts does
+//! not stop it. Every call (connecting included) gives up after the [timeout](RedisStore::timeout)
+//! (300 ms by default), and a failed call drops its connection, so the next one reconnects; the
+//! client then mints on its own for [`retry_after_failure`](RedisStore::retry_after_failure)
+//! and logs one warning per outage.
+//!
+//! URLs are those of the [`redis`](https://docs.rs/redis) crate: `redis://[[user]:password@]host[:port][/db]`,
+//! `rediss://…` for TLS (rustls, with this machine's root certificates, or the CA given to
+//! [`tls_root_certificates`](RedisStore::tls_root_certificates)), and
+//! `unix:///path/to/redis.sock[?db=N&user=U&pass=P]`. Percent-encode `@`, `:` and `/` in a
+//! password. No message, log line or `Debug` output shows the password: the URL is shown with
+//! `***` in its place. Redis Cluster is not supported (use a single primary, or a proxy).
+//!
+//! Features: `ureq` (on by default) implements the blocking client's
+//! [`SharedStore`](https://docs.rs/icr-app-ureq/latest/icr_app_ureq/trait.SharedStore.html);
+//! `reqwest` (on by default) the async client's
+//! [`SharedStore`](https://docs.rs/icr-app-reqwest/latest/icr_app_reqwest/trait.SharedStore.html),
+//! and brings `tokio`, which alone gives the async [`RedisStore::run`]. With
+//! `default-features = false, features = ["ureq"]` nothing async is compiled and Tokio is not
+//! pulled in.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod blocking;
+mod command;
+mod error;
+#[cfg(feature = "tokio")]
+mod nonblocking;
+mod target;
+
+use std::fmt;
+use std::time::Duration;
+
+pub use icr_app_core::{Error, StoreCommand, StoreReply, StoreSettings};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
+
+use crate::error::{Failure, Phase};
+use crate::target::Target;
+
+/// The default [timeout](RedisStore::timeout) of every call: 300 ms.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// A token store on one Redis (or Valkey, or any Redis-compatible server), shared by every
+/// process whose client is built with it.
+///
+/// Cheap to make: [`connect`](Self::connect) does not connect. Safe to share between threads
+/// and tasks; blocking calls ([`run_blocking`](Self::run_blocking)) keep a few idle connections,
+/// async calls ([`run`](Self::run)) share one multiplexed connection.
+pub struct RedisStore {
+    client: redis::Client,
+    target: Target,
+    timeout: Duration,
+    settings: StoreSettings,
+    tls_roots: bool,
+    blocking: blocking::Pool,
+    #[cfg(feature = "tokio")]
+    shared: nonblocking::Shared,
+}
+
+/// The URL with its password replaced by `***`, and the settings.
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("url", &self.target.shown)
+            .field("timeout", &self.timeout)
+            .field("lease_ttl", &self.settings.lease_ttl)
+            .field("retry_after_failure", &self.settings.retry_after_failure)
+            .field("tls_root_certificates", &self.tls_roots)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A store on the Redis at `url`. Parses the URL and does nothing else: the first call
+    /// connects, so a Redis that is down now does not fail the client.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use icr_app_redis::RedisStore;
+    ///
+    /// let store = RedisStore::connect("redis://:s3cret@127.0.0.1:6379/2")?
+    ///     .timeout(Duration::from_millis(200))
+    ///     .lease_ttl(Duration::from_secs(10));
+    /// assert_eq!(
+    ///     format!("{store:?}"),
+    ///     "RedisStore { url: \"redis://:***@127.0.0.1:6379/2\", timeout: 200ms, lease_ttl: 10s, \
+    ///      retry_after_failure: 5s, tls_root_certificates: false, .. }"
+    /// );
+    /// # Ok::<(), icr_app_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `url` is not a Redis URL (the message never quotes it): not a
+    /// URL, another scheme, a bad port or database number, a wildcard host (`0.0.0.0`), or
+    /// `rediss://…#insecure` (use [`tls_root_certificates`](Self::tls_root_certificates)).
+    pub fn connect(url: &str) -> Result<Self, Error> {
+        let (client, target) = target::parse(url)?;
+        if target.tls {
+            install_crypto_provider();
+        }
+        Ok(Self {
+            client,
+            target,
+            timeout: DEFAULT_TIMEOUT,
+            settings: StoreSettings::default(),
+            tls_roots: false,
+            blocking: blocking::Pool::default(),
+            #[cfg(feature = "tokio")]
+            shared: nonblocking::Shared::default(),
+        })
+    }
+
+    /// The longest one call may take, connecting included (TCP, TLS, `AUTH`, `SELECT`), before it
+    /// fails with [`TransportErrorKind::Timeout`](icr_app_core::TransportErrorKind::Timeout).
+    /// Default 300 ms: the client waits this long at most before minting on its own, so keep it
+    /// short. A zero timeout is taken as 1 ms.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long a lease to mint lasts: if the process holding it dies, another mints after this.
+    /// Longer than a mint takes. Default 15 s. See [`StoreSettings::lease_ttl`].
+    pub fn lease_ttl(mut self, lease_ttl: Duration) -> Self {
+        self.settings.lease_ttl = lease_ttl;
+        self
+    }
+
+    /// After a failed call, how long the client mints on its own before using the store again.
+    /// Default 5 s. See [`StoreSettings::retry_after_failure`].
+    pub fn retry_after_failure(mut self, pause: Duration) -> Self {
+        self.settings.retry_after_failure = pause;
+        self
+    }
+
+    /// Trusts only the CA certificates in `pem` (one or more `BEGIN CERTIFICATE` blocks) for
+    /// `rediss://` instead of this machine's root certificates: for a Redis whose certificate a
+    /// private CA signed. (The system's roots also take `SSL_CERT_FILE` and `SSL_CERT_DIR`.)
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the URL is not `rediss://`, or `pem` holds no certificate or one
+    /// that cannot be parsed.
+    pub fn tls_root_certificates(mut self, pem: &[u8]) -> Result<Self, Error> {
+        const SETTING: &str = "Redis TLS root certificates";
+        if !self.target.tls {
+            return Err(Error::config(
+                SETTING,
+                "they apply to rediss:// URLs only; use rediss:// to connect with TLS",
+            ));
+        }
+        let certificates = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::config(SETTING, format!("not PEM certificates ({e})")))?;
+        if certificates.is_empty() {
+            return Err(Error::config(
+                SETTING,
+                "no certificate found; expected one or more -----BEGIN CERTIFICATE----- blocks",
+            ));
+        }
+        let certificates = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.to_vec()),
+        };
+        self.client = redis::Client::build_with_tls(self.client.get_connection_info().clone(), certificates)
+            .map_err(|e| Error::config(SETTING, self.target.scrub(&e.to_string())))?;
+        self.tls_roots = true;
+        // Connections made with the old roots go.
+        self.blocking = blocking::Pool::default();
+        #[cfg(feature = "tokio")]
+        {
+            self.shared = nonblocking::Shared::default();
+        }
+        Ok(self)
+    }
+
+    /// How the client's core uses this store: [`lease_ttl`](Self::lease_ttl) and
+    /// [`retry_after_failure`](Self::retry_after_failure).
+    pub fn settings(&self) -> StoreSettings {
+        self.settings.clone()
+    }
+
+    /// The URL, with its password replaced by `***` (as messages and `Debug` show it).
+    pub fn url(&self) -> &str {
+        &self.target.shown
+    }
+
+    fn describe(&self, failure: &Failure, phase: Phase) -> Error {
+        error::describe(&self.target, self.timeout, failure, phase)
+    }
+}
+
+/// redis's rustls needs a process-wide crypto provider when more than one (or none) is compiled
+/// in; install ring, the SDK's, unless the application chose one.
+fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Fails only when another thread installed one meanwhile, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+/// The blocking client's store: [`RedisStore::run_blocking`].
+#[cfg(feature = "ureq")]
+impl icr_app_ureq::SharedStore for RedisStore {
+    fn run(&self, command: &StoreCommand) -> Result<StoreReply, Error> {
+        self.run_blocking(command)
+    }
+
+    fn settings(&self) -> StoreSettings {
+        RedisStore::settings(self)
+    }
+}
+
+/// The async client's store: [`RedisStore::run`].
+#[cfg(feature = "reqwest")]
+impl icr_app_reqwest::SharedStore for RedisStore {
+    fn run<'a>(&'a self, command: &'a StoreCommand) -> icr_app_reqwest::StoreFuture<'a> {
+        Box::pin(RedisStore::run(self, command))
+    }
+
+    fn settings(&self) -> StoreSettings {
+        RedisStore::settings(self)
+    }
+}

@@ -1,0 +1,181 @@
+//! The store's URL: checked, parsed into a `redis::Client`, and kept only in a form fit to show
+//! (its password replaced by `***`), with the secrets to scrub from any message.
+
+use icr_app_core::Error;
+
+/// What a URL must look like, for messages.
+const URL_FORMS: &str = "redis://[[user]:password@]host[:port][/db], rediss://… for TLS, or unix:///path/to/redis.sock[?db=N&user=U&pass=P]";
+
+/// The URL's schemes that the redis crate knows.
+const TCP_SCHEMES: [&str; 4] = ["redis", "rediss", "valkey", "valkeys"];
+const UNIX_SCHEMES: [&str; 3] = ["unix", "redis+unix", "valkey+unix"];
+
+/// Where the store connects, as it may be shown.
+pub(crate) struct Target {
+    /// The URL with the password (and a unix socket's `pass=`) replaced by `***`.
+    pub(crate) shown: String,
+    /// Whether the connection is TLS (`rediss://`).
+    pub(crate) tls: bool,
+    /// The password as written in the URL and decoded: scrubbed from every message.
+    secrets: Vec<String>,
+}
+
+impl Target {
+    /// `text` with every secret of the URL replaced by `***`.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        self.secrets
+            .iter()
+            .filter(|s| !s.is_empty())
+            .fold(text.to_owned(), |text, secret| text.replace(secret.as_str(), "***"))
+    }
+}
+
+/// Parses `url` into a client (which does not connect) and the target it names.
+pub(crate) fn parse(url: &str) -> Result<(redis::Client, Target), Error> {
+    let parsed = url::Url::parse(url.trim()).map_err(|e| {
+        // The url crate's messages never quote the input, so no password can leak here.
+        Error::config("Redis URL", format!("{e}; expected {URL_FORMS}"))
+    })?;
+    let scheme = parsed.scheme();
+    let unix = UNIX_SCHEMES.contains(&scheme);
+    if !unix && !TCP_SCHEMES.contains(&scheme) {
+        return Err(Error::config(
+            "Redis URL",
+            format!("the scheme {scheme}:// is not a Redis one; expected {URL_FORMS}"),
+        ));
+    }
+    if parsed.fragment() == Some("insecure") {
+        return Err(Error::config(
+            "Redis URL",
+            "#insecure (TLS without checking the server's certificate) is not supported; \
+             give the CA that signed the server's certificate with RedisStore::tls_root_certificates",
+        ));
+    }
+
+    let mut secrets = Vec::new();
+    if let Some(password) = parsed.password() {
+        secrets.push(password.to_owned());
+        secrets.push(decode(password));
+    }
+    for (name, value) in parsed.query_pairs() {
+        if is_secret_parameter(&name) {
+            secrets.push(value.into_owned());
+        }
+    }
+    if let Some(query) = parsed.query() {
+        for pair in query.split('&') {
+            if let Some((name, value)) = pair.split_once('=')
+                && is_secret_parameter(&decode(name))
+            {
+                secrets.push(value.to_owned());
+            }
+        }
+    }
+    // Longest first, so that a password that contains another secret is scrubbed whole.
+    secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    secrets.dedup();
+
+    let target = Target {
+        shown: shown(&parsed),
+        tls: matches!(scheme, "rediss" | "valkeys"),
+        secrets,
+    };
+    let client = redis::Client::open(url.trim()).map_err(|e| {
+        Error::config(
+            "Redis URL",
+            format!("{}; expected {URL_FORMS}", target.scrub(&e.to_string())),
+        )
+    })?;
+    Ok((client, target))
+}
+
+fn is_secret_parameter(name: &str) -> bool {
+    matches!(name, "pass" | "password")
+}
+
+fn decode(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// The URL with its password and secret query parameters replaced by `***`.
+fn shown(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        // Only fails for URLs without a host, which have no password.
+        let _ = shown.set_password(Some("***"));
+    }
+    if shown.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if is_secret_parameter(&name) {
+                    "***".into()
+                } else {
+                    value.into_owned()
+                };
+                (name.into_owned(), value)
+            })
+            .collect();
+        shown.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    shown.set_fragment(None);
+    shown.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown_of(url: &str) -> String {
+        parse(url)
+            .map(|(_, t)| t.shown)
+            .unwrap_or_else(|e| panic!("{url}: {e}"))
+    }
+
+    #[test]
+    fn the_password_is_replaced_and_the_rest_kept() {
+        assert_eq!(shown_of("redis://127.0.0.1/"), "redis://127.0.0.1/");
+        assert_eq!(
+            shown_of("redis://:hunter2@10.0.0.1:6380/3"),
+            "redis://:***@10.0.0.1:6380/3"
+        );
+        assert_eq!(
+            shown_of("rediss://app:p%40ss%3Aw0rd@redis.internal/0"),
+            "rediss://app:***@redis.internal/0"
+        );
+        assert_eq!(shown_of("redis://app@redis.internal"), "redis://app@redis.internal");
+        assert_eq!(
+            shown_of("unix:///run/redis.sock?db=2&pass=hunter2"),
+            "unix:///run/redis.sock?db=2&pass=***"
+        );
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_in_both_forms() {
+        let (_, target) = parse("redis://app:p%40ss%3Aw0rd@redis.internal/0").unwrap();
+        assert_eq!(target.scrub("AUTH app p@ss:w0rd / p%40ss%3Aw0rd"), "AUTH app *** / ***");
+        let (_, target) = parse("unix:///run/redis.sock?pass=a%20b").unwrap();
+        assert_eq!(target.scrub("a b|a%20b"), "***|***");
+        assert!(!target.tls);
+        assert!(parse("rediss://h").unwrap().1.tls);
+    }
+
+    #[test]
+    fn bad_urls_are_refused_without_echoing_them() {
+        for url in [
+            "http://:hunter2@127.0.0.1/",
+            "redis://:hunter2@127.0.0.1:notaport/",
+            "redis://:hunter2@127.0.0.1/notadb",
+            "rediss://:hunter2@127.0.0.1/#insecure",
+            ":hunter2@127.0.0.1",
+            "redis://:hunter2@0.0.0.0/",
+        ] {
+            let error = parse(url).err().unwrap_or_else(|| panic!("{url} was accepted"));
+            let message = error.to_string();
+            assert!(!message.contains("hunter2"), "{message}");
+            assert!(message.contains("Redis URL"), "{message}");
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The store plugged into both clients against the fake registry: clients that share a Redis
+//! share tokens, and a Redis that is down costs no error, only minting alone.
+
+use std::time::{Duration, Instant};
+
+use icr_app_core::{App, AppKey, InstallationId};
+use icr_app_redis::RedisStore;
+use icr_app_testkit::{Demo, FakeRegistry, RedisServer};
+
+fn app(demo: &Demo) -> App {
+    App::builder(demo.app_id.clone(), AppKey::from_pem(demo.private_key_pem).unwrap())
+        .base_url(demo.registry.base_url())
+        .build()
+        .unwrap()
+}
+
+fn installations(demo: &Demo) -> Vec<InstallationId> {
+    demo.installation_ids
+        .iter()
+        .map(|id| InstallationId::new(id.clone()).unwrap())
+        .collect()
+}
+
+#[test]
+fn blocking_and_async_clients_on_one_redis_mint_once_per_installation() {
+    let demo = FakeRegistry::demo();
+    let redis = RedisServer::start();
+    let blocking: Vec<_> = (0..3)
+        .map(|_| {
+            icr_app_ureq::Client::builder(app(&demo))
+                .store(RedisStore::connect(&redis.url()).unwrap())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let asynchronous: Vec<_> = runtime.block_on(async {
+        (0..3)
+            .map(|_| {
+                icr_app_reqwest::Client::builder(app(&demo))
+                    .store(RedisStore::connect(&redis.url()).unwrap())
+                    .build()
+                    .unwrap()
+            })
+            .collect()
+    });
+
+    for installation in installations(&demo) {
+        let first = blocking[0].installation_token(&installation).unwrap();
+        for client in &blocking {
+            let token = client.installation_token(&installation).unwrap();
+            assert_eq!(token.secret().expose(), first.secret().expose());
+        }
+        for client in &asynchronous {
+            let token = runtime.block_on(client.installation_token(&installation)).unwrap();
+            assert_eq!(token.secret().expose(), first.secret().expose());
+        }
+        assert_eq!(demo.registry.mint_count(installation.as_str()), 1, "{installation}");
+    }
+}
+
+#[test]
+fn a_redis_that_is_down_costs_no_error() {
+    let demo = FakeRegistry::demo();
+    let mut redis = RedisServer::start();
+    redis.stop();
+    let client = icr_app_ureq::Client::builder(app(&demo))
+        .store(RedisStore::connect(&redis.url()).unwrap())
+        .build()
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let async_client = runtime.block_on(async {
+        icr_app_reqwest::Client::builder(app(&demo))
+            .store(RedisStore::connect(&redis.url()).unwrap())
+            .build()
+            .unwrap()
+    });
+    let started = Instant::now();
+    for installation in installations(&demo) {
+        client.installation_token(&installation).unwrap();
+        runtime
+            .block_on(async_client.installation_token(&installation))
+            .unwrap();
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+}

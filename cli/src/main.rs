@@ -15,6 +15,7 @@ use http::Method;
 use icr_app_core::TransportErrorKind;
 use icr_app_core::webhook::{self, WebhookSecret};
 use icr_app_core::{App, AppKey, Error, Installation, InstallationId, TokenScope};
+use icr_app_redis::RedisStore;
 use icr_app_settings as env;
 use icr_app_ureq::{Client, UreqTransport};
 use zeroize::Zeroizing;
@@ -25,6 +26,7 @@ const TOKEN_ENV: &str = "ICR_TOKEN";
 const WEBHOOK_SECRET_ENV: &str = "ICR_WEBHOOK_SECRET";
 /// The environment variable for `--timeout`.
 const TIMEOUT_ENV: &str = "ICR_TIMEOUT";
+const REDIS_ENV: &str = "ICR_REDIS_URL";
 /// `--timeout`'s default.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -131,6 +133,11 @@ struct ApiArgs {
     /// Allow credentials over plain http:// to hosts other than loopback.
     #[arg(long)]
     allow_insecure_http: bool,
+    /// Share tokens with other processes through this Redis (redis://[user:password@]host[:port][/db],
+    /// rediss:// for TLS): one mint per installation between them. Prefer the variable when the
+    /// URL holds a password (a flag is visible to every process of the machine) [env: ICR_REDIS_URL]
+    #[arg(long, value_name = "URL", value_parser = secret_value)]
+    redis: Option<Zeroizing<String>>,
     /// Show each request's method, path, status and time on stderr (RUST_LOG adds filters).
     #[arg(short, long)]
     verbose: bool,
@@ -149,6 +156,16 @@ impl ApiArgs {
             .clone()
             .or_else(|| env_value(env::API_VERSION))
             .unwrap_or_else(|| icr_app_core::api::DEFAULT_API_VERSION.to_owned())
+    }
+
+    /// The shared store, when `--redis` or ICR_REDIS_URL names one. Connects lazily: a Redis
+    /// that is down costs nothing but the sharing.
+    fn store(&self) -> Result<Option<RedisStore>, Failure> {
+        let url = self.redis.clone().or_else(|| env_secret(REDIS_ENV));
+        Ok(match url {
+            Some(url) => Some(RedisStore::connect(&url)?),
+            None => None,
+        })
     }
 
     fn timeout(&self) -> Result<Duration, Failure> {
@@ -655,7 +672,11 @@ fn client(api: &ApiArgs) -> Result<Client, Failure> {
     let timeout = api.timeout()?;
     let app = build_app(&api.app, Some(api))?;
     let transport = UreqTransport::with_timeout(timeout).allow_insecure_http(api.allow_insecure_http);
-    Ok(Client::with_transport(app, transport))
+    let mut builder = Client::builder(app).transport(transport);
+    if let Some(store) = api.store()? {
+        builder = builder.store(store);
+    }
+    Ok(builder.build()?)
 }
 
 /// The token for `revoke`: from stdin with `-`; with no argument from ICR_TOKEN, else from

@@ -163,6 +163,14 @@ pub enum Error {
         /// The driver's description.
         message: String,
     },
+    /// The shared token store failed (unreachable, slow, refusing). Never a caller's error: the
+    /// core mints without the store for a while and says so once per outage.
+    Store {
+        /// The kind of failure.
+        kind: TransportErrorKind,
+        /// The store driver's description (never a password).
+        message: String,
+    },
     /// A webhook delivery was refused.
     Webhook(WebhookError),
     /// A response or failure was handed back for a request id that is not waiting for one.
@@ -207,6 +215,14 @@ impl Error {
     /// [`Operation::handle_failure`](crate::Operation::handle_failure) when no response came.
     pub fn transport(kind: TransportErrorKind, message: impl Into<String>) -> Self {
         Error::Transport {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// A shorthand for [`Error::Store`].
+    pub fn store(kind: TransportErrorKind, message: impl Into<String>) -> Self {
+        Error::Store {
             kind,
             message: message.into(),
         }
@@ -328,6 +344,10 @@ impl fmt::Display for Error {
                 };
                 write!(f, "request failed: {message}; {hint}")
             }
+            Error::Store { message, .. } => write!(
+                f,
+                "the shared token store failed: {message}; tokens are minted without it until it answers again"
+            ),
             Error::Webhook(e) => write!(f, "webhook refused: {e}"),
             Error::UnknownRequest(id) => write!(
                 f,

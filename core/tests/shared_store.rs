@@ -131,7 +131,7 @@ impl Store {
 
 enum Op {
     Get(GetToken),
-    Send(SendAs),
+    Send(Box<SendAs>),
     Refresher(Refresher),
 }
 
@@ -368,7 +368,11 @@ fn one_mint_per_scope_for_every_process() {
     assert_eq!(stats.iter().map(|s| s.shared_hits).sum::<u64>(), 15, "{stats:?}");
     assert_eq!(stats.iter().map(|s| s.misses).sum::<u64>(), 4 * 8 * 5, "{stats:?}");
     assert_eq!(stats[3].hits, 1);
-    assert!(stats.iter().all(|s| s.failures.is_empty() && s.shared_fallbacks == 0 && s.refreshes == 0));
+    assert!(
+        stats
+            .iter()
+            .all(|s| s.failures.is_empty() && s.shared_fallbacks == 0 && s.refreshes == 0)
+    );
 }
 
 #[test]
@@ -480,13 +484,13 @@ fn a_refused_token_leaves_the_entry_only_if_it_still_holds_it() {
     // again once and stores the new one.
     sim.registry.refused.push(old.clone());
     let request = sim.apps[0].api().request(http::Method::GET, "/projects", None).unwrap();
-    let send = sim.spawn(0, Op::Send(SendAs::new(scope(0), request)));
+    let send = sim.spawn(0, Op::Send(Box::new(SendAs::new(scope(0), request))));
     sim.run_until(3_000);
     assert_eq!(sim.tasks[send].result, Some(Ok("200".into())));
     assert_eq!(sim.registry.total(), 2);
     // Process 1, refused with the old token later, must not wipe the new entry.
     let request = sim.apps[1].api().request(http::Method::GET, "/projects", None).unwrap();
-    let late = sim.spawn(1, Op::Send(SendAs::new(scope(0), request)));
+    let late = sim.spawn(1, Op::Send(Box::new(SendAs::new(scope(0), request))));
     sim.run_until(4_000);
     assert_eq!(sim.tasks[late].result, Some(Ok("200".into())));
     // It adopted the new token from the store: no third mint.

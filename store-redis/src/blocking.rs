@@ -55,7 +55,7 @@ impl RedisStore {
     /// Connects on first use, keeps connections between calls, and reconnects after any failure.
     ///
     /// # Errors
-    /// [`Error::Transport`] when Redis cannot be reached, does not answer in time, refuses the
+    /// [`Error::Store`] when Redis cannot be reached, does not answer in time, refuses the
     /// credentials, or answers with an error; the message names the cause and the fix, and shows
     /// the URL with its password replaced by `***`.
     pub fn run_blocking(&self, command: &StoreCommand) -> Result<StoreReply, Error> {

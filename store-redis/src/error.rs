@@ -1,4 +1,4 @@
-//! Failures of a store call, told as the SDK's [`Error::Transport`] with the cause and the fix,
+//! Failures of a store call, told as the SDK's [`Error::Store`] with the cause and the fix,
 //! the URL shown with its password replaced, and any secret scrubbed from Redis's own words.
 
 use std::time::Duration;
@@ -58,7 +58,7 @@ pub(crate) fn describe(target: &Target, timeout: Duration, failure: &Failure, ph
     let e = match failure {
         Failure::TimedOut => return timed_out(at, ms),
         Failure::Unexpected { command, reply } => {
-            return Error::transport(
+            return Error::store(
                 TransportErrorKind::Other,
                 format!(
                     "Redis at {at} answered {command} with {reply}; the store URL must point at Redis or a Redis-compatible server (Valkey, KeyDB), not a proxy that rewrites replies"
@@ -116,11 +116,11 @@ pub(crate) fn describe(target: &Target, timeout: Duration, failure: &Failure, ph
     } else {
         (TransportErrorKind::Other, format!("Redis at {at} failed ({said})"))
     };
-    Error::transport(kind, message)
+    Error::store(kind, message)
 }
 
 fn timed_out(at: &str, ms: u128) -> Error {
-    Error::transport(
+    Error::store(
         TransportErrorKind::Timeout,
         format!(
             "Redis at {at} did not answer within {ms} ms; check that it is up and reachable, or raise RedisStore::timeout"

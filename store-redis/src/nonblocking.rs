@@ -66,7 +66,7 @@ impl RedisStore {
     /// failure. Dropping the future abandons the call.
     ///
     /// # Errors
-    /// As [`run_blocking`](Self::run_blocking): [`Error::Transport`] naming the cause and the
+    /// As [`run_blocking`](Self::run_blocking): [`Error::Store`] naming the cause and the
     /// fix, with the URL's password replaced by `***`.
     pub async fn run(&self, command: &StoreCommand) -> Result<StoreReply, Error> {
         match tokio::time::timeout(self.timeout, self.run_untimed(command)).await {

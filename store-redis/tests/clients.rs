@@ -7,6 +7,9 @@ use icr_app_core::{App, AppKey, InstallationId};
 use icr_app_redis::RedisStore;
 use icr_app_testkit::{Demo, FakeRegistry, RedisServer};
 
+/// Generous: a busy machine must not turn a slow answer into minting alone.
+const SLOW_MACHINE: Duration = Duration::from_secs(5);
+
 fn app(demo: &Demo) -> App {
     App::builder(demo.app_id.clone(), AppKey::from_pem(demo.private_key_pem).unwrap())
         .base_url(demo.registry.base_url())
@@ -28,7 +31,7 @@ fn blocking_and_async_clients_on_one_redis_mint_once_per_installation() {
     let blocking: Vec<_> = (0..3)
         .map(|_| {
             icr_app_ureq::Client::builder(app(&demo))
-                .store(RedisStore::connect(&redis.url()).unwrap())
+                .store(RedisStore::connect(&redis.url()).unwrap().timeout(SLOW_MACHINE))
                 .build()
                 .unwrap()
         })
@@ -38,7 +41,7 @@ fn blocking_and_async_clients_on_one_redis_mint_once_per_installation() {
         (0..3)
             .map(|_| {
                 icr_app_reqwest::Client::builder(app(&demo))
-                    .store(RedisStore::connect(&redis.url()).unwrap())
+                    .store(RedisStore::connect(&redis.url()).unwrap().timeout(SLOW_MACHINE))
                     .build()
                     .unwrap()
             })
@@ -65,13 +68,13 @@ fn a_redis_that_is_down_costs_no_error() {
     let mut redis = RedisServer::start();
     redis.stop();
     let client = icr_app_ureq::Client::builder(app(&demo))
-        .store(RedisStore::connect(&redis.url()).unwrap())
+        .store(RedisStore::connect(&redis.url()).unwrap().timeout(SLOW_MACHINE))
         .build()
         .unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let async_client = runtime.block_on(async {
         icr_app_reqwest::Client::builder(app(&demo))
-            .store(RedisStore::connect(&redis.url()).unwrap())
+            .store(RedisStore::connect(&redis.url()).unwrap().timeout(SLOW_MACHINE))
             .build()
             .unwrap()
     });

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{delete, get, lease, paths, put, raw};
+use common::{SLOW_MACHINE, delete, get, lease, paths, put, raw};
 use icr_app_core::StoreReply;
 use icr_app_redis::RedisStore;
 use icr_app_testkit::RedisServer;
@@ -19,7 +19,7 @@ fn pttl(connection: &mut redis::Connection, key: &str) -> i64 {
 #[test]
 fn get_reads_a_value_or_nothing() {
     let redis = RedisServer::start();
-    let store = RedisStore::connect(&redis.url()).unwrap();
+    let store = RedisStore::connect(&redis.url()).unwrap().timeout(SLOW_MACHINE);
     let mut raw = raw(&redis.url());
     for path in paths() {
         let key = format!("{}:entry", path.name);
@@ -44,7 +44,7 @@ fn get_reads_a_value_or_nothing() {
 #[test]
 fn lease_is_taken_once_until_it_lapses() {
     let redis = RedisServer::start();
-    let store = RedisStore::connect(&redis.url()).unwrap();
+    let store = RedisStore::connect(&redis.url()).unwrap().timeout(SLOW_MACHINE);
     let mut raw = raw(&redis.url());
     for path in paths() {
         let key = format!("{}:lease", path.name);
@@ -81,7 +81,7 @@ fn lease_is_taken_once_until_it_lapses() {
 #[test]
 fn put_sets_the_entry_with_its_ttl_and_releases_only_its_own_lease() {
     let redis = RedisServer::start();
-    let store = RedisStore::connect(&redis.url()).unwrap();
+    let store = RedisStore::connect(&redis.url()).unwrap().timeout(SLOW_MACHINE);
     let mut raw = raw(&redis.url());
     for path in paths() {
         let entry = format!("{}:entry", path.name);
@@ -145,7 +145,7 @@ fn put_sets_the_entry_with_its_ttl_and_releases_only_its_own_lease() {
 #[test]
 fn delete_removes_only_a_value_with_the_prefix() {
     let redis = RedisServer::start();
-    let store = RedisStore::connect(&redis.url()).unwrap();
+    let store = RedisStore::connect(&redis.url()).unwrap().timeout(SLOW_MACHINE);
     let mut raw = raw(&redis.url());
     for path in paths() {
         let entry = format!("{}:entry", path.name);
@@ -192,7 +192,7 @@ fn delete_removes_only_a_value_with_the_prefix() {
 #[test]
 fn scripts_are_loaded_again_after_redis_forgets_them() {
     let redis = RedisServer::start();
-    let store = RedisStore::connect(&redis.url()).unwrap();
+    let store = RedisStore::connect(&redis.url()).unwrap().timeout(SLOW_MACHINE);
     let mut raw = raw(&redis.url());
     for path in paths() {
         let entry = format!("{}:entry", path.name);
@@ -209,7 +209,7 @@ fn scripts_are_loaded_again_after_redis_forgets_them() {
 #[test]
 fn a_key_of_another_type_is_an_error_not_a_value() {
     let redis = RedisServer::start();
-    let store = RedisStore::connect(&redis.url()).unwrap();
+    let store = RedisStore::connect(&redis.url()).unwrap().timeout(SLOW_MACHINE);
     let mut raw = raw(&redis.url());
     let () = raw.hset("a-hash", "field", "value").unwrap();
     for path in paths() {
@@ -223,7 +223,7 @@ fn a_key_of_another_type_is_an_error_not_a_value() {
 #[test]
 fn many_threads_and_tasks_share_one_store() {
     let redis = RedisServer::start();
-    let store = std::sync::Arc::new(RedisStore::connect(&redis.url()).unwrap());
+    let store = std::sync::Arc::new(RedisStore::connect(&redis.url()).unwrap().timeout(SLOW_MACHINE));
     // 16 threads, each taking leases on 20 keys: every key leased exactly once.
     let taken: usize = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..16)

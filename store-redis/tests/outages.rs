@@ -12,7 +12,7 @@ use icr_app_testkit::RedisServer;
 
 fn kind(error: &Error) -> TransportErrorKind {
     match error {
-        Error::Transport { kind, .. } => *kind,
+        Error::Store { kind, .. } => *kind,
         other => panic!("not a transport error: {other:?}"),
     }
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{SilentServer, closed_port, get, paths, put, raw};
+use common::{SLOW_MACHINE, SilentServer, closed_port, get, paths, put, raw};
 use icr_app_core::{Error, StoreReply, TransportErrorKind};
 use icr_app_redis::RedisStore;
 use icr_app_testkit::RedisServer;
@@ -54,7 +54,7 @@ fn an_acl_user_with_a_password_needing_escapes_logs_in() {
     let redis = RedisServer::builder().acl_user("fleet", "p@ss:w/rd%").start();
     let port = redis.port();
     let url = format!("redis://fleet:p%40ss%3Aw%2Frd%25@127.0.0.1:{port}/");
-    let store = RedisStore::connect(&url).unwrap();
+    let store = RedisStore::connect(&url).unwrap().timeout(SLOW_MACHINE);
     for path in paths() {
         let entry = format!("{}:entry", path.name);
         path.run(&store, &put(&entry, b"v", Duration::from_secs(60), "l", b"o"))
@@ -86,7 +86,9 @@ fn an_acl_user_with_a_password_needing_escapes_logs_in() {
 #[test]
 fn the_database_number_in_the_url_is_used() {
     let redis = RedisServer::start();
-    let store = RedisStore::connect(&format!("{}/5", redis.url())).unwrap();
+    let store = RedisStore::connect(&format!("{}/5", redis.url()))
+        .unwrap()
+        .timeout(SLOW_MACHINE);
     let mut db0 = raw(&redis.url());
     let mut db5 = raw(&format!("{}/5", redis.url()));
     for path in paths() {
@@ -101,7 +103,9 @@ fn the_database_number_in_the_url_is_used() {
         );
     }
     // A database the server does not have.
-    let store = RedisStore::connect(&format!("{}/99", redis.url())).unwrap();
+    let store = RedisStore::connect(&format!("{}/99", redis.url()))
+        .unwrap()
+        .timeout(SLOW_MACHINE);
     for path in paths() {
         let error = path.run(&store, &get("k")).unwrap_err();
         assert!(
@@ -117,7 +121,7 @@ fn a_unix_socket_url_works() {
     let redis = RedisServer::builder().unix_socket().requirepass("sock-Secret").start();
     let socket = redis.unix_socket().unwrap();
     let url = format!("unix://{}?db=3&pass=sock-Secret", socket.display());
-    let store = RedisStore::connect(&url).unwrap();
+    let store = RedisStore::connect(&url).unwrap().timeout(SLOW_MACHINE);
     for path in paths() {
         assert_eq!(
             path.run(&store, &get("k")).unwrap(),
@@ -193,6 +197,7 @@ fn rediss_connects_with_tls_and_checks_the_certificate() {
 
     let store = RedisStore::connect(&url)
         .unwrap()
+        .timeout(SLOW_MACHINE)
         .tls_root_certificates(ca.as_bytes())
         .unwrap();
     for path in paths() {
@@ -215,7 +220,7 @@ fn rediss_connects_with_tls_and_checks_the_certificate() {
         assert!(
             matches!(
                 error,
-                Error::Transport {
+                Error::Store {
                     kind: TransportErrorKind::Connect,
                     ..
                 }

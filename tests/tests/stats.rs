@@ -26,7 +26,11 @@ impl CounterFn for Handle {
 
 impl Counters {
     fn get(&self, name: &str) -> u64 {
-        self.0.lock().unwrap().get(name).map_or(0, |c| c.load(Ordering::Relaxed))
+        self.0
+            .lock()
+            .unwrap()
+            .get(name)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 }
 
@@ -80,7 +84,11 @@ fn blocking_client_counts_hits_misses_mints_and_failures_in_stats_and_metrics() 
     );
     client.installation_token(two).unwrap();
     let stats = client.stats();
-    assert_eq!((stats.hits, stats.misses, stats.mints, stats.refreshes), (3, 2, 3, 0), "{stats:?}");
+    assert_eq!(
+        (stats.hits, stats.misses, stats.mints, stats.refreshes),
+        (3, 2, 3, 0),
+        "{stats:?}"
+    );
     assert_eq!(stats.failures.get("server"), Some(&1), "{stats:?}");
     assert_eq!((stats.shared_hits, stats.shared_fallbacks), (0, 0));
     // The same counts through the facade (other tests of this binary add theirs: at least).

@@ -358,7 +358,11 @@ impl Fetch {
     /// refreshed), and not one the registry refused to this process.
     fn usable(&self, app: &App, value: &[u8], now: Timestamp) -> Option<crate::models::AccessToken> {
         let shared = app.store(now)?;
-        if shared.refused.get(&self.scope).is_some_and(|refused| value.starts_with(refused)) {
+        if shared
+            .refused
+            .get(&self.scope)
+            .is_some_and(|refused| value.starts_with(refused))
+        {
             return None;
         }
         let access = shared.sealer.open(&shared.sealer.entry(&self.scope), value)?;

@@ -9,6 +9,11 @@ use icr_app_core::{Error, StoreCommand, StoreReply};
 use icr_app_redis::RedisStore;
 
 /// One way of running a command: the blocking path, or the async one on a Tokio runtime.
+/// The timeout of tests that check what a command does, not how fast: generous, so that a busy
+/// machine (tests run in parallel) never turns a slow answer into a failure. The timeout
+/// itself is tested in outages.rs with short values.
+pub const SLOW_MACHINE: Duration = Duration::from_secs(5);
+
 pub struct Path {
     pub name: &'static str,
     runtime: Option<tokio::runtime::Runtime>,

@@ -25,11 +25,12 @@ fn front_page(member: &str) -> Vec<String> {
 }
 
 /// `(member, what its example must show, outside hidden lines)`.
-const CRATES: [(&str, &[&str]); 4] = [
+const CRATES: [(&str, &[&str]); 5] = [
     ("core", &["AppKey::from_pem(", ".jwt(", "Step::Send", "Step::Done"]),
     ("transport-ureq", &["FakeRegistry::demo()", ".installation_token("]),
     ("transport-reqwest", &["FakeRegistry::demo()", ".installation_token("]),
     ("testkit", &["FakeRegistry::demo()", ".mint_count("]),
+    ("store-redis", &["RedisServer::start()", ".store(RedisStore::connect(", ".mint_count("]),
 ];
 
 #[test]

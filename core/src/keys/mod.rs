@@ -73,6 +73,12 @@ use provider::RsaSigner;
 ///
 /// Cloning is cheap (the parsed key is shared). `Debug` shows only the size and the
 /// [fingerprint](AppKey::fingerprint).
+///
+/// *ring* signs, or aws-lc-rs when the crate is built with the `aws-lc-rs` feature
+/// ([`CRYPTO_PROVIDER`](AppKey::CRYPTO_PROVIDER) says which). Both give the same signatures
+/// (PKCS#1 v1.5 is deterministic); *ring* checks every key in both builds, so the same keys load
+/// and the same [`KeyError`]s come back, except that aws-lc-rs also refuses a key whose private
+/// exponent `d` does not fit the other numbers (*ring* never reads `d`).
 #[derive(Clone)]
 pub struct AppKey {
     rsa: Arc<RsaSigner>,

@@ -4,16 +4,19 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use icr_app_core::{
     App as CoreApp, AppKey, Error as CoreError, GetToken as CoreGetToken, InstallationId, KeyError, Operation as _,
     RetryPolicy, Route, Step, Timestamp, Token as CoreToken, TokenScope, TransportPolicy as CorePolicy,
 };
+use icr_app_redis::RedisStore;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
 use crate::errors::to_py;
 use crate::ops::{self, Kind, SendStep};
+use crate::stats::Stats;
+use crate::store::{StoreConfig, owner_seed};
 use crate::values::Token;
 use crate::{fork_generation, logs};
 
@@ -29,13 +32,36 @@ pub(crate) fn seconds(t: Timestamp) -> f64 {
     t.unix_millis() as f64 / 1000.0
 }
 
-/// One core `App` and the fork generation it was built in.
+/// One core `App`, the fork generation it was built in, and the shared token store attached to
+/// it (if any).
 pub(crate) struct Shared {
     pub(crate) app: Mutex<CoreApp>,
     pub(crate) generation: u64,
+    pub(crate) store: ArcSwapOption<RedisStore>,
 }
 
 impl Shared {
+    fn new(app: CoreApp, generation: u64) -> Self {
+        Self {
+            app: Mutex::new(app),
+            generation,
+            store: ArcSwapOption::empty(),
+        }
+    }
+
+    /// Attaches `store` to the core app (a new lease owner id): from now on its operations
+    /// share tokens through it.
+    fn attach(&self, py: Python<'_>, store: RedisStore) -> Result<(), CoreError> {
+        let settings = store.settings();
+        // The step that asks for a command finds the store here: set it before the core asks.
+        self.store.store(Some(Arc::new(store)));
+        let attached = self.with(py, |app| app.attach_store(settings, owner_seed()));
+        if attached.is_err() {
+            self.store.store(None);
+        }
+        attached
+    }
+
     /// Runs `f` on the core app. Takes the mutex without releasing the GIL when it is free;
     /// otherwise releases the GIL while waiting for it. Then hands the core's buffered log records
     /// to Python.
@@ -96,13 +122,23 @@ impl Config {
 /// `allow_insecure_http` (send credentials over plain `http://` to hosts other than loopback;
 /// loopback needs no opt-in), `timeout` (seconds for one exchange, default 30), `max_body`
 /// (response body cap in bytes, default 8 MiB), `retry_attempts` and `retry_max_wait` (how
-/// often and how long a failed mint or app call is retried: default 4 attempts within 30 s).
+/// often and how long a failed mint or app call is retried: default 4 attempts within 30 s),
+/// `redis_url` (share tokens with every process on that Redis: see `Client`) and
+/// `redis_timeout` (seconds one Redis command may take before the App mints without the store
+/// for a while; default 0.3).
+///
+/// The shared token store belongs to the App: `App(..., redis_url=URL)`, or the first
+/// `Client(app, redis_url=URL)` / `AsyncClient(app, redis_url=URL)`, attaches it, and every
+/// client of the App then shares tokens through it, with or without `redis_url`. The same URL
+/// again is fine; another URL raises `ConfigError` (one App, one store: make another App).
 #[pyclass(module = "icr_app", frozen, dict, weakref)]
 pub struct App {
     config: Config,
     policy: CorePolicy,
     shared: ArcSwap<Shared>,
     memo: Mutex<Option<Memo>>,
+    /// What the shared token store was made from (read lock-free: a fork can happen anywhere).
+    store: ArcSwapOption<StoreConfig>,
 }
 
 impl App {
@@ -113,14 +149,20 @@ impl App {
         if current.generation == generation {
             return Arc::clone(&current);
         }
-        let fresh = Arc::new(Shared {
-            app: Mutex::new(
-                self.config
-                    .build()
-                    .expect("the settings were valid when the App was made"),
-            ),
-            generation,
+        let mut core = self
+            .config
+            .build()
+            .expect("the settings were valid when the App was made");
+        // The shared store again, with new connections and a new lease owner id: this process
+        // must neither use its parent's sockets nor pass for its parent.
+        let store = self.store.load_full().and_then(|config| {
+            let store = config.reconnect().ok()?;
+            core.attach_store(store.settings(), owner_seed()).ok()?;
+            Some(Arc::new(store))
         });
+        let fresh = Shared::new(core, generation);
+        fresh.store.store(store);
+        let fresh = Arc::new(fresh);
         let previous = self.shared.compare_and_swap(&current, Arc::clone(&fresh));
         if Arc::ptr_eq(&previous, &current) || previous.generation != generation {
             fresh
@@ -152,6 +194,53 @@ impl App {
         drop(current);
         let shared = self.shared();
         (shared.with(py, f), shared.generation)
+    }
+
+    /// Attaches the shared store at `url` (`timeout`: `redis_timeout` in seconds); see
+    /// `_attach_store`.
+    fn attach_store(&self, py: Python<'_>, url: &str, timeout: Option<f64>) -> PyResult<()> {
+        let timeout = duration("redis_timeout", timeout)?;
+        let one_store = |config: &StoreConfig| {
+            if !config.is(url) {
+                return Err(to_py(CoreError::config(
+                    "redis_url",
+                    format!(
+                        "this App already shares its tokens through the Redis at {}; an App has one store: make another App for another one",
+                        config.shown
+                    ),
+                )));
+            }
+            match timeout {
+                Some(t) if t.max(Duration::from_millis(1)) != config.timeout => Err(to_py(CoreError::config(
+                    "redis_timeout",
+                    format!(
+                        "this App's store at {} gives up after {} ms; an App has one store: give its clients the same redis_timeout, or none",
+                        config.shown,
+                        config.timeout.as_millis()
+                    ),
+                ))),
+                _ => Ok(()),
+            }
+        };
+        if let Some(config) = self.store.load().as_ref() {
+            return one_store(config);
+        }
+        let (config, store) =
+            StoreConfig::connect(url, timeout.map(|t| t.max(Duration::from_millis(1)))).map_err(to_py)?;
+        let config = Arc::new(config);
+        let previous = self
+            .store
+            .compare_and_swap(&None::<Arc<StoreConfig>>, Some(Arc::clone(&config)));
+        if let Some(previous) = previous.as_ref() {
+            // Another thread attached one meanwhile.
+            return one_store(previous);
+        }
+        let attached = self.shared().attach(py, store);
+        if let Err(error) = attached {
+            self.store.store(None);
+            return Err(to_py(error));
+        }
+        Ok(())
     }
 
     pub(crate) fn token_or_operation(
@@ -232,6 +321,13 @@ impl TokenGetter {
     }
 }
 
+fn no_url() -> PyErr {
+    to_py(CoreError::config(
+        "redis_timeout",
+        "it applies to a shared store: give redis_url too",
+    ))
+}
+
 pub(crate) fn scope(installation_id: Option<&str>) -> PyResult<TokenScope> {
     Ok(match installation_id {
         None => TokenScope::App,
@@ -253,9 +349,10 @@ pub(crate) fn duration(what: &str, secs: Option<f64>) -> PyResult<Option<Duratio
 #[pymethods]
 impl App {
     #[new]
-    #[pyo3(signature = (app_id, private_key, base_url = None, *, api_version = None, user_agent = None, allow_insecure_http = false, timeout = None, max_body = None, retry_attempts = None, retry_max_wait = None))]
+    #[pyo3(signature = (app_id, private_key, base_url = None, *, api_version = None, user_agent = None, allow_insecure_http = false, timeout = None, max_body = None, retry_attempts = None, retry_max_wait = None, redis_url = None, redis_timeout = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         app_id: String,
         private_key: &Bound<'_, PyAny>,
         base_url: Option<String>,
@@ -266,6 +363,8 @@ impl App {
         max_body: Option<u64>,
         retry_attempts: Option<u32>,
         retry_max_wait: Option<f64>,
+        redis_url: Option<String>,
+        redis_timeout: Option<f64>,
     ) -> PyResult<Self> {
         let key = if let Ok(text) = private_key.cast::<PyString>() {
             // A PEM (or DER) as a file holds it; else the other ways a setting holds a key
@@ -309,15 +408,45 @@ impl App {
         if let Some(cap) = max_body {
             policy.max_body = cap;
         }
-        Ok(Self {
+        let app = Self {
             config,
             policy,
-            shared: ArcSwap::from_pointee(Shared {
-                app: Mutex::new(app),
-                generation: fork_generation(),
-            }),
+            shared: ArcSwap::from_pointee(Shared::new(app, fork_generation())),
             memo: Mutex::new(None),
-        })
+            store: ArcSwapOption::empty(),
+        };
+        match redis_url {
+            Some(url) => app.attach_store(py, &url, redis_timeout)?,
+            None if redis_timeout.is_some() => return Err(no_url()),
+            None => {}
+        }
+        Ok(app)
+    }
+
+    /// Shares this App's tokens through the Redis at `url` (what `Client(app, redis_url=url,
+    /// redis_timeout=timeout)` calls): nothing is dialled yet. The same URL again does nothing;
+    /// another URL, or another timeout, raises `ConfigError`, as does a URL that is not a Redis
+    /// URL (the message never quotes it). `timeout` without `url` raises `ConfigError`.
+    #[pyo3(signature = (url, timeout = None))]
+    fn _attach_store(&self, py: Python<'_>, url: Option<&str>, timeout: Option<f64>) -> PyResult<()> {
+        match url {
+            Some(url) => self.attach_store(py, url, timeout),
+            None if timeout.is_some() => Err(no_url()),
+            None => Ok(()),
+        }
+    }
+
+    /// Where this App shares its tokens: the Redis URL with its password replaced by `***`, or
+    /// `None` without a shared store.
+    #[getter]
+    fn redis_url(&self) -> Option<String> {
+        self.store.load().as_ref().map(|config| config.shown.clone())
+    }
+
+    /// A snapshot of this App's counters in this process (shared by all its clients).
+    fn stats(&self, py: Python<'_>) -> Stats {
+        let (stats, _) = self.with_core(py, |app| app.stats());
+        Stats::from(stats)
     }
 
     /// The app id.

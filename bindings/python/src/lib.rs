@@ -3,9 +3,10 @@
 //! Everything the protocol decides (single flight, refresh ahead of expiry, clock-skew
 //! correction, retries, back-off, error messages) is the core's. This module exposes the core's
 //! [`App`](app::App) behind one Rust mutex and its operations as Python objects that a driver
-//! polls (`poll(now) -> Send | Sleep | Wait | Done`) and reports back to
-//! (`handle_response`, `handle_failure`, `abandon`); the pure-Python package `icr_app` performs
-//! the effects with httpx.
+//! polls (`poll(now) -> Send | Store | Sleep | Wait | Done`) and reports back to
+//! (`handle_response`, `handle_failure`, `handle_store`, `abandon`); the pure-Python package
+//! `icr_app` performs the effects with httpx, and runs the shared store's commands (`Store`) by
+//! calling back into this module, which runs them on Redis with the GIL released.
 //!
 //! Locking rules (the GIL and the core's mutex):
 //! - nothing that holds the core's mutex ever needs the GIL: the core's log records are buffered
@@ -17,6 +18,8 @@ mod app;
 mod errors;
 mod logs;
 mod ops;
+mod stats;
+mod store;
 #[cfg(feature = "testkit")]
 mod testing;
 mod values;
@@ -62,6 +65,9 @@ fn _icr_app(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ops::RevokeAll>()?;
     m.add_class::<ops::Refresher>()?;
     m.add_class::<ops::SendStep>()?;
+    m.add_class::<store::StoreStep>()?;
+    m.add_class::<store::StoreReply>()?;
+    m.add_class::<stats::Stats>()?;
     m.add_class::<ops::Sleep>()?;
     m.add_class::<ops::Wait>()?;
     m.add_class::<ops::Done>()?;

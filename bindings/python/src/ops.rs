@@ -8,8 +8,8 @@ use http::{Method, Request, Response};
 use icr_app_core::{
     App as CoreApp, Call, Credential, Error as CoreError, GetToken as CoreGetToken, Installation as CoreInstallation,
     ListInstallations as CoreListInstallations, Operation as _, Refresher as CoreRefresher, RequestId,
-    Revoke as CoreRevoke, RevokeAll as CoreRevokeAll, SecretString, SendAs as CoreSendAs, Step, Timestamp,
-    Token as CoreToken,
+    Revoke as CoreRevoke, RevokeAll as CoreRevokeAll, SecretString, SendAs as CoreSendAs, Step, StoreCommand,
+    StoreReply as CoreStoreReply, Timestamp, Token as CoreToken,
 };
 use pyo3::IntoPyObjectExt;
 use pyo3::prelude::*;
@@ -18,6 +18,7 @@ use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use crate::app::{App, Shared, duration, now, scope, seconds};
 use crate::errors::{self, to_py};
 use crate::fork_generation;
+use crate::store::{StoreReply, StoreStep};
 use crate::values::{Installation, Token, json_to_py};
 
 /// Marks the request a `SendAs` was made for (as opposed to a mint it needs first).
@@ -56,6 +57,7 @@ pub(crate) enum DoneValue {
 
 pub(crate) enum RawStep {
     Send { id: RequestId, request: Request<Vec<u8>> },
+    Store { id: RequestId, command: StoreCommand },
     Sleep(Timestamp),
     Wait(Timestamp),
     Done(Result<DoneValue, CoreError>),
@@ -64,6 +66,7 @@ pub(crate) enum RawStep {
 pub(crate) fn raw_step<T>(step: Step<T>, done: impl FnOnce(T) -> DoneValue) -> RawStep {
     match step {
         Step::Send { id, request } => RawStep::Send { id, request },
+        Step::Store { id, command } => RawStep::Store { id, command },
         Step::Sleep { until } => RawStep::Sleep(until),
         Step::Wait { until } => RawStep::Wait(until),
         Step::Done(result) => RawStep::Done(result.map(done)),
@@ -105,6 +108,16 @@ impl Kind {
         each!(self, op => op.handle_failure(app, id, error, now))
     }
 
+    fn handle_store(
+        &mut self,
+        app: &mut CoreApp,
+        id: RequestId,
+        reply: Result<CoreStoreReply, CoreError>,
+        now: Timestamp,
+    ) {
+        each!(self, op => op.handle_store(app, id, reply, now))
+    }
+
     fn abandon(&mut self, app: &mut CoreApp, now: Timestamp) {
         each!(self, op => op.abandon(app, now));
         if matches!(self, Kind::Refresher(_)) {
@@ -137,7 +150,8 @@ pub(crate) fn token_text(token: &Bound<'_, PyAny>) -> PyResult<SecretString> {
 ///
 /// The contract (the core's "Driving the core yourself"): call `poll(now)` and perform the step
 /// it returns: `Send` (send it; report `handle_response` for any status, or `handle_failure`
-/// when no response came), `Sleep` (sleep until `.until`), `Wait` (another operation on the same
+/// when no response came), `Store` (only when the App has a shared store: `reply = step.run()`,
+/// off the event loop, then report `handle_store(step.id, reply)`), `Sleep` (sleep until `.until`), `Wait` (another operation on the same
 /// `App` is minting: wait until any operation on it reports back or is abandoned, or until
 /// `.until`), `Done` (`.value` is the result; a failure is raised by `poll` instead). After every
 /// report and abandon, wake the operations that wait. On every way out before `Done`, call
@@ -185,6 +199,9 @@ impl Operation {
                     },
                 )?
                 .into_py_any(py)
+            }
+            RawStep::Store { id, command } => {
+                Py::new(py, StoreStep::new(id.0, command, self.shared.store.load_full()))?.into_py_any(py)
             }
             RawStep::Sleep(until) => Py::new(py, Sleep { until: seconds(until) })?.into_py_any(py),
             RawStep::Wait(until) => Py::new(py, Wait { until: seconds(until) })?.into_py_any(py),
@@ -330,6 +347,19 @@ impl Operation {
         let op = &mut self.kind;
         self.shared
             .with(py, |app| op.handle_failure(app, RequestId(id), error, t));
+        Ok(())
+    }
+
+    /// Reports what the `Store` step `id` gave: the `StoreReply` its `run()` returned. A failed
+    /// reply is no error: the core mints without the store for a while.
+    #[pyo3(signature = (id, reply, now = None))]
+    fn handle_store(&mut self, py: Python<'_>, id: u64, reply: &StoreReply, now: Option<f64>) -> PyResult<()> {
+        self.check_fork()?;
+        let reply = reply.reply.clone();
+        let t = crate::app::now(now);
+        let op = &mut self.kind;
+        self.shared
+            .with(py, |app| op.handle_store(app, RequestId(id), reply, t));
         Ok(())
     }
 

@@ -23,6 +23,8 @@ def drive_by_hand(op: icr_app.Operation) -> object:
             if isinstance(step, icr_app.Send):
                 response = http.request(step.method, step.url, headers=step.headers, content=step.body or None)
                 op.handle_response(step.id, response.status_code, response.headers.raw, response.content, time.time())
+            elif isinstance(step, icr_app.Store):
+                op.handle_store(step.id, step.run(), time.time())
             else:
                 time.sleep(max(0.0, step.until - time.time()))
 

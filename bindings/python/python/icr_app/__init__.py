@@ -21,6 +21,7 @@ from __future__ import annotations
 from . import _signal  # noqa: F401 - registers the fork handler
 from ._auth import InstallationAuth, RequestsAuth
 from ._client import AsyncClient, Client
+from ._stats import StatsDict
 from ._icr_app import (
     DEFAULT_API_VERSION,
     DEFAULT_BASE_URL,
@@ -46,6 +47,9 @@ from ._icr_app import (
     SendAs,
     ServerError,
     Sleep,
+    Stats,
+    Store,
+    StoreReply,
     Token,
     TransportError,
     TransportPolicy,
@@ -85,6 +89,10 @@ __all__ = [
     "SendAs",
     "ServerError",
     "Sleep",
+    "Stats",
+    "StatsDict",
+    "Store",
+    "StoreReply",
     "Token",
     "TransportError",
     "TransportPolicy",

@@ -17,6 +17,7 @@ from ._icr_app import (
     Revoke,
     RevokeAll,
     SendAs,
+    Stats,
     Token,
 )
 
@@ -50,11 +51,31 @@ class Client:
     makes its own (the environment's proxies, as httpx reads them, for ``https``; loopback and
     plain ``http`` never through a proxy; the policy's timeouts) and closes it in ``close()``.
     Either way no redirect is followed and bodies are capped (``App(max_body=...)``).
+
+    ``redis_url``: share tokens with every process on that Redis
+    (``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` for TLS,
+    ``unix:///path/to/redis.sock``): on a local miss the client reads the shared entry, one
+    process mints per installation and the others read its token (sealed with a key derived from
+    the app's private key). Nothing is dialled here; Redis down, slow or refusing costs no error
+    (each command gives up within ``redis_timeout`` seconds, default 0.3, then the client mints
+    on its own for a while, logging one warning per outage). The store belongs to the App: every
+    client of the App then uses it, with or without ``redis_url``; another URL (or another
+    ``redis_timeout``) for the same App raises ``ConfigError``, as does a URL that is not a Redis
+    URL (its message never shows a password).
     """
 
-    def __init__(self, app: App, *, http_client: Optional[httpx.Client] = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        *,
+        http_client: Optional[httpx.Client] = None,
+        redis_url: Optional[str] = None,
+        redis_timeout: Optional[float] = None,
+    ) -> None:
         self._app = app
         self._driver = SyncDriver(app, http_client)
+        if redis_url is not None or redis_timeout is not None:
+            app._attach_store(redis_url, redis_timeout)
         # The hot path without a Python frame: a cached token comes straight from Rust; a mint
         # is driven by this client's loop. (Same behaviour as the method below, which it shadows.)
         self.__dict__["installation_token"] = app._token_getter(self._driver.run).get
@@ -84,6 +105,11 @@ class Client:
     def jwt(self) -> str:
         """The app JWT (cached; re-signed about a minute before it expires)."""
         return self._app.jwt()
+
+    def stats(self) -> Stats:
+        """A snapshot of the App's counters in this process (hits, misses, mints, refreshes,
+        failures by kind, waits, shared hits and fallbacks), shared by every client of the App."""
+        return self._app.stats()
 
     def installations(self) -> list[Installation]:
         """Every installation of the app, following every page."""
@@ -156,11 +182,23 @@ class AsyncClient:
 
     ``http_client``: an ``httpx.AsyncClient``, used exactly as given and not closed by
     ``aclose()``; without one, the client makes its own as ``Client`` does.
+
+    ``redis_url``: share tokens with every process on that Redis, as for ``Client``; the Redis
+    commands run in a worker thread (``asyncio.to_thread``), never on the event loop.
     """
 
-    def __init__(self, app: App, *, http_client: Optional[httpx.AsyncClient] = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        *,
+        http_client: Optional[httpx.AsyncClient] = None,
+        redis_url: Optional[str] = None,
+        redis_timeout: Optional[float] = None,
+    ) -> None:
         self._app = app
         self._driver = AsyncDriver(app, http_client)
+        if redis_url is not None or redis_timeout is not None:
+            app._attach_store(redis_url, redis_timeout)
 
     @property
     def app(self) -> App:
@@ -186,6 +224,10 @@ class AsyncClient:
     def jwt(self) -> str:
         """The app JWT (cached; signing takes about a millisecond, so this is not awaited)."""
         return self._app.jwt()
+
+    def stats(self) -> Stats:
+        """A snapshot of the App's counters in this process, as ``Client.stats`` (not awaited)."""
+        return self._app.stats()
 
     async def installations(self) -> list[Installation]:
         """Every installation of the app, following every page."""

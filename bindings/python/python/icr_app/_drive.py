@@ -1,10 +1,13 @@
-"""The two driving loops: they perform what each operation asks (send, sleep, wait) and report
-back. Every decision is the Rust core's; these only perform effects, over httpx.
+"""The two driving loops: they perform what each operation asks (send, run a shared store
+command, sleep, wait) and report back. Every decision is the Rust core's; these only perform
+effects, over httpx (and the extension's Redis store for ``Store`` steps).
 
 Each loop is the core's canonical one (``core/src/lib.rs``, "Driving the core yourself"), as in
 ``transport-ureq/src/drive.rs`` (sync) and ``transport-reqwest/src/drive.rs`` (async): poll, then
 send (after the transport policy's check, following no redirect, with the body capped), sleep, or
-wait on the App's change signal; report every answer; notify after every report; abandon on
+wait on the App's change signal, or run a ``Store`` step (``step.run()``: the command runs on
+Redis in Rust, with the GIL released; the async loop runs it in a worker thread so the event
+loop never blocks); report every answer; notify after every report; abandon on
 every way out before ``Done`` (an exception, ``KeyboardInterrupt``, a cancelled task, a closed
 generator).
 """
@@ -20,7 +23,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ._icr_app import App, Done, Operation, Send, TransportError, Wait
+from ._icr_app import App, Done, Operation, Send, Store, StoreReply, TransportError, Wait
 from ._signal import fork_state, signal_of
 
 _log = logging.getLogger("icr_app")
@@ -127,6 +130,14 @@ class _Base:
         finally:
             self.signal.notify()
 
+    def stored(self, op: Operation, step: Store, reply: StoreReply) -> None:
+        """Reports the shared store's reply to ``step`` (a failure included: the core then mints
+        without the store for a while), and wakes the waiters."""
+        try:
+            op.handle_store(step.id, reply)
+        finally:
+            self.signal.notify()
+
     def release(self, op: Operation) -> None:
         """Abandons ``op`` unless it is done, and wakes the waiters."""
         if not op.done:
@@ -200,6 +211,8 @@ class SyncDriver(_Base):
                 if step.target:
                     return step
                 self.exchange(op, step)
+            elif isinstance(step, Store):
+                self.stored(op, step, step.run())
             elif isinstance(step, Done):
                 return step
             elif isinstance(step, Wait):
@@ -285,6 +298,12 @@ class AsyncDriver(_Base):
                 if step.target:
                     return step
                 await self.exchange(op, step)
+            elif isinstance(step, Store):
+                # At most the store's timeout (300 ms) against a Redis that does not answer: in a
+                # worker thread, never on the event loop. If this task is cancelled meanwhile,
+                # the command still finishes there and its reply is dropped (a lease it took
+                # lapses by itself).
+                self.stored(op, step, await asyncio.to_thread(step.run))
             elif isinstance(step, Done):
                 return step
             elif isinstance(step, Wait):

@@ -3,6 +3,8 @@
 from datetime import datetime
 from typing import Any, Callable, Final, Iterable, Literal, Optional, Union
 
+from ._stats import StatsDict
+
 __version__: Final[str]
 DEFAULT_BASE_URL: Final[str]
 DEFAULT_API_VERSION: Final[str]
@@ -70,7 +72,11 @@ class TransportPolicy:
 
 class App:
     """One ICR app: id, private key, settings, clock offset and token cache (the Rust core's
-    ``App`` behind one mutex). Share one App between every client of the app."""
+    ``App`` behind one mutex). Share one App between every client of the app.
+
+    The shared token store (``redis_url``) belongs to the App: given here or to the first
+    client, every client of the App uses it; another URL for the same App raises
+    ``ConfigError``."""
 
     def __init__(
         self,
@@ -85,6 +91,8 @@ class App:
         max_body: Optional[int] = None,
         retry_attempts: Optional[int] = None,
         retry_max_wait: Optional[float] = None,
+        redis_url: Optional[str] = None,
+        redis_timeout: Optional[float] = None,
     ) -> None: ...
     @property
     def app_id(self) -> str:
@@ -104,6 +112,11 @@ class App:
     @property
     def clock_offset(self) -> float:
         """Server clock minus this machine's, in seconds, as learned so far."""
+    @property
+    def redis_url(self) -> Optional[str]:
+        """The shared store's Redis URL with its password replaced by ``***``, or ``None``."""
+    def stats(self) -> Stats:
+        """A snapshot of this App's counters in this process (shared by all its clients)."""
     def jwt(self) -> str:
         """The app JWT (RS256), cached and re-signed about a minute before it expires."""
     def invalidate(self, installation_id: Optional[str], token: Union[Token, str]) -> bool:
@@ -112,6 +125,42 @@ class App:
         """A cached token, or the GetToken operation to drive (already polled once)."""
     def _token_getter(self, run: Callable[[Operation], Any]) -> TokenGetter:
         """A callable serving cached tokens from Rust, handing mints to ``run``."""
+    def _attach_store(self, url: Optional[str], timeout: Optional[float] = None) -> None:
+        """Shares this App's tokens through the Redis at ``url`` (nothing dialled yet); the same
+        URL again does nothing, another URL or timeout raises ``ConfigError``."""
+
+class Stats:
+    """What an App has done in this process (a forked child starts from zero), counted by the
+    core: the same counters as the Rust clients' ``stats()``. A snapshot; equal when every
+    counter is."""
+
+    @property
+    def hits(self) -> int:
+        """Tokens handed out from the process's cache without asking anyone."""
+    @property
+    def misses(self) -> int:
+        """Token requests the cache could not answer at once (a fetch, or a wait for one)."""
+    @property
+    def mints(self) -> int:
+        """Mint requests sent to the registry (a clock-skew resend counts again)."""
+    @property
+    def refreshes(self) -> int:
+        """Of those, mints of a scope that still held a token (ahead of expiry, or after a refusal)."""
+    @property
+    def failures(self) -> dict[str, int]:
+        """Failed mints by kind: ``unauthorized``, ``forbidden``, ``not_found``,
+        ``rate_limited``, ``server``, ``transport``, ``malformed``, ``signing``, ``other``."""
+    @property
+    def waits(self) -> int:
+        """Times a caller waited for a mint already in flight in this process."""
+    @property
+    def shared_hits(self) -> int:
+        """Tokens read from the shared store (``redis_url``) instead of minted."""
+    @property
+    def shared_fallbacks(self) -> int:
+        """Shared store failures, after which the process minted alone for a while."""
+    def as_dict(self) -> StatsDict:
+        """Every counter as a ``dict`` (for JSON or a metrics exporter)."""
 
 class TokenGetter:
     """``Client.installation_token`` without a Python frame."""
@@ -209,6 +258,33 @@ class Send:
     def target(self) -> bool:
         """Whether this is a ``SendAs``'s own request (``False``: a mint it needs first)."""
 
+class Store:
+    """A step (only with a shared store): call ``run()`` (it blocks for at most about 300 ms,
+    with the GIL released: off the event loop in async code), then report its reply with
+    ``handle_store(step.id, reply)``."""
+
+    @property
+    def id(self) -> int:
+        """The id to report back with."""
+    @property
+    def command(self) -> Literal["get", "lease", "put", "delete"]:
+        """What it does."""
+    @property
+    def key(self) -> str:
+        """The Redis key it acts on."""
+    def run(self) -> StoreReply:
+        """Runs the command on the App's Redis; a failure is a reply too (never raised)."""
+
+class StoreReply:
+    """What ``Store.run()`` gave, to report with ``handle_store``."""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the store answered."""
+    @property
+    def error(self) -> Optional[str]:
+        """Why it gave no answer (no password shown), or ``None``."""
+
 class Sleep:
     """A step: sleep until ``.until`` (epoch seconds), then poll again."""
 
@@ -230,7 +306,7 @@ class Done:
     def value(self) -> Any:
         """The result."""
 
-Step = Union[Send, Sleep, Wait, Done]
+Step = Union[Send, Store, Sleep, Wait, Done]
 Header = tuple[Union[str, bytes], Union[str, bytes]]
 
 class Operation:
@@ -244,6 +320,9 @@ class Operation:
         """Reports the response to request ``id`` (any status, every header)."""
     def handle_failure(self, id: int, kind: str, message: str, now: Optional[float] = None) -> None:
         """Reports that request ``id`` got no response."""
+    def handle_store(self, id: int, reply: StoreReply, now: Optional[float] = None) -> None:
+        """Reports what the ``Store`` step ``id`` gave (a failure is no error: the core mints
+        without the store for a while)."""
     def abandon(self, now: Optional[float] = None) -> None:
         """Leaves the operation before ``Done``, releasing what it holds."""
     @property

@@ -3,7 +3,9 @@
 # a virtual environment in bindings/python/.venv (made if missing) with maturin, pytest,
 # pytest-asyncio, httpx, requests and mypy; the extension built in dev profile (pass --release
 # for an optimised build) and installed into it; then pytest and `mypy --strict` on the tests and
-# the examples. Exits non-zero on any failure.
+# the examples. Exits non-zero on any failure. The shared store's tests start their own
+# redis-server on a free loopback port: without one on PATH they are skipped (the repository's
+# ./run-tests installs it).
 #
 #   bash bindings/python/run-tests.sh [--release] [pytest args...]
 set -euo pipefail
@@ -36,6 +38,9 @@ echo "== building and installing icr-app (maturin develop ${profile[*]:-})"
 VIRTUAL_ENV="$venv" "$venv/bin/maturin" develop --quiet --locked "${profile[@]}"
 
 echo "== pytest"
+if ! command -v redis-server >/dev/null 2>&1; then
+    echo "note: redis-server is not on PATH: the shared store's tests (tests/test_shared_store.py) will be skipped" >&2
+fi
 "$venv/bin/python" -m pytest -q "$@"
 
 echo "== mypy --strict (tests, examples)"

@@ -1,0 +1,218 @@
+//! What the shared token store (issue 14, `icr-app-redis`) costs the blocking client, against
+//! the fake registry on loopback (in-process) and a real `redis-server` (testkit's
+//! `RedisServer`, loopback):
+//!
+//! - `store/local hit`: a cached token, through a client without a store and through one with
+//!   the Redis store attached (a hit never touches Redis); `store/hit share` measures the two
+//!   interleaved (robust to background load) and prints the median ratio.
+//! - `store/shared hit`: a local miss served from Redis (`GET`, open the sealed value, adopt
+//!   it), by a client whose cache is empty (a new client per iteration, built outside the
+//!   timing, sharing one warm connection pool); `store/redis GET` is the bare round trip the
+//!   store makes for it.
+//! - `store/cold mint`: a mint through a client without a store, and with one (`GET`, lease,
+//!   mint, put and release), each iteration dropping the token first
+//!   ([`invalidate`](icr_app_ureq::Client::invalidate), which the store honours by minting).
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use icr_app_core::{App, AppKey, Error, InstallationId, StoreCommand, StoreReply, StoreSettings, TokenScope};
+use icr_app_redis::RedisStore;
+use icr_app_testkit::{DEMO_PRIVATE_KEY_PEM, FakeRegistry, RedisServer};
+use icr_app_ureq::{Client, SharedStore};
+
+const APP_ID: &str = "d23967cc-dd16-452b-8af4-869965745978";
+
+/// One `RedisStore` (one pool of connections) behind many clients, so that a new client does
+/// not pay a new connection.
+#[derive(Debug, Clone)]
+struct Pooled(Arc<RedisStore>);
+
+impl SharedStore for Pooled {
+    fn run(&self, command: &StoreCommand) -> Result<StoreReply, Error> {
+        self.0.run_blocking(command)
+    }
+
+    fn settings(&self) -> StoreSettings {
+        self.0.settings()
+    }
+}
+
+struct Bed {
+    registry: FakeRegistry,
+    redis: RedisServer,
+    store: Pooled,
+    key: AppKey,
+}
+
+impl Bed {
+    fn new() -> Self {
+        let registry = FakeRegistry::start();
+        registry
+            .register_app_with_private_key(APP_ID, DEMO_PRIVATE_KEY_PEM)
+            .unwrap();
+        let redis = RedisServer::start();
+        let store = Pooled(Arc::new(RedisStore::connect(&redis.url()).unwrap()));
+        Self {
+            registry,
+            redis,
+            store,
+            key: AppKey::from_pem(DEMO_PRIVATE_KEY_PEM).unwrap(),
+        }
+    }
+
+    fn app(&self) -> App {
+        App::builder(APP_ID, self.key.clone())
+            .base_url(self.registry.base_url())
+            .build()
+            .unwrap()
+    }
+
+    fn plain(&self) -> Client {
+        Client::new(self.app())
+    }
+
+    fn shared(&self) -> Client {
+        Client::builder(self.app()).store(self.store.clone()).build().unwrap()
+    }
+
+    fn install(&self) -> InstallationId {
+        InstallationId::new(
+            self.registry
+                .add_installation(APP_ID, "Org", &[("organization_info", "VIEW")]),
+        )
+        .unwrap()
+    }
+}
+
+fn store(c: &mut Criterion) {
+    let bed = Bed::new();
+    let id = bed.install();
+    let plain = bed.plain();
+    let shared = bed.shared();
+    // The store's entry for `id`, and both caches warm (the plain client mints its own).
+    shared.installation_token(&id).unwrap();
+    plain.installation_token(&id).unwrap();
+    assert_eq!(shared.stats().mints, 1);
+
+    let mut g = c.benchmark_group("store");
+    g.bench_function("local hit, no store", |b| {
+        b.iter(|| black_box(plain.installation_token(black_box(&id)).unwrap()))
+    });
+    g.bench_function("local hit, Redis store attached", |b| {
+        b.iter(|| black_box(shared.installation_token(black_box(&id)).unwrap()))
+    });
+
+    // A new client (empty cache) per iteration, built and warmed outside the timing: its JWT
+    // is never needed, its store's pool is shared and already connected.
+    g.bench_function("shared hit (local miss, Redis GET, open, adopt)", |b| {
+        b.iter_batched_ref(
+            || bed.shared(),
+            |client| {
+                let token = client.installation_token(&id).unwrap();
+                debug_assert_eq!(client.stats().shared_hits, 1);
+                token
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    let key = {
+        // The entry's name, as the store's keys show it (the core names it).
+        let mut connection = redis::Client::open(bed.redis.url()).unwrap().get_connection().unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("icr-app:*:installation:{id}"))
+            .query(&mut connection)
+            .unwrap();
+        keys.into_iter().next().expect("the entry")
+    };
+    let get = StoreCommand::Get { key };
+    g.bench_function("redis GET of the entry (RedisStore::run_blocking)", |b| {
+        b.iter(|| black_box(bed.store.0.run_blocking(&get).unwrap()))
+    });
+
+    let cold = bed.install();
+    let scope = TokenScope::Installation(cold.clone());
+    let plain_minter = bed.plain();
+    plain_minter.jwt().unwrap();
+    g.bench_function("cold mint, no store", |b| {
+        b.iter(|| {
+            let token = plain_minter.installation_token(&cold).unwrap();
+            plain_minter.invalidate(&scope, &token);
+        })
+    });
+    let shared_minter = bed.shared();
+    shared_minter.jwt().unwrap();
+    g.bench_function("cold mint, Redis store (GET, lease, mint, put)", |b| {
+        b.iter(|| {
+            let token = shared_minter.installation_token(&cold).unwrap();
+            shared_minter.invalidate(&scope, &token);
+        })
+    });
+    g.finish();
+    let stats = shared_minter.stats();
+    assert_eq!(stats.shared_hits, 0, "every iteration minted: {stats:?}");
+    assert_eq!(stats.shared_fallbacks, 0, "{stats:?}");
+
+    hit_share(&plain, &shared, &id);
+}
+
+/// The store's cost on a local hit, measured interleaved: rounds of a batch of hits through
+/// each client in turn; the median of the per-round ratios.
+fn hit_share(plain: &Client, shared: &Client, id: &InstallationId) {
+    // `cargo test --benches` runs this once, unoptimised, without `--bench`: two rounds then.
+    let full = std::env::args().any(|a| a == "--bench");
+    let rounds: usize = if full { 60 } else { 2 };
+    const BATCH: u32 = 20_000;
+    let mut per_round: Vec<[f64; 3]> = Vec::new();
+    let batch = |client: &Client| {
+        let started = Instant::now();
+        for _ in 0..BATCH {
+            black_box(client.installation_token(black_box(id)).unwrap());
+        }
+        started.elapsed().as_secs_f64() * 1e9 / f64::from(BATCH)
+    };
+    batch(plain);
+    batch(shared);
+    for round in 0..rounds {
+        let (a, b) = if round % 2 == 0 {
+            let a = batch(plain);
+            (a, batch(shared))
+        } else {
+            let b = batch(shared);
+            (batch(plain), b)
+        };
+        per_round.push([a, b, b / a]);
+    }
+    let median = |k: usize, rounds: &mut Vec<[f64; 3]>| {
+        rounds.sort_by(|x, y| x[k].total_cmp(&y[k]));
+        rounds[rounds.len() / 2][k]
+    };
+    let (a, b, ratio) = (
+        median(0, &mut per_round),
+        median(1, &mut per_round),
+        median(2, &mut per_round),
+    );
+    let (lowest, highest) = (per_round[0][2], per_round[per_round.len() - 1][2]);
+    println!(
+        "store/hit share: local hit without store {a:.1} ns, with the Redis store {b:.1} ns (medians of {} rounds \
+         of {BATCH}); difference {:+.1} ns, ratio {ratio:.3} (median; lowest {lowest:.3}, highest {highest:.3})",
+        per_round.len(),
+        b - a
+    );
+    assert_eq!(shared.stats().shared_fallbacks, 0);
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = store
+}
+criterion_main!(benches);

@@ -30,7 +30,10 @@ const CRATES: [(&str, &[&str]); 5] = [
     ("transport-ureq", &["FakeRegistry::demo()", ".installation_token("]),
     ("transport-reqwest", &["FakeRegistry::demo()", ".installation_token("]),
     ("testkit", &["FakeRegistry::demo()", ".mint_count("]),
-    ("store-redis", &["RedisServer::start()", ".store(RedisStore::connect(", ".mint_count("]),
+    (
+        "store-redis",
+        &["RedisServer::start()", ".store(RedisStore::connect(", ".mint_count("],
+    ),
 ];
 
 #[test]

@@ -16,7 +16,7 @@ use icr_app_redis::{DEFAULT_TIMEOUT, RedisStore};
 use pyo3::prelude::*;
 use zeroize::Zeroizing;
 
-use crate::logs;
+use crate::{fork_generation, logs};
 
 /// What the store of an `App` was made from: kept to compare a second client's URL with, and to
 /// make a new store (new connections, a new lease owner id) in the child of a fork.
@@ -71,11 +71,18 @@ pub struct StoreStep {
     id: u64,
     command: StoreCommand,
     store: Option<Arc<RedisStore>>,
+    /// The fork generation it was made in: the store's connections are that process's.
+    generation: u64,
 }
 
 impl StoreStep {
     pub(crate) fn new(id: u64, command: StoreCommand, store: Option<Arc<RedisStore>>) -> Self {
-        Self { id, command, store }
+        Self {
+            id,
+            command,
+            store,
+            generation: fork_generation(),
+        }
     }
 }
 
@@ -110,6 +117,11 @@ impl StoreStep {
     /// released.
     fn run(&self, py: Python<'_>) -> StoreReply {
         let reply = match &self.store {
+            // Its connections belong to the parent: never write on them from the child.
+            Some(_) if self.generation != fork_generation() => Err(CoreError::config(
+                "shared token store",
+                "this step was made before this process was forked; start the operation again in this process",
+            )),
             Some(store) => {
                 let store = Arc::clone(store);
                 let command = &self.command;

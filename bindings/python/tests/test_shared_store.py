@@ -457,3 +457,32 @@ def test_store_steps_driven_by_hand(registry: FakeRegistry, redis_url: str, inst
     # Without a store attached there is nothing to run.
     step = icr_app.GetToken(make_app(registry), installation).poll()
     assert isinstance(step, (icr_app.Send, icr_app.Done))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
+def test_a_store_step_from_before_a_fork_is_not_run_in_the_child(
+    registry: FakeRegistry, redis_url: str, installation: str
+) -> None:
+    # Its store's connections are the parent's: the child must not write on them.
+    op = icr_app.GetToken(make_app(registry, **shared(redis_url)), installation)
+    step = op.poll()
+    assert isinstance(step, icr_app.Store) and step.command == "get"
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            reply = step.run()
+            forked = not reply.ok and "forked" in (reply.error or "")
+            try:
+                op.handle_store(step.id, reply)
+            except icr_app.ConfigError:
+                code = 0 if forked else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # In the parent the step runs as usual.
+    reply = step.run()
+    assert reply.ok, reply.error
+    op.handle_store(step.id, reply)
+    op.abandon()

@@ -514,3 +514,24 @@ fn a_token_dropped_with_invalidate_is_not_read_back_from_the_store() {
     sim.run_until(3_000);
     assert_eq!(sim.token(c), sim.token(b));
 }
+
+/// Regression (found by tests/fleet.rs on real processes): a process that read the entry empty
+/// just before another put its token, and took the lease just after that one released it, must
+/// read the entry again rather than mint a second token. Every start time across the window.
+#[test]
+fn a_lease_taken_after_another_process_stored_its_token_reads_it_instead_of_minting() {
+    for offset in 0..80 {
+        let mut sim = Sim::new(2, StoreSettings::default());
+        let a = sim.get(0, scope(0));
+        sim.run_until(offset);
+        let b = sim.get(1, scope(0));
+        sim.run_until(10_000);
+        assert_eq!(sim.registry.total(), 1, "second process started at {offset} ms");
+        assert_eq!(sim.token(a), sim.token(b));
+        // The lease was released.
+        assert!(
+            sim.store.values.keys().all(|k| !k.ends_with(":lease")),
+            "at {offset} ms"
+        );
+    }
+}

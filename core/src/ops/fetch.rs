@@ -3,8 +3,9 @@
 //! token store when one is attached.
 //!
 //! With a store: read the scope's entry; use it if it holds a token this process does not have
-//! and that has the life asked for; otherwise take the scope's lease and mint, then put the
-//! token and release the lease in one command. A lease held by another process means: keep
+//! and that has the life asked for; otherwise take the scope's lease, read the entry once more
+//! (another process may have put its token and released the lease in between), and mint, then
+//! put the token and release the lease in one command. A lease held by another process means: keep
 //! serving the cached token if it still has the life asked for (another process is refreshing
 //! it), else read the entry again after a short back-off, until the lease holder's token
 //! appears or its lease lapses. Any store failure means minting alone, without an error.
@@ -54,6 +55,12 @@ enum State {
     /// Take the lease next.
     Lease,
     Leasing(RequestId),
+    /// The lease is ours: read the entry once more before minting (another process may have
+    /// put its token and released the lease between our read and our lease).
+    Recheck,
+    Rechecking(RequestId),
+    /// A token was read after all: release the lease, then end with it.
+    Release(Outcome),
     /// Another process holds the lease: read the entry again then.
     Waiting(Timestamp),
     /// Mint next; `leased`: this process holds the lease.
@@ -156,6 +163,31 @@ impl Fetch {
             }
             State::Waiting(_) => self.load(app, now),
             State::Lease => self.lease(app, now),
+            State::Recheck => match app.store(now) {
+                Some(shared) => {
+                    let command = StoreCommand::Get {
+                        key: shared.sealer.entry(&self.scope),
+                    };
+                    let id = app.next_request_id();
+                    self.state = State::Rechecking(id);
+                    FetchStep::Store { id, command }
+                }
+                None => self.mint(app, now, true),
+            },
+            // Polled again without a reply: mint, as the lease holder.
+            State::Rechecking(_) => self.mint(app, now, true),
+            State::Release(outcome) => match app.store(now) {
+                Some(shared) => {
+                    let command = StoreCommand::Delete {
+                        key: shared.sealer.lease(&self.scope),
+                        prefix: shared.sealer.owner().to_vec(),
+                    };
+                    let id = app.next_request_id();
+                    self.state = State::Storing(id, outcome);
+                    FetchStep::Store { id, command }
+                }
+                None => FetchStep::Done(outcome),
+            },
             State::Mint { leased } => self.mint(app, now, leased),
             // Polled again without an answer: the driver gave that send up.
             State::Minting { .. } => {
@@ -255,7 +287,7 @@ impl Fetch {
     pub(crate) fn owns(&self, id: RequestId) -> bool {
         match &self.state {
             State::Minting { .. } => id == self.id,
-            State::Loading(own) | State::Leasing(own) | State::Storing(own, _) => id == *own,
+            State::Loading(own) | State::Leasing(own) | State::Rechecking(own) | State::Storing(own, _) => id == *own,
             _ => false,
         }
     }
@@ -339,7 +371,18 @@ impl Fetch {
                 },
                 None => State::Lease,
             },
-            (State::Leasing(_), StoreReply::Leased(true)) => State::Mint { leased: true },
+            (State::Leasing(_), StoreReply::Leased(true)) => State::Recheck,
+            (State::Rechecking(_), StoreReply::Value(value)) => match value.and_then(|v| self.usable(app, &v, now)) {
+                Some(access) => match app.adopt_token(self.id, access, now) {
+                    Ok(token) => {
+                        app.count(Counter::SharedHit);
+                        self.span.record("source", "shared store");
+                        State::Release(Outcome::Token(token))
+                    }
+                    Err(_) => State::Release(Outcome::Failed),
+                },
+                None => State::Mint { leased: true },
+            },
             (State::Leasing(_), StoreReply::Leased(false)) => self.someone_else_mints(app, now),
             (State::Storing(_, outcome), _) => State::Finished(outcome),
             (_, reply) => {
@@ -393,7 +436,7 @@ impl Fetch {
     /// holds lapses by itself).
     pub(crate) fn abandon(&mut self, app: &mut App, now: Timestamp) {
         match std::mem::replace(&mut self.state, State::Finished(Outcome::Failed)) {
-            State::Storing(..) | State::Finished(_) | State::Minted { .. } => {}
+            State::Storing(..) | State::Finished(_) | State::Minted { .. } | State::Release(_) => {}
             _ => app.cancel_mint(self.id, now),
         }
     }

@@ -13,11 +13,8 @@
 //!   name (another installation, app or registry) is refused and a token minted instead.
 //! - 20 `icr-app token --redis` processes for 5 installations: 5 mints.
 //!
-//! Three of them are ignored for now: the core takes a lease without reading the entry again,
-//! so a process whose read missed just before another process stored the token and released
-//! the lease mints a second one (seen here as 57 to 59 mints for 50 installations, with no
-//! store failure). They pass with the entry read again once the lease is held; remove the
-//! `#[ignore]`s with that fix.
+//! These found that a process must read the entry again once it holds the lease (57 to 59
+//! mints for 50 before it did); `core/tests/shared_store.rs` simulates that window.
 //!
 //! No test asserts a speed: every wait is for a condition, with a generous deadline; the figures
 //! are in BENCHMARKS.md (`fleet-bench`, `benches/shared_store.rs`).
@@ -95,9 +92,6 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
 }
 
 #[test]
-#[ignore = "the core takes the lease without reading the entry again: a process that missed the entry \
-            just before another stored it and released the lease mints a second token (issue 14); run with \
-            --include-ignored"]
 fn four_processes_of_sixteen_threads_mint_once_per_installation() {
     let redis = RedisServer::start();
     let mut registry = Registry::start(registry_bin(), &[(APP_A, "demo", 50)]);
@@ -195,9 +189,6 @@ fn a_lease_holder_killed_mid_mint_is_replaced_once_its_lease_lapses() {
 }
 
 #[test]
-#[ignore = "the core takes the lease without reading the entry again: a process that missed the entry \
-            just before another stored it and released the lease mints a second token (issue 14); run with \
-            --include-ignored"]
 fn redis_killed_mid_run_costs_no_error_and_sharing_resumes_after_restart() {
     const LIFETIME_MS: u64 = 6000;
     let mut redis = RedisServer::start();
@@ -402,9 +393,6 @@ fn cli() -> &'static Path {
 }
 
 #[test]
-#[ignore = "the core takes the lease without reading the entry again: a process that missed the entry \
-            just before another stored it and released the lease mints a second token (issue 14); run with \
-            --include-ignored"]
 fn twenty_cli_processes_for_five_installations_mint_five_tokens() {
     let cli = cli();
     let redis = RedisServer::start();

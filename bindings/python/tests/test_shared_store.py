@@ -32,11 +32,8 @@ WORKER = Path(__file__).with_name("web_worker.py")
 #: never makes a Redis command give up (a command that gives up makes its process mint alone,
 #: by design, and the count of mints would then be off). The outage tests keep the default.
 #:
-#: One more way to a second mint is the core's, not this package's: a process that read the
-#: entry empty and then takes the lease just after the minter released it mints again, as the
-#: core does not read the entry once more after taking the lease (found by tests/fleet.rs,
-#: commit 02bb712). The window is the time between two store commands, so it is rare here
-#: (0 of 30 runs of the exact-count tests, on a loaded machine); these tests keep the exact count.
+#: (A process that read the entry empty and took the lease just after the minter released it
+#: used to mint again; the core now reads the entry once more after taking the lease.)
 SLOW_MACHINE = 5.0
 
 

@@ -15,6 +15,7 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
@@ -26,13 +27,54 @@ use icr_app_ureq::{Client, SharedStore};
 const APP_ID: &str = "d23967cc-dd16-452b-8af4-869965745978";
 
 /// One `RedisStore` (one pool of connections) behind many clients, so that a new client does
-/// not pay a new connection.
+/// not pay a new connection; it also adds up the time each kind of command takes.
 #[derive(Debug, Clone)]
-struct Pooled(Arc<RedisStore>);
+struct Pooled(Arc<RedisStore>, Arc<Timings>);
+
+/// Per command kind (`Get`, `Lease`, `Put`, `Delete`): calls and total nanoseconds.
+#[derive(Debug, Default)]
+struct Timings([(AtomicU64, AtomicU64); 4]);
+
+impl Timings {
+    fn kind(command: &StoreCommand) -> usize {
+        match command {
+            StoreCommand::Get { .. } => 0,
+            StoreCommand::Lease { .. } => 1,
+            StoreCommand::Put { .. } => 2,
+            StoreCommand::Delete { .. } => 3,
+        }
+    }
+
+    fn reset(&self) {
+        for (calls, nanos) in &self.0 {
+            calls.store(0, Ordering::Relaxed);
+            nanos.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn report(&self, what: &str) {
+        let parts: Vec<String> = ["GET", "lease (SET NX PX)", "put (script)", "delete (script)"]
+            .iter()
+            .zip(&self.0)
+            .filter(|(_, (calls, _))| calls.load(Ordering::Relaxed) > 0)
+            .map(|(name, (calls, nanos))| {
+                let calls = calls.load(Ordering::Relaxed);
+                let mean = nanos.load(Ordering::Relaxed) as f64 / calls as f64 / 1e3;
+                format!("{name} {mean:.1} µs x {calls}")
+            })
+            .collect();
+        println!("store/{what}: Redis calls, mean time each: {}", parts.join("; "));
+    }
+}
 
 impl SharedStore for Pooled {
     fn run(&self, command: &StoreCommand) -> Result<StoreReply, Error> {
-        self.0.run_blocking(command)
+        let started = Instant::now();
+        let reply = self.0.run_blocking(command);
+        let (calls, nanos) = &self.1.0[Timings::kind(command)];
+        calls.fetch_add(1, Ordering::Relaxed);
+        nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        reply
     }
 
     fn settings(&self) -> StoreSettings {
@@ -54,7 +96,7 @@ impl Bed {
             .register_app_with_private_key(APP_ID, DEMO_PRIVATE_KEY_PEM)
             .unwrap();
         let redis = RedisServer::start();
-        let store = Pooled(Arc::new(RedisStore::connect(&redis.url()).unwrap()));
+        let store = Pooled(Arc::new(RedisStore::connect(&redis.url()).unwrap()), Arc::default());
         Self {
             registry,
             redis,
@@ -144,6 +186,7 @@ fn store(c: &mut Criterion) {
     });
     let shared_minter = bed.shared();
     shared_minter.jwt().unwrap();
+    bed.store.1.reset();
     g.bench_function("cold mint, Redis store (GET, lease, mint, put)", |b| {
         b.iter(|| {
             let token = shared_minter.installation_token(&cold).unwrap();
@@ -151,6 +194,7 @@ fn store(c: &mut Criterion) {
         })
     });
     g.finish();
+    bed.store.1.report("cold mint, Redis store");
     let stats = shared_minter.stats();
     assert_eq!(stats.shared_hits, 0, "every iteration minted: {stats:?}");
     assert_eq!(stats.shared_fallbacks, 0, "{stats:?}");

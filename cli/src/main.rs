@@ -133,10 +133,13 @@ struct ApiArgs {
     /// Allow credentials over plain http:// to hosts other than loopback.
     #[arg(long)]
     allow_insecure_http: bool,
-    /// Share tokens with other processes through this Redis (redis://[user:password@]host[:port][/db],
-    /// rediss:// for TLS): one mint per installation between them. Prefer the variable when the
-    /// URL holds a password (a flag is visible to every process of the machine) [env: ICR_REDIS_URL]
-    #[arg(long, value_name = "URL", value_parser = secret_value)]
+    // The help in an attribute: rustdoc would read the URL's brackets as links.
+    #[arg(
+        long,
+        value_name = "URL",
+        value_parser = secret_value,
+        help = "Share tokens with other processes through this Redis (redis://[user:password@]host[:port][/db], rediss:// for TLS): one mint per installation between them. Prefer the variable when the URL holds a password (a flag is visible to every process of the machine) [env: ICR_REDIS_URL]"
+    )]
     redis: Option<Zeroizing<String>>,
     /// Show each request's method, path, status and time on stderr (RUST_LOG adds filters).
     #[arg(short, long)]

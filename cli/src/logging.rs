@@ -5,6 +5,7 @@
 //!   `retrying: <cause> (attempt 1 of 4); next try in 1.5 s`, shown by default;
 //! - target `icr_app`, DEBUG, "request" (fields `method`, `path`, `status`, `took_ms`):
 //!   `> GET /app/installations 200 3.1 ms`, shown with `-v`;
+//! - target `icr_app`, WARN, "giving up ...": not shown, as the command's error says it;
 //! - anything else `RUST_LOG` lets through: `LEVEL target: message field=value ...`.
 //!
 //! No `log` logger is ever installed (and tracing-subscriber's `tracing-log` feature is off):
@@ -64,6 +65,8 @@ impl<S: Subscriber> Layer<S> for Stderr {
         event.record(&mut fields);
         let meta = event.metadata();
         let line = match (meta.target(), fields.message.as_str(), self.json) {
+            // The command's own error says the same, last.
+            ("icr_app", message, _) if message.starts_with("giving up") => return,
             ("icr_app", "retrying" | "request", true) => {
                 json!({ fields.message.as_str(): Value::Object(fields.others.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()) })
                     .to_string()

@@ -118,7 +118,9 @@ impl<T> Call<T> {
             }
             _ => {
                 let _entered = self.span.enter();
-                if self.idempotent {
+                // Out of budget for a failure that might have passed: say so. A final answer
+                // (a 404, say) is the caller's error and nothing more.
+                if self.idempotent && error.is_retryable() {
                     tracing::warn!(target: "icr_app", attempts = self.attempts, cause = %error, "giving up on an app call");
                 }
                 Progress::Finished(Err(error))

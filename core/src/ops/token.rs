@@ -163,8 +163,12 @@ impl Operation for GetToken {
                             Step::Sleep { until: now.plus(delay) }
                         }
                         None => {
-                            let attempts = self.attempts;
-                            tracing::warn!(target: "icr_app", scope = %self.scope, attempts, cause = %error, "giving up on a token");
+                            // Out of budget for a failure that might have passed; a final answer
+                            // (a 404, a 401) is the caller's error and nothing more.
+                            if error.is_retryable() {
+                                let attempts = self.attempts;
+                                tracing::warn!(target: "icr_app", scope = %self.scope, attempts, cause = %error, "giving up on a token");
+                            }
                             Step::Done(Err(error))
                         }
                     };

@@ -149,6 +149,7 @@ fn store(c: &mut Criterion) {
 
     // A new client (empty cache) per iteration, built and warmed outside the timing: its JWT
     // is never needed, its store's pool is shared and already connected.
+    bed.store.1.reset();
     g.bench_function("shared hit (local miss, Redis GET, open, adopt)", |b| {
         b.iter_batched_ref(
             || bed.shared(),
@@ -160,6 +161,7 @@ fn store(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    bed.store.1.report("shared hit");
     let key = {
         // The entry's name, as the store's keys show it (the core names it).
         let mut connection = redis::Client::open(bed.redis.url()).unwrap().get_connection().unwrap();
@@ -200,6 +202,57 @@ fn store(c: &mut Criterion) {
     assert_eq!(stats.shared_fallbacks, 0, "{stats:?}");
 
     hit_share(&plain, &shared, &id);
+    shared_hit_share(&bed, &id, &get);
+}
+
+/// A shared hit against the bare `GET` it makes, measured interleaved: per round, a batch of
+/// new clients (built before the timing) each getting the token once, and as many bare `GET`s
+/// of the entry through the same store; the medians per call.
+fn shared_hit_share(bed: &Bed, id: &InstallationId, get: &StoreCommand) {
+    let full = std::env::args().any(|a| a == "--bench");
+    let rounds: usize = if full { 40 } else { 2 };
+    const BATCH: u32 = 200;
+    let mut per_round: Vec<[f64; 3]> = Vec::new();
+    for round in 0..rounds {
+        let clients: Vec<Client> = (0..BATCH).map(|_| bed.shared()).collect();
+        let hits = || {
+            let started = Instant::now();
+            for client in &clients {
+                black_box(client.installation_token(id).unwrap());
+            }
+            started.elapsed().as_secs_f64() * 1e6 / f64::from(BATCH)
+        };
+        let gets = || {
+            let started = Instant::now();
+            for _ in 0..BATCH {
+                black_box(bed.store.0.run_blocking(get).unwrap());
+            }
+            started.elapsed().as_secs_f64() * 1e6 / f64::from(BATCH)
+        };
+        let (hit, get) = if round % 2 == 0 {
+            let hit = hits();
+            (hit, gets())
+        } else {
+            let get = gets();
+            (hits(), get)
+        };
+        assert!(clients.iter().all(|c| c.stats().shared_hits == 1));
+        per_round.push([hit, get, hit - get]);
+    }
+    let median = |k: usize, rounds: &mut Vec<[f64; 3]>| {
+        rounds.sort_by(|x, y| x[k].total_cmp(&y[k]));
+        rounds[rounds.len() / 2][k]
+    };
+    let (hit, get, extra) = (
+        median(0, &mut per_round),
+        median(1, &mut per_round),
+        median(2, &mut per_round),
+    );
+    println!(
+        "store/shared hit share: shared hit {hit:.1} µs, bare GET of the entry {get:.1} µs (medians of {} rounds \
+         of {BATCH}); the SDK's part {extra:+.1} µs (median of the per-round differences)",
+        per_round.len()
+    );
 }
 
 /// The store's cost on a local hit, measured interleaved: rounds of a batch of hits through

@@ -72,6 +72,19 @@ impl TransportPolicy {
         check_transport_security(request, self.allow_insecure_http)
     }
 
+    /// Whether a credential may be sent to `uri` (for a middleware that adds one to requests
+    /// it did not build): the same rule as [`check`](Self::check) for a request that carries
+    /// `Authorization`.
+    pub fn check_credential_target(&self, uri: &http::Uri) -> Result<Route, Error> {
+        let mut probe = Request::new(());
+        *probe.uri_mut() = uri.clone();
+        // A placeholder, never sent: the rule asks only whether a credential would go.
+        probe
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, http::HeaderValue::from_static("Bearer"));
+        self.check(&probe)
+    }
+
     /// Whether a body of `len` bytes (so far) is over the cap.
     pub fn exceeds(&self, len: u64) -> bool {
         len > self.max_body

@@ -204,17 +204,12 @@ impl Auth {
     /// The SDK's transport policy for a request that carries a credential: no plain `http://`
     /// to a remote host unless allowed.
     fn check_security(&self, request: &Request) -> Result<(), Error> {
-        let mut probe = http::Request::new(());
-        *probe.uri_mut() = request
+        let uri = request
             .url()
             .as_str()
             .parse()
             .map_err(|_| Error::config("request URL", "it is not a valid URI"))?;
-        // A placeholder, never sent: the policy asks only whether a credential would go.
-        probe
-            .headers_mut()
-            .insert(AUTHORIZATION, HeaderValue::from_static("Bearer"));
-        self.client.transport().policy().check(&probe).map(drop)
+        self.client.transport().policy().check_credential_target(&uri).map(drop)
     }
 
     async fn token(&self, scope: &TokenScope) -> reqwest_middleware::Result<Token> {

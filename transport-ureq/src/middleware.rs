@@ -78,7 +78,7 @@
 use std::cell::Cell;
 use std::time::SystemTime;
 
-use http::header::{AUTHORIZATION, DATE, HeaderValue};
+use http::header::{AUTHORIZATION, DATE};
 use http::{Request, Response, StatusCode};
 use icr_app_core::{Error, InstallationId, Timestamp, Token, TokenScope};
 use ureq::middleware::{Middleware, MiddlewareNext};
@@ -184,13 +184,12 @@ impl Auth {
             return next.handle(request);
         }
         // The SDK's rule for a request that carries a credential: no plain `http://` to a
-        // remote host unless allowed. A placeholder, never sent, stands for the token.
-        let mut probe = Request::new(());
-        *probe.uri_mut() = request.uri().clone();
-        probe
-            .headers_mut()
-            .insert(AUTHORIZATION, HeaderValue::from_static("Bearer"));
-        self.client.transport().policy().check(&probe).map_err(other)?;
+        // remote host unless allowed.
+        self.client
+            .transport()
+            .policy()
+            .check_credential_target(request.uri())
+            .map_err(other)?;
 
         let scope = request
             .extensions()

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use http::{Request, Response};
 
-use crate::app::{App, TokenAnswer, TokenScope};
+use crate::app::{App, Shared, TokenAnswer, TokenScope};
 use crate::cache::{RequestId, Token};
 use crate::clock::Timestamp;
 use crate::error::Error;
@@ -163,28 +163,15 @@ impl Fetch {
             }
             State::Waiting(_) => self.load(app, now),
             State::Lease => self.lease(app, now),
-            State::Recheck => match app.store(now) {
-                Some(shared) => {
-                    let command = StoreCommand::Get {
-                        key: shared.sealer.entry(&self.scope),
-                    };
-                    let id = app.next_request_id();
-                    self.state = State::Rechecking(id);
-                    FetchStep::Store { id, command }
-                }
-                None => self.mint(app, now, true),
-            },
+            State::Recheck => self
+                .get(app, now, State::Rechecking)
+                .unwrap_or_else(|| self.mint(app, now, true)),
             // Polled again without a reply: mint, as the lease holder.
             State::Rechecking(_) => self.mint(app, now, true),
             State::Release(outcome) => match app.store(now) {
                 Some(shared) => {
-                    let command = StoreCommand::Delete {
-                        key: shared.sealer.lease(&self.scope),
-                        prefix: shared.sealer.owner().to_vec(),
-                    };
-                    let id = app.next_request_id();
-                    self.state = State::Storing(id, outcome);
-                    FetchStep::Store { id, command }
+                    let command = release_lease(shared, &self.scope);
+                    self.send_store(app, command, |id| State::Storing(id, outcome))
                 }
                 None => FetchStep::Done(outcome),
             },
@@ -207,14 +194,28 @@ impl Fetch {
     }
 
     fn load(&mut self, app: &mut App, now: Timestamp) -> FetchStep {
-        let Some(shared) = app.store(now) else {
-            return self.mint(app, now, false);
-        };
+        self.get(app, now, State::Loading)
+            .unwrap_or_else(|| self.mint(app, now, false))
+    }
+
+    /// Reads the scope's entry, in the state `waiting` makes of the command's id; `None` when
+    /// no store is answering.
+    fn get(&mut self, app: &mut App, now: Timestamp, waiting: fn(RequestId) -> State) -> Option<FetchStep> {
         let command = StoreCommand::Get {
-            key: shared.sealer.entry(&self.scope),
+            key: app.store(now)?.sealer.entry(&self.scope),
         };
+        Some(self.send_store(app, command, waiting))
+    }
+
+    /// Sends `command`, in the state `waiting` makes of its id.
+    fn send_store(
+        &mut self,
+        app: &mut App,
+        command: StoreCommand,
+        waiting: impl FnOnce(RequestId) -> State,
+    ) -> FetchStep {
         let id = app.next_request_id();
-        self.state = State::Loading(id);
+        self.state = waiting(id);
         FetchStep::Store { id, command }
     }
 
@@ -227,9 +228,7 @@ impl Fetch {
             owner: shared.sealer.owner().to_vec(),
             ttl: shared.settings.lease_ttl,
         };
-        let id = app.next_request_id();
-        self.state = State::Leasing(id);
-        FetchStep::Store { id, command }
+        self.send_store(app, command, State::Leasing)
     }
 
     fn mint(&mut self, app: &mut App, now: Timestamp, leased: bool) -> FetchStep {
@@ -256,31 +255,26 @@ impl Fetch {
         let Some(shared) = app.store(now) else {
             return FetchStep::Done(outcome);
         };
-        let (key, lease) = (shared.sealer.entry(&self.scope), shared.sealer.lease(&self.scope));
-        let owner = shared.sealer.owner().to_vec();
-        let command = match &outcome {
-            Outcome::Token(token) => match shared.sealer.seal(&key, token.access_token()) {
-                Some(value) => StoreCommand::Put {
-                    key,
-                    value,
-                    ttl: token.remaining(now),
-                    lease,
-                    owner,
-                },
-                None => StoreCommand::Delete {
-                    key: lease,
-                    prefix: owner,
-                },
-            },
-            _ if leased => StoreCommand::Delete {
-                key: lease,
-                prefix: owner,
-            },
-            _ => return FetchStep::Done(outcome),
+        let key = shared.sealer.entry(&self.scope);
+        let sealed = match &outcome {
+            Outcome::Token(token) => shared
+                .sealer
+                .seal(&key, token.access_token())
+                .map(|v| (v, token.remaining(now))),
+            _ => None,
         };
-        let id = app.next_request_id();
-        self.state = State::Storing(id, outcome);
-        FetchStep::Store { id, command }
+        let command = match sealed {
+            Some((value, ttl)) => StoreCommand::Put {
+                key,
+                value,
+                ttl,
+                lease: shared.sealer.lease(&self.scope),
+                owner: shared.sealer.owner().to_vec(),
+            },
+            None if leased || matches!(outcome, Outcome::Token(_)) => release_lease(shared, &self.scope),
+            None => return FetchStep::Done(outcome),
+        };
+        self.send_store(app, command, |id| State::Storing(id, outcome))
     }
 
     /// Whether `id` is this fetch's mint or store command.
@@ -439,5 +433,13 @@ impl Fetch {
             State::Storing(..) | State::Finished(_) | State::Minted { .. } | State::Release(_) => {}
             _ => app.cancel_mint(self.id, now),
         }
+    }
+}
+
+/// Releases this process's lease on `scope` (compare-and-delete by owner).
+fn release_lease(shared: &Shared, scope: &TokenScope) -> StoreCommand {
+    StoreCommand::Delete {
+        key: shared.sealer.lease(scope),
+        prefix: shared.sealer.owner().to_vec(),
     }
 }

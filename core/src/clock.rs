@@ -27,9 +27,17 @@ impl Timestamp {
 
     /// Converts a [`SystemTime`] (times before 1970 count as negative).
     pub fn from_system_time(t: SystemTime) -> Self {
+        // Whole seconds and the milliseconds within them, without `as_millis`'s 128-bit sum (the
+        // clock is read on every cache hit).
+        let millis = |d: Duration| {
+            i64::try_from(d.as_secs())
+                .ok()
+                .and_then(|s| s.checked_mul(1000))
+                .map_or(i64::MAX, |ms| ms.saturating_add(i64::from(d.subsec_millis())))
+        };
         match t.duration_since(UNIX_EPOCH) {
-            Ok(d) => Self(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-            Err(e) => Self(-i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX)),
+            Ok(d) => Self(millis(d)),
+            Err(e) => Self(-millis(e.duration())),
         }
     }
 

@@ -35,15 +35,22 @@ pub(crate) fn seconds(t: Timestamp) -> f64 {
 /// One core `App`, the fork generation it was built in, and the shared token store attached to
 /// it (if any).
 pub(crate) struct Shared {
-    pub(crate) app: Mutex<CoreApp>,
+    pub(crate) app: Mutex<Locked>,
     pub(crate) generation: u64,
     pub(crate) store: ArcSwapOption<RedisStore>,
+}
+
+/// What the mutex guards: the core app, and the token last handed out by `installation_token`
+/// (so that a hit is one lock).
+pub(crate) struct Locked {
+    pub(crate) core: CoreApp,
+    memo: Option<Memo>,
 }
 
 impl Shared {
     fn new(app: CoreApp, generation: u64) -> Self {
         Self {
-            app: Mutex::new(app),
+            app: Mutex::new(Locked { core: app, memo: None }),
             generation,
             store: ArcSwapOption::empty(),
         }
@@ -67,15 +74,15 @@ impl Shared {
     /// to Python.
     pub(crate) fn with<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut CoreApp) -> R + Send) -> R {
         let result = match self.app.try_lock() {
-            Ok(mut guard) => f(&mut guard),
-            Err(TryLockError::Poisoned(poisoned)) => f(&mut poisoned.into_inner()),
-            Err(TryLockError::WouldBlock) => py.detach(|| f(&mut self.lock())),
+            Ok(mut guard) => f(&mut guard.core),
+            Err(TryLockError::Poisoned(poisoned)) => f(&mut poisoned.into_inner().core),
+            Err(TryLockError::WouldBlock) => py.detach(|| f(&mut self.lock().core)),
         };
         logs::flush(py);
         result
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, CoreApp> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Locked> {
         self.app.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -136,7 +143,6 @@ pub struct App {
     config: Config,
     policy: CorePolicy,
     shared: ArcSwap<Shared>,
-    memo: Mutex<Option<Memo>>,
     /// What the shared token store was made from (read lock-free: a fork can happen anywhere).
     store: ArcSwapOption<StoreConfig>,
 }
@@ -173,27 +179,27 @@ impl App {
     }
 }
 
-/// The last token handed out, with its Python object: a hit on the same id hands the same
-/// object back (no id check, no allocation). Touched only with the GIL held.
+/// The last token `installation_token` handed out without a `min_life`, with its Python object:
+/// asked again for the same id, and the core still handing out that token, the same object goes
+/// back (no UTF-8 copy of the id, no allocation).
 struct Memo {
-    id: Option<Box<str>>,
+    /// The `installation_id` object it was asked for (compared by identity, then by value).
+    id: Option<Py<PyString>>,
     scope: TokenScope,
     token: CoreToken,
     object: Py<Token>,
-    generation: u64,
 }
 
 impl App {
     /// Runs `f` on this process's core app (without touching the `Arc`'s count when the core is
-    /// current); returns the fork generation it ran in too.
-    fn with_core<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut CoreApp) -> R + Send) -> (R, u64) {
+    /// current).
+    fn with_core<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut CoreApp) -> R + Send) -> R {
         let current = self.shared.load();
         if current.generation == fork_generation() {
-            return (current.with(py, f), current.generation);
+            return current.with(py, f);
         }
         drop(current);
-        let shared = self.shared();
-        (shared.with(py, f), shared.generation)
+        self.shared().with(py, f)
     }
 
     /// Attaches the shared store at `url` (`timeout`: `redis_timeout` in seconds); see
@@ -243,56 +249,94 @@ impl App {
         Ok(())
     }
 
+    /// The token for `installation_id` (`None`: the app) with `min_life` seconds left, from the
+    /// cache, or the `GetToken` operation to drive (polled once: its first step is kept for the
+    /// driver).
     pub(crate) fn token_or_operation(
         &self,
         py: Python<'_>,
-        installation_id: Option<&str>,
+        installation_id: Option<&Bound<'_, PyString>>,
         min_life: Option<f64>,
-    ) -> PyResult<Py<PyAny>> {
-        let memo = match (min_life, self.memo.try_lock()) {
-            (None, Ok(memo)) => memo
-                .as_ref()
-                .filter(|m| m.id.as_deref() == installation_id && m.generation == fork_generation())
-                .map(|m| (m.scope.clone(), m.token.clone(), m.object.clone_ref(py))),
-            _ => None,
-        };
-        let (scope, memo) = match memo {
-            Some((scope, token, object)) => (scope, Some((token, object))),
-            None => (scope(installation_id)?, None),
-        };
-        let min_life = duration("min_life", min_life)?;
-        let mut op = CoreGetToken::new(scope, min_life);
+    ) -> PyResult<Found> {
+        if min_life.is_none()
+            && let Some(token) = self.hit(py, installation_id)
+        {
+            return Ok(Found::Token(token));
+        }
+        let scope = scope(installation_id.map(|id| id.to_cow()).transpose()?.as_deref())?;
+        let min_life_given = min_life.is_some();
+        let mut op = CoreGetToken::new(scope, duration("min_life", min_life)?);
         let t = now(None);
-        let (step, generation) = self.with_core(py, |app| op.poll(app, t));
+        let step = self.with_core(py, |app| op.poll(app, t));
         match step {
             Step::Done(Ok(token)) => {
-                if let Some((cached, object)) = memo
-                    && cached.same_as(&token)
-                {
-                    return Ok(object.into_any());
-                }
                 let object = Py::new(py, Token { inner: token.clone() })?;
-                if min_life.is_none()
-                    && let Ok(mut memo) = self.memo.try_lock()
-                {
-                    *memo = Some(Memo {
-                        id: installation_id.map(Box::from),
-                        scope: op.scope().clone(),
-                        token,
-                        object: object.clone_ref(py),
-                        generation,
-                    });
+                if !min_life_given {
+                    self.remember(py, installation_id, op.scope(), token, &object);
                 }
-                Ok(object.into_any())
+                Ok(Found::Token(object))
             }
             Step::Done(Err(error)) => Err(to_py(error)),
             other => {
                 let first = ops::raw_step(other, ops::DoneValue::Token);
                 let shared = self.shared();
-                ops::new_operation(py, self, shared, Kind::GetToken(op), Some(first), ops::Class::GetToken)
+                let op = ops::new_operation(py, self, shared, Kind::GetToken(op), Some(first), ops::Class::GetToken)?;
+                Ok(Found::Operation(op))
             }
         }
     }
+
+    /// The hit: the memo is for `installation_id` and the core hands out its token again (one
+    /// lock, one clock read). `None` for anything else (another id, another token, a mint to
+    /// drive, the lock taken), which the caller then asks the core for in full: a failed hit
+    /// changes nothing but a recency mark.
+    fn hit(&self, py: Python<'_>, installation_id: Option<&Bound<'_, PyString>>) -> Option<Py<Token>> {
+        let current = self.shared.load();
+        if current.generation != fork_generation() {
+            return None;
+        }
+        // `try_lock`: never wait for the lock here, with the GIL held.
+        let mut guard = current.app.try_lock().ok()?;
+        let Locked { core, memo } = &mut *guard;
+        let memo = memo.as_ref().filter(|m| same_id(py, m.id.as_ref(), installation_id))?;
+        let token = core.hit(&memo.scope, now(None))?;
+        token.same_as(&memo.token).then(|| memo.object.clone_ref(py))
+    }
+
+    /// Makes `object` the memo for `installation_id`.
+    fn remember(
+        &self,
+        py: Python<'_>,
+        installation_id: Option<&Bound<'_, PyString>>,
+        scope: &TokenScope,
+        token: CoreToken,
+        object: &Py<Token>,
+    ) {
+        let memo = Memo {
+            id: installation_id.map(|id| id.clone().unbind()),
+            scope: scope.clone(),
+            token,
+            object: object.clone_ref(py),
+        };
+        let current = self.shared.load();
+        if current.generation == fork_generation()
+            && let Ok(mut guard) = current.app.try_lock()
+        {
+            // The old memo's objects are dropped after the lock (dropping a Python object can
+            // run Python code, which may ask for a token).
+            let old = guard.memo.replace(memo);
+            drop(guard);
+            drop(old);
+        }
+    }
+}
+
+/// What [`App::token_or_operation`] found.
+pub(crate) enum Found {
+    /// A token, at once.
+    Token(Py<Token>),
+    /// The operation that gets it, to drive.
+    Operation(Py<PyAny>),
 }
 
 /// `Client.installation_token` without a Python frame: cached tokens straight from Rust; a
@@ -307,17 +351,26 @@ pub struct TokenGetter {
 impl TokenGetter {
     /// A token for the installation (`None`: the app) with at least `min_life` seconds left.
     #[pyo3(signature = (installation_id, *, min_life = None))]
-    fn get(&self, py: Python<'_>, installation_id: Option<&str>, min_life: Option<f64>) -> PyResult<Py<PyAny>> {
+    fn get(
+        &self,
+        py: Python<'_>,
+        installation_id: Option<&Bound<'_, PyString>>,
+        min_life: Option<f64>,
+    ) -> PyResult<Py<PyAny>> {
         self.__call__(py, installation_id, min_life)
     }
 
     #[pyo3(signature = (installation_id, *, min_life = None))]
-    fn __call__(&self, py: Python<'_>, installation_id: Option<&str>, min_life: Option<f64>) -> PyResult<Py<PyAny>> {
-        let found = self.app.get().token_or_operation(py, installation_id, min_life)?;
-        if found.bind(py).is_instance_of::<Token>() {
-            return Ok(found);
+    fn __call__(
+        &self,
+        py: Python<'_>,
+        installation_id: Option<&Bound<'_, PyString>>,
+        min_life: Option<f64>,
+    ) -> PyResult<Py<PyAny>> {
+        match self.app.get().token_or_operation(py, installation_id, min_life)? {
+            Found::Token(token) => Ok(token.into_any()),
+            Found::Operation(op) => self.run.call1(py, (op,)),
         }
-        self.run.call1(py, (found,))
     }
 }
 
@@ -326,6 +379,20 @@ fn no_url() -> PyErr {
         "redis_timeout",
         "it applies to a shared store: give redis_url too",
     ))
+}
+
+/// Whether the memo's id and the one asked for are the same installation: the same object (the
+/// usual case), or equal strings.
+fn same_id(py: Python<'_>, memo: Option<&Py<PyString>>, asked: Option<&Bound<'_, PyString>>) -> bool {
+    match (memo, asked) {
+        (None, None) => true,
+        // Compared by value only for a `str` itself: a subclass's `__eq__` could run Python code.
+        (Some(memo), Some(asked)) => {
+            memo.is(asked)
+                || (asked.is_exact_instance_of::<PyString>() && memo.bind(py).as_any().eq(asked).unwrap_or(false))
+        }
+        _ => false,
+    }
 }
 
 pub(crate) fn scope(installation_id: Option<&str>) -> PyResult<TokenScope> {
@@ -412,7 +479,6 @@ impl App {
             config,
             policy,
             shared: ArcSwap::from_pointee(Shared::new(app, fork_generation())),
-            memo: Mutex::new(None),
             store: ArcSwapOption::empty(),
         };
         match redis_url {
@@ -445,7 +511,7 @@ impl App {
 
     /// A snapshot of this App's counters in this process (shared by all its clients).
     fn stats(&self, py: Python<'_>) -> Stats {
-        let (stats, _) = self.with_core(py, |app| app.stats());
+        let stats = self.with_core(py, |app| app.stats());
         Stats::from(stats)
     }
 
@@ -509,8 +575,16 @@ impl App {
     /// The hot path of `installation_token`/`app_token`: a cached token, or the `GetToken`
     /// operation to drive (already polled once: its first step is kept for the driver).
     #[pyo3(signature = (installation_id = None, min_life = None))]
-    fn _token(&self, py: Python<'_>, installation_id: Option<&str>, min_life: Option<f64>) -> PyResult<Py<PyAny>> {
-        self.token_or_operation(py, installation_id, min_life)
+    fn _token(
+        &self,
+        py: Python<'_>,
+        installation_id: Option<&Bound<'_, PyString>>,
+        min_life: Option<f64>,
+    ) -> PyResult<Py<PyAny>> {
+        Ok(match self.token_or_operation(py, installation_id, min_life)? {
+            Found::Token(token) => token.into_any(),
+            Found::Operation(op) => op,
+        })
     }
 
     /// A callable `(installation_id, *, min_life=None) -> Token` that serves cached tokens

@@ -398,7 +398,7 @@ impl Drop for Operation {
         // A driver abandons on every way out; this covers an operation dropped half-way by hand.
         if !self.done && self.generation == fork_generation() {
             let t = now(None);
-            self.kind.abandon(&mut self.shared.lock(), t);
+            self.kind.abandon(&mut self.shared.lock().core, t);
         }
     }
 }

@@ -33,6 +33,42 @@ def test_installation_token_is_minted_once_and_cached(
     assert 7000 < token.remaining() <= 7200
 
 
+def test_cached_token_whatever_string_names_the_installation(
+    registry: FakeRegistry, app: icr_app.App, client: icr_app.Client, installation: str
+) -> None:
+    """The hit path keeps the last token's object (asked again for the same id, the same object
+    comes back): an equal string, a str subclass and another installation in between all get the
+    right token, each call counted once."""
+
+    class Id(str):
+        pass
+
+    other = registry.installation_ids[1]
+    minted = client.installation_token(installation)
+    first = client.installation_token(installation)
+    assert first == minted
+    copy = "".join(list(installation))
+    assert copy is not installation
+    assert client.installation_token(copy) is first
+    assert client.installation_token(Id(installation)) == first
+    assert client.installation_token(other).installation_id == other
+    again = client.installation_token(installation)
+    assert again == first
+    # min_life asks the core in full, and leaves the kept object alone.
+    assert client.installation_token(installation, min_life=120) == first
+    assert client.installation_token(installation) is again
+    stats = client.stats()
+    assert (stats.mints, stats.misses) == (2, 2)
+    assert stats.hits == 6
+    # A revoked token is never handed out again from what the hit path keeps.
+    assert client.revoke_all() == 2
+    fresh = client.installation_token(installation)
+    assert fresh != first and registry.token_is_valid(fresh)
+    assert registry.mint_count(installation) == 2
+    with pytest.raises(TypeError):
+        client.installation_token(42)  # type: ignore[arg-type]
+
+
 def test_min_life(registry: FakeRegistry, client: icr_app.Client, installation: str) -> None:
     first = client.installation_token(installation, min_life=60)
     assert client.installation_token(installation, min_life=3600) == first

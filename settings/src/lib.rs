@@ -2,18 +2,30 @@
 //!
 //! Settings shared by the `icr-app` CLI, the examples and your programs: the `ICR_*` environment
 //! variable names, `--flag value` settings that fall back to them, and loading the app's private
-//! key given as a path, as its PEM text, or base64-encoded (as CI secret stores hold it).
+//! key given as a path, as its PEM text, or base64-encoded (as CI secret stores hold it). It reads
+//! files and the environment so that the core never does.
 //!
-//! This crate reads files and the environment so that the core never does.
-//!
-//! ```no_run
-//! // ICR_APP_ID, ICR_PRIVATE_KEY, ICR_BASE_URL (optional), ICR_INSTALLATION_ID from the environment.
-//! let settings = icr_app_settings::Settings::from_args(std::env::args().skip(1))?;
-//! let app = settings.app(0)?; // an icr_app_core::App, ready for a client
-//! let installation = settings.installation()?;
-//! # let _ = (app, installation);
-//! # Ok::<(), icr_app_core::Error>(())
 //! ```
+//! use icr_app_settings::Settings;
+//! # let dir = std::env::temp_dir().join(format!("icr-app-settings-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir)?;
+//! # let key_file = dir.join("icr_private_key.pem");
+//! # std::fs::write(&key_file, icr_app_testkit::DEMO_PRIVATE_KEY_PEM)?;
+//! # let key_file = key_file.to_str().unwrap();
+//!
+//! // In your program: `Settings::from_args(std::env::args().skip(1))`. Each flag not given falls
+//! // back to its variable (ICR_BASE_URL, ICR_APP_ID, ICR_PRIVATE_KEY, ICR_INSTALLATION_ID).
+//! let args = ["--app-id", "my-app", "--private-key", key_file, "--installation", "inst-1"];
+//! let settings = Settings::from_args(args.map(String::from))?;
+//! let app = settings.app(0)?; // an icr_app_core::App, its key loaded, ready for a client
+//! let installation = settings.installation()?;
+//! assert_eq!((app.app_id().as_str(), installation.as_str()), ("my-app", "inst-1"));
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! `--help` (or `-h`) among the flags prints [`usage`] and exits with status 0; use
+//! [`Settings::parse_args`] to handle it yourself.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -25,7 +37,8 @@ use icr_app_core::{AppKey, Error, KeyError};
 pub const BASE_URL: &str = "ICR_BASE_URL";
 /// The app id.
 pub const APP_ID: &str = "ICR_APP_ID";
-/// The private key: a path to the PEM/DER file, or the PEM itself (as pasted into `.env`).
+/// The private key: a path to its PEM or DER file, the PEM itself (as pasted into `.env`), or the
+/// base64 encoding of the PEM or DER key (as CI secret stores hold it).
 pub const PRIVATE_KEY: &str = "ICR_PRIVATE_KEY";
 /// An installation id.
 pub const INSTALLATION_ID: &str = "ICR_INSTALLATION_ID";
@@ -47,7 +60,9 @@ pub fn load_private_key(value: &str) -> Result<AppKey, Error> {
     if trimmed.is_empty() {
         return Err(Error::config(
             "private key",
-            format!("none given; pass --private-key PATH or set {PRIVATE_KEY} to the key file's path or its PEM text"),
+            format!(
+                "none given; pass --private-key PATH or set {PRIVATE_KEY} to the key file's path, its PEM text or its base64"
+            ),
         ));
     }
     let path = std::path::Path::new(trimmed);
@@ -78,6 +93,55 @@ fn key_file_error(e: &KeyError) -> Error {
     Error::config("private key", format!("the key file given holds no usable key: {e}"))
 }
 
+/// The flags, their environment variables and what each holds, for [`usage`].
+const FLAGS: [(&str, &str, &str); 5] = [
+    (
+        "--base-url URL",
+        BASE_URL,
+        "the registry's base URL (default https://api.carbonregistry.com)",
+    ),
+    ("--app-id ID", APP_ID, "the App ID on the app's dashboard"),
+    (
+        "--private-key KEY",
+        PRIVATE_KEY,
+        "the private key: its PEM or DER file's path, its PEM text, or its base64",
+    ),
+    ("--installation ID", INSTALLATION_ID, "the installation to act as"),
+    ("--api-version VERSION", API_VERSION, "the x-icr-api-version to send"),
+];
+
+/// The usage of a program whose flags are [`Settings`]'s, `program` being its name: what
+/// `--help` prints.
+pub fn usage(program: &str) -> String {
+    let flags: Vec<&str> = FLAGS.iter().map(|(flag, ..)| *flag).collect();
+    let mut text = format!("Usage: {program} [{}]\n\nOptions:\n", flags.join("] ["));
+    for (flag, var, what) in FLAGS {
+        text.push_str(&format!("  {flag:<23} {what} [env: {var}]\n"));
+    }
+    text.push_str("  -h, --help              print this help\n");
+    text
+}
+
+/// This program's name, for [`usage`].
+fn program_name() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|arg0| {
+            let path = std::path::PathBuf::from(arg0);
+            Some(path.file_stem()?.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "PROGRAM".to_owned())
+}
+
+/// What a command line asks for: see [`Settings::parse_args`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// Run with these settings.
+    Run(Settings),
+    /// `--help` or `-h`: show [`usage`] and do nothing else.
+    Help,
+}
+
 /// Settings given as `--flag value` pairs, each falling back to its environment variable:
 /// `--base-url`/`ICR_BASE_URL`, `--app-id`/`ICR_APP_ID`, `--private-key`/`ICR_PRIVATE_KEY`,
 /// `--installation`/`ICR_INSTALLATION_ID`, `--api-version`/`ICR_API_VERSION`.
@@ -87,8 +151,10 @@ pub struct Settings {
     pub base_url: Option<String>,
     /// The app id.
     pub app_id: Option<String>,
-    /// The private key: a path or the PEM itself.
-    pub private_key: Option<String>,
+    /// The private key as given: a path to its PEM or DER file, the PEM itself, or its base64.
+    /// Held in a buffer wiped on drop from the moment it is read (the process's argv and
+    /// environment keep their own copies).
+    pub private_key: Option<Zeroizing<String>>,
     /// An installation id.
     pub installation: Option<String>,
     /// The API version.
@@ -110,35 +176,61 @@ impl std::fmt::Debug for Settings {
 impl Settings {
     /// Reads the flags from `args` (without the program name), then fills what is missing from
     /// the environment.
+    ///
+    /// `--help` or `-h` in place of a flag prints [`usage`] (with this program's name) to
+    /// standard output and exits the process with status 0, as a command-line program does; use
+    /// [`Settings::parse_args`] to handle it yourself.
     pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Self, Error> {
+        match Self::parse_args(args)? {
+            Parsed::Run(settings) => Ok(settings),
+            Parsed::Help => {
+                use std::io::Write as _;
+                let mut stdout = std::io::stdout().lock();
+                let _ = stdout.write_all(usage(&program_name()).as_bytes());
+                let _ = stdout.flush();
+                std::process::exit(0)
+            }
+        }
+    }
+
+    /// As [`Settings::from_args`], but `--help` or `-h` is returned as [`Parsed::Help`] instead
+    /// of printing the usage and exiting. Nothing is read from the environment then.
+    pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, Error> {
         let mut s = Self::default();
         let mut args = args.into_iter();
         while let Some(flag) = args.next() {
-            let slot = match flag.as_str() {
-                "--base-url" => &mut s.base_url,
-                "--app-id" => &mut s.app_id,
-                "--private-key" => &mut s.private_key,
-                "--installation" => &mut s.installation,
-                "--api-version" => &mut s.api_version,
+            let value = |args: &mut dyn Iterator<Item = String>| {
+                args.next()
+                    .ok_or_else(|| Error::config("arguments", format!("{flag} needs a value")))
+            };
+            match flag.as_str() {
+                "-h" | "--help" => return Ok(Parsed::Help),
+                // Straight into a buffer wiped on drop.
+                "--private-key" => s.private_key = Some(Zeroizing::new(value(&mut args)?)),
+                "--base-url" => s.base_url = Some(value(&mut args)?),
+                "--app-id" => s.app_id = Some(value(&mut args)?),
+                "--installation" => s.installation = Some(value(&mut args)?),
+                "--api-version" => s.api_version = Some(value(&mut args)?),
                 other => {
                     return Err(Error::config(
                         "arguments",
                         format!(
-                            "unknown flag `{}`; use --base-url, --app-id, --private-key, --installation, --api-version",
+                            "unknown flag `{}`; use --base-url, --app-id, --private-key, --installation, --api-version, or --help",
                             icr_app_core::excerpt(other, 40)
                         ),
                     ));
                 }
-            };
-            *slot = Some(
-                args.next()
-                    .ok_or_else(|| Error::config("arguments", format!("{flag} needs a value")))?,
-            );
+            }
+        }
+        if s.private_key.is_none() {
+            s.private_key = std::env::var(PRIVATE_KEY)
+                .ok()
+                .map(Zeroizing::new)
+                .filter(|v| !v.is_empty());
         }
         for (slot, var) in [
             (&mut s.base_url, BASE_URL),
             (&mut s.app_id, APP_ID),
-            (&mut s.private_key, PRIVATE_KEY),
             (&mut s.installation, INSTALLATION_ID),
             (&mut s.api_version, API_VERSION),
         ] {
@@ -146,12 +238,12 @@ impl Settings {
                 *slot = std::env::var(var).ok().filter(|v| !v.is_empty());
             }
         }
-        Ok(s)
+        Ok(Parsed::Run(s))
     }
 
     /// Builds the [`App`](https://docs.rs/icr-app-core/latest/icr_app_core/struct.App.html), loading the key; `seed` feeds the back-off jitter.
     pub fn app(&self, seed: u64) -> Result<icr_app_core::App, Error> {
-        let key = load_private_key(self.private_key.as_deref().unwrap_or(""))?;
+        let key = load_private_key(self.private_key.as_deref().map_or("", String::as_str))?;
         let app_id = self.app_id.clone().ok_or_else(|| {
             Error::config(
                 "app id",

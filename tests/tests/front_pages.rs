@@ -25,8 +25,9 @@ fn front_page(member: &str) -> Vec<String> {
 }
 
 /// `(member, what its example must show, outside hidden lines)`.
-const CRATES: [(&str, &[&str]); 5] = [
+const CRATES: [(&str, &[&str]); 6] = [
     ("core", &["AppKey::from_pem(", ".jwt(", "Step::Send", "Step::Done"]),
+    ("settings", &["Settings::from_args(", ".app(", ".installation()"]),
     ("transport-ureq", &["FakeRegistry::demo()", ".installation_token("]),
     ("transport-reqwest", &["FakeRegistry::demo()", ".installation_token("]),
     ("testkit", &["FakeRegistry::demo()", ".mint_count("]),

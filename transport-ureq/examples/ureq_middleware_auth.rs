@@ -7,8 +7,9 @@
 //!     --base-url URL --app-id ID --private-key PATH --installation ID
 //! ```
 //!
-//! Each flag falls back to `ICR_BASE_URL`, `ICR_APP_ID`, `ICR_PRIVATE_KEY` (a path or the PEM
-//! itself) and `ICR_INSTALLATION_ID`. Failures go to stderr with a non-zero exit.
+//! Each flag falls back to `ICR_BASE_URL`, `ICR_APP_ID`, `ICR_PRIVATE_KEY` (a path, the PEM
+//! itself or its base64) and `ICR_INSTALLATION_ID`; `--help` prints the usage. Failures go to
+//! stderr with a non-zero exit.
 
 use std::error::Error;
 use std::process::ExitCode;

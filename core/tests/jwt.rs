@@ -182,7 +182,10 @@ fn example_fails_cleanly() {
     assert!(missing.stdout.is_empty());
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(
-        err.contains("/nonexistent/key.pem") && !err.contains("panicked"),
+        // Which setting, not its value: the value may be the key itself rather than a path.
+        err.contains("--private-key names no readable file")
+            && !err.contains("/nonexistent/key.pem")
+            && !err.contains("panicked"),
         "{err}"
     );
 
@@ -203,4 +206,51 @@ fn example_fails_cleanly() {
         assert!(!out.status.success(), "{args:?}");
         assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
     }
+}
+
+/// Every run of 16 characters of `value`: none may appear in `text`.
+fn assert_not_echoed(value: &str, text: &str) {
+    let chars: Vec<char> = value.chars().collect();
+    for window in chars.windows(16) {
+        let run: String = window.iter().collect();
+        assert!(!text.contains(&run), "the value is quoted (`{run}`): {text}");
+    }
+}
+
+#[test]
+fn example_never_quotes_its_private_key_value() {
+    // A base64 key (the PEM's body: base64 of the DER) and a token, given where a path goes and
+    // where nothing goes.
+    let pem = std::fs::read_to_string(fixture("rsa2048-pkcs8.pem")).unwrap();
+    let base64_key: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let token = "crs_19c9bd530ccd3e1187eed12dc4edb70abe757fc4c7be9c5b";
+    for value in [base64_key.as_str(), token] {
+        for args in [
+            vec!["--app-id", "67890", "--private-key", value],
+            vec!["--app-id", "67890", value],
+        ] {
+            let out = Command::new(example()).args(&args).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{stderr}");
+            assert!(out.stdout.is_empty());
+            assert!(stderr.starts_with("error: "), "{stderr}");
+            assert_not_echoed(value, &stderr);
+        }
+    }
+    // A file that holds no key: neither its name nor its contents.
+    let dir = std::env::temp_dir().join(format!("icr-app-jwt-example-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("secret-looking-name-0123456789abcdef.txt");
+    std::fs::write(&path, token).unwrap();
+    let out = Command::new(example())
+        .args(["--app-id", "67890", "--private-key"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("holds no usable key"), "{stderr}");
+    assert_not_echoed(token, &stderr);
+    assert!(!stderr.contains("secret-looking-name"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

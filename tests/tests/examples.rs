@@ -5,7 +5,10 @@
 //! and exit non-zero.
 //!
 //! `ureq_quickstart` and `reqwest_quickstart` (the README's two Rust programs, byte for byte, see
-//! `readme.rs`): run as a user runs them, settings in the environment and the key in a file.
+//! `readme.rs`): run as a user runs them, settings in the environment and the key in a file; a
+//! value of `ICR_PRIVATE_KEY` they cannot read is never quoted.
+//!
+//! Every example that takes flags prints its usage on `--help` and `-h`, and exits 0.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -233,10 +236,7 @@ fn quickstart_examples_run_against_the_demo_registry() {
         assert_eq!(demo.registry.token_status(token), TokenStatus::Revoked);
 
         // Failures: a message naming what is wrong, a non-zero exit, nothing on stdout.
-        let missing = std::env::temp_dir().join("icr-e2e-no-such-key.pem");
-        let missing = missing.to_str().unwrap();
         for (change, expect) in [
-            (("ICR_PRIVATE_KEY", missing), missing),
             (("ICR_APP_ID", "someone-else"), "Unauthorized"),
             (
                 ("ICR_INSTALLATION_ID", "00000000-0000-4000-8000-000000000000"),
@@ -259,5 +259,83 @@ fn quickstart_examples_run_against_the_demo_registry() {
         let out = run_binary(&binary, &env[..2]);
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("ICR_PRIVATE_KEY is not set"));
+
+        // ICR_PRIVATE_KEY holding something other than a path (these programs read a key file):
+        // a missing file, the key itself base64-encoded (the PEM's body, base64 of its DER), a
+        // token pasted by mistake. The message names the variable and what it should hold, and
+        // never quotes the value.
+        let missing = std::env::temp_dir().join("icr-e2e-no-such-key-0123456789abcdef.pem");
+        let base64_key: String = demo
+            .private_key_pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        let token = "crs_19c9bd530ccd3e1187eed12dc4edb70abe757fc4c7be9c5b";
+        for value in [missing.to_str().unwrap(), base64_key.as_str(), token] {
+            let env: Vec<_> = env
+                .iter()
+                .map(|&(k, v)| if k == "ICR_PRIVATE_KEY" { (k, value) } else { (k, v) })
+                .collect();
+            let out = run_binary(&binary, &env);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{example:?}: {stderr}");
+            assert!(out.stdout.is_empty(), "{example:?}");
+            assert!(
+                stderr.contains("ICR_PRIVATE_KEY names no readable file") && stderr.contains("path"),
+                "{example:?}: {stderr}"
+            );
+            assert_not_echoed(value, &stderr);
+        }
+    }
+}
+
+/// Every run of 16 characters of `value`: none may appear in `text`.
+fn assert_not_echoed(value: &str, text: &str) {
+    let chars: Vec<char> = value.chars().collect();
+    for window in chars.windows(16) {
+        let run: String = window.iter().collect();
+        assert!(!text.contains(&run), "the value is quoted (`{run}`): {text}");
+    }
+}
+
+#[test]
+fn examples_that_take_flags_print_their_usage_on_help() {
+    for (package, example, features) in [
+        ("icr-app-ureq", "ureq_installation_token", None),
+        ("icr-app-reqwest", "reqwest_installation_token", None),
+        ("icr-app-ureq", "ureq_middleware_auth", None),
+        ("icr-app-reqwest", "reqwest_middleware_auth", Some("middleware")),
+        ("icr-app-core", "jwt", None),
+    ] {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        for help in ["--help", "-h"] {
+            let mut cmd = Command::new(&cargo);
+            cmd.args(["run", "-q", "-p", package, "--example", example]);
+            if let Some(features) = features {
+                cmd.args(["--features", features]);
+            }
+            // No settings at all: help needs none, and nothing is sent.
+            for var in [
+                "ICR_BASE_URL",
+                "ICR_APP_ID",
+                "ICR_PRIVATE_KEY",
+                "ICR_INSTALLATION_ID",
+                "ICR_API_VERSION",
+            ] {
+                cmd.env_remove(var);
+            }
+            let out = cmd.args(["--", help]).output().unwrap();
+            let (stdout, stderr) = (
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+            );
+            assert_eq!(out.status.code(), Some(0), "{example} {help}: {stdout}{stderr}");
+            assert!(
+                stdout.to_lowercase().contains(&format!("usage: {example} "))
+                    && stdout.contains("--app-id")
+                    && stdout.contains("--private-key"),
+                "{example} {help}: {stdout}"
+            );
+        }
     }
 }

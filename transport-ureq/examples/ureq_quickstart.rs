@@ -14,7 +14,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let key_path = setting("ICR_PRIVATE_KEY")?;
     let installation = InstallationId::new(setting("ICR_INSTALLATION_ID")?)?;
 
-    let pem = std::fs::read_to_string(&key_path).map_err(|e| format!("cannot read {key_path}: {e}"))?;
+    // The message never quotes the value: it may be the key itself rather than a path.
+    let pem = std::fs::read_to_string(&key_path).map_err(|e| {
+        format!("ICR_PRIVATE_KEY names no readable file ({e}); set it to the path of the app's PEM key file")
+    })?;
     let key = AppKey::from_pem(&pem)?;
     let client = Client::new(App::builder(app_id, key).base_url(base_url).build()?);
 

@@ -274,11 +274,24 @@ impl fmt::Display for Error {
                 "401 Unauthorized: the access token was refused{api}; it has expired or was revoked, or the app was uninstalled: mint a new one"
             ),
             Error::Forbidden { api } => {
-                let said = api.message.as_deref().unwrap_or("").to_ascii_lowercase();
-                if said.is_empty() || said.contains("permission") || said.contains("scope") {
+                // The advice about permissions only when the registry said that was the problem.
+                let said = [&api.message, &api.error]
+                    .into_iter()
+                    .flatten()
+                    .map(|s| s.to_ascii_lowercase())
+                    .collect::<Vec<_>>();
+                if said.iter().any(|s| s.contains("permission") || s.contains("scope")) {
                     write!(
                         f,
                         "403 Forbidden: the token lacks the permission this call needs{api}; request the permission on the app's dashboard and have the organization accept it"
+                    )
+                } else if [&api.message, &api.error]
+                    .iter()
+                    .all(|s| s.as_deref().is_none_or(|s| s.trim().is_empty()))
+                {
+                    write!(
+                        f,
+                        "403 Forbidden: the registry refused this call and did not say why; check that the token is for the organization the call names"
                     )
                 } else {
                     write!(
@@ -385,6 +398,44 @@ mod tests {
         let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJqb2UifQ.c2lnbmF0dXJlc2lnbmF0dXJl";
         assert!(!excerpt(jwt, 500).contains("eyJ"));
         assert_eq!(excerpt("<html>bad gateway</html>", 10), "<html>bad …");
+    }
+
+    #[test]
+    fn a_403_advises_on_permissions_only_when_the_registry_said_so() {
+        let forbidden = |message: Option<&str>, error: Option<&str>| {
+            Error::Forbidden {
+                api: ApiMessage {
+                    message: message.map(str::to_owned),
+                    error: error.map(str::to_owned),
+                },
+            }
+            .to_string()
+        };
+        for (message, error) in [
+            (None, None),
+            (Some(""), None),
+            (None, Some("Forbidden")),
+            (
+                Some("Installation does not belong to that organization"),
+                Some("Forbidden"),
+            ),
+        ] {
+            let text = forbidden(message, error);
+            assert!(
+                text.starts_with("403 Forbidden: the registry refused this call"),
+                "{text}"
+            );
+            assert!(!text.contains("permission"), "{message:?} {error:?}: {text}");
+        }
+        assert!(forbidden(None, None).contains("did not say why"));
+        assert!(forbidden(Some(" "), None).contains("did not say why"));
+        for (message, error) in [
+            (Some("Missing permission: organization_info"), Some("Forbidden")),
+            (None, Some("insufficient_scope")),
+        ] {
+            let text = forbidden(message, error);
+            assert!(text.contains("request the permission"), "{message:?} {error:?}: {text}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, Parser, Subcommand};
 use http::Method;
 use icr_app_core::TransportErrorKind;
@@ -90,7 +91,7 @@ fn parse_timeout(raw: &str) -> Result<Duration, String> {
 
 #[derive(Args, Debug)]
 struct KeyArgs {
-    /// The private key: a path to the PEM file, or the PEM itself [env: ICR_PRIVATE_KEY]
+    /// The private key: a path to its PEM or DER file, the PEM itself, or its base64 [env: ICR_PRIVATE_KEY]
     // Hyphen values allowed: a PEM starts with `-----BEGIN`, and clap would otherwise refuse it
     // as an unknown flag, quoting it in the error.
     #[arg(long, value_name = "PATH|PEM", value_parser = secret_value, allow_hyphen_values = true)]
@@ -439,6 +440,14 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Usage(m) | Failure::Other(m) => f.write_str(m),
+            // The core advises raising the timeout; here, how.
+            Failure::Sdk(Error::Transport {
+                kind: TransportErrorKind::Timeout,
+                message,
+            }) => write!(
+                f,
+                "request failed: {message}; the registry is slow or unreachable: retry later, or allow each request more time with --timeout SECONDS (or {TIMEOUT_ENV})"
+            ),
             Failure::Sdk(e) => write!(f, "{e}"),
         }
     }
@@ -482,6 +491,19 @@ fn main() -> ExitCode {
     let json_requested = args.iter().skip(1).take_while(|a| *a != "--").any(|a| a == "--json");
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
+        Err(e) if withheld_value_message(&e).is_some() => {
+            let message = withheld_value_message(&e).unwrap_or_default();
+            if json_requested {
+                Failure::Usage(message.split_whitespace().collect::<Vec<_>>().join(" ")).report(true);
+            } else {
+                let usage = match e.get(ContextKind::Usage) {
+                    Some(ContextValue::StyledStr(usage)) => format!("\n\n{usage}"),
+                    _ => String::new(),
+                };
+                eprintln!("error: {message}{usage}\n\nFor more information, try '--help'.");
+            }
+            return ExitCode::from(2);
+        }
         Err(e) if json_requested && e.use_stderr() => {
             Failure::Usage(clap_message(&e)).report(true);
             return ExitCode::from(2);
@@ -497,6 +519,70 @@ fn main() -> ExitCode {
             ExitCode::from(failure.code())
         }
     }
+}
+
+/// For a clap error that would quote what the user gave in a place where nothing was expected
+/// (`icr-app fingerprint MIIEv...`, a key pasted where no argument goes): the message with its
+/// length instead, and clap's suggestions of our own names. `None` for other errors, and for an
+/// unknown flag (`--bogus`), which is quoted as clap quotes it.
+///
+/// clap quotes the value in full ("unexpected argument 'MIIEv...' found", and again in its tip
+/// "to pass 'MIIEv...' as a value, use '-- MIIEv...'"), and it may be a key or a token.
+fn withheld_value_message(e: &clap::Error) -> Option<String> {
+    let (context, what) = match e.kind() {
+        ErrorKind::UnknownArgument => (ContextKind::InvalidArg, "unexpected argument"),
+        ErrorKind::InvalidSubcommand => (ContextKind::InvalidSubcommand, "unrecognized subcommand"),
+        ErrorKind::TooManyValues => (ContextKind::InvalidValue, "unexpected value"),
+        _ => return None,
+    };
+    let Some(ContextValue::String(given)) = e.get(context) else {
+        return None;
+    };
+    if is_flag_name(given) {
+        return None;
+    }
+    let chars = given.chars().count();
+    let mut message = format!(
+        "{what} ({chars} character{}, not shown: it may be a secret) found",
+        if chars == 1 { "" } else { "s" }
+    );
+    if let Some(ContextValue::String(flag)) = e.get(ContextKind::InvalidArg)
+        && e.kind() == ErrorKind::TooManyValues
+    {
+        message.push_str(&format!(" for '{flag}'; no more were expected"));
+    }
+    for (kind, name) in [
+        (ContextKind::SuggestedSubcommand, "subcommand"),
+        (ContextKind::SuggestedArg, "argument"),
+    ] {
+        let ours: Vec<&str> = match e.get(kind) {
+            Some(ContextValue::String(one)) => vec![one],
+            Some(ContextValue::Strings(list)) => list.iter().map(String::as_str).collect(),
+            _ => continue,
+        };
+        match ours[..] {
+            [] => {}
+            [one] => message.push_str(&format!("\n\n  tip: a similar {name} exists: '{one}'")),
+            _ => message.push_str(&format!("\n\n  tip: similar {name}s exist: '{}'", ours.join("', '"))),
+        }
+    }
+    Some(message)
+}
+
+/// `--name` or `-n`, as a flag the user mistyped: safe to quote, and useful to.
+fn is_flag_name(arg: &str) -> bool {
+    let name = match arg.strip_prefix("--") {
+        Some(long) => long,
+        None => match arg.strip_prefix('-') {
+            Some(short) if short.chars().count() == 1 => short,
+            _ => return false,
+        },
+    };
+    name.len() <= 40
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// clap's message without its `error: ` prefix, usage and tips, on one line.
@@ -622,7 +708,7 @@ fn now() -> icr_app_core::Timestamp {
 fn load_key(k: &KeyArgs) -> Result<AppKey, Failure> {
     let value = k.value().filter(|v| !v.trim().is_empty()).ok_or_else(|| {
         Failure::Usage(format!(
-            "--private-key is required (or set {}): the path of the app's PEM file, or the PEM itself",
+            "--private-key is required (or set {}): the path of the app's PEM file, the PEM itself, or its base64",
             env::PRIVATE_KEY
         ))
     })?;

@@ -690,6 +690,12 @@ fn a_registry_that_never_answers_times_out_retrying_out_loud() {
             "{stderr}"
         );
         assert!(stderr.contains("error: request failed"), "{stderr}");
+        // The last word says how to allow more time, in this program's terms.
+        let error = stderr.lines().last().unwrap_or_default();
+        assert!(
+            error.contains("--timeout SECONDS") && error.contains("ICR_TIMEOUT"),
+            "{stderr}"
+        );
     }
 }
 
@@ -1147,4 +1153,63 @@ fn each_subcommand_lists_only_its_flags() {
         .assert()
         .success();
     e.cmd().args(["--app-id", "x", "demo"]).assert().code(2);
+}
+
+// Item 7 (and the secrets rule): a key, token or anything else given where no argument goes is
+// never quoted back, as clap quotes it ("unexpected argument 'MIIEv...' found").
+#[test]
+fn a_misplaced_argument_is_never_echoed() {
+    let e = env();
+    let pem = e.demo.private_key_pem;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let token = "crs_19c9bd530ccd3e1187eed12dc4edb70abe757fc4c7be9c5b";
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["fingerprint", &body],
+        vec!["fingerprint", "--json", &body],
+        vec!["fingerprint", "--", pem],
+        vec!["installations", token],
+        vec!["installation", "some-id", token],
+        vec!["call", "GET", "/projects", token],
+        vec![&body],
+        vec![token, "installations"],
+    ];
+    for args in cases {
+        let out = bare().args(&args).assert().code(2);
+        let (stdout, stderr) = outputs(&out);
+        assert!(stdout.is_empty(), "{args:?}");
+        assert!(!stderr.contains(token), "{args:?}: {stderr}");
+        assert!(!stderr.contains("crs_"), "{args:?}: {stderr}");
+        assert!(stderr.contains("characters, not shown"), "{args:?}: {stderr}");
+        if args.contains(&"--json") {
+            assert_eq!(json_error(&out)["kind"], "usage", "{args:?}");
+        } else {
+            assert!(stderr.contains("Usage: icr-app"), "{args:?}: {stderr}");
+        }
+    }
+    // A mistyped flag before a key: clap stops at the flag, and the key is not quoted.
+    let out = bare().args(["jwt", "--private-ke", &body]).assert().code(2);
+    let (_, stderr) = outputs(&out);
+    assert!(
+        stderr.contains("'--private-ke'") && !stderr.contains(&body[..16]),
+        "{stderr}"
+    );
+    let out = bare().args(["fingerprint", &body]).assert().code(2);
+    let chars = body.chars().count();
+    assert!(
+        outputs(&out)
+            .1
+            .starts_with(&format!("error: unexpected argument ({chars} characters, not shown")),
+        "{chars}"
+    );
+    // A mistyped flag is still named, with clap's suggestion; so is a mistyped command's match.
+    bare()
+        .args(["installations", "--app-i", "x"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("'--app-i'").and(predicate::str::contains("'--app-id'")));
+    bare()
+        .arg("instalations")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("'installations'").and(predicate::str::contains("instalations").not()));
 }

@@ -518,6 +518,8 @@ fn revoke_all_waits_for_a_mint_in_flight_and_revokes_its_token(kind: Kind) {
 
 /// Real threads.
 mod ureq_only {
+    use super::PROMPTLY;
+    use icr_app_e2e::within;
     use std::sync::{Arc, Barrier};
     use std::thread;
     use std::time::Duration;
@@ -542,9 +544,13 @@ mod ureq_only {
                 })
             })
             .collect();
-        for h in handles {
-            h.join().unwrap();
-        }
+        // The threads that wait for another's mint are woken by it, not by their wait's
+        // deadline (the fetch timeout, 120 s): a missed wake-up would show here.
+        within(PROMPTLY, "64 threads on 8 cold installations", move || {
+            for h in handles {
+                h.join().unwrap();
+            }
+        });
         for id in &s.installations {
             assert_eq!(s.registry.mint_count(id.as_str()), 1, "{id}");
         }

@@ -1,5 +1,6 @@
 //! The blocking client: one driving loop over the core's operations.
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -26,6 +27,9 @@ pub struct Client {
 pub(crate) struct Inner {
     pub(crate) app: Mutex<App>,
     pub(crate) changed: Condvar, // signalled whenever an operation reports back or is abandoned
+    /// How many drivers wait on `changed`, counted under `app`'s lock: with none, a report
+    /// costs no wake-up call (on Linux each `notify_all` is a system call).
+    pub(crate) waiting: AtomicUsize,
     pub(crate) transport: UreqTransport,
     pub(crate) store: Option<Box<dyn SharedStore>>,
 }
@@ -50,6 +54,7 @@ impl Client {
         let inner = Inner {
             app: Mutex::new(app),
             changed: Condvar::new(),
+            waiting: AtomicUsize::new(0),
             transport,
             store,
         };

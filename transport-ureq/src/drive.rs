@@ -2,6 +2,7 @@
 //! store command, sleep, wait) and reports back; every decision is the core's.
 
 use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use icr_app_core::{Error, Operation, Step, Timestamp};
@@ -23,12 +24,21 @@ impl<O: Operation> Drop for Running<'_, O> {
     fn drop(&mut self) {
         if !self.done {
             self.op.abandon(&mut self.client.lock(), now());
-            self.client.inner.changed.notify_all();
+            self.client.changed();
         }
     }
 }
 
 impl Client {
+    /// Wakes the drivers waiting for a change, if any. The count is changed only under the
+    /// app's lock, and every report is made under it before this is called, so a driver that
+    /// is about to wait has either been counted or polls after the report.
+    fn changed(&self) {
+        if self.inner.waiting.load(Ordering::Relaxed) > 0 {
+            self.inner.changed.notify_all();
+        }
+    }
+
     /// Drives `op` to completion: the one loop of this client.
     pub fn drive<O: Operation>(&self, op: O) -> Result<O::Output, Error> {
         let mut run = Running {
@@ -50,12 +60,14 @@ impl Client {
                 }
                 Step::Wait { until } => {
                     let timeout = until.saturating_since(now()).max(Duration::from_millis(1));
+                    self.inner.waiting.fetch_add(1, Ordering::Relaxed);
                     app = self
                         .inner
                         .changed
                         .wait_timeout(app, timeout)
                         .unwrap_or_else(PoisonError::into_inner)
                         .0;
+                    self.inner.waiting.fetch_sub(1, Ordering::Relaxed);
                 }
                 Step::Store { id, command } => {
                     drop(app);
@@ -65,7 +77,7 @@ impl Client {
                     };
                     app = self.lock();
                     run.op.handle_store(&mut app, id, reply, now());
-                    self.inner.changed.notify_all();
+                    self.changed();
                 }
                 Step::Send { id, request } => {
                     drop(app);
@@ -75,7 +87,7 @@ impl Client {
                         Ok(response) => run.op.handle_response(&mut app, id, response, now()),
                         Err(error) => run.op.handle_failure(&mut app, id, error, now()),
                     }
-                    self.inner.changed.notify_all();
+                    self.changed();
                 }
             }
         }

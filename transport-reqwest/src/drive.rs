@@ -141,6 +141,12 @@ enum Inner<'a, T> {
     Looping(Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>),
 }
 
+impl<T> Driven<'_, T> {
+    pub(crate) fn ready(value: T) -> Self {
+        Driven(Inner::Ready(Some(Ok(value))))
+    }
+}
+
 // Nothing in it is pinned structurally: the loop is behind its own `Pin<Box<..>>`, and the ready
 // result is moved out, never pinned.
 impl<T> Unpin for Driven<'_, T> {}

@@ -83,7 +83,7 @@ impl Client {
 
     /// An installation access token with at least the default minimum life (60 s) left.
     pub fn installation_token(&self, installation: &InstallationId) -> Result<Token, Error> {
-        self.drive(GetToken::new(TokenScope::Installation(installation.clone()), None))
+        self.token(&TokenScope::Installation(installation.clone()), None)
     }
 
     /// An app access token.
@@ -92,7 +92,14 @@ impl Client {
     }
 
     /// A token for `scope` with at least `min_life` left (default 60 s); see [`GetToken`].
+    ///
+    /// A hit is answered by the core's [`App::hit`] before any operation is made.
     pub fn token(&self, scope: &TokenScope, min_life: Option<Duration>) -> Result<Token, Error> {
+        if min_life.is_none()
+            && let Some(token) = self.lock().hit(scope, now())
+        {
+            return Ok(token);
+        }
         self.drive(GetToken::new(scope.clone(), min_life))
     }
 

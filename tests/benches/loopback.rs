@@ -236,7 +236,7 @@ fn cold_mint(c: &mut Criterion) {
 fn share(_: &mut Criterion) {
     // `cargo test --benches` runs this once, unoptimised, without `--bench`: two rounds then.
     let full = std::env::args().any(|a| a == "--bench");
-    let n_rounds: usize = if full { 40 } else { 2 };
+    let n_rounds: usize = if full { 200 } else { 2 };
     const BATCH: u32 = 25;
     let r = registry();
     r.set_token_lifetime(Duration::from_secs(7200));

@@ -314,7 +314,9 @@ impl ApiConfig {
                 format!("`{}` must start with `/`", crate::redact::excerpt(path_and_query, 80)),
             ));
         }
-        let url = format!("{}{}", self.base_url, path_and_query);
+        let mut url = String::with_capacity(self.base_url.len() + path_and_query.len());
+        url.push_str(&self.base_url);
+        url.push_str(path_and_query);
         let uri: Uri = url.parse().map_err(|_| {
             Error::config(
                 "request path",
@@ -433,7 +435,11 @@ impl ApiConfig {
 /// Sets `Authorization: Bearer <credential>` (marked sensitive, so HTTP stacks that honour it
 /// will not log it) on a request built elsewhere, replacing any earlier one.
 pub fn authorize<B>(request: &mut Request<B>, credential: &SecretString) -> Result<(), Error> {
-    let mut value = HeaderValue::try_from(format!("Bearer {}", credential.expose())).map_err(|_| {
+    // Sized exactly: `format!` would grow the string several times for an 800-byte JWT.
+    let mut bearer = String::with_capacity(7 + credential.expose().len());
+    bearer.push_str("Bearer ");
+    bearer.push_str(credential.expose());
+    let mut value = HeaderValue::try_from(bearer).map_err(|_| {
         Error::config(
             "token",
             "it contains characters not allowed in an HTTP header; pass the token exactly as issued",

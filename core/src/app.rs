@@ -281,17 +281,18 @@ impl App {
         self.cache.state(scope, now)
     }
 
-    /// A cache hit, answered without an operation: the token a [`GetToken`] for `scope` without
-    /// a `min_life` would hand out at `now` with nothing to perform (no refresh due, the
-    /// default life left), counted as a hit. `None` when there is more to do than that: then
-    /// drive a [`GetToken`]. Nothing changes but the entry's recency and the hit count.
+    /// A cache hit: the token a [`GetToken`] for `scope` (with `min_life`, default
+    /// [`CacheConfig::min_remaining`]) hands out at `now` with nothing to perform (no refresh
+    /// due, the life asked for left), counted as a hit. `None` when there is more to do: then
+    /// drive a [`GetToken`], whose first poll is this same call. Nothing changes but the entry's
+    /// recency and the hit count.
     ///
-    /// For drivers that keep something of their own beside a hit, as the Python binding keeps
-    /// the token's Python object.
+    /// Drivers may call it before making an operation: the clients do, and the Python binding
+    /// keeps the token's Python object beside it.
     ///
     /// [`GetToken`]: crate::GetToken
-    pub fn hit(&mut self, scope: &TokenScope, now: Timestamp) -> Option<Token> {
-        let token = self.peek_token(scope, now, None)?;
+    pub fn hit(&mut self, scope: &TokenScope, now: Timestamp, min_life: Option<Duration>) -> Option<Token> {
+        let token = self.peek_token(scope, now, min_life)?;
         self.count(Counter::Hit);
         Some(token)
     }
@@ -792,26 +793,26 @@ mod tests {
     #[test]
     fn hit_is_the_get_token_hit_alone() {
         let mut app = app();
-        assert!(app.hit(&scope(), at(0)).is_none());
+        assert!(app.hit(&scope(), at(0), None).is_none());
         let (id, _) = send(app.poll_token(&scope(), at(0), None).unwrap());
         // A mint in flight: no hit.
-        assert!(app.hit(&scope(), at(0)).is_none());
+        assert!(app.hit(&scope(), at(0), None).is_none());
         let TokenAnswer::Token(t) = app
             .handle_token_response(id, response(200, 0, token_body(0)), at(0))
             .unwrap()
         else {
             panic!()
         };
-        assert!(app.hit(&scope(), at(10)).is_some_and(|h| h.same_as(&t)));
+        assert!(app.hit(&scope(), at(10), None).is_some_and(|h| h.same_as(&t)));
         assert_eq!(app.stats().hits, 1);
         // Once a refresh is due (90 % of the 2 h life), the operation has work to do: no hit,
         // and nothing counted or started.
-        assert!(app.hit(&scope(), at(6600)).is_none());
+        assert!(app.hit(&scope(), at(6600), None).is_none());
         assert_eq!(app.stats().hits, 1);
         assert!(matches!(app.token_state(&scope(), at(6600)), TokenState::Valid(_)));
         // A refused token is gone for the hit too.
         assert!(app.invalidate(&scope(), t.secret().expose()));
-        assert!(app.hit(&scope(), at(20)).is_none());
+        assert!(app.hit(&scope(), at(20), None).is_none());
     }
 
     /// Offsets learned against absurd local clocks (the far past, then the far future) must not

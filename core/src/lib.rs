@@ -85,10 +85,10 @@
 //!    flight, so other callers mint again instead of waiting for the fetch timeout). A guard
 //!    whose `Drop` does it covers every way out.
 //!
-//! A cache hit may be answered before any operation is made: [`App::hit`] returns the token a
-//! `GetToken` without a `min_life` would hand out with nothing to perform (and `None` when it
-//! would have more to do: then start the `GetToken`). The clients and the Python binding do
-//! this; it is the same decision, taken by the core.
+//! A cache hit may be answered before any operation is made: [`App::hit`] is `GetToken`'s
+//! first step (the token it would hand out with nothing to perform, or `None`: then start the
+//! `GetToken`). The clients and the Python binding do this; it is the same decision, taken by
+//! the core.
 //!
 //! The canonical loop, for a blocking driver (`send` is your HTTP stack; this example answers
 //! from a canned registry):

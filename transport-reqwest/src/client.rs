@@ -98,9 +98,7 @@ impl Client {
     ///
     /// A hit is answered by the core's [`App::hit`] before any operation is made.
     pub fn token(&self, scope: &TokenScope, min_life: Option<Duration>) -> Driven<'_, Token> {
-        if min_life.is_none()
-            && let Some(token) = self.lock().hit(scope, now())
-        {
+        if let Some(token) = self.lock().hit(scope, now(), min_life) {
             return Driven::ready(token);
         }
         self.drive(GetToken::new(scope.clone(), min_life))

@@ -52,19 +52,8 @@ impl Client {
                 run.done = true;
                 Driven(Inner::Ready(Some(result)))
             }
-            first => self.looping(run, first),
+            first => Driven(Inner::Looping(Box::pin(self.run(run, first)))),
         }
-    }
-
-    /// The loop's future, boxed: kept out of [`Client::drive`] so that a cache hit does not
-    /// pay for the stack frame of the loop's state.
-    #[inline(never)]
-    fn looping<'a, O>(&'a self, run: Running<'a, O>, first: (Step<O::Output>, Option<u64>)) -> Driven<'a, O::Output>
-    where
-        O: Operation + Send + 'a,
-        O::Output: Send,
-    {
-        Driven(Inner::Looping(Box::pin(self.run(run, first))))
     }
 
     /// Polls under the lock; for a `Wait`, also the change counter read under that lock, so a

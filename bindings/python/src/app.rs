@@ -259,9 +259,16 @@ impl App {
         min_life: Option<f64>,
     ) -> PyResult<Found> {
         if min_life.is_none()
-            && let Some(token) = self.hit(py, installation_id)
+            && let Some(hit) = self.hit(py, installation_id)
         {
-            return Ok(Found::Token(token));
+            return Ok(Found::Token(match hit {
+                Hit::Kept(object) => object,
+                Hit::New(scope, token) => {
+                    let object = Py::new(py, Token { inner: token.clone() })?;
+                    self.remember(py, installation_id, &scope, token, &object);
+                    object
+                }
+            }));
         }
         let scope = scope(installation_id.map(|id| id.to_cow()).transpose()?.as_deref())?;
         let min_life_given = min_life.is_some();
@@ -286,11 +293,12 @@ impl App {
         }
     }
 
-    /// The hit: the memo is for `installation_id` and the core hands out its token again (one
-    /// lock, one clock read). `None` for anything else (another id, another token, a mint to
-    /// drive, the lock taken), which the caller then asks the core for in full: a failed hit
-    /// changes nothing but a recency mark.
-    fn hit(&self, py: Python<'_>, installation_id: Option<&Bound<'_, PyString>>) -> Option<Py<Token>> {
+    /// The hit: the memo is for `installation_id` and the core hands out a token for it now
+    /// (one lock, one clock read): the memo's object when it is the same token, else the new
+    /// token (counted as a hit already). `None` for anything else (another id, a mint to drive,
+    /// the lock taken), which the caller then asks the core for in full: a failed hit changes
+    /// nothing but a recency mark.
+    fn hit(&self, py: Python<'_>, installation_id: Option<&Bound<'_, PyString>>) -> Option<Hit> {
         let current = self.shared.load();
         if current.generation != fork_generation() {
             return None;
@@ -299,8 +307,13 @@ impl App {
         let mut guard = current.app.try_lock().ok()?;
         let Locked { core, memo } = &mut *guard;
         let memo = memo.as_ref().filter(|m| same_id(py, m.id.as_ref(), installation_id))?;
-        let token = core.hit(&memo.scope, now(None))?;
-        token.same_as(&memo.token).then(|| memo.object.clone_ref(py))
+        let token = core.hit(&memo.scope, now(None), None)?;
+        Some(if token.same_as(&memo.token) {
+            Hit::Kept(memo.object.clone_ref(py))
+        } else {
+            // Its Python object is made after the lock (making one can run Python code).
+            Hit::New(memo.scope.clone(), token)
+        })
     }
 
     /// Makes `object` the memo for `installation_id`.
@@ -329,6 +342,14 @@ impl App {
             drop(old);
         }
     }
+}
+
+/// What [`App::hit`] found.
+enum Hit {
+    /// The memo's object: its token is still the one to hand out.
+    Kept(Py<Token>),
+    /// Another token for the memo's scope (a refresh landed): it needs an object of its own.
+    New(TokenScope, CoreToken),
 }
 
 /// What [`App::token_or_operation`] found.

@@ -65,6 +65,11 @@ def test_cached_token_whatever_string_names_the_installation(
     fresh = client.installation_token(installation)
     assert fresh != first and registry.token_is_valid(fresh)
     assert registry.mint_count(installation) == 2
+    # The kept object is the revoked token's: the new token replaces it, counted as one hit.
+    hits = client.stats().hits
+    again = client.installation_token(installation)
+    assert again == fresh and client.installation_token(installation) is again
+    assert client.stats().hits == hits + 2
     with pytest.raises(TypeError):
         client.installation_token(42)  # type: ignore[arg-type]
 

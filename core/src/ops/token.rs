@@ -114,14 +114,12 @@ impl Operation for GetToken {
     type Output = Token;
 
     fn poll(&mut self, app: &mut App, now: Timestamp) -> Step<Token> {
-        // The hit: nothing in progress and a cached token with the life asked for.
+        // The hit: nothing in progress and a cached token with the life asked for. (A caller
+        // that waited for a mint was counted as a miss already: the loop below serves it.)
         if let Progress::Idle = self.progress
-            && let Some(token) = app.peek_token(&self.scope, now, self.min_life)
+            && !self.missed
+            && let Some(token) = app.hit(&self.scope, now, self.min_life)
         {
-            // A caller that waited for a mint was counted as a miss already.
-            if !self.missed {
-                app.count(Counter::Hit);
-            }
             return Step::Done(Ok(token));
         }
         if let Some(step) = self.drive(app, now) {

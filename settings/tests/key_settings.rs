@@ -8,6 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use icr_app_core::{AppKey, Error, KeyError};
 use icr_app_settings::{Settings, load_private_key};
+use icr_app_testkit::assert_not_echoed;
 
 const PEM: &str = include_str!("../../core/tests/fixtures/keys/rsa2048-pkcs1.pem");
 const PKCS8: &str = include_str!("../../core/tests/fixtures/keys/rsa2048-pkcs8.pem");
@@ -21,18 +22,6 @@ fn body_lines(pem: &str) -> Vec<&str> {
     pem.lines()
         .filter(|l| !l.starts_with("-----") && !l.trim().is_empty())
         .collect()
-}
-
-/// Every run of 16 characters of `value`: none may appear in a message.
-fn assert_not_echoed(value: &str, message: &str) {
-    let chars: Vec<char> = value.chars().collect();
-    for window in chars.windows(16) {
-        let run: String = window.iter().collect();
-        assert!(
-            !message.contains(&run),
-            "the message quotes the value (`{run}`): {message}"
-        );
-    }
 }
 
 fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {

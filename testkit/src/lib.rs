@@ -77,6 +77,20 @@ pub const DEMO_PRIVATE_KEY_PEM: &str = include_str!("../keys/demo-app.pem");
 /// A second private key, registered to no app: JWTs signed with it are refused.
 pub const OTHER_PRIVATE_KEY_PEM: &str = include_str!("../keys/other-app.pem");
 
+/// Panics if `text` quotes `value`: any run of 16 of its characters. For tests that a message
+/// about a secret given where it should not be (a key, a token) never repeats it.
+///
+/// ```
+/// icr_app_testkit::assert_not_echoed("crs_0123456789abcdef", "not a key (20 characters)");
+/// ```
+pub fn assert_not_echoed(value: &str, text: &str) {
+    let chars: Vec<char> = value.chars().collect();
+    for window in chars.windows(16) {
+        let run: String = window.iter().collect();
+        assert!(!text.contains(&run), "the value is quoted (`{run}`): {text}");
+    }
+}
+
 /// Why a registration was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TestkitError {

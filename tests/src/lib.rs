@@ -92,6 +92,34 @@ impl Setup {
     }
 }
 
+/// Takes every `ICR_*` setting the examples read out of `cmd`'s environment, so that it runs
+/// with exactly the settings a test gives it.
+pub fn without_settings(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    for var in [
+        "ICR_BASE_URL",
+        "ICR_APP_ID",
+        "ICR_PRIVATE_KEY",
+        "ICR_INSTALLATION_ID",
+        "ICR_API_VERSION",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// `cargo run -q -p package --example example [--features features]`, without the `ICR_*`
+/// settings (add the example's arguments after a `--`).
+pub fn cargo_example(package: &str, example: &str, features: Option<&str>) -> std::process::Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["run", "-q", "-p", package, "--example", example]);
+    if let Some(features) = features {
+        cmd.args(["--features", features]);
+    }
+    without_settings(&mut cmd);
+    cmd
+}
+
 /// The local time, as the clients read it.
 pub fn now() -> Timestamp {
     Timestamp::from_system_time(SystemTime::now())

@@ -13,7 +13,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use icr_app_testkit::{FakeRegistry, Fault, TokenStatus};
+use icr_app_e2e::{cargo_example, without_settings};
+use icr_app_testkit::{FakeRegistry, Fault, TokenStatus, assert_not_echoed};
 /// A private key written to a temporary file, removed on drop.
 struct KeyFile(std::path::PathBuf);
 
@@ -68,15 +69,7 @@ fn build_example((package, example): (&str, &str)) -> PathBuf {
 /// Runs a built example with exactly `envs` of the `ICR_*` settings.
 fn run_binary(binary: &Path, envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(binary);
-    for var in [
-        "ICR_BASE_URL",
-        "ICR_APP_ID",
-        "ICR_PRIVATE_KEY",
-        "ICR_INSTALLATION_ID",
-        "ICR_API_VERSION",
-    ] {
-        cmd.env_remove(var);
-    }
+    without_settings(&mut cmd);
     cmd.envs(envs.iter().copied());
     cmd.output().unwrap()
 }
@@ -289,15 +282,6 @@ fn quickstart_examples_run_against_the_demo_registry() {
     }
 }
 
-/// Every run of 16 characters of `value`: none may appear in `text`.
-fn assert_not_echoed(value: &str, text: &str) {
-    let chars: Vec<char> = value.chars().collect();
-    for window in chars.windows(16) {
-        let run: String = window.iter().collect();
-        assert!(!text.contains(&run), "the value is quoted (`{run}`): {text}");
-    }
-}
-
 #[test]
 fn examples_that_take_flags_print_their_usage_on_help() {
     for (package, example, features) in [
@@ -307,24 +291,12 @@ fn examples_that_take_flags_print_their_usage_on_help() {
         ("icr-app-reqwest", "reqwest_middleware_auth", Some("middleware")),
         ("icr-app-core", "jwt", None),
     ] {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         for help in ["--help", "-h"] {
-            let mut cmd = Command::new(&cargo);
-            cmd.args(["run", "-q", "-p", package, "--example", example]);
-            if let Some(features) = features {
-                cmd.args(["--features", features]);
-            }
             // No settings at all: help needs none, and nothing is sent.
-            for var in [
-                "ICR_BASE_URL",
-                "ICR_APP_ID",
-                "ICR_PRIVATE_KEY",
-                "ICR_INSTALLATION_ID",
-                "ICR_API_VERSION",
-            ] {
-                cmd.env_remove(var);
-            }
-            let out = cmd.args(["--", help]).output().unwrap();
+            let out = cargo_example(package, example, features)
+                .args(["--", help])
+                .output()
+                .unwrap();
             let (stdout, stderr) = (
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr),

@@ -547,21 +547,7 @@ fn both_examples_call_two_endpoints_through_the_users_client_with_one_mint() {
     ] {
         let demo = FakeRegistry::demo();
         let installation = demo.installation_ids[0].as_str();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = std::process::Command::new(cargo);
-        cmd.args(["run", "-q", "-p", package, "--example", example]);
-        if let Some(features) = features {
-            cmd.args(["--features", features]);
-        }
-        for var in [
-            "ICR_BASE_URL",
-            "ICR_APP_ID",
-            "ICR_PRIVATE_KEY",
-            "ICR_INSTALLATION_ID",
-            "ICR_API_VERSION",
-        ] {
-            cmd.env_remove(var);
-        }
+        let mut cmd = icr_app_e2e::cargo_example(package, example, features);
         let out = cmd
             .envs([
                 ("ICR_BASE_URL", demo.registry.base_url().as_str()),

@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use icr_app_e2e::without_settings;
 use icr_app_testkit::{FakeRegistry, Fault, RecordedRequest};
 
 /// A key the fake registry's demo app does not know: JWTs signed with it are refused.
@@ -44,15 +45,7 @@ fn driver() -> &'static Path {
 /// Runs the driver with `args` and exactly `envs` of the `ICR_*` settings.
 fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(driver());
-    for var in [
-        "ICR_BASE_URL",
-        "ICR_APP_ID",
-        "ICR_PRIVATE_KEY",
-        "ICR_INSTALLATION_ID",
-        "ICR_API_VERSION",
-    ] {
-        cmd.env_remove(var);
-    }
+    without_settings(&mut cmd);
     cmd.args(args).envs(envs.iter().copied());
     cmd.output().unwrap()
 }

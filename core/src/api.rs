@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
 use http::{Method, Request, Uri};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -168,16 +168,23 @@ pub fn encode_segment(segment: &str) -> String {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiConfig {
     base_url: Arc<str>,
-    api_version: HeaderValue,
-    user_agent: HeaderValue,
+    /// The headers every request carries (`accept`, `x-icr-api-version`, `user-agent`), made
+    /// once: each request starts from a copy.
+    headers: HeaderMap,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
+        let mut headers = HeaderMap::with_capacity(4);
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(
+            HeaderName::from_static(API_VERSION_HEADER),
+            HeaderValue::from_static(DEFAULT_API_VERSION),
+        );
+        headers.insert(USER_AGENT, HeaderValue::from_static(DEFAULT_USER_AGENT));
         Self {
             base_url: DEFAULT_BASE_URL.into(),
-            api_version: HeaderValue::from_static(DEFAULT_API_VERSION),
-            user_agent: HeaderValue::from_static(DEFAULT_USER_AGENT),
+            headers,
         }
     }
 }
@@ -224,13 +231,16 @@ impl ApiConfig {
 
     /// Sets `x-icr-api-version` (default `2023-06-16`).
     pub fn with_api_version(mut self, version: &str) -> Result<Self, Error> {
-        self.api_version = header_value("API version", version)?;
+        let version = header_value("API version", version)?;
+        self.headers
+            .insert(HeaderName::from_static(API_VERSION_HEADER), version);
         Ok(self)
     }
 
     /// Sets the `user-agent`. Name your app, e.g. `my-app/1.2 icr-app-core/0.1`.
     pub fn with_user_agent(mut self, user_agent: &str) -> Result<Self, Error> {
-        self.user_agent = header_value("user agent", user_agent)?;
+        let user_agent = header_value("user agent", user_agent)?;
+        self.headers.insert(USER_AGENT, user_agent);
         Ok(self)
     }
 
@@ -241,7 +251,10 @@ impl ApiConfig {
 
     /// The API version sent.
     pub fn api_version(&self) -> &str {
-        self.api_version.to_str().unwrap_or(DEFAULT_API_VERSION)
+        self.headers
+            .get(API_VERSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(DEFAULT_API_VERSION)
     }
 
     /// Whether the base URL is plain `http://` to somewhere other than a loopback address.
@@ -314,35 +327,59 @@ impl ApiConfig {
                 format!("`{}` must start with `/`", crate::redact::excerpt(path_and_query, 80)),
             ));
         }
-        let mut url = String::with_capacity(self.base_url.len() + path_and_query.len());
+        self.request_to(method, &[path_and_query], body)
+    }
+
+    /// A request for the path made of `path` (joined, starting with `/`) relative to the base
+    /// URL, with the standard headers: the URL is written once, at its size, and the headers are
+    /// a copy of the ones made with the config.
+    fn request_to(&self, method: Method, path: &[&str], body: Option<Vec<u8>>) -> Result<Request<Vec<u8>>, Error> {
+        let mut url = String::with_capacity(self.base_url.len() + path.iter().map(|p| p.len()).sum::<usize>());
         url.push_str(&self.base_url);
-        url.push_str(path_and_query);
-        let uri: Uri = url.parse().map_err(|_| {
+        path.iter().for_each(|p| url.push_str(p));
+        let uri = Uri::try_from(url).map_err(|_| {
             Error::config(
                 "request path",
                 format!(
                     "`{}` is not a valid path; percent-encode ids with encode_segment",
-                    crate::redact::excerpt(path_and_query, 80)
+                    crate::redact::excerpt(&path.concat(), 80)
                 ),
             )
         })?;
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(ACCEPT, HeaderValue::from_static("application/json"))
-            .header(HeaderName::from_static(API_VERSION_HEADER), self.api_version.clone())
-            .header(USER_AGENT, self.user_agent.clone());
+        let mut headers = self.headers.clone();
         if body.is_some() {
-            builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
-        builder
-            .body(body.unwrap_or_default())
-            .map_err(|e| Error::config("request", e.to_string()))
+        let mut request = Request::new(body.unwrap_or_default());
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        Ok(request)
+    }
+
+    /// The mint request for an installation's token (`Some`) or the app's (`None`), with
+    /// `bearer` (a value from [`bearer`]) as its `Authorization`.
+    pub(crate) fn mint_request(
+        &self,
+        installation: Option<&InstallationId>,
+        bearer: HeaderValue,
+    ) -> Result<Request<Vec<u8>>, Error> {
+        let body = Some(b"{}".to_vec());
+        let mut request = match installation {
+            None => self.request_to(Method::POST, &["/app/accessTokens"], body),
+            Some(id) => {
+                // Borrowed unless the id has something to escape (a UUID has not).
+                let id: std::borrow::Cow<'_, str> = utf8_percent_encode(id.as_str(), SEGMENT).into();
+                self.request_to(Method::POST, &["/app/installations/", &id, "/accessTokens"], body)
+            }
+        }?;
+        request.headers_mut().insert(AUTHORIZATION, bearer);
+        Ok(request)
     }
 
     /// `POST /app/accessTokens` (app JWT): mint an app access token.
     pub fn app_access_token(&self, jwt: &SecretString) -> Result<Request<Vec<u8>>, Error> {
-        self.authorized(Method::POST, "/app/accessTokens", Some(b"{}".to_vec()), jwt)
+        self.mint_request(None, bearer(jwt)?)
     }
 
     /// `POST /app/installations/{installationId}/accessTokens` (app JWT): mint an installation
@@ -352,11 +389,7 @@ impl ApiConfig {
         jwt: &SecretString,
         installation: &InstallationId,
     ) -> Result<Request<Vec<u8>>, Error> {
-        let path = format!(
-            "/app/installations/{}/accessTokens",
-            encode_segment(installation.as_str())
-        );
-        self.authorized(Method::POST, &path, Some(b"{}".to_vec()), jwt)
+        self.mint_request(Some(installation), bearer(jwt)?)
     }
 
     /// `DELETE /app/installations/token`, authorised with the access token to revoke.
@@ -435,6 +468,12 @@ impl ApiConfig {
 /// Sets `Authorization: Bearer <credential>` (marked sensitive, so HTTP stacks that honour it
 /// will not log it) on a request built elsewhere, replacing any earlier one.
 pub fn authorize<B>(request: &mut Request<B>, credential: &SecretString) -> Result<(), Error> {
+    request.headers_mut().insert(AUTHORIZATION, bearer(credential)?);
+    Ok(())
+}
+
+/// `Bearer <credential>` as an `Authorization` value, marked sensitive.
+pub(crate) fn bearer(credential: &SecretString) -> Result<HeaderValue, Error> {
     // Sized exactly: `format!` would grow the string several times for an 800-byte JWT.
     let mut bearer = String::with_capacity(7 + credential.expose().len());
     bearer.push_str("Bearer ");
@@ -446,8 +485,7 @@ pub fn authorize<B>(request: &mut Request<B>, credential: &SecretString) -> Resu
         )
     })?;
     value.set_sensitive(true);
-    request.headers_mut().insert(AUTHORIZATION, value);
-    Ok(())
+    Ok(value)
 }
 
 /// Where a driver may send a request, as [`check_transport_security`] decides.
@@ -646,6 +684,12 @@ mod tests {
             "/app/installations/..%2F..%2Forganizations%2Fx%3Fy%3D1%23z"
         );
         assert!(r.uri().query().is_none());
+        let r = api.installation_access_token(&jwt(), &evil).unwrap();
+        assert_eq!(
+            r.uri().path(),
+            "/app/installations/..%2F..%2Forganizations%2Fx%3Fy%3D1%23z/accessTokens"
+        );
+        assert!(r.uri().query().is_none());
         assert!(InstallationId::new("..").is_err());
         assert!(InstallationId::new("").is_err());
         assert!(InstallationId::new("a b").is_err());
@@ -688,11 +732,18 @@ mod tests {
                 .is_insecure()
         );
         assert!(ApiConfig::new().with_api_version("bad\nversion").is_err());
-        let v = ApiConfig::new().with_api_version("2024-01-01").unwrap();
-        assert_eq!(
-            v.app_access_token(&jwt()).unwrap().headers()[API_VERSION_HEADER],
-            "2024-01-01"
-        );
+        let v = ApiConfig::new()
+            .with_api_version("2024-01-01")
+            .unwrap()
+            .with_user_agent("my-app/1.0")
+            .unwrap();
+        assert_eq!(v.api_version(), "2024-01-01");
+        let r = v.app_access_token(&jwt()).unwrap();
+        // Replaced, not added beside the defaults.
+        assert_eq!(r.headers().get_all(API_VERSION_HEADER).iter().count(), 1);
+        assert_eq!(r.headers()[API_VERSION_HEADER], "2024-01-01");
+        assert_eq!(r.headers().get_all(USER_AGENT).iter().count(), 1);
+        assert_eq!(r.headers()[USER_AGENT], "my-app/1.0");
     }
 
     #[test]

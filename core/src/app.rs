@@ -579,10 +579,11 @@ impl App {
 
     fn signed_mint_request(&mut self, scope: &TokenScope, now: Timestamp) -> Result<Request<Vec<u8>>, Error> {
         let jwt = self.jwt.jwt(now, self.offset)?;
-        match scope {
-            TokenScope::App => self.api.app_access_token(jwt.token()),
-            TokenScope::Installation(id) => self.api.installation_access_token(jwt.token(), id),
-        }
+        let installation = match scope {
+            TokenScope::App => None,
+            TokenScope::Installation(id) => Some(id),
+        };
+        self.api.mint_request(installation, jwt.bearer().clone())
     }
 
     /// Drops `scope`'s cached token if it is `token` (the registry just refused it); a newer

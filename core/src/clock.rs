@@ -134,28 +134,51 @@ pub(crate) fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Serde helpers for RFC 3339 fields of the API's JSON models.
+/// Serde helpers for RFC 3339 fields of the API's JSON models: a [`Timestamp`] as an RFC 3339
+/// string, read in place (no copy of the string is made).
 pub(crate) mod rfc3339 {
+    use std::fmt;
+
+    use serde::Serializer;
+    use serde::de::{self, Deserializer, Visitor};
+
     use super::Timestamp;
-    use serde::{Deserialize, Deserializer, Serializer};
 
     pub(crate) fn serialize<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&t.to_rfc3339())
     }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Timestamp::parse_rfc3339(&s).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "`{}` is not an RFC 3339 date-time",
-                crate::redact::excerpt(&s, 40)
-            ))
-        })
+        d.deserialize_str(Rfc3339)
+    }
+
+    /// Reads an RFC 3339 string.
+    struct Rfc3339;
+
+    impl Visitor<'_> for Rfc3339 {
+        type Value = Timestamp;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an RFC 3339 date-time")
+        }
+
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Timestamp, E> {
+            Timestamp::parse_rfc3339(s).ok_or_else(|| {
+                E::custom(format!(
+                    "`{}` is not an RFC 3339 date-time",
+                    crate::redact::excerpt(s, 40)
+                ))
+            })
+        }
     }
 
     pub(crate) mod option {
+        use std::fmt;
+
+        use serde::Serializer;
+        use serde::de::{self, Deserializer, Visitor};
+
         use super::Timestamp;
-        use serde::{Deserialize, Deserializer, Serializer};
 
         pub(crate) fn serialize<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
             match t {
@@ -165,15 +188,29 @@ pub(crate) mod rfc3339 {
         }
 
         pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
-            let s = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)?;
-            match s {
-                None => Ok(None),
-                Some(s) => Timestamp::parse_rfc3339(&s).map(Some).ok_or_else(|| {
-                    serde::de::Error::custom(format!(
-                        "`{}` is not an RFC 3339 date-time",
-                        crate::redact::excerpt(&s, 40)
-                    ))
-                }),
+            d.deserialize_option(Optional)
+        }
+
+        /// Reads `null` or an RFC 3339 string.
+        struct Optional;
+
+        impl<'de> Visitor<'de> for Optional {
+            type Value = Option<Timestamp>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an RFC 3339 date-time or null")
+            }
+
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                super::deserialize(d).map(Some)
             }
         }
     }

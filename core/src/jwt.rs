@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::HeaderValue;
 
 use crate::clock::{ClockOffset, Timestamp};
 use crate::error::Error;
@@ -90,6 +91,8 @@ impl From<AppId> for String {
 #[derive(Clone, Debug)]
 pub struct AppJwt {
     token: Arc<SecretString>,
+    /// `Bearer <token>`, made once for every request the JWT authorises.
+    bearer: HeaderValue,
     issued_at: Timestamp,
     expires_at: Timestamp,
     offset: ClockOffset,
@@ -99,6 +102,11 @@ impl AppJwt {
     /// The compact JWT, for the `Authorization: Bearer` header.
     pub fn token(&self) -> &SecretString {
         &self.token
+    }
+
+    /// `Authorization: Bearer <token>`'s value, marked sensitive.
+    pub(crate) fn bearer(&self) -> &HeaderValue {
+        &self.bearer
     }
 
     /// The `iat` claim (server clock, whole seconds).
@@ -217,9 +225,10 @@ impl JwtSigner {
         let exp = server_now.plus(self.lifetime).unix_seconds();
         let claims = serde_json::json!({ "iat": iat, "exp": exp, "iss": self.app_id.as_str(), "alg": "RS256" });
         let claims = serde_json::to_vec(&claims).map_err(|e| Error::Signing(e.to_string()))?;
-        let token = encode_compact(HEADER_JSON, &claims, self.signer.as_ref())?;
+        let token = SecretString::new(encode_compact(HEADER_JSON, &claims, self.signer.as_ref())?);
         Ok(AppJwt {
-            token: Arc::new(SecretString::new(token)),
+            bearer: crate::api::bearer(&token)?,
+            token: Arc::new(token),
             issued_at: Timestamp::from_unix_seconds(iat),
             expires_at: Timestamp::from_unix_seconds(exp),
             offset,
@@ -271,6 +280,13 @@ mod tests {
         let header = jwt.token().expose().split('.').next().unwrap();
         assert_eq!(URL_SAFE_NO_PAD.decode(header).unwrap(), HEADER_JSON);
         assert!(!jwt.token().expose().contains('='));
+        // The `Authorization` value made with it: the same JWT, sensitive, never in `Debug`.
+        assert_eq!(
+            jwt.bearer().as_bytes(),
+            format!("Bearer {}", jwt.token().expose()).as_bytes()
+        );
+        assert!(jwt.bearer().is_sensitive());
+        assert!(!format!("{jwt:?}").contains(header));
     }
 
     #[test]

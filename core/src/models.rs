@@ -59,8 +59,21 @@ impl Serialize for PermissionLevel {
 
 impl<'de> Deserialize<'de> for PermissionLevel {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Ok(PermissionLevel::from(&*s))
+        /// Reads the level in place: a known one needs no copy of the string.
+        struct Level;
+
+        impl serde::de::Visitor<'_> for Level {
+            type Value = PermissionLevel;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a permission level such as \"VIEW\"")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<PermissionLevel, E> {
+                Ok(PermissionLevel::from(s))
+            }
+        }
+        d.deserialize_str(Level)
     }
 }
 
@@ -322,6 +335,29 @@ mod tests {
         let back: AccessToken = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
         assert_eq!(back.token.expose(), t.token.expose());
         assert_eq!(back.permissions, t.permissions);
+    }
+
+    #[test]
+    fn times_and_levels_are_read_in_place_or_escaped_or_null() {
+        // Escaped strings reach the visitors as owned strings, the others borrowed; `null` and
+        // absent optional times are `None`; a bad time names the value (cut short) and the fix.
+        let json = r#"{"token":"crs_x","expiresAt":"2022-02-01T00:00:00\u005a","createdAt":null,
+            "permissions":{"a":"VIEW","b":"\u0057RITE","c":"ADM\u0049N"}}"#;
+        let t: AccessToken = serde_json::from_str(json).unwrap();
+        assert_eq!(t.expires_at, Timestamp::parse_rfc3339("2022-02-01T00:00:00Z").unwrap());
+        assert_eq!((t.created_at, t.updated_at), (None, None));
+        assert_eq!(t.permissions["a"], PermissionLevel::View);
+        assert_eq!(t.permissions["b"], PermissionLevel::Write);
+        assert_eq!(t.permissions["c"], PermissionLevel::Other("ADMIN".into()));
+        let bad = r#"{"token":"crs_x","expiresAt":"2022-02-01T00:00:00Z","updatedAt":"yesterday"}"#;
+        let e = serde_json::from_str::<AccessToken>(bad).unwrap_err().to_string();
+        assert!(e.contains("`yesterday` is not an RFC 3339 date-time"), "{e}");
+        for wrong in [
+            r#"{"token":"crs_x","expiresAt":7}"#,
+            r#"{"token":"crs_x","expiresAt":"2022-02-01T00:00:00Z","permissions":{"a":1}}"#,
+        ] {
+            assert!(serde_json::from_str::<AccessToken>(wrong).is_err(), "{wrong}");
+        }
     }
 
     #[test]

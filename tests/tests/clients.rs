@@ -590,9 +590,15 @@ mod reqwest_only {
                 })
             })
             .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
+        // The tasks that wait for another's mint are woken by it, not by their wait's deadline
+        // (the fetch timeout, 120 s): a missed wake-up would show here.
+        tokio::time::timeout(PROMPTLY, async {
+            for t in tasks {
+                t.await.unwrap();
+            }
+        })
+        .await
+        .expect("256 tasks on 8 cold installations are served promptly");
         for id in &s.installations {
             assert_eq!(s.registry.mint_count(id.as_str()), 1, "{id}");
         }
@@ -634,6 +640,32 @@ mod reqwest_only {
         let token = tokio::time::timeout(PROMPTLY, client.installation_token(&id))
             .await
             .expect("a new mint starts at once")
+            .unwrap();
+        assert!(s.registry.token_is_valid(token.secret().expose()));
+    }
+
+    /// A task waiting for another's mint is woken when that caller gives up, and mints itself.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiter_is_woken_when_the_minting_caller_gives_up() {
+        let s = Setup::new(1);
+        let client = client(&s);
+        let id = s.installations[0].clone();
+        s.registry
+            .inject_for(&mint_path(&id), Fault::Delay(Duration::from_secs(3)), 1);
+        let first = tokio::spawn({
+            let (client, id) = (client.clone(), id.clone());
+            async move { tokio::time::timeout(Duration::from_millis(300), client.installation_token(&id)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let waiter = tokio::spawn({
+            let (client, id) = (client.clone(), id.clone());
+            async move { client.installation_token(&id).await }
+        });
+        assert!(first.await.unwrap().is_err(), "the first caller gave up");
+        let token = tokio::time::timeout(PROMPTLY, waiter)
+            .await
+            .expect("the waiter is woken and mints")
+            .unwrap()
             .unwrap();
         assert!(s.registry.token_is_valid(token.secret().expose()));
     }

@@ -30,7 +30,8 @@ pub struct Client {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) app: Mutex<App>,
-    /// Bumped whenever an operation reports back or is abandoned (see [`Step::Wait`]).
+    /// Bumped whenever an operation reports back or is abandoned while another waits (see
+    /// [`Step::Wait`] and `announce`).
     pub(crate) changed: watch::Sender<u64>,
     pub(crate) transport: ReqwestTransport,
     pub(crate) store: Option<Box<dyn SharedStore>>,

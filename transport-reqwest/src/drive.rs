@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use icr_app_core::{App, Error, Operation, Step, Timestamp};
+use tokio::sync::watch;
 
 use crate::client::Client;
 
@@ -26,7 +27,7 @@ impl<O: Operation> Drop for Running<'_, O> {
     fn drop(&mut self) {
         if !self.done {
             self.op.abandon(&mut self.client.lock(), now());
-            self.client.inner.changed.send_modify(|g| *g += 1);
+            self.client.announce();
         }
     }
 }
@@ -56,22 +57,32 @@ impl Client {
         }
     }
 
-    /// Polls under the lock; for a `Wait`, also the change counter read under that lock, so a
-    /// change reported after this poll is never missed.
-    fn poll<O: Operation>(&self, run: &mut Running<'_, O>) -> (Step<O::Output>, Option<u64>) {
+    /// Polls under the lock; for a `Wait`, also a subscription to changes taken under that
+    /// lock, so a change reported after this poll is never missed.
+    fn poll<O: Operation>(&self, run: &mut Running<'_, O>) -> Polled<O::Output> {
         self.poll_locked(&mut self.lock(), run)
     }
 
-    fn poll_locked<O: Operation>(&self, app: &mut App, run: &mut Running<'_, O>) -> (Step<O::Output>, Option<u64>) {
+    fn poll_locked<O: Operation>(&self, app: &mut App, run: &mut Running<'_, O>) -> Polled<O::Output> {
         let step = run.op.poll(app, now());
-        let seen = matches!(step, Step::Wait { .. }).then(|| *self.inner.changed.borrow());
-        (step, seen)
+        let changes = matches!(step, Step::Wait { .. }).then(|| self.inner.changed.subscribe());
+        (step, changes)
+    }
+
+    /// Tells the waiting operations that an operation reported back or was abandoned, after the
+    /// app's lock is released. With no one subscribed nobody is told: a waiter subscribes under
+    /// the lock it polled under, so it either polled after this change (and saw it) or is
+    /// counted here.
+    pub(crate) fn announce(&self) {
+        if self.inner.changed.receiver_count() > 0 {
+            self.inner.changed.send_modify(|g| *g += 1);
+        }
     }
 
     async fn run<O: Operation>(
         &self,
         mut run: Running<'_, O>,
-        mut next: (Step<O::Output>, Option<u64>),
+        mut next: Polled<O::Output>,
     ) -> Result<O::Output, Error> {
         loop {
             match next {
@@ -80,11 +91,10 @@ impl Client {
                     return result;
                 }
                 (Step::Sleep { until }, _) => tokio::time::sleep(until.saturating_since(now())).await,
-                (Step::Wait { until }, seen) => {
-                    let mut changed = self.inner.changed.subscribe();
-                    if Some(*changed.borrow_and_update()) == seen {
+                (Step::Wait { until }, changes) => {
+                    if let Some(mut changes) = changes {
                         let timeout = until.saturating_since(now()).max(Duration::from_millis(1));
-                        let _ = tokio::time::timeout(timeout, changed.changed()).await;
+                        let _ = tokio::time::timeout(timeout, changes.changed()).await;
                     }
                 }
                 (Step::Store { id, command }, _) => {
@@ -97,7 +107,7 @@ impl Client {
                         run.op.handle_store(&mut app, id, reply, now());
                         self.poll_locked(&mut app, &mut run)
                     };
-                    self.inner.changed.send_modify(|g| *g += 1);
+                    self.announce();
                     continue;
                 }
                 (Step::Send { id, request }, _) => {
@@ -112,7 +122,7 @@ impl Client {
                         }
                         self.poll_locked(&mut app, &mut run)
                     };
-                    self.inner.changed.send_modify(|g| *g += 1);
+                    self.announce();
                     continue;
                 }
             }
@@ -120,6 +130,9 @@ impl Client {
         }
     }
 }
+
+/// A step, and for a `Wait` the subscription to changes taken with it.
+type Polled<T> = (Step<T>, Option<watch::Receiver<u64>>);
 
 /// The future of [`Client::drive`]: ready at once on a cache hit, else the driving loop.
 #[must_use = "futures do nothing unless awaited; dropping it abandons the operation"]

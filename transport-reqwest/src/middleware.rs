@@ -70,10 +70,8 @@
 //! extensions (`RequestBuilder::with_extension(TokenScope::Installation(id))`), so one client
 //! can act for every installation.
 
-use std::time::SystemTime;
-
 use http::Extensions;
-use icr_app_core::{Error, InstallationId, Timestamp, Token, TokenScope};
+use icr_app_core::{Error, InstallationId, Token, TokenScope};
 use reqwest::header::{AUTHORIZATION, DATE, HeaderValue};
 use reqwest::{Request, Response, StatusCode};
 use reqwest_middleware::{Middleware, Next};
@@ -225,7 +223,7 @@ impl Auth {
         if let Some(date) = response.headers().get(DATE) {
             let mut seen = http::Response::new(());
             seen.headers_mut().insert(DATE, date.clone());
-            let now = Timestamp::from_system_time(SystemTime::now());
+            let now = crate::drive::now();
             self.client.with_app(|app| app.observe(&seen, now));
         }
         if response.status() != StatusCode::UNAUTHORIZED {

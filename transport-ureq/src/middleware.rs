@@ -76,11 +76,10 @@
 //! installation.
 
 use std::cell::Cell;
-use std::time::SystemTime;
 
 use http::header::{AUTHORIZATION, DATE};
 use http::{Request, Response, StatusCode};
-use icr_app_core::{Error, InstallationId, Timestamp, Token, TokenScope};
+use icr_app_core::{Error, InstallationId, Token, TokenScope};
 use ureq::middleware::{Middleware, MiddlewareNext};
 use ureq::{Body, SendBody};
 
@@ -223,7 +222,7 @@ impl Auth {
         if let Some(date) = response.headers().get(DATE) {
             let mut seen = Response::new(());
             seen.headers_mut().insert(DATE, date.clone());
-            let now = Timestamp::from_system_time(SystemTime::now());
+            let now = crate::drive::now();
             self.client.with_app(|app| app.observe(&seen, now));
         }
     }

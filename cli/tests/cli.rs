@@ -44,17 +44,12 @@ impl Env {
 
 fn bare() -> Command {
     let mut c = Command::cargo_bin("icr-app").unwrap();
-    for var in [
-        "ICR_BASE_URL",
-        "ICR_APP_ID",
-        "ICR_PRIVATE_KEY",
-        "ICR_INSTALLATION_ID",
-        "ICR_API_VERSION",
-        "ICR_TOKEN",
-        "ICR_TIMEOUT",
-        "ICR_WEBHOOK_SECRET",
-        "RUST_LOG",
-    ] {
+    // The settings' variables, and the ones only the CLI reads.
+    for var in
+        icr_app_settings::VARIABLES
+            .into_iter()
+            .chain(["ICR_TOKEN", "ICR_TIMEOUT", "ICR_WEBHOOK_SECRET", "RUST_LOG"])
+    {
         c.env_remove(var);
     }
     c

@@ -161,7 +161,13 @@ fn check_id(what: &'static str, id: &str) -> Result<(), Error> {
 /// assert_eq!(icr_app_core::api::encode_segment("a/../b?c"), "a%2F..%2Fb%3Fc");
 /// ```
 pub fn encode_segment(segment: &str) -> String {
-    utf8_percent_encode(segment, SEGMENT).to_string()
+    escaped(segment).into_owned()
+}
+
+/// `segment` percent-encoded as [`encode_segment`] does, borrowed when nothing needs escaping
+/// (a UUID).
+fn escaped(segment: &str) -> std::borrow::Cow<'_, str> {
+    utf8_percent_encode(segment, SEGMENT).into()
 }
 
 /// Where and how to talk to the registry: base URL, API version and user agent.
@@ -367,11 +373,11 @@ impl ApiConfig {
         let body = Some(b"{}".to_vec());
         let mut request = match installation {
             None => self.request_to(Method::POST, &["/app/accessTokens"], body),
-            Some(id) => {
-                // Borrowed unless the id has something to escape (a UUID has not).
-                let id: std::borrow::Cow<'_, str> = utf8_percent_encode(id.as_str(), SEGMENT).into();
-                self.request_to(Method::POST, &["/app/installations/", &id, "/accessTokens"], body)
-            }
+            Some(id) => self.request_to(
+                Method::POST,
+                &["/app/installations/", &escaped(id.as_str()), "/accessTokens"],
+                body,
+            ),
         }?;
         request.headers_mut().insert(AUTHORIZATION, bearer);
         Ok(request)

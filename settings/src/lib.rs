@@ -44,6 +44,8 @@ pub const PRIVATE_KEY: &str = "ICR_PRIVATE_KEY";
 pub const INSTALLATION_ID: &str = "ICR_INSTALLATION_ID";
 /// The `x-icr-api-version` to send.
 pub const API_VERSION: &str = "ICR_API_VERSION";
+/// Every variable [`Settings`] reads (e.g. to clear them around a child process in tests).
+pub const VARIABLES: [&str; 5] = [BASE_URL, APP_ID, PRIVATE_KEY, INSTALLATION_ID, API_VERSION];
 
 /// Loads a private key from `value`, in any of three forms: the PEM itself (literal `\n`
 /// escapes allowed), the base64 encoding of a PEM or DER key (as CI secret stores hold it), or a

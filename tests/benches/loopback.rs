@@ -266,20 +266,7 @@ fn share(_: &mut Criterion) {
             sdk();
             bare();
         }
-        let mut rounds = Vec::new();
-        for round in 0..n_rounds {
-            let mut t = [0.0; 2];
-            for k in 0..2 {
-                let which = (round + k) % 2;
-                let started = Instant::now();
-                for _ in 0..BATCH {
-                    if which == 0 { sdk() } else { bare() }
-                }
-                t[which] = started.elapsed().as_secs_f64() * 1e6 / f64::from(BATCH);
-            }
-            rounds.push([t[0], t[1], t[0] / t[1]]);
-        }
-        rounds
+        icr_app_e2e::interleave(n_rounds, BATCH, sdk, bare)
     };
 
     let blocking = icr_app_ureq::Client::new(app(&r));

@@ -19,6 +19,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use icr_app_core::{App, AppKey, GetToken, InstallationId, Operation, Step, Timestamp, TokenScope};
+use icr_app_e2e::{interleave, median};
 use icr_app_testkit::FakeRegistry;
 
 /// The core's work on one mint, its parts timed: to the `Send`, the answer reported, to `Done`
@@ -46,11 +47,6 @@ fn core_mint(app: &mut App, scope: &TokenScope, answer: &http::Response<Vec<u8>>
     app.invalidate(scope, token.secret().expose());
     let done = Instant::now();
     [sent - started, answered - built, done - answered]
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {
@@ -119,24 +115,18 @@ fn main() {
 
     // Cold: right after a round trip; and the round trips alone, interleaved in rounds.
     let mut parts: [Vec<f64>; 3] = Default::default();
-    let mut ratios = Vec::new();
-    for round in 0..rounds {
-        let mut t = [0.0; 2];
-        for k in 0..2 {
-            let which = (round + k) % 2;
-            let started = Instant::now();
-            for _ in 0..batch {
-                bare();
-                if which == 1 {
-                    for (part, d) in parts.iter_mut().zip(core_mint(&mut app, &scope, &answer)) {
-                        part.push(d.as_secs_f64() * 1e6);
-                    }
-                }
-            }
-            t[which] = started.elapsed().as_secs_f64() * 1e6 / f64::from(batch);
+    let with_core = || {
+        bare();
+        for (part, d) in parts.iter_mut().zip(core_mint(&mut app, &scope, &answer)) {
+            part.push(d.as_secs_f64() * 1e6);
         }
-        ratios.push(t[1] / t[0]);
-    }
+    };
+    let ratios = interleave(rounds, batch, with_core, || {
+        bare();
+    })
+    .iter()
+    .map(|round| round[2])
+    .collect();
     let cold: Vec<f64> = (0..parts[0].len()).map(|i| parts.iter().map(|p| p[i]).sum()).collect();
     let [to_send, answered, done] = parts.map(median);
     println!(

@@ -95,13 +95,7 @@ impl Setup {
 /// Takes every `ICR_*` setting the examples read out of `cmd`'s environment, so that it runs
 /// with exactly the settings a test gives it.
 pub fn without_settings(cmd: &mut std::process::Command) -> &mut std::process::Command {
-    for var in [
-        "ICR_BASE_URL",
-        "ICR_APP_ID",
-        "ICR_PRIVATE_KEY",
-        "ICR_INSTALLATION_ID",
-        "ICR_API_VERSION",
-    ] {
+    for var in icr_app_settings::VARIABLES {
         cmd.env_remove(var);
     }
     cmd
@@ -402,4 +396,30 @@ macro_rules! for_both_clients {
             )*
         }
     };
+}
+
+/// For the benches: `rounds` rounds of `batch` calls of `a` and `batch` calls of `b`, alternating
+/// which goes first, so that background load falls on both alike. Per round: the mean
+/// microseconds of one `a`, of one `b`, and their ratio.
+pub fn interleave(rounds: usize, batch: u32, mut a: impl FnMut(), mut b: impl FnMut()) -> Vec<[f64; 3]> {
+    (0..rounds)
+        .map(|round| {
+            let mut t = [0.0; 2];
+            for k in 0..2 {
+                let which = (round + k) % 2;
+                let started = std::time::Instant::now();
+                for _ in 0..batch {
+                    if which == 0 { a() } else { b() }
+                }
+                t[which] = started.elapsed().as_secs_f64() * 1e6 / f64::from(batch);
+            }
+            [t[0], t[1], t[0] / t[1]]
+        })
+        .collect()
+}
+
+/// The median of `values` (the upper one of an even count).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }

@@ -78,7 +78,9 @@
 //!      change counter read under it), so that no report is missed. A driver that runs one
 //!      operation at a time can treat it as `Sleep` (only a [`Refresher`] with nothing due
 //!      then waits);
-//!    - [`Step::Done`] `(result)`: finished.
+//!    - [`Step::Done`] `(result)`: finished, for good: a finished operation never acts
+//!      again (a later poll returns `Done(Err(..))` saying it already finished, later reports
+//!      change nothing); to do the same again, start a new operation.
 //! 3. After every report (and every abandon), wake the operations that are waiting.
 //! 4. On every way out before `Done` (an error of the driver's own, a panic, a dropped future),
 //!    call [`Operation::abandon`]: the operation releases what it holds at once (a mint in

@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::{Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
-use super::{Operation, Step, retrying};
+use super::{Finished, Operation, Step, retrying};
 use crate::api::{InstallationId, authorize};
 use crate::app::App;
 use crate::cache::RequestId;
@@ -31,6 +31,7 @@ pub struct Call<T> {
     waited: Duration,
     skew_retried: bool,
     progress: Progress<T>,
+    finished: Finished,
     /// `call` (target `icr_app`, DEBUG): endpoint, attempt, status.
     span: tracing::Span,
     _answer: PhantomData<fn() -> T>,
@@ -83,6 +84,7 @@ impl<T> Call<T> {
             waited: Duration::ZERO,
             skew_retried: false,
             progress: Progress::Idle,
+            finished: Finished::default(),
             _answer: PhantomData,
         }
     }
@@ -151,10 +153,9 @@ impl Call<CreatedUserOrganization> {
     }
 }
 
-impl<T: DeserializeOwned> Operation for Call<T> {
-    type Output = T;
-
-    fn poll(&mut self, app: &mut App, now: Timestamp) -> Step<T> {
+impl<T: DeserializeOwned> Call<T> {
+    /// What to do next, while not finished (see [`Operation::poll`]).
+    fn next_step(&mut self, app: &mut App, now: Timestamp) -> Step<T> {
         match std::mem::replace(&mut self.progress, Progress::Idle) {
             Progress::Finished(result) => return Step::Done(result),
             Progress::RetryAt(at) if now < at => {
@@ -177,8 +178,22 @@ impl<T: DeserializeOwned> Operation for Call<T> {
             Err(error) => Step::Done(Err(error)),
         }
     }
+}
+
+impl<T: DeserializeOwned> Operation for Call<T> {
+    type Output = T;
+
+    fn poll(&mut self, app: &mut App, now: Timestamp) -> Step<T> {
+        let mut finished = self.finished;
+        let step = finished.poll(|| self.next_step(app, now));
+        self.finished = finished;
+        step
+    }
 
     fn handle_response(&mut self, app: &mut App, id: RequestId, response: Response<Vec<u8>>, now: Timestamp) {
+        if self.finished.is_set() {
+            return;
+        }
         let Progress::Sent { id: sent, signed_with } = self.progress else {
             return;
         };
@@ -215,6 +230,9 @@ impl<T: DeserializeOwned> Operation for Call<T> {
     }
 
     fn handle_failure(&mut self, app: &mut App, id: RequestId, error: Error, now: Timestamp) {
+        if self.finished.is_set() {
+            return;
+        }
         if matches!(self.progress, Progress::Sent { id: sent, .. } if sent == id) {
             self.failed(app, error, now);
         }
@@ -224,6 +242,9 @@ impl<T: DeserializeOwned> Operation for Call<T> {
     fn handle_store(&mut self, _app: &mut App, _id: RequestId, _reply: Result<StoreReply, Error>, _now: Timestamp) {}
 
     fn abandon(&mut self, _app: &mut App, _now: Timestamp) {
+        if self.finished.is_set() {
+            return;
+        }
         self.progress = Progress::Idle;
     }
 }
@@ -234,6 +255,7 @@ impl<T: DeserializeOwned> Operation for Call<T> {
 pub struct ListInstallations {
     pager: InstallationPager,
     current: Option<Call<InstallationsPage>>,
+    finished: Finished,
 }
 
 impl Default for ListInstallations {
@@ -248,14 +270,14 @@ impl ListInstallations {
         Self {
             pager: InstallationPager::new(limit),
             current: None,
+            finished: Finished::default(),
         }
     }
 }
 
-impl Operation for ListInstallations {
-    type Output = Vec<Installation>;
-
-    fn poll(&mut self, app: &mut App, now: Timestamp) -> Step<Vec<Installation>> {
+impl ListInstallations {
+    /// What to do next, while not finished (see [`Operation::poll`]).
+    fn next_step(&mut self, app: &mut App, now: Timestamp) -> Step<Vec<Installation>> {
         loop {
             let call = match &mut self.current {
                 Some(call) => call,
@@ -278,14 +300,31 @@ impl Operation for ListInstallations {
             }
         }
     }
+}
+
+impl Operation for ListInstallations {
+    type Output = Vec<Installation>;
+
+    fn poll(&mut self, app: &mut App, now: Timestamp) -> Step<Vec<Installation>> {
+        let mut finished = self.finished;
+        let step = finished.poll(|| self.next_step(app, now));
+        self.finished = finished;
+        step
+    }
 
     fn handle_response(&mut self, app: &mut App, id: RequestId, response: Response<Vec<u8>>, now: Timestamp) {
+        if self.finished.is_set() {
+            return;
+        }
         if let Some(call) = &mut self.current {
             call.handle_response(app, id, response, now);
         }
     }
 
     fn handle_failure(&mut self, app: &mut App, id: RequestId, error: Error, now: Timestamp) {
+        if self.finished.is_set() {
+            return;
+        }
         if let Some(call) = &mut self.current {
             call.handle_failure(app, id, error, now);
         }
@@ -294,6 +333,9 @@ impl Operation for ListInstallations {
     fn handle_store(&mut self, _app: &mut App, _id: RequestId, _reply: Result<StoreReply, Error>, _now: Timestamp) {}
 
     fn abandon(&mut self, _app: &mut App, _now: Timestamp) {
+        if self.finished.is_set() {
+            return;
+        }
         self.current = None;
     }
 }

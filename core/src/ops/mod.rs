@@ -10,7 +10,8 @@
 //!                 ──► Sleep { until }        sleep, then poll again
 //!                 ──► Wait { until }         another operation is changing a token: poll again when
 //!                                            any operation has reported back (or abandoned), or at until
-//!                 ──► Done(result)           finished
+//!                 ──► Done(result)           finished, for good: polled again, it only returns
+//!                                            Done(Err(..)) saying so
 //! ```
 //!
 //! Every decision (attempts and the wait budget, back-off with jitter and `Retry-After`, the
@@ -73,7 +74,8 @@ pub enum Step<T> {
         /// When to poll again at the latest.
         until: Timestamp,
     },
-    /// The operation is finished; poll no more.
+    /// The operation is finished; poll no more (a later poll only returns an error that says
+    /// so).
     Done(Result<T, Error>),
 }
 
@@ -86,6 +88,12 @@ pub trait Operation {
     type Output;
 
     /// What to do next.
+    ///
+    /// Once it has returned [`Step::Done`], an operation is finished for good: every later
+    /// `poll` returns `Step::Done(Err(..))` (an [`Error::Config`] saying it already finished),
+    /// never a `Send`, `Store`, `Sleep` or `Wait`, and later `handle_*` and `abandon` calls do
+    /// nothing. To do the same thing again, start a new operation: a finished one never sends
+    /// again (a finished [`SendAs`] would otherwise hand out a newly authorised request).
     fn poll(&mut self, app: &mut App, now: Timestamp) -> Step<Self::Output>;
 
     /// The response to request `id`, whatever its status, received at `now`.
@@ -104,6 +112,32 @@ pub trait Operation {
     /// a dropped future): release whatever it holds, at once. Calling it after `Done` does
     /// nothing, so drivers call it from a guard's `Drop` on every way out.
     fn abandon(&mut self, app: &mut App, now: Timestamp);
+}
+
+/// Whether an operation has returned [`Step::Done`]; from then on it does nothing (see
+/// [`Operation::poll`]). Each operation's `poll` goes through [`Finished::poll`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Finished(bool);
+
+impl Finished {
+    /// Whether `Done` was returned.
+    pub(crate) fn is_set(self) -> bool {
+        self.0
+    }
+
+    /// `step()`'s step, remembering a `Done`; once done, the error that says so, without
+    /// calling `step`.
+    pub(crate) fn poll<T>(&mut self, step: impl FnOnce() -> Step<T>) -> Step<T> {
+        if self.0 {
+            return Step::Done(Err(Error::config(
+                "operation",
+                "it already finished (a poll returned Step::Done) and does nothing more; start a new operation",
+            )));
+        }
+        let step = step();
+        self.0 = matches!(step, Step::Done(_));
+        step
+    }
 }
 
 /// Reports a retry (target `icr_app`, WARN): what failed, the attempt, and the wait. Never a

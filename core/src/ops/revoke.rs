@@ -2,7 +2,7 @@
 
 use http::Response;
 
-use super::{Operation, Step};
+use super::{Finished, Operation, Step};
 use crate::app::{App, TokenScope};
 use crate::cache::RequestId;
 use crate::clock::Timestamp;
@@ -20,7 +20,8 @@ pub struct Revoke {
     scopes: Vec<TokenScope>,
     sent: Option<RequestId>,
     forgetting: Option<RequestId>,
-    finished: Option<Result<(), Error>>,
+    result: Option<Result<(), Error>>,
+    finished: Finished,
     /// `revoke` (target `icr_app`, DEBUG): status.
     span: tracing::Span,
 }
@@ -39,17 +40,17 @@ impl Revoke {
             scopes,
             sent: None,
             forgetting: None,
-            finished: None,
+            result: None,
+            finished: Finished::default(),
         }
     }
 }
 
-impl Operation for Revoke {
-    type Output = ();
-
-    fn poll(&mut self, app: &mut App, now: Timestamp) -> Step<()> {
+impl Revoke {
+    /// What to do next, while not finished (see [`Operation::poll`]).
+    fn next_step(&mut self, app: &mut App, now: Timestamp) -> Step<()> {
         self.forgetting = None;
-        if self.finished.is_some() {
+        if self.result.is_some() {
             while let Some(scope) = self.scopes.pop() {
                 if let Some(command) = app.forget_shared(&scope, &self.token, now) {
                     let id = app.next_request_id();
@@ -58,7 +59,7 @@ impl Operation for Revoke {
                 }
             }
         }
-        if let Some(result) = self.finished.take() {
+        if let Some(result) = self.result.take() {
             return Step::Done(result);
         }
         match app.revoke_request(&self.token) {
@@ -70,8 +71,22 @@ impl Operation for Revoke {
             Err(error) => Step::Done(Err(error)),
         }
     }
+}
+
+impl Operation for Revoke {
+    type Output = ();
+
+    fn poll(&mut self, app: &mut App, now: Timestamp) -> Step<()> {
+        let mut finished = self.finished;
+        let step = finished.poll(|| self.next_step(app, now));
+        self.finished = finished;
+        step
+    }
 
     fn handle_response(&mut self, app: &mut App, id: RequestId, response: Response<Vec<u8>>, now: Timestamp) {
+        if self.finished.is_set() {
+            return;
+        }
         if self.sent.take_if(|sent| *sent == id).is_some() {
             let span = self.span.clone();
             let _entered = span.enter();
@@ -82,24 +97,33 @@ impl Operation for Revoke {
             } else {
                 self.scopes.clear();
             }
-            self.finished = Some(result);
+            self.result = Some(result);
         }
     }
 
     fn handle_failure(&mut self, _app: &mut App, id: RequestId, error: Error, _now: Timestamp) {
+        if self.finished.is_set() {
+            return;
+        }
         if self.sent.take_if(|sent| *sent == id).is_some() {
             self.scopes.clear();
-            self.finished = Some(Err(error));
+            self.result = Some(Err(error));
         }
     }
 
     fn handle_store(&mut self, app: &mut App, id: RequestId, reply: Result<StoreReply, Error>, now: Timestamp) {
+        if self.finished.is_set() {
+            return;
+        }
         if self.forgetting.take_if(|own| *own == id).is_some() {
             app.store_told(reply, now);
         }
     }
 
     fn abandon(&mut self, _app: &mut App, _now: Timestamp) {
+        if self.finished.is_set() {
+            return;
+        }
         self.sent = None;
     }
 }
@@ -115,6 +139,7 @@ pub struct RevokeAll {
     current: Option<Revoke>,
     revoked: usize,
     first_error: Option<Error>,
+    finished: Finished,
 }
 
 impl RevokeAll {
@@ -124,10 +149,9 @@ impl RevokeAll {
     }
 }
 
-impl Operation for RevokeAll {
-    type Output = usize;
-
-    fn poll(&mut self, app: &mut App, now: Timestamp) -> Step<usize> {
+impl RevokeAll {
+    /// What to do next, while not finished (see [`Operation::poll`]).
+    fn next_step(&mut self, app: &mut App, now: Timestamp) -> Step<usize> {
         if self.drained.is_none() {
             if let Some(until) = app.mint_in_flight_until(now) {
                 return Step::Wait { until };
@@ -167,26 +191,49 @@ impl Operation for RevokeAll {
             }
         }
     }
+}
+
+impl Operation for RevokeAll {
+    type Output = usize;
+
+    fn poll(&mut self, app: &mut App, now: Timestamp) -> Step<usize> {
+        let mut finished = self.finished;
+        let step = finished.poll(|| self.next_step(app, now));
+        self.finished = finished;
+        step
+    }
 
     fn handle_response(&mut self, app: &mut App, id: RequestId, response: Response<Vec<u8>>, now: Timestamp) {
+        if self.finished.is_set() {
+            return;
+        }
         if let Some(current) = &mut self.current {
             current.handle_response(app, id, response, now);
         }
     }
 
     fn handle_failure(&mut self, app: &mut App, id: RequestId, error: Error, now: Timestamp) {
+        if self.finished.is_set() {
+            return;
+        }
         if let Some(current) = &mut self.current {
             current.handle_failure(app, id, error, now);
         }
     }
 
     fn handle_store(&mut self, app: &mut App, id: RequestId, reply: Result<StoreReply, Error>, now: Timestamp) {
+        if self.finished.is_set() {
+            return;
+        }
         if let Some(current) = &mut self.current {
             current.handle_store(app, id, reply, now);
         }
     }
 
     fn abandon(&mut self, _app: &mut App, _now: Timestamp) {
+        if self.finished.is_set() {
+            return;
+        }
         self.current = None;
     }
 }

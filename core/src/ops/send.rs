@@ -3,7 +3,7 @@
 use http::{Request, Response, StatusCode};
 
 use super::token::GetToken;
-use super::{Operation, Step};
+use super::{Finished, Operation, Step};
 use crate::api::authorize;
 use crate::app::{App, TokenScope};
 use crate::cache::{RequestId, Token};
@@ -29,7 +29,8 @@ pub struct SendAs {
     /// A token the registry refused, to remove from the shared store before going on.
     forget: Option<Token>,
     forgetting: Option<RequestId>,
-    finished: Option<Result<Response<Vec<u8>>, Error>>,
+    result: Option<Result<Response<Vec<u8>>, Error>>,
+    finished: Finished,
     /// `send_as` (target `icr_app`, DEBUG): scope, method, path (never the query), status.
     span: tracing::Span,
 }
@@ -55,15 +56,15 @@ impl SendAs {
             retried: false,
             forget: None,
             forgetting: None,
-            finished: None,
+            result: None,
+            finished: Finished::default(),
         }
     }
 }
 
-impl Operation for SendAs {
-    type Output = Response<Vec<u8>>;
-
-    fn poll(&mut self, app: &mut App, now: Timestamp) -> Step<Response<Vec<u8>>> {
+impl SendAs {
+    /// What to do next, while not finished (see [`Operation::poll`]).
+    fn next_step(&mut self, app: &mut App, now: Timestamp) -> Step<Response<Vec<u8>>> {
         // Before minting again: out of the shared entry too, or the next read would bring it back.
         if let Some(token) = self.forget.take()
             && let Some(command) = app.forget_shared(&self.scope, token.secret(), now)
@@ -73,7 +74,7 @@ impl Operation for SendAs {
             return Step::Store { id, command };
         }
         self.forgetting = None;
-        if let Some(result) = self.finished.take() {
+        if let Some(result) = self.result.take() {
             return Step::Done(result);
         }
         if self.registry.is_none() {
@@ -104,8 +105,22 @@ impl Operation for SendAs {
             Step::Wait { until } => Step::Wait { until },
         }
     }
+}
+
+impl Operation for SendAs {
+    type Output = Response<Vec<u8>>;
+
+    fn poll(&mut self, app: &mut App, now: Timestamp) -> Step<Response<Vec<u8>>> {
+        let mut finished = self.finished;
+        let step = finished.poll(|| self.next_step(app, now));
+        self.finished = finished;
+        step
+    }
 
     fn handle_response(&mut self, app: &mut App, id: RequestId, response: Response<Vec<u8>>, now: Timestamp) {
+        if self.finished.is_set() {
+            return;
+        }
         if let Some(op) = &mut self.token {
             return op.handle_response(app, id, response, now);
         }
@@ -130,20 +145,26 @@ impl Operation for SendAs {
                 return;
             }
         }
-        self.finished = Some(Ok(response));
+        self.result = Some(Ok(response));
     }
 
     fn handle_failure(&mut self, app: &mut App, id: RequestId, error: Error, now: Timestamp) {
+        if self.finished.is_set() {
+            return;
+        }
         if let Some(op) = &mut self.token {
             return op.handle_failure(app, id, error, now);
         }
         if self.sent.as_ref().is_some_and(|(sent, _)| *sent == id) {
             self.sent = None;
-            self.finished = Some(Err(error));
+            self.result = Some(Err(error));
         }
     }
 
     fn handle_store(&mut self, app: &mut App, id: RequestId, reply: Result<StoreReply, Error>, now: Timestamp) {
+        if self.finished.is_set() {
+            return;
+        }
         if self.forgetting.take_if(|own| *own == id).is_some() {
             return app.store_told(reply, now);
         }
@@ -153,6 +174,9 @@ impl Operation for SendAs {
     }
 
     fn abandon(&mut self, app: &mut App, now: Timestamp) {
+        if self.finished.is_set() {
+            return;
+        }
         if let Some(mut op) = self.token.take() {
             op.abandon(app, now);
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use http::Response;
 
 use super::fetch::{Fetch, FetchStep, Outcome};
-use super::{Operation, Step, retrying};
+use super::{Finished, Operation, Step, retrying};
 use crate::app::{App, TokenScope};
 use crate::cache::{Poll, RequestId, Token};
 use crate::clock::Timestamp;
@@ -31,6 +31,7 @@ pub struct GetToken {
     /// Counted as a miss.
     missed: bool,
     progress: Progress,
+    finished: Finished,
 }
 
 #[derive(Debug)]
@@ -51,6 +52,7 @@ impl GetToken {
             waited: Duration::ZERO,
             missed: false,
             progress: Progress::Idle,
+            finished: Finished::default(),
         }
     }
 
@@ -110,10 +112,9 @@ impl GetToken {
     }
 }
 
-impl Operation for GetToken {
-    type Output = Token;
-
-    fn poll(&mut self, app: &mut App, now: Timestamp) -> Step<Token> {
+impl GetToken {
+    /// What to do next, while not finished (see [`Operation::poll`]).
+    fn next_step(&mut self, app: &mut App, now: Timestamp) -> Step<Token> {
         // The hit: nothing in progress and a cached token with the life asked for. (A caller
         // that waited for a mint was counted as a miss already: the loop below serves it.)
         if let Progress::Idle = self.progress
@@ -182,26 +183,49 @@ impl Operation for GetToken {
             }
         }
     }
+}
+
+impl Operation for GetToken {
+    type Output = Token;
+
+    fn poll(&mut self, app: &mut App, now: Timestamp) -> Step<Token> {
+        let mut finished = self.finished;
+        let step = finished.poll(|| self.next_step(app, now));
+        self.finished = finished;
+        step
+    }
 
     fn handle_response(&mut self, app: &mut App, id: RequestId, response: Response<Vec<u8>>, now: Timestamp) {
+        if self.finished.is_set() {
+            return;
+        }
         if let Progress::Fetching(fetch) = &mut self.progress {
             fetch.handle_response(app, id, response, now);
         }
     }
 
     fn handle_failure(&mut self, app: &mut App, id: RequestId, error: Error, now: Timestamp) {
+        if self.finished.is_set() {
+            return;
+        }
         if let Progress::Fetching(fetch) = &mut self.progress {
             fetch.handle_failure(app, id, error, now);
         }
     }
 
     fn handle_store(&mut self, app: &mut App, id: RequestId, reply: Result<StoreReply, Error>, now: Timestamp) {
+        if self.finished.is_set() {
+            return;
+        }
         if let Progress::Fetching(fetch) = &mut self.progress {
             fetch.handle_store(app, id, reply, now);
         }
     }
 
     fn abandon(&mut self, app: &mut App, now: Timestamp) {
+        if self.finished.is_set() {
+            return;
+        }
         if let Progress::Fetching(mut fetch) = std::mem::replace(&mut self.progress, Progress::Idle) {
             fetch.abandon(app, now);
         }

@@ -126,7 +126,10 @@ pub enum Error {
     },
     /// 429: too many requests.
     RateLimited {
-        /// The server's `Retry-After`, when it sent one.
+        /// The server's `Retry-After`, when it sent one; once the token cache has recorded the
+        /// failure, the wait it imposes instead (the server's, capped at
+        /// [`CacheConfig::max_retry_after`](crate::CacheConfig::max_retry_after), or a longer
+        /// back-off).
         retry_after: Option<Duration>,
         /// What the server said.
         api: ApiMessage,
@@ -135,7 +138,8 @@ pub enum Error {
     Server {
         /// The status code.
         status: u16,
-        /// The server's `Retry-After`, when it sent one.
+        /// The server's `Retry-After`, when it sent one; once the token cache has recorded the
+        /// failure, the wait it imposes instead (as for [`Error::RateLimited`]).
         retry_after: Option<Duration>,
         /// What the server said.
         api: ApiMessage,
@@ -209,6 +213,17 @@ impl Error {
             | Error::MalformedBody { status, .. } => Some(*status),
             _ => None,
         }
+    }
+
+    /// This error with `wait` as its `Retry-After` (a 429 or 5xx that carries one): what the
+    /// token cache imposed, which the message then states.
+    pub(crate) fn with_retry_after(mut self, wait: Duration) -> Self {
+        if let Error::RateLimited { retry_after, .. } | Error::Server { retry_after, .. } = &mut self
+            && retry_after.is_some()
+        {
+            *retry_after = Some(wait);
+        }
+        self
     }
 
     /// A shorthand for [`Error::Transport`], what a driver reports with
@@ -307,7 +322,7 @@ impl fmt::Display for Error {
             Error::RateLimited { retry_after, api } => {
                 write!(f, "429 Too Many Requests{api}; slow down")?;
                 match retry_after {
-                    Some(d) => write!(f, " and retry after {} s", d.as_secs()),
+                    Some(d) => write!(f, " and retry after {} s", whole_seconds(*d)),
                     None => write!(f, " and retry later"),
                 }
             }
@@ -321,7 +336,7 @@ impl fmt::Display for Error {
                     "{status} server error from the registry{api}; this is on the server side, retry later"
                 )?;
                 match retry_after {
-                    Some(d) => write!(f, " (it asked for {} s)", d.as_secs()),
+                    Some(d) => write!(f, " (retry after {} s)", whole_seconds(*d)),
                     None => Ok(()),
                 }
             }
@@ -371,6 +386,11 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// `d` in seconds, rounded up: a wait is never stated shorter than it is.
+fn whole_seconds(d: Duration) -> u128 {
+    d.as_millis().div_ceil(1000)
+}
 
 impl From<KeyError> for Error {
     fn from(e: KeyError) -> Self {

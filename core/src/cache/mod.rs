@@ -288,8 +288,7 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
                 ),
                 excerpt: String::new(),
             };
-            self.record_failure(&key, error.clone(), now);
-            return Err(error);
+            return Err(self.record_failure(&key, error, now));
         }
         if let Some(entry) = self.entries.get_mut(&key) {
             entry.token = Some(token.clone());
@@ -315,7 +314,8 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
     /// Answers fetch `id` with a failure. A cancelled fetch leaves no trace; any other starts
     /// (or lengthens) a back-off with jitter, honouring the server's `Retry-After` up to
     /// [`CacheConfig::max_retry_after`]. A still-valid token stays cached and keeps being handed
-    /// out. Returns the error for the caller.
+    /// out. Returns the error for the caller: when the server sent `Retry-After`, it states the
+    /// wait imposed (capped, or a longer back-off), not the one asked for.
     pub fn handle_error(&mut self, id: RequestId, error: Error, now: Timestamp) -> Result<Error, Error> {
         let key = self.take_in_flight(id)?;
         if !matches!(
@@ -325,7 +325,7 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
                 ..
             }
         ) {
-            self.record_failure(&key, error.clone(), now);
+            return Ok(self.record_failure(&key, error, now));
         }
         Ok(error)
     }
@@ -494,10 +494,12 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
         Ok(key)
     }
 
-    fn record_failure(&mut self, key: &K, error: Error, now: Timestamp) {
+    /// Records `error` with its back-off; returns it as recorded: a `Retry-After` it carries
+    /// replaced by the wait imposed, so the error never names a wait that is not the one kept.
+    fn record_failure(&mut self, key: &K, mut error: Error, now: Timestamp) -> Error {
         let attempts = match self.entries.get(key) {
             Some(e) => e.failure.as_ref().map_or(0, |f| f.attempts) + 1,
-            None => return,
+            None => return error,
         };
         let base = self
             .config
@@ -516,14 +518,16 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
             // The server may ask for more than our back-off, but not for more than the cap: one
             // `Retry-After: 10000000` must not block a scope for days.
             delay_ms = delay_ms.max(duration_ms(server.min(self.config.max_retry_after)));
+            error = error.with_retry_after(Duration::from_millis(delay_ms.unsigned_abs()));
         }
         if let Some(e) = self.entries.get_mut(key) {
             e.failure = Some(Box::new(Failure {
-                error,
+                error: error.clone(),
                 attempts,
                 retry_at: now.offset_by(delay_ms),
             }));
         }
+        error
     }
 
     /// splitmix64: tiny, deterministic for a given seed, good enough for jitter.
@@ -793,6 +797,61 @@ mod tests {
         assert!(matches!(c.poll(&"i", at(41), None), Poll::Failed { retry_at, .. } if retry_at == at(42)));
         assert!(matches!(c.poll(&"i", at(42), None), Poll::Fetch { .. }));
         // A success resets the back-off.
+    }
+
+    #[test]
+    fn the_error_states_the_wait_imposed_not_the_one_asked_for() {
+        // Asked for a day: blocked for the cap (300 s), and the error says 300 s.
+        for asked in [
+            Error::RateLimited {
+                retry_after: Some(Duration::from_secs(86_400)),
+                api: ApiMessage::default(),
+            },
+            Error::Server {
+                status: 503,
+                retry_after: Some(Duration::from_secs(86_400)),
+                api: ApiMessage::default(),
+            },
+        ] {
+            let mut c = cache();
+            let (id, _) = fetch(c.poll(&"i", at(0), None));
+            let returned = c.handle_error(id, asked.clone(), at(0)).unwrap();
+            let Poll::Failed { error, retry_at } = c.poll(&"i", at(1), None) else {
+                panic!()
+            };
+            assert_eq!(retry_at, at(300));
+            for e in [&returned, &error] {
+                assert_eq!(e.retry_after(), Some(Duration::from_secs(300)), "{asked:?}");
+                assert!(e.to_string().contains("retry after 300 s"), "{e}");
+                assert!(!e.to_string().contains("86400"), "{e}");
+            }
+        }
+        // Asked for less than the back-off: the longer back-off is the wait, and is stated.
+        let mut c = cache();
+        let mut now = at(0);
+        for _ in 0..3 {
+            let (id, _) = fetch(c.poll(&"i", now, None));
+            c.handle_error(id, server_error(), now).unwrap();
+            let Poll::Failed { retry_at, .. } = c.poll(&"i", now, None) else {
+                panic!()
+            };
+            now = retry_at;
+        }
+        let (id, _) = fetch(c.poll(&"i", now, None));
+        let asked = Error::RateLimited {
+            retry_after: Some(Duration::from_millis(1)),
+            api: ApiMessage::default(),
+        };
+        let returned = c.handle_error(id, asked, now).unwrap();
+        let Poll::Failed { retry_at, .. } = c.poll(&"i", now, None) else {
+            panic!()
+        };
+        assert_eq!(returned.retry_after(), Some(retry_at.saturating_since(now)));
+        assert!(returned.retry_after().unwrap() >= Duration::from_secs(4), "{returned}");
+        // Without a `Retry-After`, nothing is made up.
+        let mut c = cache();
+        let (id, _) = fetch(c.poll(&"i", at(0), None));
+        assert_eq!(c.handle_error(id, server_error(), at(0)).unwrap(), server_error());
     }
 
     #[test]

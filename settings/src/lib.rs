@@ -69,7 +69,10 @@ pub fn load_private_key(value: &str) -> Result<AppKey, Error> {
     }
     let path = std::path::Path::new(trimmed);
     if !path.is_file() {
-        return Ok(AppKey::from_text(value)?);
+        return AppKey::from_text(value).map_err(|e| match e {
+            KeyError::Unrecognised { chars } if looks_like_path(trimmed) => not_a_key_file(path, chars),
+            other => other.into(),
+        });
     }
     let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
         Error::config(
@@ -88,6 +91,41 @@ pub fn load_private_key(value: &str) -> Result<AppKey, Error> {
         },
         other => other.map_err(|e| key_file_error(&e)),
     }
+}
+
+/// Whether a value that is no key reads as a file's path: one line with a `.` (an extension,
+/// `./`), a backslash, a leading `~`, or a `/` where base64 would not have one (other characters
+/// beside it, or too short to be a key's base64, which runs to over a thousand characters).
+fn looks_like_path(value: &str) -> bool {
+    let base64_only = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='));
+    !value.contains(['\n', '\r'])
+        && (value.contains(['.', '\\'])
+            || value.starts_with('~')
+            || (value.contains('/') && (!base64_only || value.len() < 64)))
+}
+
+/// A path-like key setting that names no file: "no such file" said plainly, with the setting's
+/// name and how to fix it, never the path (the value may be something else pasted by mistake).
+fn not_a_key_file(path: &std::path::Path, chars: usize) -> Error {
+    let what = if path.exists() {
+        "names something that is not a file (a directory?)"
+    } else {
+        "looks like a file path, but there is no such file"
+    };
+    let mut hint = String::new();
+    if path.to_str().is_some_and(|p| p.starts_with('~')) {
+        hint.push_str("; a leading `~` is not expanded here: give the full path");
+    } else if path.is_relative() {
+        hint.push_str("; a relative path is read from the directory the program runs in");
+    }
+    Error::config(
+        "private key",
+        format!(
+            "--private-key / {PRIVATE_KEY} {what} ({chars} characters, not shown){hint}; set it to the path of the key file downloaded from the app's Credentials tab (icr_private_key.pem), or to the key's PEM text or base64"
+        ),
+    )
 }
 
 /// A key file's problem, saying that it came from the file (never its contents or its name).

@@ -107,11 +107,6 @@ fn what_is_not_a_key_is_named_without_being_quoted() {
             Box::new(|e| matches!(e, KeyError::Unrecognised { .. })),
         ),
         (
-            "a missing file",
-            "/nonexistent/secret-looking-dir/my-app-key.pem".to_owned(),
-            Box::new(|e| matches!(e, KeyError::Unrecognised { chars: 46 })),
-        ),
-        (
             "random text",
             "correct horse battery staple and more words".to_owned(),
             Box::new(|e| matches!(e, KeyError::Unrecognised { .. })),
@@ -184,4 +179,68 @@ fn every_settings_path_keeps_the_key_out_of_messages() {
     for line in body_lines(PEM) {
         assert!(!e.to_string().contains(line), "{e}");
     }
+}
+
+/// A value that reads as a path but names no file says "no such file" and the setting, and never
+/// quotes the path (it may be something else pasted by mistake); a value that reads as base64
+/// does not.
+#[test]
+fn a_path_that_names_no_file_says_no_such_file() {
+    let cases = [
+        "/nonexistent/secret-looking-dir/my-app-key.pem",
+        "./no-such-dir-0123456789/my-app-key.pem",
+        "no-such-dir-0123456789/my-app-key.pem",
+        "~/no-such-dir-0123456789/my-app-key.pem",
+        "/nonexistent/secret-looking-dir/no-extension",
+        "C:\\Users\\someone\\no-such-dir\\my-app-key.pem",
+    ];
+    for value in cases {
+        assert!(
+            matches!(AppKey::from_text(value), Err(KeyError::Unrecognised { .. })),
+            "{value}"
+        );
+        let e = load_private_key(value).unwrap_err();
+        let through_settings = Settings::from_args(["--app-id", "app-1", "--private-key", value].map(String::from))
+            .unwrap()
+            .app(1)
+            .unwrap_err();
+        for message in [e.to_string(), through_settings.to_string()] {
+            assert!(
+                message.contains("no such file")
+                    && message.contains("ICR_PRIVATE_KEY")
+                    && message.contains("--private-key"),
+                "{value}: {message}"
+            );
+            assert!(
+                !message.contains("no-such-dir") && !message.contains("secret-looking"),
+                "{message}"
+            );
+            assert_not_echoed(value, &message);
+        }
+        assert!(matches!(e, Error::Config { .. }), "{value}: {e:?}");
+        assert_not_echoed(value, &format!("{e:?}"));
+    }
+    let e = load_private_key("~/no-such-dir-0123456789/key.pem")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`~` is not expanded"), "{e}");
+    let e = load_private_key("no-such-dir-0123456789/key.pem")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("relative path"), "{e}");
+
+    // A directory is not a key file either.
+    let dir = std::env::temp_dir().join(format!("icr-app-key-settings-dir-{}.d", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let e = load_private_key(dir.to_str().unwrap()).unwrap_err().to_string();
+    assert!(e.contains("not a file") && e.contains("ICR_PRIVATE_KEY"), "{e}");
+    assert_not_echoed(dir.to_str().unwrap(), &e);
+    std::fs::remove_dir(&dir).unwrap();
+
+    // Base64 that is not a key, `/` and all, is still named as what it is.
+    let not_a_key = STANDARD.encode([0xfb_u8; 96]);
+    assert!(not_a_key.contains('/'), "{not_a_key}");
+    let e = load_private_key(&not_a_key).unwrap_err();
+    assert!(matches!(e, Error::Key(KeyError::Unrecognised { .. })), "{e:?}");
+    assert!(!e.to_string().contains("no such file"), "{e}");
 }

@@ -149,7 +149,7 @@ fn both_examples_mint_through_flags_and_environment() {
         // Failures: a clear message on stderr, a non-zero exit, never a panic.
         for (args, expect) in [
             (vec!["--installation", "00000000-0000-4000-8000-000000000000"], "404"),
-            (vec!["--private-key", "/nonexistent/key.pem"], "names no readable file"),
+            (vec!["--private-key", "/nonexistent/key.pem"], "no such file"),
             (vec!["--app-id", "someone-else"], "401"),
             (vec!["--bogus", "x"], "unknown flag"),
         ] {

@@ -10,29 +10,32 @@ use icr_app_core::{App, AppKey, InstallationId, TokenScope};
 use icr_app_testkit::FakeRegistry;
 use icr_app_ureq::{Client, UreqTransport};
 
+use crate::Failure;
+use crate::out::outln;
+
 /// Prints one step: its number, what it did, the result, and how long it took.
 struct Narrator {
     step: u32,
 }
 
 impl Narrator {
-    fn step<T>(&mut self, what: &str, f: impl FnOnce() -> Result<(T, String), String>) -> Result<T, String> {
+    fn step<T>(&mut self, what: &str, f: impl FnOnce() -> Result<(T, String), String>) -> Result<T, Failure> {
         self.step += 1;
         let started = Instant::now();
-        let (value, result) = f().map_err(|e| format!("step {} ({what}) failed: {e}", self.step))?;
+        let (value, result) = f().map_err(|e| Failure::Other(format!("step {} ({what}) failed: {e}", self.step)))?;
         let took = started.elapsed();
-        println!("{:>2}. {what} [{:.1} ms]", self.step, took.as_secs_f64() * 1000.0);
+        outln!("{:>2}. {what} [{:.1} ms]", self.step, took.as_secs_f64() * 1000.0)?;
         for line in result.lines() {
-            println!("      {line}");
+            outln!("      {line}")?;
         }
         Ok(value)
     }
 }
 
-pub(crate) fn run() -> Result<(), String> {
+pub(crate) fn run() -> Result<(), Failure> {
     let started = Instant::now();
     let mut n = Narrator { step: 0 };
-    println!("icr-app demo: an ICR app's whole flow against an embedded fake registry\n");
+    outln!("icr-app demo: an ICR app's whole flow against an embedded fake registry\n")?;
 
     let demo = n.step("start the fake ICR registry on loopback", || {
         let demo = FakeRegistry::demo();
@@ -60,7 +63,7 @@ pub(crate) fn run() -> Result<(), String> {
     let app = App::builder(demo.app_id.clone(), key)
         .base_url(demo.registry.base_url())
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(Failure::Sdk)?;
     let client = Client::with_transport(app, transport);
 
     n.step("sign the app JWT (RS256)", || {
@@ -80,13 +83,15 @@ pub(crate) fn run() -> Result<(), String> {
         let text = all.iter().map(crate::installation_line).collect::<Vec<_>>().join("\n");
         Ok((all, text))
     })?;
-    let first = installations.first().ok_or("the demo registry has no installations")?;
-    let id = InstallationId::new(first.id.clone()).map_err(|e| e.to_string())?;
+    let first = installations
+        .first()
+        .ok_or_else(|| Failure::Other("the demo registry has no installations".into()))?;
+    let id = InstallationId::new(first.id.clone()).map_err(Failure::Sdk)?;
     let org_id = first
         .organization
         .as_ref()
         .map(|o| o.id.clone())
-        .ok_or("the installation has no organization")?;
+        .ok_or_else(|| Failure::Other("the installation has no organization".into()))?;
 
     let token = n.step(
         "mint an installation access token (POST /app/installations/{id}/accessTokens)",
@@ -189,6 +194,6 @@ pub(crate) fn run() -> Result<(), String> {
         Ok(((), text))
     })?;
 
-    println!("\ndone in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0);
+    outln!("\ndone in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0)?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 mod demo;
 mod logging;
 mod mock;
+mod out;
 
 use std::ffi::OsString;
 use std::io::{IsTerminal as _, Read as _, Write as _};
@@ -19,6 +20,7 @@ use icr_app_core::{App, AppKey, Error, Installation, InstallationId, TokenScope}
 use icr_app_redis::RedisStore;
 use icr_app_settings as env;
 use icr_app_ureq::{Client, UreqTransport};
+use out::outln;
 use zeroize::Zeroizing;
 
 /// The environment variable `revoke` reads the token from.
@@ -42,7 +44,9 @@ Exit codes:
   3  refused by the registry (401 or 403)
   4  not found (404)
   5  network or server failure (no answer, timeout, 429, 5xx)
-  1  anything else (e.g. a webhook delivery that does not verify)";
+  1  anything else (e.g. a webhook delivery that does not verify)
+  141  standard output closed before all was written (`icr-app installations | head -1`):
+       the command stops quietly, with the status a shell gives a program stopped by SIGPIPE";
 
 /// Command-line tool for ICR apps (International Carbon Registry, carbonregistry.com).
 #[derive(Parser, Debug)]
@@ -75,6 +79,13 @@ fn env_value(name: &str) -> Option<String> {
 /// process environment keeps its own copy).
 fn env_secret(name: &str) -> Option<Zeroizing<String>> {
     std::env::var(name).ok().map(Zeroizing::new).filter(|v| !v.is_empty())
+}
+
+/// `--port PORT`: 0 to 65535. clap's own parser would quote the value in its message.
+fn parse_port(raw: &str) -> Result<u16, String> {
+    raw.trim()
+        .parse()
+        .map_err(|_| "expected a port number from 0 to 65535 (0 picks a free one)".to_owned())
 }
 
 /// `--timeout SECONDS`: more than 0, at most an hour; fractions allowed.
@@ -213,6 +224,10 @@ enum Command {
         no_json: NoJson,
     },
     /// Mint and print an installation token (--installation ID) or an app token (--app).
+    ///
+    /// Prints the token alone on standard output (for `> token.txt` or `$(icr-app token ...)`),
+    /// and its expiry and permissions on standard error; with --json, all three as one object
+    /// on standard output.
     Token {
         /// The installation to mint for [env: ICR_INSTALLATION_ID]
         #[arg(long, value_name = "ID", conflicts_with = "app")]
@@ -296,11 +311,16 @@ enum Command {
     },
     /// Serve the fake registry for local development until Ctrl-C or SIGTERM.
     ///
+    /// Prints its URL, the demo app id, the demo key's path, the installation ids, and an
+    /// `export` line to paste in another terminal, setting ICR_BASE_URL, ICR_APP_ID,
+    /// ICR_PRIVATE_KEY, ICR_INSTALLATION_ID (the first installation) and ICR_ORGANIZATION_ID
+    /// (its organization): the settings the CLI, the examples and the quick starts read.
+    ///
     /// The demo key is written to a new private directory (mode 0700, the file 0600), whose
     /// path is printed; both are removed when the mock stops.
     Mock {
         /// The port to listen on (127.0.0.1); 0 picks a free one.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, value_name = "PORT", default_value_t = 0, value_parser = parse_port)]
         port: u16,
         #[command(flatten)]
         no_json: NoJson,
@@ -358,6 +378,8 @@ enum Failure {
     Usage(String),
     Sdk(Error),
     Other(String),
+    /// Standard output is a pipe whose reader has gone: the command ends quietly (see `out`).
+    ClosedStdout,
 }
 
 impl From<Error> for Failure {
@@ -372,6 +394,7 @@ impl Failure {
         match self {
             Failure::Usage(_) => 2,
             Failure::Other(_) => 1,
+            Failure::ClosedStdout => 141,
             Failure::Sdk(e) => match e {
                 Error::Config { .. }
                 | Error::Key(_)
@@ -395,6 +418,7 @@ impl Failure {
         match self {
             Failure::Usage(_) => "usage",
             Failure::Other(_) => "other",
+            Failure::ClosedStdout => "closed_stdout",
             Failure::Sdk(e) => match e {
                 Error::Config { .. }
                 | Error::Key(_)
@@ -421,8 +445,12 @@ impl Failure {
         }
     }
 
-    /// Writes the failure to stderr: `error: ...`, or with `--json` one JSON object.
+    /// Writes the failure to stderr: `error: ...`, or with `--json` one JSON object; nothing
+    /// for a closed standard output, which ends a command quietly.
     fn report(&self, json: bool) {
+        if let Failure::ClosedStdout = self {
+            return;
+        }
         let mut stderr = std::io::stderr().lock();
         let _ = if json {
             let mut error = serde_json::json!({ "kind": self.kind(), "message": self.to_string() });
@@ -440,6 +468,7 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Usage(m) | Failure::Other(m) => f.write_str(m),
+            Failure::ClosedStdout => f.write_str("standard output was closed"),
             // The core advises raising the timeout; here, how.
             Failure::Sdk(Error::Transport {
                 kind: TransportErrorKind::Timeout,
@@ -500,7 +529,11 @@ fn main() -> ExitCode {
                     Some(ContextValue::StyledStr(usage)) => format!("\n\n{usage}"),
                     _ => String::new(),
                 };
-                eprintln!("error: {message}{usage}\n\nFor more information, try '--help'.");
+                // Not eprintln!, which panics when stderr is a closed pipe.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "error: {message}{usage}\n\nFor more information, try '--help'."
+                );
             }
             return ExitCode::from(2);
         }
@@ -521,14 +554,21 @@ fn main() -> ExitCode {
     }
 }
 
-/// For a clap error that would quote what the user gave in a place where nothing was expected
-/// (`icr-app fingerprint MIIEv...`, a key pasted where no argument goes): the message with its
-/// length instead, and clap's suggestions of our own names. `None` for other errors, and for an
-/// unknown flag (`--bogus`), which is quoted as clap quotes it.
+/// For a clap error that would quote what the user gave: a value where nothing was expected
+/// (`icr-app fingerprint MIIEv...`, a key pasted where no argument goes), or a value a flag does
+/// not accept (`mock --port crs_...`): the message with its length instead, and clap's
+/// suggestions of our own names or what the flag takes. `None` for other errors (they quote only
+/// our own names), and for an unknown flag (`--bogus`), which is quoted as clap quotes it.
 ///
 /// clap quotes the value in full ("unexpected argument 'MIIEv...' found", and again in its tip
-/// "to pass 'MIIEv...' as a value, use '-- MIIEv...'"), and it may be a key or a token.
+/// "to pass 'MIIEv...' as a value, use '-- MIIEv...'"; "invalid value 'crs_...' for '--port
+/// <PORT>'"), and it may be a key or a token. Of clap's error kinds, these five are those that
+/// hold text the user gave: `InvalidValue`, `ValueValidation`, `UnknownArgument`,
+/// `InvalidSubcommand` and `TooManyValues`.
 fn withheld_value_message(e: &clap::Error) -> Option<String> {
+    if matches!(e.kind(), ErrorKind::InvalidValue | ErrorKind::ValueValidation) {
+        return Some(invalid_value_message(e));
+    }
     let (context, what) = match e.kind() {
         ErrorKind::UnknownArgument => (ContextKind::InvalidArg, "unexpected argument"),
         ErrorKind::InvalidSubcommand => (ContextKind::InvalidSubcommand, "unrecognized subcommand"),
@@ -541,11 +581,7 @@ fn withheld_value_message(e: &clap::Error) -> Option<String> {
     if is_flag_name(given) {
         return None;
     }
-    let chars = given.chars().count();
-    let mut message = format!(
-        "{what} ({chars} character{}, not shown: it may be a secret) found",
-        if chars == 1 { "" } else { "s" }
-    );
+    let mut message = format!("{what} ({}) found", withheld(given));
     if let Some(ContextValue::String(flag)) = e.get(ContextKind::InvalidArg)
         && e.kind() == ErrorKind::TooManyValues
     {
@@ -567,6 +603,37 @@ fn withheld_value_message(e: &clap::Error) -> Option<String> {
         }
     }
     Some(message)
+}
+
+/// For a value a flag or argument does not accept (`mock --port crs_...`, `--timeout <JWT>`):
+/// which flag, and what it takes, never the value, which may be a token or a key given in the
+/// wrong place.
+fn invalid_value_message(e: &clap::Error) -> String {
+    let given = match e.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(given)) => given.as_str(),
+        _ => "",
+    };
+    let flag = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(flag)) => format!(" for '{flag}'"),
+        _ => String::new(),
+    };
+    // Our value parsers say what they expect without quoting the value; a parser of clap's own
+    // may quote it ("99999999 is not in 0..=65535"), and then only --help is pointed to.
+    let expected = match (e.get(ContextKind::ValidValue), std::error::Error::source(e)) {
+        (Some(ContextValue::Strings(valid)), _) => format!("expected one of: {}", valid.join(", ")),
+        (_, Some(source)) if given.is_empty() || !source.to_string().contains(given) => source.to_string(),
+        _ => "see --help for what it takes".to_owned(),
+    };
+    format!("invalid value ({}){flag}: {expected}", withheld(given))
+}
+
+/// How a withheld value is described: its length only.
+fn withheld(given: &str) -> String {
+    match given.chars().count() {
+        0 => "empty".to_owned(),
+        1 => "1 character, not shown: it may be a secret".to_owned(),
+        n => format!("{n} characters, not shown: it may be a secret"),
+    }
 }
 
 /// `--name` or `-n`, as a flag the user mistyped: safe to quote, and useful to.
@@ -603,23 +670,23 @@ fn run(command: Command) -> Result<(), Failure> {
         )));
     }
     match command {
-        Command::Demo { .. } => demo::run().map_err(Failure::Other),
+        Command::Demo { .. } => demo::run(),
         Command::Mock { port, .. } => mock::run(port),
         Command::Fingerprint { key, out } => {
             let key = load_key(&key)?;
             if out.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({ "fingerprint": key.fingerprint(), "bits": key.modulus_bits() })
-                );
+                )?;
             } else {
-                println!("{}", key.fingerprint());
+                outln!("{}", key.fingerprint())?;
             }
             Ok(())
         }
         Command::Jwt { app, .. } => {
             let jwt = build_app(&app, None)?.jwt(now())?;
-            println!("{}", jwt.token().expose());
+            outln!("{}", jwt.token().expose())?;
             Ok(())
         }
         Command::Token {
@@ -641,26 +708,32 @@ fn run(command: Command) -> Result<(), Failure> {
             let client = client(&api)?;
             let token = client.token(&scope, None)?;
             if out.json {
-                println!("{}", token.summary_json());
+                outln!("{}", token.summary_json())?;
             } else {
-                println!("token:       {}", token.secret().expose());
-                println!("expires at:  {}", token.access_token().expires_at);
-                println!("permissions: {}", permissions_text(&token.access_token().permissions));
+                // The token alone on stdout, for `> token.txt` and `$(icr-app token ...)`; what
+                // people read beside it on stderr.
+                outln!("{}", token.secret().expose())?;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "expires at:  {}\npermissions: {}",
+                    token.access_token().expires_at,
+                    permissions_text(&token.access_token().permissions)
+                );
             }
             Ok(())
         }
         Command::Installations { api, out } => {
             let all = client(&api)?.installations()?;
             if out.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string(&all).map_err(|e| Failure::Other(e.to_string()))?
-                );
+                )?;
             } else if all.is_empty() {
-                println!("no installations");
+                outln!("no installations")?;
             } else {
                 for i in &all {
-                    println!("{}", installation_line(i));
+                    outln!("{}", installation_line(i))?;
                 }
             }
             Ok(())
@@ -669,12 +742,12 @@ fn run(command: Command) -> Result<(), Failure> {
             let id = InstallationId::new(id)?;
             let i = client(&api)?.installation(&id)?;
             if out.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string(&i).map_err(|e| Failure::Other(e.to_string()))?
-                );
+                )?;
             } else {
-                println!("{}", installation_line(&i));
+                outln!("{}", installation_line(&i))?;
             }
             Ok(())
         }
@@ -683,9 +756,9 @@ fn run(command: Command) -> Result<(), Failure> {
             let client = client(&api)?;
             client.revoke(&icr_app_core::SecretString::new(token.trim()))?;
             if out.json {
-                println!("{}", serde_json::json!({ "revoked": true }));
+                outln!("{}", serde_json::json!({ "revoked": true }))?;
             } else {
-                println!("revoked");
+                outln!("revoked")?;
             }
             Ok(())
         }
@@ -881,18 +954,15 @@ fn call(
             None,
         )));
     }
-    let mut stdout = std::io::stdout().lock();
-    let pretty = stdout
+    let pretty = std::io::stdout()
         .is_terminal()
         .then(|| serde_json::from_slice::<serde_json::Value>(response.body()).ok())
         .flatten()
         .and_then(|v| serde_json::to_string_pretty(&v).ok());
     match pretty {
-        Some(text) => writeln!(stdout, "{text}"),
-        None => stdout.write_all(response.body()),
+        Some(text) => outln!("{text}"),
+        None => out::bytes(response.body()),
     }
-    .and_then(|()| stdout.flush())
-    .map_err(|e| Failure::Other(format!("cannot write the response to standard output: {e}")))
 }
 
 fn verify_webhook(secret: Option<Zeroizing<String>>, signature: Option<&str>, json: bool) -> Result<(), Failure> {
@@ -913,14 +983,14 @@ fn verify_webhook(secret: Option<Zeroizing<String>>, signature: Option<&str>, js
         .map_err(|e| Failure::Other(format!("cannot read the delivery from stdin: {e}")))?;
     let event = webhook::verify(&secret, signature, &body).map_err(|e| Failure::Sdk(Error::Webhook(e)))?;
     if json {
-        println!("{}", event.raw);
+        outln!("{}", event.raw)?;
     } else {
-        println!("verified: {} event", event.event);
+        outln!("verified: {} event", event.event)?;
         if let Some(i) = &event.installation {
-            println!("{}", installation_line(i));
+            outln!("{}", installation_line(i))?;
         }
         if let Some(s) = &event.sender {
-            println!("sender: {} {}", s.id, s.email.as_deref().unwrap_or(""));
+            outln!("sender: {} {}", s.id, s.email.as_deref().unwrap_or(""))?;
         }
     }
     Ok(())

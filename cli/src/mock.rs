@@ -5,6 +5,7 @@ use std::io::Write as _;
 use std::path::Path;
 
 use crate::Failure;
+use crate::out::outln;
 
 pub(crate) fn run(port: u16) -> Result<(), Failure> {
     // The handler first, so no signal can stop the mock between writing the key and being able
@@ -32,27 +33,31 @@ pub(crate) fn run(port: u16) -> Result<(), Failure> {
     write_private(&key_path, demo.private_key_pem.as_bytes())
         .map_err(|e| Failure::Other(format!("cannot write {}: {e}", key_path.display())))?;
 
-    println!("fake ICR registry listening on {}", demo.registry.base_url());
-    println!("app id:          {}", demo.app_id);
-    println!("private key:     {}", key_path.display());
-    println!("installations:   {}", demo.installation_ids.join(" "));
-    println!();
-    println!("In another terminal:");
-    println!(
-        "export ICR_BASE_URL={} ICR_APP_ID={} ICR_PRIVATE_KEY={}",
-        demo.registry.base_url(),
+    // The first installation and its organization, for the quick starts and `icr-app call`.
+    let installation = demo.installation_ids.first().cloned().unwrap_or_default();
+    let organization = demo.registry.organization_id(&installation).unwrap_or_default();
+    let base_url = demo.registry.base_url();
+    outln!("fake ICR registry listening on {base_url}")?;
+    outln!("app id:          {}", demo.app_id)?;
+    outln!("private key:     {}", key_path.display())?;
+    outln!("installations:   {}", demo.installation_ids.join(" "))?;
+    outln!("organization:    {organization} (of installation {installation})")?;
+    outln!("")?;
+    outln!("In another terminal:")?;
+    outln!(
+        "export ICR_BASE_URL={base_url} ICR_APP_ID={} ICR_PRIVATE_KEY={} ICR_INSTALLATION_ID={installation} ICR_ORGANIZATION_ID={organization}",
         demo.app_id,
-        key_path.display()
-    );
-    println!("press Ctrl-C here to stop (the key file is removed then)");
-    let _ = std::io::stdout().flush();
+        shell_word(&key_path.display().to_string()),
+    )?;
+    outln!("press Ctrl-C here to stop (the key file is removed then)")?;
 
     let _ = stopped.recv();
     let shown = dir.path().display().to_string();
     dir.close()
         .map_err(|e| Failure::Other(format!("cannot remove {shown}: {e}")))?;
     drop(demo);
-    eprintln!("stopped; removed {shown}");
+    // Not eprintln!, which panics when stderr is a closed pipe.
+    let _ = writeln!(std::io::stderr(), "stopped; removed {shown}");
     Ok(())
 }
 
@@ -66,4 +71,15 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut file = options.open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
+}
+
+/// `path` as one shell word: as it is when it holds only characters no shell treats specially,
+/// else in single quotes (a temporary directory's path may hold spaces).
+fn shell_word(path: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:,@%".contains(c);
+    if !path.is_empty() && path.chars().all(plain) {
+        path.to_owned()
+    } else {
+        format!("'{}'", path.replace('\'', r"'\''"))
+    }
 }

@@ -113,11 +113,27 @@ fn jwt_prints_one_jwt() {
 #[test]
 fn token_human_and_json() {
     let e = env();
-    e.cmd()
+    // The token alone on stdout (for `> token.txt`), what people read beside it on stderr.
+    let out = e
+        .cmd()
         .args(["token", "--installation", e.installation()])
         .assert()
         .success()
-        .stdout(predicate::str::contains("token:       crs_").and(predicate::str::contains("organization_info=VIEW")));
+        .stderr(predicate::str::contains("expires at:").and(predicate::str::contains("organization_info=VIEW")));
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let token = stdout.strip_suffix('\n').unwrap();
+    assert!(
+        token.starts_with("crs_") && !token.contains(char::is_whitespace),
+        "{stdout}"
+    );
+    assert!(e.demo.registry.token_is_valid(token));
+    // What `token` prints is what `revoke -` reads.
+    e.cmd()
+        .args(["revoke", "-"])
+        .write_stdin(stdout.clone())
+        .assert()
+        .success();
+    assert!(!e.demo.registry.token_is_valid(token));
     let out = e
         .cmd()
         .args(["token", "--json", "--installation", e.installation()])
@@ -332,6 +348,50 @@ fn mock_serves_the_fake_registry() {
     let key_path = lines.next().unwrap().unwrap().rsplit(' ').next().unwrap().to_owned();
     let installations = lines.next().unwrap().unwrap();
     let installation = installations.split_whitespace().nth(1).unwrap().to_owned();
+    // The export line sets what the CLI, the examples and the quick starts read, the first
+    // installation and its organization included.
+    let export = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|l| l.starts_with("export "))
+        .unwrap();
+    let exported: Vec<(String, String)> = export["export ".len()..]
+        .split_whitespace()
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap();
+            (name.to_owned(), value.to_owned())
+        })
+        .collect();
+    let names: Vec<&str> = exported.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "ICR_BASE_URL",
+            "ICR_APP_ID",
+            "ICR_PRIVATE_KEY",
+            "ICR_INSTALLATION_ID",
+            "ICR_ORGANIZATION_ID"
+        ],
+        "{export}"
+    );
+    assert_eq!(exported[3].1, installation);
+    std::thread::spawn(move || lines.for_each(drop));
+    let with_exported = || {
+        let mut c = bare();
+        c.envs(exported.iter().map(|(n, v)| (n, v)));
+        c
+    };
+    // `token` and `call` with no flags but the exported settings.
+    let out = with_exported().args(["token", "--json"]).assert().success();
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert!(v["token"].as_str().unwrap().starts_with("crs_"));
+    let organization = &exported[4].1;
+    let out = with_exported()
+        .args(["call", "GET", &format!("/organizations/{organization}")])
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(v["id"].as_str(), Some(organization.as_str()));
     let out = bare()
         .args([
             "--base-url",
@@ -1207,4 +1267,267 @@ fn a_misplaced_argument_is_never_echoed() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("'installations'").and(predicate::str::contains("instalations").not()));
+}
+
+// Issue 21, 11: `mock --help` says what the mock prints.
+#[test]
+fn mock_help_says_what_it_prints() {
+    let out = bare().args(["mock", "--help"]).assert().success();
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    for says in [
+        "export",
+        "ICR_BASE_URL",
+        "ICR_APP_ID",
+        "ICR_PRIVATE_KEY",
+        "ICR_INSTALLATION_ID",
+        "ICR_ORGANIZATION_ID",
+    ] {
+        assert!(stdout.contains(says), "{says}: {stdout}");
+    }
+}
+
+// Issue 21, 6a: a value a flag does not accept is never quoted back (it may be a token or a key
+// given in the wrong place); the message names the flag and what it takes, exit 2.
+#[test]
+fn a_value_a_flag_refuses_is_never_echoed() {
+    let token = "crs_19c9bd530ccd3e1187eed12dc4edb70abe757fc4c7be9c5b";
+    let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJhcHAtMSJ9.c2lnbmF0dXJlLW9mLXRoZS1qd3QtaGVyZQ";
+    let timeout_eq = format!("--timeout={token}");
+    let cases: Vec<(Vec<&str>, &str, &str, &str)> = vec![
+        (vec!["mock", "--port", token], token, "--port", "a port number"),
+        (
+            vec!["mock", "--port", "99999999"],
+            "99999999",
+            "--port",
+            "a port number",
+        ),
+        (vec!["token", "--timeout", jwt], jwt, "--timeout", "a number of seconds"),
+        (
+            vec!["installations", &timeout_eq],
+            token,
+            "--timeout",
+            "a number of seconds",
+        ),
+        (
+            vec!["--timeout", jwt, "installations"],
+            jwt,
+            "--timeout",
+            "a number of seconds",
+        ),
+        (
+            vec!["token", "--timeout", "7777777"],
+            "7777777",
+            "--timeout",
+            "at most 3600",
+        ),
+    ];
+    for (args, value, flag, expects) in cases {
+        for json in [false, true] {
+            let mut cmd = bare();
+            cmd.args(&args);
+            if json {
+                cmd.arg("--json");
+            }
+            let out = cmd.assert().code(2);
+            let (stdout, stderr) = outputs(&out);
+            assert!(stdout.is_empty(), "{args:?}");
+            assert!(!stderr.contains(value), "{args:?}: {stderr}");
+            let chars = value.chars().count();
+            assert!(
+                stderr.contains(flag)
+                    && stderr.contains(expects)
+                    && stderr.contains(&format!("({chars} characters, not shown")),
+                "{args:?}: {stderr}"
+            );
+            if json {
+                assert_eq!(json_error(&out)["kind"], "usage", "{args:?}");
+            }
+        }
+    }
+    // An empty value is said to be empty.
+    let out = bare().args(["installations", "--timeout="]).assert().code(2);
+    assert!(outputs(&out).1.contains("invalid value (empty) for '--timeout"));
+}
+
+/// `icr-app ARGS` with standard output a pipe whose reader is already gone: its exit status and
+/// stderr.
+fn with_closed_stdout(mut cmd: StdCommand) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = cmd.stdout(writer).stderr(Stdio::piped()).output().unwrap();
+    (out.status.code(), String::from_utf8(out.stderr).unwrap())
+}
+
+// Issue 21, 9: a closed stdout (`icr-app token | true`) ends the command quietly, with the
+// status a shell gives a program stopped by SIGPIPE (documented in --help and the README).
+#[test]
+fn a_closed_stdout_ends_the_command_quietly_with_141() {
+    let e = env();
+    let i = e.installation().to_owned();
+    let org = e.demo.registry.organization_id(&i).unwrap();
+    let key = e.key.path().to_str().unwrap().to_owned();
+    let org_path = format!("/organizations/{org}");
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["demo"],
+        vec!["token", "--installation", &i],
+        vec!["token", "--json", "--installation", &i],
+        vec!["installations"],
+        vec!["installations", "--json"],
+        vec!["installation", &i],
+        vec!["call", "GET", &org_path, "--installation", &i],
+        vec!["jwt"],
+        vec!["fingerprint", "--private-key", &key],
+    ];
+    for args in commands {
+        let mut cmd = StdCommand::new(assert_cmd::cargo::cargo_bin("icr-app"));
+        cmd.args(&args)
+            .env("ICR_BASE_URL", e.demo.registry.base_url())
+            .env("ICR_APP_ID", &e.demo.app_id)
+            .env("ICR_PRIVATE_KEY", e.key.path())
+            .env("RUST_BACKTRACE", "1")
+            .env_remove("RUST_LOG");
+        let (code, stderr) = with_closed_stdout(cmd);
+        assert_eq!(code, Some(141), "{args:?}: {stderr}");
+        for never in ["panicked", "Broken pipe", "error", "backtrace"] {
+            assert!(!stderr.contains(never), "{args:?}: {stderr}");
+        }
+    }
+    // `revoke` reads the token from stdin, then prints.
+    let token = mint(&e);
+    let mut cmd = StdCommand::new(assert_cmd::cargo::cargo_bin("icr-app"));
+    cmd.args(["revoke"])
+        .env("ICR_BASE_URL", e.demo.registry.base_url())
+        .env("ICR_APP_ID", &e.demo.app_id)
+        .env("ICR_PRIVATE_KEY", e.key.path())
+        .env("ICR_TOKEN", &token);
+    let (code, stderr) = with_closed_stdout(cmd);
+    assert_eq!(code, Some(141), "{stderr}");
+    assert!(!e.demo.registry.token_is_valid(&token), "revoked before printing");
+
+    // The mock stops as well, and removes its key file.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = StdCommand::new(assert_cmd::cargo::cargo_bin("icr-app"));
+    cmd.args(["mock"]).env("TMPDIR", tmp.path());
+    let (code, stderr) = with_closed_stdout(cmd);
+    assert_eq!(code, Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "the mock left its key behind"
+    );
+}
+
+/// The lines of `stderr` a span closing wrote: `LEVEL target: name{fields} closed after N ms`.
+fn span_lines<'a>(stderr: &'a str, name: &str) -> Vec<&'a str> {
+    let start = format!("DEBUG icr_app: {name}{{");
+    stderr
+        .lines()
+        .filter(|l| l.starts_with(&start) && l.contains("} closed after ") && l.ends_with(" ms"))
+        .collect()
+}
+
+// Issue 21, 8: RUST_LOG shows what it asks for, the core's spans included, and never a secret
+// nor a line of the HTTP crates.
+#[test]
+fn rust_log_shows_the_cores_spans_and_never_a_secret() {
+    let e = env();
+    let i = e.installation().to_owned();
+    for rust_log in [
+        "trace",
+        "debug",
+        "icr_app=debug",
+        "trace,ureq=trace,hyper=trace,rustls=trace,[mint]=trace",
+    ] {
+        let run = |args: &[&str], stdin: Option<String>| {
+            let mut cmd = e.cmd();
+            cmd.args(args).env("RUST_LOG", rust_log);
+            if let Some(stdin) = stdin {
+                cmd.write_stdin(stdin);
+            }
+            let out = cmd.assert().success();
+            let (stdout, stderr) = outputs(&out);
+            for line in stderr.lines() {
+                let target = line.split_whitespace().nth(1).unwrap_or_default();
+                for http in ["ureq", "hyper", "rustls", "h2", "reqwest"] {
+                    assert!(!target.starts_with(http), "{rust_log}: {line}");
+                }
+            }
+            assert!(!stderr.to_ascii_lowercase().contains("authorization"), "{stderr}");
+            assert!(!stderr.contains("Bearer"), "{stderr}");
+            (stdout, stderr)
+        };
+        let (token, stderr) = run(&["token", "--installation", &i], None);
+        assert!(!stderr.contains(token.trim()), "the token leaked: {stderr}");
+        let mint = span_lines(&stderr, "mint");
+        assert_eq!(mint.len(), 1, "{rust_log}: {stderr}");
+        assert!(
+            mint[0].contains(&format!("scope=\"installation {i}\""))
+                && mint[0].contains("attempt=1")
+                && mint[0].contains("source=registry")
+                && mint[0].contains("duration_ms="),
+            "{rust_log}: {stderr}"
+        );
+        let (_, stderr) = run(&["installations"], None);
+        assert!(!span_lines(&stderr, "call").is_empty(), "{rust_log}: {stderr}");
+        let (_, stderr) = run(&["call", "GET", "/projects", "--installation", &i], None);
+        let send_as = span_lines(&stderr, "send_as");
+        assert!(
+            send_as.len() == 1 && send_as[0].contains("method=GET") && send_as[0].contains("status=200"),
+            "{rust_log}: {stderr}"
+        );
+        let (_, stderr) = run(&["revoke", "-"], Some(token));
+        let revoke = span_lines(&stderr, "revoke");
+        assert!(
+            revoke.len() == 1 && revoke[0].contains("status=200"),
+            "{rust_log}: {stderr}"
+        );
+    }
+    // A level below DEBUG for icr_app shows no span, and a request that works prints nothing.
+    for rust_log in ["icr_app=info", "info", "warn,icr_app=info"] {
+        e.cmd()
+            .args(["token", "--installation", &i])
+            .env("RUST_LOG", rust_log)
+            .assert()
+            .success()
+            .stderr(
+                predicate::str::contains("closed after")
+                    .not()
+                    .and(predicate::str::contains("> POST").not()),
+            );
+    }
+    // -v still shows each request, with or without RUST_LOG, and so do the spans.
+    for rust_log in [None, Some("info"), Some("icr_app=warn")] {
+        let mut cmd = e.cmd();
+        cmd.args(["token", "-v", "--installation", &i]);
+        if let Some(rust_log) = rust_log {
+            cmd.env("RUST_LOG", rust_log);
+        }
+        let out = cmd.assert().success();
+        let (_, stderr) = outputs(&out);
+        assert!(
+            stderr.contains(&format!("> POST /app/installations/{i}/accessTokens 200 ")),
+            "{rust_log:?}: {stderr}"
+        );
+        assert_eq!(span_lines(&stderr, "mint").len(), 1, "{rust_log:?}: {stderr}");
+    }
+    // With --json, a span is one JSON line.
+    let out = e
+        .cmd()
+        .args(["token", "--json", "--installation", &i])
+        .env("RUST_LOG", "debug")
+        .assert()
+        .success();
+    let (_, stderr) = outputs(&out);
+    let spans: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("span").is_some())
+        .collect();
+    assert!(
+        spans
+            .iter()
+            .any(|v| v["span"]["name"] == "mint" && v["span"]["fields"]["source"] == "registry"),
+        "{stderr}"
+    );
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
 use http::{Method, Request, Uri};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use crate::error::Error;
 use crate::models::CreateUserOrganization;
@@ -269,7 +269,10 @@ impl ApiConfig {
     }
 
     /// Whether `uri` is on the configured registry: the same scheme and host (in any case), the
-    /// same port (explicit or the scheme's default), and a path under the base URL's path.
+    /// same port (explicit or the scheme's default), and a path under the base URL's path that
+    /// cannot be resolved to another one: no `.` or `..` segment and no slash or backslash inside
+    /// a segment, in any percent-encoding (`%2e%2E`, `%2f`, `%5c`, ...). HTTP stacks and proxies
+    /// resolve `/v1/../admin` and `/v1/%2e%2e/admin` to `/admin`, outside the base URL.
     pub fn is_registry(&self, uri: &Uri) -> bool {
         let Ok(base) = self.base_url.parse::<Uri>() else {
             return false;
@@ -286,7 +289,9 @@ impl ApiConfig {
         }
         let prefix = base.path().trim_end_matches('/');
         let path = uri.path();
-        prefix.is_empty() || path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
+        let under =
+            prefix.is_empty() || path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'));
+        under && !is_ambiguous_path(path)
     }
 
     /// Refuses to authorise `request` unless it is for the configured registry or carries the
@@ -298,6 +303,15 @@ impl ApiConfig {
         }
         if request.extensions().get::<OtherHost>().is_some() {
             return Ok(false);
+        }
+        if is_ambiguous_path(request.uri().path()) {
+            return Err(Error::config(
+                "request URL",
+                "its path has a `.` or `..` segment, or a slash or backslash inside a segment (in any \
+                 percent-encoding, e.g. `%2e%2e` or `%2f`), which HTTP stacks and proxies may resolve to a path \
+                 outside the base URL, so no token is added to it; write the path without them (percent-encode \
+                 ids with encode_segment)",
+            ));
         }
         Err(Error::config(
             "request URL",
@@ -557,6 +571,32 @@ pub fn is_loopback_host(host: &str) -> bool {
 pub fn is_insecure_url(url: &str) -> bool {
     let Ok(uri) = url.parse::<Uri>() else { return false };
     uri.scheme_str().is_some_and(|s| s.eq_ignore_ascii_case("http")) && !is_loopback_host(uri.host().unwrap_or(""))
+}
+
+/// Whether `path` has a segment that a server, a proxy or an HTTP stack may resolve to another
+/// path: `.` or `..` (also before a `;parameter`, which some servers drop), or a `/` or `\`
+/// inside the segment, once percent-decoded (up to three times: `%252e` is `%2e` to a server
+/// that decodes twice). When unsure, it is ambiguous.
+fn is_ambiguous_path(path: &str) -> bool {
+    // The common case, without decoding: no escape, no dot, no backslash, no parameter.
+    if !path.contains(['%', '.', '\\', ';']) {
+        return false;
+    }
+    path.split('/').any(|segment| {
+        let mut decoded = segment.to_owned();
+        for _ in 0..3 {
+            if !decoded.contains('%') {
+                break;
+            }
+            let next = percent_decode_str(&decoded).decode_utf8_lossy().into_owned();
+            if next == decoded {
+                break;
+            }
+            decoded = next;
+        }
+        let name = decoded.split(';').next().unwrap_or_default();
+        name == "." || name == ".." || decoded.contains(['/', '\\'])
+    })
 }
 
 /// `url` with any user info (`user:password@`) replaced by `***@`, for messages.
@@ -903,5 +943,59 @@ mod tests {
         assert!(!api.check_target(&elsewhere).unwrap());
         let mine = api.request(Method::GET, "/projects", None).unwrap();
         assert!(api.check_target(&mine).unwrap());
+    }
+
+    #[test]
+    fn a_path_that_may_resolve_outside_the_base_is_not_the_registrys() {
+        let api = ApiConfig::new().with_base_url("https://api.example/v1").unwrap();
+        let ok = |u: &str| api.is_registry(&u.parse().unwrap());
+        for path in [
+            "/v1/../admin",
+            "/v1/./../admin",
+            "/v1/%2e%2e/admin",
+            "/v1/%2E%2E/admin",
+            "/v1/%2e%2E/admin",
+            "/v1/.%2e/admin",
+            "/v1/%2e./admin",
+            "/v1/%2e/projects",
+            "/v1/projects/..",
+            "/v1/projects/%2e%2e",
+            "/v1/..;/admin",
+            "/v1/%2e%2e;x=1/admin",
+            "/v1/%252e%252e/admin",
+            "/v1/%2F../admin",
+            "/v1/..%2fadmin",
+            "/v1/..%2Fadmin",
+            "/v1/x%2fy",
+            "/v1/..%5cadmin",
+            "/v1/..%5Cadmin",
+            "/v1/.",
+        ] {
+            let uri = format!("https://api.example{path}");
+            assert!(!ok(&uri), "{path}");
+            let request = Request::builder().uri(&uri).body(()).unwrap();
+            let e = api.check_target(&request).unwrap_err();
+            assert!(
+                e.to_string().contains("`..`") && e.to_string().contains("no token is added"),
+                "{path}: {e}"
+            );
+        }
+        // Dots inside a segment, and encoded characters other than slashes, are fine.
+        for path in [
+            "/v1/projects",
+            "/v1/v0.5/x",
+            "/v1/a..b",
+            "/v1/...",
+            "/v1/.well-known",
+            "/v1/organizations/%C3%BC",
+            "/v1/x%20y",
+            "/v1/projects?next=../admin",
+        ] {
+            assert!(ok(&format!("https://api.example{path}")), "{path}");
+        }
+        // The base without a path: the same rule.
+        let root = ApiConfig::new().with_base_url("https://api.example").unwrap();
+        assert!(root.is_registry(&"https://api.example/projects".parse().unwrap()));
+        assert!(!root.is_registry(&"https://api.example/x/%2e%2e/admin".parse().unwrap()));
     }
 }

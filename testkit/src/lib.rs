@@ -213,9 +213,27 @@ impl FakeRegistry {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, followed by the path set with [`serve_under`](Self::serve_under).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.server.addr)
+        self.state().base_url.clone()
+    }
+
+    /// Serves the API under `path` (e.g. `/v1`), as a registry behind a path prefix:
+    /// [`base_url`](Self::base_url) ends with it, the endpoints answer only under it (anything
+    /// else is a 404), and [`inject_for`](Self::inject_for) prefixes are matched after it.
+    /// Requests are recorded with the path they arrived with.
+    ///
+    /// ```
+    /// let registry = icr_app_testkit::FakeRegistry::start();
+    /// registry.serve_under("/v1/");
+    /// assert!(registry.base_url().ends_with("/v1"));
+    /// ```
+    pub fn serve_under(&self, path: &str) {
+        let path = format!("/{}", path.trim_matches('/'));
+        let path = if path == "/" { String::new() } else { path };
+        let mut state = self.state();
+        state.base_url = format!("http://{}{path}", self.server.addr);
+        state.base_path = path;
     }
 
     /// The address it listens on.

@@ -101,7 +101,14 @@ async fn serve(
             )
         })
         .collect();
-    let path = parts.uri.path().to_owned();
+    // The path under the base path (see `FakeRegistry::serve_under`); `None` when outside it.
+    let base_path = state.lock().unwrap_or_else(PoisonError::into_inner).base_path.clone();
+    let routed = match parts.uri.path().strip_prefix(base_path.as_str()) {
+        Some("") => Some("/".to_owned()),
+        Some(rest) if rest.starts_with('/') => Some(rest.to_owned()),
+        _ => None,
+    };
+    let path = routed.clone().unwrap_or_else(|| parts.uri.path().to_owned());
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -156,6 +163,7 @@ async fn serve(
                 Vec::new(),
             ));
         }
+        Some(Fault::Delay(_)) | None if routed.is_none() => api::error(404, format!("Cannot {} {path}", parts.method)),
         Some(Fault::Delay(_)) | None => answer(&state, &parts.method, &path, &parts.uri, &headers, &body),
     };
     Ok(respond(&state, Some(index), reply))

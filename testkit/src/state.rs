@@ -170,6 +170,9 @@ pub(crate) struct State {
     pub(crate) installation_mints: HashMap<String, usize>,
     pub(crate) app_mints: usize,
     pub(crate) base_url: String,
+    /// The path the API is served under (`/v1`), or empty: see
+    /// [`FakeRegistry::serve_under`](crate::FakeRegistry::serve_under).
+    pub(crate) base_path: String,
     rng: SystemRandom,
 }
 
@@ -189,6 +192,7 @@ impl State {
             installation_mints: HashMap::new(),
             app_mints: 0,
             base_url,
+            base_path: String::new(),
             rng: SystemRandom::new(),
         }
     }

@@ -569,6 +569,15 @@ impl App {
         }
     }
 
+    /// Whether `url` is on the configured registry: the same scheme, host and port as the base
+    /// URL, and a path under its path (the auth classes report only such responses to the core).
+    fn _is_registry(&self, py: Python<'_>, url: &str) -> bool {
+        let Ok(uri) = url.parse::<http::Uri>() else {
+            return false;
+        };
+        self.with_core(py, |app| app.api().is_registry(&uri))
+    }
+
     /// Server clock minus this machine's, in seconds, as learned from the registry's `Date`
     /// headers so far.
     #[getter]

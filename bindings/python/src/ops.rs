@@ -300,9 +300,18 @@ fn bytes_of(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 #[pymethods]
 impl Operation {
     /// What to do next: `Send`, `Sleep`, `Wait` or `Done`; raises the operation's error (an
-    /// `icr_app.Error`) when it finished with one.
+    /// `icr_app.Error`) when it finished with one. Once it has finished (after `Done`, its error,
+    /// or `abandon`) it raises `ConfigError` and does nothing.
     #[pyo3(signature = (now = None))]
     fn poll(&mut self, py: Python<'_>, now: Option<f64>) -> PyResult<Py<PyAny>> {
+        if self.done {
+            // Never again: polled after `Done` (or after `abandon`) an operation must not act
+            // (a `SendAs` would otherwise authorise and hand out its request once more).
+            return Err(to_py(CoreError::config(
+                "operation",
+                "it has finished (returned Done, raised, or was abandoned) and does nothing more; start a new one",
+            )));
+        }
         self.check_fork()?;
         let step = match self.first.take() {
             Some(first) => first,
@@ -316,7 +325,7 @@ impl Operation {
     }
 
     /// Reports the response to request `id` (any status, with every header: a list of
-    /// `(name, value)` pairs of `str` or `bytes`).
+    /// `(name, value)` pairs of `str` or `bytes`). Ignored once the operation has finished.
     #[pyo3(signature = (id, status, headers, body, now = None))]
     fn handle_response(
         &mut self,
@@ -327,6 +336,9 @@ impl Operation {
         body: &[u8],
         now: Option<f64>,
     ) -> PyResult<()> {
+        if self.done {
+            return Ok(());
+        }
         self.check_fork()?;
         let response = response_from(status, headers, body)?;
         let t = crate::app::now(now);
@@ -341,6 +353,9 @@ impl Operation {
     /// happened (never a credential).
     #[pyo3(signature = (id, kind, message, now = None))]
     fn handle_failure(&mut self, py: Python<'_>, id: u64, kind: &str, message: &str, now: Option<f64>) -> PyResult<()> {
+        if self.done {
+            return Ok(());
+        }
         self.check_fork()?;
         let error = CoreError::transport(errors::parse_kind(kind), message);
         let t = crate::app::now(now);
@@ -354,6 +369,9 @@ impl Operation {
     /// reply is no error: the core mints without the store for a while.
     #[pyo3(signature = (id, reply, now = None))]
     fn handle_store(&mut self, py: Python<'_>, id: u64, reply: &StoreReply, now: Option<f64>) -> PyResult<()> {
+        if self.done {
+            return Ok(());
+        }
         self.check_fork()?;
         let reply = reply.reply.clone();
         let t = crate::app::now(now);

@@ -6,6 +6,10 @@ token never reaches another host), hands out the cached token or mints one (once
 ask), learns the registry's clock from the response, and on a 401 drops the token, mints again
 and has the request sent once more. Your client sends the request itself; mints go through the
 icr_app client given.
+
+Only the registry's answer to the request the token was added to is reported to the core: a
+redirect your client follows ends the operation (the other host's ``Date`` teaches no clock, its
+401 drops no token), and the auth never acts twice for one request.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ class InstallationAuth(httpx.Auth):
     """httpx authentication as an installation (``None``: as the app), for
     ``httpx.Client(auth=...)`` with an ``icr_app.Client``, or ``httpx.AsyncClient(auth=...)``
     with an ``icr_app.AsyncClient``. Requests must be for the registry the App is configured
-    with."""
+    with. With ``follow_redirects=True``, only the registry's own answer counts: a response
+    from another host is returned to you as it is, and never drops the token or moves the
+    registry's clock."""
 
     requires_request_body = False
     requires_response_body = False
@@ -44,11 +50,20 @@ class InstallationAuth(httpx.Auth):
         return SendAs(self._client.app, self._installation_id, request.method, str(request.url))
 
     def _authorize(self, request: httpx.Request, step: Send) -> None:
+        self._client._driver.policy.check(step)
         authorization = step.authorization
         if authorization is not None:
             request.headers["Authorization"] = authorization
         if "x-icr-api-version" not in request.headers:
             request.headers["x-icr-api-version"] = self._api_version
+
+    def _answers(self, response: httpx.Response, step: Send) -> bool:
+        """Whether ``response`` is the registry's answer to the request ``step`` authorised (and
+        not another host's, reached by a redirect the client followed)."""
+        request = response.request
+        return request.headers.get("authorization") == step.authorization and self._client.app._is_registry(
+            str(request.url)
+        )
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         """The flow httpx runs for ``httpx.Client``: needs an ``icr_app.Client``."""
@@ -62,6 +77,8 @@ class InstallationAuth(httpx.Auth):
             while isinstance(step, Send):
                 self._authorize(request, step)
                 response = yield request
+                if not self._answers(response, step):
+                    return
                 driver.report(op, step, response.status_code, response.headers.raw)
                 step = driver.advance(op)
         finally:
@@ -79,6 +96,8 @@ class InstallationAuth(httpx.Auth):
             while isinstance(step, Send):
                 self._authorize(request, step)
                 response = yield request
+                if not self._answers(response, step):
+                    return
                 driver.report(op, step, response.status_code, response.headers.raw)
                 step = await driver.advance(op)
         finally:
@@ -96,7 +115,9 @@ def _requests_auth_base() -> Any:
 class RequestsAuth(_requests_auth_base()):  # type: ignore[misc]
     """``requests`` authentication as an installation (``None``: as the app), with an
     ``icr_app.Client``: ``requests.get(url, auth=RequestsAuth(client, installation_id))``. A 401
-    drops the token, mints a new one and sends the request once more. Needs
+    drops the token, mints a new one and sends the request once more. Only the answer to the
+    request the token was added to counts: redirects requests follows are left alone (requests
+    drops ``Authorization`` on a redirect to another host). Needs
     ``pip install icr-app[requests]``."""
 
     def __init__(self, client: Client, installation_id: Optional[str]) -> None:
@@ -111,19 +132,22 @@ class RequestsAuth(_requests_auth_base()):  # type: ignore[misc]
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         driver = self._client._driver
-        op = SendAs(self._client.app, self._installation_id, request.method or "GET", request.url or "")
+        url = request.url or ""
+        op = SendAs(self._client.app, self._installation_id, request.method or "GET", url)
         try:
             step = driver.advance(op)
+            if not isinstance(step, Send):  # pragma: no cover - a SendAs sends its request first
+                driver.release(op)
+                return request
+            self._authorize(request, step)
         except BaseException:
             driver.release(op)
             raise
-        if not isinstance(step, Send):  # pragma: no cover - a SendAs sends its request first
-            return request
-        self._authorize(request, step)
-        request.register_hook("response", _Hook(self, op, step))  # type: ignore[no-untyped-call]
+        request.register_hook("response", _Hook(self, op, step, request))  # type: ignore[no-untyped-call]
         return request
 
     def _authorize(self, request: requests.PreparedRequest, step: Send) -> None:
+        self._client._driver.policy.check(step)
         authorization = step.authorization
         if authorization is not None:
             request.headers["Authorization"] = authorization
@@ -131,12 +155,18 @@ class RequestsAuth(_requests_auth_base()):  # type: ignore[misc]
 
 
 class _Hook:
-    """The response hook of one request: reports the response; sends once more after a 401."""
+    """The response hook of one authorised request: reports the response to it, once; sends
+    once more after a 401. requests copies a request's hooks onto the requests of the redirects
+    it follows: their responses are not this request's, and are left untouched."""
 
-    def __init__(self, auth: RequestsAuth, op: SendAs, step: Send) -> None:
-        self.auth, self.op, self.step = auth, op, step
+    def __init__(self, auth: RequestsAuth, op: SendAs, step: Send, request: requests.PreparedRequest) -> None:
+        self.auth, self.op, self.step, self.request = auth, op, step, request
+        self.acted = False
 
     def __call__(self, response: requests.Response, **kwargs: Any) -> requests.Response:
+        if self.acted or response.request is not self.request:
+            return response
+        self.acted = True
         driver = self.auth._client._driver
         op = self.op
         try:
@@ -153,6 +183,6 @@ class _Hook:
             sent: requests.Response = response.connection.send(again, **kwargs)
             sent.history.append(response)
             sent.request = again
-            return _Hook(self.auth, op, step)(sent, **kwargs)
+            return _Hook(self.auth, op, step, again)(sent, **kwargs)
         finally:
             driver.release(op)

@@ -125,6 +125,8 @@ class App:
         """A cached token, or the GetToken operation to drive (already polled once)."""
     def _token_getter(self, run: Callable[[Operation], Any]) -> TokenGetter:
         """A callable serving cached tokens from Rust, handing mints to ``run``."""
+    def _is_registry(self, url: str) -> bool:
+        """Whether ``url`` is on the configured registry (scheme, host, port, base path)."""
     def _attach_store(self, url: Optional[str], timeout: Optional[float] = None) -> None:
         """Shares this App's tokens through the Redis at ``url`` (nothing dialled yet); the same
         URL again does nothing, another URL or timeout raises ``ConfigError``."""

@@ -9,20 +9,25 @@ icr_app client given.
 
 Only the registry's answer to the request the token was added to is reported to the core: a
 redirect your client follows ends the operation (the other host's ``Date`` teaches no clock, its
-401 drops no token), and the auth never acts twice for one request.
+401 drops no token), and the auth never acts twice for one request. A token is never added to a
+plain ``http://`` request that may go through a proxy (see ``_proxies``).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, AsyncGenerator, Generator, Optional, Union
 
 import httpx
 
+from . import _proxies
 from ._client import AsyncClient, Client
 from ._icr_app import Send, SendAs
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
+
+_log = logging.getLogger("icr_app")
 
 
 class InstallationAuth(httpx.Auth):
@@ -31,7 +36,9 @@ class InstallationAuth(httpx.Auth):
     with an ``icr_app.AsyncClient``. Requests must be for the registry the App is configured
     with. With ``follow_redirects=True``, only the registry's own answer counts: a response
     from another host is returned to you as it is, and never drops the token or moves the
-    registry's clock."""
+    registry's clock. A plain ``http://`` request that may go through a proxy (the
+    environment's, or one set on your client) gets no token: ``TransportError`` (kind
+    ``refused``) says how to fix it."""
 
     requires_request_body = False
     requires_response_body = False
@@ -47,6 +54,7 @@ class InstallationAuth(httpx.Auth):
         return f"icr_app.InstallationAuth(installation_id={self._installation_id!r})"
 
     def _start(self, request: httpx.Request) -> SendAs:
+        _proxies.check_environment(str(request.url))
         return SendAs(self._client.app, self._installation_id, request.method, str(request.url))
 
     def _authorize(self, request: httpx.Request, step: Send) -> None:
@@ -76,6 +84,7 @@ class InstallationAuth(httpx.Auth):
             step = driver.advance(op)
             while isinstance(step, Send):
                 self._authorize(request, step)
+                _proxies.direct_only(request)
                 response = yield request
                 if not self._answers(response, step):
                     return
@@ -95,6 +104,7 @@ class InstallationAuth(httpx.Auth):
             step = await driver.advance(op)
             while isinstance(step, Send):
                 self._authorize(request, step)
+                _proxies.direct_only_async(request)
                 response = yield request
                 if not self._answers(response, step):
                     return
@@ -117,7 +127,10 @@ class RequestsAuth(_requests_auth_base()):  # type: ignore[misc]
     ``icr_app.Client``: ``requests.get(url, auth=RequestsAuth(client, installation_id))``. A 401
     drops the token, mints a new one and sends the request once more. Only the answer to the
     request the token was added to counts: redirects requests follows are left alone (requests
-    drops ``Authorization`` on a redirect to another host). Needs
+    drops ``Authorization`` on a redirect to another host). A plain ``http://`` request gets no
+    token while the environment names a proxy for it (``HTTP_PROXY``/``ALL_PROXY`` without the
+    host in ``NO_PROXY``); a proxy given in code (``proxies=``, ``Session.proxies``) cannot be
+    seen before the request is sent: give none for a plain ``http://`` registry. Needs
     ``pip install icr-app[requests]``."""
 
     def __init__(self, client: Client, installation_id: Optional[str]) -> None:
@@ -133,6 +146,7 @@ class RequestsAuth(_requests_auth_base()):  # type: ignore[misc]
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         driver = self._client._driver
         url = request.url or ""
+        _proxies.check_environment(url)
         op = SendAs(self._client.app, self._installation_id, request.method or "GET", url)
         try:
             step = driver.advance(op)
@@ -154,6 +168,15 @@ class RequestsAuth(_requests_auth_base()):  # type: ignore[misc]
         request.headers.setdefault("x-icr-api-version", self._api_version)
 
 
+def _proxied(url: str, proxies: Any) -> bool:
+    """Whether requests sent plain-http ``url`` through one of ``proxies`` (a hook's kwargs)."""
+    if not url.lower().startswith("http://") or not proxies:
+        return False
+    import requests.utils
+
+    return requests.utils.select_proxy(url, proxies) is not None
+
+
 class _Hook:
     """The response hook of one authorised request: reports the response to it, once; sends
     once more after a 401. requests copies a request's hooks onto the requests of the redirects
@@ -173,6 +196,14 @@ class _Hook:
             driver.report(op, self.step, response.status_code, list(response.headers.items()))
             step = driver.advance(op)
             if not isinstance(step, Send):
+                return response
+            if _proxied(response.request.url or "", kwargs.get("proxies")):
+                # A proxy given in code: the refused token went through it in clear; a second one
+                # does not.
+                _log.warning(
+                    "a token was sent through a proxy in clear on a plain http:// request (a proxy given to requests "
+                    "in code); not sending another: give no proxy for the registry, or use https://"
+                )
                 return response
             # The token was refused and a new one minted: send once more with it.
             response.content  # noqa: B018 - read the refused response, freeing its connection

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from . import _proxies
 from ._icr_app import App, Done, Operation, Send, Store, StoreReply, TransportError, Wait
 from ._signal import fork_state, signal_of
 
@@ -45,6 +46,8 @@ def _failure(exc: BaseException) -> tuple[str, str]:
     httpx's messages carry no header)."""
     if isinstance(exc, _Refusal):
         return exc.kind, exc.message
+    if isinstance(exc, TransportError):
+        return exc.kind, exc.detail
     if isinstance(exc, httpx.TimeoutException):
         kind = "timeout"
     elif isinstance(exc, (httpx.ConnectError, httpx.ProxyError)):
@@ -93,6 +96,15 @@ class _Base:
 
     def timeout(self) -> httpx.Timeout:
         return httpx.Timeout(self.policy.timeout, connect=self.policy.connect_timeout)
+
+    def guard(self, client: Any, route: str, request: httpx.Request) -> None:
+        """A client handed in may have a proxy, which must never see a credential in clear:
+        a ``direct`` request (loopback, plain http) is refused before it goes to one."""
+        if route == "direct" and client is self.user_client:
+            if isinstance(client, httpx.AsyncClient):
+                _proxies.direct_only_async(request)
+            else:
+                _proxies.direct_only(request)
 
     def client_for(self, route: str) -> Any:
         if self.user_client is not None:
@@ -169,8 +181,8 @@ class SyncDriver(_Base):
                 return None
             started = time.monotonic()
             try:
-                response = self.send(self.client_for(route), step, started)
-            except (httpx.HTTPError, _Refusal) as exc:
+                response = self.send(self.client_for(route), route, step, started)
+            except (httpx.HTTPError, _Refusal, TransportError) as exc:
                 kind, message = _failure(exc)
                 _log.debug("request %s %s failed: %s", step.method, urlsplit(step.url).path, message)
                 op.handle_failure(step.id, kind, message)
@@ -181,9 +193,10 @@ class SyncDriver(_Base):
         finally:
             self.signal.notify()
 
-    def send(self, client: httpx.Client, step: Send, started: float) -> httpx.Response:
+    def send(self, client: httpx.Client, route: str, step: Send, started: float) -> httpx.Response:
         body = step.body
         request = client.build_request(step.method, step.url, headers=step.headers, content=body or None)
+        self.guard(client, route, request)
         response = client.send(request, stream=True, follow_redirects=False, auth=None)
         deadline = self.deadline(started)
         cap = self.policy.max_body
@@ -257,8 +270,8 @@ class AsyncDriver(_Base):
                 return None
             started = time.monotonic()
             try:
-                response = await self.send(self.client_for(route), step, started)
-            except (httpx.HTTPError, _Refusal) as exc:
+                response = await self.send(self.client_for(route), route, step, started)
+            except (httpx.HTTPError, _Refusal, TransportError) as exc:
                 kind, message = _failure(exc)
                 _log.debug("request %s %s failed: %s", step.method, urlsplit(step.url).path, message)
                 op.handle_failure(step.id, kind, message)
@@ -269,9 +282,10 @@ class AsyncDriver(_Base):
         finally:
             self.signal.notify()
 
-    async def send(self, client: httpx.AsyncClient, step: Send, started: float) -> httpx.Response:
+    async def send(self, client: httpx.AsyncClient, route: str, step: Send, started: float) -> httpx.Response:
         body = step.body
         request = client.build_request(step.method, step.url, headers=step.headers, content=body or None)
+        self.guard(client, route, request)
         response = await client.send(request, stream=True, follow_redirects=False, auth=None)
         deadline = self.deadline(started)
         cap = self.policy.max_body

@@ -2,6 +2,12 @@
 command, sleep, wait) and report back. Every decision is the Rust core's; these only perform
 effects, over httpx (and the extension's Redis store for ``Store`` steps).
 
+Every exchange on a client this package makes holds the policy's timeout as a whole (connect,
+request, response headers and body): the async loop bounds it with ``asyncio.wait_for``; the
+sync loop's httpx client reads and writes through a network backend that gives each socket
+operation at most the time left until the exchange's deadline. A client handed in keeps its own
+timeouts.
+
 Each loop is the core's canonical one (``core/src/lib.rs``, "Driving the core yourself"), as in
 ``transport-ureq/src/drive.rs`` (sync) and ``transport-reqwest/src/drive.rs`` (async): poll, then
 send (after the transport policy's check, following no redirect, with the body capped), sleep, or
@@ -15,12 +21,14 @@ generator).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 import time
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Iterable, Optional, Tuple, Type, Union
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from . import _proxies
@@ -62,6 +70,92 @@ def _failure(exc: BaseException) -> tuple[str, str]:
     return kind, f"{type(exc).__name__}: {text}"
 
 
+#: The monotonic deadline of the exchange the current thread is making (sync driver).
+_deadline: contextvars.ContextVar[Optional[float]] = contextvars.ContextVar("icr_app_deadline", default=None)
+
+
+def _bounded(timeout: Optional[float], expired: Type[Exception]) -> Optional[float]:
+    """``timeout`` cut to the time left until the current exchange's deadline; raises
+    ``expired`` once it has passed."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise expired("the exchange's deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A network stream whose every read, write and TLS handshake ends by the deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: Optional[float] = None) -> bytes:
+        return self._inner.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: Optional[float] = None) -> None:
+        self._inner.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: Optional[str] = None, timeout: Optional[float] = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, _bounded(timeout, httpcore.ConnectTimeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's network backend with ``_DeadlineStream``s."""
+
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: Optional[float] = None,
+        local_address: Optional[str] = None,
+        socket_options: Optional[Iterable[Any]] = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_tcp(host, port, _bounded(timeout, httpcore.ConnectTimeout), local_address, socket_options)
+        return _DeadlineStream(stream)
+
+    def connect_unix_socket(
+        self, path: str, timeout: Optional[float] = None, socket_options: Optional[Iterable[Any]] = None
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_unix_socket(path, _bounded(timeout, httpcore.ConnectTimeout), socket_options)
+        return _DeadlineStream(stream)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _hold_deadlines(client: httpx.Client) -> None:
+    """Puts ``_DeadlineBackend`` under every connection pool of ``client`` (one this package
+    made: its default transport and the environment's proxy transports). httpx has no public
+    way to choose httpcore's network backend, so this sets the pools' backend attribute; if an
+    httpx or httpcore release changes that, each read is bounded by the timeout, not the
+    exchange, and a warning says so."""
+    transports = [client._transport, *client._mounts.values()]  # noqa: SLF001
+    for transport in transports:
+        if transport is None:
+            continue
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if not isinstance(backend, httpcore.NetworkBackend):
+            _log.warning(
+                "this httpx/httpcore version does not let icr_app bound a whole exchange by App(timeout=...): "
+                "each read is bounded instead; a server that answers very slowly can hold a call longer"
+            )
+            return
+        pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+
+
 def _sleep_until(until: float) -> None:
     delay = until - time.time()
     if delay > 0:
@@ -96,6 +190,13 @@ class _Base:
 
     def timeout(self) -> httpx.Timeout:
         return httpx.Timeout(self.policy.timeout, connect=self.policy.connect_timeout)
+
+    def timed_out(self) -> _Refusal:
+        """The failure of an exchange that outlived the policy's timeout."""
+        return _Refusal(
+            "timeout",
+            f"no complete answer within {self.policy.timeout:g} s, the timeout for one exchange (App(timeout=...))",
+        )
 
     def guard(self, client: Any, route: str, request: httpx.Request) -> None:
         """A client handed in may have a proxy, which must never see a credential in clear:
@@ -165,7 +266,9 @@ class SyncDriver(_Base):
     def make_client(self, route: str) -> httpx.Client:
         # "direct" (loopback, plain http): never through a proxy, so the environment's proxy
         # settings are not read; "proxy": the environment's proxies, as httpx reads them.
-        return httpx.Client(trust_env=route == "proxy", timeout=self.timeout(), follow_redirects=False)
+        client = httpx.Client(trust_env=route == "proxy", timeout=self.timeout(), follow_redirects=False)
+        _hold_deadlines(client)
+        return client
 
     def close(self) -> None:
         self.closed = True
@@ -194,11 +297,22 @@ class SyncDriver(_Base):
             self.signal.notify()
 
     def send(self, client: httpx.Client, route: str, step: Send, started: float) -> httpx.Response:
+        deadline = self.deadline(started)
+        bound = _deadline.set(deadline)
+        try:
+            return self.receive(client, route, step, deadline)
+        except httpx.TimeoutException:
+            if deadline is not None and time.monotonic() >= deadline - 0.01:
+                raise self.timed_out() from None
+            raise
+        finally:
+            _deadline.reset(bound)
+
+    def receive(self, client: httpx.Client, route: str, step: Send, deadline: Optional[float]) -> httpx.Response:
         body = step.body
         request = client.build_request(step.method, step.url, headers=step.headers, content=body or None)
         self.guard(client, route, request)
         response = client.send(request, stream=True, follow_redirects=False, auth=None)
-        deadline = self.deadline(started)
         cap = self.policy.max_body
         try:
             content = bytearray()
@@ -207,7 +321,7 @@ class SyncDriver(_Base):
                 if len(content) > cap:
                     raise _Refusal("body_too_large", self.policy.body_too_large())
                 if deadline is not None and time.monotonic() > deadline:
-                    raise _Refusal("timeout", f"the exchange took longer than {self.policy.timeout} s")
+                    raise self.timed_out()
         finally:
             response.close()
         response._content = bytes(content)
@@ -283,11 +397,19 @@ class AsyncDriver(_Base):
             self.signal.notify()
 
     async def send(self, client: httpx.AsyncClient, route: str, step: Send, started: float) -> httpx.Response:
+        deadline = self.deadline(started)
+        if deadline is None:
+            return await self.receive(client, route, step)
+        try:
+            return await asyncio.wait_for(self.receive(client, route, step), max(deadline - time.monotonic(), 0.001))
+        except asyncio.TimeoutError:
+            raise self.timed_out() from None
+
+    async def receive(self, client: httpx.AsyncClient, route: str, step: Send) -> httpx.Response:
         body = step.body
         request = client.build_request(step.method, step.url, headers=step.headers, content=body or None)
         self.guard(client, route, request)
         response = await client.send(request, stream=True, follow_redirects=False, auth=None)
-        deadline = self.deadline(started)
         cap = self.policy.max_body
         try:
             content = bytearray()
@@ -295,8 +417,6 @@ class AsyncDriver(_Base):
                 content += chunk
                 if len(content) > cap:
                     raise _Refusal("body_too_large", self.policy.body_too_large())
-                if deadline is not None and time.monotonic() > deadline:
-                    raise _Refusal("timeout", f"the exchange took longer than {self.policy.timeout} s")
         finally:
             await response.aclose()
         response._content = bytes(content)

@@ -473,8 +473,8 @@ impl ListInstallations {
 
 /// `SendAs(app, installation_id, method, url, *, headers=None, body=None, json=False)`: any
 /// request, authorised as the installation (or, with `None`, as the app). `url` is a path
-/// relative to the base URL, starting with `/` (then the standard headers are added), or an
-/// absolute URL (with `://`) on the registry (tokens go to no other host: any other host is a
+/// relative to the base URL, starting with `/` (then the standard headers are added; a `://`
+/// in its query changes nothing), or an absolute URL (`https://...`) on the registry (tokens go to no other host: any other host is a
 /// `ConfigError`). On a 401 the token is dropped, a new one minted, and
 /// the request sent once more. The `Send` of the request itself has `.target` true (any other
 /// `Send` is a mint). `Done.value` is `(status, headers, body)`, or with `json=True` the body
@@ -502,7 +502,8 @@ impl SendAs {
             .map_err(|_| to_py(CoreError::config("request method", "it is not an HTTP method")))?;
         let shared = app.get().shared();
         let body = body.map(<[u8]>::to_vec);
-        let mut request = if !url.contains("://") {
+        // A path (it starts with `/`) is a path whatever its query holds (`/x?next=https://...`).
+        let mut request = if url.starts_with('/') || !url.contains("://") {
             shared.with(py, |a| a.api().request(method, url, body)).map_err(to_py)?
         } else {
             let mut request = Request::new(body.unwrap_or_default());

@@ -240,3 +240,16 @@ def test_app_settings(registry: FakeRegistry) -> None:
     with icr_app.Client(bad) as client, pytest.raises(icr_app.Error, match="x-icr-api-version") as error:
         client.installation_token(registry.installation_ids[0])
     assert error.value.status == 400
+
+
+def test_a_path_is_a_path_whatever_its_query_holds(registry: FakeRegistry, client: icr_app.Client, installation: str) -> None:
+    path = "/projects?limit=1&page=0&next=https://elsewhere.example/x"
+    response = client.request(installation, "GET", path)
+    assert response.status_code == 200
+    assert len(response.json()["projects"]) == 1
+    assert registry.requests()[-1]["path"] == path
+    assert len(client.get_json(installation, "/projects?limit=2&back=http://x")["projects"]) == 2
+    # An absolute URL is still one, and only the registry's gets a token.
+    assert client.request(installation, "GET", registry.base_url + "/projects").status_code == 200
+    with pytest.raises(icr_app.ConfigError, match="not the configured registry"):
+        client.request(installation, "GET", "https://elsewhere.example/projects?x=/y")

@@ -6,12 +6,12 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use icr_app_core::{
-    App as CoreApp, AppKey, Error as CoreError, GetToken as CoreGetToken, InstallationId, KeyError, Operation as _,
+    App as CoreApp, AppKey, Error as CoreError, GetToken as CoreGetToken, InstallationId, Operation as _,
     RetryPolicy, Route, Step, Timestamp, Token as CoreToken, TokenScope, TransportPolicy as CorePolicy,
 };
 use icr_app_redis::RedisStore;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::PyString;
 
 use crate::errors::to_py;
 use crate::ops::{self, Kind, SendStep};
@@ -121,9 +121,11 @@ impl Config {
 /// `App`, behind one mutex). Share one `App` between every client of the app, in every thread:
 /// they then share one token cache.
 ///
-/// `private_key` is the PEM downloaded from the app's Credentials tab, as `str` or `bytes`
-/// (PKCS#1 `BEGIN RSA PRIVATE KEY` or PKCS#8 `BEGIN PRIVATE KEY`; DER bytes too; a PEM pasted
-/// into an environment variable with `\n` escapes works as well).
+/// `private_key` is the key downloaded from the app's Credentials tab: its PEM as `str` or
+/// `bytes` (PKCS#1 `BEGIN RSA PRIVATE KEY` or PKCS#8 `BEGIN PRIVATE KEY`; DER bytes too; a PEM
+/// pasted into an environment variable with `\n` escapes works as well), or the path of the
+/// file (`pathlib.Path`, any `os.PathLike`, or a `str` that is no key and names a file). No
+/// error ever quotes it.
 ///
 /// Keyword options: `api_version` (`x-icr-api-version`, default `2023-06-16`), `user_agent`,
 /// `allow_insecure_http` (send credentials over plain `http://` to hosts other than loopback;
@@ -454,22 +456,7 @@ impl App {
         redis_url: Option<String>,
         redis_timeout: Option<f64>,
     ) -> PyResult<Self> {
-        let key = if let Ok(text) = private_key.cast::<PyString>() {
-            // A PEM (or DER) as a file holds it; else the other ways a setting holds a key
-            // (base64 of the file), and the specific errors for a token or JWT pasted instead.
-            let text = zeroize::Zeroizing::new(text.to_cow()?.into_owned());
-            match AppKey::parse(text.as_bytes()) {
-                Err(KeyError::NotAKey) => AppKey::from_text(&text),
-                other => other,
-            }
-        } else if let Ok(bytes) = private_key.cast::<PyBytes>() {
-            AppKey::parse(bytes.as_bytes())
-        } else {
-            return Err(pyo3::exceptions::PyTypeError::new_err(
-                "private_key must be the PEM as str or bytes (read the file with open(path).read())",
-            ));
-        }
-        .map_err(|e| to_py(CoreError::Key(e)))?;
+        let key = crate::key::app_key(private_key)?;
         let retry = if retry_attempts.is_some() || retry_max_wait.is_some() {
             let default = RetryPolicy::default();
             Some(RetryPolicy {

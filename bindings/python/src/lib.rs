@@ -16,6 +16,7 @@
 
 mod app;
 mod errors;
+mod key;
 mod logs;
 mod ops;
 mod stats;

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import os
+from pathlib import Path
+
 import pytest
 
 import icr_app
@@ -88,11 +92,11 @@ def test_public_der_and_other_inputs() -> None:
     for nothing in ("", b"", "   \n"):
         with pytest.raises(icr_app.InvalidKeyError, match="empty"):
             icr_app.App("app-1", nothing)
-    with pytest.raises(icr_app.InvalidKeyError):
+    with pytest.raises(icr_app.InvalidKeyError, match="no such file"):
         icr_app.App("app-1", "/home/me/icr_private_key.pem")
     with pytest.raises(icr_app.InvalidKeyError, match="access token"):
         icr_app.App("app-1", "crs_19c9bd530ccd3e1187eed12dc4edb70abe757fc4c7be9c5b")
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="path of the key file"):
         icr_app.App("app-1", 42)  # type: ignore[arg-type]
     assert issubclass(icr_app.InvalidKeyError, icr_app.Error)
 
@@ -104,3 +108,64 @@ def test_a_key_registered_to_no_app_is_refused(registry: FakeRegistry, installat
         with pytest.raises(icr_app.AuthError, match="refused the app JWT") as error:
             client.installation_token(installation)
     assert error.value.status == 401
+
+
+@pytest.mark.parametrize("name", TEXT_FORMS + DER_FORMS)
+def test_the_path_of_a_key_file(name: str) -> None:
+    """The advice every key error gives (the path of the PEM file) is one Python takes."""
+    path = KEYS / name
+    assert icr_app.App("app-1", path).fingerprint == FINGERPRINT
+    assert icr_app.App("app-1", str(path)).fingerprint == FINGERPRINT
+    assert icr_app.App("app-1", f"  {path}\n").fingerprint == FINGERPRINT
+
+
+def test_a_relative_path_and_a_base64_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    encoded = tmp_path / "key.b64"
+    encoded.write_bytes(base64.b64encode((KEYS / "rsa2048-pkcs8.pem").read_bytes()))
+    monkeypatch.chdir(tmp_path)
+    assert icr_app.App("app-1", "key.b64").fingerprint == FINGERPRINT
+
+    class KeyPath(os.PathLike[str]):
+        def __fspath__(self) -> str:
+            return str(encoded)
+
+    assert icr_app.App("app-1", KeyPath()).fingerprint == FINGERPRINT
+
+
+def test_a_path_that_names_no_key_file_is_never_quoted(tmp_path: Path) -> None:
+    missing = "/srv/billing-app/secret-place/prod-key.pem"
+    for given in (missing, Path(missing)):
+        with pytest.raises(icr_app.InvalidKeyError) as error:
+            icr_app.App("app-1", given)
+        message = str(error.value)
+        assert message.startswith("private key: ") and "private_key" in message
+        assert "no such file" in message or "names no file" in message
+        assert "billing-app" not in message and "prod-key" not in message
+    for directory in (str(tmp_path), tmp_path):
+        with pytest.raises(icr_app.InvalidKeyError, match="not a file") as error:
+            icr_app.App("app-1", directory)
+        assert tmp_path.name not in str(error.value)
+    with pytest.raises(icr_app.InvalidKeyError, match="is not expanded"):
+        icr_app.App("app-1", "~/nowhere-to-be-found/icr.pem")
+    with pytest.raises(icr_app.InvalidKeyError, match="relative path"):
+        icr_app.App("app-1", "nowhere-to-be-found/icr.pem")
+
+
+def test_a_file_that_holds_no_key(tmp_path: Path) -> None:
+    secret = "crs_19c9bd530ccd3e1187eed12dc4edb70abe757fc4c7be9c5b"
+    holder = tmp_path / "not-a-key.txt"
+    holder.write_text(secret)
+    for given in (holder, str(holder)):
+        with pytest.raises(icr_app.InvalidKeyError, match="holds no usable key") as error:
+            icr_app.App("app-1", given)
+        assert "access token" in str(error.value)
+        assert secret[4:20] not in str(error.value) and "not-a-key" not in str(error.value)
+    with pytest.raises(icr_app.InvalidKeyError, match="encrypted with a passphrase"):
+        icr_app.App("app-1", KEYS / "rsa2048-encrypted-pkcs8.pem")
+    big = tmp_path / "big.pem"
+    big.write_bytes(b"A" * (2 * 1024 * 1024))
+    with pytest.raises(icr_app.InvalidKeyError, match="too large"):
+        icr_app.App("app-1", big)
+    # Text that is a key form stays one: a token is named as such, whatever the directory holds.
+    with pytest.raises(icr_app.InvalidKeyError, match="access token"):
+        icr_app.App("app-1", secret)

@@ -1,5 +1,6 @@
 """Type stubs of the Rust extension ``icr_app._icr_app`` (the SDK's core, bound with PyO3)."""
 
+import os
 from datetime import datetime
 from typing import Any, Callable, Final, Iterable, Literal, Optional, Union
 
@@ -74,6 +75,10 @@ class App:
     """One ICR app: id, private key, settings, clock offset and token cache (the Rust core's
     ``App`` behind one mutex). Share one App between every client of the app.
 
+    ``private_key``: the key's PEM as ``str`` or ``bytes`` (DER ``bytes`` too), or the path of
+    the key file (``pathlib.Path``, any ``os.PathLike``, or a ``str`` that is no key and names a
+    file). No error quotes it.
+
     The shared token store (``redis_url``) belongs to the App: given here or to the first
     client, every client of the App uses it; another URL for the same App raises
     ``ConfigError``."""
@@ -81,7 +86,7 @@ class App:
     def __init__(
         self,
         app_id: str,
-        private_key: Union[str, bytes],
+        private_key: Union[str, bytes, os.PathLike[str]],
         base_url: Optional[str] = None,
         *,
         api_version: Optional[str] = None,

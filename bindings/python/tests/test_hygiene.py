@@ -122,3 +122,18 @@ def test_log_lines(registry: FakeRegistry, client: icr_app.Client, installation:
     assert any("POST /app/installations/" in r.getMessage() for r in ours)
     for record in caplog.records:
         assert_clean(record.getMessage(), secrets)
+
+
+def test_a_redis_password_in_the_users_place_is_never_shown(app: icr_app.App) -> None:
+    """``redis://PASSWORD@host``: a password with no user name before it (the form redis-cli
+    and many hosted Redis pages give) is shown as ``***`` like any other."""
+    assert app.redis_url is None
+    shared = icr_app.App(
+        "app-1", icr_app.testing.FakeRegistry.DEMO_PRIVATE_KEY_PEM, redis_url="redis://s3cret@127.0.0.1:1/"
+    )
+    assert shared.redis_url is not None and "s3cret" not in shared.redis_url
+    assert "127.0.0.1:1" in shared.redis_url
+    with pytest.raises(icr_app.ConfigError) as error:
+        icr_app.Client(shared, redis_url="redis://0therpw@127.0.0.1:2/")
+    assert "s3cret" not in str(error.value) and "0therpw" not in str(error.value)
+    assert "s3cret" not in repr(shared)

@@ -320,13 +320,16 @@ class Operation:
     """One of the core's operations on an App, driven by polling."""
 
     def poll(self, now: Optional[float] = None) -> Step:
-        """What to do next; raises the operation's error when it finished with one."""
+        """What to do next; raises the operation's error when it finished with one. Once it has
+        finished (``Done``, its error, or ``abandon``) it raises ``ConfigError`` and does
+        nothing."""
     def handle_response(
         self, id: int, status: int, headers: Iterable[Header], body: bytes, now: Optional[float] = None
     ) -> None:
-        """Reports the response to request ``id`` (any status, every header)."""
+        """Reports the response to request ``id`` (any status, every header); ignored once the
+        operation has finished."""
     def handle_failure(self, id: int, kind: str, message: str, now: Optional[float] = None) -> None:
-        """Reports that request ``id`` got no response."""
+        """Reports that request ``id`` got no response; ignored once the operation has finished."""
     def handle_store(self, id: int, reply: StoreReply, now: Optional[float] = None) -> None:
         """Reports what the ``Store`` step ``id`` gave (a failure is no error: the core mints
         without the store for a while)."""

@@ -56,6 +56,11 @@ pub(crate) fn parse(url: &str) -> Result<(redis::Client, Target), Error> {
     if let Some(password) = parsed.password() {
         secrets.push(password.to_owned());
         secrets.push(decode(password));
+    } else if !parsed.username().is_empty() {
+        // `redis://PASSWORD@host`: a user without a password is most likely a password written
+        // where the user goes; it is kept as secret as one.
+        secrets.push(parsed.username().to_owned());
+        secrets.push(decode(parsed.username()));
     }
     for (name, value) in parsed.query_pairs() {
         if is_secret_parameter(&name) {
@@ -99,12 +104,21 @@ fn decode(text: &str) -> String {
         .into_owned()
 }
 
-/// The URL with its password and secret query parameters replaced by `***`.
+/// The URL with its password (or, without one, its user) and secret query parameters replaced
+/// by `***`: `redis://user:***@host`, `redis://***@host`.
 fn shown(url: &url::Url) -> String {
     let mut shown = url.clone();
-    if shown.password().is_some() {
-        // Only fails for URLs without a host, which have no password.
-        let _ = shown.set_password(Some("***"));
+    let hidden = if shown.password().is_some() {
+        shown.set_password(Some("***"))
+    } else if !shown.username().is_empty() {
+        shown.set_username("***")
+    } else {
+        Ok(())
+    };
+    if hidden.is_err() {
+        // Only for URLs without a host, which cannot hold a user or a password; never shown
+        // whole all the same.
+        return format!("{}://***", url.scheme());
     }
     if shown.query().is_some() {
         let pairs: Vec<(String, String)> = url
@@ -145,11 +159,53 @@ mod tests {
             shown_of("rediss://app:p%40ss%3Aw0rd@redis.internal/0"),
             "rediss://app:***@redis.internal/0"
         );
-        assert_eq!(shown_of("redis://app@redis.internal"), "redis://app@redis.internal");
+        // A user without a password: most likely the password, in the user's place.
+        assert_eq!(shown_of("redis://hunter2@redis.internal"), "redis://***@redis.internal");
+        assert_eq!(
+            shown_of("redis://hunter2:@redis.internal/1"),
+            "redis://***@redis.internal/1"
+        );
+        assert_eq!(
+            shown_of("rediss://p%40ss@redis.internal:6380"),
+            "rediss://***@redis.internal:6380"
+        );
+        assert_eq!(shown_of("valkey://hunter2@10.0.0.1"), "valkey://***@10.0.0.1");
+        assert_eq!(shown_of("valkeys://app:hunter2@10.0.0.1"), "valkeys://app:***@10.0.0.1");
+        assert_eq!(shown_of("redis://:hunter2@[::1]:6380"), "redis://:***@[::1]:6380");
         assert_eq!(
             shown_of("unix:///run/redis.sock?db=2&pass=hunter2"),
             "unix:///run/redis.sock?db=2&pass=***"
         );
+        assert_eq!(
+            shown_of("redis+unix:///run/redis.sock?user=app&password=hunter2"),
+            "redis+unix:///run/redis.sock?user=app&password=***"
+        );
+        assert_eq!(
+            shown_of("valkey+unix:///run/redis.sock?pass=hunter2"),
+            "valkey+unix:///run/redis.sock?pass=***"
+        );
+    }
+
+    #[test]
+    fn a_user_in_a_unix_url_is_never_shown_whole() {
+        assert_eq!(
+            shown_of("redis+unix://hunter2@localhost/run/redis.sock"),
+            "redis+unix://***@localhost/run/redis.sock"
+        );
+        // Userinfo without a host: not a URL; refused without quoting it.
+        for url in ["unix://hunter2@/run/redis.sock", "unix://app:hunter2@/run/redis.sock"] {
+            let message = parse(url)
+                .err()
+                .unwrap_or_else(|| panic!("{url} was accepted"))
+                .to_string();
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_password_in_the_users_place_is_scrubbed() {
+        let (_, target) = parse("redis://p%40ss@redis.internal/0").unwrap();
+        assert_eq!(target.scrub("AUTH p@ss / p%40ss"), "AUTH *** / ***");
     }
 
     #[test]

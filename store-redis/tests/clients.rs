@@ -1,7 +1,12 @@
 //! The store plugged into both clients against the fake registry: clients that share a Redis
-//! share tokens, and a Redis that is down costs no error, only minting alone.
+//! share tokens, and a Redis that is down costs no error, only minting alone (and one warning
+//! that shows no password).
+
+mod common;
 
 use std::time::{Duration, Instant};
+
+use common::{closed_port, logged, store_warnings};
 
 use icr_app_core::{App, AppKey, InstallationId};
 use icr_app_redis::RedisStore;
@@ -86,4 +91,59 @@ fn a_redis_that_is_down_costs_no_error() {
             .unwrap();
     }
     assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+}
+
+#[test]
+fn the_outage_warning_shows_no_password_whatever_the_url_form() {
+    let demo = FakeRegistry::demo();
+    let port = closed_port();
+    // A password in the user's place, a user and a password, a password alone; TLS too.
+    for (url, shown) in [
+        (
+            format!("redis://Tr0ub4dor%263@127.0.0.1:{port}/2"),
+            format!("redis://***@127.0.0.1:{port}/2"),
+        ),
+        (
+            format!("redis://app:Tr0ub4dor%263@127.0.0.1:{port}"),
+            format!("redis://app:***@127.0.0.1:{port}"),
+        ),
+        (
+            format!("redis://:Tr0ub4dor%263@127.0.0.1:{port}"),
+            format!("redis://:***@127.0.0.1:{port}"),
+        ),
+        (
+            format!("rediss://Tr0ub4dor%263@127.0.0.1:{port}"),
+            format!("rediss://***@127.0.0.1:{port}"),
+        ),
+    ] {
+        let store = || RedisStore::connect(&url).unwrap().timeout(SLOW_MACHINE);
+        assert_eq!(store().url(), shown);
+        let installation = &installations(&demo)[0];
+        let ((), lines) = logged(|| {
+            let client = icr_app_ureq::Client::builder(app(&demo))
+                .store(store())
+                .build()
+                .unwrap();
+            client.installation_token(installation).unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let client = icr_app_reqwest::Client::builder(app(&demo))
+                    .store(store())
+                    .build()
+                    .unwrap();
+                client.installation_token(installation).await.unwrap();
+            });
+        });
+        let warnings = store_warnings(&lines);
+        assert_eq!(warnings.len(), 2, "{url}: one per client: {lines:#?}");
+        for warning in warnings {
+            assert!(warning.contains(&shown), "{warning}");
+        }
+        for line in &lines {
+            assert!(!line.contains("Tr0ub4dor"), "{line}");
+        }
+    }
 }

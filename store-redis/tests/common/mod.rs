@@ -1,6 +1,7 @@
 //! Helpers shared by the test files: each test runs on both paths of the store.
 #![allow(dead_code)]
 
+use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -111,4 +112,57 @@ impl SilentServer {
 /// A loopback port nothing listens on (bound, then let go).
 pub fn closed_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Every `tracing` event emitted on this thread while `f` runs, as `target LEVEL name=value…`
+/// lines. (Run an async client on a current-thread runtime inside `f` to catch its events.)
+pub fn logged<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
+    let capture = Capture::default();
+    let value = tracing::subscriber::with_default(capture.clone(), f);
+    let lines = capture.0.lock().unwrap().clone();
+    (value, lines)
+}
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<String>>>);
+
+struct Line<'a>(&'a mut String);
+
+impl tracing::field::Visit for Line<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let _ = write!(self.0, " {}={:?}", field.name(), value);
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut line = format!("{} {} span", span.metadata().target(), span.metadata().level());
+        span.record(&mut Line(&mut line));
+        self.0.lock().unwrap().push(line);
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        let mut line = String::from("span record");
+        values.record(&mut Line(&mut line));
+        self.0.lock().unwrap().push(line);
+    }
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut line = format!("{} {}", event.metadata().target(), event.metadata().level());
+        event.record(&mut Line(&mut line));
+        self.0.lock().unwrap().push(line);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// The store-outage warnings among `lines`.
+pub fn store_warnings(lines: &[String]) -> Vec<&String> {
+    lines
+        .iter()
+        .filter(|line| line.starts_with("icr_app WARN") && line.contains("shared token store"))
+        .collect()
 }

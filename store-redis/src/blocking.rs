@@ -1,4 +1,4 @@
-//! The blocking path: [`RedisStore::run_blocking`] over `redis::Connection`s kept between calls.
+//! The blocking path: [`RedisStore::run_blocking`] over [`Link`]s kept between calls.
 //!
 //! A call takes an idle connection out of the pool (or opens one), runs its command without any
 //! lock held, and puts the connection back only if everything went well: a connection that
@@ -6,18 +6,22 @@
 //! broken too). So concurrent callers never wait on each other's I/O, a Redis that went away
 //! costs each caller at most one call, and the next call reconnects.
 //!
+//! Every read and write of a call, connecting included, ends by the call's deadline, however
+//! slowly the server sends (see [`Link`]).
+//!
 //! A command whose idle connection turns out to be closed (Redis restarted, or closed it after
 //! its `timeout`) is retried once on a new connection within the same deadline; see
 //! [`Request::again`] for why running it twice is harmless.
 
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use icr_app_core::{Error, StoreCommand, StoreReply};
 
 use crate::RedisStore;
 use crate::command::Request;
 use crate::error::{Failure, Phase};
+use crate::link::Link;
 
 /// Idle connections kept at most; more are closed when handed back.
 const MAX_IDLE: usize = 8;
@@ -25,18 +29,18 @@ const MAX_IDLE: usize = 8;
 /// The idle blocking connections.
 #[derive(Default)]
 pub(crate) struct Pool {
-    idle: Mutex<Vec<redis::Connection>>,
+    idle: Mutex<Vec<Link>>,
 }
 
 impl Pool {
-    fn take(&self) -> Option<redis::Connection> {
+    fn take(&self) -> Option<Link> {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop()
     }
 
-    fn give(&self, connection: redis::Connection) {
+    fn give(&self, link: Link) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE {
-            idle.push(connection);
+            idle.push(link);
         }
     }
 
@@ -47,24 +51,26 @@ impl Pool {
 }
 
 impl RedisStore {
-    /// Runs `command` on Redis, blocking the calling thread for at most about the
-    /// [timeout](Self::timeout) (connecting, then the answer); this is what the blocking
-    /// client's [`SharedStore`](https://docs.rs/icr-app-ureq/latest/icr_app_ureq/trait.SharedStore.html)
+    /// Runs `command` on Redis, blocking the calling thread for at most the
+    /// [timeout](Self::timeout) (connecting, then the answer, however slowly it comes); this is
+    /// what the blocking client's
+    /// [`SharedStore`](https://docs.rs/icr-app-ureq/latest/icr_app_ureq/trait.SharedStore.html)
     /// implementation calls.
     ///
     /// Connects on first use, keeps connections between calls, and reconnects after any failure.
     ///
     /// # Errors
     /// [`Error::Store`] when Redis cannot be reached, does not answer in time, refuses the
-    /// credentials, or answers with an error; the message names the cause and the fix, and shows
-    /// the URL with its password replaced by `***`.
+    /// credentials, answers with an error, or answers with more than an entry can hold; the
+    /// message names the cause and the fix, and shows the URL with its password replaced by `***`.
     pub fn run_blocking(&self, command: &StoreCommand) -> Result<StoreReply, Error> {
         let deadline = Instant::now() + self.timeout;
         let mut request = Request::new(command);
-        if let Some(mut connection) = self.blocking.take() {
-            match request.run_blocking(&mut connection) {
+        if let Some(mut link) = self.blocking.take() {
+            link.set_deadline(deadline);
+            match request.run_blocking(&mut link) {
                 Ok(reply) => {
-                    self.blocking.give(connection);
+                    self.blocking.give(link);
                     return Ok(reply);
                 }
                 Err(failure) => {
@@ -79,13 +85,10 @@ impl RedisStore {
                 }
             }
         }
-        let mut connection = self.open_blocking(deadline)?;
-        match request.run_blocking(&mut connection) {
+        let mut link = self.open_blocking(deadline)?;
+        match request.run_blocking(&mut link) {
             Ok(reply) => {
-                // Back to the per-call timeout, from what was left of this call's.
-                if set_timeouts(&connection, self.timeout).is_ok() {
-                    self.blocking.give(connection);
-                }
+                self.blocking.give(link);
                 Ok(reply)
             }
             Err(failure) => {
@@ -97,59 +100,33 @@ impl RedisStore {
         }
     }
 
-    /// A new connection (TCP or unix socket, TLS, `AUTH`, `SELECT`) by `deadline`, with the
-    /// time left as its read and write timeouts.
-    ///
-    /// The redis crate's own handshake pipelines `AUTH`, `SELECT` and `CLIENT SETINFO` and waits
-    /// the whole read timeout for each reply even after one timed out (four times the timeout
-    /// against a Redis that accepts and never answers), so the connection is opened bare and
-    /// each command is sent here, one at a time, within what is left of the deadline.
-    fn open_blocking(&self, deadline: Instant) -> Result<redis::Connection, Error> {
+    /// A new connection (TCP or unix socket, TLS, `AUTH`, `SELECT`) by `deadline`, each command
+    /// sent one at a time.
+    fn open_blocking(&self, deadline: Instant) -> Result<Link, Error> {
         let connect = |e| self.describe(&Failure::Redis(e), Phase::Connect);
         let info = self.client.get_connection_info();
-        let bare = info
-            .clone()
-            .set_redis_settings(redis::RedisConnectionInfo::default().set_skip_set_lib_name());
-        let mut connection = redis::Client::open(bare)
-            .and_then(|bare| bare.get_connection_with_timeout(left(deadline)?))
-            .map_err(connect)?;
+        let mut link = Link::open(info, &self.tls, deadline).map_err(connect)?;
         let settings = info.redis_settings();
         if let Some(password) = settings.password() {
-            set_timeouts(&connection, left(deadline).map_err(connect)?).map_err(connect)?;
             let mut auth = redis::cmd("AUTH");
             auth.arg(settings.username()).arg(password);
-            match auth.query::<()>(&mut connection) {
+            match auth.query::<()>(&mut link) {
                 // Redis before 6 knows no users: `AUTH password` alone.
                 Err(e) if settings.username().is_some() && e.to_string().contains("wrong number of arguments") => {
                     redis::cmd("AUTH")
                         .arg(password)
-                        .query::<()>(&mut connection)
+                        .query::<()>(&mut link)
                         .map_err(connect)?;
                 }
                 done => done.map_err(connect)?,
             }
         }
         if settings.db() != 0 {
-            set_timeouts(&connection, left(deadline).map_err(connect)?).map_err(connect)?;
             redis::cmd("SELECT")
                 .arg(settings.db())
-                .query::<()>(&mut connection)
+                .query::<()>(&mut link)
                 .map_err(connect)?;
         }
-        set_timeouts(&connection, left(deadline).map_err(connect)?).map_err(connect)?;
-        Ok(connection)
+        Ok(link)
     }
-}
-
-/// The time until `deadline` (at least a millisecond), or a timeout.
-fn left(deadline: Instant) -> redis::RedisResult<Duration> {
-    deadline
-        .checked_duration_since(Instant::now())
-        .filter(|left| *left >= Duration::from_millis(1))
-        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::TimedOut).into())
-}
-
-fn set_timeouts(connection: &redis::Connection, timeout: Duration) -> redis::RedisResult<()> {
-    connection.set_read_timeout(Some(timeout))?;
-    connection.set_write_timeout(Some(timeout))
 }

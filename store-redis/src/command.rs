@@ -3,13 +3,22 @@
 //!
 //! | command | Redis |
 //! |---|---|
-//! | `Get` | `GET key` |
-//! | `Lease` | `SET key owner NX PX ttl` |
+//! | `Get` | `GETRANGE key 0 MAX_VALUE`: at most [`MAX_VALUE`] bytes and one more, whatever is stored |
+//! | `Lease` | script [`LEASE`]: `SET key owner NX PX ttl`; a lease held without a TTL gets one |
 //! | `Put` | script [`PUT`]: `SET key value PX ttl`, then `DEL lease` if it holds `owner` |
 //! | `Delete` | script [`DELETE`]: `DEL key` if its value starts with `prefix` |
 //!
 //! The scripts run by `EVALSHA` (loaded with `SCRIPT LOAD` the first time a server does not know
 //! them), so each is atomic on the server and costs one round trip.
+//!
+//! `GETRANGE` rather than `GET`: a value planted at an entry (200 MB, say) would otherwise be
+//! sent whole on every read; Redis sends no more than the cap and one byte, and a value over the
+//! cap is refused ([`Failure::Oversized`]). `GETRANGE` answers an empty string for a missing key:
+//! an entry is never empty (it is sealed), so empty is read as no entry.
+//!
+//! A lease someone else set without a TTL (`SET lease x`) would never lapse, and every process
+//! would wait for it as long as the core waits (twice the lease's time) before minting alone; the
+//! lease scripts give such a lease the TTL a lease has, so it lapses by then like any other.
 //!
 //! A command retried after its connection broke ([`Request::again`]) may have run already: `Get`,
 //! `Put` and `Delete` do no harm twice, and a `Lease` is then taken by the script
@@ -23,6 +32,7 @@ use icr_app_core::{StoreCommand, StoreReply};
 use redis::{Cmd, Script, ScriptInvocation, Value};
 
 use crate::error::Failure;
+use crate::link::Link;
 
 /// `KEYS[1]` the entry, `KEYS[2]` the lease; `ARGV[1]` the value, `ARGV[2]` its TTL in ms,
 /// `ARGV[3]` the owner whose lease is released.
@@ -43,20 +53,41 @@ end
 return 0
 ";
 
+/// `KEYS[1]` the lease; `ARGV[1]` the owner, `ARGV[2]` the TTL in ms. 1 if the lease was
+/// free and is now the owner's, 0 if it is held (by anyone: a lease is taken once). A held
+/// lease without a TTL gets this one.
+const LEASE: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
+end
+if redis.call('PTTL', KEYS[1]) == -1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+";
+
 /// `KEYS[1]` the lease; `ARGV[1]` the owner, `ARGV[2]` the TTL in ms. 1 if the lease is now
-/// the owner's (taken, or held already and extended), 0 if someone else holds it.
+/// the owner's (taken, or held already and extended), 0 if someone else holds it (and it gets
+/// this TTL if it has none).
 const LEASE_AGAIN: &str = r"
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then
+  if redis.call('PTTL', KEYS[1]) == -1 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  end
   return 0
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 ";
 
+static LEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LEASE));
 static LEASE_AGAIN_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LEASE_AGAIN));
 static PUT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(PUT));
 static DELETE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE));
+
+/// The largest value `Get` reads: an entry (a sealed token) is a few hundred bytes.
+pub(crate) const MAX_VALUE: usize = 64 * 1024;
 
 /// The longest TTL sent (about 139 years): Redis refuses an expiry that overflows its clock.
 const MAX_TTL_MS: u64 = 1 << 42;
@@ -105,18 +136,18 @@ impl Request {
     pub(crate) fn new(command: &StoreCommand) -> Self {
         match command {
             StoreCommand::Get { key } => {
-                let mut cmd = redis::cmd("GET");
-                cmd.arg(key);
+                let mut cmd = redis::cmd("GETRANGE");
+                cmd.arg(key).arg(0).arg(MAX_VALUE);
                 Self {
                     call: Call::Command(cmd),
                     expect: Expect::Value,
                 }
             }
             StoreCommand::Lease { key, owner, ttl } => {
-                let mut cmd = redis::cmd("SET");
-                cmd.arg(key).arg(owner.as_slice()).arg("NX").arg("PX").arg(millis(*ttl));
+                let mut script = LEASE_SCRIPT.key(key);
+                script.arg(owner.as_slice()).arg(millis(*ttl));
                 Self {
-                    call: Call::Command(cmd),
+                    call: Call::Script(script),
                     expect: Expect::Leased,
                 }
             }
@@ -150,12 +181,18 @@ impl Request {
     }
 
     /// Runs it on a blocking connection.
-    pub(crate) fn run_blocking(&self, connection: &mut redis::Connection) -> Result<StoreReply, Failure> {
+    pub(crate) fn run_blocking(&self, link: &mut Link) -> Result<StoreReply, Failure> {
         let value = match &self.call {
-            Call::Command(cmd) => cmd.query::<Value>(connection)?,
-            Call::Script(script) => script.invoke::<Value>(connection)?,
+            Call::Command(cmd) => cmd.query::<Value>(link),
+            Call::Script(script) => script.invoke::<Value>(link),
         };
-        self.reply(value)
+        match value {
+            Ok(value) => self.reply(value),
+            Err(_) if link.oversized() => Err(Failure::Oversized {
+                command: self.expect.command(),
+            }),
+            Err(e) => Err(Failure::Redis(e)),
+        }
     }
 
     /// Runs it on an async connection.
@@ -174,15 +211,28 @@ impl Request {
     fn reply(&self, value: Value) -> Result<StoreReply, Failure> {
         match (self.expect, value) {
             (Expect::Value, Value::Nil) => Ok(StoreReply::Value(None)),
+            (Expect::Value, Value::BulkString(bytes)) if bytes.is_empty() => Ok(StoreReply::Value(None)),
+            (Expect::Value, Value::BulkString(bytes)) if bytes.len() > MAX_VALUE => Err(Failure::Oversized {
+                command: self.expect.command(),
+            }),
             (Expect::Value, Value::BulkString(bytes)) => Ok(StoreReply::Value(Some(bytes))),
             (Expect::Leased, Value::Okay) => Ok(StoreReply::Leased(true)),
             (Expect::Leased, Value::SimpleString(s)) if s == "OK" => Ok(StoreReply::Leased(true)),
             (Expect::Leased, Value::Nil | Value::Int(0)) => Ok(StoreReply::Leased(false)),
             (Expect::Leased, Value::Int(1)) => Ok(StoreReply::Leased(true)),
             (Expect::Done, Value::Int(_)) => Ok(StoreReply::Done),
-            (Expect::Value, other) => Err(unexpected("GET", &other)),
-            (Expect::Leased, other) => Err(unexpected("SET NX", &other)),
-            (Expect::Done, other) => Err(unexpected("EVALSHA", &other)),
+            (expect, other) => Err(unexpected(expect.command(), &other)),
+        }
+    }
+}
+
+impl Expect {
+    /// The command, as messages name it.
+    fn command(self) -> &'static str {
+        match self {
+            Expect::Value => "GETRANGE",
+            Expect::Leased => "the lease script",
+            Expect::Done => "EVALSHA",
         }
     }
 }
@@ -226,9 +276,19 @@ mod tests {
         assert!(matches!(
             get.reply(Value::Int(1)),
             Err(Failure::Unexpected {
-                command: "GET",
+                command: "GETRANGE",
                 reply: "an integer"
             })
+        ));
+        // GETRANGE's answer for a missing key; and a value over the cap.
+        assert_eq!(get.reply(Value::BulkString(vec![])).unwrap(), StoreReply::Value(None));
+        assert_eq!(
+            get.reply(Value::BulkString(vec![1; MAX_VALUE])).unwrap(),
+            StoreReply::Value(Some(vec![1; MAX_VALUE]))
+        );
+        assert!(matches!(
+            get.reply(Value::BulkString(vec![1; MAX_VALUE + 1])),
+            Err(Failure::Oversized { command: "GETRANGE" })
         ));
         let lease = Request::new(&StoreCommand::Lease {
             key: "k".into(),
@@ -240,27 +300,67 @@ mod tests {
         assert!(lease.reply(Value::Int(2)).is_err());
     }
 
-    #[test]
-    fn a_lease_taken_again_counts_the_owners_own_lease_as_taken() {
-        let redis = icr_app_testkit::RedisServer::start();
-        let mut connection = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
-        let take = |owner: &[u8], ttl_ms: u64| StoreCommand::Lease {
+    /// A connection to `redis` for a minute, and a plain one to look at what was done.
+    fn connections(redis: &icr_app_testkit::RedisServer) -> (Link, redis::Connection) {
+        let info = redis::Client::open(redis.url()).unwrap().get_connection_info().clone();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let link = Link::open(&info, &crate::link::Tls::default(), deadline).unwrap();
+        let raw = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
+        (link, raw)
+    }
+
+    fn take(owner: &[u8], ttl_ms: u64) -> StoreCommand {
+        StoreCommand::Lease {
             key: "lease".into(),
             owner: owner.to_vec(),
             ttl: Duration::from_millis(ttl_ms),
-        };
-        let again = |command: &StoreCommand, connection: &mut redis::Connection| {
-            Request::again(command).run_blocking(connection).unwrap()
-        };
+        }
+    }
+
+    #[test]
+    fn a_lease_taken_again_counts_the_owners_own_lease_as_taken() {
+        let redis = icr_app_testkit::RedisServer::start();
+        let (mut link, mut raw) = connections(&redis);
+        let mut again = |command: &StoreCommand| Request::again(command).run_blocking(&mut link).unwrap();
         // Free: taken.
-        assert_eq!(again(&take(b"me", 1000), &mut connection), StoreReply::Leased(true));
+        assert_eq!(again(&take(b"me", 1000)), StoreReply::Leased(true));
         // Mine already (the first try ran, its answer was lost): taken, and extended.
-        assert_eq!(again(&take(b"me", 60_000), &mut connection), StoreReply::Leased(true));
-        let left: i64 = redis::cmd("PTTL").arg("lease").query(&mut connection).unwrap();
+        assert_eq!(again(&take(b"me", 60_000)), StoreReply::Leased(true));
+        let left: i64 = redis::cmd("PTTL").arg("lease").query(&mut raw).unwrap();
         assert!(left > 59_000, "{left}");
         // Someone else's: not taken, and left alone.
-        assert_eq!(again(&take(b"you", 1000), &mut connection), StoreReply::Leased(false));
-        let holder: Vec<u8> = redis::cmd("GET").arg("lease").query(&mut connection).unwrap();
+        assert_eq!(again(&take(b"you", 1000)), StoreReply::Leased(false));
+        let holder: Vec<u8> = redis::cmd("GET").arg("lease").query(&mut raw).unwrap();
         assert_eq!(holder, b"me");
+        let left: i64 = redis::cmd("PTTL").arg("lease").query(&mut raw).unwrap();
+        assert!(left > 59_000, "{left}: its TTL is left alone too");
+    }
+
+    #[test]
+    fn a_lease_held_without_a_ttl_gets_the_lease_ttl_and_one_with_a_ttl_keeps_it() {
+        let redis = icr_app_testkit::RedisServer::start();
+        let (mut link, mut raw) = connections(&redis);
+        let pttl = |raw: &mut redis::Connection| redis::cmd("PTTL").arg("lease").query::<i64>(raw).unwrap();
+        for request in [Request::new, Request::again] {
+            let () = redis::cmd("SET").arg("lease").arg("someone").query(&mut raw).unwrap();
+            assert_eq!(pttl(&mut raw), -1);
+            let reply = request(&take(b"me", 2000)).run_blocking(&mut link).unwrap();
+            assert_eq!(reply, StoreReply::Leased(false), "held: not taken");
+            let left = pttl(&mut raw);
+            assert!(1000 < left && left <= 2000, "{left}: the lease's TTL");
+            // A TTL it has is kept, even a longer one.
+            let () = redis::cmd("SET")
+                .arg("lease")
+                .arg("someone")
+                .arg("PX")
+                .arg(60_000)
+                .query(&mut raw)
+                .unwrap();
+            let reply = request(&take(b"me", 2000)).run_blocking(&mut link).unwrap();
+            assert_eq!(reply, StoreReply::Leased(false));
+            assert!(pttl(&mut raw) > 59_000);
+            let holder: Vec<u8> = redis::cmd("GET").arg("lease").query(&mut raw).unwrap();
+            assert_eq!(holder, b"someone");
+        }
     }
 }

@@ -17,6 +17,8 @@ pub(crate) enum Failure {
     TimedOut,
     /// Redis answered `command` with a reply of another type.
     Unexpected { command: &'static str, reply: &'static str },
+    /// Redis answered `command` with a reply over the store's cap (not read, or not whole).
+    Oversized { command: &'static str },
 }
 
 impl From<redis::RedisError> for Failure {
@@ -37,7 +39,7 @@ impl Failure {
         match self {
             Failure::Redis(e) => e.is_io_error() || e.is_connection_dropped() || e.is_timeout(),
             Failure::TimedOut => true,
-            Failure::Unexpected { .. } => false,
+            Failure::Unexpected { .. } | Failure::Oversized { .. } => false,
         }
     }
 }
@@ -62,6 +64,15 @@ pub(crate) fn describe(target: &Target, timeout: Duration, failure: &Failure, ph
                 TransportErrorKind::Other,
                 format!(
                     "Redis at {at} answered {command} with {reply}; the store URL must point at Redis or a Redis-compatible server (Valkey, KeyDB), not a proxy that rewrites replies"
+                ),
+            );
+        }
+        Failure::Oversized { command } => {
+            let cap = crate::command::MAX_VALUE / 1024;
+            return Error::store(
+                TransportErrorKind::Other,
+                format!(
+                    "Redis at {at} answered {command} with more than {cap} KiB, which the store does not read (an entry is a few hundred bytes); something other than this SDK writes to its keys, or the store URL does not point at Redis"
                 ),
             );
         }
@@ -90,7 +101,7 @@ pub(crate) fn describe(target: &Target, timeout: Duration, failure: &Failure, ph
         (
             TransportErrorKind::Other,
             format!(
-                "Redis at {at} does not let this user run the store's commands ({said}); grant it +get +set +del +eval +evalsha +script|load on the icr-app:* keys"
+                "Redis at {at} does not let this user run the store's commands ({said}); grant it +getrange +get +set +del +pttl +pexpire +eval +evalsha +script|load on the icr-app:* keys"
             ),
         )
     } else if code == "READONLY" {

@@ -37,16 +37,20 @@
 //! **Redis is never a single point of failure.** [`RedisStore::connect`] only parses the URL:
 //! nothing is dialled until the first call, so a Redis that is down when the process starts does
 //! not stop it. Every call (connecting included) gives up after the [timeout](RedisStore::timeout)
-//! (300 ms by default), and a failed call drops its connection, so the next one reconnects; the
-//! client then mints on its own for [`retry_after_failure`](RedisStore::retry_after_failure)
-//! and logs one warning per outage.
+//! (300 ms by default), however slowly the server sends, and a failed call drops its connection,
+//! so the next one reconnects; the client then mints on its own for
+//! [`retry_after_failure`](RedisStore::retry_after_failure) and logs one warning per outage.
+//! An entry is a few hundred bytes: a value over 64 KiB at an entry is not read (Redis is asked
+//! for no more than that) and fails the call the same way, and a lease someone set without a
+//! TTL lapses after [`lease_ttl`](RedisStore::lease_ttl) like any other.
 //!
 //! URLs are those of the [`redis`](https://docs.rs/redis) crate: `redis://[[user]:password@]host[:port][/db]`,
 //! `rediss://…` for TLS (rustls, with this machine's root certificates, or the CA given to
 //! [`tls_root_certificates`](RedisStore::tls_root_certificates)), and
 //! `unix:///path/to/redis.sock[?db=N&user=U&pass=P]`. Percent-encode `@`, `:` and `/` in a
 //! password. No message, log line or `Debug` output shows the password: the URL is shown with
-//! `***` in its place. Redis Cluster is not supported (use a single primary, or a proxy).
+//! `***` in its place (in the user's place for a user without a password, as in
+//! `redis://PASSWORD@host`). Redis Cluster is not supported (use a single primary, or a proxy).
 //!
 //! Features: `ureq` (on by default) implements the blocking client's
 //! [`SharedStore`](https://docs.rs/icr-app-ureq/latest/icr_app_ureq/trait.SharedStore.html);
@@ -61,6 +65,7 @@
 mod blocking;
 mod command;
 mod error;
+mod link;
 #[cfg(feature = "tokio")]
 mod nonblocking;
 mod target;
@@ -90,6 +95,8 @@ pub struct RedisStore {
     timeout: Duration,
     settings: StoreSettings,
     tls_roots: bool,
+    /// The blocking path's TLS settings (the async path's are in `client`).
+    tls: link::Tls,
     blocking: blocking::Pool,
     #[cfg(feature = "tokio")]
     shared: nonblocking::Shared,
@@ -142,6 +149,7 @@ impl RedisStore {
             timeout: DEFAULT_TIMEOUT,
             settings: StoreSettings::default(),
             tls_roots: false,
+            tls: link::Tls::default(),
             blocking: blocking::Pool::default(),
             #[cfg(feature = "tokio")]
             shared: nonblocking::Shared::default(),
@@ -195,12 +203,13 @@ impl RedisStore {
                 "no certificate found; expected one or more -----BEGIN CERTIFICATE----- blocks",
             ));
         }
-        let certificates = redis::TlsCertificates {
+        let roots = redis::TlsCertificates {
             client_tls: None,
             root_cert: Some(pem.to_vec()),
         };
-        self.client = redis::Client::build_with_tls(self.client.get_connection_info().clone(), certificates)
+        self.client = redis::Client::build_with_tls(self.client.get_connection_info().clone(), roots)
             .map_err(|e| Error::config(SETTING, self.target.scrub(&e.to_string())))?;
+        self.tls = link::Tls::with_roots(certificates);
         self.tls_roots = true;
         // Connections made with the old roots go.
         self.blocking = blocking::Pool::default();
@@ -217,7 +226,17 @@ impl RedisStore {
         self.settings.clone()
     }
 
-    /// The URL, with its password replaced by `***` (as messages and `Debug` show it).
+    /// The URL, with its password replaced by `***` (as messages and `Debug` show it):
+    /// `redis://user:***@host`, and `redis://***@host` for a user without a password (most
+    /// likely a password written in the user's place).
+    ///
+    /// ```
+    /// use icr_app_redis::RedisStore;
+    ///
+    /// assert_eq!(RedisStore::connect("redis://app:s3cret@h/1")?.url(), "redis://app:***@h/1");
+    /// assert_eq!(RedisStore::connect("rediss://s3cret@h:6380")?.url(), "rediss://***@h:6380");
+    /// # Ok::<(), icr_app_core::Error>(())
+    /// ```
     pub fn url(&self) -> &str {
         &self.target.shown
     }

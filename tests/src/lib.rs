@@ -423,3 +423,47 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
+
+/// `target/<profile>` of the running test binary (the parent of its `deps` folder), where cargo
+/// puts the workspace's binaries, and their examples in `examples/`.
+pub fn profile_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = exe.parent().expect("the test binary's folder");
+    if dir.ends_with("deps") {
+        dir.parent().expect("target/<profile>").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// `cargo build -q -p package ARGS` in this test's profile (`--release` when it is the release
+/// profile); fails the test if the build fails. A no-op when the build is up to date.
+fn cargo_build(package: &str, args: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build.args(["build", "-q", "-p", package]).args(args);
+    if profile_dir().ends_with("release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build");
+    assert!(status.success(), "cargo build -p {package} {}", args.join(" "));
+}
+
+/// Builds `package`'s example `example` (with `features`, if any) and returns its binary, so
+/// that a test can run it many times without a `cargo run` each time.
+pub fn build_example(package: &str, example: &str, features: Option<&str>) -> std::path::PathBuf {
+    let mut args = vec!["--example", example];
+    if let Some(features) = features {
+        args.extend(["--features", features]);
+    }
+    cargo_build(package, &args);
+    profile_dir()
+        .join("examples")
+        .join(format!("{example}{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// Builds the `icr-app` CLI and returns its binary.
+pub fn build_cli() -> std::path::PathBuf {
+    cargo_build("icr-app-cli", &["--bin", "icr-app"]);
+    profile_dir().join(format!("icr-app{}", std::env::consts::EXE_SUFFIX))
+}

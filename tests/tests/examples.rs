@@ -10,10 +10,10 @@
 //!
 //! Every example that takes flags prints its usage on `--help` and `-h`, and exits 0.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use icr_app_e2e::{cargo_example, without_settings};
+use icr_app_e2e::{build_example, cargo_example, without_settings};
 use icr_app_testkit::{FakeRegistry, Fault, TokenStatus, assert_not_echoed};
 /// A private key written to a temporary file, removed on drop.
 struct KeyFile(std::path::PathBuf);
@@ -46,24 +46,6 @@ fn run((package, example): (&str, &str), args: &[&str], envs: &[(&str, &str)]) -
     }
     cmd.envs(envs.iter().copied());
     cmd.output().unwrap()
-}
-
-/// Builds an example (a no-op when it is up to date) and returns its binary, so that a test can
-/// run it many times without a `cargo run` each time.
-fn build_example((package, example): (&str, &str)) -> PathBuf {
-    // The test binary is target/<profile>/deps/examples-<hash>; examples are in target/<profile>/examples.
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build.args(["build", "-q", "-p", package, "--example", example]);
-    if profile_dir.ends_with("release") {
-        build.arg("--release");
-    }
-    assert!(build.status().unwrap().success(), "cargo build --example {example}");
-    profile_dir
-        .join("examples")
-        .join(format!("{example}{}", std::env::consts::EXE_SUFFIX))
 }
 
 /// Runs a built example with exactly `envs` of the `ICR_*` settings.
@@ -174,7 +156,7 @@ fn quickstart_examples_run_against_the_demo_registry() {
         ("icr-app-ureq", "ureq_quickstart"),
         ("icr-app-reqwest", "reqwest_quickstart"),
     ] {
-        let binary = build_example(example);
+        let binary = build_example(example.0, example.1, None);
         let demo = FakeRegistry::demo();
         let key = KeyFile::new(demo.private_key_pem);
         let base = demo.registry.base_url();

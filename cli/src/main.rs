@@ -153,7 +153,7 @@ struct ApiArgs {
         help = "Share tokens with other processes through this Redis (redis://[user:password@]host[:port][/db], rediss:// for TLS): one mint per installation between them. Prefer the variable when the URL holds a password (a flag is visible to every process of the machine) [env: ICR_REDIS_URL]"
     )]
     redis: Option<Zeroizing<String>>,
-    /// Show each request's method, path, status and time on stderr (RUST_LOG adds filters).
+    /// Show each request's method, path, status and time, and the core's spans, on stderr (RUST_LOG sets finer filters).
     #[arg(short, long)]
     verbose: bool,
 }
@@ -210,7 +210,7 @@ struct NoJson {
 enum Command {
     /// Walk through the whole flow against an embedded fake registry (no flags, files or network).
     Demo {
-        /// Show each request's method, path, status and time on stderr.
+        /// Show each request's method, path, status and time, and the core's spans, on stderr.
         #[arg(short, long)]
         verbose: bool,
         #[command(flatten)]

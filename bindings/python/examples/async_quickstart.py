@@ -34,13 +34,11 @@ def setting(name: str) -> str:
 
 
 def app_from_environment() -> icr_app.App:
-    # The message never quotes the value: it may be the key itself rather than a path.
+    # App reads the key file (or takes the PEM itself); its message never quotes the value.
     try:
-        with open(setting("ICR_PRIVATE_KEY")) as key_file:
-            private_key = key_file.read()
-    except OSError as e:
-        sys.exit(f"ICR_PRIVATE_KEY names no readable file ({e.strerror}); set it to the path of the app's PEM key file")
-    return icr_app.App(setting("ICR_APP_ID"), private_key, os.environ.get("ICR_BASE_URL") or None)
+        return icr_app.App(setting("ICR_APP_ID"), setting("ICR_PRIVATE_KEY"), os.environ.get("ICR_BASE_URL") or None)
+    except icr_app.InvalidKeyError as e:
+        sys.exit(f"ICR_PRIVATE_KEY: {e}")
 
 
 if __name__ == "__main__":

@@ -54,20 +54,11 @@ def setting(name: str) -> str:
     return value
 
 
-def private_key_from_environment() -> str:
-    # The message never quotes the value: it may be the key itself rather than a path.
-    try:
-        with open(setting("ICR_PRIVATE_KEY")) as key_file:
-            return key_file.read()
-    except OSError as e:
-        sys.exit(f"ICR_PRIVATE_KEY names no readable file ({e.strerror}); set it to the path of the app's PEM key file")
-
-
 if __name__ == "__main__":
     if os.environ.get("ICR_APP_ID"):
         main(
             setting("ICR_APP_ID"),
-            private_key_from_environment(),
+            setting("ICR_PRIVATE_KEY"),  # the key file's path (or the PEM itself): App reads it
             os.environ.get("ICR_BASE_URL") or None,
             setting("ICR_INSTALLATION_ID"),
         )

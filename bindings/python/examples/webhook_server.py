@@ -80,13 +80,11 @@ def serve(port: int) -> None:
     if missing:
         sys.exit(f"{', '.join(missing)} not set (see this example's docstring)")
     app_id, key_path, secret = (str(value) for value in settings.values())
-    # The message never quotes the value: it may be the key itself rather than a path.
+    # App reads the key file (or takes the PEM itself); its message never quotes the value.
     try:
-        with open(key_path) as key_file:
-            private_key = key_file.read()
-    except OSError as e:
-        sys.exit(f"ICR_PRIVATE_KEY names no readable file ({e.strerror}); set it to the path of the app's PEM key file")
-    app = icr_app.App(app_id, private_key, os.environ.get("ICR_BASE_URL") or None)
+        app = icr_app.App(app_id, key_path, os.environ.get("ICR_BASE_URL") or None)
+    except icr_app.InvalidKeyError as e:
+        sys.exit(f"ICR_PRIVATE_KEY: {e}")
     with icr_app.Client(app) as client, make_server(port, secret, client) as server:
         print(f"listening on http://127.0.0.1:{server.server_address[1]}/webhooks (Ctrl-C stops)", flush=True)
         try:

@@ -226,6 +226,7 @@ mod keys;
 mod models;
 mod ops;
 mod pager;
+mod proxy;
 mod redact;
 pub mod response;
 mod retry;
@@ -249,6 +250,7 @@ pub use models::{
 };
 pub use ops::{Call, GetToken, ListInstallations, Operation, Refresher, Revoke, RevokeAll, SendAs, Step};
 pub use pager::{DEFAULT_PAGE_SIZE, InstallationPager};
+pub use proxy::ProxyEnv;
 pub use redact::excerpt;
 pub use retry::RetryPolicy;
 pub use secret::SecretString;

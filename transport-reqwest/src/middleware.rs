@@ -13,6 +13,11 @@
 //!   transport, not through your client), shared by every request and every clone, refreshed
 //!   ahead of expiry, never handed out with less than the minimum life left. The registry's
 //!   `Date` headers keep teaching the client its clock, as the SDK's own requests do.
+//! - **Only the registry's own answers count.** reqwest follows redirects (unless your client
+//!   says otherwise), so the response handed back may come from another host: only a response
+//!   whose final URL (`Response::url`) is on the registry teaches the clock or drops a token with
+//!   its 401. Another host's 401 is returned as it is, and the token stays cached. (reqwest drops
+//!   `Authorization` on a redirect to another host.)
 //! - **A 401 drops the token, and the request is sent once more** with a fresh one, when its
 //!   body can be cloned (every body but a stream: `reqwest::Request::try_clone`). A request with
 //!   a streaming body is not re-sent: its 401 is returned, and the refused token is already gone
@@ -26,6 +31,23 @@
 //!   loopback unless the client's transport allows it
 //!   ([`ReqwestTransport::allow_insecure_http`](crate::ReqwestTransport::allow_insecure_http)),
 //!   as with the SDK's own requests. The header value is marked sensitive; nothing here logs.
+//! - **Nor through a proxy in clear.** reqwest sends plain `http://` through the proxy that
+//!   `HTTP_PROXY`, `http_proxy`, `ALL_PROXY` or `all_proxy` names, unless `NO_PROXY` covers the
+//!   host. So a token is not added to a plain `http://` request (a loopback registry, a sidecar)
+//!   while any of them is set and `NO_PROXY` (or `no_proxy`) does not cover the host by the
+//!   rules every client honours ([`ProxyEnv`]: the IP address for an IP host, which `*` does
+//!   not cover in reqwest; `*`, the host or a domain it ends in for a name; a port never
+//!   counts): the request is not sent, and the error
+//!   (a `Transport` error of kind `Refused`) says to set `NO_PROXY` for that host, use `https`,
+//!   or unset the proxy. The environment is read for each such request. An `https` registry may
+//!   go through any proxy: it sees only the encrypted tunnel.
+//!
+//!   A proxy configured in code on your client (`ClientBuilder::proxy`) cannot be seen by a
+//!   middleware: reqwest does not expose a client's proxies. Do not use this middleware on such
+//!   a client with a plain `http://` registry unless that proxy excludes the registry's host
+//!   (`Proxy::no_proxy`); give the registry's requests a client without a proxy, or use `https`.
+//!   A client built with `no_proxy()` goes direct whatever the environment says; the check
+//!   above still refuses while a proxy variable is set: add the host to `NO_PROXY`.
 //!
 //! When the token cannot be had (the registry refuses the app's key, the installation was
 //! removed, the registry cannot be reached), the request is not sent and the error is
@@ -71,7 +93,7 @@
 //! can act for every installation.
 
 use http::Extensions;
-use icr_app_core::{Error, InstallationId, Token, TokenScope};
+use icr_app_core::{Error, InstallationId, ProxyEnv, Token, TokenScope};
 use reqwest::header::{AUTHORIZATION, DATE, HeaderValue};
 use reqwest::{Request, Response, StatusCode};
 use reqwest_middleware::{Middleware, Next};
@@ -193,21 +215,36 @@ impl Auth {
 
     /// The core's rule: the base URL's scheme, host, port and path prefix.
     fn is_registry(&self, request: &Request) -> bool {
-        let Ok(uri) = request.url().as_str().parse::<http::Uri>() else {
+        self.is_registry_url(request.url())
+    }
+
+    /// [`is_registry`](Self::is_registry) for a URL (a request's, or a response's final one).
+    fn is_registry_url(&self, url: &reqwest::Url) -> bool {
+        let Ok(uri) = url.as_str().parse::<http::Uri>() else {
             return false;
         };
         self.client.with_app(|app| app.api().is_registry(&uri))
     }
 
     /// The SDK's transport policy for a request that carries a credential: no plain `http://`
-    /// to a remote host unless allowed.
+    /// to a remote host unless allowed, and none through a proxy the environment names.
     fn check_security(&self, request: &Request) -> Result<(), Error> {
         let uri = request
             .url()
             .as_str()
             .parse()
             .map_err(|_| Error::config("request URL", "it is not a valid URI"))?;
-        self.client.transport().policy().check_credential_target(&uri).map(drop)
+        // Only plain http needs the environment (https may go through any proxy).
+        let proxies = if request.url().scheme() == "http" {
+            ProxyEnv::from_lookup(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
+        } else {
+            ProxyEnv::default()
+        };
+        self.client
+            .transport()
+            .policy()
+            .check_credential_target_with_proxies(&uri, &proxies)
+            .map(drop)
     }
 
     async fn token(&self, scope: &TokenScope) -> reqwest_middleware::Result<Token> {
@@ -218,8 +255,12 @@ impl Auth {
     }
 
     /// Teaches the client the registry's clock from `response`, and drops `token` when the
-    /// registry refused it; whether it did.
+    /// registry refused it; whether it did. A response from another host (a redirect was
+    /// followed) does neither.
     fn refused(&self, scope: &TokenScope, token: &Token, response: &Response) -> bool {
+        if !self.is_registry_url(response.url()) {
+            return false;
+        }
         if let Some(date) = response.headers().get(DATE) {
             let mut seen = http::Response::new(());
             seen.headers_mut().insert(DATE, date.clone());

@@ -14,6 +14,13 @@
 //!   transport, not through your agent), shared by every thread and every clone, refreshed ahead
 //!   of expiry, never handed out with less than the minimum life left. The registry's `Date`
 //!   headers keep teaching the client its clock, as the SDK's own requests do.
+//! - **Only the registry's own answers count.** A request that carries a token follows no
+//!   redirect, whatever the agent's `max_redirects` (a 3xx comes back as a response, as with the
+//!   SDK's own requests): so the answer is always the registry's, and only the registry's `Date`
+//!   teaches the clock and only its 401 drops a token. (Followed, a redirect would bring back
+//!   another host's answer, and ureq, which drops `Authorization` across a redirect, would not
+//!   have sent the token there anyway.) Checking the final URL instead cannot work: ureq returns
+//!   a 4xx as `Err(StatusCode)` by default, which carries no URL.
 //! - **A 401 drops the token.** Whether the agent returns it as a response or, as ureq does by
 //!   default, as `Err(ureq::Error::StatusCode(401))`, the refused token leaves the cache, so the
 //!   next request gets a new one.
@@ -24,8 +31,14 @@
 //! - **No credential in clear.** A token is never sent over plain `http://` to a host other than
 //!   loopback unless the client's transport allows it
 //!   ([`UreqTransport::allow_insecure_http`](crate::UreqTransport::allow_insecure_http)), as with
-//!   the SDK's own requests. ureq's default sends no `Authorization` across a redirect; nothing
-//!   here logs.
+//!   the SDK's own requests. **Nor through a proxy in clear**: a request that carries a token to
+//!   a loopback registry (or over plain `http` without that opt-in) goes straight to the host,
+//!   with the agent's proxy switched off for that request, whether the proxy was set in code
+//!   (`ConfigBuilder::proxy`) or read from the environment (`HTTP_PROXY`, `ALL_PROXY`,
+//!   `HTTPS_PROXY`, which ureq uses for `http://` too). A middleware cannot read the agent's
+//!   proxy, but it can override it per request (`RequestExt::middleware_config`), exactly as the
+//!   SDK's own transport does. An `https` registry may use the agent's proxy: it sees only the
+//!   encrypted tunnel. Nothing here logs.
 //!
 //! # Why the 401 retry is outside the chain
 //!
@@ -79,9 +92,9 @@ use std::cell::Cell;
 
 use http::header::{AUTHORIZATION, DATE};
 use http::{Request, Response, StatusCode};
-use icr_app_core::{Error, InstallationId, Token, TokenScope};
+use icr_app_core::{Error, InstallationId, Route, Token, TokenScope};
 use ureq::middleware::{Middleware, MiddlewareNext};
-use ureq::{Body, SendBody};
+use ureq::{Body, RequestExt as _, SendBody};
 
 use crate::client::Client;
 
@@ -178,13 +191,14 @@ struct Auth {
 }
 
 impl Auth {
-    fn handle(&self, mut request: Request<SendBody>, next: MiddlewareNext) -> Result<Response<Body>, ureq::Error> {
+    fn handle(&self, request: Request<SendBody>, next: MiddlewareNext) -> Result<Response<Body>, ureq::Error> {
         if request.headers().contains_key(AUTHORIZATION) || !self.is_registry(&request) {
             return next.handle(request);
         }
         // The SDK's rule for a request that carries a credential: no plain `http://` to a
-        // remote host unless allowed.
-        self.client
+        // remote host unless allowed; and the route: loopback and plain `http` go direct.
+        let route = self
+            .client
             .transport()
             .policy()
             .check_credential_target(request.uri())
@@ -196,6 +210,24 @@ impl Auth {
             .cloned()
             .unwrap_or_else(|| self.scope.clone());
         let token = self.client.token(&scope, None).map_err(other)?;
+        // For this request only, whatever the agent says: no redirect (the answer is the
+        // registry's own), and no proxy where the route is direct (no token through a proxy in
+        // clear).
+        let Some(config) = request.middleware_config() else {
+            return Err(other(Error::config(
+                "ureq middleware",
+                "the request reached it without its agent (another middleware rebuilt the request without its \
+                 extensions?), so its proxy and redirects cannot be set; nothing was sent: keep the request's \
+                 extensions in the middlewares before this one",
+            )));
+        };
+        let config = config.max_redirects(0);
+        let mut request = if route == Route::Direct {
+            config.proxy(None)
+        } else {
+            config
+        }
+        .build();
         icr_app_core::api::authorize(&mut request, token.secret()).map_err(other)?;
         let outcome = next.handle(request);
         let status = match &outcome {

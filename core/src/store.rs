@@ -12,8 +12,8 @@
 //!
 //! | command | Redis | reply |
 //! |---|---|---|
-//! | [`Get`](StoreCommand::Get) | `GET key` | [`Value`](StoreReply::Value) |
-//! | [`Lease`](StoreCommand::Lease) | `SET key owner NX PX ttl` | [`Leased`](StoreReply::Leased) |
+//! | [`Get`](StoreCommand::Get) | `GETRANGE key 0 65536` (an entry is a few hundred bytes: a larger value is never read) | [`Value`](StoreReply::Value) |
+//! | [`Lease`](StoreCommand::Lease) | `SET key owner NX PX ttl`, and a `PEXPIRE key ttl` on a lease held with no expiry, in one script | [`Leased`](StoreReply::Leased) |
 //! | [`Put`](StoreCommand::Put) | `SET key value PX ttl`, then `DEL lease` if it holds `owner`, in one script | [`Done`](StoreReply::Done) |
 //! | [`Delete`](StoreCommand::Delete) | `DEL key` if its value starts with `prefix`, in one script | [`Done`](StoreReply::Done) |
 

@@ -53,16 +53,21 @@ impl Timings {
     }
 
     fn report(&self, what: &str) {
-        let parts: Vec<String> = ["GET", "lease (SET NX PX)", "put (script)", "delete (script)"]
-            .iter()
-            .zip(&self.0)
-            .filter(|(_, (calls, _))| calls.load(Ordering::Relaxed) > 0)
-            .map(|(name, (calls, nanos))| {
-                let calls = calls.load(Ordering::Relaxed);
-                let mean = nanos.load(Ordering::Relaxed) as f64 / calls as f64 / 1e3;
-                format!("{name} {mean:.1} µs x {calls}")
-            })
-            .collect();
+        let parts: Vec<String> = [
+            "GET (GETRANGE)",
+            "lease (script: SET NX PX)",
+            "put (script)",
+            "delete (script)",
+        ]
+        .iter()
+        .zip(&self.0)
+        .filter(|(_, (calls, _))| calls.load(Ordering::Relaxed) > 0)
+        .map(|(name, (calls, nanos))| {
+            let calls = calls.load(Ordering::Relaxed);
+            let mean = nanos.load(Ordering::Relaxed) as f64 / calls as f64 / 1e3;
+            format!("{name} {mean:.1} µs x {calls}")
+        })
+        .collect();
         println!("store/{what}: Redis calls, mean time each: {}", parts.join("; "));
     }
 }

@@ -297,6 +297,7 @@ impl Fetch {
         if id != self.id {
             return;
         }
+        self.span.record("status", response.status().as_u16());
         self.state = match app.handle_token_response(id, response, now) {
             Ok(TokenAnswer::Retry(request)) => State::Resend {
                 request: Box::new(request),

@@ -1,11 +1,15 @@
 //! Shared setup for the end-to-end tests: a fake registry with a demo app, clients for it, and
 //! [`Driver`], one blocking-style facade over both clients so that a scenario is written once and
-//! run against each (see [`for_both_clients!`]).
+//! run against each (see [`for_both_clients!`]); and loopback servers that are not the registry
+//! ([`Peer`], another host, and [`RecordingProxy`], a forwarding proxy), each recording what
+//! reaches it.
 #![allow(missing_docs)]
 
 use std::any::Any;
-use std::sync::Arc;
+use std::io::{Read as _, Write as _};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use http::{Method, Request, Response};
@@ -466,4 +470,195 @@ pub fn build_example(package: &str, example: &str, features: Option<&str>) -> st
 pub fn build_cli() -> std::path::PathBuf {
     cargo_build("icr-app-cli", &["--bin", "icr-app"]);
     profile_dir().join(format!("icr-app{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// Another host: a loopback listener on a port of its own (so not the registry, by the core's
+/// rule) that records the head of every request it is sent and answers each with `status`.
+///
+/// The answer's body is the registry's own refusal (`{"statusCode":401,"message":"Unauthorized"}`)
+/// for a 401 and `{}` otherwise; with `date_ahead`, it carries a `Date` that far in the future (a
+/// clock that trusted it would move), and no `Date` without.
+pub struct Peer {
+    url: String,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Peer {
+    /// Starts the peer on a thread of its own; it serves until the test ends.
+    pub fn start(status: u16, date_ahead: Option<Duration>) -> Self {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        let url = serve(move |mut stream| {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let head = read_head(&mut stream).unwrap_or_else(|partial| partial);
+            record.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
+            let _ = stream.write_all(Self::answer(status, date_ahead).as_bytes());
+        });
+        Self { url, seen }
+    }
+
+    fn answer(status: u16, date_ahead: Option<Duration>) -> String {
+        let (reason, body) = match status {
+            401 => ("Unauthorized", r#"{"statusCode":401,"message":"Unauthorized"}"#),
+            _ => ("X", "{}"),
+        };
+        let date = date_ahead
+            .map(|ahead| format!("date: {}\r\n", now().plus(ahead).to_http_date()))
+            .unwrap_or_default();
+        format!(
+            "HTTP/1.1 {status} {reason}\r\n{date}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    /// `http://127.0.0.1:<port>`, without a trailing slash.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The head of each request that reached the peer, in order (one per connection).
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// Listens on a loopback port of its own and passes each connection to `handle`, one after
+/// another on a thread of its own, until the test ends; returns `http://127.0.0.1:<port>`.
+fn serve(mut handle: impl FnMut(TcpStream) + Send + 'static) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            handle(stream);
+        }
+    });
+    url
+}
+
+/// Reads from `stream` up to and including the blank line that ends a request head (and
+/// whatever came in the same reads); `Err` with what was read when the stream ends or fails
+/// first.
+fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, Vec<u8>> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return Err(head),
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    Ok(head)
+}
+
+/// A minimal HTTP forward proxy on loopback: `CONNECT host:port` opens a tunnel, and a request
+/// in absolute form (`GET http://host:port/path`) is forwarded in origin form. It records every
+/// byte clients send it, tunnels included.
+pub struct RecordingProxy {
+    url: String,
+    seen: Arc<Mutex<Vec<u8>>>,
+}
+
+impl RecordingProxy {
+    /// Starts the proxy on a thread of its own; it serves until the test ends.
+    pub fn start() -> Self {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        let url = serve(move |client| {
+            let record = Arc::clone(&record);
+            std::thread::spawn(move || Self::forward(client, &record));
+        });
+        Self { url, seen }
+    }
+
+    /// `http://127.0.0.1:<port>`, to set as a client's proxy.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Everything clients sent, as text.
+    pub fn seen(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
+    }
+
+    /// Fails the test, showing what the proxy was sent, unless it was sent nothing at all.
+    pub fn assert_untouched(&self) {
+        let seen = self.seen();
+        assert!(seen.is_empty(), "the proxy was used:\n{seen}");
+    }
+
+    /// Serves one proxy client: reads its request head, connects to the target, and passes
+    /// bytes both ways, recording what the client sends.
+    fn forward(mut client: TcpStream, record: &Mutex<Vec<u8>>) {
+        let _ = client.set_read_timeout(Some(Duration::from_secs(10)));
+        let Ok(head) = read_head(&mut client) else { return };
+        record.lock().unwrap().extend_from_slice(&head);
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let line = text.lines().next().unwrap_or_default().to_owned();
+        let mut parts = line.split(' ');
+        let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+        let (authority, rewritten) = if method == "CONNECT" {
+            (target.to_owned(), None)
+        } else {
+            let rest = target.strip_prefix("http://").unwrap_or(target);
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let path = if path.is_empty() { "/" } else { path };
+            let mut origin_form = format!("{method} {path} HTTP/1.1").into_bytes();
+            origin_form.extend_from_slice(&head[line.len()..]);
+            (authority.to_owned(), Some(origin_form))
+        };
+        let Ok(mut upstream) = TcpStream::connect(&authority) else {
+            let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n");
+            return;
+        };
+        match rewritten {
+            None => {
+                let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+            }
+            Some(head) => {
+                let _ = upstream.write_all(&head);
+            }
+        }
+        let (mut down_from, mut down_to) = (upstream.try_clone().unwrap(), client.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut down_from, &mut down_to);
+            let _ = down_to.shutdown(Shutdown::Both);
+        });
+        let mut buf = [0u8; 4096];
+        loop {
+            match client.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    record.lock().unwrap().extend_from_slice(&buf[..n]);
+                    if upstream.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = upstream.shutdown(Shutdown::Both);
+    }
+}
+
+/// Sends a request for the registry's own path (`GET /projects?limit=1&page=0`) as
+/// `installation` with the blocking client, and expects 200: the token is still added there.
+pub fn assert_registry_request_authorised(client: &icr_app_ureq::Client, installation: &InstallationId) {
+    let request = client.request(Method::GET, "/projects?limit=1&page=0", None).unwrap();
+    assert_eq!(
+        client.send_as_installation(installation, request).unwrap().status(),
+        200
+    );
+}
+
+/// [`assert_registry_request_authorised`] with the async client.
+pub async fn assert_registry_request_authorised_async(client: &icr_app_reqwest::Client, installation: &InstallationId) {
+    let request = client.request(Method::GET, "/projects?limit=1&page=0", None).unwrap();
+    assert_eq!(
+        client
+            .send_as_installation(installation, request)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }

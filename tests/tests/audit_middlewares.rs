@@ -12,144 +12,18 @@
 //! The environment cases run this test binary again as a child process with the proxy
 //! variables set (a test cannot set variables in its own process safely).
 
-use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use icr_app_core::{Error, TransportErrorKind};
-use icr_app_e2e::Setup;
+use icr_app_core::{Error, InstallationId, TransportErrorKind};
+use icr_app_e2e::{Peer, RecordingProxy, Setup};
 use icr_app_reqwest::middleware::reqwest_middleware;
 use icr_app_testkit::{FakeRegistry, Fault};
 
-/// A minimal HTTP forward proxy on loopback: `CONNECT host:port` opens a tunnel, and a request
-/// in absolute form (`GET http://host:port/path`) is forwarded in origin form. It records every
-/// byte clients send it, tunnels included.
-struct Proxy {
-    url: String,
-    seen: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Proxy {
-    fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let record = Arc::clone(&seen);
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { return };
-                let record = Arc::clone(&record);
-                std::thread::spawn(move || forward(client, &record));
-            }
-        });
-        Self { url, seen }
-    }
-
-    /// Everything clients sent, as text.
-    fn seen(&self) -> String {
-        String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
-    }
-
-    fn assert_untouched(&self) {
-        let seen = self.seen();
-        assert!(seen.is_empty(), "the proxy was used:\n{seen}");
-    }
-}
-
-/// Serves one proxy client: reads its request head, connects to the target, and passes bytes
-/// both ways, recording what the client sends.
-fn forward(mut client: TcpStream, record: &Mutex<Vec<u8>>) {
-    let _ = client.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match client.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-    }
-    record.lock().unwrap().extend_from_slice(&head);
-    let text = String::from_utf8_lossy(&head).into_owned();
-    let line = text.lines().next().unwrap_or_default().to_owned();
-    let mut parts = line.split(' ');
-    let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
-    let (authority, rewritten) = if method == "CONNECT" {
-        (target.to_owned(), None)
-    } else {
-        let rest = target.strip_prefix("http://").unwrap_or(target);
-        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        let path = if path.is_empty() { "/" } else { path };
-        let mut origin_form = format!("{method} {path} HTTP/1.1").into_bytes();
-        origin_form.extend_from_slice(&head[line.len()..]);
-        (authority.to_owned(), Some(origin_form))
-    };
-    let Ok(mut upstream) = TcpStream::connect(&authority) else {
-        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n");
-        return;
-    };
-    match rewritten {
-        None => {
-            let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
-        }
-        Some(head) => {
-            let _ = upstream.write_all(&head);
-        }
-    }
-    let (mut down_from, mut down_to) = (upstream.try_clone().unwrap(), client.try_clone().unwrap());
-    std::thread::spawn(move || {
-        let _ = std::io::copy(&mut down_from, &mut down_to);
-        let _ = down_to.shutdown(std::net::Shutdown::Both);
-    });
-    loop {
-        match client.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                record.lock().unwrap().extend_from_slice(&buf[..n]);
-                if upstream.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    let _ = upstream.shutdown(std::net::Shutdown::Both);
-}
-
 /// Another host (a loopback port of its own): answers every request 401 with a `Date` 25 days
 /// ahead, and records the request heads.
-struct FarOff {
-    url: String,
-    seen: Arc<Mutex<Vec<String>>>,
-}
-
-impl FarOff {
-    fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let record = Arc::clone(&seen);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-                let mut buf = vec![0u8; 16 * 1024];
-                let n = stream.read(&mut buf).unwrap_or(0);
-                record
-                    .lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-                let date = icr_app_e2e::now().plus(Duration::from_secs(25 * 86_400)).to_http_date();
-                let body = r#"{"statusCode":401,"message":"Unauthorized"}"#;
-                let reply = format!(
-                    "HTTP/1.1 401 Unauthorized\r\ndate: {date}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(reply.as_bytes());
-            }
-        });
-        Self { url, seen }
-    }
+fn far_off() -> Peer {
+    Peer::start(401, Some(Duration::from_secs(25 * 86_400)))
 }
 
 fn projects_url(registry: &FakeRegistry) -> String {
@@ -166,18 +40,32 @@ fn bearers(registry: &FakeRegistry) -> Vec<String> {
         .collect()
 }
 
+/// The user's own reqwest client `own`, with the SDK's middleware adding `installation`'s token.
+fn with_installation_auth(
+    own: reqwest::Client,
+    client: &icr_app_reqwest::Client,
+    installation: &InstallationId,
+) -> reqwest_middleware::ClientWithMiddleware {
+    reqwest_middleware::ClientBuilder::new(own)
+        .with(icr_app_reqwest::middleware::InstallationAuth::new(
+            client.clone(),
+            installation.clone(),
+        ))
+        .build()
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2: no token through a proxy in clear
 
 #[test]
 fn the_ureq_middleware_never_sends_a_token_through_the_agents_own_proxy() {
     let setup = Setup::new(1);
-    let proxy = Proxy::start();
+    let proxy = RecordingProxy::start();
     let client = icr_app_ureq::Client::new(setup.app());
     for status_as_error in [true, false] {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(status_as_error)
-            .proxy(Some(ureq::Proxy::new(&proxy.url).unwrap()))
+            .proxy(Some(ureq::Proxy::new(proxy.url()).unwrap()))
             .middleware(icr_app_ureq::middleware::InstallationAuth::new(
                 client.clone(),
                 setup.installations[0].clone(),
@@ -195,7 +83,7 @@ fn the_ureq_middleware_never_sends_a_token_through_the_agents_own_proxy() {
 
 /// Runs this binary's `child_in_a_proxy_environment` with every proxy variable naming `proxy`,
 /// and `no_proxy` (when given) as `NO_PROXY`.
-fn run_child(scenario: &str, proxy: &Proxy, no_proxy: Option<&str>) {
+fn run_child(scenario: &str, proxy: &RecordingProxy, no_proxy: Option<&str>) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "--exact",
@@ -205,7 +93,7 @@ fn run_child(scenario: &str, proxy: &Proxy, no_proxy: Option<&str>) {
         "1",
     ])
     .env("ICR_AUDIT_CHILD", scenario)
-    .envs(ProxyVars::ALL.map(|v| (v, proxy.url.as_str())))
+    .envs(ProxyVars::ALL.map(|v| (v, proxy.url())))
     .env_remove("NO_PROXY")
     .env_remove("no_proxy")
     .env_remove("REQUEST_METHOD");
@@ -236,7 +124,7 @@ impl ProxyVars {
 
 #[test]
 fn no_token_goes_through_a_proxy_named_by_the_environment() {
-    let proxy = Proxy::start();
+    let proxy = RecordingProxy::start();
     // No exception: the ureq middleware goes direct, the reqwest middleware refuses.
     run_child("proxied", &proxy, None);
     // A port in NO_PROXY is not honoured by reqwest: still refused. Nor is `*` for an IP
@@ -269,12 +157,7 @@ fn child_in_a_proxy_environment() {
         .unwrap()
         .build()
         .unwrap();
-    let http = reqwest_middleware::ClientBuilder::new(own)
-        .with(icr_app_reqwest::middleware::InstallationAuth::new(
-            client.clone(),
-            installation.clone(),
-        ))
-        .build();
+    let http = with_installation_auth(own, &client, installation);
     let sent = runtime.block_on(async { http.get(projects_url(&setup.registry)).send().await });
     match scenario.as_str() {
         "proxied" => {
@@ -330,11 +213,11 @@ fn child_in_a_proxy_environment() {
 // 3: only the registry's own answers count
 
 /// The registry answers `/projects` once with a 302 to `far_off`.
-fn redirect_once(registry: &FakeRegistry, far_off: &FarOff) {
+fn redirect_once(registry: &FakeRegistry, far_off: &Peer) {
     registry.inject_for(
         "/projects",
         Fault::Redirect {
-            location: format!("{}/elsewhere", far_off.url),
+            location: format!("{}/elsewhere", far_off.url()),
             status: 302,
         },
         1,
@@ -345,7 +228,7 @@ fn redirect_once(registry: &FakeRegistry, far_off: &FarOff) {
 fn the_ureq_middleware_takes_only_the_registrys_answers() {
     for status_as_error in [true, false] {
         let setup = Setup::new(1);
-        let far_off = FarOff::start();
+        let far_off = far_off();
         let installation = &setup.installations[0];
         let client = icr_app_ureq::Client::new(setup.app());
         let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -377,7 +260,7 @@ fn the_ureq_middleware_takes_only_the_registrys_answers() {
             "status_as_error {status_as_error}: another host's 401 dropped the token"
         );
         assert_eq!(setup.registry.mint_count(installation.as_str()), 1);
-        let seen = far_off.seen.lock().unwrap().clone();
+        let seen = far_off.seen();
         assert!(seen.is_empty(), "{seen:?}");
     }
 }
@@ -385,7 +268,7 @@ fn the_ureq_middleware_takes_only_the_registrys_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reqwest_middleware_takes_only_the_registrys_answers() {
     let setup = Setup::new(1);
-    let far_off = FarOff::start();
+    let far_off = far_off();
     let installation = &setup.installations[0];
     let client = icr_app_reqwest::Client::new(setup.app()).unwrap();
     // A client that follows redirects, as reqwest's default does.
@@ -395,12 +278,7 @@ async fn the_reqwest_middleware_takes_only_the_registrys_answers() {
         .no_proxy()
         .build()
         .unwrap();
-    let http = reqwest_middleware::ClientBuilder::new(own)
-        .with(icr_app_reqwest::middleware::InstallationAuth::new(
-            client.clone(),
-            installation.clone(),
-        ))
-        .build();
+    let http = with_installation_auth(own, &client, installation);
     let response = http.get(projects_url(&setup.registry)).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let token = client.installation_token(installation).await.unwrap();
@@ -410,7 +288,7 @@ async fn the_reqwest_middleware_takes_only_the_registrys_answers() {
     let response = http.get(projects_url(&setup.registry)).send().await.unwrap();
     // The other host's 401 is returned as it is: not the registry refusing the token.
     assert_eq!(response.status(), 401);
-    assert!(response.url().as_str().starts_with(&far_off.url), "{}", response.url());
+    assert!(response.url().as_str().starts_with(far_off.url()), "{}", response.url());
     assert_eq!(
         client.with_app(|a| a.clock_offset().millis),
         clock,
@@ -422,7 +300,7 @@ async fn the_reqwest_middleware_takes_only_the_registrys_answers() {
     );
     assert_eq!(setup.registry.mint_count(installation.as_str()), 1);
     // reqwest did not carry the token across hosts.
-    let seen = far_off.seen.lock().unwrap().clone();
+    let seen = far_off.seen();
     assert_eq!(seen.len(), 1);
     assert!(!seen[0].to_ascii_lowercase().contains("authorization"), "{}", seen[0]);
 }

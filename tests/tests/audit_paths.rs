@@ -8,7 +8,7 @@
 
 use http::Method;
 use icr_app_core::Error;
-use icr_app_e2e::Setup;
+use icr_app_e2e::{Setup, assert_registry_request_authorised, assert_registry_request_authorised_async};
 use icr_app_testkit::RecordedRequest;
 
 /// The paths that escape the base path, as written after the base URL.
@@ -61,11 +61,7 @@ fn the_blocking_client_adds_no_token_to_a_path_that_leaves_the_base() {
     }
     assert_eq!(tokens_outside_the_base(&setup), Vec::<String>::new());
     // The base's own paths still get the token.
-    let request = client.request(Method::GET, "/projects?limit=1&page=0", None).unwrap();
-    assert_eq!(
-        client.send_as_installation(installation, request).unwrap().status(),
-        200
-    );
+    assert_registry_request_authorised(&client, installation);
 }
 
 #[tokio::test]
@@ -80,15 +76,7 @@ async fn the_async_client_adds_no_token_to_a_path_that_leaves_the_base() {
         assert_refused(client.send_as_app(request).await, path);
     }
     assert_eq!(tokens_outside_the_base(&setup), Vec::<String>::new());
-    let request = client.request(Method::GET, "/projects?limit=1&page=0", None).unwrap();
-    assert_eq!(
-        client
-            .send_as_installation(installation, request)
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_registry_request_authorised_async(&client, installation).await;
 }
 
 #[test]

@@ -6,59 +6,19 @@
 //!   path), unless the request carries the `OtherHost` opt-in; and only the registry's `Date`
 //!   teaches the clock.
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpListener;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::Method;
 use icr_app_core::api::OtherHost;
 use icr_app_core::{Error, InstallationId};
-use icr_app_e2e::Setup;
+use icr_app_e2e::{Peer, Setup, assert_registry_request_authorised, assert_registry_request_authorised_async};
 use icr_app_testkit::FakeRegistry;
 
-/// A loopback peer that records what reaches it and answers every request with `status`, a
-/// `Date` header a day in the future and an empty JSON body.
-#[derive(Clone)]
-struct Peer {
-    url: String,
-    seen: Arc<Mutex<Vec<String>>>,
-}
-
-impl Peer {
-    fn start(status: u16) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let record = Arc::clone(&seen);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-                let mut buf = vec![0u8; 16 * 1024];
-                let n = stream.read(&mut buf).unwrap_or(0);
-                record
-                    .lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-                let date = httpdate(std::time::SystemTime::now() + Duration::from_secs(86_400));
-                let head = format!(
-                    "HTTP/1.1 {status} X\r\ndate: {date}\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
-                );
-                let _ = stream.write_all(head.as_bytes());
-            }
-        });
-        Self { url, seen }
-    }
-
-    fn seen(&self) -> Vec<String> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-fn httpdate(t: std::time::SystemTime) -> String {
-    icr_app_core::Timestamp::from_system_time(t).to_http_date()
+/// A loopback peer (another host) answering every request with `status` and a `Date` a day in
+/// the future.
+fn peer(status: u16) -> Peer {
+    Peer::start(status, Some(Duration::from_secs(86_400)))
 }
 
 fn assert_never_reached(proxy: &Peer) {
@@ -69,9 +29,9 @@ fn assert_never_reached(proxy: &Peer) {
 #[test]
 fn loopback_requests_bypass_a_proxy_set_on_the_ureq_agent() {
     let setup = Setup::new(1);
-    let proxy = Peer::start(502);
+    let proxy = peer(502);
     let agent: ureq::Agent = ureq::Agent::config_builder()
-        .proxy(Some(ureq::Proxy::new(&proxy.url).unwrap()))
+        .proxy(Some(ureq::Proxy::new(proxy.url()).unwrap()))
         .build()
         .into();
     let client = icr_app_ureq::Client::with_transport(setup.app(), icr_app_ureq::UreqTransport::with_agent(agent));
@@ -87,10 +47,10 @@ fn loopback_requests_bypass_a_proxy_set_on_the_ureq_agent() {
 #[tokio::test]
 async fn loopback_requests_bypass_a_proxy_set_on_the_reqwest_client() {
     let setup = Setup::new(1);
-    let proxy = Peer::start(502);
+    let proxy = peer(502);
     let http = icr_app_reqwest::ReqwestTransport::client_builder()
         .unwrap()
-        .proxy(reqwest::Proxy::all(&proxy.url).unwrap())
+        .proxy(reqwest::Proxy::all(proxy.url()).unwrap())
         .build()
         .unwrap();
     let client =
@@ -110,7 +70,7 @@ async fn loopback_requests_bypass_a_proxy_set_on_the_reqwest_client() {
 #[test]
 fn loopback_requests_bypass_proxies_from_the_environment() {
     let demo = FakeRegistry::demo();
-    let proxy = Peer::start(502);
+    let proxy = peer(502);
     let key = std::env::temp_dir().join(format!("icr-e2e-proxy-key-{}.pem", std::process::id()));
     std::fs::write(&key, demo.private_key_pem).unwrap();
     for (package, example) in [
@@ -133,7 +93,7 @@ fn loopback_requests_bypass_proxies_from_the_environment() {
                     "https_proxy",
                     "all_proxy",
                 ]
-                .map(|v| (v, proxy.url.as_str())),
+                .map(|v| (v, proxy.url())),
             )
             .env_remove("NO_PROXY")
             .env_remove("no_proxy")
@@ -187,14 +147,14 @@ fn assert_sent_with_token_and_clock_kept(other: &Peer, offset_before: i64, offse
 #[test]
 fn the_blocking_client_authorises_only_the_registry_unless_told() {
     let setup = Setup::new(1);
-    let other = Peer::start(200);
+    let other = peer(200);
     let client = icr_app_ureq::Client::new(setup.app());
     let installation: &InstallationId = &setup.installations[0];
     assert_refused_for_other_host(
-        client.send_as_installation(installation, other_host_request(&other.url)),
+        client.send_as_installation(installation, other_host_request(other.url())),
         &other,
     );
-    assert_refused_for_other_host(client.send_as_app(other_host_request(&other.url)), &other);
+    assert_refused_for_other_host(client.send_as_app(other_host_request(other.url())), &other);
     // Same host, other port: not the registry either.
     let mut sibling = other_host_request(&setup.registry.base_url());
     *sibling.uri_mut() = sibling
@@ -209,46 +169,34 @@ fn the_blocking_client_authorises_only_the_registry_unless_told() {
     ));
 
     let before = client.with_app(|a| a.clock_offset().millis);
-    let mut allowed = other_host_request(&other.url);
+    let mut allowed = other_host_request(other.url());
     allowed.extensions_mut().insert(OtherHost);
     let response = client.send_as_installation(installation, allowed).unwrap();
     assert_eq!(response.status(), 200);
     assert_sent_with_token_and_clock_kept(&other, before, client.with_app(|a| a.clock_offset().millis));
     // The registry's own requests still work.
-    let request = client.request(Method::GET, "/projects?limit=1&page=0", None).unwrap();
-    assert_eq!(
-        client.send_as_installation(installation, request).unwrap().status(),
-        200
-    );
+    assert_registry_request_authorised(&client, installation);
 }
 
 #[tokio::test]
 async fn the_async_client_authorises_only_the_registry_unless_told() {
     let setup = Setup::new(1);
-    let other = Peer::start(200);
+    let other = peer(200);
     let client = icr_app_reqwest::Client::new(setup.app()).unwrap();
     let installation: &InstallationId = &setup.installations[0];
     assert_refused_for_other_host(
         client
-            .send_as_installation(installation, other_host_request(&other.url))
+            .send_as_installation(installation, other_host_request(other.url()))
             .await,
         &other,
     );
-    assert_refused_for_other_host(client.send_as_app(other_host_request(&other.url)).await, &other);
+    assert_refused_for_other_host(client.send_as_app(other_host_request(other.url())).await, &other);
 
     let before = client.with_app(|a| a.clock_offset().millis);
-    let mut allowed = other_host_request(&other.url);
+    let mut allowed = other_host_request(other.url());
     allowed.extensions_mut().insert(OtherHost);
     let response = client.send_as_installation(installation, allowed).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_sent_with_token_and_clock_kept(&other, before, client.with_app(|a| a.clock_offset().millis));
-    let request = client.request(Method::GET, "/projects?limit=1&page=0", None).unwrap();
-    assert_eq!(
-        client
-            .send_as_installation(installation, request)
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_registry_request_authorised_async(&client, installation).await;
 }

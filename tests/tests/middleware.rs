@@ -12,55 +12,10 @@
 //! - a token that cannot be had is the SDK's error, and the plain-http rule holds;
 //! - both examples call two endpoints through the user's client with one mint.
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
 use icr_app_core::{App, AppKey, InstallationId, TokenScope};
-use icr_app_e2e::Setup;
+use icr_app_e2e::{Peer, Setup};
 use icr_app_reqwest::middleware::reqwest_middleware::{self, ClientWithMiddleware};
 use icr_app_testkit::{DEMO_PRIVATE_KEY_PEM, FakeRegistry, Fault, RecordedRequest};
-
-/// A loopback listener on a port of its own (so not the registry: another host by the core's
-/// rule) that records every request's head and answers `status` with an empty JSON body.
-struct Peer {
-    url: String,
-    seen: Arc<Mutex<Vec<String>>>,
-}
-
-impl Peer {
-    fn start(status: u16) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let record = Arc::clone(&seen);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                record.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
-                let reply = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
-                );
-                let _ = stream.write_all(reply.as_bytes());
-            }
-        });
-        Self { url, seen }
-    }
-
-    fn seen(&self) -> Vec<String> {
-        self.seen.lock().unwrap().clone()
-    }
-}
 
 fn has_authorization(head: &str) -> bool {
     head.lines()
@@ -124,8 +79,8 @@ async fn reqwest_adds_the_token_for_the_registry_and_no_other_host() {
     assert_eq!(setup.registry.mint_count(installation.as_str()), 1);
 
     // Another host (the same address, another port): untouched.
-    let peer = Peer::start(200);
-    let response = http.get(format!("{}/projects", peer.url)).send().await.unwrap();
+    let peer = Peer::start(200, None);
+    let response = http.get(format!("{}/projects", peer.url())).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let seen = peer.seen();
     assert_eq!(seen.len(), 1);
@@ -371,8 +326,8 @@ fn ureq_adds_the_token_for_the_registry_and_no_other_host() {
         [(token.secret().expose().to_owned(), 200)]
     );
 
-    let peer = Peer::start(200);
-    assert_eq!(status(agent.get(format!("{}/projects", peer.url)).call()), 200);
+    let peer = Peer::start(200, None);
+    assert_eq!(status(agent.get(format!("{}/projects", peer.url())).call()), 200);
     let seen = peer.seen();
     assert_eq!(seen.len(), 1);
     assert!(!has_authorization(&seen[0]), "{}", seen[0]);
@@ -445,11 +400,11 @@ fn ureq_401_drops_the_token_and_retry_if_refused_sends_once_more() {
     setup.registry.clear_faults();
 
     // A 401 from another host is nobody's refusal: not retried.
-    let peer = Peer::start(401);
+    let peer = Peer::start(401, None);
     let mut calls = 0;
     let result = retry_if_refused(|| {
         calls += 1;
-        agent.get(format!("{}/x", peer.url)).call()
+        agent.get(format!("{}/x", peer.url())).call()
     });
     assert_eq!(status(result), 401);
     assert_eq!(calls, 1);

@@ -1,10 +1,9 @@
 //! The blocking path: [`RedisStore::run_blocking`] over [`Link`]s kept between calls.
 //!
 //! A call takes an idle connection out of the pool (or opens one), runs its command without any
-//! lock held, and puts the connection back only if everything went well: a connection that
-//! failed in any way is dropped, and an I/O failure empties the pool (the others are most likely
-//! broken too). So concurrent callers never wait on each other's I/O, a Redis that went away
-//! costs each caller at most one call, and the next call reconnects.
+//! lock held, and puts the connection back only if everything went well (see [`crate::pool`]).
+//! So concurrent callers never wait on each other's I/O, a Redis that went away costs each
+//! caller at most one call, and the next call reconnects.
 //!
 //! Every read and write of a call, connecting included, ends by the call's deadline, however
 //! slowly the server sends (see [`Link`]).
@@ -13,7 +12,6 @@
 //! its `timeout`) is retried once on a new connection within the same deadline; see
 //! [`Request::again`] for why running it twice is harmless.
 
-use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use icr_app_core::{Error, StoreCommand, StoreReply};
@@ -23,32 +21,8 @@ use crate::command::Request;
 use crate::error::{Failure, Phase};
 use crate::link::Link;
 
-/// Idle connections kept at most; more are closed when handed back.
-const MAX_IDLE: usize = 8;
-
 /// The idle blocking connections.
-#[derive(Default)]
-pub(crate) struct Pool {
-    idle: Mutex<Vec<Link>>,
-}
-
-impl Pool {
-    fn take(&self) -> Option<Link> {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop()
-    }
-
-    fn give(&self, link: Link) {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < MAX_IDLE {
-            idle.push(link);
-        }
-    }
-
-    fn clear(&self) {
-        let dropped = std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner));
-        drop(dropped);
-    }
-}
+pub(crate) type Pool = crate::pool::Pool<Link>;
 
 impl RedisStore {
     /// Runs `command` on Redis, blocking the calling thread for at most the

@@ -197,15 +197,19 @@ impl Request {
 
     /// Runs it on an async connection.
     #[cfg(feature = "tokio")]
-    pub(crate) async fn run_async(
-        &self,
-        connection: &mut redis::aio::MultiplexedConnection,
-    ) -> Result<StoreReply, Failure> {
+    pub(crate) async fn run_async(&self, link: &mut crate::async_link::AsyncLink) -> Result<StoreReply, Failure> {
+        let connection = link.connection();
         let value = match &self.call {
-            Call::Command(cmd) => cmd.query_async::<Value>(connection).await?,
-            Call::Script(script) => script.invoke_async::<Value>(connection).await?,
+            Call::Command(cmd) => cmd.query_async::<Value>(connection).await,
+            Call::Script(script) => script.invoke_async::<Value>(connection).await,
         };
-        self.reply(value)
+        match value {
+            Ok(value) => self.reply(value),
+            Err(_) if link.oversized() => Err(Failure::Oversized {
+                command: self.expect.command(),
+            }),
+            Err(e) => Err(Failure::Redis(e)),
+        }
     }
 
     fn reply(&self, value: Value) -> Result<StoreReply, Failure> {

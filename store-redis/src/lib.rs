@@ -41,8 +41,9 @@
 //! so the next one reconnects; the client then mints on its own for
 //! [`retry_after_failure`](RedisStore::retry_after_failure) and logs one warning per outage.
 //! An entry is a few hundred bytes: a value over 64 KiB at an entry is not read (Redis is asked
-//! for no more than that) and fails the call the same way, and a lease someone set without a
-//! TTL lapses after [`lease_ttl`](RedisStore::lease_ttl) like any other.
+//! for no more than that), nor is any reply over that size from a server that sends one anyway
+//! (the read stops at the cap, on both paths); either fails the call the same way. A lease
+//! someone set without a TTL lapses after [`lease_ttl`](RedisStore::lease_ttl) like any other.
 //!
 //! URLs are those of the [`redis`](https://docs.rs/redis) crate: `redis://[[user]:password@]host[:port][/db]`,
 //! `rediss://…` for TLS (rustls, with this machine's root certificates, or the CA given to
@@ -62,12 +63,15 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "tokio")]
+mod async_link;
 mod blocking;
 mod command;
 mod error;
 mod link;
 #[cfg(feature = "tokio")]
 mod nonblocking;
+mod pool;
 mod target;
 
 use std::fmt;
@@ -87,19 +91,19 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(300);
 /// process whose client is built with it.
 ///
 /// Cheap to make: [`connect`](Self::connect) does not connect. Safe to share between threads
-/// and tasks; blocking calls ([`run_blocking`](Self::run_blocking)) keep a few idle connections,
-/// async calls ([`run`](Self::run)) share one multiplexed connection.
+/// and tasks: blocking calls ([`run_blocking`](Self::run_blocking)) and async calls
+/// ([`run`](Self::run)) each keep a few idle connections, each used by one call at a time.
 pub struct RedisStore {
     client: redis::Client,
     target: Target,
     timeout: Duration,
     settings: StoreSettings,
     tls_roots: bool,
-    /// The blocking path's TLS settings (the async path's are in `client`).
+    /// Both paths' TLS settings (`client` only parses the URL).
     tls: link::Tls,
     blocking: blocking::Pool,
     #[cfg(feature = "tokio")]
-    shared: nonblocking::Shared,
+    nonblocking: nonblocking::Pool,
 }
 
 /// The URL with its password replaced by `***`, and the settings.
@@ -152,7 +156,7 @@ impl RedisStore {
             tls: link::Tls::default(),
             blocking: blocking::Pool::default(),
             #[cfg(feature = "tokio")]
-            shared: nonblocking::Shared::default(),
+            nonblocking: nonblocking::Pool::default(),
         })
     }
 
@@ -203,19 +207,13 @@ impl RedisStore {
                 "no certificate found; expected one or more -----BEGIN CERTIFICATE----- blocks",
             ));
         }
-        let roots = redis::TlsCertificates {
-            client_tls: None,
-            root_cert: Some(pem.to_vec()),
-        };
-        self.client = redis::Client::build_with_tls(self.client.get_connection_info().clone(), roots)
-            .map_err(|e| Error::config(SETTING, self.target.scrub(&e.to_string())))?;
         self.tls = link::Tls::with_roots(certificates);
         self.tls_roots = true;
         // Connections made with the old roots go.
         self.blocking = blocking::Pool::default();
         #[cfg(feature = "tokio")]
         {
-            self.shared = nonblocking::Shared::default();
+            self.nonblocking = nonblocking::Pool::default();
         }
         Ok(self)
     }

@@ -181,7 +181,7 @@ pub(crate) struct Link {
     broken: bool,
 }
 
-/// TLS settings for `rediss://`: the roots to trust (`None`: this machine's).
+/// TLS settings for `rediss://` (both paths): the roots to trust (`None`: this machine's).
 #[derive(Clone, Default)]
 pub(crate) struct Tls {
     config: Arc<std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>>>,
@@ -198,8 +198,8 @@ impl Tls {
     }
 
     /// The client configuration, made on first use (loading this machine's roots takes a
-    /// while) and kept.
-    fn config(&self) -> RedisResult<Arc<rustls::ClientConfig>> {
+    /// while) and kept; both paths use it.
+    pub(crate) fn config(&self) -> RedisResult<Arc<rustls::ClientConfig>> {
         self.config
             .get_or_init(|| self.make_config())
             .clone()
@@ -249,9 +249,7 @@ impl Link {
                 deadline,
             }),
             ConnectionAddr::TcpTls { host, port, .. } => {
-                let name = ServerName::try_from(host.as_str())
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
-                    .to_owned();
+                let name = server_name(host)?;
                 let connection = rustls::ClientConnection::new(tls.config()?, name).map_err(io::Error::other)?;
                 let socket = Timed {
                     socket: tcp(host, *port, deadline)?,
@@ -310,6 +308,13 @@ impl Link {
         self.broken = true;
         e.into()
     }
+}
+
+/// `host` as the name the server's certificate must hold.
+pub(crate) fn server_name(host: &str) -> io::Result<ServerName<'static>> {
+    ServerName::try_from(host)
+        .map(|name| name.to_owned())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }
 
 /// A TCP connection to `host:port` by `deadline`, trying each of its addresses in turn.

@@ -561,8 +561,8 @@ fn main() -> ExitCode {
 /// our own names), and for an unknown flag (`--bogus`), which is quoted as clap quotes it.
 ///
 /// clap quotes the value in full ("unexpected argument 'MIIEv...' found", and again in its tip
-/// "to pass 'MIIEv...' as a value, use '-- MIIEv...'"; "invalid value 'crs_...' for '--port
-/// <PORT>'"), and it may be a key or a token. Of clap's error kinds, these five are those that
+/// "to pass 'MIIEv...' as a value, use '-- MIIEv...'"; "invalid value 'crs_...' for
+/// `--port <PORT>`"), and it may be a key or a token. Of clap's error kinds, these five are those that
 /// hold text the user gave: `InvalidValue`, `ValueValidation`, `UnknownArgument`,
 /// `InvalidSubcommand` and `TooManyValues`.
 fn withheld_value_message(e: &clap::Error) -> Option<String> {

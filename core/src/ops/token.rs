@@ -5,8 +5,9 @@ use std::time::Duration;
 use http::Response;
 
 use super::fetch::{Fetch, FetchStep, Outcome};
+use super::lookup::{Lookup, LookupStep};
 use super::{Finished, Operation, Step, retrying};
-use crate::app::{App, TokenScope};
+use crate::app::{App, OrganizationPoll, TokenScope};
 use crate::cache::{Poll, RequestId, Token};
 use crate::clock::Timestamp;
 use crate::error::Error;
@@ -22,9 +23,23 @@ use crate::store::StoreReply;
 ///
 /// A `min_life` longer than the registry's tokens live is an error that says so, without
 /// minting again.
+///
+/// For an organization ([`TokenScope::Organization`]), the token is its installation's: the
+/// installation remembered for it, else looked up (read from the shared store, or asked of the
+/// registry; one lookup however many operations ask, the others [`Step::Wait`]). When a mint for
+/// the remembered installation answers 404 (the organization reinstalled the app, so its
+/// installation has a new id, or uninstalled it), the installation is forgotten and the
+/// organization looked up again, once: a second 404 is the caller's error, as is a lookup's 404
+/// (`Error::NotFound` naming the organization: the app is not installed there).
 #[derive(Debug)]
 pub struct GetToken {
     scope: TokenScope,
+    /// For an organization, the installation's scope last resolved: the token cache's key.
+    key: Option<TokenScope>,
+    /// The lookup of the organization's installation this operation last waited for.
+    waited_lookup: Option<RequestId>,
+    /// Whether the organization's installation was found gone and looked up again already.
+    relooked: bool,
     min_life: Option<Duration>,
     attempts: u32,
     waited: Duration,
@@ -40,6 +55,8 @@ enum Progress {
     /// A fetch (a mint, perhaps through the shared store) is under way. Boxed: every
     /// `GetToken` is moved on every call, hits included, and most never fetch.
     Fetching(Box<Fetch>),
+    /// The organization's installation is being looked up by this operation.
+    LookingUp(Box<Lookup>),
 }
 
 impl GetToken {
@@ -47,6 +64,9 @@ impl GetToken {
     pub fn new(scope: TokenScope, min_life: Option<Duration>) -> Self {
         Self {
             scope,
+            key: None,
+            waited_lookup: None,
+            relooked: false,
             min_life,
             attempts: 0,
             waited: Duration::ZERO,
@@ -59,6 +79,20 @@ impl GetToken {
     /// The scope asked for.
     pub fn scope(&self) -> &TokenScope {
         &self.scope
+    }
+
+    /// The scope the token handed out is cached under: the scope asked for, or for an
+    /// organization its installation's.
+    pub(crate) fn key(&self) -> &TokenScope {
+        self.key.as_ref().unwrap_or(&self.scope)
+    }
+
+    /// Counts a miss, once.
+    fn miss(&mut self, app: &mut App) {
+        if !self.missed {
+            self.missed = true;
+            app.count(Counter::Miss);
+        }
     }
 
     /// The life asked for: the caller's, or the cache's default.
@@ -84,8 +118,22 @@ impl GetToken {
     /// for `abandon`). `None`: it ended without a token to hand out (failed, or deferred to
     /// another process's refresh); the cache decides what next.
     fn drive(&mut self, app: &mut App, now: Timestamp) -> Option<Step<Token>> {
-        let Progress::Fetching(fetch) = &mut self.progress else {
-            return None;
+        let fetch = match &mut self.progress {
+            Progress::Idle => return None,
+            Progress::LookingUp(lookup) => {
+                return match lookup.poll(app, now) {
+                    LookupStep::Send { id, request } => Some(Step::Send { id, request }),
+                    LookupStep::Store { id, command } => Some(Step::Store { id, command }),
+                    LookupStep::Sleep { until } => Some(Step::Sleep { until }),
+                    LookupStep::Wait { until } => Some(Step::Wait { until }),
+                    LookupStep::Done(found) => {
+                        self.progress = Progress::Idle;
+                        // Found: the loop carries on with it (remembered by the app).
+                        found.err().map(|error| Step::Done(Err(error)))
+                    }
+                };
+            }
+            Progress::Fetching(fetch) => fetch,
         };
         let outcome = match fetch.poll(app, now) {
             FetchStep::Send { id, request } => return Some(Step::Send { id, request }),
@@ -103,7 +151,7 @@ impl GetToken {
                 // Handed out only if it is still the cached one and still has the life asked
                 // for: a revocation or a clock jump reported meanwhile (by another operation)
                 // would have made it so.
-                app.usable_token(&self.scope, now, min_life)
+                app.usable_token(self.key(), now, min_life)
                     .filter(|cached| cached.same_as(&token))
                     .map(|cached| Step::Done(Ok(cached)))
             }
@@ -121,39 +169,46 @@ impl GetToken {
             && !self.missed
             && let Some(token) = app.hit(&self.scope, now, self.min_life)
         {
+            if let TokenScope::Organization(_) = self.scope {
+                self.key = app.cache_key(&self.scope).cloned();
+            }
             return Step::Done(Ok(token));
         }
         if let Some(step) = self.drive(app, now) {
             return step;
         }
         loop {
-            if let Some(token) = app.peek_token(&self.scope, now, self.min_life) {
+            let key = match self.resolve(app, now) {
+                Ok(key) => key,
+                Err(step) => return step,
+            };
+            if let Some(token) = app.peek_token(&key, now, self.min_life) {
                 return Step::Done(Ok(token));
             }
-            if !self.missed {
-                self.missed = true;
-                app.count(Counter::Miss);
-            }
+            self.miss(app);
             let min_life = self.min_life(app);
-            if let Some(token) = app.cached_token(&self.scope)
+            if let Some(token) = app.cached_token(&key)
                 && token.lifetime() > Duration::ZERO
                 && token.lifetime() < min_life
             {
                 return Step::Done(Err(self.min_life_error(token.lifetime(), min_life)));
             }
             if app.background_refresh()
-                && let Some(token) = app.usable_token(&self.scope, now, min_life)
+                && let Some(token) = app.usable_token(&key, now, min_life)
             {
                 // Due for a refresh, still usable: the refresher renews it.
                 return Step::Done(Ok(token));
             }
-            match app.poll_cache(&self.scope, now, Some(min_life)) {
+            match app.poll_cache(&key, now, Some(min_life)) {
                 Poll::Ready(token) => return Step::Done(Ok(token)),
                 Poll::Wait { until } => {
                     app.count(Counter::Wait);
                     return Step::Wait { until };
                 }
                 Poll::Failed { error, retry_at } => {
+                    if self.installation_gone(app, &key, &error) {
+                        continue;
+                    }
                     let policy = app.retry_policy();
                     return match policy.delay(self.attempts.max(1), self.waited, &error, retry_at, now) {
                         Some(delay) => {
@@ -174,14 +229,62 @@ impl GetToken {
                 }
                 Poll::Fetch { id, .. } => {
                     self.attempts += 1;
-                    self.progress =
-                        Progress::Fetching(Box::new(Fetch::new(id, self.scope.clone(), min_life, self.attempts)));
+                    self.progress = Progress::Fetching(Box::new(Fetch::new(id, key, min_life, self.attempts)));
                     if let Some(step) = self.drive(app, now) {
                         return step;
                     }
                 }
             }
         }
+    }
+
+    /// The token cache's key for the scope asked for: the scope itself, or for an organization
+    /// its installation's, once known. `Err`: the step to take first (wait for another
+    /// operation's lookup, or this operation's own), or how the lookup failed.
+    #[allow(clippy::result_large_err)] // a step, returned at once, as `poll` returns it
+    fn resolve(&mut self, app: &mut App, now: Timestamp) -> Result<TokenScope, Step<Token>> {
+        let TokenScope::Organization(org) = &self.scope else {
+            return Ok(self.scope.clone());
+        };
+        let org = org.clone();
+        loop {
+            match app.poll_organization(&org, now, self.waited_lookup) {
+                OrganizationPoll::Found(key) => {
+                    self.key = Some(key.clone());
+                    return Ok(key);
+                }
+                OrganizationPoll::Wait { id, until } => {
+                    self.waited_lookup = Some(id);
+                    self.miss(app);
+                    app.count(Counter::Wait);
+                    return Err(Step::Wait { until });
+                }
+                OrganizationPoll::Failed(error) => return Err(Step::Done(Err(error))),
+                OrganizationPoll::Lookup(id) => {
+                    self.miss(app);
+                    self.waited_lookup = Some(id);
+                    self.progress = Progress::LookingUp(Box::new(Lookup::new(id, org.clone())));
+                    if let Some(step) = self.drive(app, now) {
+                        return Err(step);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `error`, the failure of a mint for `key`, means that the organization asked for
+    /// no longer has that installation (a 404, the first time): it is then forgotten, and the
+    /// organization is to be looked up again.
+    fn installation_gone(&mut self, app: &mut App, key: &TokenScope, error: &Error) -> bool {
+        let TokenScope::Organization(org) = &self.scope else {
+            return false;
+        };
+        if self.relooked || !matches!(error, Error::NotFound { .. }) {
+            return false;
+        }
+        self.relooked = true;
+        app.organization_installation_gone(org, key);
+        true
     }
 }
 
@@ -199,8 +302,10 @@ impl Operation for GetToken {
         if self.finished.is_set() {
             return;
         }
-        if let Progress::Fetching(fetch) = &mut self.progress {
-            fetch.handle_response(app, id, response, now);
+        match &mut self.progress {
+            Progress::Fetching(fetch) => fetch.handle_response(app, id, response, now),
+            Progress::LookingUp(lookup) => lookup.handle_response(app, id, response, now),
+            Progress::Idle => {}
         }
     }
 
@@ -208,8 +313,10 @@ impl Operation for GetToken {
         if self.finished.is_set() {
             return;
         }
-        if let Progress::Fetching(fetch) = &mut self.progress {
-            fetch.handle_failure(app, id, error, now);
+        match &mut self.progress {
+            Progress::Fetching(fetch) => fetch.handle_failure(app, id, error, now),
+            Progress::LookingUp(lookup) => lookup.handle_failure(app, id, error, now),
+            Progress::Idle => {}
         }
     }
 
@@ -217,8 +324,10 @@ impl Operation for GetToken {
         if self.finished.is_set() {
             return;
         }
-        if let Progress::Fetching(fetch) = &mut self.progress {
-            fetch.handle_store(app, id, reply, now);
+        match &mut self.progress {
+            Progress::Fetching(fetch) => fetch.handle_store(app, id, reply, now),
+            Progress::LookingUp(lookup) => lookup.handle_store(app, id, reply, now),
+            Progress::Idle => {}
         }
     }
 
@@ -226,8 +335,10 @@ impl Operation for GetToken {
         if self.finished.is_set() {
             return;
         }
-        if let Progress::Fetching(mut fetch) = std::mem::replace(&mut self.progress, Progress::Idle) {
-            fetch.abandon(app, now);
+        match std::mem::replace(&mut self.progress, Progress::Idle) {
+            Progress::Fetching(mut fetch) => fetch.abandon(app, now),
+            Progress::LookingUp(mut lookup) => lookup.abandon(app, now),
+            Progress::Idle => {}
         }
     }
 }

@@ -284,6 +284,8 @@ def test_stats_count_a_hit_a_miss_a_mint_and_a_shared_hit(
             "waits": 0,
             "shared_hits": 0,
             "shared_fallbacks": 0,
+            "lookups": 0,
+            "shared_lookups": 0,
         }
         token = a.installation_token(installation)  # a miss, and a mint
         assert a.installation_token(installation) == token  # a hit
@@ -304,9 +306,12 @@ def test_stats_count_a_hit_a_miss_a_mint_and_a_shared_hit(
             "waits": 0,
             "shared_hits": 1,
             "shared_fallbacks": 0,
+            "lookups": 0,
+            "shared_lookups": 0,
         }
         assert repr(b.stats()) == (
-            "Stats(hits=0, misses=1, mints=0, refreshes=0, failures={}, waits=0, shared_hits=1, shared_fallbacks=0)"
+            "Stats(hits=0, misses=1, mints=0, refreshes=0, failures={}, waits=0, shared_hits=1, shared_fallbacks=0, "
+            "lookups=0, shared_lookups=0)"
         )
         # A snapshot: taken before, it does not move.
         before = b.stats()

@@ -34,12 +34,9 @@ use crate::store::StoreReply;
 #[derive(Debug)]
 pub struct GetToken {
     scope: TokenScope,
-    /// For an organization, the installation's scope last resolved: the token cache's key.
-    key: Option<TokenScope>,
-    /// The lookup of the organization's installation this operation last waited for.
-    waited_lookup: Option<RequestId>,
-    /// Whether the organization's installation was found gone and looked up again already.
-    relooked: bool,
+    /// What an operation for an organization keeps; boxed, made when first needed: most
+    /// operations name an installation, and every `GetToken` is moved on every call.
+    organization: Option<Box<ByOrganization>>,
     min_life: Option<Duration>,
     attempts: u32,
     waited: Duration,
@@ -47,6 +44,17 @@ pub struct GetToken {
     missed: bool,
     progress: Progress,
     finished: Finished,
+}
+
+/// What a [`GetToken`] for an organization keeps.
+#[derive(Debug, Default)]
+struct ByOrganization {
+    /// The installation's scope last resolved: the token cache's key.
+    key: Option<TokenScope>,
+    /// The lookup of the organization's installation this operation last waited for.
+    waited_lookup: Option<RequestId>,
+    /// Whether the organization's installation was found gone and looked up again already.
+    relooked: bool,
 }
 
 #[derive(Debug)]
@@ -64,9 +72,7 @@ impl GetToken {
     pub fn new(scope: TokenScope, min_life: Option<Duration>) -> Self {
         Self {
             scope,
-            key: None,
-            waited_lookup: None,
-            relooked: false,
+            organization: None,
             min_life,
             attempts: 0,
             waited: Duration::ZERO,
@@ -84,7 +90,15 @@ impl GetToken {
     /// The scope the token handed out is cached under: the scope asked for, or for an
     /// organization its installation's.
     pub(crate) fn key(&self) -> &TokenScope {
-        self.key.as_ref().unwrap_or(&self.scope)
+        self.organization
+            .as_ref()
+            .and_then(|o| o.key.as_ref())
+            .unwrap_or(&self.scope)
+    }
+
+    /// What this operation keeps for the organization it names.
+    fn by_organization(&mut self) -> &mut ByOrganization {
+        self.organization.get_or_insert_with(Box::default)
     }
 
     /// Counts a miss, once.
@@ -170,7 +184,7 @@ impl GetToken {
             && let Some(token) = app.hit(&self.scope, now, self.min_life)
         {
             if let TokenScope::Organization(_) = self.scope {
-                self.key = app.cache_key(&self.scope).cloned();
+                self.by_organization().key = app.cache_key(&self.scope).cloned();
             }
             return Step::Done(Ok(token));
         }
@@ -248,13 +262,14 @@ impl GetToken {
         };
         let org = org.clone();
         loop {
-            match app.poll_organization(&org, now, self.waited_lookup) {
+            let waited = self.by_organization().waited_lookup;
+            match app.poll_organization(&org, now, waited) {
                 OrganizationPoll::Found(key) => {
-                    self.key = Some(key.clone());
+                    self.by_organization().key = Some(key.clone());
                     return Ok(key);
                 }
                 OrganizationPoll::Wait { id, until } => {
-                    self.waited_lookup = Some(id);
+                    self.by_organization().waited_lookup = Some(id);
                     self.miss(app);
                     app.count(Counter::Wait);
                     return Err(Step::Wait { until });
@@ -262,7 +277,7 @@ impl GetToken {
                 OrganizationPoll::Failed(error) => return Err(Step::Done(Err(error))),
                 OrganizationPoll::Lookup(id) => {
                     self.miss(app);
-                    self.waited_lookup = Some(id);
+                    self.by_organization().waited_lookup = Some(id);
                     self.progress = Progress::LookingUp(Box::new(Lookup::new(id, org.clone())));
                     if let Some(step) = self.drive(app, now) {
                         return Err(step);
@@ -279,11 +294,13 @@ impl GetToken {
         let TokenScope::Organization(org) = &self.scope else {
             return false;
         };
-        if self.relooked || !matches!(error, Error::NotFound { .. }) {
+        let org = org.clone();
+        let state = self.by_organization();
+        if state.relooked || !matches!(error, Error::NotFound { .. }) {
             return false;
         }
-        self.relooked = true;
-        app.organization_installation_gone(org, key);
+        state.relooked = true;
+        app.organization_installation_gone(&org, key);
         true
     }
 }

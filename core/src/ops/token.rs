@@ -55,6 +55,9 @@ struct ByOrganization {
     waited_lookup: Option<RequestId>,
     /// Whether the organization's installation was found gone and looked up again already.
     relooked: bool,
+    /// The lookup of its installation this operation is making (here rather than in
+    /// [`Progress`], which then stays one pointer).
+    lookup: Option<Lookup>,
 }
 
 #[derive(Debug)]
@@ -63,8 +66,6 @@ enum Progress {
     /// A fetch (a mint, perhaps through the shared store) is under way. Boxed: every
     /// `GetToken` is moved on every call, hits included, and most never fetch.
     Fetching(Box<Fetch>),
-    /// The organization's installation is being looked up by this operation.
-    LookingUp(Box<Lookup>),
 }
 
 impl GetToken {
@@ -132,22 +133,23 @@ impl GetToken {
     /// for `abandon`). `None`: it ended without a token to hand out (failed, or deferred to
     /// another process's refresh); the cache decides what next.
     fn drive(&mut self, app: &mut App, now: Timestamp) -> Option<Step<Token>> {
-        let fetch = match &mut self.progress {
-            Progress::Idle => return None,
-            Progress::LookingUp(lookup) => {
-                return match lookup.poll(app, now) {
-                    LookupStep::Send { id, request } => Some(Step::Send { id, request }),
-                    LookupStep::Store { id, command } => Some(Step::Store { id, command }),
-                    LookupStep::Sleep { until } => Some(Step::Sleep { until }),
-                    LookupStep::Wait { until } => Some(Step::Wait { until }),
-                    LookupStep::Done(found) => {
-                        self.progress = Progress::Idle;
-                        // Found: the loop carries on with it (remembered by the app).
-                        found.err().map(|error| Step::Done(Err(error)))
-                    }
-                };
-            }
-            Progress::Fetching(fetch) => fetch,
+        if let Some(organization) = &mut self.organization
+            && let Some(lookup) = &mut organization.lookup
+        {
+            return match lookup.poll(app, now) {
+                LookupStep::Send { id, request } => Some(Step::Send { id, request }),
+                LookupStep::Store { id, command } => Some(Step::Store { id, command }),
+                LookupStep::Sleep { until } => Some(Step::Sleep { until }),
+                LookupStep::Wait { until } => Some(Step::Wait { until }),
+                LookupStep::Done(found) => {
+                    organization.lookup = None;
+                    // Found: the loop carries on with it (remembered by the app).
+                    found.err().map(|error| Step::Done(Err(error)))
+                }
+            };
+        }
+        let Progress::Fetching(fetch) = &mut self.progress else {
+            return None;
         };
         let outcome = match fetch.poll(app, now) {
             FetchStep::Send { id, request } => return Some(Step::Send { id, request }),
@@ -278,7 +280,7 @@ impl GetToken {
                 OrganizationPoll::Lookup(id) => {
                     self.miss(app);
                     self.by_organization().waited_lookup = Some(id);
-                    self.progress = Progress::LookingUp(Box::new(Lookup::new(id, org.clone())));
+                    self.by_organization().lookup = Some(Lookup::new(id, org.clone()));
                     if let Some(step) = self.drive(app, now) {
                         return Err(step);
                     }
@@ -319,10 +321,10 @@ impl Operation for GetToken {
         if self.finished.is_set() {
             return;
         }
-        match &mut self.progress {
-            Progress::Fetching(fetch) => fetch.handle_response(app, id, response, now),
-            Progress::LookingUp(lookup) => lookup.handle_response(app, id, response, now),
-            Progress::Idle => {}
+        if let Some(lookup) = self.organization.as_mut().and_then(|o| o.lookup.as_mut()) {
+            lookup.handle_response(app, id, response, now);
+        } else if let Progress::Fetching(fetch) = &mut self.progress {
+            fetch.handle_response(app, id, response, now);
         }
     }
 
@@ -330,10 +332,10 @@ impl Operation for GetToken {
         if self.finished.is_set() {
             return;
         }
-        match &mut self.progress {
-            Progress::Fetching(fetch) => fetch.handle_failure(app, id, error, now),
-            Progress::LookingUp(lookup) => lookup.handle_failure(app, id, error, now),
-            Progress::Idle => {}
+        if let Some(lookup) = self.organization.as_mut().and_then(|o| o.lookup.as_mut()) {
+            lookup.handle_failure(app, id, error, now);
+        } else if let Progress::Fetching(fetch) = &mut self.progress {
+            fetch.handle_failure(app, id, error, now);
         }
     }
 
@@ -341,10 +343,10 @@ impl Operation for GetToken {
         if self.finished.is_set() {
             return;
         }
-        match &mut self.progress {
-            Progress::Fetching(fetch) => fetch.handle_store(app, id, reply, now),
-            Progress::LookingUp(lookup) => lookup.handle_store(app, id, reply, now),
-            Progress::Idle => {}
+        if let Some(lookup) = self.organization.as_mut().and_then(|o| o.lookup.as_mut()) {
+            lookup.handle_store(app, id, reply, now);
+        } else if let Progress::Fetching(fetch) = &mut self.progress {
+            fetch.handle_store(app, id, reply, now);
         }
     }
 
@@ -352,10 +354,11 @@ impl Operation for GetToken {
         if self.finished.is_set() {
             return;
         }
-        match std::mem::replace(&mut self.progress, Progress::Idle) {
-            Progress::Fetching(mut fetch) => fetch.abandon(app, now),
-            Progress::LookingUp(mut lookup) => lookup.abandon(app, now),
-            Progress::Idle => {}
+        if let Some(mut lookup) = self.organization.as_mut().and_then(|o| o.lookup.take()) {
+            lookup.abandon(app, now);
+        }
+        if let Progress::Fetching(mut fetch) = std::mem::replace(&mut self.progress, Progress::Idle) {
+            fetch.abandon(app, now);
         }
     }
 }

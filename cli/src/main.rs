@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use http::Method;
 use icr_app_core::TransportErrorKind;
 use icr_app_core::webhook::{self, WebhookSecret};
-use icr_app_core::{App, AppKey, Error, Installation, InstallationId, TokenScope};
+use icr_app_core::{App, AppKey, Error, Installation, InstallationId, OrganizationId, TokenScope};
 use icr_app_redis::RedisStore;
 use icr_app_settings as env;
 use icr_app_ureq::{Client, UreqTransport};
@@ -42,7 +42,7 @@ Exit codes:
      key, base URL, method, path or id, or plain http:// to a remote host without
      --allow-insecure-http
   3  refused by the registry (401 or 403)
-  4  not found (404)
+  4  not found (404), or the app is not installed on the organization given (--organization)
   5  network or server failure (no answer, timeout, 429, 5xx)
   1  anything else (e.g. a webhook delivery that does not verify)
   141  standard output closed before all was written (`icr-app installations | head -1`):
@@ -223,7 +223,8 @@ enum Command {
         #[command(flatten)]
         no_json: NoJson,
     },
-    /// Mint and print an installation token (--installation ID) or an app token (--app).
+    /// Mint and print an installation token (--installation ID, or --organization ORG for the
+    /// app's installation on that organization) or an app token (--app).
     ///
     /// Prints the token alone on standard output (for `> token.txt` or `$(icr-app token ...)`),
     /// and its expiry and permissions on standard error; with --json, all three as one object
@@ -232,6 +233,10 @@ enum Command {
         /// The installation to mint for [env: ICR_INSTALLATION_ID]
         #[arg(long, value_name = "ID", conflicts_with = "app")]
         installation: Option<String>,
+        /// Or the organization whose installation to mint for, whatever its id (it changes when
+        /// the organization reinstalls the app) [env: ICR_ORGANIZATION_ID]
+        #[arg(long, value_name = "ORG", conflicts_with = "app")]
+        organization: Option<String>,
         /// Mint an app access token instead.
         #[arg(long)]
         app: bool,
@@ -247,10 +252,14 @@ enum Command {
         #[command(flatten)]
         out: JsonArg,
     },
-    /// Show one installation.
+    /// Show one installation: by its id, or the app's installation on an organization
+    /// (--organization ORG: `GET /app/organizations/ORG/installation`).
     Installation {
-        /// The installation id.
-        id: String,
+        /// The installation id [env: ICR_INSTALLATION_ID]
+        id: Option<String>,
+        /// Or the organization whose installation to show, whatever its id [env: ICR_ORGANIZATION_ID]
+        #[arg(long, value_name = "ORG")]
+        organization: Option<String>,
         #[command(flatten)]
         api: ApiArgs,
         #[command(flatten)]
@@ -283,6 +292,10 @@ enum Command {
         /// The installation to act as [env: ICR_INSTALLATION_ID]
         #[arg(long, value_name = "ID")]
         installation: Option<String>,
+        /// Or the organization whose installation to act as, whatever its id (it changes when
+        /// the organization reinstalls the app) [env: ICR_ORGANIZATION_ID]
+        #[arg(long, value_name = "ORG")]
+        organization: Option<String>,
         /// A JSON request body.
         #[arg(long, value_name = "JSON")]
         data: Option<String>,
@@ -691,17 +704,19 @@ fn run(command: Command) -> Result<(), Failure> {
         }
         Command::Token {
             installation,
+            organization,
             app,
             api,
             out,
         } => {
-            let scope = match (app, installation.or_else(|| env_value(env::INSTALLATION_ID))) {
+            let scope = match (app, act_as("--installation", installation, organization)?) {
                 (true, _) => TokenScope::App,
-                (false, Some(id)) => TokenScope::Installation(InstallationId::new(id)?),
+                (false, Some(scope)) => scope,
                 (false, None) => {
                     return Err(Failure::Usage(format!(
-                        "`icr-app token` needs --installation ID (or {}) for an installation token, or --app for an app token",
-                        env::INSTALLATION_ID
+                        "`icr-app token` needs --installation ID (or {}) or --organization ORG (or {}) for an installation token, or --app for an app token",
+                        env::INSTALLATION_ID,
+                        env::ORGANIZATION_ID
                     )));
                 }
             };
@@ -738,9 +753,23 @@ fn run(command: Command) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Installation { id, api, out } => {
-            let id = InstallationId::new(id)?;
-            let i = client(&api)?.installation(&id)?;
+        Command::Installation {
+            id,
+            organization,
+            api,
+            out,
+        } => {
+            let i = match act_as("an installation ID", id, organization)? {
+                Some(TokenScope::Organization(org)) => client(&api)?.installation_for_organization(&org)?,
+                Some(TokenScope::Installation(id)) => client(&api)?.installation(&id)?,
+                _ => {
+                    return Err(Failure::Usage(format!(
+                        "`icr-app installation` needs an installation ID (or {}), or --organization ORG (or {}) for the app's installation on that organization",
+                        env::INSTALLATION_ID,
+                        env::ORGANIZATION_ID
+                    )));
+                }
+            };
             if out.json {
                 outln!(
                     "{}",
@@ -766,12 +795,37 @@ fn run(command: Command) -> Result<(), Failure> {
             method,
             path,
             installation,
+            organization,
             data,
             api,
             ..
-        } => call(&api, &method, &path, installation, data.as_deref()),
+        } => call(&api, &method, &path, installation, organization, data.as_deref()),
         Command::VerifyWebhook { secret, signature, out } => verify_webhook(secret, signature.as_deref(), out.json),
     }
+}
+
+/// Whom a command acts as: the installation (`installation`, given as `what`) or the
+/// organization given on the command line (both at once is a usage error), else
+/// ICR_INSTALLATION_ID, else ICR_ORGANIZATION_ID. `None` when none of the four is set.
+fn act_as(
+    what: &str,
+    installation: Option<String>,
+    organization: Option<String>,
+) -> Result<Option<TokenScope>, Failure> {
+    let (installation, organization) = match (installation, organization) {
+        (Some(_), Some(_)) => {
+            return Err(Failure::Usage(format!(
+                "{what} and --organization both say which installation to act as; give one of them (--organization ORG acts as the app's installation on that organization, whatever its id)"
+            )));
+        }
+        (None, None) => (env_value(env::INSTALLATION_ID), env_value(env::ORGANIZATION_ID)),
+        given => given,
+    };
+    Ok(match (installation, organization) {
+        (Some(id), _) => Some(TokenScope::Installation(InstallationId::new(id)?)),
+        (None, Some(org)) => Some(TokenScope::Organization(OrganizationId::new(org)?)),
+        (None, None) => None,
+    })
 }
 
 fn now() -> icr_app_core::Timestamp {
@@ -914,6 +968,7 @@ fn call(
     method: &str,
     path: &str,
     installation: Option<String>,
+    organization: Option<String>,
     data: Option<&str>,
 ) -> Result<(), Failure> {
     let upper = method.to_ascii_uppercase();
@@ -933,18 +988,16 @@ fn call(
         serde_json::from_str::<serde_json::Value>(d)
             .map_err(|e| Failure::Usage(format!("--data is not valid JSON: {e}")))?;
     }
-    let installation = installation
-        .or_else(|| env_value(env::INSTALLATION_ID))
-        .ok_or_else(|| {
-            Failure::Usage(format!(
-                "`icr-app call` needs --installation ID (or {}): the installation to act as",
-                env::INSTALLATION_ID
-            ))
-        })?;
-    let installation = InstallationId::new(installation)?;
+    let scope = act_as("--installation", installation, organization)?.ok_or_else(|| {
+        Failure::Usage(format!(
+            "`icr-app call` needs --installation ID (or {}), or --organization ORG (or {}): the installation to act as",
+            env::INSTALLATION_ID,
+            env::ORGANIZATION_ID
+        ))
+    })?;
     let client = client(api)?;
     let request = client.request(method, path, data.map(|d| d.as_bytes().to_vec()))?;
-    let response = client.send_as_installation(&installation, request)?;
+    let response = client.send_as(&scope, request)?;
     if !response.status().is_success() {
         return Err(Failure::Sdk(icr_app_core::response::status_error(
             response.status().as_u16(),

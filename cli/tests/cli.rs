@@ -29,6 +29,8 @@ impl Env {
             .env("ICR_APP_ID", &self.demo.app_id)
             .env("ICR_PRIVATE_KEY", self.key.path())
             .env_remove("ICR_INSTALLATION_ID")
+            .env_remove("ICR_ORGANIZATION_ID")
+            .env_remove("ICR_REDIS_URL")
             .env_remove("ICR_API_VERSION")
             .env_remove("ICR_TOKEN")
             .env_remove("ICR_TIMEOUT")
@@ -39,6 +41,11 @@ impl Env {
 
     fn installation(&self) -> &str {
         &self.demo.installation_ids[0]
+    }
+
+    /// The first installation's organization.
+    fn organization(&self) -> &str {
+        &self.demo.organization_ids[0]
     }
 }
 
@@ -1091,6 +1098,7 @@ fn each_subcommand_lists_only_its_flags() {
         "--verbose",
         "--allow-insecure-http",
         "--installation",
+        "--organization",
         "--secret",
         "--port",
     ];
@@ -1104,6 +1112,7 @@ fn each_subcommand_lists_only_its_flags() {
             "token",
             &[
                 "--installation",
+                "--organization",
                 "--base-url",
                 "--app-id",
                 "--private-key",
@@ -1130,6 +1139,7 @@ fn each_subcommand_lists_only_its_flags() {
         (
             "installation",
             &[
+                "--organization",
                 "--base-url",
                 "--app-id",
                 "--private-key",
@@ -1157,6 +1167,7 @@ fn each_subcommand_lists_only_its_flags() {
             "call",
             &[
                 "--installation",
+                "--organization",
                 "--base-url",
                 "--app-id",
                 "--private-key",
@@ -1530,4 +1541,160 @@ fn rust_log_shows_the_cores_spans_and_never_a_secret() {
             .any(|v| v["span"]["name"] == "mint" && v["span"]["fields"]["source"] == "registry"),
         "{stderr}"
     );
+}
+
+/// The stdout of a successful run, as JSON.
+fn json_out(cmd: &mut Command) -> serde_json::Value {
+    let out = cmd.assert().success();
+    serde_json::from_slice(&out.get_output().stdout).unwrap()
+}
+
+// Issue 22: `installation --organization ORG`, and `--organization ORG` (or ICR_ORGANIZATION_ID)
+// wherever an installation is taken.
+#[test]
+fn installation_by_organization() {
+    let e = env();
+    let org = e.organization();
+    e.cmd()
+        .args(["installation", "--organization", org])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::starts_with(format!("{}  ", e.installation()))
+                .and(predicate::str::contains(format!("Nordic Peatland Restoration ({org})"))),
+        );
+    assert_eq!(e.demo.registry.lookup_count(org), 1);
+    let v = json_out(e.cmd().args(["installation", "--json", "--organization", org]));
+    assert_eq!(v["id"], e.installation());
+    assert_eq!(v["organization"]["id"], org);
+    // ICR_ORGANIZATION_ID in place of the flag.
+    let v = json_out(e.cmd().args(["installation", "--json"]).env("ICR_ORGANIZATION_ID", org));
+    assert_eq!(v["id"], e.installation());
+    assert_eq!(e.demo.registry.lookup_count(org), 3);
+    // A flag wins over both variables: the mock exports ICR_INSTALLATION_ID beside it.
+    let other = &e.demo.organization_ids[1];
+    let v = json_out(
+        e.cmd()
+            .args(["installation", "--json", "--organization", other])
+            .env("ICR_INSTALLATION_ID", e.installation())
+            .env("ICR_ORGANIZATION_ID", org),
+    );
+    assert_eq!(v["id"], e.demo.installation_ids[1].as_str());
+    // With both variables and no flag, the installation id is used, as before (no lookup).
+    let v = json_out(
+        e.cmd()
+            .args(["installation", "--json"])
+            .env("ICR_INSTALLATION_ID", &e.demo.installation_ids[2])
+            .env("ICR_ORGANIZATION_ID", org),
+    );
+    assert_eq!(v["id"], e.demo.installation_ids[2].as_str());
+    assert_eq!(e.demo.registry.lookup_count(org), 3);
+}
+
+#[test]
+fn token_by_organization_is_the_installations_token() {
+    let e = env();
+    let org = e.organization();
+    // One process: one lookup, one mint, for the organization's installation.
+    let out = e.cmd().args(["token", "--organization", org]).assert().success();
+    let token = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(e.demo.registry.token_is_valid(token.trim()));
+    assert_eq!(e.demo.registry.lookup_count(org), 1);
+    assert_eq!(e.demo.registry.mint_count(e.installation()), 1);
+    let v = json_out(e.cmd().args(["token", "--json"]).env("ICR_ORGANIZATION_ID", org));
+    assert!(e.demo.registry.token_is_valid(v["token"].as_str().unwrap()));
+    assert_eq!(e.demo.registry.mint_count(e.installation()), 2);
+
+    // Processes sharing tokens through Redis: the token by organization is the token by
+    // installation id, minted once.
+    let redis = icr_app_testkit::RedisServer::start();
+    let e = env();
+    let org = e.organization();
+    let shared = |args: &[&str]| json_out(e.cmd().args(args).env("ICR_REDIS_URL", redis.url()));
+    let by_org = shared(&["token", "--json", "--organization", org]);
+    let by_id = shared(&["token", "--json", "--installation", e.installation()]);
+    let by_org_again = shared(&["token", "--json", "--organization", org]);
+    assert_eq!(by_org["token"], by_id["token"]);
+    assert_eq!(by_org["token"], by_org_again["token"]);
+    assert_eq!(e.demo.registry.mint_count(e.installation()), 1);
+    // The last process read the organization's installation from Redis too.
+    assert_eq!(e.demo.registry.lookup_count(org), 1);
+}
+
+#[test]
+fn call_by_organization() {
+    let e = env();
+    let org = e.organization();
+    let path = format!("/organizations/{org}");
+    let v = json_out(e.cmd().args(["call", "GET", &path, "--organization", org]));
+    assert_eq!(v["id"], org);
+    let v = json_out(e.cmd().args(["call", "GET", &path]).env("ICR_ORGANIZATION_ID", org));
+    assert_eq!(v["id"], org);
+    // Another organization's installation may not read this one: 403.
+    e.cmd()
+        .args(["call", "GET", &path, "--organization", &e.demo.organization_ids[1]])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("403"));
+}
+
+#[test]
+fn organization_and_installation_together_or_an_organization_without_the_app() {
+    let e = env();
+    let org = e.organization();
+    let path = format!("/organizations/{org}");
+    for args in [
+        &["token", "--installation", e.installation(), "--organization", org][..],
+        &[
+            "call",
+            "GET",
+            &path,
+            "--installation",
+            e.installation(),
+            "--organization",
+            org,
+        ],
+        &["installation", e.installation(), "--organization", org],
+    ] {
+        let out = e.cmd().args(args).assert().code(2);
+        let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+        assert!(
+            stderr.contains("--organization") && stderr.contains("give one of them"),
+            "{args:?}: {stderr}"
+        );
+    }
+    e.cmd().args(["token", "--app", "--organization", org]).assert().code(2);
+    assert_eq!(e.demo.registry.lookup_count(org), 0);
+    assert_eq!(e.demo.registry.mint_count(e.installation()), 0);
+
+    // An organization the app is not installed on: exit 4, saying so, by every command.
+    let nowhere = "00000000-0000-4000-8000-00000000abcd";
+    for args in [
+        &["installation", "--organization", nowhere][..],
+        &["token", "--organization", nowhere],
+        &["call", "GET", "/projects", "--organization", nowhere],
+    ] {
+        let out = e.cmd().args(args).assert().code(4);
+        let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+        assert!(
+            stderr.contains("not installed on organization") && stderr.contains(nowhere),
+            "{args:?}: {stderr}"
+        );
+    }
+    let out = e
+        .cmd()
+        .args(["installation", "--json", "--organization", nowhere])
+        .assert()
+        .code(4);
+    let v = json_error(&out);
+    assert_eq!(
+        (v["kind"].as_str(), v["status"].as_u64()),
+        (Some("not_found"), Some(404))
+    );
+    // Neither an installation nor an organization: a usage error naming both.
+    bare()
+        .arg("installation")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--organization").and(predicate::str::contains("ICR_ORGANIZATION_ID")));
 }

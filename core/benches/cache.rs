@@ -116,6 +116,10 @@ fn bench_hit(c: &mut Criterion) {
     g.bench_function("single thread, App alone", |b| {
         b.iter(|| get(&mut alone, black_box(&one), now))
     });
+    // What the clients do before making an operation: `App::hit` alone.
+    g.bench_function("single thread, App::hit", |b| {
+        b.iter(|| alone.hit(black_box(&one), now, None).expect("a hit"))
+    });
     g.finish();
 }
 

@@ -137,6 +137,70 @@ impl From<InstallationId> for String {
     }
 }
 
+/// An organization id (a UUID in practice), checked so it can go into a URL path: by the same
+/// rules as an [`InstallationId`].
+///
+/// An organization keeps its id when it uninstalls and reinstalls an app, while the installation
+/// gets a new one: name the organization ([`TokenScope::Organization`](crate::TokenScope)) to act
+/// as whatever installation the app has there.
+///
+/// ```
+/// use icr_app_core::OrganizationId;
+///
+/// let org = OrganizationId::new("3f1c2b9e-7d3f-4c1d-9a0e-5b0f7c1e2a44")?;
+/// assert_eq!(org.as_str(), "3f1c2b9e-7d3f-4c1d-9a0e-5b0f7c1e2a44");
+/// assert!(OrganizationId::new("two words").is_err());
+/// # Ok::<(), icr_app_core::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct OrganizationId(
+    /// Behind a pointer, so that a [`TokenScope`](crate::TokenScope) naming an organization
+    /// takes no more room than one naming an installation (an organization is never a token
+    /// cache's key: its installation is).
+    Arc<str>,
+);
+
+impl OrganizationId {
+    /// Checks an id: not empty, not `.` or `..`, at most 256 characters, no whitespace or control
+    /// characters. Anything else is allowed and percent-encoded where it enters a path.
+    pub fn new(id: impl Into<String>) -> Result<Self, Error> {
+        let id = id.into();
+        check_id("organization id", &id)?;
+        Ok(Self(id.into()))
+    }
+
+    /// The id as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for OrganizationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("OrganizationId").field(&self.as_str()).finish()
+    }
+}
+
+impl fmt::Display for OrganizationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for OrganizationId {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self, Error> {
+        Self::new(s)
+    }
+}
+
+impl From<OrganizationId> for String {
+    fn from(id: OrganizationId) -> String {
+        id.as_str().to_owned()
+    }
+}
+
 fn check_id(what: &'static str, id: &str) -> Result<(), Error> {
     let problem = if id.is_empty() {
         "it is empty"
@@ -460,6 +524,20 @@ impl ApiConfig {
         self.authorized(Method::POST, "/app/create/user/organization", Some(json), jwt)
     }
 
+    /// `GET /app/organizations/{organizationId}/installation` (app JWT): the app's installation
+    /// on that organization (a 404 when the app is not installed there).
+    pub fn get_organization_installation(
+        &self,
+        jwt: &SecretString,
+        organization: &OrganizationId,
+    ) -> Result<Request<Vec<u8>>, Error> {
+        let path = format!(
+            "/app/organizations/{}/installation",
+            encode_segment(organization.as_str())
+        );
+        self.authorized(Method::GET, &path, None, jwt)
+    }
+
     /// `GET /organizations/{id}` (installation token): the organization.
     pub fn get_organization(&self, token: &SecretString, organization_id: &str) -> Result<Request<Vec<u8>>, Error> {
         check_id("organization id", organization_id)?;
@@ -718,6 +796,20 @@ mod tests {
             api.get_installation(&jwt(), &id).unwrap().uri().path(),
             format!("/app/installations/{id}")
         );
+        let org = OrganizationId::new("3f1c2b9e-7d3f-4c1d-9a0e-5b0f7c1e2a44").unwrap();
+        let r = api.get_organization_installation(&jwt(), &org).unwrap();
+        assert_eq!(r.method(), Method::GET);
+        assert_eq!(
+            r.uri().to_string(),
+            "https://api.carbonregistry.com/app/organizations/3f1c2b9e-7d3f-4c1d-9a0e-5b0f7c1e2a44/installation"
+        );
+        assert_eq!(r.headers()[AUTHORIZATION], "Bearer eyJ.a.b");
+        assert!(r.body().is_empty());
+        let back: OrganizationId = serde_json::from_value(serde_json::to_value(&org).unwrap()).unwrap();
+        assert_eq!(
+            (back.to_string(), format!("{back:?}")),
+            (org.to_string(), format!("OrganizationId({:?})", org.as_str()))
+        );
     }
 
     #[test]
@@ -740,6 +832,14 @@ mod tests {
         assert!(InstallationId::new("").is_err());
         assert!(InstallationId::new("a b").is_err());
         assert!(api.get_organization(&jwt(), "").is_err());
+        let org = OrganizationId::new("../x?y=1#z").unwrap();
+        let r = api.get_organization_installation(&jwt(), &org).unwrap();
+        assert_eq!(r.uri().path(), "/app/organizations/..%2Fx%3Fy%3D1%23z/installation");
+        assert!(r.uri().query().is_none());
+        for bad in ["", ".", "..", "a b", "a\nb"] {
+            let e = OrganizationId::new(bad).unwrap_err();
+            assert!(e.to_string().contains("organization id"), "{bad:?}: {e}");
+        }
         let r = api.get_organization(&jwt(), "ü/x").unwrap();
         assert_eq!(r.uri().path(), "/organizations/%C3%BC%2Fx");
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use http::header::DATE;
 use http::{Request, Response};
 
-use crate::api::{ApiConfig, InstallationId};
+use crate::api::{ApiConfig, InstallationId, OrganizationId};
 use crate::cache::{CacheConfig, Poll, RequestId, Token, TokenCache, TokenState};
 use crate::clock::{ClockOffset, Timestamp};
 use crate::error::{Credential, Error, TransportErrorKind};
@@ -33,22 +33,39 @@ pub const SKEW_RETRY_THRESHOLD: Duration = Duration::from_secs(30);
 /// has one-second resolution, and re-signing the JWT on every jitter would be wasted work.
 const OFFSET_HYSTERESIS_MS: i64 = 2_000;
 
-/// What a token is for.
+/// What a token is for: the app, an installation, or an organization (whatever installation the
+/// app has on it).
+///
+/// Every API that takes a scope ([`GetToken`](crate::GetToken), [`SendAs`](crate::SendAs),
+/// [`App::hit`], the clients' `token`, `send_as` and middlewares) takes an organization too.
+/// Its installation is looked up once (`GET /app/organizations/{id}/installation`; concurrent
+/// callers share one lookup) and remembered, and the token is that installation's: one token,
+/// cached once, whichever way it was asked for. When the registry no longer knows the remembered
+/// installation (a mint answered 404: the organization uninstalled and reinstalled the app, so
+/// its installation has a new id), the organization is looked up again, once, and the operation
+/// carries on with the new installation.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum TokenScope {
     /// An app access token (`POST /app/accessTokens`).
     App,
     /// An installation access token.
     Installation(InstallationId),
+    /// The access token of the app's installation on this organization, whatever its id.
+    Organization(OrganizationId),
 }
 
 /// One write into the hasher (a cache lookup hashes a scope on every hit): the id's bytes, or a
-/// byte no id can be (ids hold no control characters) for the app.
+/// byte no id can be (ids hold no control characters) for the app. An organization's bytes
+/// follow such a byte, so they never hash as the installation of the same name does.
 impl std::hash::Hash for TokenScope {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         match self {
             TokenScope::App => state.write(&[0]),
             TokenScope::Installation(id) => state.write(id.as_bytes()),
+            TokenScope::Organization(id) => {
+                state.write(&[1]);
+                state.write(id.as_str().as_bytes());
+            }
         }
     }
 }
@@ -58,8 +75,54 @@ impl fmt::Display for TokenScope {
         match self {
             TokenScope::App => f.write_str("app"),
             TokenScope::Installation(id) => write!(f, "installation {id}"),
+            TokenScope::Organization(id) => write!(f, "organization {id}"),
         }
     }
+}
+
+impl From<InstallationId> for TokenScope {
+    fn from(id: InstallationId) -> Self {
+        TokenScope::Installation(id)
+    }
+}
+
+impl From<OrganizationId> for TokenScope {
+    fn from(id: OrganizationId) -> Self {
+        TokenScope::Organization(id)
+    }
+}
+
+/// What the app knows of one organization named as a scope.
+#[derive(Debug, Default)]
+struct OrganizationState {
+    /// Its installation, as the token cache's key (`TokenScope::Installation`), once found.
+    installation: Option<TokenScope>,
+    /// The lookup in flight: its id, and when it started.
+    lookup: Option<(RequestId, Timestamp)>,
+    /// How the last lookup failed, for the operations that waited for it.
+    failed: Option<(RequestId, Error)>,
+    /// The installation last found gone (a mint for it answered 404): a shared store's entry
+    /// that still names it is not read back.
+    stale: Option<InstallationId>,
+}
+
+/// Where an operation that named an organization stands (see [`App::poll_organization`]).
+#[derive(Debug)]
+pub(crate) enum OrganizationPoll {
+    /// Its installation, as the token cache's key.
+    Found(TokenScope),
+    /// Nobody is looking it up: this operation does, as lookup `id`.
+    Lookup(RequestId),
+    /// Another operation is looking it up as lookup `id`: poll again when an operation reports
+    /// back, or at `until` (when that lookup would be presumed abandoned).
+    Wait {
+        /// The lookup waited for.
+        id: RequestId,
+        /// When to poll again at the latest.
+        until: Timestamp,
+    },
+    /// The lookup this operation waited for failed, with this error.
+    Failed(Error),
 }
 
 /// The outcome of a mint response (see [`App::handle_token_response`]).
@@ -184,6 +247,8 @@ pub struct App {
     background_refresh: bool,
     /// The shared token store, when a driver attached one.
     shared: Option<Shared>,
+    /// The organizations named as scopes: their installations, and lookups in flight.
+    organizations: HashMap<OrganizationId, OrganizationState>,
     stats: Stats,
 }
 
@@ -223,6 +288,7 @@ impl App {
             retry: RetryPolicy::default(),
             background_refresh: false,
             shared: None,
+            organizations: HashMap::new(),
             stats: Stats::default(),
         }
     }
@@ -277,8 +343,40 @@ impl App {
 
     /// `scope`'s token state at `now` (for inspection: empty, fetching, valid, refreshing or
     /// failed).
+    ///
+    /// For an organization, its installation's token state; `Fetching` while its installation
+    /// is being looked up, `Empty` before that (or once it was found gone).
     pub fn token_state(&self, scope: &TokenScope, now: Timestamp) -> TokenState {
-        self.cache.state(scope, now)
+        match self.cache_key(scope) {
+            Some(key) => self.cache.state(key, now),
+            None => match scope {
+                TokenScope::Organization(org) if self.organizations.get(org).is_some_and(|o| o.lookup.is_some()) => {
+                    TokenState::Fetching
+                }
+                _ => TokenState::Empty,
+            },
+        }
+    }
+
+    /// The installation the app was last found to have on `organization` (looked up, read from
+    /// the shared store, or given by a [`Call::installation_for_organization`]), if it is
+    /// remembered.
+    ///
+    /// [`Call::installation_for_organization`]: crate::Call::installation_for_organization
+    pub fn organization_installation(&self, organization: &OrganizationId) -> Option<&InstallationId> {
+        match self.organizations.get(organization)?.installation.as_ref()? {
+            TokenScope::Installation(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The key `scope`'s token is cached under: the scope itself, or for an organization its
+    /// installation's (`None` until it is known).
+    pub(crate) fn cache_key<'a>(&'a self, scope: &'a TokenScope) -> Option<&'a TokenScope> {
+        match scope {
+            TokenScope::Organization(org) => self.organizations.get(org)?.installation.as_ref(),
+            _ => Some(scope),
+        }
     }
 
     /// A cache hit: the token a [`GetToken`] for `scope` (with `min_life`, default
@@ -321,7 +419,19 @@ impl App {
     /// Forgets `scope`'s recorded mint failure, so the next operation may mint at once (e.g.
     /// after a long `Retry-After` you know no longer applies). Returns whether there was one.
     pub fn clear_failure(&mut self, scope: &TokenScope) -> bool {
-        self.cache.clear_failure(scope)
+        match scope {
+            TokenScope::Organization(org) => {
+                let Some(o) = self.organizations.get_mut(org) else {
+                    return false;
+                };
+                let failed = o.failed.take().is_some();
+                match &o.installation {
+                    Some(key) => self.cache.clear_failure(key) || failed,
+                    None => failed,
+                }
+            }
+            _ => self.cache.clear_failure(scope),
+        }
     }
 
     /// Tells the app that a [`Refresher`](crate::Refresher) is running: a token whose
@@ -467,13 +577,31 @@ impl App {
 
     /// The hot path: a cached token for `scope` with at least `min_life` left and no refresh
     /// due, changing nothing but a recency mark.
+    ///
+    /// An organization costs one more map lookup: its installation's key.
     pub(crate) fn peek_token(
         &mut self,
         scope: &TokenScope,
         now: Timestamp,
         min_life: Option<Duration>,
     ) -> Option<Token> {
+        if let TokenScope::Organization(org) = scope {
+            return self.peek_organization(org, now, min_life);
+        }
         self.cache.peek(scope, now, min_life)
+    }
+
+    /// [`peek_token`](Self::peek_token) for an organization: its installation's token. Apart,
+    /// so that an installation's hit stays as short as it was.
+    #[inline(never)]
+    fn peek_organization(
+        &mut self,
+        organization: &OrganizationId,
+        now: Timestamp,
+        min_life: Option<Duration>,
+    ) -> Option<Token> {
+        let key = self.organizations.get(organization)?.installation.as_ref()?;
+        self.cache.peek(key, now, min_life)
     }
 
     /// Answers mint `id` with the registry's response, received at local time `now`.
@@ -582,6 +710,13 @@ impl App {
         let installation = match scope {
             TokenScope::App => None,
             TokenScope::Installation(id) => Some(id),
+            // Operations mint under the installation's key, never the organization's.
+            TokenScope::Organization(org) => {
+                return Err(Error::config(
+                    "token scope",
+                    format!("organization {org} has no known installation to mint for; this is a bug in the core"),
+                ));
+            }
         };
         self.api.mint_request(installation, jwt.bearer().clone())
     }
@@ -589,13 +724,154 @@ impl App {
     /// Drops `scope`'s cached token if it is `token` (the registry just refused it); a newer
     /// token is kept. With a shared store attached, that token is also never read back from the
     /// store's entry (another process may not have learned yet that it is refused).
+    ///
+    /// For an organization, the token is dropped from its installation's entry.
     pub fn invalidate(&mut self, scope: &TokenScope, token: &str) -> bool {
-        let dropped = self.cache.invalidate(scope, token);
+        let Some(key) = self.cache_key(scope).cloned() else {
+            return false;
+        };
+        let dropped = self.cache.invalidate(&key, token);
         if dropped && let Some(shared) = &mut self.shared {
             let prefix = shared.sealer.token_prefix(&SecretString::new(token));
-            shared.refused.insert(scope.clone(), prefix);
+            shared.refused.insert(key, prefix);
         }
         dropped
+    }
+
+    /// Where an operation for `organization` stands at `now`; `waited` is the lookup it last
+    /// waited for, whose failure is then its own.
+    pub(crate) fn poll_organization(
+        &mut self,
+        organization: &OrganizationId,
+        now: Timestamp,
+        waited: Option<RequestId>,
+    ) -> OrganizationPoll {
+        let fetch_timeout = self.cache.config().fetch_timeout;
+        if !self.organizations.contains_key(organization) {
+            self.make_room_for_an_organization();
+        }
+        let state = self.organizations.entry(organization.clone()).or_default();
+        if let Some(key) = &state.installation {
+            return OrganizationPoll::Found(key.clone());
+        }
+        if let Some((id, started)) = state.lookup {
+            let until = started.plus(fetch_timeout);
+            if now < until {
+                return OrganizationPoll::Wait { id, until };
+            }
+            // Presumed abandoned: its answer, if it ever comes, changes nothing.
+            state.lookup = None;
+        }
+        if let Some((failed, error)) = &state.failed
+            && waited == Some(*failed)
+        {
+            return OrganizationPoll::Failed(error.clone());
+        }
+        let id = self.cache.next_request_id();
+        state.lookup = Some((id, now));
+        OrganizationPoll::Lookup(id)
+    }
+
+    /// Keeps the organizations remembered within the cache's `max_entries`: the ones neither
+    /// found nor being looked up go first, then the ones not being looked up.
+    fn make_room_for_an_organization(&mut self) {
+        let most = self.cache.config().max_entries.max(1);
+        if self.organizations.len() < most {
+            return;
+        }
+        self.organizations
+            .retain(|_, o| o.lookup.is_some() || o.installation.is_some());
+        if self.organizations.len() >= most {
+            self.organizations.retain(|_, o| o.lookup.is_some());
+        }
+    }
+
+    /// Lookup `lookup` (or a [`Call`](crate::Call) for the organization) found `installation` on
+    /// `organization`: remembered, and returned as the token cache's key. An id that cannot be
+    /// one is an error (and the lookup's failure).
+    pub(crate) fn organization_found(
+        &mut self,
+        organization: &OrganizationId,
+        lookup: Option<RequestId>,
+        installation: &str,
+    ) -> Result<TokenScope, Error> {
+        let found = InstallationId::new(installation).map_err(|_| Error::MalformedBody {
+            status: 200,
+            problem: format!(
+                "the installation of the app on organization {organization} has an id that is not one (empty, or with spaces or control characters)"
+            ),
+            excerpt: String::new(),
+        });
+        if !self.organizations.contains_key(organization) {
+            self.make_room_for_an_organization();
+        }
+        let state = self.organizations.entry(organization.clone()).or_default();
+        if lookup.is_some() && state.lookup.map(|(id, _)| id) == lookup {
+            state.lookup = None;
+        }
+        match found {
+            Ok(id) => {
+                let key = TokenScope::Installation(id);
+                state.installation = Some(key.clone());
+                state.failed = None;
+                Ok(key)
+            }
+            Err(error) => {
+                if let Some(lookup) = lookup {
+                    state.failed = Some((lookup, error.clone()));
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Lookup `lookup` for `organization` failed with `error` (the operations that waited for it
+    /// fail with it too).
+    pub(crate) fn organization_failed(&mut self, organization: &OrganizationId, lookup: RequestId, error: &Error) {
+        if let Some(state) = self.organizations.get_mut(organization) {
+            if state.lookup.map(|(id, _)| id) == Some(lookup) {
+                state.lookup = None;
+            }
+            state.failed = Some((lookup, error.clone()));
+        }
+    }
+
+    /// Lookup `lookup` for `organization` was given up by its operation: another may start at
+    /// once.
+    pub(crate) fn cancel_lookup(&mut self, organization: &OrganizationId, lookup: RequestId) {
+        if let Some(state) = self.organizations.get_mut(organization)
+            && state.lookup.map(|(id, _)| id) == Some(lookup)
+        {
+            state.lookup = None;
+        }
+    }
+
+    /// The registry no longer knows `installation` (a mint for it answered 404): if it is still
+    /// `organization`'s, forget it, so the next operation looks the organization up again.
+    /// Returns whether it was forgotten (another operation may have done it first).
+    pub(crate) fn organization_installation_gone(
+        &mut self,
+        organization: &OrganizationId,
+        installation: &TokenScope,
+    ) -> bool {
+        let Some(state) = self.organizations.get_mut(organization) else {
+            return false;
+        };
+        if state.installation.as_ref() != Some(installation) {
+            return false;
+        }
+        state.installation = None;
+        if let TokenScope::Installation(id) = installation {
+            state.stale = Some(id.clone());
+        }
+        tracing::info!(target: "icr_app", %organization, %installation, "the registry no longer knows this installation of the organization (reinstalled or uninstalled): looking the organization up again");
+        true
+    }
+
+    /// The installation last found gone for `organization`, if any (never read back from the
+    /// shared store).
+    pub(crate) fn stale_installation(&self, organization: &OrganizationId) -> Option<&InstallationId> {
+        self.organizations.get(organization)?.stale.as_ref()
     }
 
     /// When a background refresher should next call [`poll_refresh`](Self::poll_refresh).

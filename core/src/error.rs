@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::api::OrganizationId;
 use crate::keys::KeyError;
 pub(crate) use crate::redact::excerpt;
 use crate::webhook::WebhookError;
@@ -123,6 +124,9 @@ pub enum Error {
     NotFound {
         /// What the server said.
         api: ApiMessage,
+        /// Set when the 404 answered the lookup of the app's installation on this organization
+        /// (`GET /app/organizations/{id}/installation`): the app is not installed there.
+        organization: Option<OrganizationId>,
     },
     /// 429: too many requests.
     RateLimited {
@@ -315,7 +319,17 @@ impl fmt::Display for Error {
                     )
                 }
             }
-            Error::NotFound { api } => write!(
+            Error::NotFound {
+                api,
+                organization: Some(organization),
+            } => write!(
+                f,
+                "404 Not Found{api}: the app is not installed on organization {organization}; check the organization id, or have the organization install the app"
+            ),
+            Error::NotFound {
+                api,
+                organization: None,
+            } => write!(
                 f,
                 "404 Not Found{api}; check the installation or resource id, and that the app is still installed on the organization"
             ),

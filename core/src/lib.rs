@@ -48,14 +48,16 @@
 //!
 //! # Driving the core yourself
 //!
-//! Every user-level action is an [`Operation`]: [`GetToken`] (an installation or app token),
-//! [`Call`] (one app-JWT request: a page of installations, one installation, create a user and
-//! organization, or any request you build), [`ListInstallations`] (every page), [`SendAs`] (any
-//! request as an installation or as the app), [`Revoke`], [`RevokeAll`], and [`Refresher`]
-//! (background renewal). The core decides everything (attempts and the wait budget, back-off
-//! with jitter and `Retry-After`, the clock-skew retry, dropping a refused token and minting
-//! again once, single flight per scope, pagination, refresh ahead of expiry); a driver performs
-//! four effects (five with a shared token store) and reports back. The contract:
+//! Every user-level action is an [`Operation`]: [`GetToken`] (an installation, organization or
+//! app token), [`Call`] (one app-JWT request: a page of installations, one installation, the
+//! installation on an organization, create a user and organization, or any request you build),
+//! [`ListInstallations`] (every page), [`SendAs`] (any request as an installation, an
+//! organization or the app), [`Revoke`], [`RevokeAll`], and [`Refresher`] (background renewal).
+//! The core decides everything (attempts and the wait budget, back-off with jitter and
+//! `Retry-After`, the clock-skew retry, dropping a refused token and minting again once, single
+//! flight per scope, finding an organization's installation and following it when it is
+//! reinstalled, pagination, refresh ahead of expiry); a driver performs four effects (five with
+//! a shared token store) and reports back. The contract:
 //!
 //! 1. Keep one [`App`] per app behind one lock, shared by every operation. Hold the lock only
 //!    while calling into the core, never while sending, sleeping or waiting.
@@ -164,19 +166,64 @@
 //! `Condvar` and over reqwest with a `tokio::sync::watch` change counter;
 //! `core/examples/std_driver.rs` is the same over a bare `std::net::TcpStream`.
 //!
+//! # Acting for an organization
+//!
+//! An installation id changes when an organization uninstalls and reinstalls the app; the
+//! organization's id does not. Wherever a scope is taken, name the organization instead
+//! ([`TokenScope::Organization`] with an [`OrganizationId`]): the core looks its installation up
+//! (`GET /app/organizations/{id}/installation`, once however many operations ask; the others
+//! [`Step::Wait`]), remembers it, and mints and caches the token as that installation's (one
+//! token, whichever way it was asked for). When a mint for the remembered installation answers
+//! 404 (a request refused with 401 drops its token first, and its mint then meets the 404), the
+//! core forgets it, looks the organization up once more and carries on with the new
+//! installation; a second 404 is the caller's error. An organization without the app is
+//! [`Error::NotFound`] with `organization` set, whose message says the app is not installed
+//! there. [`Call::installation_for_organization`] returns the whole installation, and is
+//! remembered too.
+//!
+//! For a driver nothing changes: the lookup is one more [`Step::Send`] of the same operation
+//! (and [`Step::Store`]s with a store). Pass the organization's scope wherever a scope goes,
+//! [`App::hit`] and [`App::invalidate`] included (a middleware that saw a 401 drops the token
+//! by the scope it asked with); an organization's hit costs one more map lookup.
+//!
+//! ```
+//! # use icr_app_core::{App, AppKey, GetToken, Operation, OrganizationId, Step, Timestamp, TokenScope};
+//! # let key = AppKey::from_pem(include_str!("../tests/fixtures/keys/rsa2048-pkcs8.pem"))?;
+//! let mut app = App::builder("67890", key).build()?;
+//! let now = Timestamp::from_unix_seconds(1_700_000_000);
+//! let org = TokenScope::Organization(OrganizationId::new("3f1c2b9e-7d3f-4c1d-9a0e-5b0f7c1e2a44")?);
+//! let mut op = GetToken::new(org.clone(), None);
+//! let Step::Send { id, request } = op.poll(&mut app, now) else { panic!("it looks up first") };
+//! assert_eq!(request.uri().path(), "/app/organizations/3f1c2b9e-7d3f-4c1d-9a0e-5b0f7c1e2a44/installation");
+//!
+//! // Another caller for the same organization waits for that lookup.
+//! assert!(matches!(GetToken::new(org, None).poll(&mut app, now), Step::Wait { .. }));
+//!
+//! // The registry names the installation: the operation mints for it.
+//! let found = http::Response::builder().status(200).body(br#"{"id":"i-1"}"#.to_vec())?;
+//! op.handle_response(&mut app, id, found, now);
+//! let Step::Send { request, .. } = op.poll(&mut app, now) else { panic!("then it mints") };
+//! assert_eq!(request.uri().path(), "/app/installations/i-1/accessTokens");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Sharing tokens across processes
 //!
 //! With [`App::attach_store`] (the clients' `Client::builder(app).store(..)` does it) the
 //! operations use a shared store, described as [`StoreCommand`]s a driver runs (Redis with
 //! `icr-app-redis`): a local miss reads the scope's entry, one process takes the lease and mints,
-//! the others read what it stored; a refresh ahead of expiry is shared the same way. Tokens are
+//! the others read what it stored; a refresh ahead of expiry is shared the same way. An
+//! organization's installation is shared too: one process looks it up (under the same kind of
+//! lease) and stores its id, the others read it instead of looking; a process that finds it gone
+//! never reads that id back, and stores the new one once found. Tokens and ids are
 //! sealed (AES-256-GCM under a key derived with HKDF from the app's private key, the entry's name
 //! as associated data), names are namespaced by registry and app, and a store that fails is set
 //! aside (one warning per outage) while the process mints alone.
 //!
 //! # Tracing and metrics
 //!
-//! Every fetch of a token (span `mint`), JWT call (`call`), request sent as a scope (`send_as`)
+//! Every fetch of a token (span `mint`), JWT call (`call`, an organization's lookup included),
+//! request sent as a scope (`send_as`)
 //! and revocation (`revoke`) is a `tracing` span with target `icr_app` at DEBUG, with its scope,
 //! attempt, status and, for a mint, where the token came from and how long it took on the
 //! core's clock. Retries are WARN events with their cause and wait, clock-skew resends and
@@ -237,7 +284,7 @@ mod store;
 mod transport;
 pub mod webhook;
 
-pub use api::{ApiConfig, DEFAULT_API_VERSION, DEFAULT_BASE_URL, InstallationId, OtherHost, Route};
+pub use api::{ApiConfig, DEFAULT_API_VERSION, DEFAULT_BASE_URL, InstallationId, OrganizationId, OtherHost, Route};
 pub use app::{App, AppBuilder, TokenScope};
 pub use cache::{CacheConfig, RequestId, Token, TokenState};
 pub use clock::{ClockOffset, Timestamp};

@@ -52,7 +52,10 @@ pub fn status_error(
             api,
         },
         403 => Error::Forbidden { api },
-        404 => Error::NotFound { api },
+        404 => Error::NotFound {
+            api,
+            organization: None,
+        },
         429 => Error::RateLimited { retry_after, api },
         500..=599 => Error::Server {
             status,

@@ -34,6 +34,12 @@ pub struct Stats {
     pub shared_hits: u64,
     /// Shared store failures, after which the process minted alone for a while.
     pub shared_fallbacks: u64,
+    /// Lookups of the app's installation on an organization sent to the registry
+    /// (`GET /app/organizations/{id}/installation`), by a scope naming the organization or by
+    /// a `Call`.
+    pub lookups: u64,
+    /// Organizations' installations read from the shared store instead of looked up.
+    pub shared_lookups: u64,
 }
 
 /// What happened, for [`Stats::count`].
@@ -46,6 +52,8 @@ pub(crate) enum Counter {
     Wait,
     SharedHit,
     SharedFallback,
+    Lookup,
+    SharedLookup,
 }
 
 impl Stats {
@@ -58,6 +66,8 @@ impl Stats {
             Counter::Wait => (&mut self.waits, "icr_app_waits_total"),
             Counter::SharedHit => (&mut self.shared_hits, "icr_app_shared_hits_total"),
             Counter::SharedFallback => (&mut self.shared_fallbacks, "icr_app_shared_fallbacks_total"),
+            Counter::Lookup => (&mut self.lookups, "icr_app_lookups_total"),
+            Counter::SharedLookup => (&mut self.shared_lookups, "icr_app_shared_lookups_total"),
         };
         *field += 1;
         #[cfg(feature = "metrics")]

@@ -8,6 +8,21 @@
 //! failure. Values are sealed here (AES-256-GCM, key from the app's private key through HKDF, the
 //! entry's name as associated data), so a store never sees a token.
 //!
+//! The entries, after the namespace `icr-app:v1:{registry}:{app id}:` (the registry as the first
+//! 8 bytes of its base URL's SHA-256, in hex):
+//!
+//! | name | holds |
+//! |---|---|
+//! | `app` | the app access token |
+//! | `installation:{id}` | the installation's access token |
+//! | `installation:{id}:lease`, `app:lease` | the lease on minting it: the owner's id |
+//! | `organization:{id}` | the id of the app's installation on the organization (for [`TokenScope::Organization`](crate::TokenScope::Organization)), kept a day |
+//!
+//! An organization's entry is sealed like a token (its name as associated data, so it cannot be
+//! moved to another organization's name), is written by the process that looked the
+//! organization up, and read instead of looking it up; a process that finds the installation
+//! gone never reads that value back, and writes the new one once it has looked it up again.
+//!
 //! The commands, in Redis terms:
 //!
 //! | command | Redis | reply |
@@ -25,6 +40,7 @@ use ring::hkdf;
 use ring::hmac;
 use zeroize::Zeroizing;
 
+use crate::api::InstallationId;
 use crate::app::TokenScope;
 use crate::error::Error;
 use crate::models::AccessToken;
@@ -156,6 +172,9 @@ impl Default for StoreSettings {
 
 /// Version of the sealed layout: `1 | token id (16) | nonce (12) | ciphertext | tag (16)`.
 const VERSION: u8 = 1;
+/// How long an organization's entry (its installation's id) is kept: a day. An id that went
+/// stale meanwhile costs the process that reads it one mint answered 404 and one lookup.
+pub(crate) const ORGANIZATION_TTL: Duration = Duration::from_secs(24 * 3600);
 const TOKEN_ID_LEN: usize = 16;
 
 /// Seals and opens shared entries, and names them.
@@ -216,11 +235,13 @@ impl Sealer {
         })
     }
 
-    /// The entry holding `scope`'s token.
+    /// The entry holding `scope`'s token; for an organization, the entry holding its
+    /// installation's id.
     pub(crate) fn entry(&self, scope: &TokenScope) -> String {
         match scope {
             TokenScope::App => format!("{}app", self.prefix),
             TokenScope::Installation(id) => format!("{}installation:{id}", self.prefix),
+            TokenScope::Organization(id) => format!("{}organization:{id}", self.prefix),
         }
     }
 
@@ -243,20 +264,43 @@ impl Sealer {
         prefix
     }
 
+    /// What a value holding installation id `id` starts with: the version and the id's keyed
+    /// id (distinct from any token's).
+    fn installation_prefix(&self, id: &InstallationId) -> Vec<u8> {
+        let mut ctx = hmac::Context::with_key(&self.token_id);
+        ctx.update(b"installation id\0");
+        ctx.update(id.as_str().as_bytes());
+        let tag = ctx.sign();
+        let mut prefix = Vec::with_capacity(1 + TOKEN_ID_LEN);
+        prefix.push(VERSION);
+        prefix.extend_from_slice(&tag.as_ref()[..TOKEN_ID_LEN]);
+        prefix
+    }
+
     /// `access` sealed for the entry named `key`. The nonce is synthetic (an HMAC of the name
     /// and the plaintext), so sealing needs no randomness and one token always seals the same.
     pub(crate) fn seal(&self, key: &str, access: &AccessToken) -> Option<Vec<u8>> {
         let plaintext = Zeroizing::new(serde_json::to_vec(access).ok()?);
+        self.seal_plaintext(key, self.token_prefix(&access.token), &plaintext)
+    }
+
+    /// Installation id `id` sealed for the entry named `key` (an organization's).
+    pub(crate) fn seal_installation(&self, key: &str, id: &InstallationId) -> Option<Vec<u8>> {
+        self.seal_plaintext(key, self.installation_prefix(id), id.as_str().as_bytes())
+    }
+
+    /// `plaintext` sealed for the entry named `key`, after `prefix` (in clear).
+    fn seal_plaintext(&self, key: &str, prefix: Vec<u8>, plaintext: &[u8]) -> Option<Vec<u8>> {
         let mut ctx = hmac::Context::with_key(&self.nonce);
         ctx.update(&(key.len() as u64).to_be_bytes());
         ctx.update(key.as_bytes());
-        ctx.update(&plaintext);
+        ctx.update(plaintext);
         let tag = ctx.sign();
         let nonce: [u8; NONCE_LEN] = tag.as_ref()[..NONCE_LEN].try_into().ok()?;
-        let mut value = self.token_prefix(&access.token);
+        let mut value = prefix;
         value.extend_from_slice(&nonce);
         let start = value.len();
-        value.extend_from_slice(&plaintext);
+        value.extend_from_slice(plaintext);
         let mut body = value.split_off(start);
         self.aead
             .seal_in_place_append_tag(
@@ -272,23 +316,39 @@ impl Sealer {
     /// The token sealed in `value` for the entry named `key`; `None` when it was sealed under
     /// another key or for another entry, altered, or in a layout this version does not know.
     pub(crate) fn open(&self, key: &str, value: &[u8]) -> Option<AccessToken> {
+        let plaintext = self.open_plaintext(key, value)?;
+        let access: AccessToken = serde_json::from_slice(&plaintext).ok()?;
+        // The id in clear must be this token's, or a compare-and-delete could miss it.
+        (self.token_prefix(&access.token) == value[..1 + TOKEN_ID_LEN]).then_some(access)
+    }
+
+    /// The installation id sealed in `value` for the entry named `key` (an organization's);
+    /// `None` as for [`open`](Self::open).
+    pub(crate) fn open_installation(&self, key: &str, value: &[u8]) -> Option<InstallationId> {
+        let plaintext = self.open_plaintext(key, value)?;
+        let id = InstallationId::new(std::str::from_utf8(&plaintext).ok()?).ok()?;
+        (self.installation_prefix(&id) == value[..1 + TOKEN_ID_LEN]).then_some(id)
+    }
+
+    /// The plaintext sealed in `value` for the entry named `key`.
+    fn open_plaintext(&self, key: &str, value: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
         let head = 1 + TOKEN_ID_LEN;
         if value.len() < head + NONCE_LEN || value[0] != VERSION {
             return None;
         }
         let nonce: [u8; NONCE_LEN] = value[head..head + NONCE_LEN].try_into().ok()?;
         let mut body = Zeroizing::new(value[head + NONCE_LEN..].to_vec());
-        let plaintext = self
+        let len = self
             .aead
             .open_in_place(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(key.as_bytes()),
                 &mut body,
             )
-            .ok()?;
-        let access: AccessToken = serde_json::from_slice(plaintext).ok()?;
-        // The id in clear must be this token's, or a compare-and-delete could miss it.
-        (self.token_prefix(&access.token) == value[..head]).then_some(access)
+            .ok()?
+            .len();
+        body.truncate(len);
+        Some(body)
     }
 }
 
@@ -338,6 +398,34 @@ mod tests {
                 .is_none()
         );
         assert!(s.open(&s.entry(&one), b"").is_none());
+    }
+
+    #[test]
+    fn an_organizations_installation_opens_only_for_its_entry() {
+        use crate::api::OrganizationId;
+        let s = sealer(1, "https://api.carbonregistry.com", "app-1");
+        let org = |id: &str| TokenScope::Organization(OrganizationId::new(id).unwrap());
+        let (one, two) = (s.entry(&org("o-1")), s.entry(&org("o-2")));
+        assert!(one.ends_with(":organization:o-1"), "{one}");
+        let id = InstallationId::new("i-1").unwrap();
+        let value = s.seal_installation(&one, &id).unwrap();
+        assert_eq!(s.open_installation(&one, &value), Some(id.clone()));
+        assert_eq!(value, s.seal_installation(&one, &id).unwrap());
+        // Another organization's name, another key, an altered value, a token's entry: refused.
+        assert!(s.open_installation(&two, &value).is_none());
+        assert!(
+            sealer(2, "https://api.carbonregistry.com", "app-1")
+                .open_installation(&one, &value)
+                .is_none()
+        );
+        let mut altered = value.clone();
+        altered[1] ^= 1;
+        assert!(s.open_installation(&one, &altered).is_none());
+        let token = s.seal(&one, &access("crs_0123456789abcdef0123456789abcdef")).unwrap();
+        assert!(s.open_installation(&one, &token).is_none());
+        assert!(s.open(&one, &value).is_none());
+        // The installation id is not a token's id: a compare-and-delete for a token misses it.
+        assert!(!value.starts_with(&s.token_prefix(&SecretString::new("i-1"))));
     }
 
     #[test]

@@ -212,6 +212,7 @@ fn nothing_secret_is_ever_formatted() {
         },
         Error::NotFound {
             api: ApiMessage::default(),
+            organization: None,
         },
         Error::RateLimited {
             retry_after: Some(std::time::Duration::from_secs(3)),

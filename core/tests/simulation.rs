@@ -394,6 +394,7 @@ impl Registry {
         let installation = match &scope {
             TokenScope::Installation(id) => Some(id.as_str().to_owned()),
             TokenScope::App => None,
+            TokenScope::Organization(_) => unreachable!("a mint's path names an installation or the app"),
         };
         let body = serde_json::json!({
             "id": format!("{:08x}-0000-4000-8000-000000000000", self.next_token),

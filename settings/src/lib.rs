@@ -14,13 +14,30 @@
 //! # let key_file = key_file.to_str().unwrap();
 //!
 //! // In your program: `Settings::from_args(std::env::args().skip(1))`. Each flag not given falls
-//! // back to its variable (ICR_BASE_URL, ICR_APP_ID, ICR_PRIVATE_KEY, ICR_INSTALLATION_ID).
+//! // back to its variable (ICR_BASE_URL, ICR_APP_ID, ICR_PRIVATE_KEY, ICR_INSTALLATION_ID,
+//! // ICR_ORGANIZATION_ID).
 //! let args = ["--app-id", "my-app", "--private-key", key_file, "--installation", "inst-1"];
 //! let settings = Settings::from_args(args.map(String::from))?;
 //! let app = settings.app(0)?; // an icr_app_core::App, its key loaded, ready for a client
 //! let installation = settings.installation()?;
 //! assert_eq!((app.app_id().as_str(), installation.as_str()), ("my-app", "inst-1"));
 //! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A program that acts for an organization, whatever its installation's id (which changes when
+//! the organization reinstalls the app), takes `--organization ORG` (or `ICR_ORGANIZATION_ID`)
+//! instead, and [`Settings::scope`] gives the one that was set:
+//!
+//! ```
+//! use icr_app_core::TokenScope;
+//! use icr_app_settings::Settings;
+//!
+//! let settings = Settings::from_args(["--organization", "org-1"].map(String::from))?;
+//! let TokenScope::Organization(org) = settings.scope()? else { unreachable!() };
+//! assert_eq!(org.as_str(), "org-1");
+//! // Both flags at once name the installation twice: an error.
+//! assert!(Settings::from_args(["--organization", "a", "--installation", "b"].map(String::from)).is_err());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -42,10 +59,20 @@ pub const APP_ID: &str = "ICR_APP_ID";
 pub const PRIVATE_KEY: &str = "ICR_PRIVATE_KEY";
 /// An installation id.
 pub const INSTALLATION_ID: &str = "ICR_INSTALLATION_ID";
+/// An organization id: act as the app's installation on that organization, whatever its id
+/// (used when no installation id is given).
+pub const ORGANIZATION_ID: &str = "ICR_ORGANIZATION_ID";
 /// The `x-icr-api-version` to send.
 pub const API_VERSION: &str = "ICR_API_VERSION";
 /// Every variable [`Settings`] reads (e.g. to clear them around a child process in tests).
-pub const VARIABLES: [&str; 5] = [BASE_URL, APP_ID, PRIVATE_KEY, INSTALLATION_ID, API_VERSION];
+pub const VARIABLES: [&str; 6] = [
+    BASE_URL,
+    APP_ID,
+    PRIVATE_KEY,
+    INSTALLATION_ID,
+    ORGANIZATION_ID,
+    API_VERSION,
+];
 
 /// Loads a private key from `value`, in any of three forms: the PEM itself (literal `\n`
 /// escapes allowed), the base64 encoding of a PEM or DER key (as CI secret stores hold it), or a
@@ -134,7 +161,7 @@ fn key_file_error(e: &KeyError) -> Error {
 }
 
 /// The flags, their environment variables and what each holds, for [`usage`].
-const FLAGS: [(&str, &str, &str); 5] = [
+const FLAGS: [(&str, &str, &str); 6] = [
     (
         "--base-url URL",
         BASE_URL,
@@ -147,6 +174,11 @@ const FLAGS: [(&str, &str, &str); 5] = [
         "the private key: its PEM or DER file's path, its PEM text, or its base64",
     ),
     ("--installation ID", INSTALLATION_ID, "the installation to act as"),
+    (
+        "--organization ID",
+        ORGANIZATION_ID,
+        "or the organization whose installation to act as, whatever its id",
+    ),
     ("--api-version VERSION", API_VERSION, "the x-icr-api-version to send"),
 ];
 
@@ -184,7 +216,12 @@ pub enum Parsed {
 
 /// Settings given as `--flag value` pairs, each falling back to its environment variable:
 /// `--base-url`/`ICR_BASE_URL`, `--app-id`/`ICR_APP_ID`, `--private-key`/`ICR_PRIVATE_KEY`,
-/// `--installation`/`ICR_INSTALLATION_ID`, `--api-version`/`ICR_API_VERSION`.
+/// `--installation`/`ICR_INSTALLATION_ID`, `--organization`/`ICR_ORGANIZATION_ID`,
+/// `--api-version`/`ICR_API_VERSION`.
+///
+/// `--installation` and `--organization` both say whom to act as: giving both flags is an error.
+/// A flag given wins over both variables; with neither flag, both variables are read, and
+/// [`Settings::scope`] prefers the installation.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Settings {
     /// The base URL.
@@ -197,6 +234,8 @@ pub struct Settings {
     pub private_key: Option<Zeroizing<String>>,
     /// An installation id.
     pub installation: Option<String>,
+    /// An organization id: act as the app's installation there.
+    pub organization: Option<String>,
     /// The API version.
     pub api_version: Option<String>,
 }
@@ -208,6 +247,7 @@ impl std::fmt::Debug for Settings {
             .field("app_id", &self.app_id)
             .field("private_key", &self.private_key.as_ref().map(|_| "[redacted]"))
             .field("installation", &self.installation)
+            .field("organization", &self.organization)
             .field("api_version", &self.api_version)
             .finish()
     }
@@ -250,31 +290,41 @@ impl Settings {
                 "--base-url" => s.base_url = Some(value(&mut args)?),
                 "--app-id" => s.app_id = Some(value(&mut args)?),
                 "--installation" => s.installation = Some(value(&mut args)?),
+                "--organization" => s.organization = Some(value(&mut args)?),
                 "--api-version" => s.api_version = Some(value(&mut args)?),
                 other => {
                     return Err(Error::config(
                         "arguments",
                         format!(
-                            "unknown flag `{}`; use --base-url, --app-id, --private-key, --installation, --api-version, or --help",
+                            "unknown flag `{}`; use --base-url, --app-id, --private-key, --installation, --organization, --api-version, or --help",
                             icr_app_core::excerpt(other, 40)
                         ),
                     ));
                 }
             }
         }
+        if s.installation.is_some() && s.organization.is_some() {
+            return Err(Error::config(
+                "arguments",
+                "--installation and --organization both say whom to act as; give one of them",
+            ));
+        }
+        // A flag naming whom to act as wins over both variables.
+        let act_as_given = s.installation.is_some() || s.organization.is_some();
         if s.private_key.is_none() {
             s.private_key = std::env::var(PRIVATE_KEY)
                 .ok()
                 .map(Zeroizing::new)
                 .filter(|v| !v.is_empty());
         }
-        for (slot, var) in [
-            (&mut s.base_url, BASE_URL),
-            (&mut s.app_id, APP_ID),
-            (&mut s.installation, INSTALLATION_ID),
-            (&mut s.api_version, API_VERSION),
+        for (slot, var, read) in [
+            (&mut s.base_url, BASE_URL, true),
+            (&mut s.app_id, APP_ID, true),
+            (&mut s.installation, INSTALLATION_ID, !act_as_given),
+            (&mut s.organization, ORGANIZATION_ID, !act_as_given),
+            (&mut s.api_version, API_VERSION, true),
         ] {
-            if slot.is_none() {
+            if read && slot.is_none() {
                 *slot = std::env::var(var).ok().filter(|v| !v.is_empty());
             }
         }
@@ -309,5 +359,32 @@ impl Settings {
             )
         })?;
         icr_app_core::InstallationId::new(id)
+    }
+
+    /// The organization id.
+    pub fn organization(&self) -> Result<icr_app_core::OrganizationId, Error> {
+        let id = self.organization.clone().ok_or_else(|| {
+            Error::config(
+                "organization id",
+                format!("none given; pass --organization or set {ORGANIZATION_ID}"),
+            )
+        })?;
+        icr_app_core::OrganizationId::new(id)
+    }
+
+    /// Whom to act as: the installation when one is set, else the organization
+    /// ([`TokenScope::Organization`](icr_app_core::TokenScope::Organization): its installation,
+    /// looked up once and followed across reinstalls).
+    pub fn scope(&self) -> Result<icr_app_core::TokenScope, Error> {
+        match (&self.installation, &self.organization) {
+            (Some(_), _) => Ok(icr_app_core::TokenScope::Installation(self.installation()?)),
+            (None, Some(_)) => Ok(icr_app_core::TokenScope::Organization(self.organization()?)),
+            (None, None) => Err(Error::config(
+                "installation id",
+                format!(
+                    "none given; pass --installation (or set {INSTALLATION_ID}), or --organization (or set {ORGANIZATION_ID})"
+                ),
+            )),
+        }
     }
 }

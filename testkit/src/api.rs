@@ -105,6 +105,10 @@ pub(crate) fn handle(state: &mut State, req: &Request<'_>) -> Reply {
                 None => error(404, format!("Installation {id} not found")),
             })
         }
+        ("GET", ["app", "organizations", org, "installation"]) => {
+            let org = (*org).to_owned();
+            with_app(state, req, move |s, app| organization_installation(s, &app, &org))
+        }
         ("POST", ["app", "create", "user", "organization"]) => {
             with_app(state, req, |s, app| create_user_organization(s, app, req))
         }
@@ -179,6 +183,20 @@ fn verify_jwt(state: &State, jwt: Option<&str>) -> Result<String, String> {
 
 fn find_installation<'s>(state: &'s State, app: &str, id: &str) -> Option<&'s Installation> {
     state.installations.iter().find(|i| i.id == id && i.app_id == app)
+}
+
+/// `GET /app/organizations/{organizationId}/installation`: the app's installation on that
+/// organization, counted per organization.
+fn organization_installation(state: &mut State, app: &str, org: &str) -> Reply {
+    *state.lookups.entry(org.to_owned()).or_default() += 1;
+    match state
+        .installations
+        .iter()
+        .find(|i| i.app_id == app && i.organization["id"] == org)
+    {
+        Some(i) => Reply::ok(state.installation_json(i)),
+        None => error(404, format!("App is not installed on organization {org}")),
+    }
 }
 
 fn mint(state: &mut State, app: String, installation: Option<&str>) -> Reply {

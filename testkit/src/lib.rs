@@ -30,9 +30,12 @@
 //!
 //! It behaves as the documented API does: it verifies every app JWT for real (RS256 against the
 //! registered public key, `iss`, `exp` at most 10 minutes ahead, `iat` not in the future), issues
-//! `crs_` tokens with an `expiresAt`, lists installations page by page, and refuses unknown,
-//! revoked or expired tokens and missing permissions with NestJS-style error bodies. Tests can
-//! skew and advance its clock, inject faults, and read back every request.
+//! `crs_` tokens with an `expiresAt`, lists installations page by page, finds the app's
+//! installation on an organization (`GET /app/organizations/{id}/installation`), and refuses
+//! unknown, revoked or expired tokens and missing permissions with NestJS-style error bodies.
+//! Tests can skew and advance its clock, inject faults, reinstall an organization (a new
+//! installation id; the old one and its tokens stop working), count mints and lookups, and read
+//! back every request.
 //!
 //! It shares no code with `icr-app-core`, so it checks the SDK rather than mirroring it.
 //!
@@ -145,6 +148,9 @@ pub struct Demo {
     pub private_key_pem: &'static str,
     /// The installations, in the order the registry lists them.
     pub installation_ids: Vec<String>,
+    /// The organization of each installation, in the same order: what a scheduled job knows
+    /// ("act as this organization"), whatever the installation's id.
+    pub organization_ids: Vec<String>,
     /// A webhook secret for [`FakeRegistry::webhook_delivery`].
     pub webhook_secret: String,
 }
@@ -200,11 +206,16 @@ impl FakeRegistry {
                 &[("organization_info", "VIEW"), ("organization_members", "VIEW")],
             ),
         ];
+        let organization_ids = installation_ids
+            .iter()
+            .map(|id| registry.organization_id(id).expect("just installed"))
+            .collect();
         Ok(Demo {
             registry,
             app_id,
             private_key_pem: DEMO_PRIVATE_KEY_PEM,
             installation_ids,
+            organization_ids,
             webhook_secret: "demo-webhook-secret-6f1c2a".to_owned(),
         })
     }
@@ -295,6 +306,34 @@ impl FakeRegistry {
     /// Uninstalls: the installation is no longer listed and minting for it gives 404.
     pub fn remove_installation(&self, installation_id: &str) {
         self.state().installations.retain(|i| i.id != installation_id);
+    }
+
+    /// The organization uninstalls the app and installs it again: its installation gets a new
+    /// id (returned), with the same permissions. The old id is gone (minting for it, or reading
+    /// it, gives 404) and every token minted for it is revoked (requests with it give 401), as
+    /// after a real reinstall. `None` when there is no such installation.
+    ///
+    /// ```
+    /// let demo = icr_app_testkit::FakeRegistry::demo();
+    /// let old = &demo.installation_ids[0];
+    /// let new = demo.registry.reinstall(old).unwrap();
+    /// assert_ne!(&new, old);
+    /// assert_eq!(demo.registry.organization_id(&new), Some(demo.organization_ids[0].clone()));
+    /// assert_eq!(demo.registry.organization_id(old), None);
+    /// ```
+    pub fn reinstall(&self, installation_id: &str) -> Option<String> {
+        let mut state = self.state();
+        let now = state.now_ms();
+        let id = state.uuid();
+        let installation = state.installations.iter_mut().find(|i| i.id == installation_id)?;
+        installation.id = id.clone();
+        installation.created = now;
+        for token in state.tokens.values_mut() {
+            if token.installation.as_deref() == Some(installation_id) {
+                token.revoked = true;
+            }
+        }
+        Some(id)
     }
 
     /// The organization id of an installation.
@@ -405,6 +444,13 @@ impl FakeRegistry {
             .get(installation_id)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// How many times the app's installation on `organization_id` was looked up
+    /// (`GET /app/organizations/{organizationId}/installation`, answered 200 or 404; a faulted
+    /// request is not counted).
+    pub fn lookup_count(&self, organization_id: &str) -> usize {
+        self.state().lookups.get(organization_id).copied().unwrap_or(0)
     }
 
     /// How many app access tokens were minted.

@@ -169,6 +169,8 @@ pub(crate) struct State {
     pub(crate) injected: InjectedFaults,
     pub(crate) installation_mints: HashMap<String, usize>,
     pub(crate) app_mints: usize,
+    /// Lookups of an app's installation per organization id (answered, 404 included).
+    pub(crate) lookups: HashMap<String, usize>,
     pub(crate) base_url: String,
     /// The path the API is served under (`/v1`), or empty: see
     /// [`FakeRegistry::serve_under`](crate::FakeRegistry::serve_under).
@@ -191,6 +193,7 @@ impl State {
             injected: InjectedFaults::default(),
             installation_mints: HashMap::new(),
             app_mints: 0,
+            lookups: HashMap::new(),
             base_url,
             base_path: String::new(),
             rng: SystemRandom::new(),

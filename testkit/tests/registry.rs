@@ -504,3 +504,85 @@ fn public_key_registration_forms() {
     assert!(r.register_app("x", "not a key").is_err());
     assert!(r.register_app_with_private_key("x", "nope").is_err());
 }
+
+#[test]
+fn an_organizations_installation_is_found_and_a_reinstall_gives_it_a_new_id() {
+    let (r, ids) = setup(2);
+    let base = r.base_url();
+    let org = r.organization_id(&ids[1]).unwrap();
+    let lookup = |org: &str| {
+        call(
+            "GET",
+            &format!("{base}/app/organizations/{org}/installation"),
+            Some(&jwt(now() - 60, now() + 540)),
+            None,
+        )
+        .unwrap()
+    };
+    let (status, body, _) = lookup(&org);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], ids[1].as_str());
+    assert_eq!(body["organization"]["id"], org.as_str());
+    assert_eq!(body["permissions"]["organization_info"], "VIEW");
+    assert_eq!(r.lookup_count(&org), 1);
+    // Only with the app's JWT.
+    let (status, ..) = call(
+        "GET",
+        &format!("{base}/app/organizations/{org}/installation"),
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 401);
+    assert_eq!(r.lookup_count(&org), 1, "a refused JWT is not a lookup");
+    // An organization without the app.
+    let (status, body, _) = lookup("no-such-org");
+    assert_eq!(status, 404);
+    assert_eq!(body["message"], "App is not installed on organization no-such-org");
+    assert_eq!(r.lookup_count("no-such-org"), 1);
+
+    // A token for the installation, then the organization reinstalls the app.
+    let mint = |id: &str| {
+        call(
+            "POST",
+            &format!("{base}/app/installations/{id}/accessTokens"),
+            Some(&jwt(now() - 60, now() + 540)),
+            Some("{}"),
+        )
+        .unwrap()
+    };
+    let (status, token, _) = mint(&ids[1]);
+    assert_eq!(status, 200);
+    let token = token["token"].as_str().unwrap().to_owned();
+    let other = mint(&ids[0]).1["token"].as_str().unwrap().to_owned();
+    let new = r.reinstall(&ids[1]).unwrap();
+    assert_ne!(new, ids[1]);
+    assert!(r.reinstall("no-such-installation").is_none());
+    // The old id and its tokens stop working; the other installation's token does not.
+    assert_eq!(mint(&ids[1]).0, 404);
+    assert_eq!(r.token_status(&token), TokenStatus::Revoked);
+    let (status, ..) = call("GET", &format!("{base}/organizations/{org}"), Some(&token), None).unwrap();
+    assert_eq!(status, 401);
+    assert!(r.token_is_valid(&other));
+    // The organization now has the new installation, with the same permissions.
+    let (status, body, _) = lookup(&org);
+    assert_eq!((status, body["id"].as_str()), (200, Some(new.as_str())));
+    assert_eq!(body["permissions"]["organization_info"], "VIEW");
+    assert_eq!(r.lookup_count(&org), 2);
+    assert_eq!(r.organization_id(&new).as_deref(), Some(org.as_str()));
+    let (status, fresh, _) = mint(&new);
+    assert_eq!(status, 200);
+    let fresh = fresh["token"].as_str().unwrap();
+    let (status, ..) = call("GET", &format!("{base}/organizations/{org}"), Some(fresh), None).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!((r.mint_count(&ids[1]), r.mint_count(&new)), (1, 1));
+}
+
+#[test]
+fn the_demo_names_each_installations_organization() {
+    let demo = FakeRegistry::demo();
+    assert_eq!(demo.organization_ids.len(), demo.installation_ids.len());
+    for (installation, org) in demo.installation_ids.iter().zip(&demo.organization_ids) {
+        assert_eq!(demo.registry.organization_id(installation).as_ref(), Some(org));
+    }
+}

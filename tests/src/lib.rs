@@ -15,7 +15,8 @@ use std::time::{Duration, SystemTime};
 use http::{Method, Request, Response};
 use icr_app_core::{
     App, AppBuilder, AppJwt, AppKey, CacheConfig, CreateUserOrganization, CreatedUserOrganization, Error, Installation,
-    InstallationId, InstallationsPage, RetryPolicy, SecretString, Signer, Timestamp, Token, TokenScope, TokenState,
+    InstallationId, InstallationsPage, OrganizationId, RetryPolicy, SecretString, Signer, Timestamp, Token, TokenScope,
+    TokenState,
 };
 use icr_app_testkit::{DEMO_PRIVATE_KEY_PEM, FakeRegistry};
 use tokio::runtime::Runtime;
@@ -170,6 +171,27 @@ impl Kind {
             Kind::Reqwest => Driver::nonblocking(app),
         }
     }
+
+    /// A driver of this kind over `app`, sharing tokens through the Redis at `redis_url` (with a
+    /// generous store timeout: a busy machine must not turn a slow answer into going alone).
+    pub fn driver_with_store(self, app: App, redis_url: &str) -> Driver {
+        let store = || {
+            icr_app_redis::RedisStore::connect(redis_url)
+                .unwrap()
+                .timeout(Duration::from_secs(5))
+        };
+        match self {
+            Kind::Ureq => Driver::Blocking(icr_app_ureq::Client::builder(app).store(store()).build().unwrap()),
+            Kind::Reqwest => {
+                let rt = runtime();
+                let client = {
+                    let _entered = rt.enter();
+                    icr_app_reqwest::Client::builder(app).store(store()).build().unwrap()
+                };
+                Driver::Async(client, rt)
+            }
+        }
+    }
 }
 
 /// One blocking-style facade over both clients: the async client's calls run in
@@ -262,6 +284,34 @@ impl Driver {
 
     pub fn app_token(&self) -> Result<Token, Error> {
         on_client!(self, |c| c.app_token())
+    }
+
+    pub fn organization_token(&self, organization: &OrganizationId) -> Result<Token, Error> {
+        on_client!(self, |c| c.organization_token(organization))
+    }
+
+    pub fn installation_for_organization(&self, organization: &OrganizationId) -> Result<Installation, Error> {
+        on_client!(self, |c| c.installation_for_organization(organization))
+    }
+
+    pub fn send_as(&self, scope: &TokenScope, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
+        on_client!(self, |c| c.send_as(scope, request))
+    }
+
+    pub fn send_as_organization(
+        &self,
+        organization: &OrganizationId,
+        request: Request<Vec<u8>>,
+    ) -> Result<Response<Vec<u8>>, Error> {
+        on_client!(self, |c| c.send_as_organization(organization, request))
+    }
+
+    pub fn get_json_as(&self, scope: &TokenScope, path_and_query: &str) -> Result<serde_json::Value, Error> {
+        on_client!(self, |c| c.get_json_as::<serde_json::Value>(scope, path_and_query))
+    }
+
+    pub fn stats(&self) -> icr_app_core::Stats {
+        self.with_app(|a| a.stats())
     }
 
     pub fn installations(&self) -> Result<Vec<Installation>, Error> {
@@ -361,6 +411,21 @@ impl Driver {
             Driver::Async(c, rt) => {
                 let c = c.clone();
                 Pending::Task(rt.spawn(async move { c.installation_token(&id).await }), rt.clone())
+            }
+        }
+    }
+
+    /// Starts `token(scope, None)` on another thread (ureq) or as a task (reqwest).
+    pub fn spawn_token(&self, scope: &TokenScope) -> Pending<Result<Token, Error>> {
+        let scope = scope.clone();
+        match self {
+            Driver::Blocking(c) => {
+                let c = c.clone();
+                Pending::Thread(std::thread::spawn(move || c.token(&scope, None)))
+            }
+            Driver::Async(c, rt) => {
+                let c = c.clone();
+                Pending::Task(rt.spawn(async move { c.token(&scope, None).await }), rt.clone())
             }
         }
     }

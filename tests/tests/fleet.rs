@@ -12,6 +12,9 @@
 //! - Two apps and two registries on one Redis keep apart; a value copied to another entry's
 //!   name (another installation, app or registry) is refused and a token minted instead.
 //! - 20 `icr-app token --redis` processes for 5 installations: 5 mints.
+//! - Organizations (issue 22): three processes asking by organization at once look each one up
+//!   once between them; a process started later finds each organization's installation (and
+//!   its token) in Redis and neither looks up nor mints.
 //!
 //! These found that a process must read the entry again once it holds the lease (57 to 59
 //! mints for 50 before it did); `core/tests/shared_store.rs` simulates that window.
@@ -374,6 +377,66 @@ fn sha_of_entry_token(w: &mut Worker, installation: &str) -> String {
     let round = w.get(&[installation.to_owned()]);
     round.assert_clean(w.name());
     round.one_token_each(w.name())[installation].clone()
+}
+
+#[test]
+fn processes_asking_by_organization_look_each_up_once_and_a_later_one_not_at_all() {
+    let redis = RedisServer::start();
+    let mut registry = Registry::start(registry_bin(), &[(APP_A, "demo", 3)]);
+    let app = registry.apps[0].clone();
+    let orgs = registry.organizations();
+    assert_eq!(orgs.len(), 3);
+    let by_org = ["--organizations"];
+    let mut workers: Vec<Worker> = (0..3)
+        .map(|n| worker(&format!("worker {n}"), &registry, &app, &redis, 8, &by_org))
+        .collect();
+    for w in &mut workers {
+        w.send_get(&orgs);
+    }
+    let held: Vec<BTreeMap<String, String>> = workers
+        .iter_mut()
+        .map(|w| {
+            let round = w.round();
+            round.assert_clean(w.name());
+            round.one_token_each(w.name())
+        })
+        .collect();
+    assert!(
+        held.iter().all(|tokens| *tokens == held[0]),
+        "one token per organization"
+    );
+    let (lookups, per) = registry.lookups();
+    let stats: Vec<_> = workers.iter_mut().map(Worker::stats).collect();
+    assert_eq!(lookups, 3, "one lookup per organization: {per:?}, stats {stats:?}");
+    assert_eq!(registry.mints().0, 3);
+    assert_eq!(stats.iter().map(|s| s["shared_lookups"]).sum::<u64>(), 6, "{stats:?}");
+
+    // A process started later reads every organization's installation, and its token, from
+    // Redis: no lookup, no mint.
+    let mut later = worker("later", &registry, &app, &redis, 4, &by_org);
+    let round = later.get(&orgs);
+    round.assert_clean("later");
+    assert_eq!(round.one_token_each("later"), held[0]);
+    let stats = later.stats();
+    assert_eq!(
+        (
+            stats["lookups"],
+            stats["shared_lookups"],
+            stats["mints"],
+            stats["shared_hits"]
+        ),
+        (0, 3, 0, 3),
+        "{stats:?}"
+    );
+    assert_eq!(registry.lookups().0, 3);
+    assert_eq!(registry.mints().0, 3);
+    // What it found is the installation of each organization.
+    let entries = keys(&mut redis_connection(&redis), "icr-app:*:organization:*");
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    assert!(
+        orgs.iter()
+            .all(|org| entries.iter().any(|e| e.ends_with(&format!(":organization:{org}"))))
+    );
 }
 
 /// Builds the CLI once (a no-op when it is up to date) in this test's profile.

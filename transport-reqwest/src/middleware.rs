@@ -1,7 +1,8 @@
 //! Authentication for requests sent with your own reqwest client, as a
 //! [`reqwest-middleware`](https://docs.rs/reqwest-middleware) middleware (feature `middleware`).
 //!
-//! Add [`InstallationAuth`] (or [`AppAuth`]) to a `reqwest_middleware::ClientBuilder`, and every
+//! Add [`InstallationAuth`] (or [`OrganizationAuth`], or [`AppAuth`]) to a
+//! `reqwest_middleware::ClientBuilder`, and every
 //! request that client sends to the registry carries `Authorization: Bearer <token>`:
 //!
 //! - **The registry's requests only.** A request gets a token when its URL is on the client's
@@ -89,11 +90,11 @@
 //! ```
 //!
 //! One middleware serves one scope; a request may name another with a [`TokenScope`] in its
-//! extensions (`RequestBuilder::with_extension(TokenScope::Installation(id))`), so one client
-//! can act for every installation.
+//! extensions (`RequestBuilder::with_extension(TokenScope::Installation(id))`, or
+//! `TokenScope::Organization(id)`), so one client can act for every installation.
 
 use http::Extensions;
-use icr_app_core::{Error, InstallationId, ProxyEnv, Token, TokenScope};
+use icr_app_core::{Error, InstallationId, OrganizationId, ProxyEnv, Token, TokenScope};
 use reqwest::header::{AUTHORIZATION, DATE, HeaderValue};
 use reqwest::{Request, Response, StatusCode};
 use reqwest_middleware::{Middleware, Next};
@@ -120,6 +121,43 @@ impl InstallationAuth {
                 scope: TokenScope::Installation(installation),
             },
         }
+    }
+}
+
+/// Adds the access token of the app's installation on an organization to every request for
+/// the registry, whatever the installation's id (see the [module docs](self), and
+/// [`TokenScope::Organization`]): after the organization reinstalls the app, the old
+/// installation's token is refused and dropped, and the request sent once more with the new
+/// installation's.
+///
+/// Cheap to clone; clones (and the [`Client`] it was made with) share one token cache.
+#[derive(Clone, Debug)]
+pub struct OrganizationAuth {
+    auth: Auth,
+}
+
+impl OrganizationAuth {
+    /// Authorises requests as the app's installation on `organization`, with tokens from
+    /// `client`'s cache.
+    pub fn new(client: Client, organization: OrganizationId) -> Self {
+        Self {
+            auth: Auth {
+                client,
+                scope: TokenScope::Organization(organization),
+            },
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Middleware for OrganizationAuth {
+    async fn handle(
+        &self,
+        request: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        self.auth.handle(request, extensions, next).await
     }
 }
 

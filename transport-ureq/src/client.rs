@@ -8,7 +8,8 @@ use crate::drive::now;
 use http::{Method, Request, Response};
 use icr_app_core::{
     App, AppJwt, Call, CreateUserOrganization, CreatedUserOrganization, Error, GetToken, Installation, InstallationId,
-    InstallationsPage, ListInstallations, Revoke, RevokeAll, SecretString, SendAs, Stats, Token, TokenScope,
+    InstallationsPage, ListInstallations, OrganizationId, Revoke, RevokeAll, SecretString, SendAs, Stats, Token,
+    TokenScope,
 };
 use serde::de::DeserializeOwned;
 
@@ -86,6 +87,16 @@ impl Client {
         self.token(&TokenScope::Installation(installation.clone()), None)
     }
 
+    /// The access token of the app's installation on `organization`, whatever its id: the
+    /// installation is looked up once (then remembered, and followed when the organization
+    /// reinstalls the app), and the token is that installation's, the one
+    /// [`installation_token`](Self::installation_token) hands out for it. An organization
+    /// without the app is an [`Error::NotFound`] that says so. See
+    /// [`TokenScope::Organization`].
+    pub fn organization_token(&self, organization: &OrganizationId) -> Result<Token, Error> {
+        self.token(&TokenScope::Organization(organization.clone()), None)
+    }
+
     /// An app access token.
     pub fn app_token(&self) -> Result<Token, Error> {
         self.token(&TokenScope::App, None)
@@ -126,6 +137,14 @@ impl Client {
         self.drive(Call::installation(installation.clone()))
     }
 
+    /// The app's installation on `organization` (`GET /app/organizations/{id}/installation`),
+    /// remembered for [`organization_token`](Self::organization_token) and the other calls by
+    /// organization. An organization without the app is an [`Error::NotFound`] whose message
+    /// says the app is not installed there.
+    pub fn installation_for_organization(&self, organization: &OrganizationId) -> Result<Installation, Error> {
+        self.drive(Call::installation_for_organization(organization.clone()))
+    }
+
     /// Creates a user and an organization with the app installed (not retried).
     pub fn create_user_organization(&self, body: &CreateUserOrganization) -> Result<CreatedUserOrganization, Error> {
         self.drive(Call::create_user_organization(body.clone()))
@@ -157,12 +176,29 @@ impl Client {
         installation: &InstallationId,
         request: Request<Vec<u8>>,
     ) -> Result<Response<Vec<u8>>, Error> {
-        self.drive(SendAs::new(TokenScope::Installation(installation.clone()), request))
+        self.send_as(&TokenScope::Installation(installation.clone()), request)
+    }
+
+    /// Sends `request` as the app's installation on `organization`, whatever its id; the
+    /// response whatever its status ([`SendAs`]). After a reinstall, the old installation's
+    /// token is refused, and the request is sent again as the new installation.
+    pub fn send_as_organization(
+        &self,
+        organization: &OrganizationId,
+        request: Request<Vec<u8>>,
+    ) -> Result<Response<Vec<u8>>, Error> {
+        self.send_as(&TokenScope::Organization(organization.clone()), request)
     }
 
     /// Sends `request` with the app access token; see [`SendAs`].
     pub fn send_as_app(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
-        self.drive(SendAs::new(TokenScope::App, request))
+        self.send_as(&TokenScope::App, request)
+    }
+
+    /// Sends `request` as `scope` (the app, an installation or an organization); the response
+    /// whatever its status ([`SendAs`]).
+    pub fn send_as(&self, scope: &TokenScope, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
+        self.drive(SendAs::new(scope.clone(), request))
     }
 
     /// `GET path` as `installation`, parsed as JSON.
@@ -171,8 +207,26 @@ impl Client {
         installation: &InstallationId,
         path_and_query: &str,
     ) -> Result<T, Error> {
+        self.get_json_as(&TokenScope::Installation(installation.clone()), path_and_query)
+    }
+
+    /// `GET path` as `scope` (the app, an installation or an organization), parsed as JSON.
+    ///
+    /// ```
+    /// # use icr_app_core::{App, AppKey, OrganizationId, TokenScope};
+    /// # let demo = icr_app_testkit::FakeRegistry::demo();
+    /// # let app = App::builder(demo.app_id.clone(), AppKey::from_pem(demo.private_key_pem)?)
+    /// #     .base_url(demo.registry.base_url()).build()?;
+    /// # let client = icr_app_ureq::Client::new(app);
+    /// let org = OrganizationId::new(demo.organization_ids[0].clone())?;
+    /// let path = format!("/organizations/{org}");
+    /// let organization: serde_json::Value = client.get_json_as(&TokenScope::Organization(org), &path)?;
+    /// assert_eq!(organization["fullName"], "Nordic Peatland Restoration");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get_json_as<T: DeserializeOwned>(&self, scope: &TokenScope, path_and_query: &str) -> Result<T, Error> {
         let request = self.request(Method::GET, path_and_query, None)?;
-        let response = self.send_as_installation(installation, request)?;
+        let response = self.send_as(scope, request)?;
         icr_app_core::response::parse_json(&response, icr_app_core::Credential::AccessToken)
     }
 }

@@ -1,7 +1,7 @@
 //! Authentication for requests sent with your own `ureq::Agent`, as a ureq 3
 //! [`Middleware`].
 //!
-//! Add [`InstallationAuth`] (or [`AppAuth`]) to your agent's configuration
+//! Add [`InstallationAuth`] (or [`OrganizationAuth`], or [`AppAuth`]) to your agent's configuration
 //! (`Agent::config_builder().middleware(...)`), and every request that agent sends to the
 //! registry carries `Authorization: Bearer <token>`:
 //!
@@ -84,15 +84,15 @@
 //! ```
 //!
 //! One middleware serves one scope; a request may name another with a [`TokenScope`] in its
-//! extensions (build an `http::Request`, insert `TokenScope::Installation(id)` into its
-//! extensions and send it with `agent.run(request)`), so one agent can act for every
-//! installation.
+//! extensions (build an `http::Request`, insert `TokenScope::Installation(id)` or
+//! `TokenScope::Organization(id)` into its extensions and send it with `agent.run(request)`), so
+//! one agent can act for every installation.
 
 use std::cell::Cell;
 
 use http::header::{AUTHORIZATION, DATE};
 use http::{Request, Response, StatusCode};
-use icr_app_core::{Error, InstallationId, Route, Token, TokenScope};
+use icr_app_core::{Error, InstallationId, OrganizationId, Route, Token, TokenScope};
 use ureq::middleware::{Middleware, MiddlewareNext};
 use ureq::{Body, RequestExt as _, SendBody};
 
@@ -122,6 +122,37 @@ impl InstallationAuth {
                 scope: TokenScope::Installation(installation),
             },
         }
+    }
+}
+
+/// Adds the access token of the app's installation on an organization to every request for
+/// the registry, whatever the installation's id (see the [module docs](self), and
+/// [`TokenScope::Organization`]): after the organization reinstalls the app, the old
+/// installation's token is refused, dropped, and the next request (or [`retry_if_refused`]'s
+/// second run) gets the new installation's.
+///
+/// Cheap to clone; clones (and the [`Client`] it was made with) share one token cache.
+#[derive(Clone, Debug)]
+pub struct OrganizationAuth {
+    auth: Auth,
+}
+
+impl OrganizationAuth {
+    /// Authorises requests as the app's installation on `organization`, with tokens from
+    /// `client`'s cache.
+    pub fn new(client: Client, organization: OrganizationId) -> Self {
+        Self {
+            auth: Auth {
+                client,
+                scope: TokenScope::Organization(organization),
+            },
+        }
+    }
+}
+
+impl Middleware for OrganizationAuth {
+    fn handle(&self, request: Request<SendBody>, next: MiddlewareNext) -> Result<Response<Body>, ureq::Error> {
+        self.auth.handle(request, next)
     }
 }
 
@@ -159,7 +190,8 @@ impl Middleware for AppAuth {
     }
 }
 
-/// Runs `call` (requests sent through an agent with [`InstallationAuth`] or [`AppAuth`]), and
+/// Runs `call` (requests sent through an agent with [`InstallationAuth`], [`OrganizationAuth`]
+/// or [`AppAuth`]), and
 /// runs it once more if the registry refused a token during it, with the fresh token the
 /// middleware then adds.
 ///

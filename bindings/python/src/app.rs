@@ -6,15 +6,15 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use icr_app_core::{
-    App as CoreApp, AppKey, Error as CoreError, GetToken as CoreGetToken, InstallationId, Operation as _,
-    RetryPolicy, Route, Step, Timestamp, Token as CoreToken, TokenScope, TransportPolicy as CorePolicy,
+    App as CoreApp, AppKey, Error as CoreError, GetToken as CoreGetToken, Operation as _, RetryPolicy, Route, Step,
+    Timestamp, Token as CoreToken, TokenScope, TransportPolicy as CorePolicy,
 };
 use icr_app_redis::RedisStore;
 use pyo3::prelude::*;
-use pyo3::types::PyString;
 
 use crate::errors::to_py;
 use crate::ops::{self, Kind, SendStep};
+use crate::scope::{same_scope, scope};
 use crate::stats::Stats;
 use crate::store::{StoreConfig, owner_seed};
 use crate::values::Token;
@@ -182,11 +182,11 @@ impl App {
 }
 
 /// The last token `installation_token` handed out without a `min_life`, with its Python object:
-/// asked again for the same id, and the core still handing out that token, the same object goes
-/// back (no UTF-8 copy of the id, no allocation).
+/// asked again for the same id (or `ByOrganization`), and the core still handing out that token,
+/// the same object goes back (no UTF-8 copy of the id, no allocation).
 struct Memo {
     /// The `installation_id` object it was asked for (compared by identity, then by value).
-    id: Option<Py<PyString>>,
+    id: Option<Py<PyAny>>,
     scope: TokenScope,
     token: CoreToken,
     object: Py<Token>,
@@ -251,13 +251,13 @@ impl App {
         Ok(())
     }
 
-    /// The token for `installation_id` (`None`: the app) with `min_life` seconds left, from the
-    /// cache, or the `GetToken` operation to drive (polled once: its first step is kept for the
-    /// driver).
+    /// The token for `installation_id` (a `str`, a `ByOrganization`, or `None`: the app) with
+    /// `min_life` seconds left, from the cache, or the `GetToken` operation to drive (polled
+    /// once: its first step is kept for the driver).
     pub(crate) fn token_or_operation(
         &self,
         py: Python<'_>,
-        installation_id: Option<&Bound<'_, PyString>>,
+        installation_id: Option<&Bound<'_, PyAny>>,
         min_life: Option<f64>,
     ) -> PyResult<Found> {
         if min_life.is_none()
@@ -272,7 +272,7 @@ impl App {
                 }
             }));
         }
-        let scope = scope(installation_id.map(|id| id.to_cow()).transpose()?.as_deref())?;
+        let scope = scope(installation_id)?;
         let min_life_given = min_life.is_some();
         let mut op = CoreGetToken::new(scope, duration("min_life", min_life)?);
         let t = now(None);
@@ -300,7 +300,7 @@ impl App {
     /// token (counted as a hit already). `None` for anything else (another id, a mint to drive,
     /// the lock taken), which the caller then asks the core for in full: a failed hit changes
     /// nothing but a recency mark.
-    fn hit(&self, py: Python<'_>, installation_id: Option<&Bound<'_, PyString>>) -> Option<Hit> {
+    fn hit(&self, py: Python<'_>, installation_id: Option<&Bound<'_, PyAny>>) -> Option<Hit> {
         let current = self.shared.load();
         if current.generation != fork_generation() {
             return None;
@@ -308,7 +308,9 @@ impl App {
         // `try_lock`: never wait for the lock here, with the GIL held.
         let mut guard = current.app.try_lock().ok()?;
         let Locked { core, memo } = &mut *guard;
-        let memo = memo.as_ref().filter(|m| same_id(py, m.id.as_ref(), installation_id))?;
+        let memo = memo
+            .as_ref()
+            .filter(|m| same_scope(m.id.as_ref().map(|id| id.bind(py)), installation_id))?;
         let token = core.hit(&memo.scope, now(None), None)?;
         Some(if token.same_as(&memo.token) {
             Hit::Kept(memo.object.clone_ref(py))
@@ -322,7 +324,7 @@ impl App {
     fn remember(
         &self,
         py: Python<'_>,
-        installation_id: Option<&Bound<'_, PyString>>,
+        installation_id: Option<&Bound<'_, PyAny>>,
         scope: &TokenScope,
         token: CoreToken,
         object: &Py<Token>,
@@ -372,12 +374,13 @@ pub struct TokenGetter {
 
 #[pymethods]
 impl TokenGetter {
-    /// A token for the installation (`None`: the app) with at least `min_life` seconds left.
+    /// A token for the installation (a `str`, a `ByOrganization`, or `None`: the app) with at
+    /// least `min_life` seconds left.
     #[pyo3(signature = (installation_id, *, min_life = None))]
     fn get(
         &self,
         py: Python<'_>,
-        installation_id: Option<&Bound<'_, PyString>>,
+        installation_id: Option<&Bound<'_, PyAny>>,
         min_life: Option<f64>,
     ) -> PyResult<Py<PyAny>> {
         self.__call__(py, installation_id, min_life)
@@ -387,7 +390,7 @@ impl TokenGetter {
     fn __call__(
         &self,
         py: Python<'_>,
-        installation_id: Option<&Bound<'_, PyString>>,
+        installation_id: Option<&Bound<'_, PyAny>>,
         min_life: Option<f64>,
     ) -> PyResult<Py<PyAny>> {
         match self.app.get().token_or_operation(py, installation_id, min_life)? {
@@ -402,27 +405,6 @@ fn no_url() -> PyErr {
         "redis_timeout",
         "it applies to a shared store: give redis_url too",
     ))
-}
-
-/// Whether the memo's id and the one asked for are the same installation: the same object (the
-/// usual case), or equal strings.
-fn same_id(py: Python<'_>, memo: Option<&Py<PyString>>, asked: Option<&Bound<'_, PyString>>) -> bool {
-    match (memo, asked) {
-        (None, None) => true,
-        // Compared by value only for a `str` itself: a subclass's `__eq__` could run Python code.
-        (Some(memo), Some(asked)) => {
-            memo.is(asked)
-                || (asked.is_exact_instance_of::<PyString>() && memo.bind(py).as_any().eq(asked).unwrap_or(false))
-        }
-        _ => false,
-    }
-}
-
-pub(crate) fn scope(installation_id: Option<&str>) -> PyResult<TokenScope> {
-    Ok(match installation_id {
-        None => TokenScope::App,
-        Some(id) => TokenScope::Installation(InstallationId::new(id).map_err(to_py)?),
-    })
 }
 
 pub(crate) fn duration(what: &str, secs: Option<f64>) -> PyResult<Option<Duration>> {
@@ -580,10 +562,16 @@ impl App {
         Ok(jwt.token().expose().to_owned())
     }
 
-    /// Drops `token` from the cache if it is still cached for `installation_id` (`None`: the
-    /// app token), so the next request mints a new one. Returns whether it was cached.
+    /// Drops `token` from the cache if it is still cached for `installation_id` (a `str`, a
+    /// `ByOrganization`: its installation's, or `None`: the app token), so the next request
+    /// mints a new one. Returns whether it was cached.
     #[pyo3(signature = (installation_id, token))]
-    fn invalidate(&self, py: Python<'_>, installation_id: Option<&str>, token: &Bound<'_, PyAny>) -> PyResult<bool> {
+    fn invalidate(
+        &self,
+        py: Python<'_>,
+        installation_id: Option<&Bound<'_, PyAny>>,
+        token: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
         let scope = scope(installation_id)?;
         let secret = ops::token_text(token)?;
         Ok(self.shared().with(py, |app| app.invalidate(&scope, secret.expose())))
@@ -595,7 +583,7 @@ impl App {
     fn _token(
         &self,
         py: Python<'_>,
-        installation_id: Option<&Bound<'_, PyString>>,
+        installation_id: Option<&Bound<'_, PyAny>>,
         min_life: Option<f64>,
     ) -> PyResult<Py<PyAny>> {
         Ok(match self.token_or_operation(py, installation_id, min_life)? {

@@ -27,7 +27,7 @@ create_exception!(
     icr_app,
     NotFoundError,
     Error,
-    "404: the installation or resource does not exist, or is not visible to this app."
+    "404: the installation or resource does not exist, or is not visible to this app. `.organization_id` is set when the 404 answered the lookup of the app's installation on an organization (`ByOrganization`, `installation_for_organization`): the app is not installed there."
 );
 create_exception!(
     icr_app,
@@ -65,6 +65,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let base = py.get_type::<Error>();
     base.setattr("status", py.None())?;
     base.setattr("retry_after", py.None())?;
+    py.get_type::<NotFoundError>().setattr("organization_id", py.None())?;
     let transport = py.get_type::<TransportError>();
     transport.setattr("kind", "other")?;
     transport.setattr("detail", "")?;
@@ -137,6 +138,13 @@ pub(crate) fn to_py(error: CoreError) -> PyErr {
         if let CoreError::Transport { kind, message } = &error {
             let _ = value.setattr("kind", kind_name(*kind));
             let _ = value.setattr("detail", message.as_str());
+        }
+        if let CoreError::NotFound {
+            organization: Some(organization),
+            ..
+        } = &error
+        {
+            let _ = value.setattr("organization_id", organization.as_str());
         }
     });
     err

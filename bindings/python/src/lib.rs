@@ -19,6 +19,7 @@ mod errors;
 mod key;
 mod logs;
 mod ops;
+mod scope;
 mod stats;
 mod store;
 #[cfg(feature = "testkit")]
@@ -54,6 +55,7 @@ fn _icr_app(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<app::App>()?;
     m.add_class::<app::TransportPolicy>()?;
     m.add_class::<app::TokenGetter>()?;
+    m.add_class::<scope::ByOrganization>()?;
     m.add_class::<values::Token>()?;
     m.add_class::<values::Installation>()?;
     m.add_class::<values::Organization>()?;

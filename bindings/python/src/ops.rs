@@ -9,15 +9,16 @@ use icr_app_core::{
     App as CoreApp, Call, Credential, Error as CoreError, GetToken as CoreGetToken, Installation as CoreInstallation,
     ListInstallations as CoreListInstallations, Operation as _, Refresher as CoreRefresher, RequestId,
     Revoke as CoreRevoke, RevokeAll as CoreRevokeAll, SecretString, SendAs as CoreSendAs, Step, StoreCommand,
-    StoreReply as CoreStoreReply, Timestamp, Token as CoreToken,
+    StoreReply as CoreStoreReply, Timestamp, Token as CoreToken, TokenScope,
 };
 use pyo3::IntoPyObjectExt;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
-use crate::app::{App, Shared, duration, now, scope, seconds};
+use crate::app::{App, Shared, duration, now, seconds};
 use crate::errors::{self, to_py};
 use crate::fork_generation;
+use crate::scope::{named, scope};
 use crate::store::{StoreReply, StoreStep};
 use crate::values::{Installation, Token, json_to_py};
 
@@ -421,9 +422,11 @@ impl Drop for Operation {
     }
 }
 
-/// `GetToken(app, installation_id=None, *, min_life=None)`: a token for the installation (or,
-/// with `None`, the app) with at least `min_life` seconds left; from the cache, or minted once
-/// however many ask (the others `Wait`). `Done.value` is an `icr_app.Token`.
+/// `GetToken(app, installation_id=None, *, min_life=None)`: a token for the installation (a
+/// `str`, or a `ByOrganization`: the app's installation on that organization, looked up first
+/// if it is not known; or, with `None`, the app) with at least `min_life` seconds left; from the
+/// cache, or minted once however many ask (the others `Wait`). `Done.value` is an
+/// `icr_app.Token`.
 #[pyclass(module = "icr_app", extends = Operation)]
 pub struct GetToken;
 
@@ -431,13 +434,19 @@ pub struct GetToken;
 impl GetToken {
     #[new]
     #[pyo3(signature = (app, installation_id = None, *, min_life = None))]
-    fn new(app: &Bound<'_, App>, installation_id: Option<&str>, min_life: Option<f64>) -> PyResult<(Self, Operation)> {
+    fn new(
+        app: &Bound<'_, App>,
+        installation_id: Option<&Bound<'_, PyAny>>,
+        min_life: Option<f64>,
+    ) -> PyResult<(Self, Operation)> {
         let op = CoreGetToken::new(scope(installation_id)?, duration("min_life", min_life)?);
         Ok((GetToken, Operation::new(app.get().shared(), Kind::GetToken(op))))
     }
 }
 
-/// `CallInstallation(app, installation_id)`: `GET /app/installations/{id}` with the app JWT.
+/// `CallInstallation(app, installation_id)`: `GET /app/installations/{id}` with the app JWT;
+/// with a `ByOrganization`, `GET /app/organizations/{id}/installation` (the app's installation
+/// on that organization, remembered for it; a 404 says the app is not installed there).
 /// `Done.value` is an `icr_app.Installation`.
 #[pyclass(module = "icr_app", extends = Operation)]
 pub struct CallInstallation;
@@ -445,11 +454,15 @@ pub struct CallInstallation;
 #[pymethods]
 impl CallInstallation {
     #[new]
-    fn new(app: &Bound<'_, App>, installation_id: &str) -> PyResult<(Self, Operation)> {
-        let id = icr_app_core::InstallationId::new(installation_id).map_err(to_py)?;
+    fn new(app: &Bound<'_, App>, installation_id: &Bound<'_, PyAny>) -> PyResult<(Self, Operation)> {
+        let call = match named(installation_id, "an installation id (str) or an icr_app.ByOrganization")? {
+            TokenScope::Organization(org) => Call::installation_for_organization(org),
+            TokenScope::Installation(id) => Call::installation(id),
+            TokenScope::App => return Err(pyo3::exceptions::PyTypeError::new_err("no installation named")),
+        };
         Ok((
             CallInstallation,
-            Operation::new(app.get().shared(), Kind::Installation(Call::installation(id))),
+            Operation::new(app.get().shared(), Kind::Installation(call)),
         ))
     }
 }
@@ -472,7 +485,9 @@ impl ListInstallations {
 }
 
 /// `SendAs(app, installation_id, method, url, *, headers=None, body=None, json=False)`: any
-/// request, authorised as the installation (or, with `None`, as the app). `url` is a path
+/// request, authorised as the installation (a `str`, or a `ByOrganization`: the app's
+/// installation on that organization, followed when it is reinstalled; or, with `None`, as the
+/// app). `url` is a path
 /// relative to the base URL, starting with `/` (then the standard headers are added; a `://`
 /// in its query changes nothing), or an absolute URL (`https://...`) on the registry (tokens go to no other host: any other host is a
 /// `ConfigError`). On a 401 the token is dropped, a new one minted, and
@@ -490,7 +505,7 @@ impl SendAs {
     fn new(
         py: Python<'_>,
         app: &Bound<'_, App>,
-        installation_id: Option<&str>,
+        installation_id: Option<&Bound<'_, PyAny>>,
         method: &str,
         url: &str,
         headers: Option<&Bound<'_, PyAny>>,

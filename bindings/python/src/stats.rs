@@ -16,7 +16,9 @@ use pyo3::types::PyDict;
 /// `malformed`, `signing`, `other`); `waits`: times a caller waited for a mint already in flight
 /// in this process; `shared_hits`: tokens read from the shared store (`redis_url`) instead of
 /// minted; `shared_fallbacks`: shared store failures, after which the process minted alone for
-/// a while. `as_dict()` gives them all as a `dict` (for JSON or a metrics exporter).
+/// a while; `lookups`: lookups of the app's installation on an organization sent to the
+/// registry (`ByOrganization`, `installation_for_organization`); `shared_lookups`: those read
+/// from the shared store instead. `as_dict()` gives them all as a `dict` (for JSON or a metrics exporter).
 #[pyclass(module = "icr_app", frozen, eq)]
 #[derive(PartialEq, Eq)]
 pub struct Stats {
@@ -42,6 +44,12 @@ pub struct Stats {
     /// Shared store failures (the process then minted alone for a while).
     #[pyo3(get)]
     shared_fallbacks: u64,
+    /// Lookups of the app's installation on an organization sent to the registry.
+    #[pyo3(get)]
+    lookups: u64,
+    /// Organizations' installations read from the shared store instead of looked up.
+    #[pyo3(get)]
+    shared_lookups: u64,
 }
 
 impl From<icr_app_core::Stats> for Stats {
@@ -55,6 +63,8 @@ impl From<icr_app_core::Stats> for Stats {
             waits: s.waits,
             shared_hits: s.shared_hits,
             shared_fallbacks: s.shared_fallbacks,
+            lookups: s.lookups,
+            shared_lookups: s.shared_lookups,
         }
     }
 }
@@ -72,7 +82,7 @@ impl Stats {
     }
 
     /// Every counter as a `dict`: `hits`, `misses`, `mints`, `refreshes`, `failures` (a `dict`
-    /// by kind), `waits`, `shared_hits`, `shared_fallbacks`.
+    /// by kind), `waits`, `shared_hits`, `shared_fallbacks`, `lookups`, `shared_lookups`.
     fn as_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let dict = PyDict::new(py);
         dict.set_item("hits", self.hits)?;
@@ -83,13 +93,15 @@ impl Stats {
         dict.set_item("waits", self.waits)?;
         dict.set_item("shared_hits", self.shared_hits)?;
         dict.set_item("shared_fallbacks", self.shared_fallbacks)?;
+        dict.set_item("lookups", self.lookups)?;
+        dict.set_item("shared_lookups", self.shared_lookups)?;
         Ok(dict)
     }
 
     fn __repr__(&self) -> String {
         let failures: Vec<String> = self.failures.iter().map(|(kind, n)| format!("'{kind}': {n}")).collect();
         format!(
-            "Stats(hits={}, misses={}, mints={}, refreshes={}, failures={{{}}}, waits={}, shared_hits={}, shared_fallbacks={})",
+            "Stats(hits={}, misses={}, mints={}, refreshes={}, failures={{{}}}, waits={}, shared_hits={}, shared_fallbacks={}, lookups={}, shared_lookups={})",
             self.hits,
             self.misses,
             self.mints,
@@ -97,7 +109,9 @@ impl Stats {
             failures.join(", "),
             self.waits,
             self.shared_hits,
-            self.shared_fallbacks
+            self.shared_fallbacks,
+            self.lookups,
+            self.shared_lookups
         )
     }
 }

@@ -9,12 +9,17 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
 /// A fake ICR registry on `http://127.0.0.1:PORT`, for tests: it verifies app JWTs for real
-/// (RS256, `iss`, `exp`, `iat`), mints `crs_` tokens, lists installations page by page, revokes,
-/// refuses unknown, revoked or expired tokens, and answers with NestJS-style error bodies. Its
-/// clock can be skewed and faults injected. Stops on `close()` or at the end of a `with` block.
+/// (RS256, `iss`, `exp`, `iat`), mints `crs_` tokens, lists installations page by page, finds
+/// the app's installation on an organization, revokes, refuses unknown, revoked or expired
+/// tokens, and answers with NestJS-style error bodies. Its clock can be skewed, faults
+/// injected, and an organization can reinstall the app. Stops on `close()` or at the end of a
+/// `with` block.
 #[pyclass(module = "icr_app.testing", frozen)]
 pub struct FakeRegistry {
     registry: Mutex<Option<Arc<Registry>>>,
+    /// The installations made through this object (the demo's, `add_installation`'s), by their
+    /// current ids: `reinstall` finds an organization's among them.
+    installations: Mutex<Vec<String>>,
     base_url: String,
     /// The demo app's id (`None` for a registry made empty with `FakeRegistry()`).
     #[pyo3(get)]
@@ -22,9 +27,14 @@ pub struct FakeRegistry {
     /// The demo app's private key (PKCS#8 PEM; `None` for an empty registry).
     #[pyo3(get)]
     private_key_pem: Option<&'static str>,
-    /// The demo installations, in the order the registry lists them.
+    /// The demo installations, in the order the registry lists them (as `demo()` made them:
+    /// `reinstall` returns an installation's new id).
     #[pyo3(get)]
     installation_ids: Vec<String>,
+    /// The organization of each demo installation, in the same order: what a job that acts "as
+    /// this organization" knows, whatever the installation's id (`icr_app.ByOrganization`).
+    #[pyo3(get)]
+    organization_ids: Vec<String>,
     /// A webhook secret for `webhook_delivery` (test-only).
     #[pyo3(get)]
     webhook_secret: Option<String>,
@@ -49,6 +59,10 @@ impl FakeRegistry {
             .ok_or_else(|| PyRuntimeError::new_err("the fake registry was closed"))
     }
 
+    fn known(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.installations.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn queue(&self, fault: Fault, times: usize, path_prefix: Option<&str>) -> PyResult<()> {
         let registry = self.get()?;
         match path_prefix {
@@ -71,15 +85,17 @@ impl FakeRegistry {
         Ok(Self {
             base_url: registry.base_url(),
             registry: Mutex::new(Some(Arc::new(registry))),
+            installations: Mutex::new(Vec::new()),
             app_id: None,
             private_key_pem: None,
             installation_ids: Vec::new(),
+            organization_ids: Vec::new(),
             webhook_secret: None,
         })
     }
 
     /// A registry with the demo app (`.app_id`, `.private_key_pem`) and three installations
-    /// (`.installation_ids`).
+    /// (`.installation_ids`), each on an organization of its own (`.organization_ids`).
     #[staticmethod]
     fn demo(py: Python<'_>) -> PyResult<Self> {
         let demo = py
@@ -88,9 +104,11 @@ impl FakeRegistry {
         Ok(Self {
             base_url: demo.registry.base_url(),
             registry: Mutex::new(Some(Arc::new(demo.registry))),
+            installations: Mutex::new(demo.installation_ids.clone()),
             app_id: Some(demo.app_id),
             private_key_pem: Some(demo.private_key_pem),
             installation_ids: demo.installation_ids,
+            organization_ids: demo.organization_ids,
             webhook_secret: Some(demo.webhook_secret),
         })
     }
@@ -146,13 +164,54 @@ impl FakeRegistry {
     ) -> PyResult<String> {
         let permissions = permissions.unwrap_or_else(|| vec![("organization_info".into(), "VIEW".into())]);
         let pairs: Vec<(&str, &str)> = permissions.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        Ok(self.get()?.add_installation(app_id, organization_name, &pairs))
+        let id = self.get()?.add_installation(app_id, organization_name, &pairs);
+        self.known().push(id.clone());
+        Ok(id)
     }
 
     /// Uninstalls: no longer listed, and minting for it gives 404.
     fn remove_installation(&self, installation_id: &str) -> PyResult<()> {
         self.get()?.remove_installation(installation_id);
         Ok(())
+    }
+
+    /// The organization uninstalls the app and installs it again: its installation (one made by
+    /// `demo()` or `add_installation`) gets a new id, returned, with the same permissions. The
+    /// old id is gone (minting for it, or reading it, answers 404) and every token minted for it
+    /// is revoked (requests with one answer 401), as after a real reinstall; the organization
+    /// keeps its id. (The Rust testkit's `reinstall` takes the installation's id; this takes the
+    /// organization's, which a test that acts `ByOrganization` holds.) `ValueError` when no
+    /// installation of this registry is on that organization.
+    fn reinstall(&self, organization_id: &str) -> PyResult<String> {
+        let registry = self.get()?;
+        let mut known = self.known();
+        let slot = known
+            .iter_mut()
+            .find(|id| registry.organization_id(id).as_deref() == Some(organization_id));
+        if let Some(slot) = slot
+            && let Some(new) = registry.reinstall(slot)
+        {
+            slot.clone_from(&new);
+            return Ok(new);
+        }
+        Err(PyValueError::new_err(
+            if registry.organization_id(organization_id).is_some() {
+                format!(
+                    "{organization_id} is an installation id: reinstall takes the organization's id (registry.organization_id(installation_id))"
+                )
+            } else {
+                format!(
+                    "no installation made by this FakeRegistry (demo() or add_installation) is on organization {organization_id}"
+                )
+            },
+        ))
+    }
+
+    /// How many times the app's installation on `organization_id` was looked up
+    /// (`GET /app/organizations/{id}/installation`, answered 200 or 404; a faulted request is
+    /// not counted).
+    fn lookup_count(&self, organization_id: &str) -> PyResult<usize> {
+        Ok(self.get()?.lookup_count(organization_id))
     }
 
     /// The organization id of an installation.

@@ -116,6 +116,7 @@ def settings(tmp_path: Path) -> Iterator[tuple[FakeRegistry, dict[str, str]]]:
             ICR_APP_ID=registry.app_id,
             ICR_PRIVATE_KEY=str(key),
             ICR_INSTALLATION_ID=registry.installation_ids[0],
+            ICR_ORGANIZATION_ID=registry.organization_ids[0],  # its organization, as `icr-app mock` exports
             PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
             PYTHONUNBUFFERED="1",
         )

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import httpx
 import pytest
@@ -51,9 +51,12 @@ def sha256(token: icr_app.Token) -> str:
     return hashlib.sha256(token.token.encode()).hexdigest()
 
 
-def run_workers(registry: FakeRegistry, installation: str, redis_url: str, modes: list[str]) -> list[dict[str, Any]]:
+def run_workers(
+    registry: FakeRegistry, installation: str, redis_url: str, modes: list[str], organization: Optional[str] = None
+) -> list[dict[str, Any]]:
     """Starts one ``web_worker.py`` process per mode (``sync``/``async``), lets them all ask for
-    the token at once, and returns what each printed."""
+    the token at once (with ``organization``, ``ByOrganization(organization)``'s), and returns
+    what each printed."""
     assert registry.app_id is not None and registry.private_key_pem is not None
     workers = []
     for mode in modes:
@@ -66,6 +69,7 @@ def run_workers(registry: FakeRegistry, installation: str, redis_url: str, modes
             ICR_REDIS_URL=redis_url,
             ICR_REDIS_TIMEOUT=str(SLOW_MACHINE),
             ICR_ASYNC="1" if mode == "async" else "0",
+            ICR_ORGANIZATION_ID=organization or "",
         )
         workers.append(
             subprocess.Popen(
@@ -123,6 +127,45 @@ def test_four_worker_processes_sync_and_async_mint_once(
     assert len({r["token_sha256"] for r in results}) == 1
     assert sum(r["stats"]["mints"] for r in results) == 1
     assert sum(r["stats"]["shared_hits"] for r in results) == 3
+
+
+def test_worker_processes_look_an_organization_up_once(registry: FakeRegistry, redis_url: str) -> None:
+    # The lookup stays in flight for a while: whichever worker takes the organization's lease
+    # looks it up and stores the installation's id; the others read it, then the token.
+    org, installation = registry.organization_ids[0], registry.installation_ids[0]
+    registry.inject_delay(0.5, path_prefix=f"/app/organizations/{org}/")
+    results = run_workers(registry, installation, redis_url, ["sync", "async", "sync"], organization=org)
+    assert registry.lookup_count(org) == 1, results
+    assert registry.mint_count(installation) == 1, results
+    assert len({r["token_sha256"] for r in results}) == 1
+    stats = sorted((r["stats"] for r in results), key=lambda s: s["lookups"])
+    assert [s["lookups"] for s in stats] == [0, 0, 1]
+    assert [s["shared_lookups"] for s in stats] == [1, 1, 0]
+    assert sum(s["mints"] for s in stats) == 1 and sum(s["shared_hits"] for s in stats) == 2
+    assert all(s["shared_fallbacks"] == 0 for s in stats)
+
+
+def test_a_reinstall_is_looked_up_once_for_the_fleet(registry: FakeRegistry, redis_url: str) -> None:
+    # Two Apps with caches of their own (two processes' worth) on one Redis. After the
+    # reinstall, the first to be refused looks the organization up again and stores the new
+    # installation; the other, refused too, reads it (and the new token) from Redis.
+    org, old = registry.organization_ids[0], registry.installation_ids[0]
+    who = icr_app.ByOrganization(org)
+    web, worker = make_app(registry, **shared(redis_url)), make_app(registry, **shared(redis_url))
+    with icr_app.Client(web) as a, icr_app.Client(worker) as b:
+        assert "projects" in a.get_json(who, "/projects") and "projects" in b.get_json(who, "/projects")
+        assert (registry.lookup_count(org), registry.mint_count(old)) == (1, 1)
+        assert (worker.stats().shared_lookups, worker.stats().shared_hits, worker.stats().lookups) == (1, 1, 0)
+        new = registry.reinstall(org)
+        assert a.request(who, "GET", "/projects").status_code == 200
+        assert b.request(who, "GET", "/projects").status_code == 200
+        assert registry.lookup_count(org) == 2
+        assert (registry.mint_count(old), registry.mint_count(new)) == (1, 1)
+        assert (worker.stats().shared_lookups, worker.stats().shared_hits, worker.stats().lookups) == (2, 2, 0)
+        assert web.stats().lookups == 2
+        assert a.installation_token(who) == a.installation_token(new)
+        assert a.installation_token(who).token == b.installation_token(who).token
+        assert b.installation_token(who).installation_id == new
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
@@ -284,6 +327,8 @@ def test_stats_count_a_hit_a_miss_a_mint_and_a_shared_hit(
             "waits": 0,
             "shared_hits": 0,
             "shared_fallbacks": 0,
+            "lookups": 0,
+            "shared_lookups": 0,
         }
         token = a.installation_token(installation)  # a miss, and a mint
         assert a.installation_token(installation) == token  # a hit
@@ -304,9 +349,12 @@ def test_stats_count_a_hit_a_miss_a_mint_and_a_shared_hit(
             "waits": 0,
             "shared_hits": 1,
             "shared_fallbacks": 0,
+            "lookups": 0,
+            "shared_lookups": 0,
         }
         assert repr(b.stats()) == (
-            "Stats(hits=0, misses=1, mints=0, refreshes=0, failures={}, waits=0, shared_hits=1, shared_fallbacks=0)"
+            "Stats(hits=0, misses=1, mints=0, refreshes=0, failures={}, waits=0, shared_hits=1, shared_fallbacks=0, "
+            "lookups=0, shared_lookups=0)"
         )
         # A snapshot: taken before, it does not move.
         before = b.stats()

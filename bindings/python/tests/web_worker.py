@@ -3,7 +3,8 @@ client on the shared Redis, as a worker of a web server would make them at start
 
 Settings from the environment: ``ICR_BASE_URL``, ``ICR_APP_ID``, ``ICR_PRIVATE_KEY`` (the PEM),
 ``ICR_INSTALLATION_ID``, ``ICR_REDIS_URL``, ``ICR_REDIS_TIMEOUT`` (seconds); ``ICR_ASYNC=1``
-for the async client. Prints
+for the async client; ``ICR_ORGANIZATION_ID`` to ask ``ByOrganization`` instead of by the
+installation's id. Prints
 ``ready``, waits for a line on stdin (so the test starts every worker's request at once), asks
 for the installation's token, and prints one JSON line: the token's SHA-256 (not the token) and
 the App's stats.
@@ -16,13 +17,17 @@ import hashlib
 import json
 import os
 import sys
+from typing import Union
 
 import icr_app
 
 
 def main() -> None:
     app = icr_app.App(os.environ["ICR_APP_ID"], os.environ["ICR_PRIVATE_KEY"], os.environ["ICR_BASE_URL"])
-    installation = os.environ["ICR_INSTALLATION_ID"]
+    organization = os.environ.get("ICR_ORGANIZATION_ID")
+    installation: Union[str, icr_app.ByOrganization] = (
+        icr_app.ByOrganization(organization) if organization else os.environ["ICR_INSTALLATION_ID"]
+    )
     redis_url = os.environ["ICR_REDIS_URL"]
     redis_timeout = float(os.environ["ICR_REDIS_TIMEOUT"])
     print("ready", flush=True)

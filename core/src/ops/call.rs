@@ -7,7 +7,7 @@ use http::{Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::{Finished, Operation, Step, retrying};
-use crate::api::{InstallationId, authorize};
+use crate::api::{InstallationId, OrganizationId, authorize};
 use crate::app::App;
 use crate::cache::RequestId;
 use crate::clock::{ClockOffset, Timestamp};
@@ -15,10 +15,11 @@ use crate::error::{Credential, Error};
 use crate::models::{CreateUserOrganization, CreatedUserOrganization, Installation, InstallationsPage};
 use crate::pager::{DEFAULT_PAGE_SIZE, InstallationPager};
 use crate::response::{parse_json, status_error};
+use crate::stats::Counter;
 use crate::store::StoreReply;
 
-/// One app-JWT request (list a page, read an installation, create a user and organization, or
-/// any request you build), read as `T`.
+/// One app-JWT request (list a page, read an installation, find the installation on an
+/// organization, create a user and organization, or any request you build), read as `T`.
 ///
 /// The JWT is signed (or taken from the JWT cache) when the request is sent. A 401 whose `Date`
 /// shows the clock skew moved since the JWT was signed is retried once with the server's clock.
@@ -50,6 +51,7 @@ impl<T> std::fmt::Debug for Call<T> {
 enum Endpoint {
     Page { limit: u32, page: u32 },
     Installation(InstallationId),
+    OrganizationInstallation(OrganizationId),
     CreateUserOrganization(Box<CreateUserOrganization>),
     Request(Box<Request<Vec<u8>>>),
 }
@@ -66,6 +68,7 @@ impl<T> Call<T> {
         let name = match &endpoint {
             Endpoint::Page { .. } => "installations page",
             Endpoint::Installation(_) => "installation",
+            Endpoint::OrganizationInstallation(_) => "organization installation",
             Endpoint::CreateUserOrganization(_) => "create user and organization",
             Endpoint::Request(_) => "app request",
         };
@@ -101,6 +104,7 @@ impl<T> Call<T> {
         match &self.endpoint {
             Endpoint::Page { limit, page } => api.list_installations(jwt.token(), *limit, *page),
             Endpoint::Installation(id) => api.get_installation(jwt.token(), id),
+            Endpoint::OrganizationInstallation(org) => api.get_organization_installation(jwt.token(), org),
             Endpoint::CreateUserOrganization(body) => api.create_user_organization(jwt.token(), body),
             Endpoint::Request(request) => {
                 let mut request = Request::clone(request);
@@ -146,6 +150,26 @@ impl Call<Installation> {
     }
 }
 
+impl Call<Installation> {
+    /// `GET /app/organizations/{organizationId}/installation`: the app's installation on that
+    /// organization. A 404 means the app is not installed there, and the error
+    /// ([`Error::NotFound`] with `organization` set) says so.
+    ///
+    /// The installation found is remembered for the organization (see
+    /// [`App::organization_installation`]), so a token asked for by organization
+    /// ([`TokenScope::Organization`](crate::TokenScope::Organization)) then needs no lookup.
+    pub fn installation_for_organization(organization: OrganizationId) -> Self {
+        Self::new(Endpoint::OrganizationInstallation(organization), true)
+    }
+}
+
+/// What a lookup of an organization's installation is read as to remember it (whatever the
+/// caller reads the answer as).
+#[derive(serde::Deserialize)]
+struct InstallationIdOnly {
+    id: String,
+}
+
 impl Call<CreatedUserOrganization> {
     /// `POST /app/create/user/organization`. Not retried: it is not idempotent.
     pub fn create_user_organization(body: CreateUserOrganization) -> Self {
@@ -167,6 +191,9 @@ impl<T: DeserializeOwned> Call<T> {
         match self.build(app, now) {
             Ok(request) => {
                 let id = app.next_request_id();
+                if let Endpoint::OrganizationInstallation(_) = self.endpoint {
+                    app.count(Counter::Lookup);
+                }
                 self.attempts += 1;
                 self.span.record("attempt", self.attempts);
                 self.progress = Progress::Sent {
@@ -176,6 +203,38 @@ impl<T: DeserializeOwned> Call<T> {
                 Step::Send { id, request }
             }
             Err(error) => Step::Done(Err(error)),
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Call<T> {
+    /// The answer to a lookup of `org`'s installation: remembered when found; a 404 says the app
+    /// is not installed there.
+    fn found_for_organization(
+        &mut self,
+        app: &mut App,
+        org: &OrganizationId,
+        response: &Response<Vec<u8>>,
+        parsed: Result<T, Error>,
+        now: Timestamp,
+    ) {
+        match parsed {
+            Ok(value) => {
+                match parse_json::<InstallationIdOnly>(response, Credential::AppJwt)
+                    .and_then(|found| app.organization_found(org, None, &found.id))
+                {
+                    Ok(_) => self.progress = Progress::Finished(Ok(value)),
+                    Err(error) => self.failed(app, error, now),
+                }
+            }
+            Err(Error::NotFound { api, .. }) => {
+                let error = Error::NotFound {
+                    api,
+                    organization: Some(org.clone()),
+                };
+                self.progress = Progress::Finished(Err(error));
+            }
+            Err(error) => self.failed(app, error, now),
         }
     }
 }
@@ -223,7 +282,11 @@ impl<T: DeserializeOwned> Operation for Call<T> {
             self.progress = Progress::Finished(Err(error));
             return;
         }
-        match parse_json(&response, Credential::AppJwt) {
+        let parsed = parse_json(&response, Credential::AppJwt);
+        if let Endpoint::OrganizationInstallation(org) = &self.endpoint {
+            return self.found_for_organization(app, &org.clone(), &response, parsed, now);
+        }
+        match parsed {
             Ok(value) => self.progress = Progress::Finished(Ok(value)),
             Err(error) => self.failed(app, error, now),
         }

@@ -24,9 +24,9 @@ use crate::store::{StoreCommand, StoreReply};
 /// How long a refresh is put off when another process holds the lease.
 const DEFER: Duration = Duration::from_secs(1);
 /// The first wait before reading the entry again while another process mints; it doubles.
-const WAIT_FIRST: Duration = Duration::from_millis(10);
+pub(crate) const WAIT_FIRST: Duration = Duration::from_millis(10);
 /// The longest wait between two reads.
-const WAIT_MAX: Duration = Duration::from_millis(250);
+pub(crate) const WAIT_MAX: Duration = Duration::from_millis(250);
 
 /// What a fetch asks for next.
 pub(crate) enum FetchStep {

@@ -21,6 +21,7 @@
 
 mod call;
 mod fetch;
+mod lookup;
 mod refresh;
 mod revoke;
 mod send;

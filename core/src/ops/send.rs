@@ -17,6 +17,11 @@ use crate::store::StoreReply;
 /// [`ApiConfig::check_target`](crate::ApiConfig::check_target)), unless the request carries
 /// [`OtherHost`](crate::api::OtherHost); only the registry's responses teach the clock. On a
 /// 401 the token is dropped from the cache, a new one minted, and the request sent once more.
+///
+/// For an organization ([`TokenScope::Organization`]), the token is its installation's (see
+/// [`GetToken`]): after a reinstall, the 401 for the old installation's token leads to a mint for
+/// it answered 404, one lookup of the organization, and the request sent as the new
+/// installation.
 #[derive(Debug)]
 pub struct SendAs {
     scope: TokenScope,
@@ -24,10 +29,12 @@ pub struct SendAs {
     /// Whether the request is for the registry; `None` until checked.
     registry: Option<bool>,
     token: Option<GetToken>,
-    sent: Option<(RequestId, Token)>,
+    /// The request sent, its token, and the scope the token is cached under.
+    sent: Option<(RequestId, Token, TokenScope)>,
     retried: bool,
-    /// A token the registry refused, to remove from the shared store before going on.
-    forget: Option<Token>,
+    /// A token the registry refused (and the scope it was cached under), to remove from the
+    /// shared store before going on.
+    forget: Option<(Token, TokenScope)>,
     forgetting: Option<RequestId>,
     result: Option<Result<Response<Vec<u8>>, Error>>,
     finished: Finished,
@@ -66,8 +73,8 @@ impl SendAs {
     /// What to do next, while not finished (see [`Operation::poll`]).
     fn next_step(&mut self, app: &mut App, now: Timestamp) -> Step<Response<Vec<u8>>> {
         // Before minting again: out of the shared entry too, or the next read would bring it back.
-        if let Some(token) = self.forget.take()
-            && let Some(command) = app.forget_shared(&self.scope, token.secret(), now)
+        if let Some((token, key)) = self.forget.take()
+            && let Some(command) = app.forget_shared(&key, token.secret(), now)
         {
             let id = app.next_request_id();
             self.forgetting = Some(id);
@@ -89,13 +96,14 @@ impl SendAs {
         let op = self.token.get_or_insert_with(|| GetToken::new(scope.clone(), None));
         match op.poll(app, now) {
             Step::Done(Ok(token)) => {
+                let key = op.key().clone();
                 self.token = None;
                 let mut request = self.request.clone();
                 if let Err(error) = authorize(&mut request, token.secret()) {
                     return Step::Done(Err(error));
                 }
                 let id = app.next_request_id();
-                self.sent = Some((id, token));
+                self.sent = Some((id, token, key));
                 Step::Send { id, request }
             }
             Step::Done(Err(error)) => Step::Done(Err(error)),
@@ -124,9 +132,11 @@ impl Operation for SendAs {
         if let Some(op) = &mut self.token {
             return op.handle_response(app, id, response, now);
         }
-        let Some((sent, token)) = self.sent.take() else { return };
+        let Some((sent, token, key)) = self.sent.take() else {
+            return;
+        };
         if sent != id {
-            self.sent = Some((sent, token));
+            self.sent = Some((sent, token, key));
             return;
         }
         let span = self.span.clone();
@@ -137,9 +147,9 @@ impl Operation for SendAs {
         }
         if response.status() == StatusCode::UNAUTHORIZED {
             // Refused: never hand it out again, whether or not we try once more.
-            app.invalidate(&self.scope, token.secret().expose());
+            app.invalidate(&key, token.secret().expose());
             tracing::info!(target: "icr_app", retrying = !self.retried, "the registry refused the token: dropped");
-            self.forget = Some(token);
+            self.forget = Some((token, key));
             if !self.retried {
                 self.retried = true;
                 return;
@@ -155,7 +165,7 @@ impl Operation for SendAs {
         if let Some(op) = &mut self.token {
             return op.handle_failure(app, id, error, now);
         }
-        if self.sent.as_ref().is_some_and(|(sent, _)| *sent == id) {
+        if self.sent.as_ref().is_some_and(|(sent, ..)| *sent == id) {
             self.sent = None;
             self.result = Some(Err(error));
         }

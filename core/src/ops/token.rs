@@ -5,8 +5,9 @@ use std::time::Duration;
 use http::Response;
 
 use super::fetch::{Fetch, FetchStep, Outcome};
+use super::lookup::{Lookup, LookupStep};
 use super::{Finished, Operation, Step, retrying};
-use crate::app::{App, TokenScope};
+use crate::app::{App, OrganizationPoll, TokenScope};
 use crate::cache::{Poll, RequestId, Token};
 use crate::clock::Timestamp;
 use crate::error::Error;
@@ -22,9 +23,20 @@ use crate::store::StoreReply;
 ///
 /// A `min_life` longer than the registry's tokens live is an error that says so, without
 /// minting again.
+///
+/// For an organization ([`TokenScope::Organization`]), the token is its installation's: the
+/// installation remembered for it, else looked up (read from the shared store, or asked of the
+/// registry; one lookup however many operations ask, the others [`Step::Wait`]). When a mint for
+/// the remembered installation answers 404 (the organization reinstalled the app, so its
+/// installation has a new id, or uninstalled it), the installation is forgotten and the
+/// organization looked up again, once: a second 404 is the caller's error, as is a lookup's 404
+/// (`Error::NotFound` naming the organization: the app is not installed there).
 #[derive(Debug)]
 pub struct GetToken {
     scope: TokenScope,
+    /// What an operation for an organization keeps; boxed, made when first needed: most
+    /// operations name an installation, and every `GetToken` is moved on every call.
+    organization: Option<Box<ByOrganization>>,
     min_life: Option<Duration>,
     attempts: u32,
     waited: Duration,
@@ -32,6 +44,20 @@ pub struct GetToken {
     missed: bool,
     progress: Progress,
     finished: Finished,
+}
+
+/// What a [`GetToken`] for an organization keeps.
+#[derive(Debug, Default)]
+struct ByOrganization {
+    /// The installation's scope last resolved: the token cache's key.
+    key: Option<TokenScope>,
+    /// The lookup of the organization's installation this operation last waited for.
+    waited_lookup: Option<RequestId>,
+    /// Whether the organization's installation was found gone and looked up again already.
+    relooked: bool,
+    /// The lookup of its installation this operation is making (here rather than in
+    /// [`Progress`], which then stays one pointer).
+    lookup: Option<Lookup>,
 }
 
 #[derive(Debug)]
@@ -47,6 +73,7 @@ impl GetToken {
     pub fn new(scope: TokenScope, min_life: Option<Duration>) -> Self {
         Self {
             scope,
+            organization: None,
             min_life,
             attempts: 0,
             waited: Duration::ZERO,
@@ -59,6 +86,28 @@ impl GetToken {
     /// The scope asked for.
     pub fn scope(&self) -> &TokenScope {
         &self.scope
+    }
+
+    /// The scope the token handed out is cached under: the scope asked for, or for an
+    /// organization its installation's.
+    pub(crate) fn key(&self) -> &TokenScope {
+        self.organization
+            .as_ref()
+            .and_then(|o| o.key.as_ref())
+            .unwrap_or(&self.scope)
+    }
+
+    /// What this operation keeps for the organization it names.
+    fn by_organization(&mut self) -> &mut ByOrganization {
+        self.organization.get_or_insert_with(Box::default)
+    }
+
+    /// Counts a miss, once.
+    fn miss(&mut self, app: &mut App) {
+        if !self.missed {
+            self.missed = true;
+            app.count(Counter::Miss);
+        }
     }
 
     /// The life asked for: the caller's, or the cache's default.
@@ -84,6 +133,21 @@ impl GetToken {
     /// for `abandon`). `None`: it ended without a token to hand out (failed, or deferred to
     /// another process's refresh); the cache decides what next.
     fn drive(&mut self, app: &mut App, now: Timestamp) -> Option<Step<Token>> {
+        if let Some(organization) = &mut self.organization
+            && let Some(lookup) = &mut organization.lookup
+        {
+            return match lookup.poll(app, now) {
+                LookupStep::Send { id, request } => Some(Step::Send { id, request }),
+                LookupStep::Store { id, command } => Some(Step::Store { id, command }),
+                LookupStep::Sleep { until } => Some(Step::Sleep { until }),
+                LookupStep::Wait { until } => Some(Step::Wait { until }),
+                LookupStep::Done(found) => {
+                    organization.lookup = None;
+                    // Found: the loop carries on with it (remembered by the app).
+                    found.err().map(|error| Step::Done(Err(error)))
+                }
+            };
+        }
         let Progress::Fetching(fetch) = &mut self.progress else {
             return None;
         };
@@ -103,7 +167,7 @@ impl GetToken {
                 // Handed out only if it is still the cached one and still has the life asked
                 // for: a revocation or a clock jump reported meanwhile (by another operation)
                 // would have made it so.
-                app.usable_token(&self.scope, now, min_life)
+                app.usable_token(self.key(), now, min_life)
                     .filter(|cached| cached.same_as(&token))
                     .map(|cached| Step::Done(Ok(cached)))
             }
@@ -121,39 +185,46 @@ impl GetToken {
             && !self.missed
             && let Some(token) = app.hit(&self.scope, now, self.min_life)
         {
+            if let TokenScope::Organization(_) = self.scope {
+                self.by_organization().key = app.cache_key(&self.scope).cloned();
+            }
             return Step::Done(Ok(token));
         }
         if let Some(step) = self.drive(app, now) {
             return step;
         }
         loop {
-            if let Some(token) = app.peek_token(&self.scope, now, self.min_life) {
+            let key = match self.resolve(app, now) {
+                Ok(key) => key,
+                Err(step) => return step,
+            };
+            if let Some(token) = app.peek_token(&key, now, self.min_life) {
                 return Step::Done(Ok(token));
             }
-            if !self.missed {
-                self.missed = true;
-                app.count(Counter::Miss);
-            }
+            self.miss(app);
             let min_life = self.min_life(app);
-            if let Some(token) = app.cached_token(&self.scope)
+            if let Some(token) = app.cached_token(&key)
                 && token.lifetime() > Duration::ZERO
                 && token.lifetime() < min_life
             {
                 return Step::Done(Err(self.min_life_error(token.lifetime(), min_life)));
             }
             if app.background_refresh()
-                && let Some(token) = app.usable_token(&self.scope, now, min_life)
+                && let Some(token) = app.usable_token(&key, now, min_life)
             {
                 // Due for a refresh, still usable: the refresher renews it.
                 return Step::Done(Ok(token));
             }
-            match app.poll_cache(&self.scope, now, Some(min_life)) {
+            match app.poll_cache(&key, now, Some(min_life)) {
                 Poll::Ready(token) => return Step::Done(Ok(token)),
                 Poll::Wait { until } => {
                     app.count(Counter::Wait);
                     return Step::Wait { until };
                 }
                 Poll::Failed { error, retry_at } => {
+                    if self.installation_gone(app, &key, &error) {
+                        continue;
+                    }
                     let policy = app.retry_policy();
                     return match policy.delay(self.attempts.max(1), self.waited, &error, retry_at, now) {
                         Some(delay) => {
@@ -174,14 +245,65 @@ impl GetToken {
                 }
                 Poll::Fetch { id, .. } => {
                     self.attempts += 1;
-                    self.progress =
-                        Progress::Fetching(Box::new(Fetch::new(id, self.scope.clone(), min_life, self.attempts)));
+                    self.progress = Progress::Fetching(Box::new(Fetch::new(id, key, min_life, self.attempts)));
                     if let Some(step) = self.drive(app, now) {
                         return step;
                     }
                 }
             }
         }
+    }
+
+    /// The token cache's key for the scope asked for: the scope itself, or for an organization
+    /// its installation's, once known. `Err`: the step to take first (wait for another
+    /// operation's lookup, or this operation's own), or how the lookup failed.
+    #[allow(clippy::result_large_err)] // a step, returned at once, as `poll` returns it
+    fn resolve(&mut self, app: &mut App, now: Timestamp) -> Result<TokenScope, Step<Token>> {
+        let TokenScope::Organization(org) = &self.scope else {
+            return Ok(self.scope.clone());
+        };
+        let org = org.clone();
+        loop {
+            let waited = self.by_organization().waited_lookup;
+            match app.poll_organization(&org, now, waited) {
+                OrganizationPoll::Found(key) => {
+                    self.by_organization().key = Some(key.clone());
+                    return Ok(key);
+                }
+                OrganizationPoll::Wait { id, until } => {
+                    self.by_organization().waited_lookup = Some(id);
+                    self.miss(app);
+                    app.count(Counter::Wait);
+                    return Err(Step::Wait { until });
+                }
+                OrganizationPoll::Failed(error) => return Err(Step::Done(Err(error))),
+                OrganizationPoll::Lookup(id) => {
+                    self.miss(app);
+                    self.by_organization().waited_lookup = Some(id);
+                    self.by_organization().lookup = Some(Lookup::new(id, org.clone()));
+                    if let Some(step) = self.drive(app, now) {
+                        return Err(step);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `error`, the failure of a mint for `key`, means that the organization asked for
+    /// no longer has that installation (a 404, the first time): it is then forgotten, and the
+    /// organization is to be looked up again.
+    fn installation_gone(&mut self, app: &mut App, key: &TokenScope, error: &Error) -> bool {
+        let TokenScope::Organization(org) = &self.scope else {
+            return false;
+        };
+        let org = org.clone();
+        let state = self.by_organization();
+        if state.relooked || !matches!(error, Error::NotFound { .. }) {
+            return false;
+        }
+        state.relooked = true;
+        app.organization_installation_gone(&org, key);
+        true
     }
 }
 
@@ -199,7 +321,9 @@ impl Operation for GetToken {
         if self.finished.is_set() {
             return;
         }
-        if let Progress::Fetching(fetch) = &mut self.progress {
+        if let Some(lookup) = self.organization.as_mut().and_then(|o| o.lookup.as_mut()) {
+            lookup.handle_response(app, id, response, now);
+        } else if let Progress::Fetching(fetch) = &mut self.progress {
             fetch.handle_response(app, id, response, now);
         }
     }
@@ -208,7 +332,9 @@ impl Operation for GetToken {
         if self.finished.is_set() {
             return;
         }
-        if let Progress::Fetching(fetch) = &mut self.progress {
+        if let Some(lookup) = self.organization.as_mut().and_then(|o| o.lookup.as_mut()) {
+            lookup.handle_failure(app, id, error, now);
+        } else if let Progress::Fetching(fetch) = &mut self.progress {
             fetch.handle_failure(app, id, error, now);
         }
     }
@@ -217,7 +343,9 @@ impl Operation for GetToken {
         if self.finished.is_set() {
             return;
         }
-        if let Progress::Fetching(fetch) = &mut self.progress {
+        if let Some(lookup) = self.organization.as_mut().and_then(|o| o.lookup.as_mut()) {
+            lookup.handle_store(app, id, reply, now);
+        } else if let Progress::Fetching(fetch) = &mut self.progress {
             fetch.handle_store(app, id, reply, now);
         }
     }
@@ -225,6 +353,9 @@ impl Operation for GetToken {
     fn abandon(&mut self, app: &mut App, now: Timestamp) {
         if self.finished.is_set() {
             return;
+        }
+        if let Some(mut lookup) = self.organization.as_mut().and_then(|o| o.lookup.take()) {
+            lookup.abandon(app, now);
         }
         if let Progress::Fetching(mut fetch) = std::mem::replace(&mut self.progress, Progress::Idle) {
             fetch.abandon(app, now);

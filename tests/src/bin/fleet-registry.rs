@@ -20,6 +20,8 @@
 //! |---|---|
 //! | `mints` | `mints TOTAL ID=N ID=N ...` (installation tokens minted, per installation) |
 //! | `mint-requests` | `mint-requests N` (installation mints received, answered or not) |
+//! | `organizations` | `organizations ORG...` (each installation's organization, in the order of the installations) |
+//! | `lookups` | `lookups TOTAL ORG=N ORG=N ...` (lookups of an organization's installation, per organization) |
 //! | `delay-mints MS [COUNT]` | `ok`: the next COUNT (default 1) mints are answered after MS |
 //! | `token-lifetime MS` | `ok`: tokens minted from now on live MS |
 //! | `add APP_ID N` | `installations ID...` (N new installations of APP_ID) |
@@ -82,6 +84,26 @@ fn main() {
                 let total: usize = per.iter().map(|(_, n)| n).sum();
                 let per: Vec<String> = per.iter().map(|(id, n)| format!("{id}={n}")).collect();
                 format!("mints {total} {}", per.join(" ")).trim_end().to_owned()
+            }
+            ["organizations"] => {
+                let orgs: Vec<String> = installations
+                    .iter()
+                    .map(|id| registry.organization_id(id).unwrap_or_default())
+                    .collect();
+                format!("organizations {}", orgs.join(" ")).trim_end().to_owned()
+            }
+            ["lookups"] => {
+                let per: Vec<(String, usize)> = installations
+                    .iter()
+                    .filter_map(|id| registry.organization_id(id))
+                    .map(|org| {
+                        let n = registry.lookup_count(&org);
+                        (org, n)
+                    })
+                    .collect();
+                let total: usize = per.iter().map(|(_, n)| n).sum();
+                let per: Vec<String> = per.iter().map(|(org, n)| format!("{org}={n}")).collect();
+                format!("lookups {total} {}", per.join(" ")).trim_end().to_owned()
             }
             ["mint-requests"] => {
                 let n = registry

@@ -6,8 +6,12 @@
 //! ```text
 //! fleet-worker --base-url URL --app-id ID --key PATH [--redis URL] [--threads T]
 //!              [--lease-ttl-ms MS] [--retry-after-failure-ms MS] [--store-timeout-ms MS]
-//!              [--min-remaining-ms MS] [--refresh-margin-ms MS] [--serve] [INSTALLATION...]
+//!              [--min-remaining-ms MS] [--refresh-margin-ms MS] [--organizations] [--serve]
+//!              [INSTALLATION...]
 //! ```
+//!
+//! With `--organizations`, the ids given (on the command line and in commands) are organizations,
+//! and each thread gets each organization's token (`Client::organization_token`).
 //!
 //! Without `--serve`: one round over the installations given, then the stats, then exits (status
 //! 1 if any call failed or handed out an expired token). With `--serve`: prints `ready` once the
@@ -25,14 +29,15 @@
 //! `done gets=N errors=N expired=N min_left_ms=N`: `expired` counts tokens handed out at or after
 //! their `expiresAt` (on this machine's clock, which the registry on loopback shares), and
 //! `min_left_ms` is the least life a handed-out token had. `stats` prints
-//! `stats mints=N shared_hits=N shared_fallbacks=N hits=N misses=N waits=N failures=N`.
+//! `stats mints=N shared_hits=N shared_fallbacks=N hits=N misses=N waits=N failures=N lookups=N
+//! shared_lookups=N`.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead as _, Write as _};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use icr_app_core::{App, AppKey, CacheConfig, InstallationId};
+use icr_app_core::{App, AppKey, CacheConfig, InstallationId, OrganizationId, TokenScope};
 use icr_app_redis::RedisStore;
 use icr_app_ureq::Client;
 
@@ -48,6 +53,7 @@ struct Options {
     store_timeout: Option<Duration>,
     min_remaining: Option<Duration>,
     refresh_margin: Option<Duration>,
+    organizations: bool,
     serve: bool,
     installations: Vec<String>,
 }
@@ -78,7 +84,7 @@ fn main() {
         }
     };
     if !options.serve {
-        let round = run(&client, options.threads, &options.installations, None);
+        let round = run(&client, &options, &options.installations, None);
         let ok = round.errors.is_empty() && round.expired == 0;
         print_round(&round);
         print_stats(&client);
@@ -96,10 +102,10 @@ fn main() {
             }
         };
         match words.as_slice() {
-            ["get", rest @ ..] => print_round(&run(&client, options.threads, &ids(rest), None)),
+            ["get", rest @ ..] => print_round(&run(&client, &options, &ids(rest), None)),
             ["loop", ms, rest @ ..] => match ms.parse::<u64>() {
                 Ok(ms) => {
-                    let round = run(&client, options.threads, &ids(rest), Some(Duration::from_millis(ms)));
+                    let round = run(&client, &options, &ids(rest), Some(Duration::from_millis(ms)));
                     print_round(&round);
                 }
                 Err(_) => say("error loop MS [ID...]"),
@@ -143,12 +149,20 @@ fn build_client(options: &Options) -> Result<Client, String> {
     builder.build().map_err(|e| e.to_string())
 }
 
-/// `threads` threads each get every installation (in an order of their own), once, or over and
-/// over until `duration` has passed.
-fn run(client: &Client, threads: usize, installations: &[String], duration: Option<Duration>) -> Round {
-    let ids: Vec<Result<InstallationId, String>> = installations
+/// `threads` threads each get every installation (or organization) (in an order of their own),
+/// once, or over and over until `duration` has passed.
+fn run(client: &Client, options: &Options, installations: &[String], duration: Option<Duration>) -> Round {
+    let threads = options.threads;
+    let ids: Vec<Result<TokenScope, String>> = installations
         .iter()
-        .map(|id| InstallationId::new(id.clone()).map_err(|e| e.to_string()))
+        .map(|id| {
+            if options.organizations {
+                OrganizationId::new(id.clone()).map(TokenScope::Organization)
+            } else {
+                InstallationId::new(id.clone()).map(TokenScope::Installation)
+            }
+            .map_err(|e| e.to_string())
+        })
         .collect();
     let round = Mutex::new(Round {
         min_left_ms: i64::MAX,
@@ -180,7 +194,7 @@ fn run(client: &Client, threads: usize, installations: &[String], duration: Opti
                                 continue;
                             }
                         };
-                        match client.installation_token(id) {
+                        match client.token(id, None) {
                             Ok(token) => {
                                 let left = token.access_token().expires_at.unix_millis() - now_ms();
                                 if left <= 0 {
@@ -238,14 +252,16 @@ fn print_round(round: &Round) {
 fn print_stats(client: &Client) {
     let s = client.stats();
     say(&format!(
-        "stats mints={} shared_hits={} shared_fallbacks={} hits={} misses={} waits={} failures={}",
+        "stats mints={} shared_hits={} shared_fallbacks={} hits={} misses={} waits={} failures={} lookups={} shared_lookups={}",
         s.mints,
         s.shared_hits,
         s.shared_fallbacks,
         s.hits,
         s.misses,
         s.waits,
-        s.failures.values().sum::<u64>()
+        s.failures.values().sum::<u64>(),
+        s.lookups,
+        s.shared_lookups
     ));
 }
 
@@ -326,6 +342,7 @@ fn parse_args(args: Vec<String>) -> Result<Options, String> {
             "--min-remaining-ms" => options.min_remaining = Some(ms(args.next(), &arg)?),
             "--refresh-margin-ms" => options.refresh_margin = Some(ms(args.next(), &arg)?),
             "--serve" => options.serve = true,
+            "--organizations" => options.organizations = true,
             flag if flag.starts_with("--") => return Err(format!("unknown flag {flag}")),
             _ => options.installations.push(arg),
         }

@@ -11,6 +11,9 @@ its effects with httpx::
     app = icr_app.App(app_id, private_key_pem)
     with icr_app.Client(app) as client:
         token = client.installation_token(installation_id)
+        # or as whatever installation the app has on an organization (found, and followed
+        # when the organization reinstalls the app):
+        token = client.installation_token(icr_app.ByOrganization(organization_id))
 
 See ``README.md`` (the package's description) for the async client, httpx/requests auth,
 webhooks, ``icr_app.testing.FakeRegistry``, and thread and fork safety.
@@ -28,6 +31,7 @@ from ._icr_app import (
     SIGNATURE_HEADER,
     App,
     AuthError,
+    ByOrganization,
     CallInstallation,
     ConfigError,
     Done,
@@ -67,6 +71,7 @@ __all__ = [
     "App",
     "AsyncClient",
     "AuthError",
+    "ByOrganization",
     "CallInstallation",
     "Client",
     "ConfigError",

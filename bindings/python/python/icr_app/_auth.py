@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, AsyncGenerator, Generator, Optional, Unio
 import httpx
 
 from . import _proxies
-from ._client import AsyncClient, Client
+from ._client import AsyncClient, Client, InstallationRef, _check_scope
 from ._icr_app import Send, SendAs
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,7 +31,9 @@ _log = logging.getLogger("icr_app")
 
 
 class InstallationAuth(httpx.Auth):
-    """httpx authentication as an installation (``None``: as the app), for
+    """httpx authentication as an installation (its id, or ``ByOrganization(organization_id)``
+    for the app's installation on that organization, followed when it is reinstalled; ``None``:
+    as the app), for
     ``httpx.Client(auth=...)`` with an ``icr_app.Client``, or ``httpx.AsyncClient(auth=...)``
     with an ``icr_app.AsyncClient``. Requests must be for the registry the App is configured
     with. With ``follow_redirects=True``, only the registry's own answer counts: a response
@@ -43,9 +45,10 @@ class InstallationAuth(httpx.Auth):
     requires_request_body = False
     requires_response_body = False
 
-    def __init__(self, client: Union[Client, AsyncClient], installation_id: Optional[str]) -> None:
+    def __init__(self, client: Union[Client, AsyncClient], installation_id: Optional[InstallationRef]) -> None:
         if not isinstance(client, (Client, AsyncClient)):
             raise TypeError("client must be an icr_app.Client or icr_app.AsyncClient")
+        _check_scope(installation_id, "InstallationAuth")
         self._client = client
         self._installation_id = installation_id
         self._api_version = client.app.api_version
@@ -123,7 +126,8 @@ def _requests_auth_base() -> Any:
 
 
 class RequestsAuth(_requests_auth_base()):  # type: ignore[misc]
-    """``requests`` authentication as an installation (``None``: as the app), with an
+    """``requests`` authentication as an installation (its id, or
+    ``ByOrganization(organization_id)``; ``None``: as the app), with an
     ``icr_app.Client``: ``requests.get(url, auth=RequestsAuth(client, installation_id))``. A 401
     drops the token, mints a new one and sends the request once more. Only the answer to the
     request the token was added to counts: redirects requests follows are left alone (requests
@@ -133,9 +137,10 @@ class RequestsAuth(_requests_auth_base()):  # type: ignore[misc]
     seen before the request is sent: give none for a plain ``http://`` registry. Needs
     ``pip install icr-app[requests]``."""
 
-    def __init__(self, client: Client, installation_id: Optional[str]) -> None:
+    def __init__(self, client: Client, installation_id: Optional[InstallationRef]) -> None:
         if not isinstance(client, Client):
             raise TypeError("RequestsAuth needs an icr_app.Client")
+        _check_scope(installation_id, "RequestsAuth")
         self._client = client
         self._installation_id = installation_id
         self._api_version = client.app.api_version

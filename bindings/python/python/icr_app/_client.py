@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json as _json
 from types import TracebackType
-from typing import Any, Iterable, Optional, Tuple, Type
+from typing import Any, Iterable, Optional, Tuple, Type, Union
 
 import httpx
 
 from ._drive import AsyncDriver, SyncDriver
 from ._icr_app import (
     App,
+    ByOrganization,
     CallInstallation,
     Installation,
     ListInstallations,
@@ -22,6 +23,19 @@ from ._icr_app import (
 )
 
 Headers = Optional[Iterable[Tuple[str, str]]]
+
+#: Who acts: an installation (its id), or whatever installation the app has on an organization.
+InstallationRef = Union[str, ByOrganization]
+
+
+def _check_scope(installation_id: object, what: str) -> None:
+    """A ``TypeError`` now, rather than at the first request, for an ``installation_id`` that
+    is neither an id, a ``ByOrganization`` nor ``None``."""
+    if installation_id is not None and not isinstance(installation_id, (str, ByOrganization)):
+        raise TypeError(
+            f"{what}: installation_id must be an installation id (str), an icr_app.ByOrganization, "
+            f"or None (the app), not {type(installation_id).__name__}"
+        )
 
 
 def _body(json: Any, content: Optional[bytes]) -> Optional[bytes]:
@@ -85,9 +99,11 @@ class Client:
         """The App this client drives."""
         return self._app
 
-    def installation_token(self, installation_id: str, *, min_life: Optional[float] = None) -> Token:
+    def installation_token(self, installation_id: InstallationRef, *, min_life: Optional[float] = None) -> Token:
         """An installation access token with at least ``min_life`` seconds left (default 60),
-        from the cache or minted (once, however many threads ask)."""
+        from the cache or minted (once, however many threads ask). ``installation_id``: the
+        installation's id, or ``ByOrganization(organization_id)`` for the app's installation on
+        that organization (looked up once, however many threads ask)."""
         found = self._app._token(installation_id, min_life)
         if isinstance(found, Token):
             return found
@@ -116,19 +132,29 @@ class Client:
         found: list[Installation] = self._driver.run(ListInstallations(self._app))
         return found
 
-    def installation(self, installation_id: str) -> Installation:
-        """One installation (also how to check an ``installationId`` from a callback URL)."""
+    def installation(self, installation_id: InstallationRef) -> Installation:
+        """One installation (also how to check an ``installationId`` from a callback URL); with
+        ``ByOrganization(organization_id)``, as ``installation_for_organization``."""
         found: Installation = self._driver.run(CallInstallation(self._app, installation_id))
         return found
 
-    def get_json(self, installation_id: Optional[str], path: str) -> Any:
-        """``GET path`` (relative to the base URL) as the installation (``None``: the app),
-        parsed as JSON; a non-2xx status raises its ``icr_app.Error``."""
+    def installation_for_organization(self, organization_id: str) -> Installation:
+        """The app's installation on the organization
+        (``GET /app/organizations/{id}/installation``), remembered for it: a token asked for
+        ``ByOrganization(organization_id)`` then needs no lookup. An organization without the
+        app raises ``NotFoundError`` saying so (its ``.organization_id`` set)."""
+        found: Installation = self._driver.run(CallInstallation(self._app, ByOrganization(organization_id)))
+        return found
+
+    def get_json(self, installation_id: Optional[InstallationRef], path: str) -> Any:
+        """``GET path`` (relative to the base URL) as the installation (a ``ByOrganization``:
+        the organization's; ``None``: the app), parsed as JSON; a non-2xx status raises its
+        ``icr_app.Error``."""
         return self._driver.run(SendAs(self._app, installation_id, "GET", path, json=True))
 
     def request(
         self,
-        installation_id: Optional[str],
+        installation_id: Optional[InstallationRef],
         method: str,
         path: str,
         *,
@@ -136,10 +162,11 @@ class Client:
         content: Optional[bytes] = None,
         headers: Any = None,
     ) -> httpx.Response:
-        """Sends ``method path`` (relative to the base URL) as the installation (``None``: the
-        app), with a JSON body from ``json`` or raw ``content``, and returns the response
-        whatever its status (read in full). A 401 drops the token, mints a new one and sends once
-        more."""
+        """Sends ``method path`` (relative to the base URL) as the installation (a
+        ``ByOrganization``: the organization's; ``None``: the app), with a JSON body from
+        ``json`` or raw ``content``, and returns the response whatever its status (read in full).
+        A 401 drops the token, mints a new one and sends once more (by organization, a mint
+        answered 404, the installation gone, looks the organization up again first)."""
         op = SendAs(self._app, installation_id, method, path, headers=_headers(headers), body=_body(json, content))
         _, response = self._driver.drive(op)
         if response is None:  # pragma: no cover - the core finishes a SendAs only after its response
@@ -205,8 +232,9 @@ class AsyncClient:
         """The App this client drives."""
         return self._app
 
-    async def installation_token(self, installation_id: str, *, min_life: Optional[float] = None) -> Token:
-        """An installation access token with at least ``min_life`` seconds left (default 60)."""
+    async def installation_token(self, installation_id: InstallationRef, *, min_life: Optional[float] = None) -> Token:
+        """An installation access token with at least ``min_life`` seconds left (default 60);
+        ``installation_id`` as for ``Client.installation_token``."""
         found = self._app._token(installation_id, min_life)
         if isinstance(found, Token):
             return found
@@ -234,18 +262,25 @@ class AsyncClient:
         found: list[Installation] = await self._driver.run(ListInstallations(self._app))
         return found
 
-    async def installation(self, installation_id: str) -> Installation:
-        """One installation."""
+    async def installation(self, installation_id: InstallationRef) -> Installation:
+        """One installation (with ``ByOrganization``, as ``installation_for_organization``)."""
         found: Installation = await self._driver.run(CallInstallation(self._app, installation_id))
         return found
 
-    async def get_json(self, installation_id: Optional[str], path: str) -> Any:
-        """``GET path`` as the installation (``None``: the app), parsed as JSON."""
+    async def installation_for_organization(self, organization_id: str) -> Installation:
+        """The app's installation on the organization, remembered for it; see
+        ``Client.installation_for_organization``."""
+        found: Installation = await self._driver.run(CallInstallation(self._app, ByOrganization(organization_id)))
+        return found
+
+    async def get_json(self, installation_id: Optional[InstallationRef], path: str) -> Any:
+        """``GET path`` as the installation (a ``ByOrganization``: the organization's;
+        ``None``: the app), parsed as JSON."""
         return await self._driver.run(SendAs(self._app, installation_id, "GET", path, json=True))
 
     async def request(
         self,
-        installation_id: Optional[str],
+        installation_id: Optional[InstallationRef],
         method: str,
         path: str,
         *,

@@ -31,6 +31,10 @@ class AuthError(Error):
 class NotFoundError(Error):
     """404: the installation or resource does not exist (or is not visible to this app)."""
 
+    organization_id: Optional[str]
+    """Set when the 404 answered the lookup of the app's installation on this organization
+    (``ByOrganization``, ``installation_for_organization``): the app is not installed there."""
+
 class RateLimitedError(Error):
     """429, after the retries the core allows."""
 
@@ -50,6 +54,24 @@ class WebhookError(Error):
 
 class ConfigError(Error):
     """A setting or argument is invalid."""
+
+class ByOrganization:
+    """Act as the app's installation on this organization, whatever its id: pass it wherever an
+    installation id goes. Its installation is looked up once (however many ask), remembered,
+    and looked up again when the registry no longer knows it (the organization reinstalled the
+    app). Immutable; equal and hashing equal when the ids are; never equal to a ``str``.
+    ``ConfigError`` for an id that cannot be one, ``TypeError`` for anything but a ``str``."""
+
+    def __init__(self, organization_id: str) -> None: ...
+    @property
+    def organization_id(self) -> str:
+        """The organization's id."""
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __getnewargs__(self) -> tuple[str]: ...
+
+#: An installation: its id, or the app's installation on an organization.
+InstallationRef = Union[str, ByOrganization]
 
 class TransportPolicy:
     """What every driver enforces on every exchange."""
@@ -124,9 +146,11 @@ class App:
         """A snapshot of this App's counters in this process (shared by all its clients)."""
     def jwt(self) -> str:
         """The app JWT (RS256), cached and re-signed about a minute before it expires."""
-    def invalidate(self, installation_id: Optional[str], token: Union[Token, str]) -> bool:
+    def invalidate(self, installation_id: Optional[InstallationRef], token: Union[Token, str]) -> bool:
         """Drops ``token`` from the cache if it is cached for that scope."""
-    def _token(self, installation_id: Optional[str] = None, min_life: Optional[float] = None) -> Union[Token, GetToken]:
+    def _token(
+        self, installation_id: Optional[InstallationRef] = None, min_life: Optional[float] = None
+    ) -> Union[Token, GetToken]:
         """A cached token, or the GetToken operation to drive (already polled once)."""
     def _token_getter(self, run: Callable[[Operation], Any]) -> TokenGetter:
         """A callable serving cached tokens from Rust, handing mints to ``run``."""
@@ -166,14 +190,20 @@ class Stats:
     @property
     def shared_fallbacks(self) -> int:
         """Shared store failures, after which the process minted alone for a while."""
+    @property
+    def lookups(self) -> int:
+        """Lookups of the app's installation on an organization sent to the registry."""
+    @property
+    def shared_lookups(self) -> int:
+        """Organizations' installations read from the shared store instead of looked up."""
     def as_dict(self) -> StatsDict:
         """Every counter as a ``dict`` (for JSON or a metrics exporter)."""
 
 class TokenGetter:
     """``Client.installation_token`` without a Python frame."""
 
-    def __call__(self, installation_id: Optional[str], *, min_life: Optional[float] = None) -> Token: ...
-    def get(self, installation_id: Optional[str], *, min_life: Optional[float] = None) -> Token:
+    def __call__(self, installation_id: Optional[InstallationRef], *, min_life: Optional[float] = None) -> Token: ...
+    def get(self, installation_id: Optional[InstallationRef], *, min_life: Optional[float] = None) -> Token:
         """A token for the installation (``None``: the app)."""
 
 class Token:
@@ -340,14 +370,18 @@ class Operation:
         """Whether it has finished or been abandoned."""
 
 class GetToken(Operation):
-    """A token for the installation (``None``: the app); ``Done.value`` is a ``Token``."""
+    """A token for the installation (a ``ByOrganization``: the organization's, looked up
+    first if not known; ``None``: the app); ``Done.value`` is a ``Token``."""
 
-    def __init__(self, app: App, installation_id: Optional[str] = None, *, min_life: Optional[float] = None) -> None: ...
+    def __init__(
+        self, app: App, installation_id: Optional[InstallationRef] = None, *, min_life: Optional[float] = None
+    ) -> None: ...
 
 class CallInstallation(Operation):
-    """``GET /app/installations/{id}``; ``Done.value`` is an ``Installation``."""
+    """``GET /app/installations/{id}`` (a ``ByOrganization``:
+    ``GET /app/organizations/{id}/installation``); ``Done.value`` is an ``Installation``."""
 
-    def __init__(self, app: App, installation_id: str) -> None: ...
+    def __init__(self, app: App, installation_id: InstallationRef) -> None: ...
 
 class ListInstallations(Operation):
     """Every installation; ``Done.value`` is a ``list[Installation]``."""
@@ -355,12 +389,13 @@ class ListInstallations(Operation):
     def __init__(self, app: App, limit: int = 100) -> None: ...
 
 class SendAs(Operation):
-    """Any request as the installation (``None``: the app)."""
+    """Any request as the installation (a ``ByOrganization``: the organization's; ``None``:
+    the app)."""
 
     def __init__(
         self,
         app: App,
-        installation_id: Optional[str],
+        installation_id: Optional[InstallationRef],
         method: str,
         url: str,
         *,
@@ -412,6 +447,9 @@ class FakeRegistry:
     app_id: Optional[str]
     private_key_pem: Optional[str]
     installation_ids: list[str]
+    """The demo installations, as ``demo()`` made them."""
+    organization_ids: list[str]
+    """The organization of each demo installation, in the same order."""
     webhook_secret: Optional[str]
 
     def __init__(self) -> None: ...
@@ -437,6 +475,11 @@ class FakeRegistry:
         """Uninstalls."""
     def organization_id(self, installation_id: str) -> Optional[str]:
         """The organization id of an installation."""
+    def reinstall(self, organization_id: str) -> str:
+        """The organization reinstalls the app: its installation's new id (the old id answers
+        404, its tokens 401). ``ValueError`` when no installation of this registry is on it."""
+    def lookup_count(self, organization_id: str) -> int:
+        """How many times the app's installation on the organization was looked up."""
     def set_clock_offset(self, seconds: int) -> None:
         """The registry's clock: real time plus ``seconds``."""
     def advance_clock(self, seconds: int) -> None:

@@ -17,3 +17,5 @@ class StatsDict(TypedDict):
     waits: int
     shared_hits: int
     shared_fallbacks: int
+    lookups: int
+    shared_lookups: int

@@ -193,6 +193,28 @@ impl Registry {
         (total, per)
     }
 
+    /// Each installation's organization, in the order of the installations.
+    pub fn organizations(&mut self) -> Vec<String> {
+        let answer = self.proc.ask("organizations");
+        let orgs = answer
+            .strip_prefix("organizations")
+            .unwrap_or_else(|| panic!("organizations answered {answer}"));
+        orgs.split_whitespace().map(str::to_owned).collect()
+    }
+
+    /// Total lookups of an organization's installation, and per organization.
+    pub fn lookups(&mut self) -> (usize, BTreeMap<String, usize>) {
+        let answer = self.proc.ask("lookups");
+        let mut words = answer.split_whitespace();
+        assert_eq!(words.next(), Some("lookups"), "{answer}");
+        let total = words.next().and_then(|n| n.parse().ok()).expect("a total");
+        let per = words
+            .filter_map(|w| w.split_once('='))
+            .map(|(org, n)| (org.to_owned(), n.parse().unwrap()))
+            .collect();
+        (total, per)
+    }
+
     /// Mint requests received so far, answered or not.
     pub fn mint_requests(&mut self) -> usize {
         let answer = self.proc.ask("mint-requests");

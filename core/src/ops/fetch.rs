@@ -23,10 +23,32 @@ use crate::store::{StoreCommand, StoreReply};
 
 /// How long a refresh is put off when another process holds the lease.
 const DEFER: Duration = Duration::from_secs(1);
-/// The first wait before reading the entry again while another process mints; it doubles.
-pub(crate) const WAIT_FIRST: Duration = Duration::from_millis(10);
+/// The first wait before reading the entry again while another process holds the lease; it doubles.
+const WAIT_FIRST: Duration = Duration::from_millis(10);
 /// The longest wait between two reads.
-pub(crate) const WAIT_MAX: Duration = Duration::from_millis(250);
+const WAIT_MAX: Duration = Duration::from_millis(250);
+
+/// The waits of one operation for another process's lease (a mint's or an organization's
+/// lookup): 10 ms doubling up to 250 ms, until twice the lease's time has passed.
+#[derive(Debug, Default)]
+pub(crate) struct LeaseWait {
+    waited: Duration,
+    waits: u32,
+}
+
+impl LeaseWait {
+    /// How long to wait before reading the entry again, or `None` once twice `lease_ttl` has
+    /// been waited (the lease's holder is presumed gone: act alone).
+    pub(crate) fn next(&mut self, lease_ttl: Duration) -> Option<Duration> {
+        if self.waited >= lease_ttl.saturating_mul(2) {
+            return None;
+        }
+        let wait = WAIT_FIRST.saturating_mul(1 << self.waits.min(16)).min(WAIT_MAX);
+        self.waits += 1;
+        self.waited += wait;
+        Some(wait)
+    }
+}
 
 /// What a fetch asks for next.
 pub(crate) enum FetchStep {
@@ -94,9 +116,8 @@ pub(crate) struct Fetch {
     /// The life a token read from the store must have to be used.
     min_life: Duration,
     state: State,
-    /// How long it has waited for another process's mint, and how many times.
-    waited: Duration,
-    waits: u32,
+    /// Its waits for another process's mint.
+    lease_wait: LeaseWait,
     /// When it was first polled (for the span's `duration_ms`).
     started: Option<Timestamp>,
     /// `mint` (target `icr_app`, DEBUG): scope, attempt, whether a refresh, status, where the
@@ -123,8 +144,7 @@ impl Fetch {
             scope,
             min_life,
             state: State::Start,
-            waited: Duration::ZERO,
-            waits: 0,
+            lease_wait: LeaseWait::default(),
             started: None,
             span,
         }
@@ -418,13 +438,10 @@ impl Fetch {
             return State::Finished(Outcome::Deferred);
         }
         let lease_ttl = app.store(now).map_or(Duration::ZERO, |s| s.settings.lease_ttl);
-        if self.waited >= lease_ttl.saturating_mul(2) {
-            return State::Mint { leased: false };
+        match self.lease_wait.next(lease_ttl) {
+            Some(wait) => State::Waiting(now.plus(wait)),
+            None => State::Mint { leased: false },
         }
-        let wait = WAIT_FIRST.saturating_mul(1 << self.waits.min(16)).min(WAIT_MAX);
-        self.waits += 1;
-        self.waited += wait;
-        State::Waiting(now.plus(wait))
     }
 
     /// The driver leaves: release the cache's fetch if it is still open (a lease this process

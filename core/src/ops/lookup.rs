@@ -19,7 +19,7 @@ use std::time::Duration;
 use http::{Request, Response};
 
 use super::call::Call;
-use super::fetch::{WAIT_FIRST, WAIT_MAX};
+use super::fetch::LeaseWait;
 use super::{Operation, Step};
 use crate::api::{InstallationId, OrganizationId};
 use crate::app::{App, TokenScope};
@@ -89,9 +89,8 @@ pub(crate) struct Lookup {
     id: RequestId,
     organization: OrganizationId,
     state: State,
-    /// How long it has waited for another process's lookup, and how many times.
-    waited: Duration,
-    waits: u32,
+    /// Its waits for another process's lookup.
+    lease_wait: LeaseWait,
 }
 
 impl Lookup {
@@ -100,8 +99,7 @@ impl Lookup {
             id,
             organization,
             state: State::Start,
-            waited: Duration::ZERO,
-            waits: 0,
+            lease_wait: LeaseWait::default(),
         }
     }
 
@@ -322,13 +320,10 @@ impl Lookup {
     /// the lease's time, ask the registry alone.
     fn someone_else_looks(&mut self, app: &App, now: Timestamp) -> State {
         let lease_ttl = app.store(now).map_or(Duration::ZERO, |s| s.settings.lease_ttl);
-        if self.waited >= lease_ttl.saturating_mul(2) {
-            return State::Call { leased: false };
+        match self.lease_wait.next(lease_ttl) {
+            Some(wait) => State::Waiting(now.plus(wait)),
+            None => State::Call { leased: false },
         }
-        let wait = WAIT_FIRST.saturating_mul(1 << self.waits.min(16)).min(WAIT_MAX);
-        self.waits += 1;
-        self.waited += wait;
-        State::Waiting(now.plus(wait))
     }
 
     /// The driver leaves: the lookup is released, so another operation may look at once (a

@@ -1,27 +1,10 @@
-//! [`ClientBuilder`], and [`SharedStore`]: a token store shared by every process of a fleet.
+//! [`ClientBuilder`]: the transport, and a token store shared by every process of a fleet.
 
-use std::collections::hash_map::RandomState;
-use std::fmt;
-use std::hash::BuildHasher;
-
-use icr_app_core::{App, Error, StoreCommand, StoreReply, StoreSettings};
+use icr_app_core::{App, Error};
+use icr_app_driver::SharedStore;
 
 use crate::client::Client;
 use crate::transport::UreqTransport;
-
-/// A shared token store the blocking client runs the core's [`StoreCommand`]s on, so that the
-/// processes sharing it mint one token per installation between them (`icr-app-redis`'s
-/// `RedisStore`, or your own). Every decision is the core's: run the command, within a short
-/// timeout, and return the reply or why there is none.
-pub trait SharedStore: Send + Sync + fmt::Debug {
-    /// Runs `command` (see [`StoreCommand`] for what each means).
-    fn run(&self, command: &StoreCommand) -> Result<StoreReply, Error>;
-
-    /// How the core uses the store (the lease's time, the pause after a failure).
-    fn settings(&self) -> StoreSettings {
-        StoreSettings::default()
-    }
-}
 
 /// Builds a [`Client`]: the transport and an optional shared token store, e.g.
 /// `Client::builder(app).store(RedisStore::connect("redis://127.0.0.1/")?).build()?` with
@@ -61,9 +44,7 @@ impl ClientBuilder {
     /// secret that seals tokens in it (see [`App::attach_store`]).
     pub fn build(mut self) -> Result<Client, Error> {
         if let Some(store) = &self.store {
-            // The lease owner id must differ between processes: a per-process random seed.
-            let seed = RandomState::new().hash_one(std::process::id());
-            self.app.attach_store(store.settings(), seed)?;
+            self.app.attach_store(store.settings(), icr_app_driver::owner_seed())?;
         }
         Ok(Client::from_parts(
             self.app,

@@ -4,16 +4,16 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::drive::now;
 use http::{Method, Request, Response};
 use icr_app_core::{
     App, AppJwt, Call, CreateUserOrganization, CreatedUserOrganization, Error, GetToken, Installation, InstallationId,
     InstallationsPage, ListInstallations, OrganizationId, Revoke, RevokeAll, SecretString, SendAs, Stats, Token,
     TokenScope,
 };
+use icr_app_driver::{SharedStore, now};
 use serde::de::DeserializeOwned;
 
-use crate::builder::{ClientBuilder, SharedStore};
+use crate::builder::ClientBuilder;
 use crate::transport::UreqTransport;
 
 /// A blocking ICR app client; clones share one token cache. Threads asking for one installation

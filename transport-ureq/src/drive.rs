@@ -5,39 +5,10 @@ use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use icr_app_core::{Error, Operation, Step, Timestamp};
+use icr_app_core::{Error, Operation, Step};
+use icr_app_driver::{Running, now, report_sent, run_store};
 
 use crate::client::Client;
-
-/// The wall clock, in milliseconds. On Linux it is read at the kernel tick's resolution
-/// (`CLOCK_REALTIME_COARSE`, 1 to 4 ms): about 5 ns instead of 25 to 45 ns for the precise
-/// clock on the guests measured, which is a third of a cached hit, and plenty for tokens that
-/// live for minutes and `Date` headers that count whole seconds. Elsewhere, `SystemTime::now`.
-pub(crate) fn now() -> Timestamp {
-    #[cfg(target_os = "linux")]
-    {
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
-        Timestamp::from_unix_millis(t.tv_sec.saturating_mul(1000).saturating_add(t.tv_nsec / 1_000_000))
-    }
-    #[cfg(not(target_os = "linux"))]
-    Timestamp::from_system_time(std::time::SystemTime::now())
-}
-
-/// Abandons the operation on every way out of [`Client::drive`] but `Done` (a panic included).
-struct Running<'a, O: Operation> {
-    client: &'a Client,
-    op: O,
-    done: bool,
-}
-
-impl<O: Operation> Drop for Running<'_, O> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.op.abandon(&mut self.client.lock(), now());
-            self.client.changed();
-        }
-    }
-}
 
 impl Client {
     /// Wakes the drivers waiting for a change, if any. The count is changed only under the
@@ -51,16 +22,16 @@ impl Client {
 
     /// Drives `op` to completion: the one loop of this client.
     pub fn drive<O: Operation>(&self, op: O) -> Result<O::Output, Error> {
-        let mut run = Running {
-            client: self,
-            op,
-            done: false,
-        };
+        // Abandons the operation on every way out but `Done` (a panic included).
+        let mut run = Running::new(op, |op: &mut O| {
+            op.abandon(&mut self.lock(), now());
+            self.changed();
+        });
         let mut app = self.lock();
         loop {
-            match run.op.poll(&mut app, now()) {
+            match run.op().poll(&mut app, now()) {
                 Step::Done(result) => {
-                    run.done = true;
+                    run.done();
                     return result;
                 }
                 Step::Sleep { until } => {
@@ -81,42 +52,19 @@ impl Client {
                 }
                 Step::Store { id, command } => {
                     drop(app);
-                    let reply = match &self.inner.store {
-                        Some(store) => store.run(&command),
-                        None => Err(Error::config("shared token store", "none is attached to this client")),
-                    };
+                    let reply = run_store(self.inner.store.as_deref(), &command);
                     app = self.lock();
-                    run.op.handle_store(&mut app, id, reply, now());
+                    run.op().handle_store(&mut app, id, reply, now());
                     self.changed();
                 }
                 Step::Send { id, request } => {
                     drop(app);
                     let sent = self.inner.transport.send(request);
                     app = self.lock();
-                    match sent {
-                        Ok(response) => run.op.handle_response(&mut app, id, response, now()),
-                        Err(error) => run.op.handle_failure(&mut app, id, error, now()),
-                    }
+                    report_sent(run.op(), &mut app, id, sent, now());
                     self.changed();
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::SystemTime;
-
-    use icr_app_core::Timestamp;
-
-    /// The coarse clock is the wall clock as of its last tick: never ahead of the precise one,
-    /// and behind it by a tick at most (a generous bound here, for a loaded machine).
-    #[test]
-    fn now_is_the_wall_clock() {
-        let precise = || Timestamp::from_system_time(SystemTime::now()).unix_millis();
-        let (before, now, after) = (precise(), super::now().unix_millis(), precise());
-        assert!(now <= after, "{now} is ahead of {after}");
-        assert!(now >= before - 100, "{now} lags {before} by more than 100 ms");
     }
 }

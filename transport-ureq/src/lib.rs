@@ -72,8 +72,9 @@ mod drive;
 pub mod middleware;
 mod transport;
 
-pub use builder::{ClientBuilder, SharedStore};
+pub use builder::ClientBuilder;
 pub use client::Client;
+pub use icr_app_driver::SharedStore;
 pub use transport::{RESOLVE_CACHE_TTL, UreqTransport};
 
 pub use icr_app_core as core;

@@ -90,7 +90,7 @@
 
 use std::cell::Cell;
 
-use http::header::{AUTHORIZATION, DATE};
+use http::header::AUTHORIZATION;
 use http::{Request, Response, StatusCode};
 use icr_app_core::{Error, InstallationId, OrganizationId, Route, Token, TokenScope};
 use ureq::middleware::{Middleware, MiddlewareNext};
@@ -283,10 +283,8 @@ impl Auth {
 
     /// Teaches the client the registry's clock from `response`'s `Date`.
     fn observe(&self, response: &Response<Body>) {
-        if let Some(date) = response.headers().get(DATE) {
-            let mut seen = Response::new(());
-            seen.headers_mut().insert(DATE, date.clone());
-            let now = crate::drive::now();
+        if let Some(seen) = icr_app_driver::date_only(response.headers()) {
+            let now = icr_app_driver::now();
             self.client.with_app(|app| app.observe(&seen, now));
         }
     }

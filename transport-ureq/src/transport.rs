@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use http::{Request, Response};
 use icr_app_core::{Error, TransportErrorKind};
 use icr_app_core::{Route, TransportPolicy};
+use icr_app_driver::RequestEvent;
 use ureq::Agent;
 use ureq::RequestExt as _;
 use ureq::config::Config;
@@ -116,20 +117,9 @@ impl UreqTransport {
     /// whatever the agent or the environment says.
     pub fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
         let route = self.policy.check(&request)?;
-        // What the request event needs, taken only when someone listens.
-        let traced = tracing::enabled!(target: "icr_app", tracing::Level::DEBUG).then(|| {
-            (
-                request.method().clone(),
-                request.uri().path().to_owned(),
-                Instant::now(),
-            )
-        });
+        let event = RequestEvent::start(&request);
         let result = self.exchange(request, route == Route::Direct);
-        if let Some((method, path, started)) = traced {
-            let status = result.as_ref().map_or(0, |r| r.status().as_u16());
-            let took_ms = started.elapsed().as_secs_f64() * 1000.0;
-            tracing::debug!(target: "icr_app", %method, %path, status, took_ms, "request");
-        }
+        event.finish(&result);
         result
     }
 

@@ -3,17 +3,18 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::drive::{Driven, now};
+use crate::drive::Driven;
 use http::{Method, Request, Response};
 use icr_app_core::{
     App, AppJwt, Call, CreateUserOrganization, CreatedUserOrganization, Error, GetToken, Installation, InstallationId,
     InstallationsPage, ListInstallations, OrganizationId, Revoke, RevokeAll, SecretString, SendAs, Stats, Token,
     TokenScope,
 };
+use icr_app_driver::{AsyncSharedStore, now};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-use crate::builder::{ClientBuilder, SharedStore};
+use crate::builder::ClientBuilder;
 use crate::transport::ReqwestTransport;
 
 /// An async ICR app client. Cheap to clone; clones share the token cache.
@@ -35,7 +36,7 @@ pub(crate) struct Inner {
     /// [`Step::Wait`] and `announce`).
     pub(crate) changed: watch::Sender<u64>,
     pub(crate) transport: ReqwestTransport,
-    pub(crate) store: Option<Box<dyn SharedStore>>,
+    pub(crate) store: Option<Box<dyn AsyncSharedStore>>,
 }
 
 impl Client {
@@ -54,7 +55,7 @@ impl Client {
         ClientBuilder::new(app)
     }
 
-    pub(crate) fn from_parts(app: App, transport: ReqwestTransport, store: Option<Box<dyn SharedStore>>) -> Self {
+    pub(crate) fn from_parts(app: App, transport: ReqwestTransport, store: Option<Box<dyn AsyncSharedStore>>) -> Self {
         let (app, changed) = (Mutex::new(app), watch::Sender::new(0));
         Self {
             inner: Arc::new(Inner {

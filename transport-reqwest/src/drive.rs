@@ -6,41 +6,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use icr_app_core::{App, Error, Operation, Step, Timestamp};
+use icr_app_core::{App, Error, Operation, Step};
+use icr_app_driver::{Running, now, report_sent, run_async_store};
 use tokio::sync::watch;
 
 use crate::client::Client;
-
-/// The wall clock, in milliseconds. On Linux it is read at the kernel tick's resolution
-/// (`CLOCK_REALTIME_COARSE`, 1 to 4 ms): about 5 ns instead of 25 to 45 ns for the precise
-/// clock on the guests measured, which is a third of a cached hit, and plenty for tokens that
-/// live for minutes and `Date` headers that count whole seconds. Elsewhere, `SystemTime::now`.
-pub(crate) fn now() -> Timestamp {
-    #[cfg(target_os = "linux")]
-    {
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
-        Timestamp::from_unix_millis(t.tv_sec.saturating_mul(1000).saturating_add(t.tv_nsec / 1_000_000))
-    }
-    #[cfg(not(target_os = "linux"))]
-    Timestamp::from_system_time(std::time::SystemTime::now())
-}
-
-/// Abandons the operation on every way out of [`Client::drive`] (a no-op once it is done): an
-/// error, a panic, or the future being dropped at an `.await`.
-struct Running<'a, O: Operation> {
-    client: &'a Client,
-    op: O,
-    done: bool,
-}
-
-impl<O: Operation> Drop for Running<'_, O> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.op.abandon(&mut self.client.lock(), now());
-            self.client.announce();
-        }
-    }
-}
 
 impl Client {
     /// Drives `op` to completion: the one loop of this client.
@@ -53,14 +23,15 @@ impl Client {
         O: Operation + Send + 'a,
         O::Output: Send,
     {
-        let mut run = Running {
-            client: self,
-            op,
-            done: false,
-        };
-        match self.poll(&mut run) {
+        // Abandons the operation on every way out but `Done`: an error, a panic, or the future
+        // being dropped at an `.await`.
+        let mut run = Running::new(op, |op: &mut O| {
+            op.abandon(&mut self.lock(), now());
+            self.announce();
+        });
+        match self.poll(run.op()) {
             (Step::Done(result), _) => {
-                run.done = true;
+                run.done();
                 Driven(Inner::Ready(Some(result)))
             }
             first => Driven(Inner::Looping(Box::pin(self.run(run, first)))),
@@ -69,12 +40,12 @@ impl Client {
 
     /// Polls under the lock; for a `Wait`, also a subscription to changes taken under that
     /// lock, so a change reported after this poll is never missed.
-    fn poll<O: Operation>(&self, run: &mut Running<'_, O>) -> Polled<O::Output> {
-        self.poll_locked(&mut self.lock(), run)
+    fn poll<O: Operation>(&self, op: &mut O) -> Polled<O::Output> {
+        self.poll_locked(&mut self.lock(), op)
     }
 
-    fn poll_locked<O: Operation>(&self, app: &mut App, run: &mut Running<'_, O>) -> Polled<O::Output> {
-        let step = run.op.poll(app, now());
+    fn poll_locked<O: Operation>(&self, app: &mut App, op: &mut O) -> Polled<O::Output> {
+        let step = op.poll(app, now());
         let changes = matches!(step, Step::Wait { .. }).then(|| self.inner.changed.subscribe());
         (step, changes)
     }
@@ -91,13 +62,13 @@ impl Client {
 
     async fn run<O: Operation>(
         &self,
-        mut run: Running<'_, O>,
+        mut run: Running<O, impl FnOnce(&mut O)>,
         mut next: Polled<O::Output>,
     ) -> Result<O::Output, Error> {
         loop {
             match next {
                 (Step::Done(result), _) => {
-                    run.done = true;
+                    run.done();
                     return result;
                 }
                 (Step::Sleep { until }, _) => tokio::time::sleep(until.saturating_since(now())).await,
@@ -108,14 +79,11 @@ impl Client {
                     }
                 }
                 (Step::Store { id, command }, _) => {
-                    let reply = match &self.inner.store {
-                        Some(store) => store.run(&command).await,
-                        None => Err(Error::config("shared token store", "none is attached to this client")),
-                    };
+                    let reply = run_async_store(self.inner.store.as_deref(), &command).await;
                     next = {
                         let mut app = self.lock();
-                        run.op.handle_store(&mut app, id, reply, now());
-                        self.poll_locked(&mut app, &mut run)
+                        run.op().handle_store(&mut app, id, reply, now());
+                        self.poll_locked(&mut app, run.op())
                     };
                     self.announce();
                     continue;
@@ -126,17 +94,14 @@ impl Client {
                     // other operation runs between an answer and what it leads to.
                     next = {
                         let mut app = self.lock();
-                        match sent {
-                            Ok(response) => run.op.handle_response(&mut app, id, response, now()),
-                            Err(error) => run.op.handle_failure(&mut app, id, error, now()),
-                        }
-                        self.poll_locked(&mut app, &mut run)
+                        report_sent(run.op(), &mut app, id, sent, now());
+                        self.poll_locked(&mut app, run.op())
                     };
                     self.announce();
                     continue;
                 }
             }
-            next = self.poll(&mut run);
+            next = self.poll(run.op());
         }
     }
 }
@@ -186,22 +151,5 @@ impl<T> std::fmt::Debug for Driven<'_, T> {
             Inner::Ready(_) => "Driven(ready)",
             Inner::Looping(_) => "Driven(looping)",
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::SystemTime;
-
-    use icr_app_core::Timestamp;
-
-    /// The coarse clock is the wall clock as of its last tick: never ahead of the precise one,
-    /// and behind it by a tick at most (a generous bound here, for a loaded machine).
-    #[test]
-    fn now_is_the_wall_clock() {
-        let precise = || Timestamp::from_system_time(SystemTime::now()).unix_millis();
-        let (before, now, after) = (precise(), super::now().unix_millis(), precise());
-        assert!(now <= after, "{now} is ahead of {after}");
-        assert!(now >= before - 100, "{now} lags {before} by more than 100 ms");
     }
 }

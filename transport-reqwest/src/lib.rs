@@ -84,9 +84,10 @@ pub mod middleware;
 mod refresher;
 mod transport;
 
-pub use builder::{ClientBuilder, SharedStore, StoreFuture};
+pub use builder::ClientBuilder;
 pub use client::Client;
 pub use drive::Driven;
+pub use icr_app_driver::{AsyncSharedStore as SharedStore, StoreFuture};
 pub use refresher::RefresherHandle;
 pub use transport::ReqwestTransport;
 

@@ -95,7 +95,7 @@
 
 use http::Extensions;
 use icr_app_core::{Error, InstallationId, OrganizationId, ProxyEnv, Token, TokenScope};
-use reqwest::header::{AUTHORIZATION, DATE, HeaderValue};
+use reqwest::header::{AUTHORIZATION, HeaderValue};
 use reqwest::{Request, Response, StatusCode};
 use reqwest_middleware::{Middleware, Next};
 
@@ -299,10 +299,8 @@ impl Auth {
         if !self.is_registry_url(response.url()) {
             return false;
         }
-        if let Some(date) = response.headers().get(DATE) {
-            let mut seen = http::Response::new(());
-            seen.headers_mut().insert(DATE, date.clone());
-            let now = crate::drive::now();
+        if let Some(seen) = icr_app_driver::date_only(response.headers()) {
+            let now = icr_app_driver::now();
             self.client.with_app(|app| app.observe(&seen, now));
         }
         if response.status() != StatusCode::UNAUTHORIZED {

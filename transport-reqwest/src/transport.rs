@@ -6,6 +6,7 @@ use std::sync::Arc;
 use http::{Request, Response};
 use icr_app_core::{Error, TransportErrorKind};
 use icr_app_core::{Route, TransportPolicy};
+use icr_app_driver::RequestEvent;
 
 /// Sends request descriptions over a [`reqwest::Client`].
 ///
@@ -126,17 +127,9 @@ impl ReqwestTransport {
     /// whatever the client or the environment says.
     pub async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
         let route = self.policy.check(&request)?;
-        // What the request event needs, taken only when someone listens.
-        let traced = tracing::enabled!(target: "icr_app", tracing::Level::DEBUG).then(|| {
-            let path = request.uri().path().to_owned();
-            (request.method().clone(), path, std::time::Instant::now())
-        });
+        let event = RequestEvent::start(&request);
         let result = self.exchange(request, route).await;
-        if let Some((method, path, started)) = traced {
-            let status = result.as_ref().map_or(0, |r| r.status().as_u16());
-            let took_ms = started.elapsed().as_secs_f64() * 1000.0;
-            tracing::debug!(target: "icr_app", %method, %path, status, took_ms, "request");
-        }
+        event.finish(&result);
         result
     }
 

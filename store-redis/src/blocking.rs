@@ -27,9 +27,9 @@ pub(crate) type Pool = crate::pool::Pool<Link>;
 impl RedisStore {
     /// Runs `command` on Redis, blocking the calling thread for at most the
     /// [timeout](Self::timeout) (connecting, then the answer, however slowly it comes); this is
-    /// what the blocking client's
-    /// [`SharedStore`](https://docs.rs/icr-app-ureq/latest/icr_app_ureq/trait.SharedStore.html)
-    /// implementation calls.
+    /// what its blocking
+    /// [`SharedStore`](https://docs.rs/icr-app-driver/latest/icr_app_driver/trait.SharedStore.html)
+    /// implementation (the blocking client's store) calls.
     ///
     /// Connects on first use, keeps connections between calls, and reconnects after any failure.
     ///

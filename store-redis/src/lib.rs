@@ -53,13 +53,14 @@
 //! `***` in its place (in the user's place for a user without a password, as in
 //! `redis://PASSWORD@host`). Redis Cluster is not supported (use a single primary, or a proxy).
 //!
-//! Features: `ureq` (on by default) implements the blocking client's
-//! [`SharedStore`](https://docs.rs/icr-app-ureq/latest/icr_app_ureq/trait.SharedStore.html);
-//! `reqwest` (on by default) the async client's
-//! [`SharedStore`](https://docs.rs/icr-app-reqwest/latest/icr_app_reqwest/trait.SharedStore.html),
-//! and brings `tokio`, which alone gives the async [`RedisStore::run`]. With
-//! `default-features = false, features = ["ureq"]` nothing async is compiled and Tokio is not
-//! pulled in.
+//! Features: `ureq` (on by default) implements the blocking
+//! [`SharedStore`](https://docs.rs/icr-app-driver/latest/icr_app_driver/trait.SharedStore.html)
+//! (the blocking client's, `icr_app_ureq::SharedStore`); `reqwest` (on by default) the async
+//! [`AsyncSharedStore`](https://docs.rs/icr-app-driver/latest/icr_app_driver/trait.AsyncSharedStore.html)
+//! (the async client's, `icr_app_reqwest::SharedStore`), and brings `tokio`, which alone gives the
+//! async [`RedisStore::run`]. Both traits are `icr-app-driver`'s: neither feature pulls in an HTTP
+//! client. With `default-features = false, features = ["ureq"]` nothing async is compiled and
+//! Tokio is not pulled in.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -253,9 +254,9 @@ fn install_crypto_provider() {
     }
 }
 
-/// The blocking client's store: [`RedisStore::run_blocking`].
+/// The blocking clients' store: [`RedisStore::run_blocking`].
 #[cfg(feature = "ureq")]
-impl icr_app_ureq::SharedStore for RedisStore {
+impl icr_app_driver::SharedStore for RedisStore {
     fn run(&self, command: &StoreCommand) -> Result<StoreReply, Error> {
         self.run_blocking(command)
     }
@@ -265,10 +266,10 @@ impl icr_app_ureq::SharedStore for RedisStore {
     }
 }
 
-/// The async client's store: [`RedisStore::run`].
+/// The async clients' store: [`RedisStore::run`].
 #[cfg(feature = "reqwest")]
-impl icr_app_reqwest::SharedStore for RedisStore {
-    fn run<'a>(&'a self, command: &'a StoreCommand) -> icr_app_reqwest::StoreFuture<'a> {
+impl icr_app_driver::AsyncSharedStore for RedisStore {
+    fn run<'a>(&'a self, command: &'a StoreCommand) -> icr_app_driver::StoreFuture<'a> {
         Box::pin(RedisStore::run(self, command))
     }
 

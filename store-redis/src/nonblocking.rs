@@ -21,9 +21,9 @@ pub(crate) type Pool = crate::pool::Pool<AsyncLink>;
 
 impl RedisStore {
     /// Runs `command` on Redis within the [timeout](Self::timeout) (connecting included); this
-    /// is what the async client's
-    /// [`SharedStore`](https://docs.rs/icr-app-reqwest/latest/icr_app_reqwest/trait.SharedStore.html)
-    /// implementation awaits. Must be awaited within a Tokio runtime (with its timer and I/O
+    /// is what its
+    /// [`AsyncSharedStore`](https://docs.rs/icr-app-driver/latest/icr_app_driver/trait.AsyncSharedStore.html)
+    /// implementation (the async client's store) awaits. Must be awaited within a Tokio runtime (with its timer and I/O
     /// drivers, as `#[tokio::main]` makes).
     ///
     /// Connects on first use, keeps a few idle connections between calls (each used by one call

@@ -17,6 +17,7 @@ use http::Method;
 use icr_app_core::TransportErrorKind;
 use icr_app_core::webhook::{self, WebhookSecret};
 use icr_app_core::{App, AppKey, Error, Installation, InstallationId, OrganizationId, TokenScope};
+use icr_app_driver::now;
 use icr_app_redis::RedisStore;
 use icr_app_settings as env;
 use icr_app_ureq::{Client, UreqTransport};
@@ -826,10 +827,6 @@ fn act_as(
         (None, Some(org)) => Some(TokenScope::Organization(OrganizationId::new(org)?)),
         (None, None) => None,
     })
-}
-
-fn now() -> icr_app_core::Timestamp {
-    icr_app_core::Timestamp::from_system_time(std::time::SystemTime::now())
 }
 
 fn load_key(k: &KeyArgs) -> Result<AppKey, Failure> {

@@ -2,7 +2,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use icr_app_core::{
@@ -20,11 +20,11 @@ use crate::store::{StoreConfig, owner_seed};
 use crate::values::Token;
 use crate::{fork_generation, logs};
 
-/// `now` given in seconds since the epoch (`time.time()`), or the system clock.
+/// `now` given in seconds since the epoch (`time.time()`), or the drivers' wall clock.
 pub(crate) fn now(now: Option<f64>) -> Timestamp {
     match now {
         Some(secs) if secs.is_finite() => Timestamp::from_unix_millis((secs * 1000.0) as i64),
-        _ => Timestamp::from_system_time(SystemTime::now()),
+        _ => icr_app_driver::now(),
     }
 }
 

@@ -18,7 +18,8 @@
 /// fn drive<O: Operation>(app: &Mutex<App>, op: O) -> Result<O::Output, Error> {
 ///     let mut run = Running::new(op, |op: &mut O| op.abandon(&mut app.lock().unwrap(), now()));
 ///     loop {
-///         match run.op().poll(&mut app.lock().unwrap(), now()) {
+///         let step = run.op().poll(&mut app.lock().unwrap(), now());
+///         match step {
 ///             Step::Done(result) => {
 ///                 run.done();
 ///                 return result;

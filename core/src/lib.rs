@@ -288,14 +288,17 @@ pub use api::{ApiConfig, DEFAULT_API_VERSION, DEFAULT_BASE_URL, InstallationId, 
 pub use app::{App, AppBuilder, TokenScope};
 pub use cache::{CacheConfig, RequestId, Token, TokenState};
 pub use clock::{ClockOffset, Timestamp};
-pub use error::{ApiMessage, Credential, Error, TransportErrorKind};
+pub use error::{ApiMessage, Credential, Error, ErrorCode, TransportErrorKind};
 pub use jwt::{AppId, AppJwt, JwtSigner, encode_compact};
 pub use keys::{AppKey, KeyError};
 pub use models::{
     AccessToken, CreateUserOrganization, CreatedUserOrganization, Installation, InstallationsPage, NewOrganization,
     NewUser, Organization, Pagination, PermissionLevel, Permissions,
 };
-pub use ops::{Call, GetToken, ListInstallations, Operation, Refresher, Revoke, RevokeAll, SendAs, Step};
+pub use ops::{
+    AnyOperation, AnyStep, Call, GetToken, ListInstallations, Operation, Outcome, PlainRequest, PlainResponse, Purpose,
+    Refresher, Revoke, RevokeAll, SendAs, Step,
+};
 pub use pager::{DEFAULT_PAGE_SIZE, InstallationPager};
 pub use proxy::ProxyEnv;
 pub use redact::excerpt;

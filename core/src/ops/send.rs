@@ -70,6 +70,12 @@ impl SendAs {
 }
 
 impl SendAs {
+    /// Whether `id` is the request this operation was made for (not a mint or lookup it
+    /// needed first).
+    pub(crate) fn is_target(&self, id: RequestId) -> bool {
+        self.sent.as_ref().is_some_and(|(sent, ..)| *sent == id)
+    }
+
     /// What to do next, while not finished (see [`Operation::poll`]).
     fn next_step(&mut self, app: &mut App, now: Timestamp) -> Step<Response<Vec<u8>>> {
         // Before minting again: out of the shared entry too, or the next read would bring it back.

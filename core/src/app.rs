@@ -13,11 +13,12 @@ use http::header::DATE;
 use http::{Request, Response};
 
 use crate::api::{ApiConfig, InstallationId, OrganizationId};
-use crate::cache::{CacheConfig, Poll, RequestId, Token, TokenCache, TokenState};
+use crate::cache::{CacheConfig, Poll, Token, TokenCache, TokenState};
 use crate::clock::{ClockOffset, Timestamp};
 use crate::error::{Credential, Error, TransportErrorKind};
 use crate::jwt::{AppId, AppJwt, JwtSigner};
 use crate::models::AccessToken;
+use crate::ops::RequestId;
 use crate::response::{check_status, parse_json, status_error};
 use crate::retry::RetryPolicy;
 use crate::secret::SecretString;

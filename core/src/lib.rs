@@ -286,7 +286,7 @@ pub mod webhook;
 
 pub use api::{ApiConfig, DEFAULT_API_VERSION, DEFAULT_BASE_URL, InstallationId, OrganizationId, OtherHost, Route};
 pub use app::{App, AppBuilder, TokenScope};
-pub use cache::{CacheConfig, RequestId, Token, TokenState};
+pub use cache::{CacheConfig, Token, TokenState};
 pub use clock::{ClockOffset, Timestamp};
 pub use error::{ApiMessage, Credential, Error, TransportErrorKind};
 pub use jwt::{AppId, AppJwt, JwtSigner, encode_compact};
@@ -295,7 +295,7 @@ pub use models::{
     AccessToken, CreateUserOrganization, CreatedUserOrganization, Installation, InstallationsPage, NewOrganization,
     NewUser, Organization, Pagination, PermissionLevel, Permissions,
 };
-pub use ops::{Call, GetToken, ListInstallations, Operation, Refresher, Revoke, RevokeAll, SendAs, Step};
+pub use ops::{Call, GetToken, ListInstallations, Operation, Refresher, RequestId, Revoke, RevokeAll, SendAs, Step};
 pub use pager::{DEFAULT_PAGE_SIZE, InstallationPager};
 pub use proxy::ProxyEnv;
 pub use redact::excerpt;

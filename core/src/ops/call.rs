@@ -6,10 +6,9 @@ use std::time::Duration;
 use http::{Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
-use super::{Finished, Operation, Step, retrying};
+use super::{Finished, Operation, RequestId, Step, retrying};
 use crate::api::{InstallationId, OrganizationId, authorize};
 use crate::app::App;
-use crate::cache::RequestId;
 use crate::clock::{ClockOffset, Timestamp};
 use crate::error::{Credential, Error};
 use crate::models::{CreateUserOrganization, CreatedUserOrganization, Installation, InstallationsPage};

@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use http::{Request, Response};
 
+use super::RequestId;
 use crate::app::{App, Shared, TokenAnswer, TokenScope};
-use crate::cache::{RequestId, Token};
+use crate::cache::Token;
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::stats::Counter;

@@ -20,10 +20,9 @@ use http::{Request, Response};
 
 use super::call::Call;
 use super::fetch::LeaseWait;
-use super::{Operation, Step};
+use super::{Operation, RequestId, Step};
 use crate::api::{InstallationId, OrganizationId};
 use crate::app::{App, TokenScope};
-use crate::cache::RequestId;
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::models::Installation;

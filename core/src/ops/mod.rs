@@ -36,10 +36,19 @@ pub use send::SendAs;
 pub use token::GetToken;
 
 use crate::app::App;
-use crate::cache::RequestId;
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::store::{StoreCommand, StoreReply};
+
+/// Identifies one request an operation asked a driver to send ([`Step::Send`](crate::Step::Send)); report its outcome for this id.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct RequestId(pub u64);
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
 
 /// What an operation needs from its driver next.
 #[derive(Debug)]

@@ -5,9 +5,8 @@ use std::time::Duration;
 use http::Response;
 
 use super::fetch::{Fetch, FetchStep};
-use super::{Operation, Step};
+use super::{Operation, RequestId, Step};
 use crate::app::App;
-use crate::cache::RequestId;
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::store::StoreReply;

@@ -2,9 +2,8 @@
 
 use http::Response;
 
-use super::{Finished, Operation, Step};
+use super::{Finished, Operation, RequestId, Step};
 use crate::app::{App, TokenScope};
-use crate::cache::RequestId;
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::secret::SecretString;

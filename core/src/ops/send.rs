@@ -3,10 +3,10 @@
 use http::{Request, Response, StatusCode};
 
 use super::token::GetToken;
-use super::{Finished, Operation, Step};
+use super::{Finished, Operation, RequestId, Step};
 use crate::api::authorize;
 use crate::app::{App, TokenScope};
-use crate::cache::{RequestId, Token};
+use crate::cache::Token;
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::store::StoreReply;

@@ -6,9 +6,9 @@ use http::Response;
 
 use super::fetch::{Fetch, FetchStep, Outcome};
 use super::lookup::{Lookup, LookupStep};
-use super::{Finished, Operation, Step, retrying};
+use super::{Finished, Operation, RequestId, Step, retrying};
 use crate::app::{App, OrganizationPoll, TokenScope};
-use crate::cache::{Poll, RequestId, Token};
+use crate::cache::{Poll, Token};
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::stats::Counter;

@@ -15,7 +15,7 @@ use crate::signer::Signer;
 ///
 /// ```
 /// # use icr_app_core::{App, AppKey};
-/// # let key = AppKey::from_pem(include_str!("../tests/fixtures/keys/rsa2048-pkcs8.pem")).unwrap();
+/// # let key = AppKey::from_pem(include_str!("../../tests/fixtures/keys/rsa2048-pkcs8.pem")).unwrap();
 /// let app = App::builder("d23967cc-dd16-452b-8af4-869965745978", key).base_url("http://127.0.0.1:8080").build()?;
 /// assert_eq!(app.api().base_url(), "http://127.0.0.1:8080");
 /// # Ok::<(), icr_app_core::Error>(())

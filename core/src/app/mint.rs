@@ -1,13 +1,14 @@
 //! Mints: the request for a fetch the cache started, what the app remembers of each mint in flight
-//! ([`Mint`]), and the answer's bookkeeping (a token cached, a failure recorded with its back-off,
+//! (how it was signed, for the clock-skew retry), and the answer's bookkeeping (a token cached, a failure recorded with its back-off,
 //! a mint given up, a token adopted from the shared store or a refresh deferred to another
 //! process).
 
 use http::{Request, Response};
 
+use super::signing::Signing;
 use super::{App, TokenScope};
 use crate::cache::Token;
-use crate::clock::{ClockOffset, Timestamp};
+use crate::clock::Timestamp;
 use crate::error::{Credential, Error, TransportErrorKind};
 use crate::models::AccessToken;
 use crate::ops::RequestId;
@@ -17,51 +18,42 @@ use crate::stats::Counter;
 /// The outcome of a mint response (see [`App::handle_token_response`]).
 #[derive(Debug)]
 #[must_use]
-#[allow(clippy::large_enum_variant)] // short-lived return value; boxing would cost an allocation
 pub(crate) enum TokenAnswer {
     /// The new token, now cached.
     Token(Token),
-    /// The registry's clock is far from ours: send this re-signed request, and answer for the
+    /// The registry's clock is far from ours: make the mint request again with
+    /// [`App::mint_request`] (signed with the registry's clock), send it, and answer for the
     /// same id again.
-    Retry(Request<Vec<u8>>),
-}
-
-/// What the app remembers of one mint in flight.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Mint {
-    /// The clock offset its JWT was signed with: a 401 is retried when the offset has moved
-    /// since, even if another response taught the new one first.
-    signed_with: ClockOffset,
-    /// Whether it was already retried once for clock skew.
-    skew_retried: bool,
+    Resign,
 }
 
 impl App {
-    /// The mint request for fetch `id`, remembering the offset it was signed with.
+    /// The mint request for fetch `id` (first made, or made again after [`TokenAnswer::Resign`]),
+    /// remembering how it was signed.
     pub(crate) fn mint_request(
         &mut self,
         id: RequestId,
         scope: &TokenScope,
         now: Timestamp,
     ) -> Result<Request<Vec<u8>>, Error> {
-        let request = self.signed_mint_request(scope, now)?;
+        let mut signing = self.mints.get(&id).copied().unwrap_or_default();
+        let request = self.signed_mint_request(scope, &mut signing, now)?;
         self.stats.count(Counter::Mint);
         // Forget mints the cache no longer waits for (presumed abandoned, never answered), so
         // this stays as small as the number of mints in flight.
         let cache = &self.cache;
         self.mints.retain(|id, _| cache.key_of(*id).is_some());
-        self.mints.insert(
-            id,
-            Mint {
-                signed_with: self.offset,
-                skew_retried: false,
-            },
-        );
+        self.mints.insert(id, signing);
         Ok(request)
     }
 
-    fn signed_mint_request(&mut self, scope: &TokenScope, now: Timestamp) -> Result<Request<Vec<u8>>, Error> {
-        let jwt = self.jwt.jwt(now, self.offset)?;
+    fn signed_mint_request(
+        &mut self,
+        scope: &TokenScope,
+        signing: &mut Signing,
+        now: Timestamp,
+    ) -> Result<Request<Vec<u8>>, Error> {
+        let jwt = self.sign(signing, now)?;
         let installation = match scope {
             TokenScope::App => None,
             TokenScope::Installation(id) => Some(id),
@@ -84,26 +76,17 @@ impl App {
         now: Timestamp,
     ) -> Result<TokenAnswer, Error> {
         let mint = self.mints.remove(&id);
-        let scope = self.cache.key_of(id).cloned().ok_or(Error::UnknownRequest(id.0))?;
-        let signed_with = mint.map_or(self.offset, |m| m.signed_with);
+        if self.cache.key_of(id).is_none() {
+            return Err(Error::UnknownRequest(id.0));
+        }
         self.observe(&response, now);
         let status = response.status();
         if status == http::StatusCode::UNAUTHORIZED
-            && self.skew_changed(signed_with)
-            && !mint.is_some_and(|m| m.skew_retried)
+            && let Some(mut signing) = mint
+            && self.retry_for_skew(&mut signing)
         {
-            self.jwt.invalidate();
-            let offset_ms = self.offset.millis;
-            tracing::info!(target: "icr_app", offset_ms, "the registry refused the JWT and its clock is not ours: signing again with its clock");
-            match self.mint_request(id, &scope, now) {
-                Ok(request) => {
-                    if let Some(m) = self.mints.get_mut(&id) {
-                        m.skew_retried = true;
-                    }
-                    return Ok(TokenAnswer::Retry(request));
-                }
-                Err(e) => return Err(self.fail(id, e, now)),
-            }
+            self.mints.insert(id, signing);
+            return Ok(TokenAnswer::Resign);
         }
         let parsed = if status.is_success() {
             parse_json::<AccessToken>(&response, Credential::AppJwt)

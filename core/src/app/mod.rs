@@ -27,12 +27,12 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use builder::AppBuilder;
-use mint::Mint;
 pub(crate) use mint::TokenAnswer;
 pub(crate) use organization::OrganizationPoll;
 use organization::OrganizationState;
 pub use scope::TokenScope;
 pub(crate) use shared::Shared;
+pub(crate) use signing::Signing;
 
 use crate::api::{ApiConfig, OrganizationId};
 use crate::cache::{CacheConfig, TokenCache};
@@ -51,8 +51,8 @@ pub struct App {
     jwt: JwtSigner,
     offset: ClockOffset,
     cache: TokenCache<TokenScope>,
-    /// What is remembered of each mint in flight (see [`Mint`]).
-    mints: HashMap<RequestId, Mint>,
+    /// What is remembered of each mint in flight: how it was signed, for the clock-skew retry.
+    mints: HashMap<RequestId, Signing>,
     retry: RetryPolicy,
     background_refresh: bool,
     /// The shared token store, when a driver attached one.

@@ -226,11 +226,12 @@ fn every_mint_signed_with_an_old_clock_is_retried_after_a_jump() {
     let (a, _) = send(app.poll_token(&scope(), at(0), None).unwrap());
     let (b, _) = send(app.poll_token(&other, at(0), None).unwrap());
     let refused = br#"{"statusCode":401,"message":"JWT expired","error":"Unauthorized"}"#.to_vec();
-    for id in [a, b] {
+    for (id, scope) in [(a, scope()), (b, other)] {
         let answer = app.handle_token_response(id, response(401, 7200, refused.clone()), at(1));
-        let Ok(TokenAnswer::Retry(again)) = answer else {
+        let Ok(TokenAnswer::Resign) = answer else {
             panic!("{id}: not retried: {answer:?}")
         };
+        let again = app.mint_request(id, &scope, at(1)).unwrap();
         assert_eq!(iat_of(&again), T0 + 7200 - 60);
     }
     // A mint signed with the new offset and refused is not retried again.
@@ -248,12 +249,14 @@ fn skewed_401_is_retried_once_with_the_server_clock() {
     assert_eq!(iat_of(&first), T0 - 60);
     // The server is two hours ahead and refuses the JWT.
     let refused = br#"{"statusCode":401,"message":"JWT issued too far in the past","error":"Unauthorized"}"#.to_vec();
-    let TokenAnswer::Retry(second) = app
+    let TokenAnswer::Resign = app
         .handle_token_response(id, response(401, 7200, refused.clone()), at(0))
         .unwrap()
     else {
         panic!("expected a retry")
     };
+    // Made again where it was first made, signed with the server's clock.
+    let second = app.mint_request(id, &scope(), at(0)).unwrap();
     assert_eq!(iat_of(&second), T0 + 7200 - 60);
     assert_eq!(app.clock_offset().millis, 7_200_500);
     // A second 401 for the same id is final, and names the clock.

@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 
 use super::{Finished, Operation, RequestId, Step, retrying};
 use crate::api::{InstallationId, OrganizationId, authorize};
-use crate::app::App;
-use crate::clock::{ClockOffset, Timestamp};
+use crate::app::{App, Signing};
+use crate::clock::Timestamp;
 use crate::error::{Credential, Error};
 use crate::models::{CreateUserOrganization, CreatedUserOrganization, Installation, InstallationsPage};
 use crate::pager::{DEFAULT_PAGE_SIZE, InstallationPager};
@@ -29,7 +29,8 @@ pub struct Call<T> {
     idempotent: bool,
     attempts: u32,
     waited: Duration,
-    skew_retried: bool,
+    /// How the request was last signed, for the clock-skew retry.
+    signing: Signing,
     progress: Progress<T>,
     finished: Finished,
     /// `call` (target `icr_app`, DEBUG): endpoint, attempt, status.
@@ -57,7 +58,7 @@ enum Endpoint {
 
 enum Progress<T> {
     Idle,
-    Sent { id: RequestId, signed_with: ClockOffset },
+    Sent { id: RequestId },
     RetryAt(Timestamp),
     Finished(Result<T, Error>),
 }
@@ -84,7 +85,7 @@ impl<T> Call<T> {
             idempotent,
             attempts: 0,
             waited: Duration::ZERO,
-            skew_retried: false,
+            signing: Signing::default(),
             progress: Progress::Idle,
             finished: Finished::default(),
             _answer: PhantomData,
@@ -97,8 +98,8 @@ impl<T> Call<T> {
         Self::new(Endpoint::Request(Box::new(request)), idempotent)
     }
 
-    fn build(&self, app: &mut App, now: Timestamp) -> Result<Request<Vec<u8>>, Error> {
-        let jwt = app.jwt(now)?;
+    fn build(&mut self, app: &mut App, now: Timestamp) -> Result<Request<Vec<u8>>, Error> {
+        let jwt = app.sign(&mut self.signing, now)?;
         let api = app.api();
         match &self.endpoint {
             Endpoint::Page { limit, page } => api.list_installations(jwt.token(), *limit, *page),
@@ -195,10 +196,7 @@ impl<T: DeserializeOwned> Call<T> {
                 }
                 self.attempts += 1;
                 self.span.record("attempt", self.attempts);
-                self.progress = Progress::Sent {
-                    id,
-                    signed_with: app.clock_offset(),
-                };
+                self.progress = Progress::Sent { id };
                 Step::Send { id, request }
             }
             Err(error) => Step::Done(Err(error)),
@@ -252,7 +250,7 @@ impl<T: DeserializeOwned> Operation for Call<T> {
         if self.finished.is_set() {
             return;
         }
-        let Progress::Sent { id: sent, signed_with } = self.progress else {
+        let Progress::Sent { id: sent } = self.progress else {
             return;
         };
         if sent != id {
@@ -263,11 +261,8 @@ impl<T: DeserializeOwned> Operation for Call<T> {
         span.record("status", response.status().as_u16());
         app.observe(&response, now);
         if response.status() == StatusCode::UNAUTHORIZED {
-            app.invalidate_jwt();
-            if !self.skew_retried && app.skew_changed(signed_with) {
-                let offset_ms = app.clock_offset().millis;
-                tracing::info!(target: "icr_app", offset_ms, "the registry refused the JWT and its clock is not ours: signing again with its clock");
-                self.skew_retried = true;
+            if app.retry_for_skew(&mut self.signing) {
+                // Made again, and signed again, at the next poll.
                 self.progress = Progress::Idle;
                 return;
             }

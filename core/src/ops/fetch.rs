@@ -94,9 +94,8 @@ enum State {
     Minting {
         leased: bool,
     },
-    /// Send the mint again (re-signed for clock skew), as the same id.
-    Resend {
-        request: Box<Request<Vec<u8>>>,
+    /// Sign the mint again (for clock skew) and send it, as the same id.
+    Resign {
         leased: bool,
     },
     /// The mint is answered: tell the store (put the token, or release the lease), then end.
@@ -202,13 +201,7 @@ impl Fetch {
                 app.cancel_mint(self.id, now);
                 FetchStep::Done(Outcome::Failed)
             }
-            State::Resend { request, leased } => {
-                self.state = State::Minting { leased };
-                FetchStep::Send {
-                    id: self.id,
-                    request: *request,
-                }
-            }
+            State::Resign { leased } => self.send_mint(app, now, leased),
             State::Minted { leased, outcome } => self.tell_store(app, now, leased, outcome),
             State::Storing(_, outcome) | State::Finished(outcome) => FetchStep::Done(outcome),
         }
@@ -259,6 +252,11 @@ impl Fetch {
         }
         self.span.record("refresh", refresh);
         self.span.record("source", "registry");
+        self.send_mint(app, now, leased)
+    }
+
+    /// Signs the mint (again, after a 401 for clock skew) and sends it as the fetch's id.
+    fn send_mint(&mut self, app: &mut App, now: Timestamp, leased: bool) -> FetchStep {
         // Recorded before signing: a signer that panics leaves a mint that `abandon` releases.
         self.state = State::Minting { leased };
         match app.mint_request(self.id, &self.scope, now) {
@@ -320,10 +318,7 @@ impl Fetch {
         }
         self.span.record("status", response.status().as_u16());
         self.state = match app.handle_token_response(id, response, now) {
-            Ok(TokenAnswer::Retry(request)) => State::Resend {
-                request: Box::new(request),
-                leased,
-            },
+            Ok(TokenAnswer::Resign) => State::Resign { leased },
             Ok(TokenAnswer::Token(token)) => State::Minted {
                 leased,
                 outcome: Outcome::Token(token),

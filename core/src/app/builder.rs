@@ -120,7 +120,7 @@ impl App {
         self
     }
 
-    /// Sets the JWT lifetime (at most 10 minutes; see [`JwtSigner::with_lifetime`]).
+    /// Sets the JWT lifetime (at most 10 minutes; see [`JwtSigner::with_lifetime`](crate::JwtSigner::with_lifetime)).
     pub(crate) fn with_jwt_lifetime(mut self, lifetime: Duration) -> Result<Self, Error> {
         self.jwt = self.jwt.with_lifetime(lifetime)?;
         Ok(self)

@@ -39,52 +39,68 @@ impl App {
     /// keeps the token's Python object beside it.
     ///
     /// [`GetToken`]: crate::GetToken
+    /// [`CacheConfig::min_remaining`]: crate::CacheConfig::min_remaining
     pub fn hit(&mut self, scope: &TokenScope, now: Timestamp, min_life: Option<Duration>) -> Option<Token> {
-        let token = self.peek_token(scope, now, min_life)?;
+        let token = self.ready_token(scope, now, min_life)?;
         self.count(Counter::Hit);
         Some(token)
     }
 
-    /// The hot path: a cached token for `scope` with at least `min_life` left and no refresh
-    /// due, changing nothing but a recency mark.
+    /// The token [`hit`](Self::hit) hands out, without counting a hit (the hot path): `scope`'s
+    /// cached token if it has at least `min_life` (default [`CacheConfig::min_remaining`]) left
+    /// and needs nothing done (no refresh due, or one already in flight or backing off),
+    /// changing nothing but a recency mark.
     ///
-    /// An organization costs one more map lookup: its installation's key.
-    pub(crate) fn peek_token(
+    /// The strictest of the three lookups: [`token_with_life`](Self::token_with_life) also
+    /// answers once a refresh is due and nobody started it, and
+    /// [`token_even_expired`](Self::token_even_expired) whatever the life left. The only one
+    /// that takes an organization (one more map lookup: its installation's key).
+    ///
+    /// [`CacheConfig::min_remaining`]: crate::CacheConfig::min_remaining
+    pub(crate) fn ready_token(
         &mut self,
         scope: &TokenScope,
         now: Timestamp,
         min_life: Option<Duration>,
     ) -> Option<Token> {
         if let TokenScope::Organization(org) = scope {
-            return self.peek_organization(org, now, min_life);
+            return self.ready_organization_token(org, now, min_life);
         }
-        self.cache.peek(scope, now, min_life)
+        self.cache.ready_token(scope, now, min_life)
     }
 
-    /// [`peek_token`](Self::peek_token) for an organization: its installation's token. Apart,
+    /// [`ready_token`](Self::ready_token) for an organization: its installation's token. Apart,
     /// so that an installation's hit stays as short as it was.
     #[inline(never)]
-    fn peek_organization(
+    fn ready_organization_token(
         &mut self,
         organization: &OrganizationId,
         now: Timestamp,
         min_life: Option<Duration>,
     ) -> Option<Token> {
         let key = self.organizations.get(organization)?.installation.as_ref()?;
-        self.cache.peek(key, now, min_life)
+        self.cache.ready_token(key, now, min_life)
     }
 
-    /// `scope`'s cached token, whatever its life.
-    pub(crate) fn cached_token(&self, scope: &TokenScope) -> Option<Token> {
-        self.cache.cached(scope)
+    /// The token cached under `key` (the cache's key: an installation or the app, never an
+    /// organization), whatever its life: expired or not, refresh due or not. Whether a token is
+    /// held at all (a mint is then a refresh; a value read from the shared store may be the one
+    /// held), and the life the registry gives tokens.
+    pub(crate) fn token_even_expired(&self, key: &TokenScope) -> Option<Token> {
+        self.cache.token_even_expired(key)
     }
 
-    /// `scope`'s cached token if it has `min_life` left, refresh due or not.
-    pub(crate) fn usable_token(&self, scope: &TokenScope, now: Timestamp, min_life: Duration) -> Option<Token> {
-        self.cache.usable(scope, now, min_life)
+    /// The token cached under `key` (the cache's key, never an organization) if it has at least
+    /// `min_life` left at `now`, whether or not its refresh is due and started: what may still
+    /// be handed out while someone else refreshes it (a background refresher, another process
+    /// holding the store's lease), and whether a token just fetched is still the one cached.
+    /// Looser than [`ready_token`](Self::ready_token), stricter than
+    /// [`token_even_expired`](Self::token_even_expired).
+    pub(crate) fn token_with_life(&self, key: &TokenScope, now: Timestamp, min_life: Duration) -> Option<Token> {
+        self.cache.token_with_life(key, now, min_life)
     }
 
-    /// The cache's answer for `scope` (see [`TokenCache::poll`]).
+    /// The cache's answer for `scope` (see [`TokenCache::poll`](crate::cache::TokenCache::poll)).
     pub(crate) fn poll_cache(&mut self, scope: &TokenScope, now: Timestamp, min_life: Option<Duration>) -> Poll {
         self.cache.poll(scope, now, min_life)
     }
@@ -99,7 +115,7 @@ impl App {
         self.cache.next_request_id()
     }
 
-    /// When a background refresher should next call [`poll_refresh`](Self::poll_refresh).
+    /// When a background refresher should next call [`start_refresh`](Self::start_refresh).
     pub(crate) fn poll_timeout(&self, now: Timestamp) -> Option<Timestamp> {
         self.cache.poll_timeout(now)
     }

@@ -9,7 +9,7 @@ use crate::api::{InstallationId, OrganizationId};
 /// app has on it).
 ///
 /// Every API that takes a scope ([`GetToken`](crate::GetToken), [`SendAs`](crate::SendAs),
-/// [`App::hit`], the clients' `token`, `send_as` and middlewares) takes an organization too.
+/// [`App::hit`](crate::App::hit), the clients' `token`, `send_as` and middlewares) takes an organization too.
 /// Its installation is looked up once (`GET /app/organizations/{id}/installation`; concurrent
 /// callers share one lookup) and remembered, and the token is that installation's: one token,
 /// cached once, whichever way it was asked for. When the registry no longer knows the remembered

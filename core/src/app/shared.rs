@@ -25,12 +25,12 @@ pub(crate) struct Shared {
 
 impl App {
     /// Tells the app that its driver runs a shared token store (see
-    /// [`StoreCommand`](crate::StoreCommand)): from now on operations read tokens from it before
+    /// [`StoreCommand`]): from now on operations read tokens from it before
     /// minting, take its lease to mint, and store what they mint. `owner_seed` makes this
     /// process's lease owner id: pass randomness.
     ///
-    /// Fails when the signer cannot derive a sealing secret (a [`Signer`] other than
-    /// [`AppKey`](crate::AppKey) that does not implement [`Signer::sealing_secret`]).
+    /// Fails when the signer cannot derive a sealing secret (a [`Signer`](crate::Signer) other than
+    /// [`AppKey`](crate::AppKey) that does not implement [`Signer::sealing_secret`](crate::Signer::sealing_secret)).
     pub fn attach_store(&mut self, settings: StoreSettings, owner_seed: u64) -> Result<(), Error> {
         let secret = self.jwt.signer().sealing_secret().ok_or_else(|| {
             Error::config(

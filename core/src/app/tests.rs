@@ -130,7 +130,7 @@ fn mint_then_cache() {
         panic!()
     };
     assert_eq!(t.access_token().organization_id.as_deref(), Some("o1"));
-    assert!(app.peek_token(&scope(), at(10), None).is_some());
+    assert!(app.ready_token(&scope(), at(10), None).is_some());
     assert!(matches!(
         app.poll_token(&scope(), at(10), None).unwrap(),
         TokenStep::Ready(_)
@@ -187,11 +187,11 @@ fn a_server_clock_jump_seen_in_any_response_shortens_cached_tokens() {
     let _ = app
         .handle_token_response(id, response(200, 0, token_body(0)), at(0))
         .unwrap();
-    assert!(app.peek_token(&scope(), at(10), None).is_some());
+    assert!(app.ready_token(&scope(), at(10), None).is_some());
     // Any response (here a 404 to some other call) shows the registry's clock 2 h - 40 s
     // ahead: the token has 30 s left there.
     app.observe(&response(404, 10 + 7200 - 40, Vec::new()), at(10));
-    assert!(app.peek_token(&scope(), at(10), None).is_none());
+    assert!(app.ready_token(&scope(), at(10), None).is_none());
     assert!(matches!(
         app.poll_token(&scope(), at(10), None).unwrap(),
         TokenStep::Send { .. }
@@ -399,5 +399,5 @@ fn revoke_and_drain() {
     let (result, held) = app.finish_revoke(t.secret(), &response(200, 0, Vec::new()), at(0));
     result.unwrap();
     assert_eq!(held, vec![scope()]);
-    assert!(app.peek_token(&scope(), at(1), None).is_none());
+    assert!(app.ready_token(&scope(), at(1), None).is_none());
 }

@@ -54,7 +54,7 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
     }
 
     /// Evicts least-recently-used entries until at most `target` remain. Entries hit through
-    /// `peek` since they were last moved get a second chance; entries with a fetch in flight
+    /// [`ready_token`](Self::ready_token) since they were last moved get a second chance; entries with a fetch in flight
     /// are kept (so the cap can be exceeded by the number of fetches in flight).
     pub(super) fn evict_to(&mut self, target: usize) {
         let mut budget = self.recency.len() * 2;

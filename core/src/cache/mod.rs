@@ -69,7 +69,7 @@ struct Entry {
     failure: Option<Box<Failure>>,
     /// Position in the recency index.
     tick: u64,
-    /// Set by a hit ([`TokenCache::peek`]), which does not move the key in the recency index:
+    /// Set by a hit ([`TokenCache::ready_token`]), which does not move the key in the recency index:
     /// gives the entry a second chance at eviction.
     referenced: bool,
 }
@@ -77,7 +77,7 @@ struct Entry {
 impl Entry {
     /// The token, if it is alive at `now` with at least `min_life` left (a zero `min_life` still
     /// needs a live token).
-    fn usable(&self, now: Timestamp, min_life: Duration) -> Option<&Token> {
+    fn token_with_life(&self, now: Timestamp, min_life: Duration) -> Option<&Token> {
         self.token.as_ref().filter(|t| alive_for(t, now, min_life))
     }
 

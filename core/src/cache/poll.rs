@@ -47,7 +47,7 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
     }
 
     /// What to do for `key` at `now`, handing out only tokens with at least `min_life` (default
-    /// [`CacheConfig::min_remaining`]) left.
+    /// [`CacheConfig::min_remaining`](super::CacheConfig::min_remaining)) left.
     pub fn poll(&mut self, key: &K, now: Timestamp, min_life: Option<Duration>) -> Poll {
         let min_life = min_life.unwrap_or(self.config.min_remaining);
         self.touch(key);
@@ -55,7 +55,7 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
         let Some(entry) = self.entries.get_mut(key) else {
             unreachable!("touch inserts the key")
         };
-        let usable = entry.usable(now, min_life).cloned();
+        let usable = entry.token_with_life(now, min_life).cloned();
         if let Some((id, started)) = entry.in_flight {
             let until = started.plus(fetch_timeout);
             if now < until {
@@ -136,7 +136,7 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
 
     /// Answers fetch `id` with a failure. A cancelled fetch leaves no trace; any other starts
     /// (or lengthens) a back-off with jitter, honouring the server's `Retry-After` up to
-    /// [`CacheConfig::max_retry_after`]. A still-valid token stays cached and keeps being handed
+    /// [`CacheConfig::max_retry_after`](super::CacheConfig::max_retry_after). A still-valid token stays cached and keeps being handed
     /// out. Returns the error for the caller: when the server sent `Retry-After`, it states the
     /// wait imposed (capped, or a longer back-off), not the one asked for.
     pub fn handle_error(&mut self, id: RequestId, error: Error, now: Timestamp) -> Result<Error, Error> {

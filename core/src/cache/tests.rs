@@ -74,7 +74,7 @@ fn empty_fetching_valid() {
     assert_eq!(t.expires_local(), at(7200));
     assert!(matches!(c.state(&"i1", at(1)), TokenState::Valid(_)));
     assert_eq!(ready(c.poll(&"i1", at(2), None)).secret().expose(), "crs_a");
-    assert_eq!(c.peek(&"i1", at(2), None).unwrap().secret().expose(), "crs_a");
+    assert_eq!(c.ready_token(&"i1", at(2), None).unwrap().secret().expose(), "crs_a");
 }
 
 #[test]
@@ -109,14 +109,14 @@ fn refreshing_serves_the_old_token() {
     let mut c = cache();
     let (id, _) = fetch(c.poll(&"i", at(0), None));
     c.handle_token(id, minted("old", 0, 7200), at(0), 0).unwrap();
-    assert!(c.peek(&"i", at(6479), None).is_some());
+    assert!(c.ready_token(&"i", at(6479), None).is_some());
     assert!(
-        c.peek(&"i", at(6480), None).is_none(),
+        c.ready_token(&"i", at(6480), None).is_none(),
         "refresh due: the hot path defers to poll"
     );
     let (id, _) = fetch(c.poll(&"i", at(6480), None));
     assert_eq!(
-        c.usable(&"i", at(6480), Duration::from_secs(60))
+        c.token_with_life(&"i", at(6480), Duration::from_secs(60))
             .unwrap()
             .secret()
             .expose(),
@@ -125,7 +125,10 @@ fn refreshing_serves_the_old_token() {
     assert!(matches!(c.state(&"i", at(6480)), TokenState::Refreshing(_)));
     // Others keep getting the old token while the refresh is in flight.
     assert_eq!(ready(c.poll(&"i", at(6481), None)).secret().expose(), "crs_old");
-    assert_eq!(c.peek(&"i", at(6481), None).unwrap().secret().expose(), "crs_old");
+    assert_eq!(
+        c.ready_token(&"i", at(6481), None).unwrap().secret().expose(),
+        "crs_old"
+    );
     c.handle_token(id, minted("new", 6481, 7200), at(6481), 0).unwrap();
     assert_eq!(ready(c.poll(&"i", at(6482), None)).secret().expose(), "crs_new");
 }
@@ -143,10 +146,10 @@ fn failed_refresh_keeps_serving_the_valid_token() {
         TokenState::Failed { token: Some(_), .. }
     ));
     assert_eq!(ready(c.poll(&"i", at(6500), None)).secret().expose(), "crs_old");
-    assert!(c.peek(&"i", at(6500), None).is_some());
+    assert!(c.ready_token(&"i", at(6500), None).is_some());
     // After the back-off a poll retries, still offering the old token.
     let _ = fetch(c.poll(&"i", at(6502), None));
-    assert!(c.usable(&"i", at(6502), Duration::from_secs(60)).is_some());
+    assert!(c.token_with_life(&"i", at(6502), Duration::from_secs(60)).is_some());
 }
 
 #[test]
@@ -164,12 +167,12 @@ fn never_hands_out_a_nearly_expired_token() {
     c.handle_error(id, busy, at(7100)).unwrap();
     assert!(matches!(c.poll(&"i", at(7140), None), Poll::Ready(_)));
     assert!(matches!(c.poll(&"i", at(7141), None), Poll::Failed { .. }));
-    assert!(c.peek(&"i", at(7141), None).is_none());
+    assert!(c.ready_token(&"i", at(7141), None).is_none());
     // A per-call minimum overrides the default.
     let mut c = cache();
     let (id, _) = fetch(c.poll(&"i", at(0), None));
     c.handle_token(id, minted("a", 0, 7200), at(0), 0).unwrap();
-    assert!(c.peek(&"i", at(0), Some(Duration::from_secs(7201))).is_none());
+    assert!(c.ready_token(&"i", at(0), Some(Duration::from_secs(7201))).is_none());
     let (_, stale) = fetch(c.poll(&"i", at(0), Some(Duration::from_secs(7201))));
     assert!(stale.is_none());
 }
@@ -325,9 +328,9 @@ fn invalidate_only_the_rejected_token() {
     let (id, _) = fetch(c.poll(&"i", at(0), None));
     c.handle_token(id, minted("a", 0, 7200), at(0), 0).unwrap();
     assert!(!c.invalidate(&"i", "crs_other"));
-    assert!(c.peek(&"i", at(1), None).is_some());
+    assert!(c.ready_token(&"i", at(1), None).is_some());
     assert!(c.invalidate(&"i", "crs_a"));
-    assert!(c.peek(&"i", at(1), None).is_none());
+    assert!(c.ready_token(&"i", at(1), None).is_none());
     assert!(matches!(c.poll(&"i", at(1), None), Poll::Fetch { .. }));
 }
 
@@ -338,7 +341,7 @@ fn clock_offset_moves_expiry_onto_the_local_clock() {
     let (id, _) = fetch(c.poll(&"i", at(0), None));
     let t = c.handle_token(id, minted("a", 7200, 7200), at(0), 7_200_000).unwrap();
     assert_eq!(t.expires_local(), at(7200));
-    assert!(c.peek(&"i", at(7200 - 59), None).is_none());
+    assert!(c.ready_token(&"i", at(7200 - 59), None).is_none());
     // Server two hours behind.
     let (id, _) = fetch(c.poll(&"j", at(0), None));
     let t = c.handle_token(id, minted("b", -7200, 7200), at(0), -7_200_000).unwrap();
@@ -356,21 +359,21 @@ fn server_clock_jumping_ahead_brings_cached_expiry_forward() {
     assert_eq!(c.observe_offset((7200 - 650) * 1000), 1);
     let now = at(600);
     assert!(
-        c.peek(&"i", now, None).is_none(),
+        c.ready_token(&"i", now, None).is_none(),
         "50 s left is less than min_remaining"
     );
     let (_, stale) = fetch(c.poll(&"i", now, None));
     assert!(stale.is_none(), "nothing usable to serve meanwhile");
-    let cached = c.cached(&"i").unwrap();
+    let cached = c.token_even_expired(&"i").unwrap();
     assert_eq!((cached.expires_local(), cached.refresh_at()), (at(650), at(650 - 720)));
     // While that fetch runs, the token serves whoever needs less than its 50 s.
-    assert!(c.peek(&"i", now, Some(Duration::from_secs(30))).is_some());
-    assert!(c.peek(&"i", now, None).is_none());
+    assert!(c.ready_token(&"i", now, Some(Duration::from_secs(30))).is_some());
+    assert!(c.ready_token(&"i", now, None).is_none());
     // Handles given out earlier keep what they were given; offsets never lengthen a token.
     assert_eq!(t.expires_local(), at(7200));
     assert_eq!(c.observe_offset(0), 0);
     assert_eq!(c.observe_offset(-3_600_000), 0);
-    assert_eq!(c.cached(&"i").unwrap().expires_local(), at(650));
+    assert_eq!(c.token_even_expired(&"i").unwrap().expires_local(), at(650));
 }
 
 #[test]
@@ -389,10 +392,10 @@ fn lru_cap_evicts_least_recently_used_with_second_chance() {
         c.handle_token(id, minted(&k.to_string(), 0, 7200), at(0), 0).unwrap();
     }
     // 0 is the oldest, but a lock-free read marks it: 1 goes instead.
-    assert!(c.peek(&0, at(1), None).is_some());
+    assert!(c.ready_token(&0, at(1), None).is_some());
     let _ = c.poll(&3, at(1), None);
     assert_eq!(c.len(), 3);
-    assert!(c.peek(&0, at(1), None).is_some());
+    assert!(c.ready_token(&0, at(1), None).is_some());
     assert!(matches!(c.state(&1, at(1)), TokenState::Empty));
     // Entries with a fetch in flight are never evicted.
     let mut c = capped(1);

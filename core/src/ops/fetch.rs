@@ -246,7 +246,7 @@ impl Fetch {
     }
 
     fn mint(&mut self, app: &mut App, now: Timestamp, leased: bool) -> FetchStep {
-        let refresh = app.cached_token(&self.scope).is_some();
+        let refresh = app.token_even_expired(&self.scope).is_some();
         if refresh {
             app.count(Counter::Refresh);
         }
@@ -421,7 +421,9 @@ impl Fetch {
         }
         let access = shared.sealer.open(&shared.sealer.entry(&self.scope), value)?;
         let candidate = Token::new(access.clone(), now, app.clock_offset().millis, app.cache_config());
-        let held = app.cached_token(&self.scope).is_some_and(|t| t.same_as(&candidate));
+        let held = app
+            .token_even_expired(&self.scope)
+            .is_some_and(|t| t.same_as(&candidate));
         (!held && candidate.remaining(now) >= self.min_life.max(Duration::from_millis(1))).then_some(access)
     }
 
@@ -429,7 +431,7 @@ impl Fetch {
     /// (its refresh put off), else wait and read the entry again; after twice the lease's
     /// time, mint alone.
     fn someone_else_mints(&mut self, app: &mut App, now: Timestamp) -> State {
-        if app.usable_token(&self.scope, now, self.min_life).is_some() {
+        if app.token_with_life(&self.scope, now, self.min_life).is_some() {
             app.defer_refresh(self.id, now.plus(DEFER));
             return State::Finished(Outcome::Deferred);
         }

@@ -40,7 +40,7 @@ use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::store::{StoreCommand, StoreReply};
 
-/// Identifies one request an operation asked a driver to send ([`Step::Send`](crate::Step::Send)); report its outcome for this id.
+/// Identifies one request an operation asked a driver to send ([`Step::Send`]); report its outcome for this id.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct RequestId(pub u64);
 

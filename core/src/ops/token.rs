@@ -167,7 +167,7 @@ impl GetToken {
                 // Handed out only if it is still the cached one and still has the life asked
                 // for: a revocation or a clock jump reported meanwhile (by another operation)
                 // would have made it so.
-                app.usable_token(self.key(), now, min_life)
+                app.token_with_life(self.key(), now, min_life)
                     .filter(|cached| cached.same_as(&token))
                     .map(|cached| Step::Done(Ok(cached)))
             }
@@ -198,19 +198,19 @@ impl GetToken {
                 Ok(key) => key,
                 Err(step) => return step,
             };
-            if let Some(token) = app.peek_token(&key, now, self.min_life) {
+            if let Some(token) = app.ready_token(&key, now, self.min_life) {
                 return Step::Done(Ok(token));
             }
             self.miss(app);
             let min_life = self.min_life(app);
-            if let Some(token) = app.cached_token(&key)
+            if let Some(token) = app.token_even_expired(&key)
                 && token.lifetime() > Duration::ZERO
                 && token.lifetime() < min_life
             {
                 return Step::Done(Err(self.min_life_error(token.lifetime(), min_life)));
             }
             if app.background_refresh()
-                && let Some(token) = app.usable_token(&key, now, min_life)
+                && let Some(token) = app.token_with_life(&key, now, min_life)
             {
                 // Due for a refresh, still usable: the refresher renews it.
                 return Step::Done(Ok(token));

@@ -133,7 +133,7 @@
 //!                 std::thread::sleep(until.saturating_since(now()));
 //!                 guard = app.lock().unwrap();
 //!             }
-//!             Step::Wait { until } => {
+//!             Step::Wait { until, .. } => {
 //!                 let timeout = until.saturating_since(now());
 //!                 guard = changed.wait_timeout(guard, timeout).unwrap().0;
 //!             }

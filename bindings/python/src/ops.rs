@@ -69,7 +69,7 @@ pub(crate) fn raw_step<T>(step: Step<T>, done: impl FnOnce(T) -> DoneValue) -> R
         Step::Send { id, request } => RawStep::Send { id, request },
         Step::Store { id, command } => RawStep::Store { id, command },
         Step::Sleep { until } => RawStep::Sleep(until),
-        Step::Wait { until } => RawStep::Wait(until),
+        Step::Wait { until, .. } => RawStep::Wait(until),
         Step::Done(result) => RawStep::Done(result.map(done)),
     }
 }

@@ -60,6 +60,8 @@ pub struct App {
     /// The organizations named as scopes: their installations, and lookups in flight.
     organizations: HashMap<OrganizationId, OrganizationState>,
     stats: Stats,
+    /// The change counter (see [`changes`](Self::changes)).
+    changes: u64,
 }
 
 impl fmt::Debug for App {
@@ -88,7 +90,29 @@ impl App {
             shared: None,
             organizations: HashMap::new(),
             stats: Stats::default(),
+            changes: 0,
         }
+    }
+
+    /// The change counter: it moves (by one or more, wrapping) whenever any operation on this
+    /// app is reported to (`handle_response`, `handle_failure`, `handle_store`) or abandoned,
+    /// and at no other time.
+    ///
+    /// A [`Step::Wait`](crate::Step::Wait) carries the counter's value when the wait was
+    /// decided: poll again once `changes()` differs from it (another operation reported back
+    /// or was abandoned since, so what was waited for may be over), or at the wait's `until`.
+    /// Read it under the same lock as the poll and the reports, so that no report is missed. A
+    /// driver can wait on anything that compares two numbers (a C caller's loop, a JavaScript
+    /// timer), or keep a wake-up of its own (a condition variable notified after every report).
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// An operation on this app was reported to or abandoned: moves the change counter. Every
+    /// [`Operation`](crate::Operation)'s `handle_*` and `abandon` call it, unless the operation
+    /// already finished.
+    pub(crate) fn changed(&mut self) {
+        self.changes = self.changes.wrapping_add(1);
     }
 
     /// How drivers retry failed mints.

@@ -250,6 +250,7 @@ impl<T: DeserializeOwned> Operation for Call<T> {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         let Progress::Sent { id: sent } = self.progress else {
             return;
         };
@@ -290,18 +291,25 @@ impl<T: DeserializeOwned> Operation for Call<T> {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         if matches!(self.progress, Progress::Sent { id: sent, .. } if sent == id) {
             self.failed(app, error, now);
         }
     }
 
-    /// A JWT call never uses the shared store.
-    fn handle_store(&mut self, _app: &mut App, _id: RequestId, _reply: Result<StoreReply, Error>, _now: Timestamp) {}
+    /// A JWT call never uses the shared store: a reply changes nothing but the app's change
+    /// counter.
+    fn handle_store(&mut self, app: &mut App, _id: RequestId, _reply: Result<StoreReply, Error>, _now: Timestamp) {
+        if !self.finished.is_set() {
+            app.changed();
+        }
+    }
 
-    fn abandon(&mut self, _app: &mut App, _now: Timestamp) {
+    fn abandon(&mut self, app: &mut App, _now: Timestamp) {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         self.progress = Progress::Idle;
     }
 }
@@ -353,7 +361,7 @@ impl ListInstallations {
                 Step::Send { id, request } => return Step::Send { id, request },
                 Step::Store { id, command } => return Step::Store { id, command },
                 Step::Sleep { until } => return Step::Sleep { until },
-                Step::Wait { until } => return Step::Wait { until },
+                Step::Wait { until, change } => return Step::Wait { until, change },
             }
         }
     }
@@ -373,6 +381,7 @@ impl Operation for ListInstallations {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         if let Some(call) = &mut self.current {
             call.handle_response(app, id, response, now);
         }
@@ -382,17 +391,24 @@ impl Operation for ListInstallations {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         if let Some(call) = &mut self.current {
             call.handle_failure(app, id, error, now);
         }
     }
 
-    fn handle_store(&mut self, _app: &mut App, _id: RequestId, _reply: Result<StoreReply, Error>, _now: Timestamp) {}
+    /// Pages never use the shared store: a reply changes nothing but the app's change counter.
+    fn handle_store(&mut self, app: &mut App, _id: RequestId, _reply: Result<StoreReply, Error>, _now: Timestamp) {
+        if !self.finished.is_set() {
+            app.changed();
+        }
+    }
 
-    fn abandon(&mut self, _app: &mut App, _now: Timestamp) {
+    fn abandon(&mut self, app: &mut App, _now: Timestamp) {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         self.current = None;
     }
 }

@@ -137,7 +137,7 @@ impl SendAs {
                 Step::Send { id, request } => Step::Send { id, request },
                 Step::Store { id, command } => Step::Store { id, command },
                 Step::Sleep { until } => Step::Sleep { until },
-                Step::Wait { until } => Step::Wait { until },
+                Step::Wait { until, change } => Step::Wait { until, change },
             };
         }
         match std::mem::replace(&mut self.state, State::Done) {
@@ -191,6 +191,7 @@ impl Operation for SendAs {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         match &mut self.state {
             State::Getting(op) => return op.handle_response(app, id, response, now),
             State::Sent { id: sent, .. } if *sent == id => {}
@@ -221,6 +222,7 @@ impl Operation for SendAs {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         match &mut self.state {
             State::Getting(op) => op.handle_failure(app, id, error, now),
             State::Sent { id: sent, .. } if *sent == id => self.state = State::Answered(Err(error)),
@@ -232,6 +234,7 @@ impl Operation for SendAs {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         match &mut self.state {
             State::Forgetting { id: own, .. } if *own == id => {
                 if let State::Forgetting { after, .. } = std::mem::replace(&mut self.state, State::Done) {
@@ -248,6 +251,7 @@ impl Operation for SendAs {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         match &mut self.state {
             State::Getting(op) => {
                 op.abandon(app, now);

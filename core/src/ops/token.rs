@@ -140,7 +140,7 @@ impl GetToken {
                 LookupStep::Send { id, request } => Some(Step::Send { id, request }),
                 LookupStep::Store { id, command } => Some(Step::Store { id, command }),
                 LookupStep::Sleep { until } => Some(Step::Sleep { until }),
-                LookupStep::Wait { until } => Some(Step::Wait { until }),
+                LookupStep::Wait { until, change } => Some(Step::Wait { until, change }),
                 LookupStep::Done(found) => {
                     organization.lookup = None;
                     // Found: the loop carries on with it (remembered by the app).
@@ -219,7 +219,10 @@ impl GetToken {
                 Poll::Ready(token) => return Step::Done(Ok(token)),
                 Poll::Wait { until } => {
                     app.count(Counter::Wait);
-                    return Step::Wait { until };
+                    return Step::Wait {
+                        until,
+                        change: app.changes(),
+                    };
                 }
                 Poll::Failed { error, retry_at } => {
                     if self.installation_gone(app, &key, &error) {
@@ -274,7 +277,10 @@ impl GetToken {
                     self.by_organization().waited_lookup = Some(id);
                     self.miss(app);
                     app.count(Counter::Wait);
-                    return Err(Step::Wait { until });
+                    return Err(Step::Wait {
+                        until,
+                        change: app.changes(),
+                    });
                 }
                 OrganizationPoll::Failed(error) => return Err(Step::Done(Err(error))),
                 OrganizationPoll::Lookup(id) => {
@@ -321,6 +327,7 @@ impl Operation for GetToken {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         if let Some(lookup) = self.organization.as_mut().and_then(|o| o.lookup.as_mut()) {
             lookup.handle_response(app, id, response, now);
         } else if let Progress::Fetching(fetch) = &mut self.progress {
@@ -332,6 +339,7 @@ impl Operation for GetToken {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         if let Some(lookup) = self.organization.as_mut().and_then(|o| o.lookup.as_mut()) {
             lookup.handle_failure(app, id, error, now);
         } else if let Progress::Fetching(fetch) = &mut self.progress {
@@ -343,6 +351,7 @@ impl Operation for GetToken {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         if let Some(lookup) = self.organization.as_mut().and_then(|o| o.lookup.as_mut()) {
             lookup.handle_store(app, id, reply, now);
         } else if let Progress::Fetching(fetch) = &mut self.progress {
@@ -354,6 +363,7 @@ impl Operation for GetToken {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         if let Some(mut lookup) = self.organization.as_mut().and_then(|o| o.lookup.take()) {
             lookup.abandon(app, now);
         }

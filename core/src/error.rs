@@ -91,6 +91,108 @@ pub enum TransportErrorKind {
     Other,
 }
 
+impl TransportErrorKind {
+    /// Every kind, in the order of [`TransportErrorKind::as_str`]'s names.
+    pub const ALL: [TransportErrorKind; 7] = [
+        TransportErrorKind::Connect,
+        TransportErrorKind::Timeout,
+        TransportErrorKind::ConnectionLost,
+        TransportErrorKind::BodyTooLarge,
+        TransportErrorKind::Refused,
+        TransportErrorKind::Cancelled,
+        TransportErrorKind::Other,
+    ];
+
+    /// The kind's stable name, as bindings report and show it: `connect`, `timeout`,
+    /// `connection_lost`, `body_too_large`, `refused`, `cancelled` or `other`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TransportErrorKind::Connect => "connect",
+            TransportErrorKind::Timeout => "timeout",
+            TransportErrorKind::ConnectionLost => "connection_lost",
+            TransportErrorKind::BodyTooLarge => "body_too_large",
+            TransportErrorKind::Refused => "refused",
+            TransportErrorKind::Cancelled => "cancelled",
+            TransportErrorKind::Other => "other",
+        }
+    }
+
+    /// The kind named `name` (see [`as_str`](Self::as_str)); any other name is
+    /// [`TransportErrorKind::Other`], so that a driver's failure is never lost for its name.
+    pub fn from_name(name: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == name)
+            .unwrap_or(TransportErrorKind::Other)
+    }
+}
+
+/// The stable code of an [`Error`]: what a binding branches on, and what a C caller gets as a
+/// number. The numbers and names never change; new codes may be added.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// [`Error::Key`]: the private key could not be loaded.
+    Key = 1,
+    /// [`Error::Signing`]: the signer failed.
+    Signing = 2,
+    /// [`Error::Config`]: a setting or argument is invalid.
+    Config = 3,
+    /// [`Error::Unauthorized`]: 401.
+    Unauthorized = 4,
+    /// [`Error::Forbidden`]: 403.
+    Forbidden = 5,
+    /// [`Error::NotFound`]: 404.
+    NotFound = 6,
+    /// [`Error::RateLimited`]: 429.
+    RateLimited = 7,
+    /// [`Error::Server`]: 5xx.
+    Server = 8,
+    /// [`Error::UnexpectedStatus`]: any other non-success status.
+    UnexpectedStatus = 9,
+    /// [`Error::MalformedBody`]: a success whose body is not the documented shape.
+    MalformedBody = 10,
+    /// [`Error::Transport`]: no response came.
+    Transport = 11,
+    /// [`Error::Store`]: the shared token store failed.
+    Store = 12,
+    /// [`Error::Webhook`]: a webhook delivery was refused.
+    Webhook = 13,
+    /// [`Error::UnknownRequest`]: an answer for a request nobody waits for (a driver's bug).
+    UnknownRequest = 14,
+}
+
+impl ErrorCode {
+    /// The code's stable name: `key`, `signing`, `config`, `unauthorized`, `forbidden`,
+    /// `not_found`, `rate_limited`, `server`, `unexpected_status`, `malformed_body`,
+    /// `transport`, `store`, `webhook` or `unknown_request`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Key => "key",
+            ErrorCode::Signing => "signing",
+            ErrorCode::Config => "config",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Server => "server",
+            ErrorCode::UnexpectedStatus => "unexpected_status",
+            ErrorCode::MalformedBody => "malformed_body",
+            ErrorCode::Transport => "transport",
+            ErrorCode::Store => "store",
+            ErrorCode::Webhook => "webhook",
+            ErrorCode::UnknownRequest => "unknown_request",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Every failure of the SDK. Each message says what went wrong and what to check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -186,6 +288,34 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error's stable code (see [`ErrorCode`]).
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::Key(_) => ErrorCode::Key,
+            Error::Signing(_) => ErrorCode::Signing,
+            Error::Config { .. } => ErrorCode::Config,
+            Error::Unauthorized { .. } => ErrorCode::Unauthorized,
+            Error::Forbidden { .. } => ErrorCode::Forbidden,
+            Error::NotFound { .. } => ErrorCode::NotFound,
+            Error::RateLimited { .. } => ErrorCode::RateLimited,
+            Error::Server { .. } => ErrorCode::Server,
+            Error::UnexpectedStatus { .. } => ErrorCode::UnexpectedStatus,
+            Error::MalformedBody { .. } => ErrorCode::MalformedBody,
+            Error::Transport { .. } => ErrorCode::Transport,
+            Error::Store { .. } => ErrorCode::Store,
+            Error::Webhook(_) => ErrorCode::Webhook,
+            Error::UnknownRequest(_) => ErrorCode::UnknownRequest,
+        }
+    }
+
+    /// The kind of a [`Error::Transport`] or [`Error::Store`] failure.
+    pub fn transport_kind(&self) -> Option<TransportErrorKind> {
+        match self {
+            Error::Transport { kind, .. } | Error::Store { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
     /// Whether trying again later may succeed (429, 5xx, transport failures).
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -470,6 +600,36 @@ mod tests {
             let text = forbidden(message, error);
             assert!(text.contains("request the permission"), "{message:?} {error:?}: {text}");
         }
+    }
+
+    #[test]
+    fn codes_and_kind_names_are_stable() {
+        let cases = [
+            (Error::config("x", "y"), ErrorCode::Config, 3, "config"),
+            (
+                Error::transport(TransportErrorKind::Timeout, "slow"),
+                ErrorCode::Transport,
+                11,
+                "transport",
+            ),
+            (
+                Error::UnknownRequest(7),
+                ErrorCode::UnknownRequest,
+                14,
+                "unknown_request",
+            ),
+        ];
+        for (error, code, number, name) in cases {
+            assert_eq!(error.code(), code);
+            assert_eq!(code as u32, number);
+            assert_eq!(code.as_str(), name);
+        }
+        for kind in TransportErrorKind::ALL {
+            assert_eq!(TransportErrorKind::from_name(kind.as_str()), kind);
+        }
+        assert_eq!(TransportErrorKind::from_name("nonsense"), TransportErrorKind::Other);
+        let e = Error::transport(TransportErrorKind::ConnectionLost, "reset");
+        assert_eq!(e.transport_kind(), Some(TransportErrorKind::ConnectionLost));
     }
 
     #[test]

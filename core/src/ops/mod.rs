@@ -20,6 +20,7 @@
 //! `revoke_all`'s errors, when the next background refresh is due) is made here, once; a driver
 //! only performs effects. See the crate docs, "Driving the core yourself", for the contract.
 
+mod any;
 mod call;
 mod fetch;
 mod lookup;
@@ -30,6 +31,7 @@ mod token;
 
 use http::{Request, Response};
 
+pub use any::{AnyOperation, AnyStep, Outcome, PlainRequest, PlainResponse, Purpose};
 pub use call::{Call, ListInstallations};
 pub use refresh::Refresher;
 pub use revoke::{Revoke, RevokeAll};

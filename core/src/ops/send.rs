@@ -95,10 +95,6 @@ impl SendAs {
     /// Whether `id` is the id of the request this operation was made for, sent with its token
     /// and not yet answered (rather than of a mint or lookup it needed first): true from the
     /// poll that returned its `Send` until its answer is handled.
-    #[allow(
-        dead_code,
-        reason = "for the erased operation (ops/any.rs), which tells a driver what a request is for"
-    )]
     pub(crate) fn is_target(&self, id: RequestId) -> bool {
         matches!(self.state, State::Sent { id: sent, .. } if sent == id)
     }

@@ -573,6 +573,7 @@ fn lift<T>(step: Step<T>, done: fn(Result<T, Error>) -> Outcome) -> Polled {
         Step::Sleep { until } => Polled::Sleep(until),
         Step::Wait { until, .. } => Polled::Wait(until),
         Step::Store { command, .. } => panic!("no store is attached, yet asked to run {command:?}"),
+        Step::Sign { .. } => panic!("the app has a signer, yet asked to sign outside"),
         Step::Done(result) => Polled::Done(done(result)),
     }
 }
@@ -1697,6 +1698,7 @@ impl Sim {
                     Ok(Step::Store { command, .. }) => {
                         self.violated(&format!("no store is attached, yet asked to run {command:?}"))
                     }
+                    Ok(Step::Sign { .. }) => self.violated("the app has a signer, yet asked to sign outside"),
                 }
                 op.abandon(&mut self.app, now);
             }

@@ -245,6 +245,7 @@ fn drive<O: Operation>(
             }
             Step::Wait { until, .. } => panic!("nothing else is in flight, yet asked to wait until {until}"),
             Step::Store { command, .. } => panic!("no store is attached, yet asked to run {command:?}"),
+            Step::Sign { .. } => panic!("the app has a key, yet asked to sign outside"),
             Step::Done(result) => return (result, sends, now),
         }
     }

@@ -7,7 +7,7 @@ use super::App;
 use crate::api::ApiConfig;
 use crate::cache::{CacheConfig, TokenCache};
 use crate::error::Error;
-use crate::jwt::AppId;
+use crate::jwt::{AppId, JwtSigner};
 use crate::retry::RetryPolicy;
 use crate::signer::Signer;
 
@@ -23,7 +23,10 @@ use crate::signer::Signer;
 #[must_use = "call build()"]
 pub struct AppBuilder {
     app_id: String,
-    signer: Arc<dyn Signer>,
+    /// `None`: the app has no private key (see [`App::builder_without_key`]).
+    signer: Option<Arc<dyn Signer>>,
+    /// The secret a shared store seals under, for an app without a key, as given.
+    sealing: Option<zeroize::Zeroizing<Vec<u8>>>,
     base_url: Option<String>,
     api_version: Option<String>,
     user_agent: Option<String>,
@@ -70,6 +73,16 @@ impl AppBuilder {
         self
     }
 
+    /// For an app without a private key ([`App::builder_without_key`]): the secret a shared
+    /// token store seals tokens under (an app with a key derives it from the key). Every
+    /// process sharing the store must be given the same secret, of at least 32 random bytes
+    /// (`openssl rand 32`, kept with the app's other secrets); it is stretched with HKDF. Without
+    /// one, [`App::attach_store`] fails.
+    pub fn sealing_secret(mut self, secret: &[u8]) -> Self {
+        self.sealing = Some(zeroize::Zeroizing::new(secret.to_vec()));
+        self
+    }
+
     /// The seed of the back-off jitter (drivers pass randomness; tests a constant).
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
@@ -88,7 +101,24 @@ impl AppBuilder {
         if let Some(ua) = &self.user_agent {
             api = api.with_user_agent(ua)?;
         }
-        let mut app = App::new(api, AppId::new(self.app_id)?, self.signer).with_cache(self.cache, self.seed);
+        let app_id = AppId::new(self.app_id)?;
+        let jwt = match (self.signer, self.sealing) {
+            (Some(_), Some(_)) => {
+                return Err(Error::config(
+                    "sealing secret",
+                    "an app with a private key seals shared tokens under a secret derived from the key; give a sealing secret only to an app built with App::builder_without_key",
+                ));
+            }
+            (None, Some(secret)) if secret.len() < 32 => {
+                return Err(Error::config(
+                    "sealing secret",
+                    "it is shorter than 32 bytes; use at least 32 random bytes (e.g. `openssl rand 32`), the same in every process",
+                ));
+            }
+            (Some(signer), None) => JwtSigner::new(app_id, signer),
+            (None, sealing) => JwtSigner::without_key(app_id, sealing.map(|s| crate::keys::sealing_secret(&s))),
+        };
+        let mut app = App::new(api, jwt).with_cache(self.cache, self.seed);
         if let Some(lifetime) = self.jwt_lifetime {
             app = app.with_jwt_lifetime(lifetime)?;
         }
@@ -100,9 +130,39 @@ impl AppBuilder {
 impl App {
     /// A builder taking plain settings: the app id and the key (or any [`Signer`]).
     pub fn builder(app_id: impl Into<String>, signer: impl Signer + 'static) -> AppBuilder {
+        Self::builder_with(app_id.into(), Some(Arc::new(signer)))
+    }
+
+    /// A builder for an app whose private key is not in this process (a KMS, an HSM, a signer
+    /// written in another language, asynchronous or slow): every app JWT's signature is a step
+    /// the driver performs ([`Step::Sign`](crate::Step::Sign): the bytes out, the RS256
+    /// signature back), once however many operations need it, about every nine minutes. The
+    /// clients take the signer that performs it (`ClientBuilder::signer`). For a shared token
+    /// store, also give [`AppBuilder::sealing_secret`].
+    ///
+    /// ```
+    /// # use icr_app_core::{App, GetToken, Operation, Step, Timestamp, TokenScope};
+    /// let mut app = App::builder_without_key("67890").build()?;
+    /// let now = Timestamp::from_unix_seconds(1_700_000_000);
+    /// let mut op = GetToken::new(TokenScope::App, None);
+    /// let Step::Sign { id, message } = op.poll(&mut app, now) else { panic!("the JWT is signed first") };
+    /// # let key = icr_app_core::AppKey::from_pem(include_str!("../../tests/fixtures/keys/rsa2048-pkcs8.pem")).unwrap();
+    /// let signature = kms_sign(&message); // your KMS, HSM or remote signer: RS256 of `message`
+    /// # fn kms_sign(_: &[u8]) -> Vec<u8> { vec![1; 256] }
+    /// op.handle_signature(&mut app, id, Ok(signature), now);
+    /// let Step::Send { request, .. } = op.poll(&mut app, now) else { panic!("then it mints") };
+    /// assert!(request.headers()["authorization"].to_str()?.starts_with("Bearer eyJ"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn builder_without_key(app_id: impl Into<String>) -> AppBuilder {
+        Self::builder_with(app_id.into(), None)
+    }
+
+    fn builder_with(app_id: String, signer: Option<Arc<dyn Signer>>) -> AppBuilder {
         AppBuilder {
-            app_id: app_id.into(),
-            signer: Arc::new(signer),
+            app_id,
+            signer,
+            sealing: None,
             base_url: None,
             api_version: None,
             user_agent: None,

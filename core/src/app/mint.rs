@@ -5,7 +5,7 @@
 
 use http::{Request, Response};
 
-use super::signing::Signing;
+use super::signing::{Signing, Unsigned};
 use super::{App, TokenScope};
 use crate::cache::Token;
 use crate::clock::Timestamp;
@@ -30,21 +30,26 @@ pub(crate) enum TokenAnswer {
 impl App {
     /// The mint request for fetch `id` (first made, or made again after [`TokenAnswer::Resign`]),
     /// remembering how it was signed.
+    ///
+    /// Without a key, the JWT may first have to be signed by the driver: then the mint's
+    /// operation hands out the step `Unsigned` says and asks again at its next poll.
     pub(crate) fn mint_request(
         &mut self,
         id: RequestId,
         scope: &TokenScope,
         now: Timestamp,
-    ) -> Result<Request<Vec<u8>>, Error> {
+    ) -> Result<Request<Vec<u8>>, Unsigned> {
         let mut signing = self.mints.get(&id).copied().unwrap_or_default();
-        let request = self.signed_mint_request(scope, &mut signing, now)?;
-        self.stats.count(Counter::Mint);
+        let request = self.signed_mint_request(scope, &mut signing, now);
+        if request.is_ok() {
+            self.stats.count(Counter::Mint);
+        }
         // Forget mints the cache no longer waits for (presumed abandoned, never answered), so
         // this stays as small as the number of mints in flight.
         let cache = &self.cache;
         self.mints.retain(|id, _| cache.key_of(*id).is_some());
         self.mints.insert(id, signing);
-        Ok(request)
+        request
     }
 
     fn signed_mint_request(
@@ -52,20 +57,20 @@ impl App {
         scope: &TokenScope,
         signing: &mut Signing,
         now: Timestamp,
-    ) -> Result<Request<Vec<u8>>, Error> {
+    ) -> Result<Request<Vec<u8>>, Unsigned> {
         let jwt = self.sign(signing, now)?;
         let installation = match scope {
             TokenScope::App => None,
             TokenScope::Installation(id) => Some(id),
             // Operations mint under the installation's key, never the organization's.
             TokenScope::Organization(org) => {
-                return Err(Error::config(
+                return Err(Unsigned::Failed(Error::config(
                     "token scope",
                     format!("organization {org} has no known installation to mint for; this is a bug in the core"),
-                ));
+                )));
             }
         };
-        self.api.mint_request(installation, jwt.bearer().clone())
+        Ok(self.api.mint_request(installation, jwt.bearer().clone())?)
     }
 
     /// Answers mint `id` with the registry's response, received at local time `now`.
@@ -118,7 +123,10 @@ impl App {
     }
 
     fn fail(&mut self, id: RequestId, error: Error, now: Timestamp) -> Error {
-        self.mints.remove(&id);
+        if let Some(mut signing) = self.mints.remove(&id) {
+            // A signature it asked for is no longer awaited.
+            self.abandon_signing(&mut signing);
+        }
         if !matches!(
             error,
             Error::Transport {

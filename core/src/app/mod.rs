@@ -24,7 +24,6 @@ mod tests;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 
 pub use builder::AppBuilder;
 pub(crate) use mint::TokenAnswer;
@@ -32,7 +31,7 @@ pub(crate) use organization::OrganizationPoll;
 use organization::OrganizationState;
 pub use scope::TokenScope;
 pub(crate) use shared::Shared;
-pub(crate) use signing::Signing;
+pub(crate) use signing::{Signing, Unsigned};
 
 use crate::api::{ApiConfig, OrganizationId};
 use crate::cache::{CacheConfig, TokenCache};
@@ -40,7 +39,6 @@ use crate::clock::ClockOffset;
 use crate::jwt::{AppId, JwtSigner};
 use crate::ops::RequestId;
 use crate::retry::RetryPolicy;
-use crate::signer::Signer;
 use crate::stats::{Counter, Stats};
 
 /// One ICR app: its settings, signer, learned clock offset and token cache. No I/O.
@@ -78,10 +76,10 @@ impl fmt::Debug for App {
 impl App {
     /// An app with the default cache settings and a fixed jitter seed; use
     /// [`with_cache`](Self::with_cache) to pass a random seed.
-    pub(crate) fn new(api: ApiConfig, app_id: AppId, signer: Arc<dyn Signer>) -> Self {
+    pub(crate) fn new(api: ApiConfig, jwt: JwtSigner) -> Self {
         Self {
             api,
-            jwt: JwtSigner::new(app_id, signer),
+            jwt,
             offset: ClockOffset::default(),
             cache: TokenCache::new(CacheConfig::default(), 0),
             mints: HashMap::new(),
@@ -128,6 +126,13 @@ impl App {
     /// The app id.
     pub fn app_id(&self) -> &AppId {
         self.jwt.app_id()
+    }
+
+    /// Whether the app JWT's signature is a step its driver performs
+    /// ([`Step::Sign`](crate::Step::Sign)): the app was built without a key
+    /// ([`App::builder_without_key`]). A driver that cannot sign refuses such an app.
+    pub fn signs_outside(&self) -> bool {
+        self.jwt.signs_outside()
     }
 
     /// What the app has done so far: hits, misses, mints, refreshes, failures by kind, waits,

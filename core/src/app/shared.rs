@@ -35,7 +35,7 @@ impl App {
         let secret = self.jwt.signer().sealing_secret().ok_or_else(|| {
             Error::config(
                 "shared token store",
-                "this signer cannot derive a sealing secret from the app's key: use an AppKey, or implement Signer::sealing_secret",
+                "no sealing secret: an app without a key needs AppBuilder::sealing_secret (the same in every process), and a Signer other than AppKey must implement Signer::sealing_secret",
             )
         })?;
         let sealer = Sealer::new(&secret, self.api.base_url(), self.jwt.app_id().as_str(), owner_seed)?;

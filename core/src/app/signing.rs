@@ -12,7 +12,8 @@ use std::time::Duration;
 use super::App;
 use crate::clock::{ClockOffset, Timestamp};
 use crate::error::Error;
-use crate::jwt::AppJwt;
+use crate::jwt::{AppJwt, JwtPoll};
+use crate::ops::{RequestId, Step};
 
 /// A 401 whose `Date` shows more skew than this (against the clock the JWT was made for) is
 /// retried once with the corrected clock.
@@ -27,6 +28,39 @@ pub(crate) struct Signing {
     signed_with: ClockOffset,
     /// Whether it was already signed again once for clock skew.
     skew_retried: bool,
+    /// Without a key: the signing (a [`Step::Sign`](crate::Step::Sign)) it waits on.
+    waiting_on: Option<RequestId>,
+    /// Without a key: the signing it asked the driver for itself, released if it is abandoned.
+    asked: Option<RequestId>,
+}
+
+/// Why there is no JWT for a request yet (see [`App::sign`]), as the step its operation hands
+/// out: it polls again to get the JWT.
+#[derive(Debug)]
+pub(crate) enum Unsigned {
+    /// Have the driver sign (without a key): [`Step::Sign`].
+    Sign { id: RequestId, message: Vec<u8> },
+    /// Another operation's signature is awaited: [`Step::Wait`].
+    Wait { until: Timestamp, change: u64 },
+    /// Signing failed, or the request could not be made: the operation's error.
+    Failed(Error),
+}
+
+impl Unsigned {
+    /// The step to hand out.
+    pub(crate) fn into_step<T>(self) -> Step<T> {
+        match self {
+            Unsigned::Sign { id, message } => Step::Sign { id, message },
+            Unsigned::Wait { until, change } => Step::Wait { until, change },
+            Unsigned::Failed(error) => Step::Done(Err(error)),
+        }
+    }
+}
+
+impl From<Error> for Unsigned {
+    fn from(error: Error) -> Self {
+        Unsigned::Failed(error)
+    }
 }
 
 impl App {
@@ -37,10 +71,60 @@ impl App {
 
     /// The app JWT for a request at `now`, noting in `signing` the clock offset it is made for:
     /// the one place a request's JWT is made, whether it is first sent or sent again for skew.
-    pub(crate) fn sign(&mut self, signing: &mut Signing, now: Timestamp) -> Result<AppJwt, Error> {
-        let jwt = self.jwt(now)?;
-        signing.signed_with = self.offset;
-        Ok(jwt)
+    ///
+    /// With a key it is signed here. Without one ([`App::builder_without_key`]) the signature
+    /// is a step: the first operation that needs it is told to have it signed, the others to
+    /// wait for it, and each polls again to get the JWT (or the signer's failure, as `Err`).
+    pub(crate) fn sign(&mut self, signing: &mut Signing, now: Timestamp) -> Result<AppJwt, Unsigned> {
+        let timeout = self.cache.config().fetch_timeout;
+        let cache = &mut self.cache;
+        let poll = self.jwt.poll(
+            now,
+            self.offset,
+            &mut signing.waiting_on,
+            || cache.next_request_id(),
+            timeout,
+        );
+        match poll {
+            JwtPoll::Ready(jwt) => {
+                signing.asked = None;
+                signing.signed_with = self.offset;
+                Ok(jwt)
+            }
+            JwtPoll::Sign { id, message } => {
+                signing.asked = Some(id);
+                Err(Unsigned::Sign { id, message })
+            }
+            JwtPoll::Wait { until } => Err(Unsigned::Wait {
+                until,
+                change: self.changes,
+            }),
+            JwtPoll::Failed(error) => {
+                signing.asked = None;
+                Err(Unsigned::Failed(error))
+            }
+        }
+    }
+
+    /// The operation that signs as `signing` says is leaving: a signature it asked for is no
+    /// longer awaited, so the next operation that needs the JWT asks for one at once.
+    pub(crate) fn abandon_signing(&mut self, signing: &mut Signing) {
+        if let Some(id) = signing.asked.take() {
+            self.jwt.abandon_signing(id);
+        }
+        signing.waiting_on = None;
+    }
+
+    /// The answer to a [`Step::Sign`](crate::Step::Sign): the RS256 signature of the bytes it
+    /// carried, or the signer's failure. The JWT it completes serves every operation on this
+    /// app until a minute before it expires; a failure is the error of the operations that
+    /// asked for that signature or waited on it. A late or unknown answer changes nothing.
+    /// Drivers answer through [`Operation::handle_signature`](crate::Operation::handle_signature),
+    /// which calls this.
+    pub fn handle_signature(&mut self, id: RequestId, signature: Result<Vec<u8>, Error>, _now: Timestamp) {
+        if self.jwt.handle_signature(id, signature) {
+            self.changed();
+        }
     }
 
     /// The registry refused (401) a request signed as `signing` says, and its response was

@@ -38,7 +38,10 @@ fn at(secs: i64) -> Timestamp {
 }
 
 fn app() -> App {
-    App::new(ApiConfig::new(), AppId::new("app-1").unwrap(), Arc::new(FakeSigner))
+    App::new(
+        ApiConfig::new(),
+        JwtSigner::new(AppId::new("app-1").unwrap(), Arc::new(FakeSigner)),
+    )
 }
 
 fn scope() -> TokenScope {
@@ -93,7 +96,8 @@ impl App {
             Poll::Failed { .. } => Ok(TokenStep::Failed),
             Poll::Fetch { id, .. } => match self.mint_request(id, scope, now) {
                 Ok(request) => Ok(TokenStep::Send { id, request }),
-                Err(e) => Err(self.handle_token_failure(id, e, now)),
+                Err(crate::app::Unsigned::Failed(e)) => Err(self.handle_token_failure(id, e, now)),
+                Err(other) => panic!("these tests sign in the core: {other:?}"),
             },
         }
     }
@@ -351,7 +355,10 @@ fn transport_failure_and_signing_failure() {
         at(0),
     );
     assert!(e.is_retryable());
-    let mut broken = App::new(ApiConfig::new(), AppId::new("a").unwrap(), Arc::new(BrokenSigner));
+    let mut broken = App::new(
+        ApiConfig::new(),
+        JwtSigner::new(AppId::new("a").unwrap(), Arc::new(BrokenSigner)),
+    );
     let e = broken.poll_token(&scope(), at(0), None).unwrap_err();
     assert!(e.to_string().contains("HSM is offline"));
     // The failed fetch was answered: the scope is in back-off, not stuck in flight.

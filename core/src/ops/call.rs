@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Finished, Operation, RequestId, Step, retrying};
 use crate::api::{InstallationId, OrganizationId, authorize};
-use crate::app::{App, Signing};
+use crate::app::{App, Signing, Unsigned};
 use crate::clock::Timestamp;
 use crate::error::{Credential, Error};
 use crate::models::{CreateUserOrganization, CreatedUserOrganization, Installation, InstallationsPage};
@@ -98,9 +98,14 @@ impl<T> Call<T> {
         Self::new(Endpoint::Request(Box::new(request)), idempotent)
     }
 
-    fn build(&mut self, app: &mut App, now: Timestamp) -> Result<Request<Vec<u8>>, Error> {
+    /// The request, signed with the app JWT; without a key, the step that gets it signed first.
+    fn build(&mut self, app: &mut App, now: Timestamp) -> Result<Request<Vec<u8>>, Unsigned> {
         let jwt = app.sign(&mut self.signing, now)?;
         let api = app.api();
+        Ok(self.request_with(api, &jwt)?)
+    }
+
+    fn request_with(&self, api: &crate::ApiConfig, jwt: &crate::AppJwt) -> Result<Request<Vec<u8>>, Error> {
         match &self.endpoint {
             Endpoint::Page { limit, page } => api.list_installations(jwt.token(), *limit, *page),
             Endpoint::Installation(id) => api.get_installation(jwt.token(), id),
@@ -199,7 +204,7 @@ impl<T: DeserializeOwned> Call<T> {
                 self.progress = Progress::Sent { id };
                 Step::Send { id, request }
             }
-            Err(error) => Step::Done(Err(error)),
+            Err(unsigned) => unsigned.into_step(),
         }
     }
 }
@@ -310,6 +315,7 @@ impl<T: DeserializeOwned> Operation for Call<T> {
             return;
         }
         app.changed();
+        app.abandon_signing(&mut self.signing);
         self.progress = Progress::Idle;
     }
 }
@@ -352,16 +358,13 @@ impl ListInstallations {
                     Err(error) => return Step::Done(Err(error)),
                 },
             };
-            match call.poll(app, now) {
-                Step::Done(Ok(page)) => {
+            match call.poll(app, now).pass() {
+                Err(Ok(page)) => {
                     self.current = None;
                     self.pager.add(page);
                 }
-                Step::Done(Err(error)) => return Step::Done(Err(error)),
-                Step::Send { id, request } => return Step::Send { id, request },
-                Step::Store { id, command } => return Step::Store { id, command },
-                Step::Sleep { until } => return Step::Sleep { until },
-                Step::Wait { until, change } => return Step::Wait { until, change },
+                Err(Err(error)) => return Step::Done(Err(error)),
+                Ok(effect) => return effect,
             }
         }
     }

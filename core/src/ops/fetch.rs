@@ -15,7 +15,7 @@ use std::time::Duration;
 use http::{Request, Response};
 
 use super::RequestId;
-use crate::app::{App, Shared, TokenAnswer, TokenScope};
+use crate::app::{App, Shared, TokenAnswer, TokenScope, Unsigned};
 use crate::cache::Token;
 use crate::clock::Timestamp;
 use crate::error::Error;
@@ -53,9 +53,27 @@ impl LeaseWait {
 
 /// What a fetch asks for next.
 pub(crate) enum FetchStep {
-    Send { id: RequestId, request: Request<Vec<u8>> },
-    Store { id: RequestId, command: StoreCommand },
-    Sleep { until: Timestamp },
+    Send {
+        id: RequestId,
+        request: Request<Vec<u8>>,
+    },
+    Store {
+        id: RequestId,
+        command: StoreCommand,
+    },
+    /// The mint's JWT is to be signed by the driver (an app without a key).
+    Sign {
+        id: RequestId,
+        message: Vec<u8>,
+    },
+    Sleep {
+        until: Timestamp,
+    },
+    /// Another operation's signature of the JWT is awaited.
+    Wait {
+        until: Timestamp,
+        change: u64,
+    },
     Done(Outcome),
 }
 
@@ -94,7 +112,8 @@ enum State {
     Minting {
         leased: bool,
     },
-    /// Sign the mint again (for clock skew) and send it, as the same id.
+    /// Sign the mint (again, for clock skew; or once the driver has signed its JWT, for an app
+    /// without a key) and send it, as the same id.
     Resign {
         leased: bool,
     },
@@ -261,7 +280,16 @@ impl Fetch {
         self.state = State::Minting { leased };
         match app.mint_request(self.id, &self.scope, now) {
             Ok(request) => FetchStep::Send { id: self.id, request },
-            Err(error) => {
+            // Without a key, the JWT first: ask again at the next poll.
+            Err(Unsigned::Sign { id, message }) => {
+                self.state = State::Resign { leased };
+                FetchStep::Sign { id, message }
+            }
+            Err(Unsigned::Wait { until, change }) => {
+                self.state = State::Resign { leased };
+                FetchStep::Wait { until, change }
+            }
+            Err(Unsigned::Failed(error)) => {
                 app.handle_token_failure(self.id, error, now);
                 self.tell_store(app, now, leased, Outcome::Failed)
             }

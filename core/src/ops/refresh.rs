@@ -36,7 +36,9 @@ impl Refresher {
         let step = match self.fetch.insert(fetch).poll(app, now) {
             FetchStep::Send { id, request } => Step::Send { id, request },
             FetchStep::Store { id, command } => Step::Store { id, command },
+            FetchStep::Sign { id, message } => Step::Sign { id, message },
             FetchStep::Sleep { until } => Step::Sleep { until },
+            FetchStep::Wait { until, change } => Step::Wait { until, change },
             // Cached, recorded as a failure with its back-off, or put off: on to the next.
             FetchStep::Done(_) => {
                 self.fetch = None;

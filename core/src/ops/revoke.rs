@@ -180,8 +180,9 @@ impl RevokeAll {
                 self.current = Some(Revoke::held_by(token, vec![scope]));
             }
             let Some(current) = &mut self.current else { continue };
-            match current.poll(app, now) {
-                Step::Done(result) => {
+            match current.poll(app, now).pass() {
+                Ok(effect) => return effect,
+                Err(result) => {
                     self.current = None;
                     match result {
                         Ok(()) => self.revoked += 1,
@@ -190,10 +191,6 @@ impl RevokeAll {
                         }
                     }
                 }
-                Step::Send { id, request } => return Step::Send { id, request },
-                Step::Store { id, command } => return Step::Store { id, command },
-                Step::Sleep { until } => return Step::Sleep { until },
-                Step::Wait { until, change } => return Step::Wait { until, change },
             }
         }
     }

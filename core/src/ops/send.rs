@@ -117,8 +117,8 @@ impl SendAs {
     /// What to do next, while not finished (see [`Operation::poll`]).
     fn next_step(&mut self, app: &mut App, now: Timestamp) -> Step<Response<Vec<u8>>> {
         if let State::Getting(op) = &mut self.state {
-            return match op.poll(app, now) {
-                Step::Done(Ok(token)) => {
+            return match op.poll(app, now).pass() {
+                Err(Ok(token)) => {
                     let key = op.key().clone();
                     let mut request = self.request.clone();
                     if let Err(error) = authorize(&mut request, token.secret()) {
@@ -129,11 +129,8 @@ impl SendAs {
                     self.state = State::Sent { id, token, key };
                     Step::Send { id, request }
                 }
-                Step::Done(Err(error)) => Step::Done(Err(error)),
-                Step::Send { id, request } => Step::Send { id, request },
-                Step::Store { id, command } => Step::Store { id, command },
-                Step::Sleep { until } => Step::Sleep { until },
-                Step::Wait { until, change } => Step::Wait { until, change },
+                Err(Err(error)) => Step::Done(Err(error)),
+                Ok(effect) => effect,
             };
         }
         match std::mem::replace(&mut self.state, State::Done) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use http::Response;
 
 use super::fetch::{Fetch, FetchStep, Outcome};
-use super::lookup::{Lookup, LookupStep};
+use super::lookup::Lookup;
 use super::{Finished, Operation, RequestId, Step, retrying};
 use crate::app::{App, OrganizationPoll, TokenScope};
 use crate::cache::{Poll, Token};
@@ -136,12 +136,9 @@ impl GetToken {
         if let Some(organization) = &mut self.organization
             && let Some(lookup) = &mut organization.lookup
         {
-            return match lookup.poll(app, now) {
-                LookupStep::Send { id, request } => Some(Step::Send { id, request }),
-                LookupStep::Store { id, command } => Some(Step::Store { id, command }),
-                LookupStep::Sleep { until } => Some(Step::Sleep { until }),
-                LookupStep::Wait { until, change } => Some(Step::Wait { until, change }),
-                LookupStep::Done(found) => {
+            return match lookup.poll(app, now).pass() {
+                Ok(effect) => Some(effect),
+                Err(found) => {
                     organization.lookup = None;
                     // Found: the loop carries on with it (remembered by the app).
                     found.err().map(|error| Step::Done(Err(error)))
@@ -154,7 +151,9 @@ impl GetToken {
         let outcome = match fetch.poll(app, now) {
             FetchStep::Send { id, request } => return Some(Step::Send { id, request }),
             FetchStep::Store { id, command } => return Some(Step::Store { id, command }),
+            FetchStep::Sign { id, message } => return Some(Step::Sign { id, message }),
             FetchStep::Sleep { until } => return Some(Step::Sleep { until }),
+            FetchStep::Wait { until, change } => return Some(Step::Wait { until, change }),
             FetchStep::Done(outcome) => outcome,
         };
         self.progress = Progress::Idle;

@@ -48,7 +48,9 @@
 //!
 //! # Driving the core yourself
 //!
-//! Every user-level action is an [`Operation`]: [`GetToken`] (an installation, organization or
+//! Every user-level action is an [`Operation`] (or, for a binding that wants plain data and
+//! one concrete type, an [`AnyOperation`]: see "Any operation, in plain data" below):
+//! [`GetToken`] (an installation, organization or
 //! app token), [`Call`] (one app-JWT request: a page of installations, one installation, the
 //! installation on an organization, create a user and organization, or any request you build),
 //! [`ListInstallations`] (every page), [`SendAs`] (any request as an installation, an
@@ -165,6 +167,74 @@
 //! `icr-app-ureq` and `icr-app-reqwest` are exactly this loop (with the guard), over ureq with a
 //! `Condvar` and over reqwest with a `tokio::sync::watch` change counter;
 //! `core/examples/std_driver.rs` is the same over a bare `std::net::TcpStream`.
+//!
+//! ## Any operation, in plain data
+//!
+//! A binding to another language (the Python package, the C ABI, the Node package) or a driver
+//! that is not a Rust generic drives [`AnyOperation`] instead: one concrete type over every
+//! operation, whose [`AnyStep::Send`] carries a [`PlainRequest`] (method, URL, `(name, value)`
+//! header pairs, body, and its [`Purpose`]: a mint, a lookup, an app call, the caller's own
+//! request, a revocation), whose answer comes back as a [`PlainResponse`] (status, header pairs,
+//! body) or as a failure's [`TransportErrorKind`] and message, and whose result is one
+//! [`Outcome`]. Errors carry a stable [`ErrorCode`], the HTTP status and `Retry-After`. The loop
+//! below is what a C or JavaScript caller writes: every value crossing it is a number, a string
+//! or bytes.
+//!
+//! ```
+//! use icr_app_core::{AnyOperation, AnyStep, App, AppKey, Outcome, PlainResponse, Timestamp};
+//! use icr_app_core::{InstallationId, TokenScope, TransportErrorKind};
+//!
+//! /// Your HTTP stack: method, URL, header pairs and body in; status, header pairs and body out,
+//! /// or the kind and text of a failure.
+//! fn http(
+//!     method: &str,
+//!     url: &str,
+//!     _headers: &[(String, String)],
+//!     _body: &[u8],
+//!     now_ms: i64,
+//! ) -> Result<(u16, Vec<(String, String)>, Vec<u8>), (&'static str, String)> {
+//!     assert_eq!((method, url), ("POST", "https://api.carbonregistry.com/app/installations/i-1/accessTokens"));
+//!     let now = Timestamp::from_unix_millis(now_ms);
+//!     let body = format!(
+//!         r#"{{"token":"crs_0123","createdAt":"{}","expiresAt":"{}","permissions":{{}}}}"#,
+//!         now.to_rfc3339(),
+//!         now.plus(std::time::Duration::from_secs(7200)).to_rfc3339()
+//!     );
+//!     Ok((201, vec![("content-type".into(), "application/json".into())], body.into_bytes()))
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let key = AppKey::from_pem(include_str!("../tests/fixtures/keys/rsa2048-pkcs8.pem"))?;
+//! let mut app = App::builder("67890", key).build()?;
+//! let now_ms = || 1_700_000_000_000_i64; // your clock, in Unix milliseconds
+//! let at = |ms| Timestamp::from_unix_millis(ms);
+//!
+//! let scope = TokenScope::Installation(InstallationId::new("i-1")?);
+//! let mut op = AnyOperation::token(scope, None);
+//! let outcome = loop {
+//!     match op.poll(&mut app, at(now_ms())) {
+//!         AnyStep::Send { id, request } => match http(&request.method, &request.url, &request.headers, &request.body, now_ms()) {
+//!             Ok((status, headers, body)) => {
+//!                 op.handle_response(&mut app, id, PlainResponse::new(status, headers, body), at(now_ms()))
+//!             }
+//!             Err((kind, message)) => {
+//!                 op.handle_failure(&mut app, id, TransportErrorKind::from_name(kind), &message, at(now_ms()))
+//!             }
+//!         },
+//!         // Sleep until `until.unix_millis()`; a driver running one operation at a time may
+//!         // treat a Wait the same way. A Store step comes only with a shared store attached.
+//!         AnyStep::Sleep { .. } | AnyStep::Wait { .. } | AnyStep::Store { .. } => unreachable!("not in this example"),
+//!         AnyStep::Done(result) => break result,
+//!     }
+//! };
+//! match outcome {
+//!     Ok(Outcome::Token(token)) => assert_eq!(token.secret().expose(), "crs_0123"),
+//!     Ok(_) => unreachable!("a token operation ends with a token"),
+//!     Err(error) => panic!("{} ({}): {error}", error.code(), error.status().unwrap_or(0)),
+//! }
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Acting for an organization
 //!

@@ -9,7 +9,7 @@
 //! timeout per read, not per exchange. Errors go to stderr, with exit status 1.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use http::{Request, Response};
 use icr_app_core::{App, AppKey, DEFAULT_BASE_URL, Error, GetToken, InstallationId, Operation, Step};
@@ -34,8 +34,8 @@ fn main() -> std::process::ExitCode {
     std::process::ExitCode::from(u8::from(result.is_err()))
 }
 
-/// The one driving loop. Single-threaded: nothing else can report back while it waits, and its
-/// only way out is `Done`, so there is nothing to `abandon` (a panic ends the process).
+/// The one driving loop. Single-threaded: no report can move `app.changes()` while a wait lasts,
+/// so a wait is a sleep; the only way out is `Done`: nothing to `abandon` (a panic ends the process).
 fn run() -> Result<String, Error> {
     let now = || Timestamp::from_system_time(SystemTime::now());
     let (base_url, app_id, key, installation) = settings()?;
@@ -49,11 +49,8 @@ fn run() -> Result<String, Error> {
                 Err(error) => op.handle_failure(&mut app, id, error, now()),
             },
             // Only asked for by an app with a store attached (`App::attach_store`); this one has none.
-            Step::Store { id, .. } => {
-                op.handle_store(&mut app, id, Err(Error::config("shared store", "none attached")), now())
-            }
-            Step::Sleep { until } => std::thread::sleep(until.saturating_since(now())),
-            Step::Wait { until } => std::thread::sleep(until.saturating_since(now()).min(Duration::from_millis(20))),
+            Step::Store { id, .. } => op.handle_store(&mut app, id, Err(Error::config("store", "none")), now()),
+            Step::Sleep { until } | Step::Wait { until, .. } => std::thread::sleep(until.saturating_since(now())),
             Step::Done(result) => return result.map(|token| token.summary_json().to_string()),
         }
     }

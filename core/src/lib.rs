@@ -135,7 +135,7 @@
 //!                 std::thread::sleep(until.saturating_since(now()));
 //!                 guard = app.lock().unwrap();
 //!             }
-//!             Step::Wait { until } => {
+//!             Step::Wait { until, .. } => {
 //!                 let timeout = until.saturating_since(now());
 //!                 guard = changed.wait_timeout(guard, timeout).unwrap().0;
 //!             }
@@ -356,7 +356,7 @@ pub mod webhook;
 
 pub use api::{ApiConfig, DEFAULT_API_VERSION, DEFAULT_BASE_URL, InstallationId, OrganizationId, OtherHost, Route};
 pub use app::{App, AppBuilder, TokenScope};
-pub use cache::{CacheConfig, RequestId, Token, TokenState};
+pub use cache::{CacheConfig, Token, TokenState};
 pub use clock::{ClockOffset, Timestamp};
 pub use error::{ApiMessage, Credential, Error, ErrorCode, TransportErrorKind};
 pub use jwt::{AppId, AppJwt, JwtSigner, encode_compact};
@@ -367,7 +367,7 @@ pub use models::{
 };
 pub use ops::{
     AnyOperation, AnyStep, Call, GetToken, ListInstallations, Operation, Outcome, PlainRequest, PlainResponse, Purpose,
-    Refresher, Revoke, RevokeAll, SendAs, Step,
+    Refresher, RequestId, Revoke, RevokeAll, SendAs, Step,
 };
 pub use pager::{DEFAULT_PAGE_SIZE, InstallationPager};
 pub use proxy::ProxyEnv;

@@ -106,7 +106,7 @@ fn drive<O: Operation>(
                 op.handle_response(app, id, response, now);
                 last = Some(id);
             }
-            Step::Sleep { until } | Step::Wait { until } => now = until.max(now),
+            Step::Sleep { until } | Step::Wait { until, .. } => now = until.max(now),
             Step::Store { .. } => panic!("no store is attached"),
         }
     }

@@ -398,7 +398,7 @@ impl Sim {
                 assert!(until >= now, "sleeps into the past");
                 self.schedule(until.unix_millis() - T0, task, Event::Poll(polls));
             }
-            Step::Wait { until } => {
+            Step::Wait { until, .. } => {
                 self.tasks[task].waiting = true;
                 self.schedule(until.unix_millis() - T0, task, Event::Poll(polls));
             }
@@ -445,7 +445,7 @@ fn map<T>(step: Step<T>, show: impl FnOnce(T) -> String) -> Step<String> {
         Step::Send { id, request } => Step::Send { id, request },
         Step::Store { id, command } => Step::Store { id, command },
         Step::Sleep { until } => Step::Sleep { until },
-        Step::Wait { until } => Step::Wait { until },
+        Step::Wait { until, change } => Step::Wait { until, change },
         Step::Done(result) => Step::Done(result.map(show)),
     }
 }

@@ -104,7 +104,14 @@ impl Operation {
                 Py::new(py, StoreStep::new(id, command, self.shared.store.load_full()))?.into_py_any(py)
             }
             AnyStep::Sleep { until } => Py::new(py, Sleep { until: seconds(until) })?.into_py_any(py),
-            AnyStep::Wait { until } => Py::new(py, Wait { until: seconds(until) })?.into_py_any(py),
+            AnyStep::Wait { until, change } => Py::new(
+                py,
+                Wait {
+                    until: seconds(until),
+                    change,
+                },
+            )?
+            .into_py_any(py),
             AnyStep::Done(result) => {
                 self.done = true;
                 let value = match result {
@@ -610,18 +617,23 @@ impl Sleep {
 }
 
 /// A step: another operation on the same `App` is minting the token this one needs: poll again
-/// when any operation on it reports back or is abandoned, or at `.until` at the latest.
+/// when any operation on it reports back or is abandoned (the core's change counter of the App,
+/// `.change` when this was decided, has moved on since), or at `.until` at the latest.
 #[pyclass(module = "icr_app", frozen)]
 pub struct Wait {
     /// When to poll again at the latest.
     #[pyo3(get)]
     until: f64,
+    /// The core's change counter of the App when the wait was decided (it moves whenever any
+    /// operation on the App is reported to or abandoned).
+    #[pyo3(get)]
+    change: u64,
 }
 
 #[pymethods]
 impl Wait {
     fn __repr__(&self) -> String {
-        format!("Wait(until={})", self.until)
+        format!("Wait(until={}, change={})", self.until, self.change)
     }
 }
 

@@ -70,10 +70,18 @@ def test_a_second_caller_waits_and_abandon_releases(registry: FakeRegistry, app:
     first = icr_app.GetToken(app, installation)
     assert isinstance(first.poll(), icr_app.Send)
     second = icr_app.GetToken(app, installation)
-    assert isinstance(second.poll(), icr_app.Wait), "one mint per installation"
+    wait = second.poll()
+    assert isinstance(wait, icr_app.Wait), "one mint per installation"
+    assert isinstance(wait.change, int) and f"change={wait.change}" in repr(wait)
+    third = icr_app.GetToken(app, installation)
+    again = third.poll()
+    assert isinstance(again, icr_app.Wait) and again.change == wait.change, "nothing was reported meanwhile"
     first.abandon()
     assert isinstance(second.poll(), icr_app.Send), "the abandoned mint is released at once"
+    later = third.poll()
+    assert isinstance(later, icr_app.Wait) and later.change != wait.change, "the abandon moved the App's counter"
     second.abandon()
+    third.abandon()
 
 
 def test_failures_are_reported(registry: FakeRegistry, installation: str) -> None:

@@ -14,10 +14,10 @@ use std::time::Duration;
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
-use super::{Call, GetToken, ListInstallations, Operation, Refresher, Revoke, RevokeAll, SendAs, Step};
+use super::{Call, GetToken, ListInstallations, Operation, Refresher, RequestId, Revoke, RevokeAll, SendAs, Step};
 use crate::api::{InstallationId, OrganizationId};
 use crate::app::{App, TokenScope};
-use crate::cache::{RequestId, Token};
+use crate::cache::Token;
 use crate::clock::Timestamp;
 use crate::error::{Credential, Error, TransportErrorKind};
 use crate::models::{CreateUserOrganization, CreatedUserOrganization, Installation, InstallationsPage};
@@ -240,10 +240,14 @@ pub enum AnyStep {
         until: Timestamp,
     },
     /// Poll again once any operation on the same [`App`] has reported back or been abandoned,
-    /// or at `until` at the latest (see [`Step::Wait`]).
+    /// that is once [`App::changes`] differs from `change`, or at `until` at the latest (see
+    /// [`Step::Wait`]).
     Wait {
         /// When to poll again at the latest.
         until: Timestamp,
+        /// The value of [`App::changes`] when the wait was decided: poll again once
+        /// `app.changes() != change`.
+        change: u64,
     },
     /// Finished, for good.
     Done(Result<Outcome, Error>),
@@ -466,7 +470,7 @@ fn plain<T>(
         }
         Step::Store { id, command } => AnyStep::Store { id: id.0, command },
         Step::Sleep { until } => AnyStep::Sleep { until },
-        Step::Wait { until } => AnyStep::Wait { until },
+        Step::Wait { until, change } => AnyStep::Wait { until, change },
         Step::Done(result) => AnyStep::Done(result.map(done)),
     }
 }

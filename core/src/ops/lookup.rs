@@ -20,10 +20,9 @@ use http::{Request, Response};
 
 use super::call::Call;
 use super::fetch::LeaseWait;
-use super::{Operation, Step};
+use super::{Operation, RequestId, Step};
 use crate::api::{InstallationId, OrganizationId};
 use crate::app::{App, TokenScope};
-use crate::cache::RequestId;
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::models::Installation;
@@ -45,6 +44,7 @@ pub(crate) enum LookupStep {
     },
     Wait {
         until: Timestamp,
+        change: u64,
     },
     /// The installation, as the token cache's key (remembered for the organization), or why
     /// there is none (recorded for the operations that waited).
@@ -135,7 +135,7 @@ impl Lookup {
                 let step = match call.poll(app, now) {
                     Step::Send { id, request } => LookupStep::Send { id, request },
                     Step::Sleep { until } => LookupStep::Sleep { until },
-                    Step::Wait { until } => LookupStep::Wait { until },
+                    Step::Wait { until, change } => LookupStep::Wait { until, change },
                     Step::Store { id, command } => LookupStep::Store { id, command },
                     Step::Done(Ok(installation)) => {
                         let found = app.organization_found(&self.organization, Some(self.id), &installation.id);

@@ -8,8 +8,9 @@
 //!  poll(app, now) ──► Send { id, request }   send it; answer with handle_response or handle_failure
 //!                 ──► Store { id, command }  run it on the shared store; answer with handle_store
 //!                 ──► Sleep { until }        sleep, then poll again
-//!                 ──► Wait { until }         another operation is changing a token: poll again when
-//!                                            any operation has reported back (or abandoned), or at until
+//!                 ──► Wait { until, change } another operation is changing a token: poll again when
+//!                                            any operation has reported back (or abandoned), that is
+//!                                            once app.changes() != change, or at until
 //!                 ──► Done(result)           finished, for good: polled again, it only returns
 //!                                            Done(Err(..)) saying so
 //! ```
@@ -38,10 +39,19 @@ pub use send::SendAs;
 pub use token::GetToken;
 
 use crate::app::App;
-use crate::cache::RequestId;
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::store::{StoreCommand, StoreReply};
+
+/// Identifies one request an operation asked a driver to send ([`Step::Send`]); report its outcome for this id.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct RequestId(pub u64);
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
 
 /// What an operation needs from its driver next.
 #[derive(Debug)]
@@ -72,10 +82,14 @@ pub enum Step<T> {
     },
     /// Another operation is minting a token this one needs (or, for a [`Refresher`], nothing is
     /// due): poll again as soon as any operation on the same [`App`] has reported back or been
-    /// abandoned, or at `until` at the latest.
+    /// abandoned, that is once [`App::changes`] differs from `change`, or at `until` at the
+    /// latest.
     Wait {
         /// When to poll again at the latest.
         until: Timestamp,
+        /// The value of [`App::changes`] when the wait was decided: poll again once
+        /// `app.changes() != change` (read under the app's lock), or at `until`.
+        change: u64,
     },
     /// The operation is finished; poll no more (a later poll only returns an error that says
     /// so).

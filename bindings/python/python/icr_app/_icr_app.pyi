@@ -379,6 +379,10 @@ class Wait:
     @property
     def until(self) -> float:
         """When to poll again at the latest."""
+    @property
+    def change(self) -> int:
+        """The core's change counter of the App when the wait was decided (it moves whenever
+        any operation on the App is reported to or abandoned)."""
 
 class Done:
     """A step: finished; ``.value`` is the result."""

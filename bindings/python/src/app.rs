@@ -498,6 +498,13 @@ impl App {
         self.store.load().as_ref().map(|config| config.shown.clone())
     }
 
+    /// The core's change counter: it moves whenever any operation on this App is reported to
+    /// or abandoned. A `Wait` step is over once it differs from the step's `.change`.
+    #[getter]
+    fn changes(&self, py: Python<'_>) -> u64 {
+        self.with_core(py, |app| app.changes())
+    }
+
     /// A snapshot of this App's counters in this process (shared by all its clients).
     fn stats(&self, py: Python<'_>) -> Stats {
         let stats = self.with_core(py, |app| app.stats());

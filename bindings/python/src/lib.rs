@@ -74,6 +74,7 @@ fn _icr_app(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::StoreStep>()?;
     m.add_class::<store::StoreReply>()?;
     m.add_class::<stats::Stats>()?;
+    m.add_class::<ops::Sign>()?;
     m.add_class::<ops::Sleep>()?;
     m.add_class::<ops::Wait>()?;
     m.add_class::<ops::Done>()?;

@@ -103,6 +103,7 @@ impl Operation {
             AnyStep::Store { id, command } => {
                 Py::new(py, StoreStep::new(id, command, self.shared.store.load_full()))?.into_py_any(py)
             }
+            AnyStep::Sign { id, message } => Py::new(py, Sign { id, message })?.into_py_any(py),
             AnyStep::Sleep { until } => Py::new(py, Sleep { until: seconds(until) })?.into_py_any(py),
             AnyStep::Wait { until, change } => Py::new(
                 py,
@@ -289,6 +290,38 @@ impl Operation {
         let t = crate::app::now(now);
         let op = &mut self.op;
         self.shared.with(py, |app| op.handle_store(app, id, reply, t));
+        Ok(())
+    }
+
+    /// Reports what the `Sign` step `id` gave: the RS256 `signature` of its message, or the
+    /// signer's failure as `error` (a message; never a credential). Ignored once the operation
+    /// has finished.
+    #[pyo3(signature = (id, signature = None, error = None, now = None))]
+    fn handle_signature(
+        &mut self,
+        py: Python<'_>,
+        id: u64,
+        signature: Option<Vec<u8>>,
+        error: Option<String>,
+        now: Option<f64>,
+    ) -> PyResult<()> {
+        if self.done {
+            return Ok(());
+        }
+        self.check_fork()?;
+        let signature = match (signature, error) {
+            (Some(signature), None) => Ok(signature),
+            (None, Some(error)) => Err(error),
+            _ => {
+                return Err(to_py(CoreError::config(
+                    "handle_signature",
+                    "give either signature= (the RS256 signature) or error= (why the signer gave none)",
+                )));
+            }
+        };
+        let t = crate::app::now(now);
+        let op = &mut self.op;
+        self.shared.with(py, |app| op.handle_signature(app, id, signature, t));
         Ok(())
     }
 
@@ -634,6 +667,30 @@ pub struct Wait {
 impl Wait {
     fn __repr__(&self) -> String {
         format!("Wait(until={}, change={})", self.until, self.change)
+    }
+}
+
+/// A step: sign `.message` with the app's private key, held outside this process (RS256:
+/// RSASSA-PKCS1-v1_5 with SHA-256), and report with `handle_signature(id, signature=...)` or
+/// `handle_signature(id, error=...)`. Only for an App without a key.
+#[pyclass(module = "icr_app", frozen)]
+pub struct Sign {
+    /// The id to report back with.
+    #[pyo3(get)]
+    id: u64,
+    message: Vec<u8>,
+}
+
+#[pymethods]
+impl Sign {
+    /// The bytes to sign (the JWT's signing input).
+    #[getter]
+    fn message<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.message)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Sign(id={}, message=<{} bytes>)", self.id, self.message.len())
     }
 }
 

@@ -152,6 +152,10 @@ class App:
     @property
     def redis_url(self) -> Optional[str]:
         """The shared store's Redis URL with its password replaced by ``***``, or ``None``."""
+    @property
+    def changes(self) -> int:
+        """The core's change counter: it moves whenever any operation on this App is reported
+        to or abandoned; a ``Wait`` is over once it differs from the step's ``.change``."""
     def stats(self) -> Stats:
         """A snapshot of this App's counters in this process (shared by all its clients)."""
     def jwt(self) -> str:
@@ -373,6 +377,18 @@ class Sleep:
     def until(self) -> float:
         """When to poll again."""
 
+class Sign:
+    """A step: sign ``.message`` with the app's key held outside this process (RS256) and
+    report with ``handle_signature(id, signature=...)`` or ``handle_signature(id, error=...)``.
+    Only for an App without a key."""
+
+    @property
+    def id(self) -> int:
+        """The id to report back with."""
+    @property
+    def message(self) -> bytes:
+        """The bytes to sign (the JWT's signing input)."""
+
 class Wait:
     """A step: wait for another operation on the same App, until ``.until`` at the latest."""
 
@@ -391,7 +407,7 @@ class Done:
     def value(self) -> Any:
         """The result."""
 
-Step = Union[Send, Store, Sleep, Wait, Done]
+Step = Union[Send, Store, Sign, Sleep, Wait, Done]
 Header = tuple[Union[str, bytes], Union[str, bytes]]
 
 class Operation:
@@ -411,6 +427,15 @@ class Operation:
     def handle_store(self, id: int, reply: StoreReply, now: Optional[float] = None) -> None:
         """Reports what the ``Store`` step ``id`` gave (a failure is no error: the core mints
         without the store for a while)."""
+    def handle_signature(
+        self,
+        id: int,
+        signature: Optional[bytes] = None,
+        error: Optional[str] = None,
+        now: Optional[float] = None,
+    ) -> None:
+        """Reports what the ``Sign`` step ``id`` gave: the RS256 ``signature``, or the signer's
+        failure as ``error``; ignored once the operation has finished."""
     def abandon(self, now: Optional[float] = None) -> None:
         """Leaves the operation before ``Done``, releasing what it holds."""
     @property

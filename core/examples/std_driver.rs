@@ -9,7 +9,7 @@
 //! timeout per read, not per exchange. Errors go to stderr, with exit status 1.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use http::{Request, Response};
 use icr_app_core::{App, AppKey, DEFAULT_BASE_URL, Error, GetToken, InstallationId, Operation, Step};
@@ -34,8 +34,8 @@ fn main() -> std::process::ExitCode {
     std::process::ExitCode::from(u8::from(result.is_err()))
 }
 
-/// The one driving loop. Single-threaded: nothing else can report back while it waits, and its
-/// only way out is `Done`, so there is nothing to `abandon` (a panic ends the process).
+/// The one driving loop. Single-threaded: nothing moves `app.changes()` while a wait lasts, so a
+/// wait is a sleep; the only way out is `Done`: nothing to `abandon` (a panic ends the process).
 fn run() -> Result<String, Error> {
     let now = || Timestamp::from_system_time(SystemTime::now());
     let (base_url, app_id, key, installation) = settings()?;
@@ -48,12 +48,10 @@ fn run() -> Result<String, Error> {
                 Ok(response) => op.handle_response(&mut app, id, response, now()),
                 Err(error) => op.handle_failure(&mut app, id, error, now()),
             },
-            // Only asked for by an app with a store attached (`App::attach_store`); this one has none.
-            Step::Store { id, .. } => {
-                op.handle_store(&mut app, id, Err(Error::config("shared store", "none attached")), now())
-            }
-            Step::Sleep { until } => std::thread::sleep(until.saturating_since(now())),
-            Step::Wait { until } => std::thread::sleep(until.saturating_since(now()).min(Duration::from_millis(20))),
+            // Only for an app with a store attached, or built without a key: this one has neither.
+            Step::Store { id, .. } => op.handle_store(&mut app, id, Err(Error::config("store", "none")), now()),
+            Step::Sign { id, .. } => op.handle_signature(&mut app, id, Err(Error::config("signer", "none")), now()),
+            Step::Sleep { until } | Step::Wait { until, .. } => std::thread::sleep(until.saturating_since(now())),
             Step::Done(result) => return result.map(|token| token.summary_json().to_string()),
         }
     }
@@ -88,14 +86,10 @@ fn load_key(value: &str) -> Result<AppKey, Error> {
     Ok(AppKey::parse(&bytes)?)
 }
 
-fn fail(kind: Kind, message: String) -> Error {
-    Error::Transport { kind, message }
-}
-
 /// An I/O error as a transport failure: `Timeout` when it timed out, else `kind`.
 fn io_fail(kind: Kind, during: &str, e: &std::io::Error) -> Error {
     let timed_out = matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock);
-    fail(if timed_out { Kind::Timeout } else { kind }, format!("{during}: {e}"))
+    Error::transport(if timed_out { Kind::Timeout } else { kind }, format!("{during}: {e}"))
 }
 
 /// One exchange under the core's transport policy. (The core's requests have no `Host` and such.)
@@ -105,7 +99,7 @@ fn send(request: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
     let uri = request.uri();
     if !uri.scheme_str().is_some_and(|s| s.eq_ignore_ascii_case("http")) {
         let why = "std_driver has no TLS: it sends plain http:// only; use icr-app-ureq or icr-app-reqwest for https";
-        return Err(fail(Kind::Refused, why.into()));
+        return Err(Error::transport(Kind::Refused, why));
     }
     let authority = uri.authority().map_or("", |a| a.as_str()); // the core allows no user info
     let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
@@ -127,7 +121,7 @@ fn send(request: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
     let mut reader = BufReader::new(stream);
     let mut lines = reader.by_ref().lines();
     let mut next_line = || lines.next().transpose().map_err(lost);
-    let closed = || fail(Kind::ConnectionLost, "closed without a response".into());
+    let closed = || Error::transport(Kind::ConnectionLost, "closed without a response");
     let status_line = next_line()?.ok_or_else(closed)?;
     let status = status_line.strip_prefix("HTTP/1.").and_then(|l| l.get(2..5));
     let mut response = Response::builder().status(status.unwrap_or("none"));
@@ -137,7 +131,7 @@ fn send(request: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
     }
     let header = |name| response.headers_ref()?.get(name)?.to_str().ok();
     if header("transfer-encoding").is_some() {
-        return Err(fail(Kind::Other, "std_driver does not read chunked bodies".into()));
+        return Err(Error::transport(Kind::Other, "std_driver does not read chunked bodies"));
     }
     let (length, mut body) = (header("content-length").and_then(|v| v.parse::<u64>().ok()), Vec::new());
     let mut reader = reader.take(length.unwrap_or(u64::MAX).min(policy.max_body + 1)); // or to the end
@@ -146,8 +140,8 @@ fn send(request: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
         return Err(policy.body_too_large());
     }
     if length.is_some_and(|n| n != body.len() as u64) {
-        return Err(fail(Kind::ConnectionLost, "the body ended early".into()));
+        return Err(Error::transport(Kind::ConnectionLost, "the body ended early"));
     }
-    let malformed = |e: http::Error| fail(Kind::Other, format!("not an HTTP/1.x response: {e}"));
+    let malformed = |e: http::Error| Error::transport(Kind::Other, format!("not an HTTP/1.x response: {e}"));
     response.body(body).map_err(malformed)
 }

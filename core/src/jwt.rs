@@ -15,6 +15,7 @@ use http::HeaderValue;
 
 use crate::clock::{ClockOffset, Timestamp};
 use crate::error::Error;
+use crate::ops::RequestId;
 use crate::secret::SecretString;
 use crate::signer::Signer;
 
@@ -140,12 +141,94 @@ pub fn encode_compact(header_json: &[u8], claims_json: &[u8], signer: &dyn Signe
     Ok(out)
 }
 
+/// The app JWT's claims: `iat` and `exp` (server clock, whole seconds) and `iss`.
+fn claims_json(app_id: &AppId, iat: i64, exp: i64) -> Result<Vec<u8>, Error> {
+    let claims = serde_json::json!({ "iat": iat, "exp": exp, "iss": app_id.as_str(), "alg": "RS256" });
+    serde_json::to_vec(&claims).map_err(|e| Error::Signing(e.to_string()))
+}
+
+/// `base64url(header) . base64url(claims)`: what an outside signer signs.
+fn signing_input(app_id: &AppId, iat: i64, exp: i64) -> Result<String, Error> {
+    let claims = claims_json(app_id, iat, exp)?;
+    let mut out = String::with_capacity((HEADER_JSON.len() + claims.len()) * 4 / 3 + 2);
+    URL_SAFE_NO_PAD.encode_string(HEADER_JSON, &mut out);
+    out.push('.');
+    URL_SAFE_NO_PAD.encode_string(&claims, &mut out);
+    Ok(out)
+}
+
 /// Mints app JWTs for one app and caches the latest.
 pub struct JwtSigner {
     app_id: AppId,
     signer: Arc<dyn Signer>,
     lifetime: Duration,
     cached: Option<AppJwt>,
+    /// Set when the app has no private key: the signature is a step a driver performs.
+    outside: Option<Outside>,
+}
+
+/// The signer of an app without a private key: it signs nothing itself (its JWT is signed by
+/// the driver, see [`JwtSigner::poll`]), and holds the sealing secret a shared store needs, when
+/// one was given.
+struct NoKey {
+    sealing: Option<zeroize::Zeroizing<[u8; 32]>>,
+}
+
+impl Signer for NoKey {
+    fn sign_rs256(&self, _message: &[u8]) -> Result<Vec<u8>, Error> {
+        Err(Error::config(
+            "signer",
+            "this app has no private key: its JWT is signed by the driver (Step::Sign), not in the core",
+        ))
+    }
+
+    fn sealing_secret(&self) -> Option<zeroize::Zeroizing<[u8; 32]>> {
+        self.sealing.clone()
+    }
+}
+
+/// Signing the app JWT outside the core: the one signature in flight (whatever number of
+/// operations need it) and the last one that failed.
+#[derive(Default)]
+struct Outside {
+    pending: Option<Pending>,
+    /// The last signing that failed, for the operations that asked for it or waited on it.
+    failed: Option<(RequestId, Error)>,
+}
+
+/// A signature asked of the driver: the JWT it completes.
+struct Pending {
+    id: RequestId,
+    /// `base64url(header) . base64url(claims)`: the bytes to sign.
+    signing_input: String,
+    issued_at: Timestamp,
+    expires_at: Timestamp,
+    offset: ClockOffset,
+    /// When another operation stops waiting for it and asks for a signature itself.
+    until: Timestamp,
+}
+
+/// Where the app JWT stands for an operation that needs it (see [`JwtSigner::poll`]).
+#[derive(Debug)]
+pub(crate) enum JwtPoll {
+    /// Here it is.
+    Ready(AppJwt),
+    /// Have the driver sign `message` ([`Step::Sign`](crate::Step::Sign)); the operation now
+    /// waits on signing `id`.
+    Sign {
+        /// The signing's id, to report the signature for.
+        id: RequestId,
+        /// The bytes to sign.
+        message: Vec<u8>,
+    },
+    /// Another operation's signature is in flight: poll again when it is reported, or at
+    /// `until`.
+    Wait {
+        /// When to poll again at the latest.
+        until: Timestamp,
+    },
+    /// Signing failed: the signer's error (the signing this operation asked for or waited on).
+    Failed(Error),
 }
 
 impl fmt::Debug for JwtSigner {
@@ -170,7 +253,24 @@ impl JwtSigner {
             signer,
             lifetime: DEFAULT_JWT_LIFETIME,
             cached: None,
+            outside: None,
         }
+    }
+
+    /// For an app whose private key is not in this process (a KMS, an HSM, a JavaScript or
+    /// Python signer): each JWT's signature is a step a driver performs (see
+    /// [`poll`](Self::poll)). `sealing` is the secret a shared token store seals under (every
+    /// process of the fleet must be given the same); without it no store can be attached.
+    pub(crate) fn without_key(app_id: AppId, sealing: Option<zeroize::Zeroizing<[u8; 32]>>) -> Self {
+        Self {
+            outside: Some(Outside::default()),
+            ..Self::new(app_id, Arc::new(NoKey { sealing }))
+        }
+    }
+
+    /// Whether the JWT is signed outside the core (see [`without_key`](Self::without_key)).
+    pub(crate) fn signs_outside(&self) -> bool {
+        self.outside.is_some()
     }
 
     /// Sets `exp - now`. Refuses more than 10 minutes (ICR's cap, counted from the server's now)
@@ -206,25 +306,162 @@ impl JwtSigner {
 
     /// A JWT valid at local time `now` on a server whose clock is `offset` ahead: the cached
     /// one while it has more than a minute left and was made with the same offset, else a new one.
+    ///
+    /// For an app without a private key, only the cached JWT: signing one is a step (see
+    /// [`poll`](Self::poll)).
     pub fn jwt(&mut self, now: Timestamp, offset: ClockOffset) -> Result<AppJwt, Error> {
-        let server_now = offset.server_time(now);
-        if let Some(jwt) = &self.cached {
-            let fresh_enough = jwt.expires_at.saturating_since(server_now) > JWT_REUSE_MARGIN;
-            if jwt.offset == offset && fresh_enough && jwt.issued_at <= server_now {
-                return Ok(jwt.clone());
-            }
+        if let Some(jwt) = self.fresh(now, offset) {
+            return Ok(jwt);
         }
-        let jwt = self.mint_at(server_now, offset)?;
+        if self.outside.is_some() {
+            return Err(Error::config(
+                "signer",
+                "this app has no private key and holds no JWT valid now: an operation gets one signed by its driver (Step::Sign)",
+            ));
+        }
+        let jwt = self.mint_at(offset.server_time(now), offset)?;
         self.cached = Some(jwt.clone());
         Ok(jwt)
+    }
+
+    /// The cached JWT, if it is still good for a request made at `now` with `offset`.
+    fn fresh(&self, now: Timestamp, offset: ClockOffset) -> Option<AppJwt> {
+        let server_now = offset.server_time(now);
+        let jwt = self.cached.as_ref()?;
+        let fresh_enough = jwt.expires_at.saturating_since(server_now) > JWT_REUSE_MARGIN;
+        (jwt.offset == offset && fresh_enough && jwt.issued_at <= server_now).then(|| jwt.clone())
+    }
+
+    /// The app JWT for an operation that needs one now: in the core with a key; without one,
+    /// one signature asked of a driver at a time however many operations need it (the others
+    /// wait for it, up to `timeout`). `mine` is the signing the operation asked for or waited
+    /// on (kept between polls, so that its failure is the operation's); `new_id` names a new
+    /// signing.
+    pub(crate) fn poll(
+        &mut self,
+        now: Timestamp,
+        offset: ClockOffset,
+        mine: &mut Option<RequestId>,
+        new_id: impl FnOnce() -> RequestId,
+        timeout: Duration,
+    ) -> JwtPoll {
+        if self.outside.is_none() {
+            *mine = None;
+            return match self.jwt(now, offset) {
+                Ok(jwt) => JwtPoll::Ready(jwt),
+                Err(error) => JwtPoll::Failed(error),
+            };
+        }
+        if let Some(jwt) = self.fresh(now, offset) {
+            *mine = None;
+            return JwtPoll::Ready(jwt);
+        }
+        let lifetime = self.lifetime;
+        let app_id = self.app_id.clone();
+        let Some(outside) = self.outside.as_mut() else {
+            unreachable!("checked above")
+        };
+        if let (Some((failed, error)), Some(own)) = (&outside.failed, *mine)
+            && *failed == own
+        {
+            *mine = None;
+            return JwtPoll::Failed(error.clone());
+        }
+        match &outside.pending {
+            // One signature at a time: the others wait for it (the one that asked included,
+            // should it poll before reporting).
+            Some(pending) if now < pending.until && pending.offset == offset => {
+                *mine = Some(pending.id);
+                JwtPoll::Wait { until: pending.until }
+            }
+            // None in flight, or one given up on (never reported within the timeout, or made
+            // for a clock offset since corrected): ask for a new one.
+            _ => {
+                let server_now = offset.server_time(now);
+                let iat = server_now.minus(IAT_BACKDATE).unix_seconds();
+                let exp = server_now.plus(lifetime).unix_seconds();
+                let signing_input = match signing_input(&app_id, iat, exp) {
+                    Ok(input) => input,
+                    Err(error) => return JwtPoll::Failed(error),
+                };
+                let id = new_id();
+                let message = signing_input.as_bytes().to_vec();
+                outside.pending = Some(Pending {
+                    id,
+                    signing_input,
+                    issued_at: Timestamp::from_unix_seconds(iat),
+                    expires_at: Timestamp::from_unix_seconds(exp),
+                    offset,
+                    until: now.plus(timeout),
+                });
+                *mine = Some(id);
+                JwtPoll::Sign { id, message }
+            }
+        }
+    }
+
+    /// The driver's answer to signing `id`: the RS256 signature, or why there is none. The JWT
+    /// it completes is cached for every operation; a failure is handed to the operations that
+    /// asked for it or waited on it. Returns whether `id` was the signing in flight (a late or
+    /// unknown answer changes nothing).
+    pub(crate) fn handle_signature(&mut self, id: RequestId, signature: Result<Vec<u8>, Error>) -> bool {
+        let Some(outside) = self.outside.as_mut() else {
+            return false;
+        };
+        let Some(pending) = outside.pending.take_if(|p| p.id == id) else {
+            return false;
+        };
+        let signature = signature.and_then(|signature| {
+            if signature.is_empty() {
+                Err(Error::Signing(
+                    "the signer returned an empty signature; it must return the RS256 (RSASSA-PKCS1-v1_5, SHA-256) signature of the bytes it was given".to_owned(),
+                ))
+            } else {
+                Ok(signature)
+            }
+        });
+        let jwt = signature.and_then(|signature| {
+            let mut token = pending.signing_input;
+            token.push('.');
+            URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
+            let token = SecretString::new(token);
+            Ok(AppJwt {
+                bearer: crate::api::bearer(&token)?,
+                token: Arc::new(token),
+                issued_at: pending.issued_at,
+                expires_at: pending.expires_at,
+                offset: pending.offset,
+            })
+        });
+        match jwt {
+            Ok(jwt) => {
+                outside.failed = None;
+                self.cached = Some(jwt);
+            }
+            Err(error) => {
+                let error = match error {
+                    Error::Signing(_) => error,
+                    other => Error::Signing(other.to_string()),
+                };
+                outside.failed = Some((id, error));
+            }
+        }
+        true
+    }
+
+    /// The operation that asked for signing `id` is leaving: the signature is no longer
+    /// awaited, so the next operation that needs the JWT asks for one at once.
+    pub(crate) fn abandon_signing(&mut self, id: RequestId) {
+        if let Some(outside) = self.outside.as_mut() {
+            outside.pending.take_if(|p| p.id == id);
+        }
     }
 
     /// Signs a new JWT for the server-clock instant `server_now`, bypassing the cache.
     pub fn mint_at(&self, server_now: Timestamp, offset: ClockOffset) -> Result<AppJwt, Error> {
         let iat = server_now.minus(IAT_BACKDATE).unix_seconds();
         let exp = server_now.plus(self.lifetime).unix_seconds();
-        let claims = serde_json::json!({ "iat": iat, "exp": exp, "iss": self.app_id.as_str(), "alg": "RS256" });
-        let claims = serde_json::to_vec(&claims).map_err(|e| Error::Signing(e.to_string()))?;
+        let claims = claims_json(&self.app_id, iat, exp)?;
         let token = SecretString::new(encode_compact(HEADER_JSON, &claims, self.signer.as_ref())?);
         Ok(AppJwt {
             bearer: crate::api::bearer(&token)?,
@@ -321,6 +558,86 @@ mod tests {
         signer.invalidate();
         let e = signer.jwt(t0.plus(Duration::from_secs(480)), skewed).unwrap();
         assert!(!same_signing(&d, &e));
+    }
+
+    /// Without a key: one signature asked of the driver however many need it, the others wait;
+    /// the reported signature completes a JWT every operation then uses; a failure is the
+    /// error of the operations that asked or waited; an abandoned signing is asked again.
+    #[test]
+    fn outside_signing_is_single_flight() {
+        let mut signer = JwtSigner::without_key(AppId::new("app").unwrap(), None);
+        let t0 = Timestamp::from_unix_seconds(1_700_000_000);
+        let off = ClockOffset::default();
+        let timeout = Duration::from_secs(10);
+        let mut next = 0;
+        let mut new_id = || {
+            next += 1;
+            RequestId(next)
+        };
+        assert!(signer.jwt(t0, off).is_err(), "no key: nothing to sign with in the core");
+        let (mut a, mut b) = (None, None);
+        let JwtPoll::Sign { id, message } = signer.poll(t0, off, &mut a, &mut new_id, timeout) else {
+            panic!("the first asks for a signature")
+        };
+        assert_eq!(a, Some(id));
+        assert!(message.starts_with(&URL_SAFE_NO_PAD.encode(HEADER_JSON).into_bytes()));
+        let JwtPoll::Wait { until } = signer.poll(t0, off, &mut b, &mut new_id, timeout) else {
+            panic!("the second waits")
+        };
+        assert_eq!((until, b), (t0.plus(timeout), Some(id)));
+        // A late answer for another id changes nothing.
+        assert!(!signer.handle_signature(RequestId(99), Ok(b"sig".to_vec())));
+        assert!(signer.handle_signature(id, Ok(b"sig".to_vec())));
+        let JwtPoll::Ready(jwt) = signer.poll(t0, off, &mut b, &mut new_id, timeout) else {
+            panic!()
+        };
+        assert!(jwt.token().expose().starts_with(std::str::from_utf8(&message).unwrap()));
+        assert!(jwt.token().expose().ends_with(&URL_SAFE_NO_PAD.encode(b"sig")));
+        assert_eq!(claims(&jwt)["iss"], "app");
+        assert!(same_signing(&jwt, &signer.jwt(t0, off).unwrap()));
+
+        // Expired: a new signing; its failure is the asker's and the waiter's error.
+        let t1 = t0.plus(Duration::from_secs(480));
+        let (mut a, mut b) = (None, None);
+        let JwtPoll::Sign { id, .. } = signer.poll(t1, off, &mut a, &mut new_id, timeout) else {
+            panic!()
+        };
+        assert!(matches!(
+            signer.poll(t1, off, &mut b, &mut new_id, timeout),
+            JwtPoll::Wait { .. }
+        ));
+        signer.handle_signature(id, Err(Error::Signing("KMS said no".into())));
+        for mine in [&mut a, &mut b] {
+            let JwtPoll::Failed(error) = signer.poll(t1, off, mine, &mut new_id, timeout) else {
+                panic!()
+            };
+            assert!(error.to_string().contains("KMS said no"), "{error}");
+        }
+        // An empty signature is a failure that says what a signer must return.
+        let mut c = None;
+        let JwtPoll::Sign { id, .. } = signer.poll(t1, off, &mut c, &mut new_id, timeout) else {
+            panic!()
+        };
+        signer.handle_signature(id, Ok(Vec::new()));
+        let JwtPoll::Failed(error) = signer.poll(t1, off, &mut c, &mut new_id, timeout) else {
+            panic!()
+        };
+        assert!(error.to_string().contains("RS256"), "{error}");
+
+        // Abandoned, or never answered within the timeout: the next one asks again at once.
+        let mut d = None;
+        let JwtPoll::Sign { id, .. } = signer.poll(t1, off, &mut d, &mut new_id, timeout) else {
+            panic!()
+        };
+        signer.abandon_signing(id);
+        let mut e = None;
+        let JwtPoll::Sign { id: again, .. } = signer.poll(t1, off, &mut e, &mut new_id, timeout) else {
+            panic!()
+        };
+        assert_ne!(id, again);
+        let JwtPoll::Sign { .. } = signer.poll(t1.plus(timeout), off, &mut d, &mut new_id, timeout) else {
+            panic!("the wait is over: ask again")
+        };
     }
 
     #[test]

@@ -54,12 +54,14 @@
 //! app token), [`Call`] (one app-JWT request: a page of installations, one installation, the
 //! installation on an organization, create a user and organization, or any request you build),
 //! [`ListInstallations`] (every page), [`SendAs`] (any request as an installation, an
-//! organization or the app), [`Revoke`], [`RevokeAll`], and [`Refresher`] (background renewal).
+//! organization or the app), [`Revoke`], [`RevokeAll`], [`Refresher`] (background renewal) and
+//! [`GetJwt`] (the app JWT itself).
 //! The core decides everything (attempts and the wait budget, back-off with jitter and
 //! `Retry-After`, the clock-skew retry, dropping a refused token and minting again once, single
 //! flight per scope, finding an organization's installation and following it when it is
-//! reinstalled, pagination, refresh ahead of expiry); a driver performs four effects (five with
-//! a shared token store) and reports back. The contract:
+//! reinstalled, pagination, refresh ahead of expiry, one signature at a time for an app whose
+//! key is elsewhere); a driver performs four effects (five with a shared token store, six for
+//! an app without a key) and reports back. The contract:
 //!
 //! 1. Keep one [`App`] per app behind one lock, shared by every operation. Hold the lock only
 //!    while calling into the core, never while sending, sleeping or waiting.
@@ -75,17 +77,23 @@
 //!      [`StoreCommand`] on the shared store (without the lock, within a short timeout), then
 //!      report the [`StoreReply`] or the failure with [`Operation::handle_store`]. A failure is
 //!      never the caller's error: the core mints without the store for a while;
+//!    - [`Step::Sign`] `{ id, message }`: only for an app built with
+//!      [`App::builder_without_key`]: sign `message` with the app's key wherever it is (a KMS,
+//!      an HSM, a signer in another language; RS256), without the lock, and report the
+//!      signature or the signer's failure with [`Operation::handle_signature`];
 //!    - [`Step::Sleep`] `{ until }`: sleep until then;
-//!    - [`Step::Wait`] `{ until }`: another operation is minting a token this one needs: wait
-//!      until any operation on the same `App` reports back or is abandoned, or until `until`.
-//!      Decide to wait under the same lock as the poll (a condition variable on that lock, or a
-//!      change counter read under it), so that no report is missed. A driver that runs one
+//!    - [`Step::Wait`] `{ until, change }`: another operation is minting a token (or signing
+//!      the JWT) this one needs: wait until any operation on the same `App` reports back or is
+//!      abandoned, that is until [`App::changes`] differs from `change`, or until `until`.
+//!      Decide to wait under the same lock as the poll (compare the counter under it, or use a
+//!      condition variable on that lock), so that no report is missed. A driver that runs one
 //!      operation at a time can treat it as `Sleep` (only a [`Refresher`] with nothing due
 //!      then waits);
 //!    - [`Step::Done`] `(result)`: finished, for good: a finished operation never acts
 //!      again (a later poll returns `Done(Err(..))` saying it already finished, later reports
 //!      change nothing); to do the same again, start a new operation.
-//! 3. After every report (and every abandon), wake the operations that are waiting.
+//! 3. After every report (and every abandon), wake the operations that are waiting (a driver
+//!    that compares [`App::changes`] needs nothing more: the core moves the counter).
 //! 4. On every way out before `Done` (an error of the driver's own, a panic, a dropped future),
 //!    call [`Operation::abandon`]: the operation releases what it holds at once (a mint in
 //!    flight, so other callers mint again instead of waiting for the fetch timeout). A guard
@@ -125,17 +133,20 @@
 //!                 }
 //!                 changed.notify_all();
 //!             }
-//!             // Only with a store attached (`App::attach_store`): run the command like a
-//!             // send, without the lock, and report with `handle_store`.
+//!             // Only with a store attached (`App::attach_store`), or for an app built without
+//!             // a key: run the command or sign like a send, without the lock, and report.
 //!             Step::Store { id, .. } => {
 //!                 op.handle_store(&mut guard, id, Err(Error::config("store", "none")), now());
+//!             }
+//!             Step::Sign { id, .. } => {
+//!                 op.handle_signature(&mut guard, id, Err(Error::config("signer", "none")), now());
 //!             }
 //!             Step::Sleep { until } => {
 //!                 drop(guard);
 //!                 std::thread::sleep(until.saturating_since(now()));
 //!                 guard = app.lock().unwrap();
 //!             }
-//!             Step::Wait { until } => {
+//!             Step::Wait { until, .. } => {
 //!                 let timeout = until.saturating_since(now());
 //!                 guard = changed.wait_timeout(guard, timeout).unwrap().0;
 //!             }
@@ -178,10 +189,11 @@
 //! body) or as a failure's [`TransportErrorKind`] and message, and whose result is one
 //! [`Outcome`]. Errors carry a stable [`ErrorCode`], the HTTP status and `Retry-After`. The loop
 //! below is what a C or JavaScript caller writes: every value crossing it is a number, a string
-//! or bytes.
+//! or bytes. Its app has no key (the signature is one more step, performed here by a stand-in
+//! for a KMS), and it waits by comparing two numbers.
 //!
 //! ```
-//! use icr_app_core::{AnyOperation, AnyStep, App, AppKey, Outcome, PlainResponse, Timestamp};
+//! use icr_app_core::{AnyOperation, AnyStep, App, Outcome, PlainResponse, Timestamp};
 //! use icr_app_core::{InstallationId, TokenScope, TransportErrorKind};
 //!
 //! /// Your HTTP stack: method, URL, header pairs and body in; status, header pairs and body out,
@@ -203,10 +215,20 @@
 //!     Ok((201, vec![("content-type".into(), "application/json".into())], body.into_bytes()))
 //! }
 //!
+//! /// Your signer (a KMS, an HSM, a function in another language): the RS256 signature of
+//! /// `message`, or why there is none.
+//! fn sign(message: &[u8]) -> Result<Vec<u8>, String> {
+//! #   let key = icr_app_core::AppKey::from_pem(include_str!("../tests/fixtures/keys/rsa2048-pkcs8.pem")).unwrap();
+//! #   use icr_app_core::Signer as _;
+//!     key.sign_rs256(message).map_err(|e| e.to_string())
+//! }
+//!
+//! /// Your clock, in Unix milliseconds, and your way to sleep.
+//! fn now_ms() -> i64 { 1_700_000_000_000 }
+//! fn sleep_until(_ms: i64) {}
+//!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let key = AppKey::from_pem(include_str!("../tests/fixtures/keys/rsa2048-pkcs8.pem"))?;
-//! let mut app = App::builder("67890", key).build()?;
-//! let now_ms = || 1_700_000_000_000_i64; // your clock, in Unix milliseconds
+//! let mut app = App::builder_without_key("67890").build()?;
 //! let at = |ms| Timestamp::from_unix_millis(ms);
 //!
 //! let scope = TokenScope::Installation(InstallationId::new("i-1")?);
@@ -221,9 +243,20 @@
 //!                 op.handle_failure(&mut app, id, TransportErrorKind::from_name(kind), &message, at(now_ms()))
 //!             }
 //!         },
-//!         // Sleep until `until.unix_millis()`; a driver running one operation at a time may
-//!         // treat a Wait the same way. A Store step comes only with a shared store attached.
-//!         AnyStep::Sleep { .. } | AnyStep::Wait { .. } | AnyStep::Store { .. } => unreachable!("not in this example"),
+//!         AnyStep::Sign { id, message } => op.handle_signature(&mut app, id, sign(&message), at(now_ms())),
+//!         // Only with a shared store attached (`App::attach_store`).
+//!         AnyStep::Store { id, .. } => {
+//!             op.handle_store(&mut app, id, Err(icr_app_core::Error::config("store", "none")), at(now_ms()))
+//!         }
+//!         AnyStep::Sleep { until } => sleep_until(until.unix_millis()),
+//!         // Another operation on this app is minting or signing what this one needs: poll again
+//!         // once the counter has moved, or at `until` (one operation alone just sleeps).
+//!         AnyStep::Wait { until, change } => {
+//!             while app.changes() == change && now_ms() < until.unix_millis() {
+//!                 sleep_until(now_ms() + 10);
+//! #               break;
+//!             }
+//!         }
 //!         AnyStep::Done(result) => break result,
 //!     }
 //! };
@@ -356,7 +389,7 @@ pub mod webhook;
 
 pub use api::{ApiConfig, DEFAULT_API_VERSION, DEFAULT_BASE_URL, InstallationId, OrganizationId, OtherHost, Route};
 pub use app::{App, AppBuilder, TokenScope};
-pub use cache::{CacheConfig, RequestId, Token, TokenState};
+pub use cache::{CacheConfig, Token, TokenState};
 pub use clock::{ClockOffset, Timestamp};
 pub use error::{ApiMessage, Credential, Error, ErrorCode, TransportErrorKind};
 pub use jwt::{AppId, AppJwt, JwtSigner, encode_compact};
@@ -366,8 +399,8 @@ pub use models::{
     NewUser, Organization, Pagination, PermissionLevel, Permissions,
 };
 pub use ops::{
-    AnyOperation, AnyStep, Call, GetToken, ListInstallations, Operation, Outcome, PlainRequest, PlainResponse, Purpose,
-    Refresher, Revoke, RevokeAll, SendAs, Step,
+    AnyOperation, AnyStep, Call, GetJwt, GetToken, ListInstallations, Operation, Outcome, PlainRequest, PlainResponse,
+    Purpose, Refresher, RequestId, Revoke, RevokeAll, SendAs, Step,
 };
 pub use pager::{DEFAULT_PAGE_SIZE, InstallationPager};
 pub use proxy::ProxyEnv;

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use http::{Method, Request, Response};
 use icr_app_core::{
-    App, AppKey, Call, Error, GetToken, InstallationId, ListInstallations, Operation, RequestId, Revoke, RevokeAll,
-    SendAs, Step, Timestamp, TokenScope, TokenState, TransportErrorKind,
+    App, AppKey, Call, Error, GetJwt, GetToken, InstallationId, ListInstallations, Operation, RequestId, Revoke,
+    RevokeAll, SendAs, Step, Timestamp, TokenScope, TokenState, TransportErrorKind,
 };
 
 const BASE: &str = "https://registry.example";
@@ -106,8 +106,9 @@ fn drive<O: Operation>(
                 op.handle_response(app, id, response, now);
                 last = Some(id);
             }
-            Step::Sleep { until } | Step::Wait { until } => now = until.max(now),
+            Step::Sleep { until } | Step::Wait { until, .. } => now = until.max(now),
             Step::Store { .. } => panic!("no store is attached"),
+            Step::Sign { .. } => panic!("the app has a key"),
         }
     }
     panic!("the operation did not finish in 100 polls")
@@ -151,6 +152,7 @@ fn assert_finished_for_good<O: Operation>(
             request.headers().contains_key("authorization")
         ),
         Step::Store { .. } => panic!("{when}: a finished operation asked for a store command"),
+        Step::Sign { .. } => panic!("{when}: a finished operation asked for a signature"),
         Step::Sleep { .. } => panic!("{when}: a finished operation slept"),
         Step::Wait { .. } => panic!("{when}: a finished operation waited"),
     };
@@ -203,6 +205,16 @@ fn get_token_after_done() {
     assert!(result.is_ok());
     assert_eq!(last, None);
     assert_finished_for_good(&mut hit, &mut app, &registry, now, last);
+}
+
+#[test]
+fn get_jwt_after_done() {
+    let (mut app, mut registry) = (app(), Registry::new());
+    let mut op = GetJwt::new();
+    let (result, now, last) = drive(&mut op, &mut app, &mut registry, t0());
+    assert_eq!(result.unwrap().token().expose().split('.').count(), 3);
+    assert_eq!((registry.requests(), last), (0, None));
+    assert_finished_for_good(&mut op, &mut app, &registry, now, last);
 }
 
 #[test]

@@ -394,11 +394,12 @@ impl Sim {
                 self.schedule(self.now + LATENCY_MS, task, Event::Response(id, response));
             }
             Step::Store { id, command } => self.schedule(self.now + STORE_MS, task, Event::Store(id, command)),
+            Step::Sign { .. } => unreachable!("the app has a key"),
             Step::Sleep { until } => {
                 assert!(until >= now, "sleeps into the past");
                 self.schedule(until.unix_millis() - T0, task, Event::Poll(polls));
             }
-            Step::Wait { until } => {
+            Step::Wait { until, .. } => {
                 self.tasks[task].waiting = true;
                 self.schedule(until.unix_millis() - T0, task, Event::Poll(polls));
             }
@@ -441,13 +442,7 @@ impl Sim {
 }
 
 fn map<T>(step: Step<T>, show: impl FnOnce(T) -> String) -> Step<String> {
-    match step {
-        Step::Send { id, request } => Step::Send { id, request },
-        Step::Store { id, command } => Step::Store { id, command },
-        Step::Sleep { until } => Step::Sleep { until },
-        Step::Wait { until } => Step::Wait { until },
-        Step::Done(result) => Step::Done(result.map(show)),
-    }
+    step.map(show)
 }
 
 /// Asserts `error` is the 404 of a lookup: the app is not installed on `organization`.

@@ -322,7 +322,8 @@ fn split<T>(step: Step<T>, show: impl FnOnce(T) -> String) -> Split {
         Step::Send { id, request } => (Some((id, request)), None, None, None, None),
         Step::Store { id, command } => (None, Some((id, command)), None, None, None),
         Step::Sleep { until } => (None, None, Some(until), None, None),
-        Step::Wait { until } => (None, None, None, Some(until), None),
+        Step::Wait { until, .. } => (None, None, None, Some(until), None),
+        Step::Sign { .. } => unreachable!("these apps have a key"),
         Step::Done(result) => (
             None,
             None,

@@ -571,8 +571,9 @@ fn lift<T>(step: Step<T>, done: fn(Result<T, Error>) -> Outcome) -> Polled {
     match step {
         Step::Send { id, request } => Polled::Send(id, request),
         Step::Sleep { until } => Polled::Sleep(until),
-        Step::Wait { until } => Polled::Wait(until),
+        Step::Wait { until, .. } => Polled::Wait(until),
         Step::Store { command, .. } => panic!("no store is attached, yet asked to run {command:?}"),
+        Step::Sign { .. } => panic!("the app has a signer, yet asked to sign outside"),
         Step::Done(result) => Polled::Done(done(result)),
     }
 }
@@ -1679,7 +1680,7 @@ impl Sim {
                         }
                         again.abandon(&mut self.app, now);
                     }
-                    Ok(Step::Wait { until }) => self.violated(&format!(
+                    Ok(Step::Wait { until, .. }) => self.violated(&format!(
                         "a new GetToken for {scope} waits (until {until}) after the run"
                     )),
                     Ok(Step::Sleep { until }) => {
@@ -1697,6 +1698,7 @@ impl Sim {
                     Ok(Step::Store { command, .. }) => {
                         self.violated(&format!("no store is attached, yet asked to run {command:?}"))
                     }
+                    Ok(Step::Sign { .. }) => self.violated("the app has a signer, yet asked to sign outside"),
                 }
                 op.abandon(&mut self.app, now);
             }
@@ -1960,7 +1962,7 @@ fn refresher_never_waits_for_a_time_already_past() {
     let later = token.expires_local().plus(Duration::from_secs(1));
     let mut refresher = Refresher::new();
     match refresher.poll(&mut app, later) {
-        Step::Wait { until } => assert!(
+        Step::Wait { until, .. } => assert!(
             until > later,
             "the refresher asks to be polled again at {until}, {} s before now ({later})",
             later.unix_seconds() - until.unix_seconds()

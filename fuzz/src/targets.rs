@@ -243,8 +243,9 @@ fn drive<O: Operation>(
                 now = until;
                 slept = true;
             }
-            Step::Wait { until } => panic!("nothing else is in flight, yet asked to wait until {until}"),
+            Step::Wait { until, .. } => panic!("nothing else is in flight, yet asked to wait until {until}"),
             Step::Store { command, .. } => panic!("no store is attached, yet asked to run {command:?}"),
+            Step::Sign { .. } => panic!("the app has a key, yet asked to sign outside"),
             Step::Done(result) => return (result, sends, now),
         }
     }

@@ -72,7 +72,7 @@ impl Client {
                     return result;
                 }
                 (Step::Sleep { until }, _) => tokio::time::sleep(until.saturating_since(now())).await,
-                (Step::Wait { until }, changes) => {
+                (Step::Wait { until, .. }, changes) => {
                     if let Some(mut changes) = changes {
                         let timeout = until.saturating_since(now()).max(Duration::from_millis(1));
                         let _ = tokio::time::timeout(timeout, changes.changed()).await;

@@ -39,7 +39,7 @@ impl Client {
                     std::thread::sleep(until.saturating_since(now()));
                     app = self.lock();
                 }
-                Step::Wait { until } => {
+                Step::Wait { until, .. } => {
                     let timeout = until.saturating_since(now()).max(Duration::from_millis(1));
                     self.inner.waiting.fetch_add(1, Ordering::Relaxed);
                     app = self

@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use icr_app_core::{
-    App as CoreApp, AppKey, Error as CoreError, GetToken as CoreGetToken, Operation as _, RetryPolicy, Route, Step,
-    Timestamp, Token as CoreToken, TokenScope, TransportPolicy as CorePolicy,
+    AnyOperation, AnyStep, App as CoreApp, AppKey, Error as CoreError, Outcome, RetryPolicy, Route, Timestamp,
+    Token as CoreToken, TokenScope, TransportPolicy as CorePolicy,
 };
 use icr_app_redis::RedisStore;
 use pyo3::prelude::*;
 
 use crate::errors::to_py;
-use crate::ops::{self, Kind, SendStep};
+use crate::ops::{self, SendStep};
 use crate::scope::{same_scope, scope};
 use crate::stats::Stats;
 use crate::store::{StoreConfig, owner_seed};
@@ -274,22 +274,21 @@ impl App {
         }
         let scope = scope(installation_id)?;
         let min_life_given = min_life.is_some();
-        let mut op = CoreGetToken::new(scope, duration("min_life", min_life)?);
+        let mut op = AnyOperation::token(scope.clone(), duration("min_life", min_life)?);
         let t = now(None);
         let step = self.with_core(py, |app| op.poll(app, t));
         match step {
-            Step::Done(Ok(token)) => {
+            AnyStep::Done(Ok(Outcome::Token(token))) => {
                 let object = Py::new(py, Token { inner: token.clone() })?;
                 if !min_life_given {
-                    self.remember(py, installation_id, op.scope(), token, &object);
+                    self.remember(py, installation_id, &scope, token, &object);
                 }
                 Ok(Found::Token(object))
             }
-            Step::Done(Err(error)) => Err(to_py(error)),
-            other => {
-                let first = ops::raw_step(other, ops::DoneValue::Token);
+            AnyStep::Done(Err(error)) => Err(to_py(error)),
+            first => {
                 let shared = self.shared();
-                let op = ops::new_operation(py, self, shared, Kind::GetToken(op), Some(first), ops::Class::GetToken)?;
+                let op = ops::new_operation(py, shared, op, first, ops::Class::GetToken)?;
                 Ok(Found::Operation(op))
             }
         }
@@ -499,6 +498,13 @@ impl App {
         self.store.load().as_ref().map(|config| config.shown.clone())
     }
 
+    /// The core's change counter: it moves whenever any operation on this App is reported to
+    /// or abandoned. A `Wait` step is over once it differs from the step's `.change`.
+    #[getter]
+    fn changes(&self, py: Python<'_>) -> u64 {
+        self.with_core(py, |app| app.changes())
+    }
+
     /// A snapshot of this App's counters in this process (shared by all its clients).
     fn stats(&self, py: Python<'_>) -> Stats {
         let stats = self.with_core(py, |app| app.stats());
@@ -656,7 +662,7 @@ impl TransportPolicy {
     /// (through the HTTP client's proxy, if it has one). Raises `TransportError` (kind
     /// `refused`) for what must not be sent; report that with `handle_failure`.
     fn check(&self, step: &SendStep) -> PyResult<&'static str> {
-        match self.inner.check(&step.request) {
+        match step.route(&self.inner) {
             Ok(Route::Direct) => Ok("direct"),
             Ok(Route::ProxyAllowed) => Ok("proxy"),
             Err(error) => Err(to_py(error)),

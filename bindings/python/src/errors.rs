@@ -1,6 +1,6 @@
 //! The exceptions: `icr_app.Error` and its subclasses, each carrying the core error's message.
 
-use icr_app_core::{Error as CoreError, TransportErrorKind, WebhookError as CoreWebhookError};
+use icr_app_core::{Error as CoreError, ErrorCode, WebhookError as CoreWebhookError};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -9,7 +9,7 @@ create_exception!(
     icr_app,
     Error,
     PyException,
-    "Every failure of the ICR App SDK. `str(e)` is the core's message (what went wrong and what to check); `.status` is the HTTP status it came from, if any; `.retry_after` the server's Retry-After in seconds, if any. No message ever contains a key, JWT, token or webhook secret."
+    "Every failure of the ICR App SDK. `str(e)` is the core's message (what went wrong and what to check); `.code` the core's stable name for the failure, to branch on (key, signing, config, unauthorized, forbidden, not_found, rate_limited, server, unexpected_status, malformed_body, transport, store, webhook, unknown_request; new names may be added); `.status` is the HTTP status it came from, if any; `.retry_after` the server's Retry-After in seconds, if any. No message ever contains a key, JWT, token or webhook secret."
 );
 create_exception!(
     icr_app,
@@ -63,6 +63,21 @@ create_exception!(
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     let base = py.get_type::<Error>();
+    // Every error the SDK raises sets its own `.code`; these are what an exception made by hand
+    // (a test's stand-in, say) reads.
+    base.setattr("code", "other")?;
+    for (ty, code) in [
+        (py.get_type::<InvalidKeyError>(), ErrorCode::Key),
+        (py.get_type::<AuthError>(), ErrorCode::Unauthorized),
+        (py.get_type::<NotFoundError>(), ErrorCode::NotFound),
+        (py.get_type::<RateLimitedError>(), ErrorCode::RateLimited),
+        (py.get_type::<ServerError>(), ErrorCode::Server),
+        (py.get_type::<TransportError>(), ErrorCode::Transport),
+        (py.get_type::<WebhookError>(), ErrorCode::Webhook),
+        (py.get_type::<ConfigError>(), ErrorCode::Config),
+    ] {
+        ty.setattr("code", code.as_str())?;
+    }
     base.setattr("status", py.None())?;
     base.setattr("retry_after", py.None())?;
     py.get_type::<NotFoundError>().setattr("organization_id", py.None())?;
@@ -86,34 +101,10 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// The wire name of a transport error kind, as `TransportError.kind` and `handle_failure` use it.
-pub(crate) fn kind_name(kind: TransportErrorKind) -> &'static str {
-    match kind {
-        TransportErrorKind::Connect => "connect",
-        TransportErrorKind::Timeout => "timeout",
-        TransportErrorKind::ConnectionLost => "connection_lost",
-        TransportErrorKind::BodyTooLarge => "body_too_large",
-        TransportErrorKind::Refused => "refused",
-        TransportErrorKind::Cancelled => "cancelled",
-        TransportErrorKind::Other => "other",
-    }
-}
-
-pub(crate) fn parse_kind(kind: &str) -> TransportErrorKind {
-    match kind {
-        "connect" => TransportErrorKind::Connect,
-        "timeout" => TransportErrorKind::Timeout,
-        "connection_lost" => TransportErrorKind::ConnectionLost,
-        "body_too_large" => TransportErrorKind::BodyTooLarge,
-        "refused" => TransportErrorKind::Refused,
-        "cancelled" => TransportErrorKind::Cancelled,
-        _ => TransportErrorKind::Other,
-    }
-}
-
 /// The Python exception for a core error (its message is the core's `Display`).
 pub(crate) fn to_py(error: CoreError) -> PyErr {
     let message = error.to_string();
+    let code = error.code().as_str();
     let status = error.status();
     let retry_after = error.retry_after().map(|d| d.as_secs_f64());
     let err = match &error {
@@ -129,6 +120,7 @@ pub(crate) fn to_py(error: CoreError) -> PyErr {
     };
     Python::attach(|py| {
         let value = err.value(py);
+        let _ = value.setattr("code", code);
         if let Some(status) = status {
             let _ = value.setattr("status", status);
         }
@@ -136,7 +128,7 @@ pub(crate) fn to_py(error: CoreError) -> PyErr {
             let _ = value.setattr("retry_after", secs);
         }
         if let CoreError::Transport { kind, message } = &error {
-            let _ = value.setattr("kind", kind_name(*kind));
+            let _ = value.setattr("kind", kind.as_str());
             let _ = value.setattr("detail", message.as_str());
         }
         if let CoreError::NotFound {

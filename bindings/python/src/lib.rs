@@ -3,7 +3,8 @@
 //! Everything the protocol decides (single flight, refresh ahead of expiry, clock-skew
 //! correction, retries, back-off, error messages) is the core's. This module exposes the core's
 //! [`App`](app::App) behind one Rust mutex and its operations as Python objects that a driver
-//! polls (`poll(now) -> Send | Store | Sleep | Wait | Done`) and reports back to
+//! polls (`poll(now) -> Send | Store | Sleep | Wait | Done`: the core's erased
+//! operation, `AnyOperation`, whose steps and results are plain data) and reports back to
 //! (`handle_response`, `handle_failure`, `handle_store`, `abandon`); the pure-Python package
 //! `icr_app` performs the effects with httpx, and runs the shared store's commands (`Store`) by
 //! calling back into this module, which runs them on Redis with the GIL released.
@@ -59,9 +60,11 @@ fn _icr_app(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<values::Token>()?;
     m.add_class::<values::Installation>()?;
     m.add_class::<values::Organization>()?;
+    m.add_class::<values::InstallationsPage>()?;
     m.add_class::<ops::Operation>()?;
     m.add_class::<ops::GetToken>()?;
     m.add_class::<ops::CallInstallation>()?;
+    m.add_class::<ops::CallInstallationsPage>()?;
     m.add_class::<ops::ListInstallations>()?;
     m.add_class::<ops::SendAs>()?;
     m.add_class::<ops::Revoke>()?;
@@ -71,6 +74,7 @@ fn _icr_app(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::StoreStep>()?;
     m.add_class::<store::StoreReply>()?;
     m.add_class::<stats::Stats>()?;
+    m.add_class::<ops::Sign>()?;
     m.add_class::<ops::Sleep>()?;
     m.add_class::<ops::Wait>()?;
     m.add_class::<ops::Done>()?;

@@ -1,130 +1,34 @@
-//! The core's operations as Python objects: `poll(now) -> Send | Sleep | Wait | Done`,
-//! `handle_response`, `handle_failure`, `abandon`.
+//! The core's erased operation ([`AnyOperation`]) as Python objects: `poll(now) -> Send |
+//! Store | Sleep | Wait | Done`, `handle_response`, `handle_failure`, `handle_store`, `abandon`.
+//! Every step, answer and result crosses as the core's plain data ([`AnyStep`],
+//! [`PlainResponse`], [`Outcome`]); this module only turns them into Python objects.
 
 use std::sync::Arc;
 
-use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
-use http::{Method, Request, Response};
+use http::Request;
 use icr_app_core::{
-    App as CoreApp, Call, Credential, Error as CoreError, GetToken as CoreGetToken, Installation as CoreInstallation,
-    ListInstallations as CoreListInstallations, Operation as _, Refresher as CoreRefresher, RequestId,
-    Revoke as CoreRevoke, RevokeAll as CoreRevokeAll, SecretString, SendAs as CoreSendAs, Step, StoreCommand,
-    StoreReply as CoreStoreReply, Timestamp, Token as CoreToken, TokenScope,
+    AnyOperation, AnyStep, Error as CoreError, Outcome, PlainRequest, PlainResponse, Purpose, Route, SecretString,
+    TokenScope, TransportErrorKind, TransportPolicy as CorePolicy,
 };
 use pyo3::IntoPyObjectExt;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use crate::app::{App, Shared, duration, now, seconds};
-use crate::errors::{self, to_py};
+use crate::errors::to_py;
 use crate::fork_generation;
 use crate::scope::{named, scope};
 use crate::store::{StoreReply, StoreStep};
-use crate::values::{Installation, Token, json_to_py};
-
-/// Marks the request a `SendAs` was made for (as opposed to a mint it needs first).
-#[derive(Clone, Copy, Debug)]
-struct Target;
+use crate::values::{Installation, InstallationsPage, Token, json_to_py};
 
 /// How a `SendAs` hands back its response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SendMode {
     /// `(status, headers, body)`, whatever the status.
     Raw,
-    /// The body parsed as JSON; a non-2xx status raises the core's error for it.
+    /// The body parsed as JSON ([`PlainResponse::json`]); a non-2xx status raises the core's
+    /// error for it.
     Json,
-}
-
-#[allow(clippy::large_enum_variant)] // one per operation, made once
-pub(crate) enum Kind {
-    GetToken(CoreGetToken),
-    Installation(Call<CoreInstallation>),
-    List(CoreListInstallations),
-    SendAs(CoreSendAs, SendMode),
-    Revoke(CoreRevoke),
-    RevokeAll(CoreRevokeAll),
-    Refresher(CoreRefresher),
-}
-
-#[allow(clippy::large_enum_variant)] // short-lived: converted to Python at once
-pub(crate) enum DoneValue {
-    Token(CoreToken),
-    Installation(CoreInstallation),
-    Installations(Vec<CoreInstallation>),
-    Response(Response<Vec<u8>>),
-    Unit(()),
-    Count(usize),
-}
-
-pub(crate) enum RawStep {
-    Send { id: RequestId, request: Request<Vec<u8>> },
-    Store { id: RequestId, command: StoreCommand },
-    Sleep(Timestamp),
-    Wait(Timestamp),
-    Done(Result<DoneValue, CoreError>),
-}
-
-pub(crate) fn raw_step<T>(step: Step<T>, done: impl FnOnce(T) -> DoneValue) -> RawStep {
-    match step {
-        Step::Send { id, request } => RawStep::Send { id, request },
-        Step::Store { id, command } => RawStep::Store { id, command },
-        Step::Sleep { until } => RawStep::Sleep(until),
-        Step::Wait { until } => RawStep::Wait(until),
-        Step::Done(result) => RawStep::Done(result.map(done)),
-    }
-}
-
-macro_rules! each {
-    ($kind:expr, $op:ident => $body:expr) => {
-        match $kind {
-            Kind::GetToken($op) => $body,
-            Kind::Installation($op) => $body,
-            Kind::List($op) => $body,
-            Kind::SendAs($op, _) => $body,
-            Kind::Revoke($op) => $body,
-            Kind::RevokeAll($op) => $body,
-            Kind::Refresher($op) => $body,
-        }
-    };
-}
-
-impl Kind {
-    fn poll(&mut self, app: &mut CoreApp, now: Timestamp) -> RawStep {
-        match self {
-            Kind::GetToken(op) => raw_step(op.poll(app, now), DoneValue::Token),
-            Kind::Installation(op) => raw_step(op.poll(app, now), DoneValue::Installation),
-            Kind::List(op) => raw_step(op.poll(app, now), DoneValue::Installations),
-            Kind::SendAs(op, _) => raw_step(op.poll(app, now), DoneValue::Response),
-            Kind::Revoke(op) => raw_step(op.poll(app, now), DoneValue::Unit),
-            Kind::RevokeAll(op) => raw_step(op.poll(app, now), DoneValue::Count),
-            Kind::Refresher(op) => raw_step(op.poll(app, now), DoneValue::Unit),
-        }
-    }
-
-    fn handle_response(&mut self, app: &mut CoreApp, id: RequestId, response: Response<Vec<u8>>, now: Timestamp) {
-        each!(self, op => op.handle_response(app, id, response, now))
-    }
-
-    fn handle_failure(&mut self, app: &mut CoreApp, id: RequestId, error: CoreError, now: Timestamp) {
-        each!(self, op => op.handle_failure(app, id, error, now))
-    }
-
-    fn handle_store(
-        &mut self,
-        app: &mut CoreApp,
-        id: RequestId,
-        reply: Result<CoreStoreReply, CoreError>,
-        now: Timestamp,
-    ) {
-        each!(self, op => op.handle_store(app, id, reply, now))
-    }
-
-    fn abandon(&mut self, app: &mut CoreApp, now: Timestamp) {
-        each!(self, op => op.abandon(app, now));
-        if matches!(self, Kind::Refresher(_)) {
-            app.set_background_refresh(false);
-        }
-    }
 }
 
 /// The Python class an operation is made as.
@@ -147,31 +51,37 @@ pub(crate) fn token_text(token: &Bound<'_, PyAny>) -> PyResult<SecretString> {
 }
 
 /// One of the core's operations on an `App`, driven by polling. Subclasses: `GetToken`,
-/// `CallInstallation`, `ListInstallations`, `SendAs`, `Revoke`, `RevokeAll`, `Refresher`.
+/// `CallInstallation`, `CallInstallationsPage`, `ListInstallations`, `SendAs`, `Revoke`,
+/// `RevokeAll`, `Refresher`.
 ///
 /// The contract (the core's "Driving the core yourself"): call `poll(now)` and perform the step
 /// it returns: `Send` (send it; report `handle_response` for any status, or `handle_failure`
 /// when no response came), `Store` (only when the App has a shared store: `reply = step.run()`,
-/// off the event loop, then report `handle_store(step.id, reply)`), `Sleep` (sleep until `.until`), `Wait` (another operation on the same
-/// `App` is minting: wait until any operation on it reports back or is abandoned, or until
-/// `.until`), `Done` (`.value` is the result; a failure is raised by `poll` instead). After every
-/// report and abandon, wake the operations that wait. On every way out before `Done`, call
-/// `abandon()`. `now` is seconds since the epoch (`time.time()`); `None` reads the clock.
+/// off the event loop, then report `handle_store(step.id, reply)`), `Sleep` (sleep until
+/// `.until`), `Wait` (another operation on the same `App` is minting: wait until any operation
+/// on it reports back or is abandoned, or until `.until`), `Done` (`.value` is the result; a
+/// failure is raised by `poll` instead). After every report and abandon, wake the operations
+/// that wait. On every way out before `Done`, call `abandon()`. `now` is seconds since the
+/// epoch (`time.time()`); `None` reads the clock.
 #[pyclass(module = "icr_app", subclass)]
 pub struct Operation {
     shared: Arc<Shared>,
     generation: u64,
-    kind: Kind,
-    first: Option<RawStep>,
+    op: AnyOperation,
+    /// How a `SendAs`'s response is handed back (`Raw` for every other operation).
+    mode: SendMode,
+    /// A step already polled (the fast path's first poll), handed out by the next `poll`.
+    first: Option<AnyStep>,
     done: bool,
 }
 
 impl Operation {
-    fn new(shared: Arc<Shared>, kind: Kind) -> Self {
+    fn new(shared: Arc<Shared>, op: AnyOperation) -> Self {
         Self {
             generation: shared.generation,
             shared,
-            kind,
+            op,
+            mode: SendMode::Raw,
             first: None,
             done: false,
         }
@@ -187,29 +97,26 @@ impl Operation {
         )))
     }
 
-    fn step_to_py(&mut self, py: Python<'_>, step: RawStep) -> PyResult<Py<PyAny>> {
+    fn step_to_py(&mut self, py: Python<'_>, step: AnyStep) -> PyResult<Py<PyAny>> {
         match step {
-            RawStep::Send { id, request } => {
-                let target = request.extensions().get::<Target>().is_some();
-                Py::new(
-                    py,
-                    SendStep {
-                        id: id.0,
-                        request,
-                        target,
-                    },
-                )?
-                .into_py_any(py)
+            AnyStep::Send { id, request } => Py::new(py, SendStep { id, request })?.into_py_any(py),
+            AnyStep::Store { id, command } => {
+                Py::new(py, StoreStep::new(id, command, self.shared.store.load_full()))?.into_py_any(py)
             }
-            RawStep::Store { id, command } => {
-                Py::new(py, StoreStep::new(id.0, command, self.shared.store.load_full()))?.into_py_any(py)
-            }
-            RawStep::Sleep(until) => Py::new(py, Sleep { until: seconds(until) })?.into_py_any(py),
-            RawStep::Wait(until) => Py::new(py, Wait { until: seconds(until) })?.into_py_any(py),
-            RawStep::Done(result) => {
+            AnyStep::Sign { id, message } => Py::new(py, Sign { id, message })?.into_py_any(py),
+            AnyStep::Sleep { until } => Py::new(py, Sleep { until: seconds(until) })?.into_py_any(py),
+            AnyStep::Wait { until, change } => Py::new(
+                py,
+                Wait {
+                    until: seconds(until),
+                    change,
+                },
+            )?
+            .into_py_any(py),
+            AnyStep::Done(result) => {
                 self.done = true;
                 let value = match result {
-                    Ok(value) => self.value(py, value)?,
+                    Ok(outcome) => self.value(py, outcome)?,
                     Err(error) => return Err(to_py(error)),
                 };
                 Py::new(py, Done { value })?.into_py_any(py)
@@ -217,92 +124,99 @@ impl Operation {
         }
     }
 
-    fn value(&self, py: Python<'_>, value: DoneValue) -> PyResult<Py<PyAny>> {
-        match value {
-            DoneValue::Token(inner) => Py::new(py, Token { inner })?.into_py_any(py),
-            DoneValue::Installation(i) => Py::new(py, Installation::new(i))?.into_py_any(py),
-            DoneValue::Installations(all) => {
-                let list = PyList::empty(py);
-                for i in all {
-                    list.append(Py::new(py, Installation::new(i))?)?;
-                }
-                list.into_py_any(py)
-            }
-            DoneValue::Response(response) => match &self.kind {
-                Kind::SendAs(_, SendMode::Json) => {
-                    let value: serde_json::Value =
-                        icr_app_core::response::parse_json(&response, Credential::AccessToken).map_err(to_py)?;
+    /// The Python value of an operation's result.
+    fn value(&self, py: Python<'_>, outcome: Outcome) -> PyResult<Py<PyAny>> {
+        match outcome {
+            Outcome::Token(inner) => Py::new(py, Token { inner })?.into_py_any(py),
+            Outcome::Installation(i) => Py::new(py, Installation::new(i))?.into_py_any(py),
+            Outcome::Page(page) => Py::new(py, InstallationsPage::new(page))?.into_py_any(py),
+            Outcome::Installations(all) => installation_list(py, all)?.into_py_any(py),
+            Outcome::Response(response) => match self.mode {
+                SendMode::Json => {
+                    let value: serde_json::Value = response.json().map_err(to_py)?;
                     json_to_py(py, &value)
                 }
-                _ => {
-                    let headers = PyList::empty(py);
-                    for (name, value) in response.headers() {
-                        headers.append((name.as_str(), String::from_utf8_lossy(value.as_bytes())))?;
-                    }
-                    let body = PyBytes::new(py, response.body());
-                    PyTuple::new(
-                        py,
-                        [
-                            response.status().as_u16().into_py_any(py)?,
-                            headers.into_py_any(py)?,
-                            body.into_py_any(py)?,
-                        ],
-                    )?
-                    .into_py_any(py)
-                }
+                SendMode::Raw => response_tuple(py, response),
             },
-            DoneValue::Unit(()) => Ok(py.None()),
-            DoneValue::Count(n) => n.into_py_any(py),
+            Outcome::Count(n) => n.into_py_any(py),
+            Outcome::Nothing => Ok(py.None()),
+            // No Python class makes one today; as the JSON it came as, should one ever finish.
+            Outcome::Created(created) => json_to_py(py, &serde_json::to_value(&created).unwrap_or_default()),
+            other => Err(to_py(CoreError::config(
+                "operation",
+                format!("its result is one this version of icr_app cannot show: {other:?}"),
+            ))),
         }
     }
 }
 
+/// `installations` as a `list[icr_app.Installation]`.
+pub(crate) fn installation_list(
+    py: Python<'_>,
+    installations: Vec<icr_app_core::Installation>,
+) -> PyResult<Bound<'_, PyList>> {
+    let list = PyList::empty(py);
+    for i in installations {
+        list.append(Py::new(py, Installation::new(i))?)?;
+    }
+    Ok(list)
+}
+
+/// A response as `(status, [(name, value), ...], body)`.
+fn response_tuple(py: Python<'_>, response: PlainResponse) -> PyResult<Py<PyAny>> {
+    let PlainResponse { status, headers, body } = response;
+    let headers = PyList::new(py, headers)?;
+    PyTuple::new(
+        py,
+        [
+            status.into_py_any(py)?,
+            headers.into_py_any(py)?,
+            PyBytes::new(py, &body).into_py_any(py)?,
+        ],
+    )?
+    .into_py_any(py)
+}
+
+/// Makes `op` (already polled once, `first` its step) an operation of Python class `class`.
 pub(crate) fn new_operation(
     py: Python<'_>,
-    _app: &App,
     shared: Arc<Shared>,
-    kind: Kind,
-    first: Option<RawStep>,
+    op: AnyOperation,
+    first: AnyStep,
     class: Class,
 ) -> PyResult<Py<PyAny>> {
-    let mut op = Operation::new(shared, kind);
-    op.first = first;
+    let mut op = Operation::new(shared, op);
+    op.first = Some(first);
     let init = PyClassInitializer::from(op);
     match class {
         Class::GetToken => Py::new(py, init.add_subclass(GetToken))?.into_py_any(py),
     }
 }
 
-fn response_from(status: u16, headers: &Bound<'_, PyAny>, body: &[u8]) -> PyResult<Response<Vec<u8>>> {
-    let mut response = Response::new(body.to_vec());
-    *response.status_mut() = http::StatusCode::from_u16(status)
-        .map_err(|_| pyo3::exceptions::PyValueError::new_err(format!("{status} is not an HTTP status")))?;
-    let map = response.headers_mut();
-    for pair in headers.try_iter()? {
-        let pair = pair?;
-        let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair.extract()?;
-        let name = bytes_of(&name)?;
-        let value = bytes_of(&value)?;
-        // A header the http crate cannot hold is left out (the core reads only standard ones).
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(&name), HeaderValue::from_bytes(&value)) {
-            map.append(name, value);
-        }
+/// A header's name or value given as `str` or `bytes` (bytes that are not UTF-8 are read
+/// lossily: the core reads only ASCII headers).
+fn text_of(value: &Bound<'_, PyAny>) -> PyResult<String> {
+    if let Ok(b) = value.cast::<PyBytes>() {
+        return Ok(String::from_utf8_lossy(b.as_bytes()).into_owned());
     }
-    Ok(response)
+    Ok(value.cast::<PyString>()?.to_cow()?.into_owned())
 }
 
-fn bytes_of(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-    if let Ok(b) = value.cast::<PyBytes>() {
-        return Ok(b.as_bytes().to_vec());
+/// `(name, value)` pairs of `str` or `bytes`, as the core's header pairs.
+fn header_pairs(headers: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
+    let mut pairs = Vec::new();
+    for pair in headers.try_iter()? {
+        let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair?.extract()?;
+        pairs.push((text_of(&name)?, text_of(&value)?));
     }
-    Ok(value.cast::<PyString>()?.to_cow()?.as_bytes().to_vec())
+    Ok(pairs)
 }
 
 #[pymethods]
 impl Operation {
-    /// What to do next: `Send`, `Sleep`, `Wait` or `Done`; raises the operation's error (an
-    /// `icr_app.Error`) when it finished with one. Once it has finished (after `Done`, its error,
-    /// or `abandon`) it raises `ConfigError` and does nothing.
+    /// What to do next: `Send`, `Store`, `Sleep`, `Wait` or `Done`; raises the operation's error
+    /// (an `icr_app.Error`) when it finished with one. Once it has finished (after `Done`, its
+    /// error, or `abandon`) it raises `ConfigError` and does nothing.
     #[pyo3(signature = (now = None))]
     fn poll(&mut self, py: Python<'_>, now: Option<f64>) -> PyResult<Py<PyAny>> {
         if self.done {
@@ -318,8 +232,8 @@ impl Operation {
             Some(first) => first,
             None => {
                 let t = crate::app::now(now);
-                let kind = &mut self.kind;
-                self.shared.with(py, |app| kind.poll(app, t))
+                let op = &mut self.op;
+                self.shared.with(py, |app| op.poll(app, t))
             }
         };
         self.step_to_py(py, step)
@@ -341,28 +255,26 @@ impl Operation {
             return Ok(());
         }
         self.check_fork()?;
-        let response = response_from(status, headers, body)?;
+        let response = PlainResponse::new(status, header_pairs(headers)?, body.to_vec());
         let t = crate::app::now(now);
-        let kind = &mut self.kind;
-        self.shared
-            .with(py, |app| kind.handle_response(app, RequestId(id), response, t));
+        let op = &mut self.op;
+        self.shared.with(py, |app| op.handle_response(app, id, response, t));
         Ok(())
     }
 
     /// Reports that request `id` got no response. `kind`: `connect`, `timeout`,
-    /// `connection_lost`, `body_too_large`, `refused`, `cancelled` or `other`; `message`: what
-    /// happened (never a credential).
+    /// `connection_lost`, `body_too_large`, `refused`, `cancelled` or `other` (any other name
+    /// is `other`); `message`: what happened (never a credential).
     #[pyo3(signature = (id, kind, message, now = None))]
     fn handle_failure(&mut self, py: Python<'_>, id: u64, kind: &str, message: &str, now: Option<f64>) -> PyResult<()> {
         if self.done {
             return Ok(());
         }
         self.check_fork()?;
-        let error = CoreError::transport(errors::parse_kind(kind), message);
+        let kind = TransportErrorKind::from_name(kind);
         let t = crate::app::now(now);
-        let op = &mut self.kind;
-        self.shared
-            .with(py, |app| op.handle_failure(app, RequestId(id), error, t));
+        let op = &mut self.op;
+        self.shared.with(py, |app| op.handle_failure(app, id, kind, message, t));
         Ok(())
     }
 
@@ -376,9 +288,40 @@ impl Operation {
         self.check_fork()?;
         let reply = reply.reply.clone();
         let t = crate::app::now(now);
-        let op = &mut self.kind;
-        self.shared
-            .with(py, |app| op.handle_store(app, RequestId(id), reply, t));
+        let op = &mut self.op;
+        self.shared.with(py, |app| op.handle_store(app, id, reply, t));
+        Ok(())
+    }
+
+    /// Reports what the `Sign` step `id` gave: the RS256 `signature` of its message, or the
+    /// signer's failure as `error` (a message; never a credential). Ignored once the operation
+    /// has finished.
+    #[pyo3(signature = (id, signature = None, error = None, now = None))]
+    fn handle_signature(
+        &mut self,
+        py: Python<'_>,
+        id: u64,
+        signature: Option<Vec<u8>>,
+        error: Option<String>,
+        now: Option<f64>,
+    ) -> PyResult<()> {
+        if self.done {
+            return Ok(());
+        }
+        self.check_fork()?;
+        let signature = match (signature, error) {
+            (Some(signature), None) => Ok(signature),
+            (None, Some(error)) => Err(error),
+            _ => {
+                return Err(to_py(CoreError::config(
+                    "handle_signature",
+                    "give either signature= (the RS256 signature) or error= (why the signer gave none)",
+                )));
+            }
+        };
+        let t = crate::app::now(now);
+        let op = &mut self.op;
+        self.shared.with(py, |app| op.handle_signature(app, id, signature, t));
         Ok(())
     }
 
@@ -393,8 +336,8 @@ impl Operation {
         }
         self.done = true;
         let t = crate::app::now(now);
-        let kind = &mut self.kind;
-        self.shared.with(py, |app| kind.abandon(app, t));
+        let op = &mut self.op;
+        self.shared.with(py, |app| op.abandon(app, t));
     }
 
     /// Whether the operation has finished (`Done` returned or raised, or abandoned).
@@ -417,7 +360,7 @@ impl Drop for Operation {
         // A driver abandons on every way out; this covers an operation dropped half-way by hand.
         if !self.done && self.generation == fork_generation() {
             let t = now(None);
-            self.kind.abandon(&mut self.shared.lock().core, t);
+            self.op.abandon(&mut self.shared.lock().core, t);
         }
     }
 }
@@ -439,8 +382,8 @@ impl GetToken {
         installation_id: Option<&Bound<'_, PyAny>>,
         min_life: Option<f64>,
     ) -> PyResult<(Self, Operation)> {
-        let op = CoreGetToken::new(scope(installation_id)?, duration("min_life", min_life)?);
-        Ok((GetToken, Operation::new(app.get().shared(), Kind::GetToken(op))))
+        let op = AnyOperation::token(scope(installation_id)?, duration("min_life", min_life)?);
+        Ok((GetToken, Operation::new(app.get().shared(), op)))
     }
 }
 
@@ -455,15 +398,28 @@ pub struct CallInstallation;
 impl CallInstallation {
     #[new]
     fn new(app: &Bound<'_, App>, installation_id: &Bound<'_, PyAny>) -> PyResult<(Self, Operation)> {
-        let call = match named(installation_id, "an installation id (str) or an icr_app.ByOrganization")? {
-            TokenScope::Organization(org) => Call::installation_for_organization(org),
-            TokenScope::Installation(id) => Call::installation(id),
+        let op = match named(installation_id, "an installation id (str) or an icr_app.ByOrganization")? {
+            TokenScope::Organization(org) => AnyOperation::installation_for_organization(org),
+            TokenScope::Installation(id) => AnyOperation::installation(id),
             TokenScope::App => return Err(pyo3::exceptions::PyTypeError::new_err("no installation named")),
         };
-        Ok((
-            CallInstallation,
-            Operation::new(app.get().shared(), Kind::Installation(call)),
-        ))
+        Ok((CallInstallation, Operation::new(app.get().shared(), op)))
+    }
+}
+
+/// `CallInstallationsPage(app, limit=100, page=0)`: one page of the app's installations
+/// (`GET /app/installations?limit&page`, `page` counted from 0) with the app JWT. `Done.value`
+/// is an `icr_app.InstallationsPage` (its installations and the registry's pagination).
+#[pyclass(module = "icr_app", extends = Operation)]
+pub struct CallInstallationsPage;
+
+#[pymethods]
+impl CallInstallationsPage {
+    #[new]
+    #[pyo3(signature = (app, limit = icr_app_core::DEFAULT_PAGE_SIZE, page = 0))]
+    fn new(app: &Bound<'_, App>, limit: u32, page: u32) -> (Self, Operation) {
+        let op = AnyOperation::installations_page(limit, page);
+        (CallInstallationsPage, Operation::new(app.get().shared(), op))
     }
 }
 
@@ -477,23 +433,21 @@ impl ListInstallations {
     #[new]
     #[pyo3(signature = (app, limit = icr_app_core::DEFAULT_PAGE_SIZE))]
     fn new(app: &Bound<'_, App>, limit: u32) -> (Self, Operation) {
-        (
-            ListInstallations,
-            Operation::new(app.get().shared(), Kind::List(CoreListInstallations::new(limit))),
-        )
+        let op = AnyOperation::all_installations(limit);
+        (ListInstallations, Operation::new(app.get().shared(), op))
     }
 }
 
 /// `SendAs(app, installation_id, method, url, *, headers=None, body=None, json=False)`: any
 /// request, authorised as the installation (a `str`, or a `ByOrganization`: the app's
 /// installation on that organization, followed when it is reinstalled; or, with `None`, as the
-/// app). `url` is a path
-/// relative to the base URL, starting with `/` (then the standard headers are added; a `://`
-/// in its query changes nothing), or an absolute URL (`https://...`) on the registry (tokens go to no other host: any other host is a
-/// `ConfigError`). On a 401 the token is dropped, a new one minted, and
-/// the request sent once more. The `Send` of the request itself has `.target` true (any other
-/// `Send` is a mint). `Done.value` is `(status, headers, body)`, or with `json=True` the body
-/// parsed as JSON (a non-2xx status raises its error).
+/// app). `url` is a path relative to the base URL, starting with `/` (then the standard headers
+/// are added; a `://` in its query changes nothing), or an absolute URL (`https://...`) on the
+/// registry (tokens go to no other host: any other host is a `ConfigError`). On a 401 the token
+/// is dropped, a new one minted, and the request sent once more. The `Send` of the request
+/// itself has `.target` true and `.purpose` `request` (any other `Send` is a mint or a lookup).
+/// `Done.value` is `(status, headers, body)`, or with `json=True` the body parsed as JSON (a
+/// non-2xx status raises its error).
 #[pyclass(module = "icr_app", extends = Operation)]
 pub struct SendAs;
 
@@ -513,37 +467,29 @@ impl SendAs {
         json: bool,
     ) -> PyResult<(Self, Operation)> {
         let scope = scope(installation_id)?;
-        let method = Method::from_bytes(method.as_bytes())
-            .map_err(|_| to_py(CoreError::config("request method", "it is not an HTTP method")))?;
-        let shared = app.get().shared();
-        let body = body.map(<[u8]>::to_vec);
-        // A path (it starts with `/`) is a path whatever its query holds (`/x?next=https://...`).
-        let mut request = if url.starts_with('/') || !url.contains("://") {
-            shared.with(py, |a| a.api().request(method, url, body)).map_err(to_py)?
-        } else {
-            let mut request = Request::new(body.unwrap_or_default());
-            *request.method_mut() = method;
-            *request.uri_mut() = url
-                .parse()
-                .map_err(|_| to_py(CoreError::config("request URL", "it is not a valid absolute URL")))?;
-            request
-        };
-        if let Some(headers) = headers {
-            for pair in headers.try_iter()? {
-                let (name, value): (String, String) = pair?.extract()?;
-                let name = HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| to_py(CoreError::config("request header", "a header name is not valid")))?;
-                let value = HeaderValue::from_str(&value)
-                    .map_err(|_| to_py(CoreError::config("request header", "a header value is not valid")))?;
-                request.headers_mut().insert(name, value);
-            }
+        if !url.starts_with('/') && !url.contains("://") {
+            // Neither a path nor an absolute URL: a path that lacks its `/` (the core would read
+            // it as a host).
+            return Err(to_py(CoreError::config(
+                "request path",
+                format!("`{}` must start with `/`", icr_app_core::excerpt(url, 80)),
+            )));
         }
-        request.extensions_mut().insert(Target);
-        let mode = if json { SendMode::Json } else { SendMode::Raw };
-        Ok((
-            SendAs,
-            Operation::new(shared, Kind::SendAs(CoreSendAs::new(scope, request), mode)),
-        ))
+        let headers = match headers {
+            Some(headers) => headers
+                .try_iter()?
+                .map(|pair| pair?.extract::<(String, String)>())
+                .collect::<PyResult<Vec<_>>>()?,
+            None => Vec::new(),
+        };
+        let body = body.map(<[u8]>::to_vec);
+        let shared = app.get().shared();
+        let op = shared
+            .with(py, |a| AnyOperation::send_as(a, scope, method, url, &headers, body))
+            .map_err(to_py)?;
+        let mut op = Operation::new(shared, op);
+        op.mode = if json { SendMode::Json } else { SendMode::Raw };
+        Ok((SendAs, op))
     }
 }
 
@@ -556,11 +502,8 @@ pub struct Revoke;
 impl Revoke {
     #[new]
     fn new(app: &Bound<'_, App>, token: &Bound<'_, PyAny>) -> PyResult<(Self, Operation)> {
-        let token = token_text(token)?;
-        Ok((
-            Revoke,
-            Operation::new(app.get().shared(), Kind::Revoke(CoreRevoke::new(token))),
-        ))
+        let op = AnyOperation::revoke(token_text(token)?);
+        Ok((Revoke, Operation::new(app.get().shared(), op)))
     }
 }
 
@@ -576,7 +519,7 @@ impl RevokeAll {
     fn new(app: &Bound<'_, App>) -> (Self, Operation) {
         (
             RevokeAll,
-            Operation::new(app.get().shared(), Kind::RevokeAll(CoreRevokeAll::new())),
+            Operation::new(app.get().shared(), AnyOperation::revoke_all()),
         )
     }
 }
@@ -592,8 +535,8 @@ impl Refresher {
     #[new]
     fn new(py: Python<'_>, app: &Bound<'_, App>) -> (Self, Operation) {
         let shared = app.get().shared();
-        shared.with(py, |a| a.set_background_refresh(true));
-        (Refresher, Operation::new(shared, Kind::Refresher(CoreRefresher::new())))
+        let op = shared.with(py, AnyOperation::refresher);
+        (Refresher, Operation::new(shared, op))
     }
 }
 
@@ -601,8 +544,25 @@ impl Refresher {
 #[pyclass(module = "icr_app", frozen, name = "Send")]
 pub struct SendStep {
     id: u64,
-    pub(crate) request: Request<Vec<u8>>,
-    target: bool,
+    request: PlainRequest,
+}
+
+impl SendStep {
+    /// Whether the transport policy lets this request go, and by which route.
+    pub(crate) fn route(&self, policy: &CorePolicy) -> Result<Route, CoreError> {
+        let uri = self.request.url.parse::<http::Uri>().map_err(|_| {
+            CoreError::transport(
+                TransportErrorKind::Refused,
+                "the request's URL is not a valid absolute URL",
+            )
+        })?;
+        if self.request.header("authorization").is_some() {
+            return policy.check_credential_target(&uri);
+        }
+        let mut probe = Request::new(());
+        *probe.uri_mut() = uri;
+        policy.check(&probe)
+    }
 }
 
 #[pymethods]
@@ -616,63 +576,60 @@ impl SendStep {
     /// `GET`, `POST`, ...
     #[getter]
     fn method(&self) -> &str {
-        self.request.method().as_str()
+        &self.request.method
     }
 
     /// The absolute URL.
     #[getter]
-    fn url(&self) -> String {
-        self.request.uri().to_string()
+    fn url(&self) -> &str {
+        &self.request.url
     }
 
     /// Every header, as `(name, value)` pairs (the credential included: never log them).
     #[getter]
     fn headers(&self) -> Vec<(String, String)> {
-        self.request
-            .headers()
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect()
+        self.request.headers.clone()
     }
 
-    /// The value of header `name`, if present.
-    fn header(&self, name: &str) -> Option<String> {
-        self.request
-            .headers()
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    /// The value of header `name` (any case), if present.
+    fn header(&self, name: &str) -> Option<&str> {
+        self.request.header(name)
     }
 
     /// The `Authorization` header's value (the credential: never log it).
     #[getter]
-    fn authorization(&self) -> Option<String> {
-        self.header(AUTHORIZATION.as_str())
+    fn authorization(&self) -> Option<&str> {
+        self.request.header("authorization")
     }
 
     /// The body.
     #[getter]
     fn body<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, self.request.body())
+        PyBytes::new(py, &self.request.body)
     }
 
-    /// Whether this is the request a `SendAs` was made for (`False`: a mint it needs first).
+    /// What the request is for, by the core's stable name: `mint` (an access token), `lookup`
+    /// (an organization's installation), `call` (an app-JWT call whose answer is the result),
+    /// `request` (the request a `SendAs` was made for) or `revoke`.
+    #[getter]
+    fn purpose(&self) -> &'static str {
+        self.request.purpose.as_str()
+    }
+
+    /// Whether this is the request a `SendAs` was made for (`purpose == "request"`; `False`: a
+    /// mint or a lookup it needs first).
     #[getter]
     fn target(&self) -> bool {
-        self.target
+        self.request.purpose == Purpose::Request
     }
 
     fn __repr__(&self) -> String {
         format!(
-            "Send(id={}, method={:?}, url={:?}, target={})",
+            "Send(id={}, method={:?}, url={:?}, purpose={:?})",
             self.id,
-            self.request.method().as_str(),
-            self.request.uri().to_string(),
-            if self.target { "True" } else { "False" }
+            self.request.method,
+            self.request.url,
+            self.request.purpose.as_str()
         )
     }
 }
@@ -693,18 +650,47 @@ impl Sleep {
 }
 
 /// A step: another operation on the same `App` is minting the token this one needs: poll again
-/// when any operation on it reports back or is abandoned, or at `.until` at the latest.
+/// when any operation on it reports back or is abandoned (the core's change counter of the App,
+/// `.change` when this was decided, has moved on since), or at `.until` at the latest.
 #[pyclass(module = "icr_app", frozen)]
 pub struct Wait {
     /// When to poll again at the latest.
     #[pyo3(get)]
     until: f64,
+    /// The core's change counter of the App when the wait was decided (it moves whenever any
+    /// operation on the App is reported to or abandoned).
+    #[pyo3(get)]
+    change: u64,
 }
 
 #[pymethods]
 impl Wait {
     fn __repr__(&self) -> String {
-        format!("Wait(until={})", self.until)
+        format!("Wait(until={}, change={})", self.until, self.change)
+    }
+}
+
+/// A step: sign `.message` with the app's private key, held outside this process (RS256:
+/// RSASSA-PKCS1-v1_5 with SHA-256), and report with `handle_signature(id, signature=...)` or
+/// `handle_signature(id, error=...)`. Only for an App without a key.
+#[pyclass(module = "icr_app", frozen)]
+pub struct Sign {
+    /// The id to report back with.
+    #[pyo3(get)]
+    id: u64,
+    message: Vec<u8>,
+}
+
+#[pymethods]
+impl Sign {
+    /// The bytes to sign (the JWT's signing input).
+    #[getter]
+    fn message<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.message)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Sign(id={}, message=<{} bytes>)", self.id, self.message.len())
     }
 }
 

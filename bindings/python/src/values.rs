@@ -1,7 +1,9 @@
-//! Values handed to Python: [`Token`], [`Installation`], [`Organization`], and JSON.
+//! Values handed to Python: [`Token`], [`Installation`], [`InstallationsPage`],
+//! [`Organization`], and JSON.
 
 use icr_app_core::{
-    Installation as CoreInstallation, Organization as CoreOrganization, Permissions, Timestamp, Token as CoreToken,
+    Installation as CoreInstallation, InstallationsPage as CorePage, Organization as CoreOrganization, Permissions,
+    Timestamp, Token as CoreToken,
 };
 use pyo3::IntoPyObjectExt;
 use pyo3::prelude::*;
@@ -247,5 +249,87 @@ impl Installation {
             .map(|o| o.display_name())
             .unwrap_or("?");
         format!("Installation(id={:?}, organization={org:?})", self.inner.id)
+    }
+}
+
+/// One page of the app's installations (`GET /app/installations?limit&page`): its
+/// installations and where it stands in the whole list, as the registry said.
+#[pyclass(module = "icr_app", frozen)]
+pub struct InstallationsPage {
+    inner: CorePage,
+}
+
+impl InstallationsPage {
+    pub(crate) fn new(inner: CorePage) -> Self {
+        Self { inner }
+    }
+}
+
+#[pymethods]
+impl InstallationsPage {
+    /// The installations on this page.
+    #[getter]
+    fn installations<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        for i in &self.inner.installations {
+            list.append(Py::new(py, Installation::new(i.clone()))?)?;
+        }
+        Ok(list)
+    }
+
+    /// How many installations there are in all (`pagination.total`), if the registry said.
+    #[getter]
+    fn total(&self) -> Option<u64> {
+        self.inner.pagination.as_ref()?.total
+    }
+
+    /// This page's number (`pagination.currentPage`), if the registry said.
+    #[getter]
+    fn current_page(&self) -> Option<i64> {
+        self.inner.pagination.as_ref()?.current_page
+    }
+
+    /// How many pages there are (`pagination.pageCount`), if the registry said.
+    #[getter]
+    fn page_count(&self) -> Option<u64> {
+        self.inner.pagination.as_ref()?.page_count
+    }
+
+    /// The next page's number (`pagination.nextPage`): `None` on the last page, or if the
+    /// registry did not say.
+    #[getter]
+    fn next_page(&self) -> Option<i64> {
+        self.inner.pagination.as_ref()?.next_page.flatten()
+    }
+
+    /// The previous page's number (`pagination.prevPage`), if the registry said.
+    #[getter]
+    fn prev_page(&self) -> Option<i64> {
+        self.inner.pagination.as_ref()?.prev_page
+    }
+
+    /// Whether another page follows this one, which was asked for with `limit` and brings the
+    /// installations seen so far to `seen` (the core's rule, as `ListInstallations` follows it:
+    /// an empty page ends the list; then the pagination block; then a page shorter than
+    /// `limit`).
+    fn has_more(&self, limit: u32, seen: usize) -> bool {
+        self.inner.has_more(limit, seen)
+    }
+
+    /// The whole page as the registry sent it (the fields the core reads).
+    #[getter]
+    fn raw(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        json_to_py(py, &serde_json::to_value(&self.inner).unwrap_or_default())
+    }
+
+    fn __repr__(&self) -> String {
+        let p = self.inner.pagination.as_ref();
+        let shown = |v: Option<String>| v.unwrap_or_else(|| "None".to_owned());
+        format!(
+            "InstallationsPage(installations={}, current_page={}, total={})",
+            self.inner.installations.len(),
+            shown(p.and_then(|p| p.current_page).map(|v| v.to_string())),
+            shown(p.and_then(|p| p.total).map(|v| v.to_string())),
+        )
     }
 }

@@ -70,10 +70,18 @@ def test_a_second_caller_waits_and_abandon_releases(registry: FakeRegistry, app:
     first = icr_app.GetToken(app, installation)
     assert isinstance(first.poll(), icr_app.Send)
     second = icr_app.GetToken(app, installation)
-    assert isinstance(second.poll(), icr_app.Wait), "one mint per installation"
+    wait = second.poll()
+    assert isinstance(wait, icr_app.Wait), "one mint per installation"
+    assert isinstance(wait.change, int) and f"change={wait.change}" in repr(wait)
+    third = icr_app.GetToken(app, installation)
+    again = third.poll()
+    assert isinstance(again, icr_app.Wait) and again.change == wait.change, "nothing was reported meanwhile"
     first.abandon()
     assert isinstance(second.poll(), icr_app.Send), "the abandoned mint is released at once"
+    later = third.poll()
+    assert isinstance(later, icr_app.Wait) and later.change != wait.change, "the abandon moved the App's counter"
     second.abandon()
+    third.abandon()
 
 
 def test_failures_are_reported(registry: FakeRegistry, installation: str) -> None:
@@ -156,3 +164,108 @@ def test_refresher_renews_ahead_of_expiry(registry: FakeRegistry, app: icr_app.A
     assert isinstance(renewed, icr_app.Done) and renewed.value != first
     refresher.abandon()
     assert registry.mint_count(installation) == 2
+
+
+def test_a_page_of_installations(registry: FakeRegistry, app: icr_app.App) -> None:
+    op = icr_app.CallInstallationsPage(app, limit=2, page=0)
+    step = op.poll()
+    assert isinstance(step, icr_app.Send)
+    assert step.purpose == "call" and not step.target
+    assert step.method == "GET" and "/app/installations?" in step.url and "limit=2" in step.url and "page=0" in step.url
+    response = httpx.get(step.url, headers=step.headers)
+    op.handle_response(step.id, response.status_code, response.headers.raw, response.content)
+    done = op.poll()
+    assert isinstance(done, icr_app.Done)
+    first = done.value
+    assert isinstance(first, icr_app.InstallationsPage)
+    assert len(first.installations) == 2 and all(isinstance(i, icr_app.Installation) for i in first.installations)
+    assert first.total == 3 and first.current_page == 0 and first.next_page == 1
+    assert first.has_more(2, 2)
+    assert first.raw["installations"][0]["id"] == first.installations[0].id
+    assert "InstallationsPage(installations=2" in repr(first)
+    second = drive_by_hand(icr_app.CallInstallationsPage(app, limit=2, page=1))
+    assert isinstance(second, icr_app.InstallationsPage)
+    assert len(second.installations) == 1 and second.next_page is None and not second.has_more(2, 3)
+    ids = [i.id for i in first.installations + second.installations]
+    assert sorted(ids) == sorted(registry.installation_ids)
+    # The default page: every installation at once.
+    whole = drive_by_hand(icr_app.CallInstallationsPage(app))
+    assert isinstance(whole, icr_app.InstallationsPage) and len(whole.installations) == 3
+
+
+def sends_of(op: icr_app.Operation) -> list[tuple[str, bool]]:
+    """Drives ``op`` by hand to the end; every ``Send``'s purpose and target, in order."""
+    seen: list[tuple[str, bool]] = []
+    with httpx.Client() as http:
+        while True:
+            step = op.poll()
+            if isinstance(step, icr_app.Done):
+                return seen
+            assert isinstance(step, icr_app.Send), step
+            seen.append((step.purpose, step.target))
+            assert f"purpose={step.purpose!r}".replace("'", '"') in repr(step)
+            response = http.request(step.method, step.url, headers=step.headers, content=step.body or None)
+            op.handle_response(step.id, response.status_code, response.headers.raw, response.content)
+
+
+def test_every_send_says_what_it_is_for(registry: FakeRegistry, app: icr_app.App, installation: str) -> None:
+    assert sends_of(icr_app.CallInstallation(app, installation)) == [("call", False)]
+    assert sends_of(icr_app.ListInstallations(app, limit=2)) == [("call", False), ("call", False)]
+    assert sends_of(icr_app.GetToken(app, installation)) == [("mint", False)]
+    # Cached now: the request itself goes at once.
+    assert sends_of(icr_app.SendAs(app, installation, "GET", "/projects")) == [("request", True)]
+    other = registry.installation_ids[1]
+    organization = registry.organization_id(other)
+    assert organization is not None
+    by_org = icr_app.ByOrganization(organization)
+    assert sends_of(icr_app.SendAs(app, by_org, "GET", "/projects", json=True)) == [
+        ("lookup", False),
+        ("mint", False),
+        ("request", True),
+    ]
+    token = drive_by_hand(icr_app.GetToken(app, None))
+    assert isinstance(token, icr_app.Token)
+    assert sends_of(icr_app.Revoke(app, token)) == [("revoke", False)]
+    assert sends_of(icr_app.RevokeAll(app)) == [("revoke", False), ("revoke", False)]
+
+
+def test_every_error_has_the_cores_code(registry: FakeRegistry, app: icr_app.App, client: icr_app.Client, installation: str) -> None:
+    def code_of(call: object) -> tuple[type, str]:
+        with pytest.raises(icr_app.Error) as raised:
+            call()  # type: ignore[operator]
+        return type(raised.value), raised.value.code
+
+    assert registry.private_key_pem is not None and registry.app_id is not None and registry.webhook_secret is not None
+    assert code_of(lambda: icr_app.App("x", "-----BEGIN RSA PUBLIC KEY-----")) == (icr_app.InvalidKeyError, "key")
+    assert code_of(lambda: icr_app.GetToken(app, installation, min_life=-1)) == (icr_app.ConfigError, "config")
+    assert code_of(lambda: client.get_json(installation, "projects")) == (icr_app.ConfigError, "config")
+    assert code_of(lambda: client.installation("missing")) == (icr_app.NotFoundError, "not_found")
+    other = registry.installation_ids[1]
+    inventory = f"/organizations/{registry.organization_id(other)}/inventory"
+    # SendAs(json=True): the core's mapping of a status to its error.
+    assert code_of(lambda: client.get_json(other, inventory)) == (icr_app.AuthError, "forbidden")
+    assert code_of(lambda: client.get_json(installation, "/no/such/path")) == (icr_app.NotFoundError, "not_found")
+    assert code_of(lambda: icr_app.verify_webhook(registry.webhook_secret, b"{}", "sha256=" + "0" * 64)) == (
+        icr_app.WebhookError,
+        "webhook",
+    )
+    once = icr_app.App(registry.app_id, registry.private_key_pem, registry.base_url, retry_attempts=1)
+    with icr_app.Client(once) as quick:
+        registry.inject_status(429, retry_after=1, path_prefix="/app/installations")
+        kind, code = code_of(lambda: quick.installation(installation))
+        assert (kind, code) == (icr_app.RateLimitedError, "rate_limited")
+        registry.inject_status(503, path_prefix="/app/installations")
+        assert code_of(lambda: quick.installation(installation)) == (icr_app.ServerError, "server")
+        registry.inject_malformed_body(path_prefix="/app/installations")
+        assert code_of(lambda: quick.installation(installation)) == (icr_app.Error, "malformed_body")
+    # A failure reported by name: an unknown name is `other`, and the error's code `transport`.
+    op = icr_app.GetToken(once, installation)
+    step = op.poll()
+    assert isinstance(step, icr_app.Send)
+    op.handle_failure(step.id, "no such kind", "the wire broke")
+    with pytest.raises(icr_app.TransportError) as failed:
+        op.poll()
+    assert failed.value.code == "transport" and failed.value.kind == "other" and "the wire broke" in str(failed.value)
+    # Made by hand: the class's code.
+    assert icr_app.Error("mine").code == "other"
+    assert icr_app.NotFoundError("mine").code == "not_found"

@@ -131,7 +131,7 @@ proptest! {
                             match cache.state(&key, now) {
                                 TokenState::Fetching => {}
                                 TokenState::Refreshing(t) => {
-                                    if let Some(u) = cache.usable(&key, now, min.unwrap_or(default_min)) {
+                                    if let Some(u) = cache.token_with_life(&key, now, min.unwrap_or(default_min)) {
                                         prop_assert!(u.same_as(&t));
                                         prop_assert!(u.remaining(now) >= min.unwrap_or(default_min));
                                     }
@@ -145,7 +145,7 @@ proptest! {
                     }
                 }
                 Op::Peek { key } => {
-                    if let Some(t) = cache.peek(&key, now, None) {
+                    if let Some(t) = cache.ready_token(&key, now, None) {
                         prop_assert!(t.remaining(now) >= default_min);
                     }
                 }
@@ -186,9 +186,9 @@ proptest! {
                     }
                 }
                 Op::Invalidate { key } => {
-                    if let Some(t) = cache.peek(&key, now, Some(Duration::ZERO)) {
+                    if let Some(t) = cache.ready_token(&key, now, Some(Duration::ZERO)) {
                         cache.invalidate(&key, t.secret().expose());
-                        prop_assert!(cache.peek(&key, now, Some(Duration::ZERO)).is_none());
+                        prop_assert!(cache.ready_token(&key, now, Some(Duration::ZERO)).is_none());
                     }
                 }
                 Op::Advance { secs } => now = now.plus(Duration::from_secs(u64::from(secs))),

@@ -349,9 +349,10 @@ impl AppKey {
     }
 }
 
-/// HKDF-SHA256 (RFC 5869) of a private key's PKCS#1 DER, for sealing shared tokens: every
-/// process holding the key derives the same secret, and nothing about it leaks the key.
-fn sealing_secret(pkcs1_der: &[u8]) -> Zeroizing<[u8; 32]> {
+/// HKDF-SHA256 (RFC 5869) of a private key's PKCS#1 DER (or of the secret given to an app
+/// without a key), for sealing shared tokens: every process holding the key derives the same
+/// secret, and nothing about it leaks the key.
+pub(crate) fn sealing_secret(pkcs1_der: &[u8]) -> Zeroizing<[u8; 32]> {
     struct Len32;
     impl ring::hkdf::KeyType for Len32 {
         fn len(&self) -> usize {

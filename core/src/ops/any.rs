@@ -14,12 +14,15 @@ use std::time::Duration;
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
-use super::{Call, GetToken, ListInstallations, Operation, Refresher, Revoke, RevokeAll, SendAs, Step};
+use super::{
+    Call, GetJwt, GetToken, ListInstallations, Operation, Refresher, RequestId, Revoke, RevokeAll, SendAs, Step,
+};
 use crate::api::{InstallationId, OrganizationId};
 use crate::app::{App, TokenScope};
-use crate::cache::{RequestId, Token};
+use crate::cache::Token;
 use crate::clock::Timestamp;
 use crate::error::{Credential, Error, TransportErrorKind};
+use crate::jwt::AppJwt;
 use crate::models::{CreateUserOrganization, CreatedUserOrganization, Installation, InstallationsPage};
 use crate::secret::SecretString;
 use crate::store::{StoreCommand, StoreReply};
@@ -196,6 +199,8 @@ impl PlainResponse {
 pub enum Outcome {
     /// An access token ([`AnyOperation::token`]).
     Token(Token),
+    /// The app JWT ([`AnyOperation::app_jwt`]).
+    Jwt(AppJwt),
     /// One installation ([`AnyOperation::installation`],
     /// [`AnyOperation::installation_for_organization`]).
     Installation(Installation),
@@ -234,16 +239,28 @@ pub enum AnyStep {
         /// What to do.
         command: StoreCommand,
     },
+    /// Sign `message` (RS256, with the app's key held outside the process) and report with
+    /// [`AnyOperation::handle_signature`] (see [`Step::Sign`]). Only for an app without a key.
+    Sign {
+        /// Which signing this is; answer for it.
+        id: u64,
+        /// The bytes to sign.
+        message: Vec<u8>,
+    },
     /// Sleep until `until`, then poll again.
     Sleep {
         /// When to poll again.
         until: Timestamp,
     },
     /// Poll again once any operation on the same [`App`] has reported back or been abandoned,
-    /// or at `until` at the latest (see [`Step::Wait`]).
+    /// that is once [`App::changes`] differs from `change`, or at `until` at the latest (see
+    /// [`Step::Wait`]).
     Wait {
         /// When to poll again at the latest.
         until: Timestamp,
+        /// The value of [`App::changes`] when the wait was decided: poll again once
+        /// `app.changes() != change`.
+        change: u64,
     },
     /// Finished, for good.
     Done(Result<Outcome, Error>),
@@ -252,6 +269,7 @@ pub enum AnyStep {
 /// The operation an [`AnyOperation`] wraps.
 #[derive(Debug)]
 enum Inner {
+    Jwt(GetJwt),
     Token(GetToken),
     Installation(Call<Installation>),
     Page(Call<InstallationsPage>),
@@ -267,6 +285,7 @@ enum Inner {
 macro_rules! each {
     ($inner:expr, $op:ident => $body:expr) => {
         match $inner {
+            Inner::Jwt($op) => $body,
             Inner::Token($op) => $body,
             Inner::Installation($op) => $body,
             Inner::Page($op) => $body,
@@ -294,6 +313,11 @@ impl AnyOperation {
     /// at least `min_life` left ([`GetToken`]).
     pub fn token(scope: TokenScope, min_life: Option<Duration>) -> Self {
         Self::from(GetToken::new(scope, min_life))
+    }
+
+    /// The app JWT valid now ([`GetJwt`]), for requests you send yourself.
+    pub fn app_jwt() -> Self {
+        Self::from(GetJwt::new())
     }
 
     /// One installation (`GET /app/installations/{id}`).
@@ -336,7 +360,8 @@ impl AnyOperation {
         let method = Method::from_bytes(method.as_bytes())
             .map_err(|_| Error::config("request method", "it is not an HTTP method (GET, POST, ...)"))?;
         // A path is a path whatever its query holds (`/x?next=https://...`).
-        let mut request = if url.starts_with('/') {
+        let mut request = if url.starts_with('/') || !url.contains("://") {
+            // Not absolute: a path, which must start with `/` (refused, with that fix, if not).
             app.api().request(method, url, body)?
         } else {
             let mut request = Request::new(body.unwrap_or_default());
@@ -383,6 +408,7 @@ impl AnyOperation {
     /// What to do next (see [`Operation::poll`]).
     pub fn poll(&mut self, app: &mut App, now: Timestamp) -> AnyStep {
         match &mut self.inner {
+            Inner::Jwt(op) => plain(op.poll(app, now), Outcome::Jwt, |_| Purpose::Call),
             Inner::Token(op) => plain(op.poll(app, now), Outcome::Token, |request| {
                 purpose_of_token_request(request)
             }),
@@ -439,6 +465,13 @@ impl AnyOperation {
         each!(&mut self.inner, op => op.handle_store(app, RequestId(id), reply, now))
     }
 
+    /// The answer to [`AnyStep::Sign`] `id`: the signature, or the signer's failure as a
+    /// message (never a credential); see [`Operation::handle_signature`].
+    pub fn handle_signature(&mut self, app: &mut App, id: u64, signature: Result<Vec<u8>, String>, now: Timestamp) {
+        let signature = signature.map_err(Error::Signing);
+        each!(&mut self.inner, op => op.handle_signature(app, RequestId(id), signature, now))
+    }
+
     /// Leaves the operation before `Done`: it releases what it holds at once. Does nothing
     /// after `Done`.
     pub fn abandon(&mut self, app: &mut App, now: Timestamp) {
@@ -465,8 +498,9 @@ fn plain<T>(
             }
         }
         Step::Store { id, command } => AnyStep::Store { id: id.0, command },
+        Step::Sign { id, message } => AnyStep::Sign { id: id.0, message },
         Step::Sleep { until } => AnyStep::Sleep { until },
-        Step::Wait { until } => AnyStep::Wait { until },
+        Step::Wait { until, change } => AnyStep::Wait { until, change },
         Step::Done(result) => AnyStep::Done(result.map(done)),
     }
 }
@@ -494,6 +528,7 @@ macro_rules! from_typed {
 }
 
 from_typed!(
+    Jwt(GetJwt),
     Token(GetToken),
     Installation(Call<Installation>),
     All(ListInstallations),

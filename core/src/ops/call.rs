@@ -6,11 +6,10 @@ use std::time::Duration;
 use http::{Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
-use super::{Finished, Operation, Step, retrying};
+use super::{Finished, Operation, RequestId, Step, retrying};
 use crate::api::{InstallationId, OrganizationId, authorize};
-use crate::app::App;
-use crate::cache::RequestId;
-use crate::clock::{ClockOffset, Timestamp};
+use crate::app::{App, Signing, Unsigned};
+use crate::clock::Timestamp;
 use crate::error::{Credential, Error};
 use crate::models::{CreateUserOrganization, CreatedUserOrganization, Installation, InstallationsPage};
 use crate::pager::{DEFAULT_PAGE_SIZE, InstallationPager};
@@ -30,7 +29,8 @@ pub struct Call<T> {
     idempotent: bool,
     attempts: u32,
     waited: Duration,
-    skew_retried: bool,
+    /// How the request was last signed, for the clock-skew retry.
+    signing: Signing,
     progress: Progress<T>,
     finished: Finished,
     /// `call` (target `icr_app`, DEBUG): endpoint, attempt, status.
@@ -58,7 +58,7 @@ enum Endpoint {
 
 enum Progress<T> {
     Idle,
-    Sent { id: RequestId, signed_with: ClockOffset },
+    Sent { id: RequestId },
     RetryAt(Timestamp),
     Finished(Result<T, Error>),
 }
@@ -85,7 +85,7 @@ impl<T> Call<T> {
             idempotent,
             attempts: 0,
             waited: Duration::ZERO,
-            skew_retried: false,
+            signing: Signing::default(),
             progress: Progress::Idle,
             finished: Finished::default(),
             _answer: PhantomData,
@@ -98,9 +98,14 @@ impl<T> Call<T> {
         Self::new(Endpoint::Request(Box::new(request)), idempotent)
     }
 
-    fn build(&self, app: &mut App, now: Timestamp) -> Result<Request<Vec<u8>>, Error> {
-        let jwt = app.jwt(now)?;
+    /// The request, signed with the app JWT; without a key, the step that gets it signed first.
+    fn build(&mut self, app: &mut App, now: Timestamp) -> Result<Request<Vec<u8>>, Unsigned> {
+        let jwt = app.sign(&mut self.signing, now)?;
         let api = app.api();
+        Ok(self.request_with(api, &jwt)?)
+    }
+
+    fn request_with(&self, api: &crate::ApiConfig, jwt: &crate::AppJwt) -> Result<Request<Vec<u8>>, Error> {
         match &self.endpoint {
             Endpoint::Page { limit, page } => api.list_installations(jwt.token(), *limit, *page),
             Endpoint::Installation(id) => api.get_installation(jwt.token(), id),
@@ -196,13 +201,10 @@ impl<T: DeserializeOwned> Call<T> {
                 }
                 self.attempts += 1;
                 self.span.record("attempt", self.attempts);
-                self.progress = Progress::Sent {
-                    id,
-                    signed_with: app.clock_offset(),
-                };
+                self.progress = Progress::Sent { id };
                 Step::Send { id, request }
             }
-            Err(error) => Step::Done(Err(error)),
+            Err(unsigned) => unsigned.into_step(),
         }
     }
 }
@@ -253,7 +255,8 @@ impl<T: DeserializeOwned> Operation for Call<T> {
         if self.finished.is_set() {
             return;
         }
-        let Progress::Sent { id: sent, signed_with } = self.progress else {
+        app.changed();
+        let Progress::Sent { id: sent } = self.progress else {
             return;
         };
         if sent != id {
@@ -264,11 +267,8 @@ impl<T: DeserializeOwned> Operation for Call<T> {
         span.record("status", response.status().as_u16());
         app.observe(&response, now);
         if response.status() == StatusCode::UNAUTHORIZED {
-            app.invalidate_jwt();
-            if !self.skew_retried && app.skew_changed(signed_with) {
-                let offset_ms = app.clock_offset().millis;
-                tracing::info!(target: "icr_app", offset_ms, "the registry refused the JWT and its clock is not ours: signing again with its clock");
-                self.skew_retried = true;
+            if app.retry_for_skew(&mut self.signing) {
+                // Made again, and signed again, at the next poll.
                 self.progress = Progress::Idle;
                 return;
             }
@@ -296,18 +296,26 @@ impl<T: DeserializeOwned> Operation for Call<T> {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         if matches!(self.progress, Progress::Sent { id: sent, .. } if sent == id) {
             self.failed(app, error, now);
         }
     }
 
-    /// A JWT call never uses the shared store.
-    fn handle_store(&mut self, _app: &mut App, _id: RequestId, _reply: Result<StoreReply, Error>, _now: Timestamp) {}
+    /// A JWT call never uses the shared store: a reply changes nothing but the app's change
+    /// counter.
+    fn handle_store(&mut self, app: &mut App, _id: RequestId, _reply: Result<StoreReply, Error>, _now: Timestamp) {
+        if !self.finished.is_set() {
+            app.changed();
+        }
+    }
 
-    fn abandon(&mut self, _app: &mut App, _now: Timestamp) {
+    fn abandon(&mut self, app: &mut App, _now: Timestamp) {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
+        app.abandon_signing(&mut self.signing);
         self.progress = Progress::Idle;
     }
 }
@@ -350,16 +358,13 @@ impl ListInstallations {
                     Err(error) => return Step::Done(Err(error)),
                 },
             };
-            match call.poll(app, now) {
-                Step::Done(Ok(page)) => {
+            match call.poll(app, now).pass() {
+                Err(Ok(page)) => {
                     self.current = None;
                     self.pager.add(page);
                 }
-                Step::Done(Err(error)) => return Step::Done(Err(error)),
-                Step::Send { id, request } => return Step::Send { id, request },
-                Step::Store { id, command } => return Step::Store { id, command },
-                Step::Sleep { until } => return Step::Sleep { until },
-                Step::Wait { until } => return Step::Wait { until },
+                Err(Err(error)) => return Step::Done(Err(error)),
+                Ok(effect) => return effect,
             }
         }
     }
@@ -379,6 +384,7 @@ impl Operation for ListInstallations {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         if let Some(call) = &mut self.current {
             call.handle_response(app, id, response, now);
         }
@@ -388,17 +394,24 @@ impl Operation for ListInstallations {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         if let Some(call) = &mut self.current {
             call.handle_failure(app, id, error, now);
         }
     }
 
-    fn handle_store(&mut self, _app: &mut App, _id: RequestId, _reply: Result<StoreReply, Error>, _now: Timestamp) {}
+    /// Pages never use the shared store: a reply changes nothing but the app's change counter.
+    fn handle_store(&mut self, app: &mut App, _id: RequestId, _reply: Result<StoreReply, Error>, _now: Timestamp) {
+        if !self.finished.is_set() {
+            app.changed();
+        }
+    }
 
-    fn abandon(&mut self, _app: &mut App, _now: Timestamp) {
+    fn abandon(&mut self, app: &mut App, _now: Timestamp) {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         self.current = None;
     }
 }

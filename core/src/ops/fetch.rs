@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use http::{Request, Response};
 
-use crate::app::{App, Shared, TokenAnswer, TokenScope};
-use crate::cache::{RequestId, Token};
+use super::RequestId;
+use crate::app::{App, Shared, TokenAnswer, TokenScope, Unsigned};
+use crate::cache::Token;
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::stats::Counter;
@@ -52,9 +53,27 @@ impl LeaseWait {
 
 /// What a fetch asks for next.
 pub(crate) enum FetchStep {
-    Send { id: RequestId, request: Request<Vec<u8>> },
-    Store { id: RequestId, command: StoreCommand },
-    Sleep { until: Timestamp },
+    Send {
+        id: RequestId,
+        request: Request<Vec<u8>>,
+    },
+    Store {
+        id: RequestId,
+        command: StoreCommand,
+    },
+    /// The mint's JWT is to be signed by the driver (an app without a key).
+    Sign {
+        id: RequestId,
+        message: Vec<u8>,
+    },
+    Sleep {
+        until: Timestamp,
+    },
+    /// Another operation's signature of the JWT is awaited.
+    Wait {
+        until: Timestamp,
+        change: u64,
+    },
     Done(Outcome),
 }
 
@@ -93,9 +112,9 @@ enum State {
     Minting {
         leased: bool,
     },
-    /// Send the mint again (re-signed for clock skew), as the same id.
-    Resend {
-        request: Box<Request<Vec<u8>>>,
+    /// Sign the mint (again, for clock skew; or once the driver has signed its JWT, for an app
+    /// without a key) and send it, as the same id.
+    Resign {
         leased: bool,
     },
     /// The mint is answered: tell the store (put the token, or release the lease), then end.
@@ -201,13 +220,7 @@ impl Fetch {
                 app.cancel_mint(self.id, now);
                 FetchStep::Done(Outcome::Failed)
             }
-            State::Resend { request, leased } => {
-                self.state = State::Minting { leased };
-                FetchStep::Send {
-                    id: self.id,
-                    request: *request,
-                }
-            }
+            State::Resign { leased } => self.send_mint(app, now, leased),
             State::Minted { leased, outcome } => self.tell_store(app, now, leased, outcome),
             State::Storing(_, outcome) | State::Finished(outcome) => FetchStep::Done(outcome),
         }
@@ -252,17 +265,31 @@ impl Fetch {
     }
 
     fn mint(&mut self, app: &mut App, now: Timestamp, leased: bool) -> FetchStep {
-        let refresh = app.cached_token(&self.scope).is_some();
+        let refresh = app.token_even_expired(&self.scope).is_some();
         if refresh {
             app.count(Counter::Refresh);
         }
         self.span.record("refresh", refresh);
         self.span.record("source", "registry");
+        self.send_mint(app, now, leased)
+    }
+
+    /// Signs the mint (again, after a 401 for clock skew) and sends it as the fetch's id.
+    fn send_mint(&mut self, app: &mut App, now: Timestamp, leased: bool) -> FetchStep {
         // Recorded before signing: a signer that panics leaves a mint that `abandon` releases.
         self.state = State::Minting { leased };
         match app.mint_request(self.id, &self.scope, now) {
             Ok(request) => FetchStep::Send { id: self.id, request },
-            Err(error) => {
+            // Without a key, the JWT first: ask again at the next poll.
+            Err(Unsigned::Sign { id, message }) => {
+                self.state = State::Resign { leased };
+                FetchStep::Sign { id, message }
+            }
+            Err(Unsigned::Wait { until, change }) => {
+                self.state = State::Resign { leased };
+                FetchStep::Wait { until, change }
+            }
+            Err(Unsigned::Failed(error)) => {
                 app.handle_token_failure(self.id, error, now);
                 self.tell_store(app, now, leased, Outcome::Failed)
             }
@@ -319,10 +346,7 @@ impl Fetch {
         }
         self.span.record("status", response.status().as_u16());
         self.state = match app.handle_token_response(id, response, now) {
-            Ok(TokenAnswer::Retry(request)) => State::Resend {
-                request: Box::new(request),
-                leased,
-            },
+            Ok(TokenAnswer::Resign) => State::Resign { leased },
             Ok(TokenAnswer::Token(token)) => State::Minted {
                 leased,
                 outcome: Outcome::Token(token),
@@ -425,7 +449,9 @@ impl Fetch {
         }
         let access = shared.sealer.open(&shared.sealer.entry(&self.scope), value)?;
         let candidate = Token::new(access.clone(), now, app.clock_offset().millis, app.cache_config());
-        let held = app.cached_token(&self.scope).is_some_and(|t| t.same_as(&candidate));
+        let held = app
+            .token_even_expired(&self.scope)
+            .is_some_and(|t| t.same_as(&candidate));
         (!held && candidate.remaining(now) >= self.min_life.max(Duration::from_millis(1))).then_some(access)
     }
 
@@ -433,7 +459,7 @@ impl Fetch {
     /// (its refresh put off), else wait and read the entry again; after twice the lease's
     /// time, mint alone.
     fn someone_else_mints(&mut self, app: &mut App, now: Timestamp) -> State {
-        if app.usable_token(&self.scope, now, self.min_life).is_some() {
+        if app.token_with_life(&self.scope, now, self.min_life).is_some() {
             app.defer_refresh(self.id, now.plus(DEFER));
             return State::Finished(Outcome::Deferred);
         }

@@ -16,40 +16,22 @@
 
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::Response;
 
 use super::call::Call;
 use super::fetch::LeaseWait;
-use super::{Operation, Step};
+use super::{Operation, RequestId, Step};
 use crate::api::{InstallationId, OrganizationId};
 use crate::app::{App, TokenScope};
-use crate::cache::RequestId;
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::models::Installation;
 use crate::stats::Counter;
 use crate::store::{ORGANIZATION_TTL, StoreCommand, StoreReply};
 
-/// What a lookup asks for next.
-pub(crate) enum LookupStep {
-    Send {
-        id: RequestId,
-        request: Request<Vec<u8>>,
-    },
-    Store {
-        id: RequestId,
-        command: StoreCommand,
-    },
-    Sleep {
-        until: Timestamp,
-    },
-    Wait {
-        until: Timestamp,
-    },
-    /// The installation, as the token cache's key (remembered for the organization), or why
-    /// there is none (recorded for the operations that waited).
-    Done(Result<TokenScope, Error>),
-}
+/// What a lookup asks for next: the installation, as the token cache's key (remembered for the
+/// organization), or why there is none (recorded for the operations that waited).
+pub(crate) type LookupStep = Step<TokenScope>;
 
 #[derive(Debug)]
 enum State {
@@ -132,16 +114,13 @@ impl Lookup {
             State::Leasing(_) => self.call(app, now, false),
             State::Call { leased } => self.call(app, now, leased),
             State::Calling { mut call, leased } => {
-                let step = match call.poll(app, now) {
-                    Step::Send { id, request } => LookupStep::Send { id, request },
-                    Step::Sleep { until } => LookupStep::Sleep { until },
-                    Step::Wait { until } => LookupStep::Wait { until },
-                    Step::Store { id, command } => LookupStep::Store { id, command },
-                    Step::Done(Ok(installation)) => {
+                let step = match call.poll(app, now).pass() {
+                    Ok(effect) => effect,
+                    Err(Ok(installation)) => {
                         let found = app.organization_found(&self.organization, Some(self.id), &installation.id);
                         return self.tell_store(app, now, leased, true, found);
                     }
-                    Step::Done(Err(error)) => {
+                    Err(Err(error)) => {
                         app.organization_failed(&self.organization, self.id, &error);
                         return self.tell_store(app, now, leased, false, Err(error));
                     }

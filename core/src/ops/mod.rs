@@ -8,8 +8,9 @@
 //!  poll(app, now) ──► Send { id, request }   send it; answer with handle_response or handle_failure
 //!                 ──► Store { id, command }  run it on the shared store; answer with handle_store
 //!                 ──► Sleep { until }        sleep, then poll again
-//!                 ──► Wait { until }         another operation is changing a token: poll again when
-//!                                            any operation has reported back (or abandoned), or at until
+//!                 ──► Wait { until, change } another operation is changing a token: poll again when
+//!                                            any operation has reported back (or abandoned), that is
+//!                                            once app.changes() != change, or at until
 //!                 ──► Done(result)           finished, for good: polled again, it only returns
 //!                                            Done(Err(..)) saying so
 //! ```
@@ -20,6 +21,7 @@
 //! only performs effects. See the crate docs, "Driving the core yourself", for the contract.
 
 mod any;
+mod app_jwt;
 mod call;
 mod fetch;
 mod lookup;
@@ -31,6 +33,7 @@ mod token;
 use http::{Request, Response};
 
 pub use any::{AnyOperation, AnyStep, Outcome, PlainRequest, PlainResponse, Purpose};
+pub use app_jwt::GetJwt;
 pub use call::{Call, ListInstallations};
 pub use refresh::Refresher;
 pub use revoke::{Revoke, RevokeAll};
@@ -38,10 +41,19 @@ pub use send::SendAs;
 pub use token::GetToken;
 
 use crate::app::App;
-use crate::cache::RequestId;
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::store::{StoreCommand, StoreReply};
+
+/// Identifies one request an operation asked a driver to send ([`Step::Send`]); report its outcome for this id.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct RequestId(pub u64);
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
 
 /// What an operation needs from its driver next.
 #[derive(Debug)]
@@ -65,6 +77,18 @@ pub enum Step<T> {
         /// What to do.
         command: StoreCommand,
     },
+    /// Sign `message` with the app's private key, held outside this process (a KMS, an HSM, a
+    /// signer in another language): RS256, that is RSASSA-PKCS1-v1_5 with SHA-256, and report
+    /// the signature (or the signer's failure) for `id` with [`Operation::handle_signature`].
+    /// Only asked for by an app built without a key ([`App::builder_without_key`]), once
+    /// however many operations need the JWT (the others [`Wait`](Step::Wait)), and about once
+    /// every nine minutes: the JWT it completes is reused until a minute before it expires.
+    Sign {
+        /// Which signing this is; answer for it.
+        id: RequestId,
+        /// The bytes to sign (the JWT's `base64url(header).base64url(claims)`).
+        message: Vec<u8>,
+    },
     /// Sleep until `until` (local clock), then poll again.
     Sleep {
         /// When to poll again.
@@ -72,14 +96,41 @@ pub enum Step<T> {
     },
     /// Another operation is minting a token this one needs (or, for a [`Refresher`], nothing is
     /// due): poll again as soon as any operation on the same [`App`] has reported back or been
-    /// abandoned, or at `until` at the latest.
+    /// abandoned, that is once [`App::changes`] differs from `change`, or at `until` at the
+    /// latest.
     Wait {
         /// When to poll again at the latest.
         until: Timestamp,
+        /// The value of [`App::changes`] when the wait was decided: poll again once
+        /// `app.changes() != change` (read under the app's lock), or at `until`.
+        change: u64,
     },
     /// The operation is finished; poll no more (a later poll only returns an error that says
     /// so).
     Done(Result<T, Error>),
+}
+
+impl<T> Step<T> {
+    /// The same step, with `f` applied to the result of a successful [`Step::Done`].
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Step<U> {
+        match self.pass() {
+            Ok(effect) => effect,
+            Err(result) => Step::Done(result.map(f)),
+        }
+    }
+
+    /// The step as an effect to pass on from an operation that wraps another (of any output
+    /// type), or the result the inner operation finished with.
+    pub(crate) fn pass<U>(self) -> Result<Step<U>, Result<T, Error>> {
+        match self {
+            Step::Send { id, request } => Ok(Step::Send { id, request }),
+            Step::Store { id, command } => Ok(Step::Store { id, command }),
+            Step::Sign { id, message } => Ok(Step::Sign { id, message }),
+            Step::Sleep { until } => Ok(Step::Sleep { until }),
+            Step::Wait { until, change } => Ok(Step::Wait { until, change }),
+            Step::Done(result) => Err(result),
+        }
+    }
 }
 
 /// One user-level action on an [`App`], driven by polling. See the crate docs, "Driving the core yourself".
@@ -115,6 +166,15 @@ pub trait Operation {
     /// a dropped future): release whatever it holds, at once. Calling it after `Done` does
     /// nothing, so drivers call it from a guard's `Drop` on every way out.
     fn abandon(&mut self, app: &mut App, now: Timestamp);
+
+    /// The answer to [`Step::Sign`] `id`: the RS256 signature of the bytes it carried, or why
+    /// there is none (the signer's failure, as [`Error::Signing`] or any other error, whose
+    /// message is then the operations' error). The JWT it completes serves every operation
+    /// on the app; a late or unknown answer changes nothing. Every operation answers it the
+    /// same way, through the app ([`App::handle_signature`]).
+    fn handle_signature(&mut self, app: &mut App, id: RequestId, signature: Result<Vec<u8>, Error>, now: Timestamp) {
+        app.handle_signature(id, signature, now);
+    }
 }
 
 /// Whether an operation has returned [`Step::Done`]; from then on it does nothing (see

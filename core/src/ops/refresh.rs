@@ -5,9 +5,8 @@ use std::time::Duration;
 use http::Response;
 
 use super::fetch::{Fetch, FetchStep};
-use super::{Operation, Step};
+use super::{Operation, RequestId, Step};
 use crate::app::App;
-use crate::cache::RequestId;
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::store::StoreReply;
@@ -37,7 +36,9 @@ impl Refresher {
         let step = match self.fetch.insert(fetch).poll(app, now) {
             FetchStep::Send { id, request } => Step::Send { id, request },
             FetchStep::Store { id, command } => Step::Store { id, command },
+            FetchStep::Sign { id, message } => Step::Sign { id, message },
             FetchStep::Sleep { until } => Step::Sleep { until },
+            FetchStep::Wait { until, change } => Step::Wait { until, change },
             // Cached, recorded as a failure with its back-off, or put off: on to the next.
             FetchStep::Done(_) => {
                 self.fetch = None;
@@ -68,28 +69,33 @@ impl Operation for Refresher {
         // Never a time already past: a driver would spin.
         Step::Wait {
             until: due.max(now.plus(Duration::from_millis(1))),
+            change: app.changes(),
         }
     }
 
     fn handle_response(&mut self, app: &mut App, id: RequestId, response: Response<Vec<u8>>, now: Timestamp) {
+        app.changed();
         if let Some(fetch) = &mut self.fetch {
             fetch.handle_response(app, id, response, now);
         }
     }
 
     fn handle_failure(&mut self, app: &mut App, id: RequestId, error: Error, now: Timestamp) {
+        app.changed();
         if let Some(fetch) = &mut self.fetch {
             fetch.handle_failure(app, id, error, now);
         }
     }
 
     fn handle_store(&mut self, app: &mut App, id: RequestId, reply: Result<StoreReply, Error>, now: Timestamp) {
+        app.changed();
         if let Some(fetch) = &mut self.fetch {
             fetch.handle_store(app, id, reply, now);
         }
     }
 
     fn abandon(&mut self, app: &mut App, now: Timestamp) {
+        app.changed();
         if let Some(mut fetch) = self.fetch.take() {
             fetch.abandon(app, now);
         }

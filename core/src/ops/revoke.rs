@@ -2,9 +2,8 @@
 
 use http::Response;
 
-use super::{Finished, Operation, Step};
+use super::{Finished, Operation, RequestId, Step};
 use crate::app::{App, TokenScope};
-use crate::cache::RequestId;
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::secret::SecretString;
@@ -87,6 +86,7 @@ impl Operation for Revoke {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         if self.sent.take_if(|sent| *sent == id).is_some() {
             let span = self.span.clone();
             let _entered = span.enter();
@@ -101,10 +101,11 @@ impl Operation for Revoke {
         }
     }
 
-    fn handle_failure(&mut self, _app: &mut App, id: RequestId, error: Error, _now: Timestamp) {
+    fn handle_failure(&mut self, app: &mut App, id: RequestId, error: Error, _now: Timestamp) {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         if self.sent.take_if(|sent| *sent == id).is_some() {
             self.scopes.clear();
             self.result = Some(Err(error));
@@ -115,15 +116,17 @@ impl Operation for Revoke {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         if self.forgetting.take_if(|own| *own == id).is_some() {
             app.store_told(reply, now);
         }
     }
 
-    fn abandon(&mut self, _app: &mut App, _now: Timestamp) {
+    fn abandon(&mut self, app: &mut App, _now: Timestamp) {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         self.sent = None;
     }
 }
@@ -154,7 +157,10 @@ impl RevokeAll {
     fn next_step(&mut self, app: &mut App, now: Timestamp) -> Step<usize> {
         if self.drained.is_none() {
             if let Some(until) = app.mint_in_flight_until(now) {
-                return Step::Wait { until };
+                return Step::Wait {
+                    until,
+                    change: app.changes(),
+                };
             }
             self.drained = Some(
                 app.drain_tokens()
@@ -174,8 +180,9 @@ impl RevokeAll {
                 self.current = Some(Revoke::held_by(token, vec![scope]));
             }
             let Some(current) = &mut self.current else { continue };
-            match current.poll(app, now) {
-                Step::Done(result) => {
+            match current.poll(app, now).pass() {
+                Ok(effect) => return effect,
+                Err(result) => {
                     self.current = None;
                     match result {
                         Ok(()) => self.revoked += 1,
@@ -184,10 +191,6 @@ impl RevokeAll {
                         }
                     }
                 }
-                Step::Send { id, request } => return Step::Send { id, request },
-                Step::Store { id, command } => return Step::Store { id, command },
-                Step::Sleep { until } => return Step::Sleep { until },
-                Step::Wait { until } => return Step::Wait { until },
             }
         }
     }
@@ -207,6 +210,7 @@ impl Operation for RevokeAll {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         if let Some(current) = &mut self.current {
             current.handle_response(app, id, response, now);
         }
@@ -216,6 +220,7 @@ impl Operation for RevokeAll {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         if let Some(current) = &mut self.current {
             current.handle_failure(app, id, error, now);
         }
@@ -225,15 +230,17 @@ impl Operation for RevokeAll {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         if let Some(current) = &mut self.current {
             current.handle_store(app, id, reply, now);
         }
     }
 
-    fn abandon(&mut self, _app: &mut App, _now: Timestamp) {
+    fn abandon(&mut self, app: &mut App, _now: Timestamp) {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         self.current = None;
     }
 }

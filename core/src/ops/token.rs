@@ -5,10 +5,10 @@ use std::time::Duration;
 use http::Response;
 
 use super::fetch::{Fetch, FetchStep, Outcome};
-use super::lookup::{Lookup, LookupStep};
-use super::{Finished, Operation, Step, retrying};
+use super::lookup::Lookup;
+use super::{Finished, Operation, RequestId, Step, retrying};
 use crate::app::{App, OrganizationPoll, TokenScope};
-use crate::cache::{Poll, RequestId, Token};
+use crate::cache::{Poll, Token};
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::stats::Counter;
@@ -136,12 +136,9 @@ impl GetToken {
         if let Some(organization) = &mut self.organization
             && let Some(lookup) = &mut organization.lookup
         {
-            return match lookup.poll(app, now) {
-                LookupStep::Send { id, request } => Some(Step::Send { id, request }),
-                LookupStep::Store { id, command } => Some(Step::Store { id, command }),
-                LookupStep::Sleep { until } => Some(Step::Sleep { until }),
-                LookupStep::Wait { until } => Some(Step::Wait { until }),
-                LookupStep::Done(found) => {
+            return match lookup.poll(app, now).pass() {
+                Ok(effect) => Some(effect),
+                Err(found) => {
                     organization.lookup = None;
                     // Found: the loop carries on with it (remembered by the app).
                     found.err().map(|error| Step::Done(Err(error)))
@@ -154,7 +151,9 @@ impl GetToken {
         let outcome = match fetch.poll(app, now) {
             FetchStep::Send { id, request } => return Some(Step::Send { id, request }),
             FetchStep::Store { id, command } => return Some(Step::Store { id, command }),
+            FetchStep::Sign { id, message } => return Some(Step::Sign { id, message }),
             FetchStep::Sleep { until } => return Some(Step::Sleep { until }),
+            FetchStep::Wait { until, change } => return Some(Step::Wait { until, change }),
             FetchStep::Done(outcome) => outcome,
         };
         self.progress = Progress::Idle;
@@ -167,7 +166,7 @@ impl GetToken {
                 // Handed out only if it is still the cached one and still has the life asked
                 // for: a revocation or a clock jump reported meanwhile (by another operation)
                 // would have made it so.
-                app.usable_token(self.key(), now, min_life)
+                app.token_with_life(self.key(), now, min_life)
                     .filter(|cached| cached.same_as(&token))
                     .map(|cached| Step::Done(Ok(cached)))
             }
@@ -198,19 +197,19 @@ impl GetToken {
                 Ok(key) => key,
                 Err(step) => return step,
             };
-            if let Some(token) = app.peek_token(&key, now, self.min_life) {
+            if let Some(token) = app.ready_token(&key, now, self.min_life) {
                 return Step::Done(Ok(token));
             }
             self.miss(app);
             let min_life = self.min_life(app);
-            if let Some(token) = app.cached_token(&key)
+            if let Some(token) = app.token_even_expired(&key)
                 && token.lifetime() > Duration::ZERO
                 && token.lifetime() < min_life
             {
                 return Step::Done(Err(self.min_life_error(token.lifetime(), min_life)));
             }
             if app.background_refresh()
-                && let Some(token) = app.usable_token(&key, now, min_life)
+                && let Some(token) = app.token_with_life(&key, now, min_life)
             {
                 // Due for a refresh, still usable: the refresher renews it.
                 return Step::Done(Ok(token));
@@ -219,7 +218,10 @@ impl GetToken {
                 Poll::Ready(token) => return Step::Done(Ok(token)),
                 Poll::Wait { until } => {
                     app.count(Counter::Wait);
-                    return Step::Wait { until };
+                    return Step::Wait {
+                        until,
+                        change: app.changes(),
+                    };
                 }
                 Poll::Failed { error, retry_at } => {
                     if self.installation_gone(app, &key, &error) {
@@ -274,7 +276,10 @@ impl GetToken {
                     self.by_organization().waited_lookup = Some(id);
                     self.miss(app);
                     app.count(Counter::Wait);
-                    return Err(Step::Wait { until });
+                    return Err(Step::Wait {
+                        until,
+                        change: app.changes(),
+                    });
                 }
                 OrganizationPoll::Failed(error) => return Err(Step::Done(Err(error))),
                 OrganizationPoll::Lookup(id) => {
@@ -321,6 +326,7 @@ impl Operation for GetToken {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         if let Some(lookup) = self.organization.as_mut().and_then(|o| o.lookup.as_mut()) {
             lookup.handle_response(app, id, response, now);
         } else if let Progress::Fetching(fetch) = &mut self.progress {
@@ -332,6 +338,7 @@ impl Operation for GetToken {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         if let Some(lookup) = self.organization.as_mut().and_then(|o| o.lookup.as_mut()) {
             lookup.handle_failure(app, id, error, now);
         } else if let Progress::Fetching(fetch) = &mut self.progress {
@@ -343,6 +350,7 @@ impl Operation for GetToken {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         if let Some(lookup) = self.organization.as_mut().and_then(|o| o.lookup.as_mut()) {
             lookup.handle_store(app, id, reply, now);
         } else if let Progress::Fetching(fetch) = &mut self.progress {
@@ -354,6 +362,7 @@ impl Operation for GetToken {
         if self.finished.is_set() {
             return;
         }
+        app.changed();
         if let Some(mut lookup) = self.organization.as_mut().and_then(|o| o.lookup.take()) {
             lookup.abandon(app, now);
         }

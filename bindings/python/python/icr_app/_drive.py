@@ -32,10 +32,13 @@ import httpcore
 import httpx
 
 from . import _proxies
-from ._icr_app import App, Done, Operation, Send, Store, StoreReply, TransportError, Wait
+from ._icr_app import App, Done, Operation, Send, Sign, Store, StoreReply, TransportError, Wait
 from ._signal import fork_state, signal_of
 
 _log = logging.getLogger("icr_app")
+
+#: What a driver reports for a ``Sign`` step it cannot perform.
+_NO_SIGNER = "this App has no signer to sign its JWT with; give it its private key"
 
 Step = Union[Send, Done]
 
@@ -344,6 +347,9 @@ class SyncDriver(_Base):
                 return step
             elif isinstance(step, Wait):
                 signal.wait(seen, step.until)
+            elif isinstance(step, Sign):
+                # Only an App without a key asks; this package's Apps hold their key.
+                op.handle_signature(step.id, error=_NO_SIGNER)
             else:
                 _sleep_until(step.until)
 
@@ -442,6 +448,8 @@ class AsyncDriver(_Base):
                 return step
             elif isinstance(step, Wait):
                 await signal.wait_async(seen, step.until)
+            elif isinstance(step, Sign):
+                op.handle_signature(step.id, error=_NO_SIGNER)
             else:
                 delay = step.until - time.time()
                 if delay > 0:

@@ -14,9 +14,19 @@ HAS_TESTKIT: Final[bool]
 
 TransportErrorKind = Literal["connect", "timeout", "connection_lost", "body_too_large", "refused", "cancelled", "other"]
 
-class Error(Exception):
-    """Every failure of the ICR App SDK; ``str(e)`` is the core's message."""
+#: What a ``Send`` is for (the core's stable names; new ones may be added).
+Purpose = Literal["mint", "lookup", "call", "request", "revoke"]
 
+class Error(Exception):
+    """Every failure of the ICR App SDK; ``str(e)`` is the core's message, ``.code`` its
+    stable name."""
+
+    code: str
+    """The core's stable name for the failure, to branch on: ``key``, ``signing``, ``config``,
+    ``unauthorized``, ``forbidden``, ``not_found``, ``rate_limited``, ``server``,
+    ``unexpected_status``, ``malformed_body``, ``transport``, ``store``, ``webhook`` or
+    ``unknown_request`` (new names may be added). An exception made by hand has its class's
+    (``other`` for ``Error`` itself)."""
     status: Optional[int]
     """The HTTP status it came from, if any."""
     retry_after: Optional[float]
@@ -142,6 +152,10 @@ class App:
     @property
     def redis_url(self) -> Optional[str]:
         """The shared store's Redis URL with its password replaced by ``***``, or ``None``."""
+    @property
+    def changes(self) -> int:
+        """The core's change counter: it moves whenever any operation on this App is reported
+        to or abandoned; a ``Wait`` is over once it differs from the step's ``.change``."""
     def stats(self) -> Stats:
         """A snapshot of this App's counters in this process (shared by all its clients)."""
     def jwt(self) -> str:
@@ -268,6 +282,34 @@ class Installation:
     def raw(self) -> dict[str, Any]:
         """Every field as sent."""
 
+class InstallationsPage:
+    """One page of the app's installations, with the registry's pagination."""
+
+    @property
+    def installations(self) -> list[Installation]:
+        """The installations on this page."""
+    @property
+    def total(self) -> Optional[int]:
+        """How many installations there are in all, if the registry said."""
+    @property
+    def current_page(self) -> Optional[int]:
+        """This page's number, if the registry said."""
+    @property
+    def page_count(self) -> Optional[int]:
+        """How many pages there are, if the registry said."""
+    @property
+    def next_page(self) -> Optional[int]:
+        """The next page's number (``None`` on the last page, or if the registry did not say)."""
+    @property
+    def prev_page(self) -> Optional[int]:
+        """The previous page's number, if the registry said."""
+    def has_more(self, limit: int, seen: int) -> bool:
+        """Whether another page follows this one (asked for with ``limit``, bringing the
+        installations seen so far to ``seen``), by the rule ``ListInstallations`` follows."""
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The whole page as sent (the fields the core reads)."""
+
 class Send:
     """A step: send this request and report back for ``.id``."""
 
@@ -292,8 +334,14 @@ class Send:
     def body(self) -> bytes:
         """The body."""
     @property
+    def purpose(self) -> Purpose:
+        """What the request is for: ``mint``, ``lookup`` (an organization's installation),
+        ``call`` (an app-JWT call whose answer is the result), ``request`` (a ``SendAs``'s own
+        request) or ``revoke``."""
+    @property
     def target(self) -> bool:
-        """Whether this is a ``SendAs``'s own request (``False``: a mint it needs first)."""
+        """Whether this is a ``SendAs``'s own request (``purpose == "request"``; ``False``: a
+        mint or a lookup it needs first)."""
 
 class Store:
     """A step (only with a shared store): call ``run()`` (it blocks for at most about 300 ms,
@@ -329,12 +377,28 @@ class Sleep:
     def until(self) -> float:
         """When to poll again."""
 
+class Sign:
+    """A step: sign ``.message`` with the app's key held outside this process (RS256) and
+    report with ``handle_signature(id, signature=...)`` or ``handle_signature(id, error=...)``.
+    Only for an App without a key."""
+
+    @property
+    def id(self) -> int:
+        """The id to report back with."""
+    @property
+    def message(self) -> bytes:
+        """The bytes to sign (the JWT's signing input)."""
+
 class Wait:
     """A step: wait for another operation on the same App, until ``.until`` at the latest."""
 
     @property
     def until(self) -> float:
         """When to poll again at the latest."""
+    @property
+    def change(self) -> int:
+        """The core's change counter of the App when the wait was decided (it moves whenever
+        any operation on the App is reported to or abandoned)."""
 
 class Done:
     """A step: finished; ``.value`` is the result."""
@@ -343,7 +407,7 @@ class Done:
     def value(self) -> Any:
         """The result."""
 
-Step = Union[Send, Store, Sleep, Wait, Done]
+Step = Union[Send, Store, Sign, Sleep, Wait, Done]
 Header = tuple[Union[str, bytes], Union[str, bytes]]
 
 class Operation:
@@ -363,6 +427,15 @@ class Operation:
     def handle_store(self, id: int, reply: StoreReply, now: Optional[float] = None) -> None:
         """Reports what the ``Store`` step ``id`` gave (a failure is no error: the core mints
         without the store for a while)."""
+    def handle_signature(
+        self,
+        id: int,
+        signature: Optional[bytes] = None,
+        error: Optional[str] = None,
+        now: Optional[float] = None,
+    ) -> None:
+        """Reports what the ``Sign`` step ``id`` gave: the RS256 ``signature``, or the signer's
+        failure as ``error``; ignored once the operation has finished."""
     def abandon(self, now: Optional[float] = None) -> None:
         """Leaves the operation before ``Done``, releasing what it holds."""
     @property
@@ -382,6 +455,12 @@ class CallInstallation(Operation):
     ``GET /app/organizations/{id}/installation``); ``Done.value`` is an ``Installation``."""
 
     def __init__(self, app: App, installation_id: InstallationRef) -> None: ...
+
+class CallInstallationsPage(Operation):
+    """``GET /app/installations?limit&page`` (``page`` from 0); ``Done.value`` is an
+    ``InstallationsPage``."""
+
+    def __init__(self, app: App, limit: int = 100, page: int = 0) -> None: ...
 
 class ListInstallations(Operation):
     """Every installation; ``Done.value`` is a ``list[Installation]``."""

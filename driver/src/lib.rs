@@ -14,6 +14,7 @@
 //!   [`owner_seed`];
 //! - [`report_sent`] and [`date_only`]: an exchange's outcome reported to its operation, and the
 //!   registry's clock learned from an answer no operation asked for;
+//! - [`no_signer`]: the answer to a `Sign` step a driver cannot perform;
 //! - with the feature `tracing`, `RequestEvent`: the `request` event of each exchange.
 //!
 //! It depends on no HTTP client and no async runtime.
@@ -25,6 +26,7 @@ mod clock;
 mod event;
 mod exchange;
 mod running;
+mod signer;
 mod store;
 
 pub use clock::now;
@@ -32,4 +34,5 @@ pub use clock::now;
 pub use event::RequestEvent;
 pub use exchange::{date_only, report_sent};
 pub use running::Running;
+pub use signer::no_signer;
 pub use store::{AsyncSharedStore, SharedStore, StoreFuture, owner_seed, run_async_store, run_store};

@@ -81,8 +81,10 @@ fn drive_get_token(
                 let response = answer(request);
                 op.handle_response(app, id, response, now);
             }
-            Step::Sleep { .. } | Step::Wait { .. } | Step::Store { .. } => {
-                panic!("one caller on a healthy registry, without a store, never waits")
+            Step::Sleep { .. } | Step::Wait { .. } | Step::Store { .. } | Step::Sign { .. } => {
+                panic!(
+                    "one caller on a healthy registry, without a store, never waits (and an app with its key signs itself)"
+                )
             }
         }
     }

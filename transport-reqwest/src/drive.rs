@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use icr_app_core::{App, Error, Operation, Step};
-use icr_app_driver::{Running, now, report_sent, run_async_store};
+use icr_app_driver::{Running, no_signer, now, report_sent, run_async_store};
 use tokio::sync::watch;
 
 use crate::client::Client;
@@ -100,6 +100,16 @@ impl Client {
                     self.announce();
                     continue;
                 }
+                (Step::Sign { id, .. }, _) => {
+                    // Only an App built without its key asks, and this client has no signer.
+                    next = {
+                        let mut app = self.lock();
+                        run.op().handle_signature(&mut app, id, Err(no_signer()), now());
+                        self.poll_locked(&mut app, run.op())
+                    };
+                    self.announce();
+                    continue;
+                }
             }
             next = self.poll(run.op());
         }
@@ -151,5 +161,22 @@ impl<T> std::fmt::Debug for Driven<'_, T> {
             Inner::Ready(_) => "Driven(ready)",
             Inner::Looping(_) => "Driven(looping)",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use icr_app_core::{App, Error};
+
+    use crate::Client;
+
+    /// An App built without its key asks its driver to sign; this client has no signer, so the
+    /// operation fails with a signing error that says so, instead of waiting for a signature.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_sign_step_without_a_signer_fails_the_operation() {
+        let client = Client::new(App::builder_without_key("67890").build().unwrap()).unwrap();
+        let error = client.app_token().await.unwrap_err();
+        assert!(matches!(error, Error::Signing(_)), "{error:?}");
+        assert!(error.to_string().contains("App::builder"), "{error}");
     }
 }

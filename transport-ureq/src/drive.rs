@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use icr_app_core::{Error, Operation, Step};
-use icr_app_driver::{Running, now, report_sent, run_store};
+use icr_app_driver::{Running, no_signer, now, report_sent, run_store};
 
 use crate::client::Client;
 
@@ -64,7 +64,29 @@ impl Client {
                     report_sent(run.op(), &mut app, id, sent, now());
                     self.changed();
                 }
+                Step::Sign { id, .. } => {
+                    // Only an App built without its key asks, and this client has no signer.
+                    run.op().handle_signature(&mut app, id, Err(no_signer()), now());
+                    self.changed();
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use icr_app_core::{App, Error};
+
+    use crate::Client;
+
+    /// An App built without its key asks its driver to sign; this client has no signer, so the
+    /// operation fails with a signing error that says so, instead of waiting for a signature.
+    #[test]
+    fn a_sign_step_without_a_signer_fails_the_operation() {
+        let client = Client::new(App::builder_without_key("67890").build().unwrap());
+        let error = client.app_token().unwrap_err();
+        assert!(matches!(error, Error::Signing(_)), "{error:?}");
+        assert!(error.to_string().contains("App::builder"), "{error}");
     }
 }

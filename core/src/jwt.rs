@@ -259,7 +259,7 @@ impl JwtSigner {
 
     /// For an app whose private key is not in this process (a KMS, an HSM, a JavaScript or
     /// Python signer): each JWT's signature is a step a driver performs (see
-    /// [`poll`](Self::poll)). `sealing` is the secret a shared token store seals under (every
+    /// `poll`). `sealing` is the secret a shared token store seals under (every
     /// process of the fleet must be given the same); without it no store can be attached.
     pub(crate) fn without_key(app_id: AppId, sealing: Option<zeroize::Zeroizing<[u8; 32]>>) -> Self {
         Self {
@@ -268,7 +268,7 @@ impl JwtSigner {
         }
     }
 
-    /// Whether the JWT is signed outside the core (see [`without_key`](Self::without_key)).
+    /// Whether the JWT is signed outside the core (see `without_key`).
     pub(crate) fn signs_outside(&self) -> bool {
         self.outside.is_some()
     }
@@ -308,7 +308,7 @@ impl JwtSigner {
     /// one while it has more than a minute left and was made with the same offset, else a new one.
     ///
     /// For an app without a private key, only the cached JWT: signing one is a step (see
-    /// [`poll`](Self::poll)).
+    /// `poll`).
     pub fn jwt(&mut self, now: Timestamp, offset: ClockOffset) -> Result<AppJwt, Error> {
         if let Some(jwt) = self.fresh(now, offset) {
             return Ok(jwt);

@@ -92,8 +92,9 @@
 //!    - [`Step::Done`] `(result)`: finished, for good: a finished operation never acts
 //!      again (a later poll returns `Done(Err(..))` saying it already finished, later reports
 //!      change nothing); to do the same again, start a new operation.
-//! 3. After every report (and every abandon), wake the operations that are waiting (a driver
-//!    that compares [`App::changes`] needs nothing more: the core moves the counter).
+//! 3. After every call into the core that moved [`App::changes`] (every report and abandon, and
+//!    a poll that ended a mint or lookup others wait for), wake the operations that are waiting
+//!    (a driver that compares the counter needs nothing more: the core moves it).
 //! 4. On every way out before `Done` (an error of the driver's own, a panic, a dropped future),
 //!    call [`Operation::abandon`]: the operation releases what it holds at once (a mint in
 //!    flight, so other callers mint again instead of waiting for the fetch timeout). A guard
@@ -121,7 +122,12 @@
 //!     let now = || Timestamp::from_system_time(SystemTime::now());
 //!     let mut guard = app.lock().unwrap();
 //!     loop {
-//!         match op.poll(&mut guard, now()) {
+//!         let seen = guard.changes();
+//!         let step = op.poll(&mut guard, now());
+//!         if guard.changes() != seen {
+//!             changed.notify_all(); // this poll ended something others wait for
+//!         }
+//!         match step {
 //!             Step::Done(result) => return result,
 //!             Step::Send { id, request } => {
 //!                 drop(guard);

@@ -14,7 +14,8 @@
 //!   [`owner_seed`];
 //! - [`report_sent`] and [`date_only`]: an exchange's outcome reported to its operation, and the
 //!   registry's clock learned from an answer no operation asked for;
-//! - [`no_signer`]: the answer to a `Sign` step a driver cannot perform;
+//! - [`AsyncSigner`], [`run_signer`] and [`run_async_signer`]: the `Sign` step of an app whose
+//!   key is elsewhere, performed with the signer a client was given (and [`check_signer`]);
 //! - with the feature `tracing`, `RequestEvent`: the `request` event of each exchange.
 //!
 //! It depends on no HTTP client and no async runtime.
@@ -34,5 +35,5 @@ pub use clock::now;
 pub use event::RequestEvent;
 pub use exchange::{date_only, report_sent};
 pub use running::Running;
-pub use signer::no_signer;
+pub use signer::{AsyncSigner, HeldSigner, SignFuture, check_signer, run_async_signer, run_signer};
 pub use store::{AsyncSharedStore, SharedStore, StoreFuture, owner_seed, run_async_store, run_store};

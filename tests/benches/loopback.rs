@@ -209,7 +209,7 @@ fn cold_mint(c: &mut Criterion) {
 
     let rt = runtime();
     let client = icr_app_reqwest::Client::new(app(&r)).unwrap();
-    client.jwt().unwrap();
+    rt.block_on(client.jwt()).unwrap();
     g.bench_function("reqwest client", |b| {
         b.iter(|| {
             let t = rt.block_on(client.installation_token(&id)).unwrap();
@@ -285,7 +285,7 @@ fn share(_: &mut Criterion) {
 
     let rt = runtime();
     let client = icr_app_reqwest::Client::new(app(&r)).unwrap();
-    client.jwt().unwrap();
+    rt.block_on(client.jwt()).unwrap();
     let bare = icr_app_reqwest::ReqwestTransport::client_builder()
         .unwrap()
         .build()

@@ -396,7 +396,7 @@ impl Driver {
     pub fn jwt(&self) -> Result<AppJwt, Error> {
         match self {
             Driver::Blocking(c) => c.jwt(),
-            Driver::Async(c, _) => c.jwt(),
+            Driver::Async(c, rt) => rt.block_on(c.jwt()),
         }
     }
 

@@ -141,7 +141,7 @@ fn the_sdk_emits_no_secret_at_any_level() {
             .unwrap();
         runtime.block_on(async {
             let client = icr_app_reqwest::Client::new(setup.app()).unwrap();
-            jwts.push(client.jwt().unwrap().token().expose().to_owned());
+            jwts.push(client.jwt().await.unwrap().token().expose().to_owned());
             setup.registry.inject(
                 Fault::Status {
                     status: 429,

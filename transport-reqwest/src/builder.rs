@@ -1,7 +1,7 @@
 //! [`ClientBuilder`]: the transport, and a token store shared by every process of a fleet.
 
 use icr_app_core::{App, Error};
-use icr_app_driver::AsyncSharedStore;
+use icr_app_driver::{AsyncSharedStore, AsyncSigner, HeldSigner};
 
 use crate::client::Client;
 use crate::transport::ReqwestTransport;
@@ -15,6 +15,7 @@ pub struct ClientBuilder {
     app: App,
     transport: Option<ReqwestTransport>,
     store: Option<Box<dyn AsyncSharedStore>>,
+    signer: Option<HeldSigner<dyn AsyncSigner>>,
 }
 
 impl ClientBuilder {
@@ -23,6 +24,7 @@ impl ClientBuilder {
             app,
             transport: None,
             store: None,
+            signer: None,
         }
     }
 
@@ -40,10 +42,19 @@ impl ClientBuilder {
         self
     }
 
+    /// The signer of an App built without its private key (`App::builder_without_key`: a KMS,
+    /// an HSM, a remote signer), awaited when the core asks for the JWT's signature (once
+    /// however many callers need it, about every nine minutes), never under the app's lock.
+    pub fn signer(mut self, signer: impl AsyncSigner + 'static) -> Self {
+        self.signer = Some(HeldSigner(Box::new(signer)));
+        self
+    }
+
     /// The client. Fails when the default transport cannot be built, or when a store is given
     /// and the app's signer cannot derive the secret that seals tokens in it (see
     /// [`App::attach_store`]).
     pub fn build(mut self) -> Result<Client, Error> {
+        icr_app_driver::check_signer(self.app.signs_outside(), self.signer.is_some())?;
         if let Some(store) = &self.store {
             self.app.attach_store(store.settings(), icr_app_driver::owner_seed())?;
         }
@@ -51,6 +62,6 @@ impl ClientBuilder {
             Some(transport) => transport,
             None => ReqwestTransport::new()?,
         };
-        Ok(Client::from_parts(self.app, transport, self.store))
+        Ok(Client::from_parts(self.app, transport, self.store, self.signer))
     }
 }

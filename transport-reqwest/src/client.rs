@@ -6,11 +6,11 @@ use std::time::Duration;
 use crate::drive::Driven;
 use http::{Method, Request, Response};
 use icr_app_core::{
-    App, AppJwt, Call, CreateUserOrganization, CreatedUserOrganization, Error, GetToken, Installation, InstallationId,
-    InstallationsPage, ListInstallations, OrganizationId, Revoke, RevokeAll, SecretString, SendAs, Stats, Token,
-    TokenScope,
+    App, AppJwt, Call, CreateUserOrganization, CreatedUserOrganization, Error, GetJwt, GetToken, Installation,
+    InstallationId, InstallationsPage, ListInstallations, OrganizationId, Revoke, RevokeAll, SecretString, SendAs,
+    Stats, Token, TokenScope,
 };
-use icr_app_driver::{AsyncSharedStore, now};
+use icr_app_driver::{AsyncSharedStore, AsyncSigner, HeldSigner, now};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
@@ -37,6 +37,8 @@ pub(crate) struct Inner {
     pub(crate) changed: watch::Sender<u64>,
     pub(crate) transport: ReqwestTransport,
     pub(crate) store: Option<Box<dyn AsyncSharedStore>>,
+    /// Signs the JWT of an App built without its key.
+    pub(crate) signer: Option<HeldSigner<dyn AsyncSigner>>,
 }
 
 impl Client {
@@ -47,7 +49,7 @@ impl Client {
 
     /// A client over a transport you configured (e.g. around your own `reqwest::Client`).
     pub fn with_transport(app: App, transport: ReqwestTransport) -> Self {
-        Self::from_parts(app, transport, None)
+        Self::from_parts(app, transport, None, None)
     }
 
     /// A builder, for a shared token store (and a transport).
@@ -55,7 +57,12 @@ impl Client {
         ClientBuilder::new(app)
     }
 
-    pub(crate) fn from_parts(app: App, transport: ReqwestTransport, store: Option<Box<dyn AsyncSharedStore>>) -> Self {
+    pub(crate) fn from_parts(
+        app: App,
+        transport: ReqwestTransport,
+        store: Option<Box<dyn AsyncSharedStore>>,
+        signer: Option<HeldSigner<dyn AsyncSigner>>,
+    ) -> Self {
         let (app, changed) = (Mutex::new(app), watch::Sender::new(0));
         Self {
             inner: Arc::new(Inner {
@@ -63,6 +70,7 @@ impl Client {
                 changed,
                 transport,
                 store,
+                signer,
             }),
         }
     }
@@ -122,9 +130,10 @@ impl Client {
         self.lock().invalidate(scope, token.secret().expose())
     }
 
-    /// An app JWT (cached until about a minute before it expires).
-    pub fn jwt(&self) -> Result<AppJwt, Error> {
-        self.lock().jwt(now())
+    /// An app JWT (cached until about a minute before it expires); for an App without its key,
+    /// signed by the client's signer when none is cached.
+    pub async fn jwt(&self) -> Result<AppJwt, Error> {
+        self.drive(GetJwt::new()).await
     }
 
     /// Every installation of the app, following every page.

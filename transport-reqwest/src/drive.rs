@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use icr_app_core::{App, Error, Operation, Step};
-use icr_app_driver::{Running, no_signer, now, report_sent, run_async_store};
+use icr_app_driver::{Running, now, report_sent, run_async_signer, run_async_store};
 use tokio::sync::watch;
 
 use crate::client::Client;
@@ -45,7 +45,12 @@ impl Client {
     }
 
     fn poll_locked<O: Operation>(&self, app: &mut App, op: &mut O) -> Polled<O::Output> {
+        let seen = app.changes();
         let step = op.poll(app, now());
+        if app.changes() != seen {
+            // This poll ended something others wait for (a mint that failed in it, say).
+            self.announce();
+        }
         let changes = matches!(step, Step::Wait { .. }).then(|| self.inner.changed.subscribe());
         (step, changes)
     }
@@ -100,11 +105,11 @@ impl Client {
                     self.announce();
                     continue;
                 }
-                (Step::Sign { id, .. }, _) => {
-                    // Only an App built without its key asks, and this client has no signer.
+                (Step::Sign { id, message }, _) => {
+                    let signature = run_async_signer(self.inner.signer.as_ref(), &message).await;
                     next = {
                         let mut app = self.lock();
-                        run.op().handle_signature(&mut app, id, Err(no_signer()), now());
+                        run.op().handle_signature(&mut app, id, signature, now());
                         self.poll_locked(&mut app, run.op())
                     };
                     self.announce();

@@ -87,7 +87,7 @@ mod transport;
 pub use builder::ClientBuilder;
 pub use client::Client;
 pub use drive::Driven;
-pub use icr_app_driver::{AsyncSharedStore as SharedStore, StoreFuture};
+pub use icr_app_driver::{AsyncSharedStore as SharedStore, AsyncSigner, SignFuture, StoreFuture};
 pub use refresher::RefresherHandle;
 pub use transport::ReqwestTransport;
 

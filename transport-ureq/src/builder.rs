@@ -1,7 +1,7 @@
 //! [`ClientBuilder`]: the transport, and a token store shared by every process of a fleet.
 
-use icr_app_core::{App, Error};
-use icr_app_driver::SharedStore;
+use icr_app_core::{App, Error, Signer};
+use icr_app_driver::{HeldSigner, SharedStore};
 
 use crate::client::Client;
 use crate::transport::UreqTransport;
@@ -15,6 +15,7 @@ pub struct ClientBuilder {
     app: App,
     transport: Option<UreqTransport>,
     store: Option<Box<dyn SharedStore>>,
+    signer: Option<HeldSigner<dyn Signer>>,
 }
 
 impl ClientBuilder {
@@ -23,6 +24,7 @@ impl ClientBuilder {
             app,
             transport: None,
             store: None,
+            signer: None,
         }
     }
 
@@ -40,9 +42,19 @@ impl ClientBuilder {
         self
     }
 
-    /// The client. Fails only when a store is given and the app's signer cannot derive the
-    /// secret that seals tokens in it (see [`App::attach_store`]).
+    /// The signer of an App built without its private key (`App::builder_without_key`: a KMS,
+    /// an HSM, a remote signer): the client calls it, without the app's lock, when the core asks
+    /// for the JWT's signature (once however many callers need it, about every nine minutes).
+    pub fn signer(mut self, signer: impl Signer + 'static) -> Self {
+        self.signer = Some(HeldSigner(Box::new(signer)));
+        self
+    }
+
+    /// The client. Fails when a store is given and the app's signer cannot derive the secret
+    /// that seals tokens in it (see [`App::attach_store`]), and when an App without its key
+    /// has no [`signer`](Self::signer) (or an App with its key has one).
     pub fn build(mut self) -> Result<Client, Error> {
+        icr_app_driver::check_signer(self.app.signs_outside(), self.signer.is_some())?;
         if let Some(store) = &self.store {
             self.app.attach_store(store.settings(), icr_app_driver::owner_seed())?;
         }
@@ -50,6 +62,7 @@ impl ClientBuilder {
             self.app,
             self.transport.unwrap_or_default(),
             self.store,
+            self.signer,
         ))
     }
 }

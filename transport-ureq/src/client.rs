@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use http::{Method, Request, Response};
 use icr_app_core::{
-    App, AppJwt, Call, CreateUserOrganization, CreatedUserOrganization, Error, GetToken, Installation, InstallationId,
-    InstallationsPage, ListInstallations, OrganizationId, Revoke, RevokeAll, SecretString, SendAs, Stats, Token,
-    TokenScope,
+    App, AppJwt, Call, CreateUserOrganization, CreatedUserOrganization, Error, GetJwt, GetToken, Installation,
+    InstallationId, InstallationsPage, ListInstallations, OrganizationId, Revoke, RevokeAll, SecretString, SendAs,
+    Signer, Stats, Token, TokenScope,
 };
-use icr_app_driver::{SharedStore, now};
+use icr_app_driver::{HeldSigner, SharedStore, now};
 use serde::de::DeserializeOwned;
 
 use crate::builder::ClientBuilder;
@@ -33,6 +33,8 @@ pub(crate) struct Inner {
     pub(crate) waiting: AtomicUsize,
     pub(crate) transport: UreqTransport,
     pub(crate) store: Option<Box<dyn SharedStore>>,
+    /// Signs the JWT of an App built without its key.
+    pub(crate) signer: Option<HeldSigner<dyn Signer>>,
 }
 
 impl Client {
@@ -43,7 +45,7 @@ impl Client {
 
     /// A client over a transport you configured (e.g. around your own `ureq::Agent`).
     pub fn with_transport(app: App, transport: UreqTransport) -> Self {
-        Self::from_parts(app, transport, None)
+        Self::from_parts(app, transport, None, None)
     }
 
     /// A builder, for a shared token store (and a transport).
@@ -51,13 +53,19 @@ impl Client {
         ClientBuilder::new(app)
     }
 
-    pub(crate) fn from_parts(app: App, transport: UreqTransport, store: Option<Box<dyn SharedStore>>) -> Self {
+    pub(crate) fn from_parts(
+        app: App,
+        transport: UreqTransport,
+        store: Option<Box<dyn SharedStore>>,
+        signer: Option<HeldSigner<dyn Signer>>,
+    ) -> Self {
         let inner = Inner {
             app: Mutex::new(app),
             changed: Condvar::new(),
             waiting: AtomicUsize::new(0),
             transport,
             store,
+            signer,
         };
         Self { inner: Arc::new(inner) }
     }
@@ -117,9 +125,10 @@ impl Client {
         self.lock().invalidate(scope, token.secret().expose())
     }
 
-    /// An app JWT (cached until about a minute before it expires).
+    /// An app JWT (cached until about a minute before it expires); for an App without its key,
+    /// signed by the client's signer when none is cached.
     pub fn jwt(&self) -> Result<AppJwt, Error> {
-        self.lock().jwt(now())
+        self.drive(GetJwt::new())
     }
 
     /// Every installation of the app, following every page.

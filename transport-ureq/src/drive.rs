@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use icr_app_core::{Error, Operation, Step};
-use icr_app_driver::{Running, no_signer, now, report_sent, run_store};
+use icr_app_driver::{Running, now, report_sent, run_signer, run_store};
 
 use crate::client::Client;
 
@@ -29,7 +29,13 @@ impl Client {
         });
         let mut app = self.lock();
         loop {
-            match run.op().poll(&mut app, now()) {
+            let seen = app.changes();
+            let step = run.op().poll(&mut app, now());
+            if app.changes() != seen {
+                // This poll ended something others wait for (a mint that failed in it, say).
+                self.changed();
+            }
+            match step {
                 Step::Done(result) => {
                     run.done();
                     return result;
@@ -64,9 +70,11 @@ impl Client {
                     report_sent(run.op(), &mut app, id, sent, now());
                     self.changed();
                 }
-                Step::Sign { id, .. } => {
-                    // Only an App built without its key asks, and this client has no signer.
-                    run.op().handle_signature(&mut app, id, Err(no_signer()), now());
+                Step::Sign { id, message } => {
+                    drop(app);
+                    let signature = run_signer(self.inner.signer.as_ref(), &message);
+                    app = self.lock();
+                    run.op().handle_signature(&mut app, id, signature, now());
                     self.changed();
                 }
             }

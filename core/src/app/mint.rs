@@ -123,6 +123,9 @@ impl App {
     }
 
     fn fail(&mut self, id: RequestId, error: Error, now: Timestamp) -> Error {
+        // Operations wait for this mint: wake them, even when it fails in a poll (a signer's
+        // failure, a mint given up).
+        self.changed();
         if let Some(mut signing) = self.mints.remove(&id) {
             // A signature it asked for is no longer awaited.
             self.abandon_signing(&mut signing);
@@ -154,6 +157,7 @@ impl App {
 
     /// Answers fetch `id` with a token read from the shared store, received at `now`.
     pub(crate) fn adopt_token(&mut self, id: RequestId, access: AccessToken, now: Timestamp) -> Result<Token, Error> {
+        self.changed();
         self.mints.remove(&id);
         self.cache.handle_token(id, access, now, self.offset.millis)
     }
@@ -161,6 +165,7 @@ impl App {
     /// Ends fetch `id` without a token: another process is refreshing, and the cached token
     /// keeps serving until `until`.
     pub(crate) fn defer_refresh(&mut self, id: RequestId, until: Timestamp) {
+        self.changed();
         self.mints.remove(&id);
         let _ = self.cache.defer(id, until);
     }

@@ -93,8 +93,10 @@ impl App {
     }
 
     /// The change counter: it moves (by one or more, wrapping) whenever any operation on this
-    /// app is reported to (`handle_response`, `handle_failure`, `handle_store`) or abandoned,
-    /// and at no other time.
+    /// app is reported to (`handle_response`, `handle_failure`, `handle_store`,
+    /// `handle_signature`) or abandoned, and whenever a poll ends something other operations
+    /// wait for (a mint or an organization's lookup that fails or is given up in a poll, say
+    /// after the signer of an app without its key failed).
     ///
     /// A [`Step::Wait`](crate::Step::Wait) carries the counter's value when the wait was
     /// decided: poll again once `changes()` differs from it (another operation reported back
@@ -106,9 +108,10 @@ impl App {
         self.changes
     }
 
-    /// An operation on this app was reported to or abandoned: moves the change counter. Every
-    /// [`Operation`](crate::Operation)'s `handle_*` and `abandon` call it, unless the operation
-    /// already finished.
+    /// An operation on this app was reported to or abandoned, or something others wait for
+    /// ended: moves the change counter. Every [`Operation`](crate::Operation)'s `handle_*` and
+    /// `abandon` call it, unless the operation already finished; so do the ends of mints and
+    /// lookups.
     pub(crate) fn changed(&mut self) {
         self.changes = self.changes.wrapping_add(1);
     }

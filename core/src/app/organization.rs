@@ -119,6 +119,8 @@ impl App {
         lookup: Option<RequestId>,
         installation: &str,
     ) -> Result<TokenScope, Error> {
+        // Operations wait for this lookup: wake them, even when it ends in a poll.
+        self.changed();
         let found = InstallationId::new(installation).map_err(|_| Error::MalformedBody {
             status: 200,
             problem: format!(
@@ -152,6 +154,7 @@ impl App {
     /// Lookup `lookup` for `organization` failed with `error` (the operations that waited for it
     /// fail with it too).
     pub(crate) fn organization_failed(&mut self, organization: &OrganizationId, lookup: RequestId, error: &Error) {
+        self.changed();
         if let Some(state) = self.organizations.get_mut(organization) {
             if state.lookup.map(|(id, _)| id) == Some(lookup) {
                 state.lookup = None;
@@ -163,6 +166,7 @@ impl App {
     /// Lookup `lookup` for `organization` was given up by its operation: another may start at
     /// once.
     pub(crate) fn cancel_lookup(&mut self, organization: &OrganizationId, lookup: RequestId) {
+        self.changed();
         if let Some(state) = self.organizations.get_mut(organization)
             && state.lookup.map(|(id, _)| id) == Some(lookup)
         {

@@ -25,7 +25,7 @@ import contextvars
 import logging
 import threading
 import time
-from typing import Any, Iterable, Optional, Tuple, Type, Union
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Tuple, Type, Union
 from urllib.parse import urlsplit
 
 import httpcore
@@ -34,6 +34,9 @@ import httpx
 from . import _proxies
 from ._icr_app import App, Done, Operation, Send, Sign, Store, StoreReply, TransportError, Wait
 from ._signal import fork_state, signal_of
+
+if TYPE_CHECKING:
+    from ._icr_app import Step as Polled
 
 _log = logging.getLogger("icr_app")
 
@@ -254,6 +257,15 @@ class _Base:
         finally:
             self.signal.notify()
 
+    def poll(self, op: Operation) -> Polled:
+        """Polls ``op``; a poll that ended something other operations wait for (a mint that
+        failed in it, say: the App's change counter moved) wakes them, as a report does."""
+        before = self.app.changes
+        step = op.poll()
+        if self.app.changes != before:
+            self.signal.notify()
+        return step
+
     def release(self, op: Operation) -> None:
         """Abandons ``op`` unless it is done, and wakes the waiters."""
         if not op.done:
@@ -336,7 +348,7 @@ class SyncDriver(_Base):
         signal = self.signal
         while True:
             seen = signal.gen
-            step = op.poll()
+            step = self.poll(op)
             if isinstance(step, Send):
                 if step.target:
                     return step
@@ -433,7 +445,7 @@ class AsyncDriver(_Base):
         signal = self.signal
         while True:
             seen = signal.gen
-            step = op.poll()
+            step = self.poll(op)
             if isinstance(step, Send):
                 if step.target:
                     return step

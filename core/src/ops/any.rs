@@ -92,16 +92,7 @@ impl std::fmt::Debug for PlainRequest {
 impl PlainRequest {
     fn from_http(request: Request<Vec<u8>>, purpose: Purpose) -> Self {
         let (parts, body) = request.into_parts();
-        let headers = parts
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = header_pairs(&parts.headers);
         Self {
             method: parts.method.as_str().to_owned(),
             url: parts.uri.to_string(),
@@ -113,10 +104,7 @@ impl PlainRequest {
 
     /// The value of header `name` (any case), if present.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header(&self.headers, name)
     }
 }
 
@@ -141,10 +129,7 @@ impl PlainResponse {
 
     /// The value of header `name` (any case), if present.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header(&self.headers, name)
     }
 
     /// The body read as JSON into `T` when the status is a success; otherwise the core's error
@@ -175,22 +160,34 @@ impl PlainResponse {
 
     fn from_http(response: Response<Vec<u8>>) -> Self {
         let (parts, body) = response.into_parts();
-        let headers = parts
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = header_pairs(&parts.headers);
         Self {
             status: parts.status.as_u16(),
             headers,
             body,
         }
     }
+}
+
+/// `(name, value)` pairs of `headers` (a value that is not UTF-8 is passed lossily).
+fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The value of header `name` (any case) among `headers`.
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// What an [`AnyOperation`] produced.

@@ -12,9 +12,9 @@
 
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::Response;
 
-use super::RequestId;
+use super::{RequestId, Step};
 use crate::app::{App, Shared, TokenAnswer, TokenScope, Unsigned};
 use crate::cache::Token;
 use crate::clock::Timestamp;
@@ -51,30 +51,13 @@ impl LeaseWait {
     }
 }
 
-/// What a fetch asks for next.
-pub(crate) enum FetchStep {
-    Send {
-        id: RequestId,
-        request: Request<Vec<u8>>,
-    },
-    Store {
-        id: RequestId,
-        command: StoreCommand,
-    },
-    /// The mint's JWT is to be signed by the driver (an app without a key).
-    Sign {
-        id: RequestId,
-        message: Vec<u8>,
-    },
-    Sleep {
-        until: Timestamp,
-    },
-    /// Another operation's signature of the JWT is awaited.
-    Wait {
-        until: Timestamp,
-        change: u64,
-    },
-    Done(Outcome),
+/// What a fetch asks for next: a step of the driver's, or how it ended. It never ends with an
+/// error of its own (a failure is recorded in the cache, with its back-off): see [`done`].
+pub(crate) type FetchStep = Step<Outcome>;
+
+/// The fetch ended with `outcome`.
+fn done(outcome: Outcome) -> FetchStep {
+    Step::Done(Ok(outcome))
 }
 
 /// How a fetch ended.
@@ -174,7 +157,7 @@ impl Fetch {
         let _entered = span.enter();
         let started = *self.started.get_or_insert(now);
         let step = self.step(app, now);
-        if let FetchStep::Done(outcome) = &step {
+        if let Step::Done(Ok(outcome)) = &step {
             let duration_ms = u64::try_from(now.saturating_since(started).as_millis()).unwrap_or(u64::MAX);
             span.record("duration_ms", duration_ms);
             match outcome {
@@ -198,7 +181,7 @@ impl Fetch {
             State::Loading(_) | State::Leasing(_) => self.mint(app, now, false),
             State::Waiting(until) if now < until => {
                 self.state = State::Waiting(until);
-                FetchStep::Sleep { until }
+                Step::Sleep { until }
             }
             State::Waiting(_) => self.load(app, now),
             State::Lease => self.lease(app, now),
@@ -212,17 +195,17 @@ impl Fetch {
                     let command = release_lease(shared, &self.scope);
                     self.send_store(app, command, |id| State::Storing(id, outcome))
                 }
-                None => FetchStep::Done(outcome),
+                None => done(outcome),
             },
             State::Mint { leased } => self.mint(app, now, leased),
             // Polled again without an answer: the driver gave that send up.
             State::Minting { .. } => {
                 app.cancel_mint(self.id, now);
-                FetchStep::Done(Outcome::Failed)
+                done(Outcome::Failed)
             }
             State::Resign { leased } => self.send_mint(app, now, leased),
             State::Minted { leased, outcome } => self.tell_store(app, now, leased, outcome),
-            State::Storing(_, outcome) | State::Finished(outcome) => FetchStep::Done(outcome),
+            State::Storing(_, outcome) | State::Finished(outcome) => done(outcome),
         }
     }
 
@@ -249,7 +232,7 @@ impl Fetch {
     ) -> FetchStep {
         let id = app.next_request_id();
         self.state = waiting(id);
-        FetchStep::Store { id, command }
+        Step::Store { id, command }
     }
 
     fn lease(&mut self, app: &mut App, now: Timestamp) -> FetchStep {
@@ -279,15 +262,15 @@ impl Fetch {
         // Recorded before signing: a signer that panics leaves a mint that `abandon` releases.
         self.state = State::Minting { leased };
         match app.mint_request(self.id, &self.scope, now) {
-            Ok(request) => FetchStep::Send { id: self.id, request },
+            Ok(request) => Step::Send { id: self.id, request },
             // Without a key, the JWT first: ask again at the next poll.
             Err(Unsigned::Sign { id, message }) => {
                 self.state = State::Resign { leased };
-                FetchStep::Sign { id, message }
+                Step::Sign { id, message }
             }
             Err(Unsigned::Wait { until, change }) => {
                 self.state = State::Resign { leased };
-                FetchStep::Wait { until, change }
+                Step::Wait { until, change }
             }
             Err(Unsigned::Failed(error)) => {
                 app.handle_token_failure(self.id, error, now);
@@ -300,7 +283,7 @@ impl Fetch {
     /// releases the lease, so another process may try at once.
     fn tell_store(&mut self, app: &mut App, now: Timestamp, leased: bool, outcome: Outcome) -> FetchStep {
         let Some(shared) = app.store(now) else {
-            return FetchStep::Done(outcome);
+            return done(outcome);
         };
         let key = shared.sealer.entry(&self.scope);
         let sealed = match &outcome {
@@ -319,7 +302,7 @@ impl Fetch {
                 owner: shared.sealer.owner().to_vec(),
             },
             None if leased || matches!(outcome, Outcome::Token(_)) => release_lease(shared, &self.scope),
-            None => return FetchStep::Done(outcome),
+            None => return done(outcome),
         };
         self.send_store(app, command, |id| State::Storing(id, outcome))
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use http::Response;
 
-use super::fetch::{Fetch, FetchStep};
+use super::fetch::Fetch;
 use super::{Operation, RequestId, Step};
 use crate::app::App;
 use crate::clock::Timestamp;
@@ -33,14 +33,10 @@ impl Refresher {
     /// Polls `fetch`, kept in `self` while it runs (a signer that panics leaves it for
     /// `abandon`) and while it needs the driver.
     fn drive(&mut self, fetch: Box<Fetch>, app: &mut App, now: Timestamp) -> Option<Step<()>> {
-        let step = match self.fetch.insert(fetch).poll(app, now) {
-            FetchStep::Send { id, request } => Step::Send { id, request },
-            FetchStep::Store { id, command } => Step::Store { id, command },
-            FetchStep::Sign { id, message } => Step::Sign { id, message },
-            FetchStep::Sleep { until } => Step::Sleep { until },
-            FetchStep::Wait { until, change } => Step::Wait { until, change },
+        let step = match self.fetch.insert(fetch).poll(app, now).pass() {
+            Ok(effect) => effect,
             // Cached, recorded as a failure with its back-off, or put off: on to the next.
-            FetchStep::Done(_) => {
+            Err(_) => {
                 self.fetch = None;
                 return None;
             }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use http::Response;
 
-use super::fetch::{Fetch, FetchStep, Outcome};
+use super::fetch::{Fetch, Outcome};
 use super::lookup::Lookup;
 use super::{Finished, Operation, RequestId, Step, retrying};
 use crate::app::{App, OrganizationPoll, TokenScope};
@@ -148,13 +148,10 @@ impl GetToken {
         let Progress::Fetching(fetch) = &mut self.progress else {
             return None;
         };
-        let outcome = match fetch.poll(app, now) {
-            FetchStep::Send { id, request } => return Some(Step::Send { id, request }),
-            FetchStep::Store { id, command } => return Some(Step::Store { id, command }),
-            FetchStep::Sign { id, message } => return Some(Step::Sign { id, message }),
-            FetchStep::Sleep { until } => return Some(Step::Sleep { until }),
-            FetchStep::Wait { until, change } => return Some(Step::Wait { until, change }),
-            FetchStep::Done(outcome) => outcome,
+        let outcome = match fetch.poll(app, now).pass() {
+            Ok(effect) => return Some(effect),
+            // A fetch never ends with an error of its own: its failures are in the cache.
+            Err(outcome) => outcome.unwrap_or(Outcome::Failed),
         };
         self.progress = Progress::Idle;
         match outcome {

@@ -476,6 +476,12 @@ impl JwtSigner {
     pub fn invalidate(&mut self) {
         self.cached = None;
     }
+
+    /// Forgets the cached JWT if it was made for the clock `offset` (the one a refused request
+    /// carried); one made since for another offset stays.
+    pub(crate) fn invalidate_made_with(&mut self, offset: ClockOffset) {
+        self.cached.take_if(|jwt| jwt.offset == offset);
+    }
 }
 
 #[cfg(test)]

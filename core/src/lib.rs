@@ -143,9 +143,11 @@
 //!             // a key: run the command or sign like a send, without the lock, and report.
 //!             Step::Store { id, .. } => {
 //!                 op.handle_store(&mut guard, id, Err(Error::config("store", "none")), now());
+//!                 changed.notify_all();
 //!             }
 //!             Step::Sign { id, .. } => {
 //!                 op.handle_signature(&mut guard, id, Err(Error::config("signer", "none")), now());
+//!                 changed.notify_all();
 //!             }
 //!             Step::Sleep { until } => {
 //!                 drop(guard);

@@ -295,3 +295,40 @@ fn a_plain_request_debug_shows_no_credential() {
     let debug = format!("{request:?}");
     assert!(debug.contains("authorization") && !debug.contains("Bearer"), "{debug}");
 }
+
+#[test]
+fn repeated_headers_are_all_sent_and_a_response_debug_shows_no_body() {
+    let app = app();
+    let scope = TokenScope::Installation(InstallationId::new("i-1").unwrap());
+    let headers = [("accept", "text/csv"), ("x-tag", "a"), ("x-tag", "b")];
+    let mut op = AnyOperation::send_as(&app, scope, "GET", "/projects", &headers, None).unwrap();
+    let mut app = app;
+    let mut registry = Registry::default();
+    let now = t0();
+    let request = loop {
+        match op.poll(&mut app, now) {
+            AnyStep::Send { request, .. } if request.purpose == Purpose::Request => break request,
+            AnyStep::Send { id, request } => {
+                let response = registry.serve(&request, now);
+                op.handle_response(&mut app, id, response, now);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    let values = |name: &str| -> Vec<&str> {
+        request
+            .headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    assert_eq!(
+        values("accept"),
+        ["text/csv"],
+        "the given one replaces the standard one"
+    );
+    assert_eq!(values("x-tag"), ["a", "b"], "every value of a repeated name");
+    let token_body = PlainResponse::new(201, vec![], br#"{"token":"crs_0123456789abcdef"}"#.to_vec());
+    assert!(!format!("{token_body:?}").contains("crs_"));
+}

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use icr_app_core::{
-    App, AppKey, Call, Error, GetJwt, GetToken, InstallationId, Operation, Signer, Step, StoreSettings, Timestamp,
-    TokenScope,
+    App, AppKey, Call, Error, GetJwt, GetToken, InstallationId, ListInstallations, Operation, Signer, Step,
+    StoreSettings, Timestamp, TokenScope,
 };
 
 const APP_ID: &str = "d23967cc-dd16-452b-8af4-869965745978";
@@ -133,8 +133,9 @@ fn an_abandoned_signing_is_asked_again_at_once_and_a_late_signature_changes_noth
     };
     assert_ne!(first, second);
     // The abandoned one's late answer is ignored; the awaited one completes the JWT.
+    let change = app.changes();
     b.handle_signature(&mut app, first, Ok(vec![1; 256]), now);
-    assert!(matches!(b.poll(&mut app, now), Step::Wait { .. }));
+    assert_eq!(app.changes(), change, "a late answer changes nothing");
     b.handle_signature(&mut app, second, Ok(key().sign_rs256(&message).unwrap()), now);
     let Step::Done(Ok(jwt)) = b.poll(&mut app, now) else {
         panic!()
@@ -222,4 +223,36 @@ fn a_shared_store_needs_a_sealing_secret_given_explicitly() {
     app.attach_store(StoreSettings::default(), 1).unwrap();
     let keyed = App::builder(APP_ID, key()).sealing_secret(&[7; 32]).build();
     assert!(keyed.unwrap_err().to_string().contains("derived from the key"));
+}
+
+#[test]
+fn an_abandoned_page_listing_releases_the_signature_it_asked_for() {
+    let mut app = keyless();
+    let now = t0();
+    let mut list = ListInstallations::new(10);
+    let Step::Sign { id, .. } = list.poll(&mut app, now) else {
+        panic!("it signs first")
+    };
+    list.abandon(&mut app, now);
+    let Step::Sign { id: again, .. } = GetJwt::new().poll(&mut app, now) else {
+        panic!("not a wait for the abandoned listing's signature")
+    };
+    assert_ne!(id, again);
+}
+
+#[test]
+fn polled_again_without_an_answer_a_signing_is_asked_for_anew() {
+    let mut app = keyless();
+    let now = t0();
+    let mut op = GetJwt::new();
+    let Step::Sign { id: first, .. } = op.poll(&mut app, now) else {
+        panic!()
+    };
+    // The driver could not reach its signer and polls again: a new signing, not a wait on its own.
+    let Step::Sign { id: second, message } = op.poll(&mut app, now) else {
+        panic!("asked anew")
+    };
+    assert_ne!(first, second);
+    op.handle_signature(&mut app, second, Ok(key().sign_rs256(&message).unwrap()), now);
+    assert!(matches!(op.poll(&mut app, now), Step::Done(Ok(_))));
 }

@@ -14,7 +14,7 @@ pub type SignFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<u8>, Error>> + 
 /// A signer the async client awaits for an app built without its key
 /// (`App::builder_without_key`): a KMS or an HSM reached over the network, or any signer that
 /// must not block the runtime. It is called once however many operations need the JWT, outside
-/// the app's lock, about every nine minutes.
+/// the app's lock, about every eight minutes.
 pub trait AsyncSigner: Send + Sync {
     /// The RS256 (RSASSA-PKCS1-v1_5 with SHA-256) signature of `message` with the app's
     /// private key, or why there is none ([`Error::Signing`], whose message every operation

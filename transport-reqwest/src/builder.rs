@@ -44,7 +44,7 @@ impl ClientBuilder {
 
     /// The signer of an App built without its private key (`App::builder_without_key`: a KMS,
     /// an HSM, a remote signer), awaited when the core asks for the JWT's signature (once
-    /// however many callers need it, about every nine minutes), never under the app's lock.
+    /// however many callers need it, about every eight minutes), never under the app's lock.
     pub fn signer(mut self, signer: impl AsyncSigner + 'static) -> Self {
         self.signer = Some(HeldSigner(Box::new(signer)));
         self

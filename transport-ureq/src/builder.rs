@@ -44,7 +44,7 @@ impl ClientBuilder {
 
     /// The signer of an App built without its private key (`App::builder_without_key`: a KMS,
     /// an HSM, a remote signer): the client calls it, without the app's lock, when the core asks
-    /// for the JWT's signature (once however many callers need it, about every nine minutes).
+    /// for the JWT's signature (once however many callers need it, about every eight minutes).
     pub fn signer(mut self, signer: impl Signer + 'static) -> Self {
         self.signer = Some(HeldSigner(Box::new(signer)));
         self

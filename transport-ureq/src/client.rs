@@ -38,7 +38,9 @@ pub(crate) struct Inner {
 }
 
 impl Client {
-    /// A client over the default transport (rustls, timeouts, no redirects).
+    /// A client over the default transport (rustls, timeouts, no redirects). An App built
+    /// without its key needs a signer ([`ClientBuilder::signer`]): through this client, its
+    /// calls fail with an [`Error::Signing`] that says so.
     pub fn new(app: App) -> Self {
         Self::with_transport(app, UreqTransport::new())
     }

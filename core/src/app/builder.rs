@@ -136,7 +136,7 @@ impl App {
     /// A builder for an app whose private key is not in this process (a KMS, an HSM, a signer
     /// written in another language, asynchronous or slow): every app JWT's signature is a step
     /// the driver performs ([`Step::Sign`](crate::Step::Sign): the bytes out, the RS256
-    /// signature back), once however many operations need it, about every nine minutes. The
+    /// signature back), once however many operations need it, about every eight minutes. The
     /// clients take the signer that performs it (`ClientBuilder::signer`). For a shared token
     /// store, also give [`AppBuilder::sealing_secret`].
     ///

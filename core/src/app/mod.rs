@@ -93,8 +93,8 @@ impl App {
     }
 
     /// The change counter: it moves (by one or more, wrapping) whenever any operation on this
-    /// app is reported to (`handle_response`, `handle_failure`, `handle_store`,
-    /// `handle_signature`) or abandoned, and whenever a poll ends something other operations
+    /// app is reported to (`handle_response`, `handle_failure`, `handle_store`, and a
+    /// `handle_signature` for the signing in flight) or abandoned, and whenever a poll ends something other operations
     /// wait for (a mint or an organization's lookup that fails or is given up in a poll, say
     /// after the signer of an app without its key failed).
     ///

@@ -76,6 +76,12 @@ impl App {
     /// is a step: the first operation that needs it is told to have it signed, the others to
     /// wait for it, and each polls again to get the JWT (or the signer's failure, as `Err`).
     pub(crate) fn sign(&mut self, signing: &mut Signing, now: Timestamp) -> Result<AppJwt, Unsigned> {
+        // Asked to sign and polled again without an answer: that signing was given up (as a
+        // Send polled again without an answer is), so it is asked for anew rather than waited
+        // on. Answered, it is no longer in flight and this does nothing.
+        if let Some(asked) = signing.asked.take() {
+            self.jwt.abandon_signing(asked);
+        }
         let timeout = self.cache.config().fetch_timeout;
         let cache = &mut self.cache;
         let poll = self.jwt.poll(
@@ -132,7 +138,9 @@ impl App {
     /// [`sign`](Self::sign)) and send it once more: when the offset learned since it was signed
     /// moved by more than [`SKEW_RETRY_THRESHOLD`], and it was not signed again for that already.
     pub(crate) fn retry_for_skew(&mut self, signing: &mut Signing) -> bool {
-        self.jwt.invalidate();
+        // Only the JWT made for the refused request's clock: one made since for the corrected
+        // clock (another operation's retry) stays, or each 401 would ask the signer again.
+        self.jwt.invalidate_made_with(signing.signed_with);
         if signing.skew_retried || !self.skew_changed(signing.signed_with) {
             return false;
         }

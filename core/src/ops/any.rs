@@ -109,8 +109,9 @@ impl PlainRequest {
 }
 
 /// A response, as plain data: what a driver reports with [`AnyOperation::handle_response`], and
-/// what a [`SendAs`] hands back ([`Outcome::Response`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// what a [`SendAs`] hands back ([`Outcome::Response`]). A mint's body holds a token: its
+/// `Debug` shows the status, header names and the body's length only.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct PlainResponse {
     /// The HTTP status.
     pub status: u16,
@@ -119,6 +120,17 @@ pub struct PlainResponse {
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for PlainResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("PlainResponse")
+            .field("status", &self.status)
+            .field("headers", &names)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
 }
 
 impl PlainResponse {
@@ -345,7 +357,8 @@ impl AnyOperation {
 
     /// Any request, authorised as `scope` ([`SendAs`]): `url` is a path relative to the base
     /// URL, starting with `/` (then the standard headers are added), or an absolute URL on the
-    /// registry (a token goes to no other host). `headers` replace any of the same name.
+    /// registry (a token goes to no other host). `headers` replace the standard ones of the same
+    /// name; a name given more than once is sent with every value.
     pub fn send_as<N: AsRef<str>, V: AsRef<str>>(
         app: &App,
         scope: TokenScope,
@@ -371,13 +384,21 @@ impl AnyOperation {
             })?;
             request
         };
+        let mut given = http::HeaderMap::new();
         for (name, value) in headers {
             let name = HeaderName::from_bytes(name.as_ref().as_bytes())
                 .map_err(|_| Error::config("request header", "a header name is not valid"))?;
             // The value is never quoted: it may be a credential.
             let value = HeaderValue::from_str(value.as_ref())
                 .map_err(|_| Error::config("request header", format!("the value of `{name}` is not valid")))?;
-            request.headers_mut().insert(name, value);
+            given.append(name, value);
+        }
+        // A header given replaces the standard one of its name; repeated, every value is sent.
+        for name in given.keys() {
+            request.headers_mut().remove(name);
+        }
+        for (name, value) in &given {
+            request.headers_mut().append(name, value.clone());
         }
         Ok(Self::from(SendAs::new(scope, request)))
     }

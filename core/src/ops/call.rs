@@ -407,11 +407,14 @@ impl Operation for ListInstallations {
         }
     }
 
-    fn abandon(&mut self, app: &mut App, _now: Timestamp) {
+    fn abandon(&mut self, app: &mut App, now: Timestamp) {
         if self.finished.is_set() {
             return;
         }
+        // The page's call releases what it holds (a signature it asked for, for one).
+        if let Some(mut call) = self.current.take() {
+            call.abandon(app, now);
+        }
         app.changed();
-        self.current = None;
     }
 }

@@ -82,7 +82,9 @@ pub enum Step<T> {
     /// the signature (or the signer's failure) for `id` with [`Operation::handle_signature`].
     /// Only asked for by an app built without a key ([`App::builder_without_key`]), once
     /// however many operations need the JWT (the others [`Wait`](Step::Wait)), and about once
-    /// every nine minutes: the JWT it completes is reused until a minute before it expires.
+    /// every eight minutes: the JWT it completes (nine minutes of life) is reused until a minute
+    /// before it expires. Answer it before polling again: polled again without an answer, the
+    /// operation gives that signing up and asks for a new one.
     Sign {
         /// Which signing this is; answer for it.
         id: RequestId,

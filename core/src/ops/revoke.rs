@@ -236,11 +236,13 @@ impl Operation for RevokeAll {
         }
     }
 
-    fn abandon(&mut self, app: &mut App, _now: Timestamp) {
+    fn abandon(&mut self, app: &mut App, now: Timestamp) {
         if self.finished.is_set() {
             return;
         }
+        if let Some(mut current) = self.current.take() {
+            current.abandon(app, now);
+        }
         app.changed();
-        self.current = None;
     }
 }

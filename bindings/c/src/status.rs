@@ -218,7 +218,8 @@ pub(crate) fn guard(body: impl FnOnce() -> Result<(), Fail>) -> icr_status {
 
 /// Copies `message` into the caller's buffer `buf` of `cap` bytes, NUL-terminated, and writes
 /// the length it needs (message and NUL) to `out_needed`. The message is cut at a character
-/// boundary when it does not fit: then the status is [`icr_status::BufferTooSmall`].
+/// boundary when it does not fit: then the status is [`icr_status::BufferTooSmall`], whose
+/// message (this thread's last error) is `message` itself.
 pub(crate) fn copy_message(message: &str, buf: *mut c_char, cap: usize, out_needed: Out<usize>) -> Result<(), Fail> {
     let needed = message.len() + 1;
     out_needed.set(needed);
@@ -242,10 +243,9 @@ pub(crate) fn copy_message(message: &str, buf: *mut c_char, cap: usize, out_need
         }
     }
     if fit < message.len() {
-        return Err(Fail::new(
-            icr_status::BufferTooSmall,
-            format!("the buffer holds {cap} bytes; the message needs {needed}"),
-        ));
+        // The last error stays the message asked for, so that a second call with a larger
+        // buffer gets it whole.
+        return Err(Fail::new(icr_status::BufferTooSmall, message));
     }
     Ok(())
 }
@@ -280,10 +280,6 @@ pub unsafe extern "C" fn icr_last_error(buf: *mut c_char, cap: usize, out_needed
         // SAFETY: the caller promises `out_needed` is NULL (refused) or writable.
         let out_needed = unsafe { Out::new(out_needed, "out_needed") }?;
         let message = LAST_ERROR.with(|last| last.borrow().clone());
-        match copy_message(&message, buf, cap, out_needed) {
-            // A buffer too small is reported without replacing the message the caller wants.
-            Err(fail) if fail.status == icr_status::BufferTooSmall => Err(Fail::new(fail.status, message)),
-            other => other,
-        }
+        copy_message(&message, buf, cap, out_needed)
     })
 }

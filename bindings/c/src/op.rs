@@ -259,16 +259,19 @@ fn min_life(min_life_ms: u64) -> Option<Duration> {
     (min_life_ms > 0).then(|| Duration::from_millis(min_life_ms))
 }
 
-/// The operation behind `ptr`, for a call that changes it (the current step's loans end).
+/// The operation and the app behind `op` and `app`, for a call that changes them: once both
+/// are checked, the current step's loans end.
 ///
 /// # Safety
 ///
-/// `ptr` is NULL (refused) or a live operation no one else uses during the call.
-unsafe fn op_mut<'a>(ptr: *mut icr_op) -> Result<&'a mut icr_op, Fail> {
+/// Each pointer is NULL (refused) or a live handle no one else uses during the call.
+unsafe fn op_and_app<'a>(op: *mut icr_op, app: *mut icr_app) -> Result<(&'a mut icr_op, &'a mut icr_app), Fail> {
     // SAFETY: passed on from the caller's contract.
-    let op = unsafe { ptr.as_mut() }.ok_or_else(|| Fail::null("op"))?;
+    let op = unsafe { op.as_mut() }.ok_or_else(|| Fail::null("op"))?;
+    // SAFETY: as above (an app and an operation are distinct allocations).
+    let app = unsafe { app_mut(app) }?;
     op.step = Lent::Nothing;
-    Ok(op)
+    Ok((op, app))
 }
 
 /// The operation behind `ptr`, to read it.
@@ -609,9 +612,7 @@ pub unsafe extern "C" fn icr_op_poll(
         // SAFETY: as above.
         let out_change = unsafe { Out::new(out_change, "out_change") }?;
         // SAFETY: the caller's contract: live, and not used elsewhere during the call.
-        let op = unsafe { op_mut(op) }?;
-        // SAFETY: as above.
-        let app = unsafe { app_mut(app) }?;
+        let (op, app) = unsafe { op_and_app(op, app) }?;
         let (step, id, until, change) = if op.done.is_some() {
             (icr_step::Done, 0, 0, 0)
         } else {
@@ -834,9 +835,7 @@ pub unsafe extern "C" fn icr_op_handle_response(
         // SAFETY: as above.
         let body = unsafe { bytes(body, body_len, "body") }?;
         // SAFETY: as above.
-        let op = unsafe { op_mut(op) }?;
-        // SAFETY: as above.
-        let app = unsafe { app_mut(app) }?;
+        let (op, app) = unsafe { op_and_app(op, app) }?;
         let headers = headers.into_iter().map(|(n, v)| (n, v.to_string())).collect();
         let response = PlainResponse::new(status, headers, body.to_vec());
         op.op
@@ -868,9 +867,7 @@ pub unsafe extern "C" fn icr_op_handle_failure(
         let message = unsafe { bytes(message.cast(), message_len, "message") }?;
         let message = String::from_utf8_lossy(message);
         // SAFETY: as above.
-        let op = unsafe { op_mut(op) }?;
-        // SAFETY: as above.
-        let app = unsafe { app_mut(app) }?;
+        let (op, app) = unsafe { op_and_app(op, app) }?;
         op.op
             .handle_failure(&mut app.app, id, kind, &message, Timestamp::from_unix_millis(now_ms));
         Ok(())
@@ -900,9 +897,7 @@ pub unsafe extern "C" fn icr_op_handle_signature(
             ));
         }
         // SAFETY: as above.
-        let op = unsafe { op_mut(op) }?;
-        // SAFETY: as above.
-        let app = unsafe { app_mut(app) }?;
+        let (op, app) = unsafe { op_and_app(op, app) }?;
         op.op.handle_signature(
             &mut app.app,
             id,
@@ -933,9 +928,7 @@ pub unsafe extern "C" fn icr_op_handle_signature_failure(
         let message = unsafe { bytes(message.cast(), message_len, "message") }?;
         let message = String::from_utf8_lossy(message).into_owned();
         // SAFETY: as above.
-        let op = unsafe { op_mut(op) }?;
-        // SAFETY: as above.
-        let app = unsafe { app_mut(app) }?;
+        let (op, app) = unsafe { op_and_app(op, app) }?;
         op.op
             .handle_signature(&mut app.app, id, Err(message), Timestamp::from_unix_millis(now_ms));
         Ok(())
@@ -953,9 +946,7 @@ pub unsafe extern "C" fn icr_op_handle_signature_failure(
 pub unsafe extern "C" fn icr_op_abandon(op: *mut icr_op, app: *mut icr_app, now_ms: i64) -> icr_status {
     guard(|| {
         // SAFETY: the caller's contract.
-        let op = unsafe { op_mut(op) }?;
-        // SAFETY: as above.
-        let app = unsafe { app_mut(app) }?;
+        let (op, app) = unsafe { op_and_app(op, app) }?;
         op.op.abandon(&mut app.app, Timestamp::from_unix_millis(now_ms));
         Ok(())
     })

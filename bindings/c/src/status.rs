@@ -283,3 +283,63 @@ pub unsafe extern "C" fn icr_last_error(buf: *mut c_char, cap: usize, out_needed
         copy_message(&message, buf, cap, out_needed)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last_error() -> String {
+        LAST_ERROR.with(|last| last.borrow().clone())
+    }
+
+    #[test]
+    fn a_panic_becomes_a_status_and_a_message() {
+        let status = guard(|| panic!("boom"));
+        assert_eq!(status, icr_status::Panic);
+        assert!(last_error().contains("boom"), "{}", last_error());
+        // The next call works as before.
+        assert_eq!(guard(|| Ok(())), icr_status::Ok);
+    }
+
+    #[test]
+    fn a_failure_sets_the_last_error_and_success_keeps_it() {
+        assert_eq!(guard(|| Err(Fail::invalid("bad"))), icr_status::InvalidArgument);
+        assert_eq!(guard(|| Ok(())), icr_status::Ok);
+        assert_eq!(last_error(), "bad");
+    }
+
+    #[test]
+    fn messages_are_cut_at_character_boundaries() {
+        let mut buf = [0x7f_u8; 8];
+        let mut needed = 0_usize;
+        // SAFETY: `needed` is a live, writable usize.
+        let out = unsafe { Out::new(&raw mut needed, "out_needed") }.unwrap();
+        // "ab" then a 3-byte character: 5 bytes fit before the NUL, the character does not.
+        let fail = copy_message("abcd\u{20ac}x", buf.as_mut_ptr().cast(), 6, out).unwrap_err();
+        assert_eq!(fail.status, icr_status::BufferTooSmall);
+        assert_eq!(needed, 9);
+        assert_eq!(&buf[..5], b"abcd\0");
+        assert_eq!(buf[6], 0x7f, "nothing written past the capacity");
+    }
+
+    #[test]
+    fn every_status_has_a_distinct_name() {
+        let mut names: Vec<&str> = icr_status::ALL.iter().map(|s| s.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), icr_status::ALL.len());
+        assert!(names.iter().all(|n| n.ends_with('\0')));
+        for code in 1..=14_u32 {
+            let status = icr_status::ALL.iter().find(|s| **s as u32 == code).unwrap();
+            assert_ne!(status.name(), "other_error\0");
+        }
+    }
+
+    #[test]
+    fn core_error_codes_keep_their_numbers() {
+        let error = Error::config("x", "y");
+        assert_eq!(icr_status::of(&error) as u32, error.code() as u32);
+        let error = Error::transport(icr_app_core::TransportErrorKind::Timeout, "slow");
+        assert_eq!(icr_status::of(&error) as u32, error.code() as u32);
+    }
+}

@@ -74,6 +74,7 @@ typedef struct registry {
     int mints;           /* access tokens minted */
     int flaky_failures;  /* connection failures still to give for i-flaky */
     int revokes;         /* DELETE /app/installations/token seen */
+    int busy;            /* mints of i-busy answered so far */
     int requests;        /* the caller's own requests seen */
     char last_authorization[2048];
 } registry;
@@ -141,6 +142,19 @@ static void registry_answer(registry *reg, const icr_op *op, answer *a) {
         if (ends_with(url, url_len, "/installations/i-404/accessTokens")) {
             a->status = 404;
             strcpy(a->body, "{\"statusCode\":404,\"message\":\"Installation not found\",\"error\":\"Not Found\"}");
+            return;
+        }
+        if (ends_with(url, url_len, "/installations/i-429/accessTokens")) {
+            a->status = 429;
+            add_header(a, "retry-after", "1");
+            strcpy(a->body, "{\"statusCode\":429,\"message\":\"Slow down\"}");
+            return;
+        }
+        if (ends_with(url, url_len, "/installations/i-busy/accessTokens") && reg->busy < 2) {
+            a->status = reg->busy == 0 ? 429 : 503;
+            add_header(a, "retry-after", reg->busy == 0 ? "2" : "1");
+            strcpy(a->body, "{\"message\":\"busy\"}");
+            reg->busy++;
             return;
         }
         if (ends_with(url, url_len, "/installations/i-flaky/accessTokens") && reg->flaky_failures > 0) {
@@ -404,6 +418,36 @@ static void test_transport_failure_then_token(const uint8_t *key, size_t key_len
     CHECK_STATUS(icr_op_result(op), ICR_STATUS_OK);
     CHECK_STATUS(icr_op_token(op, &token, &token_len, &expires), ICR_STATUS_OK);
     CHECK(strcmp(token, "crs_0001") == 0);
+    icr_op_free(op);
+    icr_app_free(app);
+}
+
+static void test_retry_after(const uint8_t *key, size_t key_len) {
+    registry reg;
+    icr_app *app = new_app(key, key_len);
+    icr_op *op = NULL;
+    const char *token = NULL;
+    size_t token_len = 0;
+    int64_t expires = 0, start = now_ms, retry = 0;
+    enum icr_status status = ICR_STATUS_OK;
+    uint16_t http = 0;
+    memset(&reg, 0, sizeof reg);
+
+    /* A 429 then a 503, each with Retry-After: slept through, then a token. */
+    CHECK_STATUS(icr_op_installation_token(S("i-busy"), 0, &op), ICR_STATUS_OK);
+    CHECK(drive(op, app, &reg, 1) == 3);
+    CHECK(now_ms - start >= 3000);
+    CHECK_STATUS(icr_op_token(op, &token, &token_len, &expires), ICR_STATUS_OK);
+    CHECK(strcmp(token, "crs_0001") == 0);
+    icr_op_free(op);
+
+    /* Always 429: in the end the rate-limited status, with the HTTP status and Retry-After. */
+    CHECK_STATUS(icr_op_installation_token(S("i-429"), 0, &op), ICR_STATUS_OK);
+    CHECK(drive(op, app, &reg, 1) >= 1);
+    CHECK_STATUS(icr_op_result(op), ICR_STATUS_RATE_LIMITED);
+    CHECK(strstr(last_error(), "Slow down") != NULL);
+    CHECK_STATUS(icr_op_error(op, &status, &http, &retry), ICR_STATUS_OK);
+    CHECK(status == ICR_STATUS_RATE_LIMITED && http == 429 && retry >= 1000);
     icr_op_free(op);
     icr_app_free(app);
 }
@@ -681,6 +725,7 @@ int main(int argc, char **argv) {
     test_installation_token(key, key_len);
     test_not_found(key, key_len);
     test_transport_failure_then_token(key, key_len);
+    test_retry_after(key, key_len);
     test_other_operations(key, key_len);
     test_keyless_app();
     test_errors(key, key_len);

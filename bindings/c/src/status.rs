@@ -309,6 +309,17 @@ mod tests {
     }
 
     #[test]
+    fn the_last_error_is_per_thread() {
+        assert_eq!(
+            guard(|| Err(Fail::invalid("on this thread"))),
+            icr_status::InvalidArgument
+        );
+        let other = std::thread::spawn(last_error).join().unwrap();
+        assert_eq!(other, "");
+        assert_eq!(last_error(), "on this thread");
+    }
+
+    #[test]
     fn messages_are_cut_at_character_boundaries() {
         let mut buf = [0x7f_u8; 8];
         let mut needed = 0_usize;

@@ -68,6 +68,34 @@ static void http_date(int64_t ms, char *out, size_t cap) {
     strftime(out, cap, "%a, %d %b %Y %H:%M:%S GMT", tm);
 }
 
+/* The `iat` claim of the JWT in `authorization` ("Bearer <header>.<claims>.<signature>"),
+ * or -1: base64url-decodes the claims and reads the number after "iat":. */
+static long long jwt_iat(const char *authorization) {
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    char claims[1024];
+    const char *start = strchr(authorization, '.'), *at;
+    size_t out = 0;
+    unsigned bits = 0, nbits = 0;
+    if (start == NULL) {
+        return -1;
+    }
+    for (start++; *start != '\0' && *start != '.' && out + 1 < sizeof claims; start++) {
+        const char *digit = strchr(alphabet, *start);
+        if (digit == NULL || *start == '\0') {
+            return -1;
+        }
+        bits = (bits << 6) | (unsigned)(digit - alphabet);
+        nbits += 6;
+        if (nbits >= 8) {
+            nbits -= 8;
+            claims[out++] = (char)((bits >> nbits) & 0xff);
+        }
+    }
+    claims[out] = '\0';
+    at = strstr(claims, "\"iat\":");
+    return at == NULL ? -1 : strtoll(at + 6, NULL, 10);
+}
+
 /* ---- the canned registry ---- */
 
 typedef struct registry {
@@ -75,6 +103,8 @@ typedef struct registry {
     int flaky_failures;  /* connection failures still to give for i-flaky */
     int revokes;         /* DELETE /app/installations/token seen */
     int busy;            /* mints of i-busy answered so far */
+    int64_t skew_ms;     /* the registry's clock minus the test's */
+    int refused_jwts;    /* mints refused for an `iat` off the registry's clock */
     int requests;        /* the caller's own requests seen */
     char last_authorization[2048];
 } registry;
@@ -131,14 +161,29 @@ static void registry_answer(registry *reg, const icr_op *op, answer *a) {
                      ICR_STATUS_INVALID_ARGUMENT);
         CHECK(name == (const char *)1 && name_len == 7);
     }
-    http_date(now_ms, a->date, sizeof a->date);
+    http_date(now_ms + reg->skew_ms, a->date, sizeof a->date);
     add_header(a, "content-type", "application/json");
     add_header(a, "date", a->date);
 
     if (strcmp(method, "POST") == 0 && ends_with(url, url_len, "/accessTokens")) {
         char created[32], expires[32];
+        long long iat = jwt_iat(reg->last_authorization), registry_now = (now_ms + reg->skew_ms) / 1000;
         CHECK(purpose == ICR_PURPOSE_MINT);
         CHECK(strncmp(reg->last_authorization, "Bearer eyJ", 10) == 0);
+        CHECK(iat > 0);
+        {
+            const uint8_t *body = NULL;
+            size_t body_len = 0;
+            CHECK_STATUS(icr_op_request_body(op, &body, &body_len), ICR_STATUS_OK);
+            CHECK(body != NULL);
+        }
+        /* The registry refuses a JWT issued in its future or more than 10 minutes ago. */
+        if (iat > registry_now + 30 || iat < registry_now - 600) {
+            reg->refused_jwts++;
+            a->status = 401;
+            strcpy(a->body, "{\"statusCode\":401,\"message\":\"'iat' is in the future\",\"error\":\"Unauthorized\"}");
+            return;
+        }
         if (ends_with(url, url_len, "/installations/i-404/accessTokens")) {
             a->status = 404;
             strcpy(a->body, "{\"statusCode\":404,\"message\":\"Installation not found\",\"error\":\"Not Found\"}");
@@ -163,8 +208,8 @@ static void registry_answer(registry *reg, const icr_op *op, answer *a) {
             return;
         }
         reg->mints++;
-        rfc3339(now_ms, created, sizeof created);
-        rfc3339(now_ms + 2 * 3600 * 1000, expires, sizeof expires);
+        rfc3339(now_ms + reg->skew_ms, created, sizeof created);
+        rfc3339(now_ms + reg->skew_ms + 2 * 3600 * 1000, expires, sizeof expires);
         a->status = 201;
         sprintf(a->body,
                 "{\"token\":\"crs_%04d\",\"createdAt\":\"%s\",\"expiresAt\":\"%s\","
@@ -192,6 +237,12 @@ static void registry_answer(registry *reg, const icr_op *op, answer *a) {
     }
     /* The caller's own request. */
     CHECK(purpose == ICR_PURPOSE_REQUEST);
+    if (strcmp(method, "POST") == 0) {
+        const uint8_t *body = NULL;
+        size_t body_len = 0;
+        CHECK_STATUS(icr_op_request_body(op, &body, &body_len), ICR_STATUS_OK);
+        CHECK(body_len == 7 && memcmp(body, "payload", 7) == 0);
+    }
     reg->requests++;
     a->status = 200;
     a->header_count = 0;
@@ -223,6 +274,13 @@ static int drive(icr_op *op, icr_app *app, registry *reg, int sign) {
                 CHECK_STATUS(icr_op_handle_response(op, app, id, a.status, a.headers, a.header_count,
                                                     (const uint8_t *)a.body, strlen(a.body), now_ms),
                              ICR_STATUS_OK);
+            }
+            {
+                /* The request's loans ended with the answer. */
+                const char *url = NULL;
+                size_t url_len = 0;
+                CHECK_STATUS(icr_op_request_url(op, &url, &url_len), ICR_STATUS_WRONG_STATE);
+                CHECK(url == NULL);
             }
             break;
         }
@@ -422,6 +480,32 @@ static void test_transport_failure_then_token(const uint8_t *key, size_t key_len
     icr_app_free(app);
 }
 
+static void test_clock_skew(const uint8_t *key, size_t key_len) {
+    registry reg;
+    icr_app *app = new_app(key, key_len);
+    icr_op *op = NULL;
+    const char *token = NULL;
+    size_t token_len = 0;
+    int64_t expires = 0;
+    memset(&reg, 0, sizeof reg);
+    reg.skew_ms = -2 * 3600 * 1000; /* the registry is two hours behind: our JWT is in its future */
+
+    CHECK_STATUS(icr_op_installation_token(S("i-1"), 0, &op), ICR_STATUS_OK);
+    CHECK(drive(op, app, &reg, 1) == 2);
+    CHECK(reg.refused_jwts == 1); /* refused once; the core learned the clock from Date */
+    CHECK_STATUS(icr_op_result(op), ICR_STATUS_OK);
+    CHECK_STATUS(icr_op_token(op, &token, &token_len, &expires), ICR_STATUS_OK);
+    CHECK(strcmp(token, "crs_0001") == 0);
+    icr_op_free(op);
+    /* The next JWT is on the registry's clock at once. */
+    CHECK_STATUS(icr_op_installation_token(S("i-2"), 0, &op), ICR_STATUS_OK);
+    CHECK(drive(op, app, &reg, 1) == 1);
+    CHECK_STATUS(icr_op_result(op), ICR_STATUS_OK);
+    CHECK(reg.refused_jwts == 1);
+    icr_op_free(op);
+    icr_app_free(app);
+}
+
 static void test_retry_after(const uint8_t *key, size_t key_len) {
     registry reg;
     icr_app *app = new_app(key, key_len);
@@ -510,6 +594,15 @@ static void test_other_operations(const uint8_t *key, size_t key_len) {
         CHECK_STATUS(icr_op_response_body(op, &body, &len), ICR_STATUS_OK);
         CHECK(len == 5 && memcmp(body, "hello", 5) == 0);
         icr_op_free(op);
+        /* A POST with a body, as the app. */
+        CHECK_STATUS(icr_op_send_as(app, ICR_SCOPE_APP, NULL, 0, S("POST"), S("/things"), NULL, 0,
+                                    (const uint8_t *)"payload", 7, &op),
+                     ICR_STATUS_OK);
+        CHECK(drive(op, app, &reg, 1) == 2);
+        CHECK(reg.requests == 2);
+        CHECK_STATUS(icr_op_response_status(op, &status), ICR_STATUS_OK);
+        CHECK(status == 200);
+        icr_op_free(op);
         /* A bad method or scope is refused when the operation is made. */
         op = NULL;
         CHECK_STATUS(icr_op_send_as(app, ICR_SCOPE_APP, NULL, 0, S("G T"), S("/x"), NULL, 0, NULL, 0, &op),
@@ -525,14 +618,14 @@ static void test_other_operations(const uint8_t *key, size_t key_len) {
     CHECK_STATUS(icr_op_revoke_all(&op), ICR_STATUS_OK);
     drive(op, app, &reg, 1);
     CHECK_STATUS(icr_op_count(op, &count), ICR_STATUS_OK);
-    CHECK(count == 1 && reg.revokes == 1);
+    CHECK(count == 2 && reg.revokes == 2); /* the installation's token and the app's */
     icr_op_free(op);
 
     /* Revoke one token. */
     CHECK_STATUS(icr_op_revoke(S("crs_9999"), &op), ICR_STATUS_OK);
     CHECK(drive(op, app, &reg, 1) == 1);
     CHECK_STATUS(icr_op_result(op), ICR_STATUS_OK);
-    CHECK(reg.revokes == 2);
+    CHECK(reg.revokes == 3);
     icr_op_free(op);
 
     /* Abandoned in flight: the next operation mints at once instead of waiting. */
@@ -725,6 +818,7 @@ int main(int argc, char **argv) {
     test_installation_token(key, key_len);
     test_not_found(key, key_len);
     test_transport_failure_then_token(key, key_len);
+    test_clock_skew(key, key_len);
     test_retry_after(key, key_len);
     test_other_operations(key, key_len);
     test_keyless_app();

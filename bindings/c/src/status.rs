@@ -242,7 +242,7 @@ pub(crate) fn copy_message(message: &str, buf: *mut c_char, cap: usize, out_need
             buf.add(fit).write(0);
         }
     }
-    if fit < message.len() {
+    if cap < needed {
         // The last error stays the message asked for, so that a second call with a larger
         // buffer gets it whole.
         return Err(Fail::new(icr_status::BufferTooSmall, message));
@@ -331,6 +331,20 @@ mod tests {
         assert_eq!(needed, 9);
         assert_eq!(&buf[..5], b"abcd\0");
         assert_eq!(buf[6], 0x7f, "nothing written past the capacity");
+    }
+
+    #[test]
+    fn an_empty_message_still_needs_its_nul() {
+        let mut needed = 0_usize;
+        // SAFETY: `needed` is a live, writable usize.
+        let out = unsafe { Out::new(&raw mut needed, "out_needed") }.unwrap();
+        let fail = copy_message("", std::ptr::null_mut(), 0, out).unwrap_err();
+        assert_eq!((fail.status, needed), (icr_status::BufferTooSmall, 1));
+        let mut buf = [0x7f_u8; 1];
+        // SAFETY: as above.
+        let out = unsafe { Out::new(&raw mut needed, "out_needed") }.unwrap();
+        copy_message("", buf.as_mut_ptr().cast(), 1, out).unwrap();
+        assert_eq!(buf, [0]);
     }
 
     #[test]

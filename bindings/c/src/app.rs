@@ -1,0 +1,155 @@
+//! [`icr_app`]: one app (its id, key, registry and token cache), shared by its operations.
+
+use std::ffi::c_char;
+use std::hash::{BuildHasher, Hasher};
+
+use icr_app_core::{App, AppBuilder, AppKey};
+
+use crate::io::{Out, bytes, text};
+use crate::status::{Fail, guard, icr_status};
+
+/// One ICR app: its id, its key (unless it signs outside), the registry's base URL, the learned
+/// clock offset and the token cache. Made by `icr_app_new` or `icr_app_new_without_key`, freed
+/// by `icr_app_free`.
+///
+/// Threads: every call that takes an `icr_app *` (even `icr_app_changes`) reads or changes it.
+/// An app used from several threads must be behind one lock of the caller's, held across each
+/// such call (and never while sending, sleeping or waiting). An app used by one thread at a
+/// time needs no lock, and may move between threads.
+pub struct icr_app {
+    pub(crate) app: App,
+}
+
+/// A seed for the back-off jitter: randomness from the standard library's hasher keys (no
+/// clock: the library reads none).
+fn seed() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u8(0);
+    hasher.finish()
+}
+
+/// Builds the app from `builder` and the optional base URL, and hands it out.
+fn build(builder: AppBuilder, base_url: &str, out: Out<*mut icr_app>) -> Result<(), Fail> {
+    let builder = if base_url.is_empty() {
+        builder
+    } else {
+        builder.base_url(base_url)
+    };
+    let app = builder.seed(seed()).build()?;
+    out.set(Box::into_raw(Box::new(icr_app { app })));
+    Ok(())
+}
+
+/// Makes an app from its id, its private key and the registry's base URL, and writes it to
+/// `*out` (free it with `icr_app_free`).
+///
+/// - `app_id`, `app_id_len`: the app's id, UTF-8.
+/// - `key`, `key_len`: the private key's bytes as a key file holds them: PKCS#1 or PKCS#8 PEM,
+///   or DER. The bytes are not kept (wipe your copy when you no longer need it). A key that
+///   cannot be used is `ICR_STATUS_KEY`, with a message naming the problem (encrypted, not RSA,
+///   truncated, ...) that never quotes the key.
+/// - `base_url`, `base_url_len`: the registry, e.g. `http://127.0.0.1:8080`; length 0 for the
+///   default, `https://api.carbonregistry.com`.
+///
+/// # Safety
+///
+/// Each pointer is NULL (refused, except with a length of 0) or points to its length of
+/// readable bytes; `out` points to a writable `icr_app *`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn icr_app_new(
+    app_id: *const c_char,
+    app_id_len: usize,
+    key: *const u8,
+    key_len: usize,
+    base_url: *const c_char,
+    base_url_len: usize,
+    out: *mut *mut icr_app,
+) -> icr_status {
+    guard(|| {
+        // SAFETY: the caller's contract, above, for each pointer.
+        let out = unsafe { Out::new(out, "out") }?;
+        // SAFETY: as above.
+        let app_id = unsafe { text(app_id, app_id_len, "app_id") }?;
+        // SAFETY: as above.
+        let key = unsafe { bytes(key, key_len, "key") }?;
+        // SAFETY: as above.
+        let base_url = unsafe { text(base_url, base_url_len, "base_url") }?;
+        let key = AppKey::parse(key)?;
+        build(App::builder(app_id, key), base_url, out)
+    })
+}
+
+/// Makes an app whose private key is not in this process (a KMS, an HSM): every app JWT's
+/// signature is then a step `icr_op_poll` hands out (`ICR_STEP_SIGN`), answered with
+/// `icr_op_handle_signature`. Otherwise as `icr_app_new`.
+///
+/// # Safety
+///
+/// As `icr_app_new`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn icr_app_new_without_key(
+    app_id: *const c_char,
+    app_id_len: usize,
+    base_url: *const c_char,
+    base_url_len: usize,
+    out: *mut *mut icr_app,
+) -> icr_status {
+    guard(|| {
+        // SAFETY: the caller's contract, as for `icr_app_new`.
+        let out = unsafe { Out::new(out, "out") }?;
+        // SAFETY: as above.
+        let app_id = unsafe { text(app_id, app_id_len, "app_id") }?;
+        // SAFETY: as above.
+        let base_url = unsafe { text(base_url, base_url_len, "base_url") }?;
+        build(App::builder_without_key(app_id), base_url, out)
+    })
+}
+
+/// Frees an app (its cached tokens are wiped). NULL does nothing. Free every operation that
+/// used it before or after, but use none of them with it again.
+///
+/// # Safety
+///
+/// `app` is NULL or an app made by `icr_app_new*` and not freed yet; no other thread uses it.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn icr_app_free(app: *mut icr_app) {
+    // Dropping cannot fail; a panic in a destructor is still kept from unwinding into C.
+    let _ = guard(|| {
+        if !app.is_null() {
+            // SAFETY: the caller's contract: made by `Box::into_raw` in `build`, not freed yet,
+            // and not in use elsewhere; it is freed exactly once here.
+            drop(unsafe { Box::from_raw(app) });
+        }
+        Ok(())
+    });
+}
+
+/// Writes the app's change counter to `*out`: it moves whenever an operation on the app reports
+/// back or is abandoned (or a poll ends a mint others wait for). An `ICR_STEP_WAIT` step is over
+/// once it differs from the step's `change`.
+///
+/// # Safety
+///
+/// `app` is NULL or a live app (used under the caller's lock if shared); `out` is NULL or
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn icr_app_changes(app: *const icr_app, out: *mut u64) -> icr_status {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let out = unsafe { Out::new(out, "out") }?;
+        // SAFETY: the caller's contract: a live app not being changed by another thread.
+        let app = unsafe { app.as_ref() }.ok_or_else(|| Fail::null("app"))?;
+        out.set(app.app.changes());
+        Ok(())
+    })
+}
+
+/// The app behind `ptr`, for a call that changes it.
+///
+/// # Safety
+///
+/// `ptr` is NULL (refused) or a live app no one else uses during the call.
+pub(crate) unsafe fn app_mut<'a>(ptr: *mut icr_app) -> Result<&'a mut icr_app, Fail> {
+    // SAFETY: passed on from the caller's contract.
+    unsafe { ptr.as_mut() }.ok_or_else(|| Fail::null("app"))
+}

@@ -11,6 +11,9 @@ use icr_app_core::{
 };
 use icr_app_redis::RedisStore;
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use pyo3::{PyTraverseError, PyVisit};
+use zeroize::Zeroizing;
 
 use crate::errors::to_py;
 use crate::ops::{self, SendStep};
@@ -87,10 +90,22 @@ impl Shared {
     }
 }
 
+/// How the app JWT is signed.
+enum Credential {
+    /// With the private key, in the core.
+    Key(AppKey),
+    /// By the signer given (`App(signer=...)`), performed by the drivers as the core's `Sign`
+    /// step; `sealing` is the shared store's sealing secret, as given.
+    Signer {
+        signer: Py<PyAny>,
+        sealing: Option<Zeroizing<Vec<u8>>>,
+    },
+}
+
 /// What rebuilds the core app (in the child of a fork).
 struct Config {
     app_id: String,
-    key: AppKey,
+    credential: Credential,
     base_url: Option<String>,
     api_version: Option<String>,
     user_agent: Option<String>,
@@ -98,9 +113,27 @@ struct Config {
 }
 
 impl Config {
+    /// The key's fingerprint; `None` without the key.
+    fn fingerprint(&self) -> Option<String> {
+        match &self.credential {
+            Credential::Key(key) => Some(key.fingerprint()),
+            Credential::Signer { .. } => None,
+        }
+    }
+
     fn build(&self) -> Result<CoreApp, CoreError> {
         let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
-        let mut builder = CoreApp::builder(self.app_id.clone(), self.key.clone()).seed(seed);
+        let mut builder = match &self.credential {
+            Credential::Key(key) => CoreApp::builder(self.app_id.clone(), key.clone()),
+            Credential::Signer { sealing, .. } => {
+                let builder = CoreApp::builder_without_key(self.app_id.clone());
+                match sealing {
+                    Some(secret) => builder.sealing_secret(secret),
+                    None => builder,
+                }
+            }
+        }
+        .seed(seed);
         if let Some(url) = &self.base_url {
             builder = builder.base_url(url.clone());
         }
@@ -246,7 +279,7 @@ impl App {
         let attached = self.shared().attach(py, store);
         if let Err(error) = attached {
             self.store.store(None);
-            return Err(to_py(error));
+            return Err(to_py(self.for_python(error)));
         }
         Ok(())
     }
@@ -347,6 +380,22 @@ impl App {
     }
 }
 
+impl App {
+    /// The core's refusal to attach a store to an app without a key and a sealing secret, with
+    /// the Python setting named.
+    fn for_python(&self, error: CoreError) -> CoreError {
+        match (&self.config.credential, error) {
+            (Credential::Signer { sealing: None, .. }, CoreError::Config { setting, problem }) => CoreError::config(
+                setting,
+                format!(
+                    "{problem}. In Python: App(app_id, signer=..., sealing_secret=SECRET, redis_url=...), SECRET being at least 32 random bytes, the same in every process sharing the store"
+                ),
+            ),
+            (_, error) => error,
+        }
+    }
+}
+
 /// What [`App::hit`] found.
 enum Hit {
     /// The memo's object: its token is still the one to hand out.
@@ -399,6 +448,57 @@ impl TokenGetter {
     }
 }
 
+/// How `App(private_key=..., signer=..., sealing_secret=...)` signs: exactly one of the key and
+/// the signer; the sealing secret only with a signer. No message quotes what was given.
+fn credential(
+    private_key: Option<&Bound<'_, PyAny>>,
+    signer: Option<&Bound<'_, PyAny>>,
+    sealing_secret: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Credential> {
+    match (private_key, signer) {
+        (Some(_), Some(_)) => Err(to_py(CoreError::config(
+            "private_key",
+            "give either private_key (the key itself) or signer (a function that signs with a key kept elsewhere, a KMS or an HSM), not both",
+        ))),
+        (None, None) => Err(to_py(CoreError::config(
+            "private_key",
+            "give the app's private key (private_key=: the key file's path or its PEM), or signer=: a function that returns the RS256 signature of the bytes it is given, for a key kept in a KMS or an HSM",
+        ))),
+        (Some(key), None) => {
+            if sealing_secret.is_some() {
+                return Err(to_py(CoreError::config(
+                    "sealing_secret",
+                    "an App with its private key seals shared tokens under a secret derived from the key; give sealing_secret only with signer=",
+                )));
+            }
+            Ok(Credential::Key(crate::key::app_key(key)?))
+        }
+        (None, Some(signer)) => {
+            if !signer.is_callable() {
+                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                    "signer must be a function (or an async def coroutine function) taking the bytes to sign and returning their RS256 signature as bytes, not {}",
+                    signer.get_type().name()?
+                )));
+            }
+            let sealing = match sealing_secret {
+                None => None,
+                Some(secret) => match secret.cast::<PyBytes>() {
+                    Ok(bytes) => Some(Zeroizing::new(bytes.as_bytes().to_vec())),
+                    Err(_) => {
+                        return Err(pyo3::exceptions::PyTypeError::new_err(
+                            "sealing_secret must be bytes: at least 32 random bytes (e.g. `openssl rand 32`), the same in every process sharing the store",
+                        ));
+                    }
+                },
+            };
+            Ok(Credential::Signer {
+                signer: signer.clone().unbind(),
+                sealing,
+            })
+        }
+    }
+}
+
 fn no_url() -> PyErr {
     to_py(CoreError::config(
         "redis_timeout",
@@ -420,13 +520,15 @@ pub(crate) fn duration(what: &str, secs: Option<f64>) -> PyResult<Option<Duratio
 #[pymethods]
 impl App {
     #[new]
-    #[pyo3(signature = (app_id, private_key, base_url = None, *, api_version = None, user_agent = None, allow_insecure_http = false, timeout = None, max_body = None, retry_attempts = None, retry_max_wait = None, redis_url = None, redis_timeout = None))]
+    #[pyo3(signature = (app_id, private_key = None, base_url = None, *, signer = None, sealing_secret = None, api_version = None, user_agent = None, allow_insecure_http = false, timeout = None, max_body = None, retry_attempts = None, retry_max_wait = None, redis_url = None, redis_timeout = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         app_id: String,
-        private_key: &Bound<'_, PyAny>,
+        private_key: Option<&Bound<'_, PyAny>>,
         base_url: Option<String>,
+        signer: Option<&Bound<'_, PyAny>>,
+        sealing_secret: Option<&Bound<'_, PyAny>>,
         api_version: Option<String>,
         user_agent: Option<String>,
         allow_insecure_http: bool,
@@ -437,7 +539,7 @@ impl App {
         redis_url: Option<String>,
         redis_timeout: Option<f64>,
     ) -> PyResult<Self> {
-        let key = crate::key::app_key(private_key)?;
+        let credential = credential(private_key, signer, sealing_secret)?;
         let retry = if retry_attempts.is_some() || retry_max_wait.is_some() {
             let default = RetryPolicy::default();
             Some(RetryPolicy {
@@ -449,7 +551,7 @@ impl App {
         };
         let config = Config {
             app_id,
-            key,
+            credential,
             base_url,
             api_version,
             user_agent,
@@ -530,10 +632,20 @@ impl App {
     }
 
     /// The key's SHA-256 fingerprint (base64), as `icr-app fingerprint` prints it and the app's
-    /// Credentials tab shows it.
+    /// Credentials tab shows it; `None` for an App with a `signer` (its key is not here).
     #[getter]
-    fn fingerprint(&self) -> String {
-        self.config.key.fingerprint()
+    fn fingerprint(&self) -> Option<String> {
+        self.config.fingerprint()
+    }
+
+    /// The function given as `signer` (the drivers perform the core's `Sign` step with it), or
+    /// `None` for an App with its private key.
+    #[getter]
+    fn signer(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        match &self.config.credential {
+            Credential::Signer { signer, .. } => Some(signer.clone_ref(py)),
+            Credential::Key(_) => None,
+        }
     }
 
     /// The transport policy every exchange follows.
@@ -561,11 +673,26 @@ impl App {
     }
 
     /// The app JWT (RS256), signed now or taken from the cache (re-signed about a minute before
-    /// it expires), on the registry's clock as learned so far.
-    fn jwt(&self, py: Python<'_>) -> PyResult<String> {
+    /// it expires), on the registry's clock as learned so far. With a `signer`: the cached JWT,
+    /// or one signed now by calling the signer (one call however many threads ask); a
+    /// coroutine-function signer cannot be awaited here (`ConfigError`, unless a JWT is cached).
+    fn jwt(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let py = slf.py();
+        let this = slf.get();
         let t = now(None);
-        let jwt = self.shared().with(py, |app| app.jwt(t)).map_err(to_py)?;
-        Ok(jwt.token().expose().to_owned())
+        let shared = this.shared();
+        let cached = shared.with(py, |app| app.jwt(t));
+        match cached {
+            Ok(jwt) => Ok(jwt.token().expose().to_owned()),
+            Err(_) if matches!(this.config.credential, Credential::Signer { .. }) => {
+                // Signed by the signer: the blocking driver performs the `GetJwt` operation's
+                // `Sign` step.
+                let op = ops::jwt_operation(py, shared)?;
+                let drive = py.import("icr_app._drive")?;
+                drive.getattr("jwt_with_signer")?.call1((slf, op))?.extract()
+            }
+            Err(error) => Err(to_py(error)),
+        }
     }
 
     /// Drops `token` from the cache if it is still cached for `installation_id` (a `str`, a
@@ -606,14 +733,24 @@ impl App {
 
     fn __repr__(&self) -> String {
         format!(
-            "App(app_id={:?}, base_url={:?}, fingerprint={:?})",
+            "App(app_id={:?}, base_url={:?}, {})",
             self.config.app_id,
             self.config
                 .base_url
                 .as_deref()
                 .unwrap_or(icr_app_core::DEFAULT_BASE_URL),
-            self.config.key.fingerprint()
+            match self.config.fingerprint() {
+                Some(fingerprint) => format!("fingerprint={fingerprint:?}"),
+                None => "signer=...".to_owned(),
+            }
         )
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Credential::Signer { signer, .. } = &self.config.credential {
+            visit.call(signer)?;
+        }
+        Ok(())
     }
 
     fn __reduce__(&self) -> PyResult<()> {

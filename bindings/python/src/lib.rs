@@ -63,6 +63,7 @@ fn _icr_app(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<values::InstallationsPage>()?;
     m.add_class::<ops::Operation>()?;
     m.add_class::<ops::GetToken>()?;
+    m.add_class::<ops::GetJwt>()?;
     m.add_class::<ops::CallInstallation>()?;
     m.add_class::<ops::CallInstallationsPage>()?;
     m.add_class::<ops::ListInstallations>()?;

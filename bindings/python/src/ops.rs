@@ -1,5 +1,6 @@
 //! The core's erased operation ([`AnyOperation`]) as Python objects: `poll(now) -> Send |
-//! Store | Sleep | Wait | Done`, `handle_response`, `handle_failure`, `handle_store`, `abandon`.
+//! Store | Sign | Sleep | Wait | Done`, `handle_response`, `handle_failure`, `handle_store`,
+//! `handle_signature`, `abandon`.
 //! Every step, answer and result crosses as the core's plain data ([`AnyStep`],
 //! [`PlainResponse`], [`Outcome`]); this module only turns them into Python objects.
 
@@ -50,14 +51,16 @@ pub(crate) fn token_text(token: &Bound<'_, PyAny>) -> PyResult<SecretString> {
     ))
 }
 
-/// One of the core's operations on an `App`, driven by polling. Subclasses: `GetToken`,
+/// One of the core's operations on an `App`, driven by polling. Subclasses: `GetToken`, `GetJwt`,
 /// `CallInstallation`, `CallInstallationsPage`, `ListInstallations`, `SendAs`, `Revoke`,
 /// `RevokeAll`, `Refresher`.
 ///
 /// The contract (the core's "Driving the core yourself"): call `poll(now)` and perform the step
 /// it returns: `Send` (send it; report `handle_response` for any status, or `handle_failure`
 /// when no response came), `Store` (only when the App has a shared store: `reply = step.run()`,
-/// off the event loop, then report `handle_store(step.id, reply)`), `Sleep` (sleep until
+/// off the event loop, then report `handle_store(step.id, reply)`), `Sign` (only for an App
+/// made with `signer=`: have `.message` signed, RS256, and report
+/// `handle_signature(step.id, signature=...)`, or `error=...` when the signer failed), `Sleep` (sleep until
 /// `.until`), `Wait` (another operation on the same `App` is minting: wait until any operation
 /// on it reports back or is abandoned, or until `.until`), `Done` (`.value` is the result; a
 /// failure is raised by `poll` instead). After every report and abandon, wake the operations
@@ -139,6 +142,7 @@ impl Operation {
                 SendMode::Raw => response_tuple(py, response),
             },
             Outcome::Count(n) => n.into_py_any(py),
+            Outcome::Jwt(jwt) => jwt.token().expose().into_py_any(py),
             Outcome::Nothing => Ok(py.None()),
             // No Python class makes one today; as the JSON it came as, should one ever finish.
             Outcome::Created(created) => json_to_py(py, &serde_json::to_value(&created).unwrap_or_default()),
@@ -214,7 +218,7 @@ fn header_pairs(headers: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
 
 #[pymethods]
 impl Operation {
-    /// What to do next: `Send`, `Store`, `Sleep`, `Wait` or `Done`; raises the operation's error
+    /// What to do next: `Send`, `Store`, `Sign`, `Sleep`, `Wait` or `Done`; raises the operation's error
     /// (an `icr_app.Error`) when it finished with one. Once it has finished (after `Done`, its
     /// error, or `abandon`) it raises `ConfigError` and does nothing.
     #[pyo3(signature = (now = None))]
@@ -362,6 +366,26 @@ impl Drop for Operation {
             let t = now(None);
             self.op.abandon(&mut self.shared.lock().core, t);
         }
+    }
+}
+
+/// A `GetJwt` operation on `shared` (what `App.jwt()` drives for an App with a signer).
+pub(crate) fn jwt_operation(py: Python<'_>, shared: Arc<Shared>) -> PyResult<Py<PyAny>> {
+    let init = PyClassInitializer::from(Operation::new(shared, AnyOperation::app_jwt()));
+    Py::new(py, init.add_subclass(GetJwt))?.into_py_any(py)
+}
+
+/// `GetJwt(app)`: the app JWT valid now, for requests you send yourself. With the private key it
+/// is signed in the core and the first poll is `Done`; with a `signer` it is a `Sign` step (once
+/// however many operations need it; the others `Wait`). `Done.value` is the JWT (`str`).
+#[pyclass(module = "icr_app", extends = Operation)]
+pub struct GetJwt;
+
+#[pymethods]
+impl GetJwt {
+    #[new]
+    fn new(app: &Bound<'_, App>) -> (Self, Operation) {
+        (GetJwt, Operation::new(app.get().shared(), AnyOperation::app_jwt()))
     }
 }
 

@@ -25,8 +25,8 @@ def drive_by_hand(op: icr_app.Operation) -> object:
                 op.handle_response(step.id, response.status_code, response.headers.raw, response.content, time.time())
             elif isinstance(step, icr_app.Store):
                 op.handle_store(step.id, step.run(), time.time())
-            elif isinstance(step, icr_app.Sign):
-                raise AssertionError("these Apps hold their key: nothing to sign outside")
+            elif isinstance(step, icr_app.Sign):  # pragma: no cover - only for an App made with signer=
+                raise AssertionError("an App with its private key signs in the core")
             else:
                 time.sleep(max(0.0, step.until - time.time()))
 

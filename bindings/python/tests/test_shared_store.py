@@ -485,8 +485,8 @@ def test_store_steps_driven_by_hand(registry: FakeRegistry, redis_url: str, inst
                 elif isinstance(step, icr_app.Send):
                     response = http.request(step.method, step.url, headers=step.headers, content=step.body or None)
                     op.handle_response(step.id, response.status_code, response.headers.raw, response.content)
-                elif isinstance(step, icr_app.Sign):  # pragma: no cover - the App holds its key
-                    raise AssertionError("nothing to sign outside")
+                elif isinstance(step, icr_app.Sign):  # pragma: no cover - only for an App made with signer=
+                    raise AssertionError("an App with its private key signs in the core")
                 else:  # pragma: no cover - no other process holds the lease here
                     time.sleep(max(0.0, step.until - time.time()))
 

@@ -8,7 +8,7 @@ from typing import Any, Iterable, Optional, Tuple, Type, Union
 
 import httpx
 
-from ._drive import AsyncDriver, SyncDriver
+from ._drive import AsyncDriver, SyncDriver, refuse_async_signer
 from ._icr_app import (
     App,
     ByOrganization,
@@ -88,6 +88,7 @@ class Client:
     ) -> None:
         self._app = app
         self._driver = SyncDriver(app, http_client)
+        refuse_async_signer(app)
         if redis_url is not None or redis_timeout is not None:
             app._attach_store(redis_url, redis_timeout)
         # The hot path without a Python frame: a cached token comes straight from Rust; a mint
@@ -119,7 +120,7 @@ class Client:
         return token
 
     def jwt(self) -> str:
-        """The app JWT (cached; re-signed about a minute before it expires)."""
+        """The app JWT (cached; re-signed about a minute before it expires): ``App.jwt()``."""
         return self._app.jwt()
 
     def stats(self) -> Stats:
@@ -250,7 +251,10 @@ class AsyncClient:
         return token
 
     def jwt(self) -> str:
-        """The app JWT (cached; signing takes about a millisecond, so this is not awaited)."""
+        """The app JWT (cached; signing takes about a millisecond, so this is not awaited):
+        ``App.jwt()``. With an App's ``signer``, the JWT the client's calls had signed while it
+        is valid; else a plain signer is called in this thread, and a coroutine-function one
+        raises ``ConfigError`` (drive ``GetJwt(app)`` instead)."""
         return self._app.jwt()
 
     def stats(self) -> Stats:

@@ -13,7 +13,9 @@ Each loop is the core's canonical one (``core/src/lib.rs``, "Driving the core yo
 send (after the transport policy's check, following no redirect, with the body capped), sleep, or
 wait on the App's change signal, or run a ``Store`` step (``step.run()``: the command runs on
 Redis in Rust, with the GIL released; the async loop runs it in a worker thread so the event
-loop never blocks); report every answer; notify after every report; abandon on
+loop never blocks), or a ``Sign`` step (an App made with ``signer=``: the blocking loop calls the
+signer; the async loop awaits a coroutine-function signer and runs a plain one in a worker
+thread); report every answer; notify after every report; abandon on
 every way out before ``Done`` (an exception, ``KeyboardInterrupt``, a cancelled task, a closed
 generator).
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import logging
 import threading
 import time
@@ -32,7 +35,7 @@ import httpcore
 import httpx
 
 from . import _proxies
-from ._icr_app import App, Done, Operation, Send, Sign, Store, StoreReply, TransportError, Wait
+from ._icr_app import App, ConfigError, Done, Operation, Send, Sign, Store, StoreReply, TransportError, Wait
 from ._signal import fork_state, signal_of
 
 if TYPE_CHECKING:
@@ -42,6 +45,50 @@ _log = logging.getLogger("icr_app")
 
 #: What a driver reports for a ``Sign`` step it cannot perform.
 _NO_SIGNER = "this App has no signer to sign its JWT with; give it its private key"
+
+#: Why the blocking driver refuses a coroutine-function signer.
+_ASYNC_SIGNER = (
+    "this App's signer is a coroutine function (async def), which the blocking icr_app.Client cannot await: "
+    "use icr_app.AsyncClient, or give App(signer=...) a plain function"
+)
+
+
+def is_async_signer(signer: Any) -> bool:
+    """Whether ``signer`` is a coroutine function (or an object whose ``__call__`` is one)."""
+    return inspect.iscoroutinefunction(signer) or inspect.iscoroutinefunction(getattr(signer, "__call__", None))
+
+
+def refuse_async_signer(app: App) -> None:
+    """``ConfigError`` when ``app``'s signer is a coroutine function (for the blocking client)."""
+    if is_async_signer(app.signer):
+        raise ConfigError(f"invalid signer: {_ASYNC_SIGNER}")
+
+
+def jwt_with_signer(app: App, op: Operation) -> str:
+    """``App.jwt()`` for an App with a signer and no JWT valid now: drives ``op`` (a ``GetJwt``)
+    with the blocking loop, which calls the signer in this thread."""
+    if is_async_signer(app.signer):
+        op.abandon()
+        raise ConfigError(
+            "invalid signer: App.jwt() cannot await this App's signer, a coroutine function (async def), and no JWT "
+            "signed earlier is valid now: in async code drive icr_app.GetJwt(app), awaiting the signer on its Sign step "
+            "(README: Keys in a KMS or an HSM)"
+        )
+    jwt: str = SyncDriver(app, None).run(op)
+    return jwt
+
+
+def _signature(value: Any) -> bytes:
+    """The signer's answer as ``bytes``; ``TypeError`` for anything else."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"the signer returned {type(value).__name__}, not the signature as bytes")
+
+
+def _signer_failed(exc: Exception) -> str:
+    """What is reported for a signer that raised: its exception's type and message (the
+    signer's own words: it must not put a credential there)."""
+    return f"{type(exc).__name__}: {exc}"
 
 Step = Union[Send, Done]
 
@@ -257,14 +304,28 @@ class _Base:
         finally:
             self.signal.notify()
 
+    def signed(self, op: Operation, step: Sign, signature: Optional[bytes], error: Optional[str]) -> None:
+        """Reports the signature for ``step`` (or why there is none), and wakes the waiters."""
+        try:
+            if error is None:
+                op.handle_signature(step.id, signature=signature)
+            else:
+                op.handle_signature(step.id, error=error)
+        finally:
+            self.signal.notify()
+
     def poll(self, op: Operation) -> Polled:
         """Polls ``op``; a poll that ended something other operations wait for (a mint that
-        failed in it, say: the App's change counter moved) wakes them, as a report does."""
+        failed in it, say: the App's change counter moved) wakes them, as a report does, whether
+        it returned a step or raised the operation's error."""
         before = self.app.changes
-        step = op.poll()
-        if self.app.changes != before:
-            self.signal.notify()
-        return step
+        try:
+            return op.poll()
+        finally:
+            # Also when the poll raised: an operation that finished with an error (a signing
+            # that failed, reported to another operation) releases the mint others wait for.
+            if self.app.changes != before:
+                self.signal.notify()
 
     def release(self, op: Operation) -> None:
         """Abandons ``op`` unless it is done, and wakes the waiters."""
@@ -360,10 +421,34 @@ class SyncDriver(_Base):
             elif isinstance(step, Wait):
                 signal.wait(seen, step.until)
             elif isinstance(step, Sign):
-                # Only an App without a key asks; this package's Apps hold their key.
-                op.handle_signature(step.id, error=_NO_SIGNER)
+                self.sign(op, step)
             else:
                 _sleep_until(step.until)
+
+    def sign(self, op: Operation, step: Sign) -> None:
+        """Performs ``step`` (only an App made with ``signer=`` asks): calls the signer in this
+        thread (once however many threads need the JWT: the others ``Wait``) and reports its
+        signature, or its exception as the signing failure; then wakes the waiters. A
+        coroutine-function signer raises ``ConfigError`` (the operation is then abandoned)."""
+        signer = self.app.signer
+        if signer is None:
+            self.signed(op, step, None, _NO_SIGNER)
+            return
+        if is_async_signer(signer):
+            raise ConfigError(f"invalid signer: {_ASYNC_SIGNER}")
+        try:
+            answer = signer(step.message)
+            if inspect.isawaitable(answer):
+                if inspect.iscoroutine(answer):
+                    answer.close()
+                raise ConfigError(f"invalid signer: {_ASYNC_SIGNER}")
+            signature = _signature(answer)
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of the signer is the signing's failure
+            self.signed(op, step, None, _signer_failed(exc))
+            return
+        self.signed(op, step, signature, None)
 
     def drive(self, op: Operation) -> Tuple[Any, Optional[httpx.Response]]:
         """Drives ``op`` to the end: its value, and the response to its target request."""
@@ -461,11 +546,34 @@ class AsyncDriver(_Base):
             elif isinstance(step, Wait):
                 await signal.wait_async(seen, step.until)
             elif isinstance(step, Sign):
-                op.handle_signature(step.id, error=_NO_SIGNER)
+                await self.sign(op, step)
             else:
                 delay = step.until - time.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
+
+    async def sign(self, op: Operation, step: Sign) -> None:
+        """Performs ``step`` (only an App made with ``signer=`` asks): awaits a coroutine-function
+        signer; runs a plain one in a worker thread (``asyncio.to_thread``), never on the event
+        loop; once however many tasks need the JWT (the others ``Wait``). Reports its
+        signature, or its exception as the signing failure; then wakes the waiters. If this
+        task is cancelled meanwhile, the operation is abandoned and the next one asks again."""
+        signer = self.app.signer
+        if signer is None:
+            self.signed(op, step, None, _NO_SIGNER)
+            return
+        try:
+            if is_async_signer(signer):
+                answer = await signer(step.message)
+            else:
+                answer = await asyncio.to_thread(signer, step.message)
+                if inspect.isawaitable(answer):  # a plain function that returned an awaitable
+                    answer = await answer
+            signature = _signature(answer)
+        except Exception as exc:  # noqa: BLE001 - any failure of the signer is the signing's failure
+            self.signed(op, step, None, _signer_failed(exc))
+            return
+        self.signed(op, step, signature, None)
 
     async def drive(self, op: Operation) -> Tuple[Any, Optional[httpx.Response]]:
         """Drives ``op`` to the end: its value, and the response to its target request."""

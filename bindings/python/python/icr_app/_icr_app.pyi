@@ -2,7 +2,7 @@
 
 import os
 from datetime import datetime
-from typing import Any, Callable, Final, Iterable, Literal, Optional, Union
+from typing import Any, Awaitable, Callable, Final, Iterable, Literal, Optional, Union
 
 from ._stats import StatsDict
 
@@ -103,6 +103,10 @@ class TransportPolicy:
     def body_too_large(self) -> str:
         """The message of the ``body_too_large`` failure."""
 
+#: What ``App(signer=...)`` takes: a function, or a coroutine function (``AsyncClient`` only),
+#: given the bytes to sign and returning their RS256 signature (RSASSA-PKCS1-v1_5, SHA-256).
+Signer = Union[Callable[[bytes], bytes], Callable[[bytes], Awaitable[bytes]]]
+
 class App:
     """One ICR app: id, private key, settings, clock offset and token cache (the Rust core's
     ``App`` behind one mutex). Share one App between every client of the app.
@@ -111,6 +115,17 @@ class App:
     the key file (``pathlib.Path``, any ``os.PathLike``, or a ``str`` that is no key and names a
     file). No error quotes it.
 
+    ``signer`` instead of ``private_key``, for a key kept in a KMS or an HSM: a function given
+    the bytes to sign that returns their RS256 signature (``bytes``), or a coroutine function
+    (``async def``, for ``AsyncClient`` only: the blocking ``Client`` refuses it with
+    ``ConfigError``). The drivers perform the core's ``Sign`` step with it: one call however
+    many callers need a JWT (the others wait), about every nine minutes; ``AsyncClient`` runs a
+    plain function in a worker thread. An exception it raises is every waiting caller's
+    ``Error`` with ``.code == "signing"`` and the exception's type and message (its own words:
+    keep credentials out of them). Exactly one of ``private_key`` and ``signer`` is given
+    (``ConfigError`` otherwise). A shared store (``redis_url``) then needs ``sealing_secret``:
+    at least 32 random bytes, the same in every process sharing it.
+
     The shared token store (``redis_url``) belongs to the App: given here or to the first
     client, every client of the App uses it; another URL for the same App raises
     ``ConfigError``."""
@@ -118,9 +133,11 @@ class App:
     def __init__(
         self,
         app_id: str,
-        private_key: Union[str, bytes, os.PathLike[str]],
+        private_key: Union[str, bytes, os.PathLike[str], None] = None,
         base_url: Optional[str] = None,
         *,
+        signer: Optional[Signer] = None,
+        sealing_secret: Optional[bytes] = None,
         api_version: Optional[str] = None,
         user_agent: Optional[str] = None,
         allow_insecure_http: bool = False,
@@ -141,8 +158,12 @@ class App:
     def api_version(self) -> str:
         """The ``x-icr-api-version`` sent."""
     @property
-    def fingerprint(self) -> str:
-        """The key's SHA-256 fingerprint (base64), as the Credentials tab shows it."""
+    def fingerprint(self) -> Optional[str]:
+        """The key's SHA-256 fingerprint (base64), as the Credentials tab shows it; ``None`` for
+        an App with a ``signer`` (the key is not in this process)."""
+    @property
+    def signer(self) -> Optional[Signer]:
+        """The ``signer`` given, or ``None`` for an App with its private key."""
     @property
     def policy(self) -> TransportPolicy:
         """The transport policy every exchange follows."""
@@ -159,7 +180,10 @@ class App:
     def stats(self) -> Stats:
         """A snapshot of this App's counters in this process (shared by all its clients)."""
     def jwt(self) -> str:
-        """The app JWT (RS256), cached and re-signed about a minute before it expires."""
+        """The app JWT (RS256), cached and re-signed about a minute before it expires. With a
+        ``signer``: the cached JWT, else one signed now by calling the signer in this thread
+        (once however many threads ask); a coroutine-function signer raises ``ConfigError``
+        unless a JWT is cached (in async code drive ``GetJwt(app)``)."""
     def invalidate(self, installation_id: Optional[InstallationRef], token: Union[Token, str]) -> bool:
         """Drops ``token`` from the cache if it is cached for that scope."""
     def _token(
@@ -378,9 +402,14 @@ class Sleep:
         """When to poll again."""
 
 class Sign:
-    """A step: sign ``.message`` with the app's key held outside this process (RS256) and
-    report with ``handle_signature(id, signature=...)`` or ``handle_signature(id, error=...)``.
-    Only for an App without a key."""
+    """A step: sign ``.message`` with the app's key held outside this process (RS256:
+    RSASSA-PKCS1-v1_5 with SHA-256) and report with ``handle_signature(id, signature=...)``, or
+    ``handle_signature(id, error=...)`` when the signer failed (a message, never a credential).
+    Only for an App made with ``signer=``: driving by hand, call ``app.signer(step.message)``
+    (await it if it is a coroutine function; in async code run a plain one off the event loop,
+    e.g. ``asyncio.to_thread``) and report what it gave. One operation is asked at a time
+    however many need the JWT (the others ``Wait``): report promptly, and ``abandon()`` the
+    operation if it is left, so the next one asks again."""
 
     @property
     def id(self) -> int:
@@ -441,6 +470,13 @@ class Operation:
     @property
     def done(self) -> bool:
         """Whether it has finished or been abandoned."""
+
+class GetJwt(Operation):
+    """The app JWT valid now, for requests you send yourself; ``Done.value`` is the JWT
+    (``str``). With the private key the first poll is ``Done``; with a ``signer`` it is a
+    ``Sign`` step (or a ``Wait`` while another operation's signature is in flight)."""
+
+    def __init__(self, app: App) -> None: ...
 
 class GetToken(Operation):
     """A token for the installation (a ``ByOrganization``: the organization's, looked up

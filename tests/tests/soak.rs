@@ -145,6 +145,21 @@ impl Shared {
         iterations < self.max_iterations && Instant::now() < self.deadline
     }
 
+    /// The generation a call that started at `started` (ms) and has just been handed a valid
+    /// token needs a mint of, or `None` when it proves no need of its own: inside the learning
+    /// guard after an event, or when the call ended after the next event (its token may then
+    /// have been minted after that event, so it serves the next generation too: a mint delayed
+    /// by faults and back-off across the clock jump is one mint for both).
+    fn need(&self, started: u64) -> Option<usize> {
+        let generation = self.generation(started)?;
+        let next_event = match generation {
+            0 => self.jumped_ms.load(Ordering::SeqCst),
+            1 => self.revoked_ms.load(Ordering::SeqCst),
+            _ => u64::MAX,
+        };
+        (self.now_ms() < next_event).then_some(generation)
+    }
+
     /// The generation of tokens a call that started at `at` (ms) belongs to, or `None` inside
     /// the learning guard after an event.
     fn generation(&self, at: u64) -> Option<usize> {
@@ -211,7 +226,7 @@ impl Tally {
         match s.registry.token_status(token.secret().expose()) {
             TokenStatus::Valid => {
                 self.successes += 1;
-                if let Some(generation) = s.generation(started)
+                if let Some(generation) = s.need(started)
                     && generation < 2
                 {
                     self.needs.insert((side as usize, i, generation));
@@ -237,7 +252,7 @@ impl Tally {
             Ok(org) => {
                 assert_eq!(org["id"], s.organizations[i].as_str(), "another organization's data");
                 self.successes += 1;
-                if let Some(generation) = s.generation(started)
+                if let Some(generation) = s.need(started)
                     && generation < 2
                 {
                     self.needs.insert((side as usize, i, generation));
@@ -443,13 +458,15 @@ fn soak(p: &Params) {
             // Tokens minted so far (at most D/4 ago) now have D/4 .. D/2 left on the registry's
             // clock, which the clients believe to be about 2 h.
             let jump = TOKEN_LIFETIME - 2 * quarter;
-            s.registry.advance_clock(jump.as_secs() as i64);
+            // The moment is recorded first, so that no call that ends after the jump counts
+            // as a need of the old generation (see `Shared::need`).
             s.jumped_ms.store(s.now_ms(), Ordering::SeqCst);
+            s.registry.advance_clock(jump.as_secs() as i64);
             jumped = true;
         }
         if jumped && s.revoked_ms.load(Ordering::SeqCst) == u64::MAX && elapsed >= 3 * quarter {
-            s.registry.revoke_all_tokens();
             s.revoked_ms.store(s.now_ms(), Ordering::SeqCst);
+            s.registry.revoke_all_tokens();
         }
     }
 

@@ -235,7 +235,10 @@ impl NativeApp {
         policy.allow_insecure_http = options.allow_insecure_http.unwrap_or(false);
         if let Some(cap) = options.max_body {
             if !(cap.is_finite() && cap >= 1.0) {
-                return Err(throw(CoreError::config("maxBody", "it must be a number of bytes, 1 or more")));
+                return Err(throw(CoreError::config(
+                    "maxBody",
+                    "it must be a number of bytes, 1 or more",
+                )));
             }
             policy.max_body = cap as u64;
         }

@@ -244,7 +244,8 @@ impl NativeOperation {
         }
         let kind = TransportErrorKind::from_name(&kind);
         let mut guard = lock(&self.shared);
-        self.op.handle_failure(&mut guard.core, id as u64, kind, &message, now());
+        self.op
+            .handle_failure(&mut guard.core, id as u64, kind, &message, now());
     }
 
     /// The answer to `sign` step `id`: the signature, or why the signer gave none.

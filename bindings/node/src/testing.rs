@@ -55,7 +55,9 @@ fn seconds(secs: f64) -> napi::Result<Duration> {
     if secs.is_finite() && secs >= 0.0 {
         Ok(Duration::from_secs_f64(secs))
     } else {
-        Err(napi::Error::from_reason("a duration must be a number of seconds, 0 or more"))
+        Err(napi::Error::from_reason(
+            "a duration must be a number of seconds, 0 or more",
+        ))
     }
 }
 
@@ -129,7 +131,11 @@ impl NativeFakeRegistry {
 
     /// Installs the demo app on a new organization; returns the installation id.
     #[napi]
-    pub fn add_installation(&self, organization_name: String, permissions: Option<Vec<String>>) -> napi::Result<String> {
+    pub fn add_installation(
+        &self,
+        organization_name: String,
+        permissions: Option<Vec<String>>,
+    ) -> napi::Result<String> {
         let permissions = permissions.unwrap_or_else(|| vec!["organization_info".into(), "VIEW".into()]);
         let pairs: Vec<(&str, &str)> = permissions
             .chunks(2)

@@ -134,8 +134,8 @@ function sleepUntil(until, abortSignal) {
 class BodyTooLarge extends Error {}
 
 function pairs(flat) {
-  const headers = new Headers()
-  for (let i = 0; i + 1 < flat.length; i += 2) headers.append(flat[i], flat[i + 1])
+  const headers = []
+  for (let i = 0; i + 1 < flat.length; i += 2) headers.push([flat[i], flat[i + 1]])
   return headers
 }
 
@@ -153,6 +153,15 @@ function hasCredential(flat) {
 /** The body of `response`, at most `cap` bytes (`BodyTooLarge` beyond). */
 async function readCapped(response, cap) {
   if (!response.body) return undefined
+  const length = response.headers.get('content-length')
+  if (length !== null && /^[0-9]+$/.test(length)) {
+    // The length is known (and held to by fetch): read it whole, or refuse it unread.
+    if (Number(length) > cap) {
+      await response.body.cancel().catch(() => {})
+      throw new BodyTooLarge()
+    }
+    return Buffer.from(await response.arrayBuffer())
+  }
   const reader = response.body.getReader()
   const chunks = []
   let total = 0
@@ -249,8 +258,11 @@ class Driver {
         op.handleFailure(step.id, 'refused', checked.refused)
         return previous
       }
-      const timeout = AbortSignal.timeout(this.policy.timeoutMs)
-      const signal = abortSignal ? AbortSignal.any([abortSignal, timeout]) : timeout
+      // The whole exchange within the policy's timeout (a timer cleared once it is over; for
+      // the caller's own request, once its body has been read or dropped).
+      const timeout = new AbortController()
+      const timer = setTimeout(() => timeout.abort(), this.policy.timeoutMs)
+      const signal = abortSignal ? AbortSignal.any([abortSignal, timeout.signal]) : timeout.signal
       const target = step.purpose === 'request'
       let response
       let body
@@ -263,10 +275,17 @@ class Driver {
           redirect: 'manual',
           signal,
         })
-        if (!target) body = await readCapped(response, this.policy.maxBody)
+        if (!target) {
+          body = await readCapped(response, this.policy.maxBody)
+          clearTimeout(timer)
+        } else {
+          // The caller reads the body, bounded by its own signal (if any), not by this timer.
+          clearTimeout(timer)
+        }
       } catch (error) {
+        clearTimeout(timer)
         if (abortSignal && abortSignal.aborted) throw abortSignal.reason
-        const [kind, message] = failure(error, timeout.aborted, this.policy)
+        const [kind, message] = failure(error, timeout.signal.aborted, this.policy)
         op.handleFailure(step.id, kind, message)
         return previous
       }
@@ -445,39 +464,76 @@ function createAppAuth(options) {
     }
   }
 
-  async function token(kind, id, minLife, abortSignal) {
-    if (minLife === undefined) {
-      const key = kind === 'app' ? 'app' : `${kind}:${id}`
-      let serial
-      try {
-        serial = app.hit(kind, id)
-      } catch (error) {
-        throw fromThrown(error)
-      }
-      if (serial !== 0) {
-        const known = memo.get(key)
-        if (known !== undefined && known.serial === serial) return known.result
-        const fresh = app.freshToken()
-        if (fresh) {
-          const result = tokenResult(kind, fresh)
-          memo.set(key, { serial, result })
-          return result
-        }
-      }
+  // Hits served from `memo` without calling into the core (added to `stats().hits`).
+  let memoHits = 0
+
+  /** The cached token for the scope, or `undefined`. The core decides: a token it handed out
+   * is handed out again by this file only until the time the core gave with it (its refresh
+   * time or minimum life) and while no operation on the app has reported back since (a 401,
+   * a revoke, a refresh all report); otherwise the core is asked. */
+  function cachedToken(kind, id, key) {
+    const known = memo.get(key)
+    if (known !== undefined && known.gen === driver.signal.gen && Date.now() < known.serveUntil) {
+      memoHits++
+      return known.result
     }
+    let serial
+    try {
+      serial = app.hit(kind, id)
+    } catch (error) {
+      throw fromThrown(error)
+    }
+    if (serial === 0) return undefined
+    if (known !== undefined && known.serial === serial) {
+      known.gen = driver.signal.gen
+      return known.result
+    }
+    const fresh = app.freshToken()
+    if (!fresh) return undefined
+    const result = tokenResult(kind, fresh)
+    memo.set(key, { serial, result, serveUntil: fresh.serveUntil, gen: driver.signal.gen })
+    return result
+  }
+
+  async function mint(kind, id, minLife, abortSignal) {
     const value = await driver.run(start(() => app.token(kind, id, minLife)), abortSignal)
     return tokenResult(kind, value)
   }
 
-  async function auth(authOptions) {
+  function token(kind, id, minLife, abortSignal) {
+    if (minLife === undefined) {
+      const cached = cachedToken(kind, id, kind === 'app' ? '' : kind === 'installation' ? id : `org:${id}`)
+      if (cached !== undefined) return Promise.resolve(cached)
+    }
+    return mint(kind, id, minLife, abortSignal)
+  }
+
+  async function appJwt(abortSignal) {
+    const value = await driver.run(app.jwt(), abortSignal)
+    return hideToken({ type: 'app', token: value.token, appId, expiresAt: value.expiresAt })
+  }
+
+  // Not an async function: a cached token is handed back in a resolved promise, without a
+  // frame of its own.
+  function auth(authOptions) {
+    try {
+      return dispatch(authOptions)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  function dispatch(authOptions) {
     if (!authOptions || typeof authOptions !== 'object') throw configError('auth options', 'call auth({ type: "app" | "installation" | "app-token", ... })')
-    const abortSignal = abortSignalOf(authOptions)
+    const abortSignal = authOptions.signal === undefined ? undefined : abortSignalOf(authOptions)
     switch (authOptions.type) {
-      case 'app': {
-        const value = await driver.run(app.jwt(), abortSignal)
-        return hideToken({ type: 'app', token: value.token, appId, expiresAt: value.expiresAt })
-      }
+      case 'app':
+        return appJwt(abortSignal)
       case 'installation': {
+        const installationId = authOptions.installationId
+        if (typeof installationId === 'string' && authOptions.minLife === undefined) {
+          return token('installation', installationId, undefined, abortSignal)
+        }
         const [kind, id] = scopeOf(authOptions, 'installationId')
         if (kind === 'app') throw configError('installationId', 'give installationId or organizationId')
         return token(kind, id, seconds('minLife', authOptions.minLife), abortSignal)
@@ -544,7 +600,9 @@ function createAppAuth(options) {
 
   /** The app's counters: hits, misses, mints, refreshes, failures (by kind), waits, ... */
   auth.stats = function stats() {
-    return app.stats()
+    const counted = app.stats()
+    counted.hits += memoHits
+    return counted
   }
 
   Object.defineProperty(auth, INSPECT, {

@@ -281,10 +281,21 @@ impl NativeApp {
         Ok(n)
     }
 
-    /// The token of the last `hit` that returned a new serial, as the value `auth()` returns.
+    /// The token of the last `hit` that returned a new serial, as the value `auth()` returns,
+    /// with `serveUntil`: until when (milliseconds since the epoch, this machine's clock) the
+    /// core would hand it out again without a refresh, its refresh time or its minimum
+    /// remaining life, whichever comes first. Until then, and while no operation on the app
+    /// has reported back, `index.js` hands out the same object without calling in (counting
+    /// those hits itself).
     #[napi]
     pub fn fresh_token(&self) -> Option<serde_json::Value> {
-        lock(&self.shared).fresh.take().map(|token| token_value(&token))
+        let mut guard = lock(&self.shared);
+        let token = guard.fresh.take()?;
+        let min_remaining = guard.core.cache_config().min_remaining;
+        let until = token.refresh_at().min(token.expires_local().minus(min_remaining));
+        let mut value = token_value(&token);
+        value["serveUntil"] = serde_json::Value::from(until.unix_millis());
+        Some(value)
     }
 
     /// A token for the scope with at least `min_life` seconds left.

@@ -17,9 +17,14 @@ export interface AppAuthOptions {
   signer?: Signer
   /** The `fetch` that performs every request (default: the global `fetch`). */
   fetch?: (input: string, init: RequestInit) => Promise<Response>
-  /** The shared token store (Redis): not available in this version (a `ConfigError`). */
+  /** Share tokens with every process on this Redis (`redis://`, `rediss://`, `unix://`): one
+   * mint per installation for the whole fleet. */
   redisUrl?: string
-  /** The shared store's sealing secret, needed with a `signer` (at least 32 random bytes). */
+  /** Seconds one Redis command may take before the app mints without the store for a while
+   * (default 0.3). */
+  redisTimeout?: number
+  /** The shared store's sealing secret, needed with a `signer` (at least 32 random bytes, the
+   * same in every process). */
   storeKey?: string | Uint8Array
   /** Seconds one exchange may take (default 30). */
   timeout?: number

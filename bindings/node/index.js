@@ -224,6 +224,9 @@ class Driver {
           case 'sign':
             await this.sign(op, step)
             break
+          case 'store':
+            await this.store(op, step)
+            break
           case 'done':
             // A finished operation may have released what others wait for.
             this.signal.notify()
@@ -292,6 +295,17 @@ class Driver {
       if (previous && previous !== response && previous.body) previous.body.cancel().catch(() => {})
       op.handleResponse(step.id, response.status, flatten(response.headers), body)
       return target ? response : previous
+    } finally {
+      this.signal.notify()
+    }
+  }
+
+  /** Performs a `store` step: the command runs on Redis on libuv's thread pool (within the
+   * store's timeout), never on the event loop; its reply, a failure included, is reported. */
+  async store(op, step) {
+    const reply = await op.runStore()
+    try {
+      op.handleStore(step.id, reply)
     } finally {
       this.signal.notify()
     }
@@ -396,9 +410,6 @@ function nativeOptions(options) {
   } else {
     storeKey = undefined
   }
-  if (options.redisUrl !== undefined && options.redisUrl !== null) {
-    throw configError('redisUrl', 'the shared token store (Redis) is not available in this version of the Node package; leave redisUrl out (each process then keeps its own cache)')
-  }
   const retryAttempts = options.retryAttempts
   if (retryAttempts !== undefined && (!Number.isInteger(retryAttempts) || retryAttempts < 1)) {
     throw configError('retryAttempts', 'it must be a whole number, 1 or more')
@@ -415,6 +426,8 @@ function nativeOptions(options) {
     timeout: seconds('timeout', options.timeout),
     retryAttempts,
     retryMaxWait: seconds('retryMaxWait', options.retryMaxWait),
+    redisUrl: text('redisUrl', options.redisUrl),
+    redisTimeout: seconds('redisTimeout', options.redisTimeout),
   }
 }
 
@@ -608,7 +621,8 @@ function createAppAuth(options) {
   Object.defineProperty(auth, INSPECT, {
     enumerable: false,
     value() {
-      return `[icr-app auth: appId ${JSON.stringify(appId)}, registry ${app.baseUrl}]`
+      const store = app.redisUrl ? `, store ${app.redisUrl}` : ''
+      return `[icr-app auth: appId ${JSON.stringify(appId)}, registry ${app.baseUrl}${store}]`
     },
   })
   return auth

@@ -10,6 +10,7 @@ use icr_app_core::{
     AnyOperation, App as CoreApp, AppKey, Error as CoreError, InstallationId, KeyError, OrganizationId, RetryPolicy,
     Route as CoreRoute, SecretString, Timestamp, Token, TokenScope, TransportPolicy,
 };
+use icr_app_redis::{DEFAULT_TIMEOUT, RedisStore};
 use napi::bindgen_prelude::{Buffer, Either};
 use napi_derive::napi;
 use zeroize::Zeroizing;
@@ -67,6 +68,11 @@ pub struct AppOptions {
     pub retry_max_wait: Option<f64>,
     /// The largest response body accepted, in bytes.
     pub max_body: Option<f64>,
+    /// Share tokens with every process on this Redis (`redis://`, `rediss://`, `unix://`).
+    pub redis_url: Option<String>,
+    /// Seconds one Redis command may take before the app mints without the store for a while
+    /// (default 0.3).
+    pub redis_timeout: Option<f64>,
 }
 
 /// What every exchange must respect: the core's [`TransportPolicy`] in milliseconds and bytes.
@@ -172,6 +178,16 @@ fn app_key(private_key: &Either<String, Buffer>) -> Result<AppKey, CoreError> {
 pub struct NativeApp {
     shared: Shared,
     policy: TransportPolicy,
+    store: Option<Arc<RedisStore>>,
+}
+
+/// A seed for the store's lease owner id, different in every process and every app.
+fn owner_seed() -> u64 {
+    use std::hash::BuildHasher;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    std::collections::hash_map::RandomState::new().hash_one((std::process::id(), nanos))
 }
 
 #[napi]
@@ -227,7 +243,32 @@ impl NativeApp {
                 max_wait: seconds("retryMaxWait", options.retry_max_wait)?.unwrap_or(default.max_wait),
             });
         }
-        let core = builder.build().map_err(throw)?;
+        let mut core = builder.build().map_err(throw)?;
+        let store = match options.redis_url {
+            Some(url) => {
+                let timeout = seconds("redisTimeout", options.redis_timeout)?
+                    .unwrap_or(DEFAULT_TIMEOUT)
+                    .max(Duration::from_millis(1));
+                let store = RedisStore::connect(&url).map_err(throw)?.timeout(timeout);
+                core.attach_store(store.settings(), owner_seed()).map_err(|error| match error {
+                    CoreError::Config { setting, problem } if signer => CoreError::config(
+                        setting,
+                        format!(
+                            "{problem}. In Node: createAppAuth({{ appId, signer, storeKey, redisUrl }}), storeKey being at least 32 random bytes, the same in every process sharing the store"
+                        ),
+                    ),
+                    other => other,
+                }).map_err(throw)?;
+                Some(Arc::new(store))
+            }
+            None if options.redis_timeout.is_some() => {
+                return Err(throw(CoreError::config(
+                    "redisTimeout",
+                    "it applies to a shared store: give redisUrl too",
+                )));
+            }
+            None => None,
+        };
         let mut policy = match seconds("timeout", options.timeout)? {
             Some(total) => TransportPolicy::with_timeout(total),
             None => TransportPolicy::default(),
@@ -250,6 +291,7 @@ impl NativeApp {
                 fresh: None,
             })),
             policy,
+            store,
         })
     }
 
@@ -408,6 +450,13 @@ impl NativeApp {
         }
     }
 
+    /// Where this app shares its tokens: the Redis URL with its password replaced by `***`,
+    /// or `null` without a shared store.
+    #[napi(getter)]
+    pub fn redis_url(&self) -> Option<String> {
+        self.store.as_ref().map(|store| store.url().to_owned())
+    }
+
     /// The registry's base URL.
     #[napi(getter)]
     pub fn base_url(&self) -> String {
@@ -483,6 +532,6 @@ impl NativeApp {
 
 impl NativeApp {
     fn operation(&self, op: AnyOperation) -> NativeOperation {
-        NativeOperation::new(Arc::clone(&self.shared), op)
+        NativeOperation::new(Arc::clone(&self.shared), self.store.clone(), op)
     }
 }

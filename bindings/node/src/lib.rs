@@ -20,6 +20,6 @@ mod testing;
 
 pub use app::{AppOptions, NativeApp, Policy, Route, Stats};
 pub use errors::ErrorInfo;
-pub use ops::{NativeOperation, Step};
+pub use ops::{NativeOperation, NativeStoreReply, Step, StoreTask};
 #[cfg(feature = "testkit")]
 pub use testing::{FaultOptions, NativeFakeRegistry, RecordedRequest};

@@ -2,8 +2,15 @@
 //! `poll()` returns one [`Step`] object; `handleResponse`, `handleFailure`, `handleSignature`
 //! report back; `abandon` leaves it before it is done.
 
-use icr_app_core::{AnyOperation, AnyStep, Error as CoreError, Outcome, PlainResponse, Token, TransportErrorKind};
-use napi::bindgen_prelude::Buffer;
+use std::sync::Arc;
+
+use icr_app_core::{
+    AnyOperation, AnyStep, Error as CoreError, Outcome, PlainResponse, StoreCommand, StoreReply, Token,
+    TransportErrorKind,
+};
+use icr_app_redis::RedisStore;
+use napi::bindgen_prelude::{AsyncTask, Buffer};
+use napi::{Env, Task};
 use napi_derive::napi;
 
 use crate::app::{Shared, lock, now};
@@ -17,11 +24,13 @@ use crate::errors::ErrorInfo;
 /// - `wait`: poll again once another operation on the app reported back or was abandoned (the
 ///   app's `changes()` differs from `change`), or at `until` at the latest;
 /// - `sign`: have `message` signed (RS256) and report with `handleSignature(id, ...)`;
+/// - `store`: run the shared store's command (`runStore()`, a Promise: it runs on libuv's
+///   thread pool) and report its reply with `handleStore(id, reply)`;
 /// - `done`: `value` is the result;
 /// - `error`: `error` is why the operation failed.
 #[napi(object)]
 pub struct Step {
-    /// `send`, `sleep`, `wait`, `sign`, `done` or `error`.
+    /// `send`, `sleep`, `wait`, `sign`, `store`, `done` or `error`.
     pub kind: String,
     /// The id to report back with (`send`, `sign`).
     pub id: Option<f64>,
@@ -125,6 +134,9 @@ fn flat(headers: Vec<(String, String)>) -> Vec<String> {
 #[napi]
 pub struct NativeOperation {
     shared: Shared,
+    store: Option<Arc<RedisStore>>,
+    /// The store command asked for by the last `store` step, until `runStore` takes it.
+    pending: Option<StoreCommand>,
     op: AnyOperation,
     done: bool,
     /// For a page of installations: the page size asked for and how many were seen before.
@@ -132,9 +144,11 @@ pub struct NativeOperation {
 }
 
 impl NativeOperation {
-    pub(crate) fn new(shared: Shared, op: AnyOperation) -> Self {
+    pub(crate) fn new(shared: Shared, store: Option<Arc<RedisStore>>, op: AnyOperation) -> Self {
         Self {
             shared,
+            store,
+            pending: None,
             op,
             done: false,
             page: None,
@@ -192,14 +206,19 @@ impl NativeOperation {
                 step.change = Some(change as f64);
                 step
             }
-            AnyStep::Store { id, .. } => {
-                // No store is ever attached by this addon: answer as a failed store (the core
-                // then mints without it), never leave the command unanswered.
-                let mut guard = lock(&self.shared);
-                let error = CoreError::config("redisUrl", "no shared store in this process");
-                self.op.handle_store(&mut guard.core, id, Err(error), now());
-                drop(guard);
-                self.poll()
+            AnyStep::Store { id, command } => {
+                if self.store.is_none() {
+                    // Only an app with a store is asked; never leave a command unanswered.
+                    let mut guard = lock(&self.shared);
+                    let error = CoreError::config("redisUrl", "no shared store is attached to this app");
+                    self.op.handle_store(&mut guard.core, id, Err(error), now());
+                    drop(guard);
+                    return self.poll();
+                }
+                self.pending = Some(command);
+                let mut step = Step::new("store");
+                step.id = Some(id as f64);
+                step
             }
             AnyStep::Done(Ok(outcome)) => {
                 self.done = true;
@@ -263,6 +282,28 @@ impl NativeOperation {
         self.op.handle_signature(&mut guard.core, id as u64, signature, now());
     }
 
+    /// Runs the command of the last `store` step on the shared store, on libuv's thread pool
+    /// (at most the store's timeout): a Promise of the reply to hand to `handleStore`. A
+    /// failure is a reply too (the core then mints without the store for a while).
+    #[napi(ts_return_type = "Promise<NativeStoreReply>")]
+    pub fn run_store(&mut self) -> AsyncTask<StoreTask> {
+        AsyncTask::new(StoreTask {
+            store: self.store.clone(),
+            command: self.pending.take(),
+        })
+    }
+
+    /// Reports the shared store's reply to `store` step `id`.
+    #[napi]
+    pub fn handle_store(&mut self, id: f64, reply: &NativeStoreReply) {
+        if self.done {
+            return;
+        }
+        let mut guard = lock(&self.shared);
+        self.op
+            .handle_store(&mut guard.core, id as u64, reply.reply.clone(), now());
+    }
+
     /// Leaves the operation before it is done: it releases what it holds at once (a mint in
     /// flight, so that others mint again rather than wait for it). Does nothing after `done`.
     #[napi]
@@ -289,5 +330,42 @@ impl Drop for NativeOperation {
             let mut guard = lock(&self.shared);
             self.op.abandon(&mut guard.core, now());
         }
+    }
+}
+
+/// A shared store command, run on libuv's thread pool.
+pub struct StoreTask {
+    store: Option<Arc<RedisStore>>,
+    command: Option<StoreCommand>,
+}
+
+impl Task for StoreTask {
+    type Output = Result<StoreReply, CoreError>;
+    type JsValue = NativeStoreReply;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        Ok(match (&self.store, &self.command) {
+            (Some(store), Some(command)) => store.run_blocking(command),
+            _ => Err(CoreError::config("shared token store", "no store command is pending")),
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        Ok(NativeStoreReply { reply: output })
+    }
+}
+
+/// The shared store's reply to a command (opaque: hand it to `handleStore`).
+#[napi]
+pub struct NativeStoreReply {
+    reply: Result<StoreReply, CoreError>,
+}
+
+#[napi]
+impl NativeStoreReply {
+    /// Whether the command succeeded.
+    #[napi(getter)]
+    pub fn ok(&self) -> bool {
+        self.reply.is_ok()
     }
 }

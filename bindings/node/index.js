@@ -466,8 +466,10 @@ function createAppAuth(options) {
   }
   const appId = settings.appId
   const driver = new Driver(app, options)
-  // The result object last made for each scope's cached token, by the addon's serial number.
-  const memo = new Map()
+  const signal = driver.signal
+  // The result object last made for each scope's cached token, with the addon's serial number
+  // for it, the time until which it may be handed out again, and the signal's generation then.
+  const memos = { installation: new Map(), organization: new Map(), app: new Map() }
 
   function start(make) {
     try {
@@ -484,9 +486,10 @@ function createAppAuth(options) {
    * is handed out again by this file only until the time the core gave with it (its refresh
    * time or minimum life) and while no operation on the app has reported back since (a 401,
    * a revoke, a refresh all report); otherwise the core is asked. */
-  function cachedToken(kind, id, key) {
-    const known = memo.get(key)
-    if (known !== undefined && known.gen === driver.signal.gen && Date.now() < known.serveUntil) {
+  function cachedToken(kind, id) {
+    const memo = memos[kind]
+    const known = memo.get(id)
+    if (known !== undefined && known.gen === signal.gen && Date.now() < known.serveUntil) {
       memoHits++
       return known.result
     }
@@ -498,13 +501,13 @@ function createAppAuth(options) {
     }
     if (serial === 0) return undefined
     if (known !== undefined && known.serial === serial) {
-      known.gen = driver.signal.gen
+      known.gen = signal.gen
       return known.result
     }
     const fresh = app.freshToken()
     if (!fresh) return undefined
     const result = tokenResult(kind, fresh)
-    memo.set(key, { serial, result, serveUntil: fresh.serveUntil, gen: driver.signal.gen })
+    memo.set(id, { serial, result, serveUntil: fresh.serveUntil, gen: signal.gen })
     return result
   }
 
@@ -515,7 +518,7 @@ function createAppAuth(options) {
 
   function token(kind, id, minLife, abortSignal) {
     if (minLife === undefined) {
-      const cached = cachedToken(kind, id, kind === 'app' ? '' : kind === 'installation' ? id : `org:${id}`)
+      const cached = cachedToken(kind, id)
       if (cached !== undefined) return Promise.resolve(cached)
     }
     return mint(kind, id, minLife, abortSignal)
@@ -529,6 +532,14 @@ function createAppAuth(options) {
   // Not an async function: a cached token is handed back in a resolved promise, without a
   // frame of its own.
   function auth(authOptions) {
+    // The hot path: an installation's token handed out again (see `cachedToken`).
+    if (authOptions !== null && typeof authOptions === 'object' && authOptions.type === 'installation' && authOptions.minLife === undefined) {
+      const known = memos.installation.get(authOptions.installationId)
+      if (known !== undefined && known.gen === signal.gen && Date.now() < known.serveUntil && authOptions.signal === undefined) {
+        memoHits++
+        return Promise.resolve(known.result)
+      }
+    }
     try {
       return dispatch(authOptions)
     } catch (error) {
@@ -607,7 +618,7 @@ function createAppAuth(options) {
 
   /** Revokes every cached token (after the mints in flight) and empties the cache: how many. */
   auth.revokeAll = async function revokeAll() {
-    memo.clear()
+    for (const memo of Object.values(memos)) memo.clear()
     return driver.run(app.revokeAll())
   }
 

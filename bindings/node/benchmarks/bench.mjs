@@ -46,9 +46,9 @@ async function cached(registry) {
   const theirs = handWritten(registry.appId, registry.privateKey, registry.url)
   await ours({ type: 'installation', installationId: id })
   await theirs(id)
-  const calls = 200_000
+  const calls = 50_000
   const rounds = { ours: [], theirs: [] }
-  for (let round = 0; round < 7; round++) {
+  for (let round = 0; round < 21; round++) {
     for (const [name, call] of [
       ['ours', () => ours({ type: 'installation', installationId: id })],
       ['theirs', () => theirs(id)],

@@ -2,13 +2,14 @@
 //!
 //! Everything the protocol decides (single flight, refresh ahead of expiry, clock-skew
 //! correction, retries, back-off, error messages) is the core's. This addon exposes the core's
-//! [`App`](icr_app_core::App) as [`NativeApp`](app::NativeApp) and its erased operation
-//! ([`AnyOperation`](icr_app_core::AnyOperation)) as [`NativeOperation`](ops::NativeOperation),
-//! whose `poll()` returns one plain JavaScript object per step (`send`, `sleep`, `wait`, `sign`,
-//! `done`, `error`) and whose `handleResponse`, `handleFailure`, `handleSignature` and
-//! `abandon` report back. The JavaScript layer (`index.js`) performs the effects: `fetch` for a
-//! `send`, timers for `sleep` and `wait`, the user's signer for `sign`. Every call into the
-//! addon is synchronous and short: nothing here does I/O or blocks the event loop.
+//! [`App`](icr_app_core::App) as [`NativeApp`] and its erased operation
+//! ([`AnyOperation`](icr_app_core::AnyOperation)) as [`NativeOperation`], whose `poll()`
+//! returns one plain JavaScript object per step (`send`, `sleep`, `wait`, `sign`, `store`,
+//! `done`, `error`) and whose `handleResponse`, `handleFailure`, `handleSignature`,
+//! `handleStore` and `abandon` report back. The JavaScript layer (`index.js`) performs the
+//! effects: `fetch` for a `send`, timers for `sleep` and `wait`, the user's signer for `sign`,
+//! libuv's thread pool for a shared store's command (`runStore`). Every other call into the
+//! addon is synchronous and short: nothing here does I/O on the event loop or blocks it.
 
 #![deny(clippy::all)]
 

@@ -18,8 +18,18 @@ export interface RecordedRequest {
 }
 
 /** The project's fake ICR registry on loopback, with the demo app and three installations. */
+/** Settings applied when the registry starts. */
+export interface FakeRegistryOptions {
+  /** The registry's clock: the real time plus this many seconds (negative: behind). */
+  clockOffset?: number
+  /** How long new access tokens live, in seconds (default 7200). */
+  tokenLifetime?: number
+}
+
 export declare class FakeRegistry {
-  constructor()
+  constructor(options?: FakeRegistryOptions)
+  /** `new FakeRegistry(options)`, as a promise. */
+  static start(options?: FakeRegistryOptions): Promise<FakeRegistry>
   /** `http://127.0.0.1:PORT`: the `baseUrl` to give `createAppAuth`. */
   readonly url: string
   readonly appId: string

@@ -15,8 +15,18 @@ const INSPECT = Symbol.for('nodejs.util.inspect.custom')
 class FakeRegistry {
   #native
 
-  constructor() {
+  /** Starts the registry; `options.clockOffset` (seconds, negative: behind) and
+   * `options.tokenLifetime` (seconds) set its clock and its tokens' lifetime at once. */
+  constructor(options) {
     this.#native = new native.NativeFakeRegistry()
+    const o = options || {}
+    if (o.clockOffset !== undefined) this.setClockOffset(o.clockOffset)
+    if (o.tokenLifetime !== undefined) this.setTokenLifetime(o.tokenLifetime)
+  }
+
+  /** `new FakeRegistry(options)`, as a promise (for `await FakeRegistry.start()`). */
+  static async start(options) {
+    return new FakeRegistry(options)
   }
 
   /** `http://127.0.0.1:PORT`: the `baseUrl` to give `createAppAuth`. */

@@ -80,7 +80,7 @@ test('an aborted caller releases the mint for the others at once', { timeout: 20
     const first = auth({ type: 'installation', installationId: id, signal: controller.signal })
     // Let the first call send its mint, then start a second that waits for it.
     await new Promise((resolve) => setImmediate(resolve))
-    while (registry.requests().filter((r) => r.path.endsWith('/accessTokens')).length === 0 && auth.stats().mints === 0) {
+    while (!registry.requests().some((r) => r.path.endsWith('/accessTokens'))) {
       await new Promise((resolve) => setTimeout(resolve, 5))
     }
     const second = auth({ type: 'installation', installationId: id })
@@ -272,6 +272,47 @@ test('the user\'s fetch performs every request', async () => {
     })
     await auth({ type: 'installation', installationId: registry.installationIds[0] })
     assert.deepEqual(urls, [`/app/installations/${registry.installationIds[0]}/accessTokens`])
+  } finally {
+    registry.close()
+  }
+})
+
+test('auth.fetch with an aborted init.signal rejects with its reason and releases the mint', { timeout: 20000 }, async () => {
+  let minting
+  const sent = new Promise((resolve) => {
+    minting = resolve
+  })
+  const { registry, auth } = setup({
+    fetch: (input, init) => {
+      if (String(input).endsWith('/accessTokens')) minting()
+      return fetch(input, init)
+    },
+  })
+  try {
+    const [id] = registry.installationIds
+    registry.injectDelay(60, { times: 1, pathPrefix: `/app/installations/${id}/accessTokens` })
+    const controller = new AbortController()
+    const pending = auth.fetch({ installationId: id }, `/organizations/${registry.organizationIds[0]}`, { signal: controller.signal })
+    await sent
+    // Abort once the registry holds the mint (it records a request when it arrives).
+    while (!registry.requests().some((r) => r.path.endsWith('/accessTokens'))) await new Promise((resolve) => setTimeout(resolve, 5))
+    controller.abort()
+    await assert.rejects(pending, (error) => error.name === 'AbortError')
+    const response = await auth.fetch({ installationId: id }, `/organizations/${registry.organizationIds[0]}`)
+    assert.equal(response.status, 200)
+    await response.arrayBuffer()
+  } finally {
+    registry.close()
+  }
+})
+
+test('FakeRegistry.start with a skewed clock and a short token lifetime', async () => {
+  const registry = await FakeRegistry.start({ clockOffset: -7200, tokenLifetime: 1800 })
+  try {
+    const auth = createAppAuth({ appId: registry.appId, privateKey: registry.privateKey, baseUrl: registry.url })
+    const token = await auth({ type: 'installation', installationId: registry.installationIds[0] })
+    assert.equal(registry.tokenStatus(token.token), 'valid')
+    assert.ok(registry.mintCount() >= 1)
   } finally {
     registry.close()
   }

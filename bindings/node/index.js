@@ -10,6 +10,9 @@ const native = require('./native.js')
 
 const INSPECT = Symbol.for('nodejs.util.inspect.custom')
 
+/** How many scopes' result objects an app keeps for its cached tokens. */
+const MEMO_LIMIT = 4096
+
 // ---------------------------------------------------------------------------------------------
 // Errors
 
@@ -507,6 +510,8 @@ function createAppAuth(options) {
     const fresh = app.freshToken()
     if (!fresh) return undefined
     const result = tokenResult(kind, fresh)
+    // Bounded: the core's cache is (an LRU); this only spares it calls for the busiest scopes.
+    if (memo.size >= MEMO_LIMIT) memo.clear()
     memo.set(id, { serial, result, serveUntil: fresh.serveUntil, gen: signal.gen })
     return result
   }

@@ -264,8 +264,8 @@ class Driver {
         op.handleFailure(step.id, 'refused', checked.refused)
         return previous
       }
-      // The whole exchange within the policy's timeout (a timer cleared once it is over; for
-      // the caller's own request, once its body has been read or dropped).
+      // The whole exchange within the policy's timeout: a timer cleared once the body is read
+      // (for the caller's own request, once its headers are in: its body is the caller's).
       const timeout = new AbortController()
       const timer = setTimeout(() => timeout.abort(), this.policy.timeoutMs)
       const signal = abortSignal ? AbortSignal.any([abortSignal, timeout.signal]) : timeout.signal

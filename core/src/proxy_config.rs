@@ -257,6 +257,16 @@ impl Proxies {
         }
     }
 
+    /// The proxy for URLs of `scheme` (`http` or `https`) that neither `NO_PROXY` nor the
+    /// loopback rule sends direct.
+    pub fn for_scheme(&self, scheme: &str) -> Option<&ProxyUrl> {
+        match scheme {
+            s if s.eq_ignore_ascii_case("https") => self.https.as_ref().map(|(_, p)| p),
+            s if s.eq_ignore_ascii_case("http") => self.http.as_ref().map(|(_, p)| p),
+            _ => None,
+        }
+    }
+
     /// Whether any proxy is configured (for some URL).
     pub fn is_enabled(&self) -> bool {
         self.http.is_some() || self.https.is_some()

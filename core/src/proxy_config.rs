@@ -60,7 +60,11 @@ impl ProxyUrl {
         let scheme = match uri.scheme_str() {
             Some(s) if s.eq_ignore_ascii_case("http") => "http",
             Some(s) if s.eq_ignore_ascii_case("https") => "https",
-            _ => return Err(bad("has a scheme other than http:// or https:// (SOCKS proxies are not supported)")),
+            _ => {
+                return Err(bad(
+                    "has a scheme other than http:// or https:// (SOCKS proxies are not supported)",
+                ));
+            }
         };
         let authority = uri.authority().ok_or_else(|| bad("has no host"))?;
         let host = authority.host();
@@ -208,7 +212,9 @@ impl Proxies {
     pub fn from_lookup(mut var: impl FnMut(&str) -> Option<String>) -> Result<Self, Error> {
         let mut value = |name: &'static str| var(name).filter(|v| !v.trim().is_empty()).map(|v| (name, v));
         let all = value("all_proxy").or_else(|| value("ALL_PROXY"));
-        let https = value("https_proxy").or_else(|| value("HTTPS_PROXY")).or_else(|| all.clone());
+        let https = value("https_proxy")
+            .or_else(|| value("HTTPS_PROXY"))
+            .or_else(|| all.clone());
         let http = value("http_proxy").or_else(|| value("HTTP_PROXY")).or(all);
         let no_proxy = var("no_proxy").or_else(|| var("NO_PROXY"));
         let parse = |found: Option<(&'static str, String)>| -> Result<_, Error> {
@@ -323,17 +329,18 @@ pub fn no_proxy_matches(list: &str, host: &str, port: u16) -> bool {
                 }
                 return name.parse::<IpAddr>().is_ok_and(|e| e == ip);
             }
-            let domain = name.trim_start_matches("*.").trim_start_matches('.').trim_end_matches('.');
+            let domain = name
+                .trim_start_matches("*.")
+                .trim_start_matches('.')
+                .trim_end_matches('.');
             !domain.is_empty() && (host == domain || host.strip_suffix(domain).is_some_and(|rest| rest.ends_with('.')))
         })
 }
 
 /// `host:port` → (`host`, port); an IPv6 address without brackets has no port.
 fn split_port(entry: &str) -> (&str, Option<u16>) {
-    if let Some(rest) = entry.strip_prefix('[') {
-        if let Some((addr, after)) = rest.split_once(']') {
-            return (addr, after.strip_prefix(':').and_then(|p| p.parse().ok()));
-        }
+    if let Some((addr, after)) = entry.strip_prefix('[').and_then(|rest| rest.split_once(']')) {
+        return (addr, after.strip_prefix(':').and_then(|p| p.parse().ok()));
     }
     match entry.rsplit_once(':') {
         Some((name, port)) if !name.contains(':') => match port.parse() {
@@ -375,20 +382,31 @@ mod tests {
 
     #[test]
     fn lowercase_first_and_by_scheme() {
-        let p = env(&[("HTTPS_PROXY", "http://upper:1"), ("https_proxy", "http://lower:2"), ("ALL_PROXY", "all:3")]);
+        let p = env(&[
+            ("HTTPS_PROXY", "http://upper:1"),
+            ("https_proxy", "http://lower:2"),
+            ("ALL_PROXY", "all:3"),
+        ]);
         assert_eq!(via(&p, "https://h/x").as_deref(), Some("http://lower:2"));
         assert_eq!(via(&p, "http://h/x").as_deref(), Some("http://all:3"));
         let p = env(&[("HTTP_PROXY", "http://h1:1")]);
         assert_eq!(via(&p, "https://h/x"), None);
         assert_eq!(via(&p, "http://h/x").as_deref(), Some("http://h1:1"));
-        let p = env(&[("all_proxy", "http://a:1"), ("ALL_PROXY", "http://b:1"), ("HTTPS_PROXY", "")]);
+        let p = env(&[
+            ("all_proxy", "http://a:1"),
+            ("ALL_PROXY", "http://b:1"),
+            ("HTTPS_PROXY", ""),
+        ]);
         assert_eq!(via(&p, "https://h/x").as_deref(), Some("http://a:1"));
         assert_eq!(via(&env(&[]), "https://h/x"), None);
     }
 
     #[test]
     fn loopback_and_no_proxy_go_direct() {
-        let p = env(&[("HTTPS_PROXY", "http://p:1"), ("no_proxy", "internal.corp, 10.0.0.0/8,exact.host:8443")]);
+        let p = env(&[
+            ("HTTPS_PROXY", "http://p:1"),
+            ("no_proxy", "internal.corp, 10.0.0.0/8,exact.host:8443"),
+        ]);
         for direct in [
             "https://127.0.0.1:9/x",
             "https://localhost/x",
@@ -400,11 +418,25 @@ mod tests {
         ] {
             assert_eq!(via(&p, direct), None, "{direct}");
         }
-        for proxied in ["https://notinternal.corp/x", "https://11.0.0.1/x", "https://exact.host/x", "https://internal.corp.evil/x"] {
+        for proxied in [
+            "https://notinternal.corp/x",
+            "https://11.0.0.1/x",
+            "https://exact.host/x",
+            "https://internal.corp.evil/x",
+        ] {
             assert!(via(&p, proxied).is_some(), "{proxied}");
         }
-        assert_eq!(via(&env(&[("HTTPS_PROXY", "http://p:1"), ("NO_PROXY", "*")]), "https://h/x"), None);
-        assert_eq!(via(&env(&[("HTTPS_PROXY", "http://p:1"), ("NO_PROXY", ".h.test")]), "https://h.test/x"), None);
+        assert_eq!(
+            via(&env(&[("HTTPS_PROXY", "http://p:1"), ("NO_PROXY", "*")]), "https://h/x"),
+            None
+        );
+        assert_eq!(
+            via(
+                &env(&[("HTTPS_PROXY", "http://p:1"), ("NO_PROXY", ".h.test")]),
+                "https://h.test/x"
+            ),
+            None
+        );
         // `no_proxy` wins over `NO_PROXY`, and applies to an explicit proxy too.
         let p = env(&[("no_proxy", "a.test"), ("NO_PROXY", "b.test")]).with_explicit(ProxyUrl::parse("p:8").unwrap());
         assert_eq!(via(&p, "https://a.test/x"), None);
@@ -424,7 +456,10 @@ mod tests {
         let e = ProxyUrl::parse("ftp://user:s3cret@proxy:1").unwrap_err().to_string();
         assert!(!e.contains("s3cret") && e.contains("***@proxy:1"), "{e}");
         let e = Proxies::from_lookup(|n| (n == "HTTPS_PROXY").then(|| "socks5://u:s3cret@h:1".to_owned())).unwrap_err();
-        assert!(e.to_string().contains("HTTPS_PROXY") && !e.to_string().contains("s3cret"), "{e}");
+        assert!(
+            e.to_string().contains("HTTPS_PROXY") && !e.to_string().contains("s3cret"),
+            "{e}"
+        );
         assert_eq!(ProxyUrl::parse("https://p").unwrap().port(), 443);
     }
 
@@ -432,7 +467,10 @@ mod tests {
     fn plain_http_registry_behind_a_proxy_is_refused() {
         let p = env(&[("HTTP_PROXY", "http://u:pw@p:1")]);
         let e = p.for_registry("http://registry.corp", false).unwrap_err().to_string();
-        assert!(e.contains("http://p:1") && e.contains("HTTP_PROXY") && e.contains("https://") && !e.contains("pw"), "{e}");
+        assert!(
+            e.contains("http://p:1") && e.contains("HTTP_PROXY") && e.contains("https://") && !e.contains("pw"),
+            "{e}"
+        );
         assert!(p.for_registry("http://registry.corp", true).unwrap().is_some());
         assert!(p.for_registry("http://127.0.0.1:8", false).unwrap().is_none());
         assert!(p.for_registry("https://registry.corp", false).unwrap().is_none());

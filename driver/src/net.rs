@@ -41,7 +41,11 @@ impl ProxySetting {
                 // Only `no_proxy`/`NO_PROXY` of the environment apply to an explicit proxy.
                 let mut var = var;
                 let no_proxy = Proxies::from_lookup(|name| {
-                    if name.eq_ignore_ascii_case("no_proxy") { var(name) } else { None }
+                    if name.eq_ignore_ascii_case("no_proxy") {
+                        var(name)
+                    } else {
+                        None
+                    }
                 })?;
                 Ok(no_proxy.with_explicit(proxy.clone()))
             }
@@ -161,10 +165,15 @@ mod tests {
             message: "failed: http://me:s3cret@proxy.test:3128 said 407".into(),
         };
         let text = through_proxy(e, &proxy).to_string();
-        assert!(!text.contains("s3cret") && text.contains("http://proxy.test:3128") && text.contains("credentials"), "{text}");
+        assert!(
+            !text.contains("s3cret") && text.contains("http://proxy.test:3128") && text.contains("credentials"),
+            "{text}"
+        );
         let setting = ProxySetting::url("http://me:s3cret@proxy.test:3128").unwrap();
         assert!(!format!("{setting:?}").contains("s3cret"));
-        let proxies = setting.proxies_with(|n| (n == "NO_PROXY").then(|| "a.test".into())).unwrap();
+        let proxies = setting
+            .proxies_with(|n| (n == "NO_PROXY").then(|| "a.test".into()))
+            .unwrap();
         assert!(proxies.proxy_for(&"https://a.test/".parse().unwrap()).is_none());
         assert!(proxies.proxy_for(&"https://b.test/".parse().unwrap()).is_some());
     }

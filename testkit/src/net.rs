@@ -47,7 +47,9 @@ impl TestCa {
         let key = KeyPair::generate().expect("generate the CA key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, "icr-app-testkit private CA");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "icr-app-testkit private CA");
         let cert = params.self_signed(&key).expect("self-sign the CA");
         Self {
             cert_pem: cert.pem(),
@@ -171,8 +173,12 @@ impl TlsFront {
         let worker = spawn(format!("tls-front-{}", addr.port()), listener, move |stream| {
             let acceptor = acceptor.clone();
             async move {
-                let Ok(mut tls) = acceptor.accept(stream).await else { return };
-                let Ok(mut plain) = TcpStream::connect(backend).await else { return };
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let Ok(mut plain) = TcpStream::connect(backend).await else {
+                    return;
+                };
                 let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
             }
         })?;
@@ -300,7 +306,11 @@ impl ConnectProxy {
 
     /// The first bytes (up to 64 KiB) each client sent into a tunnel, one entry per tunnel.
     pub fn tunneled(&self) -> Vec<Vec<u8>> {
-        self.seen.lock().unwrap_or_else(PoisonError::into_inner).tunneled.clone()
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tunneled
+            .clone()
     }
 
     /// Forgets what it saw.
@@ -334,7 +344,10 @@ async fn proxy_connection(mut client: TcpStream, rules: Arc<ConnectProxyBuilder>
     let text = String::from_utf8_lossy(&head).into_owned();
     let mut lines = text.split("\r\n");
     let line = lines.next().unwrap_or_default().to_owned();
-    seen.lock().unwrap_or_else(PoisonError::into_inner).lines.push(line.clone());
+    seen.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .lines
+        .push(line.clone());
     let authorization = lines
         .filter_map(|l| l.split_once(':'))
         .find(|(name, _)| name.trim().eq_ignore_ascii_case("proxy-authorization"))
@@ -343,7 +356,9 @@ async fn proxy_connection(mut client: TcpStream, rules: Arc<ConnectProxyBuilder>
         return reply(&mut client, "403 Forbidden", "").await;
     }
     if let Some(expected) = &rules.credentials {
-        let given = authorization.as_deref().and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")));
+        let given = authorization
+            .as_deref()
+            .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")));
         if given != Some(expected.as_str()) {
             return reply(
                 &mut client,
@@ -371,7 +386,11 @@ async fn proxy_connection(mut client: TcpStream, rules: Arc<ConnectProxyBuilder>
         return reply(&mut client, "502 Bad Gateway", "").await;
     };
     if connect {
-        if client.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").await.is_err() {
+        if client
+            .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            .await
+            .is_err()
+        {
             return;
         }
         let index = {

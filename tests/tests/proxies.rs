@@ -55,7 +55,9 @@ impl Net {
         let front = TlsFront::start(setup.registry.addr(), &cert, &key).unwrap();
         let ca_file = std::env::temp_dir().join(format!("icr-e2e-proxies-{}-{label}.pem", std::process::id()));
         std::fs::write(&ca_file, ca.cert_pem()).unwrap();
-        let proxy = proxy(ConnectProxy::builder().resolve(HOST, front.addr())).start().unwrap();
+        let proxy = proxy(ConnectProxy::builder().resolve(HOST, front.addr()))
+            .start()
+            .unwrap();
         Self {
             setup,
             front_addr: front.addr(),
@@ -82,9 +84,16 @@ impl Net {
             assert_eq!(line, "CONNECT registry.test:443 HTTP/1.1", "{lines:?}");
         }
         for tunnel in self.proxy.tunneled() {
-            assert_eq!(tunnel.first(), Some(&0x16), "a tunnel that does not start with a TLS handshake");
+            assert_eq!(
+                tunnel.first(),
+                Some(&0x16),
+                "a tunnel that does not start with a TLS handshake"
+            );
             let text = String::from_utf8_lossy(&tunnel).to_ascii_lowercase();
-            assert!(!text.contains("authorization") && !text.contains("/app/"), "clear HTTP in the tunnel");
+            assert!(
+                !text.contains("authorization") && !text.contains("/app/"),
+                "clear HTTP in the tunnel"
+            );
             for secret in secrets {
                 assert!(!text.contains(&secret.to_ascii_lowercase()), "a secret in the tunnel");
             }
@@ -124,7 +133,10 @@ fn ureq_mints_and_sends_through_a_connect_proxy_with_a_private_ca() {
 #[test]
 fn reqwest_mints_and_sends_through_a_connect_proxy_with_a_private_ca() {
     let net = Net::new("reqwest");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let client = icr_app_reqwest::Client::builder(net.app())
         .proxy(&net.proxy.url())
         .ca_file(&net.ca_file)
@@ -143,14 +155,27 @@ fn reqwest_mints_and_sends_through_a_connect_proxy_with_a_private_ca() {
 #[test]
 fn without_the_ca_the_registry_is_not_trusted() {
     let net = Net::new("no-ca");
-    let client = icr_app_ureq::Client::builder(net.app()).proxy(&net.proxy.url()).build().unwrap();
+    let client = icr_app_ureq::Client::builder(net.app())
+        .proxy(&net.proxy.url())
+        .build()
+        .unwrap();
     let (kind, message) = transport(&client.installation_token(net.installation()).unwrap_err());
     assert_eq!(kind, TransportErrorKind::Connect, "{message}");
     assert!(message.to_ascii_lowercase().contains("certificate"), "{message}");
     assert_eq!(net.setup.registry.mint_count(net.installation().as_str()), 0);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let client = icr_app_reqwest::Client::builder(net.app()).proxy(&net.proxy.url()).build().unwrap();
-    let (kind, _) = transport(&runtime.block_on(client.installation_token(net.installation())).unwrap_err());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = icr_app_reqwest::Client::builder(net.app())
+        .proxy(&net.proxy.url())
+        .build()
+        .unwrap();
+    let (kind, _) = transport(
+        &runtime
+            .block_on(client.installation_token(net.installation()))
+            .unwrap_err(),
+    );
     assert_eq!(kind, TransportErrorKind::Connect);
 }
 
@@ -159,15 +184,28 @@ fn a_missing_or_bad_ca_file_is_named() {
     let net = Net::new("bad-ca");
     let missing = net.ca_file.with_extension("missing");
     for e in [
-        icr_app_ureq::Client::builder(net.app()).ca_file(&missing).build().unwrap_err(),
-        icr_app_reqwest::Client::builder(net.app()).ca_file(&missing).build().unwrap_err(),
+        icr_app_ureq::Client::builder(net.app())
+            .ca_file(&missing)
+            .build()
+            .unwrap_err(),
+        icr_app_reqwest::Client::builder(net.app())
+            .ca_file(&missing)
+            .build()
+            .unwrap_err(),
     ] {
         let text = e.to_string();
-        assert!(text.contains(&missing.display().to_string()) && text.contains("PEM"), "{text}");
+        assert!(
+            text.contains(&missing.display().to_string()) && text.contains("PEM"),
+            "{text}"
+        );
     }
     let not_pem = net.ca_file.with_extension("txt");
     std::fs::write(&not_pem, "hello").unwrap();
-    let text = icr_app_ureq::Client::builder(net.app()).ca_file(&not_pem).build().unwrap_err().to_string();
+    let text = icr_app_ureq::Client::builder(net.app())
+        .ca_file(&not_pem)
+        .build()
+        .unwrap_err()
+        .to_string();
     std::fs::remove_file(&not_pem).unwrap();
     assert!(text.contains("holds no certificate"), "{text}");
 }
@@ -177,9 +215,14 @@ fn a_proxy_that_requires_credentials() {
     let net = Net::with_proxy("auth", |p| p.basic_auth("proxy-user", "Pr0xy-Secret"));
     let right = net.proxy.url_with_credentials("proxy-user", "Pr0xy-Secret");
     let wrong = net.proxy.url_with_credentials("proxy-user", "Wr0ng-Secret");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
 
-    let builder = icr_app_ureq::Client::builder(net.app()).proxy(&right).ca_file(&net.ca_file);
+    let builder = icr_app_ureq::Client::builder(net.app())
+        .proxy(&right)
+        .ca_file(&net.ca_file);
     assert!(!format!("{builder:?}").contains("Pr0xy-Secret"));
     builder.build().unwrap().installation_token(net.installation()).unwrap();
     let async_client = icr_app_reqwest::Client::builder(net.app())
@@ -187,7 +230,9 @@ fn a_proxy_that_requires_credentials() {
         .ca_file(&net.ca_file)
         .build()
         .unwrap();
-    runtime.block_on(async_client.installation_token(net.installation())).unwrap();
+    runtime
+        .block_on(async_client.installation_token(net.installation()))
+        .unwrap();
     net.assert_only_tunnels(&["Pr0xy-Secret"]);
 
     let proxy_name = format!("http://{}", net.proxy.addr());
@@ -203,7 +248,9 @@ fn a_proxy_that_requires_credentials() {
         .ca_file(&net.ca_file)
         .build()
         .unwrap();
-    let async_error = runtime.block_on(async_client.installation_token(net.installation())).unwrap_err();
+    let async_error = runtime
+        .block_on(async_client.installation_token(net.installation()))
+        .unwrap_err();
     for error in [sync_error, async_error] {
         let text = format!("{error} {error:?}");
         assert!(!text.contains("Wr0ng-Secret") && !text.contains("proxy-user"), "{text}");
@@ -214,7 +261,10 @@ fn a_proxy_that_requires_credentials() {
 #[test]
 fn a_proxy_that_refuses_or_is_not_there_is_named() {
     let net = Net::with_proxy("forbid", ConnectProxyBuilder::forbid_all);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let name = format!("http://{}", net.proxy.addr());
     let sync_error = icr_app_ureq::Client::builder(net.app())
         .proxy(&net.proxy.url())
@@ -228,15 +278,23 @@ fn a_proxy_that_refuses_or_is_not_there_is_named() {
         .ca_file(&net.ca_file)
         .build()
         .unwrap();
-    let async_error = runtime.block_on(async_client.installation_token(net.installation())).unwrap_err();
+    let async_error = runtime
+        .block_on(async_client.installation_token(net.installation()))
+        .unwrap_err();
     for error in [sync_error, async_error] {
         let (kind, message) = transport(&error);
         assert_eq!(kind, TransportErrorKind::Connect, "{message}");
-        assert!(message.contains(&name) && message.contains("refused to open a tunnel"), "{message}");
+        assert!(
+            message.contains(&name) && message.contains("refused to open a tunnel"),
+            "{message}"
+        );
     }
 
     // Nothing listens there (a port just freed).
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let url = format!("http://user:Gone-Secret@{closed}");
     let sync_error = icr_app_ureq::Client::builder(net.app())
         .proxy(&url)
@@ -250,11 +308,16 @@ fn a_proxy_that_refuses_or_is_not_there_is_named() {
         .ca_file(&net.ca_file)
         .build()
         .unwrap();
-    let async_error = runtime.block_on(async_client.installation_token(net.installation())).unwrap_err();
+    let async_error = runtime
+        .block_on(async_client.installation_token(net.installation()))
+        .unwrap_err();
     for error in [sync_error, async_error] {
         let (kind, message) = transport(&error);
         assert_eq!(kind, TransportErrorKind::Connect, "{message}");
-        assert!(message.contains(&format!("http://{closed}")) && !message.contains("Gone-Secret"), "{message}");
+        assert!(
+            message.contains(&format!("http://{closed}")) && !message.contains("Gone-Secret"),
+            "{message}"
+        );
     }
 }
 
@@ -263,18 +326,30 @@ fn a_plain_http_registry_behind_a_proxy_is_refused_unless_allowed() {
     let net = Net::new("http");
     let app = || net.setup.builder().base_url("http://registry.test").build().unwrap();
     for error in [
-        icr_app_ureq::Client::builder(app()).proxy(&net.proxy.url()).build().unwrap_err(),
-        icr_app_reqwest::Client::builder(app()).proxy(&net.proxy.url()).build().unwrap_err(),
+        icr_app_ureq::Client::builder(app())
+            .proxy(&net.proxy.url())
+            .build()
+            .unwrap_err(),
+        icr_app_reqwest::Client::builder(app())
+            .proxy(&net.proxy.url())
+            .build()
+            .unwrap_err(),
     ] {
         let text = error.to_string();
-        assert!(text.contains("in clear") && text.contains("https://") && text.contains("NO_PROXY"), "{text}");
+        assert!(
+            text.contains("in clear") && text.contains("https://") && text.contains("NO_PROXY"),
+            "{text}"
+        );
         assert!(text.contains(&net.proxy.url()), "{text}");
     }
     assert!(net.proxy.request_lines().is_empty());
 
     // Allowed: a forward request through the proxy (which then reads everything), here one
     // that sends registry.test to the plain registry.
-    let forward = ConnectProxy::builder().resolve(HOST, net.setup.registry.addr()).start().unwrap();
+    let forward = ConnectProxy::builder()
+        .resolve(HOST, net.setup.registry.addr())
+        .start()
+        .unwrap();
     let transport = icr_app_ureq::UreqTransport::new().allow_insecure_http(true);
     let client = icr_app_ureq::Client::builder(app())
         .transport(transport)
@@ -297,9 +372,15 @@ fn a_plain_http_registry_behind_a_proxy_is_refused_unless_allowed() {
 fn loopback_registries_never_use_the_proxy() {
     let net = Net::new("loopback");
     let app = net.setup.app();
-    let client = icr_app_ureq::Client::builder(app).proxy(&net.proxy.url()).build().unwrap();
+    let client = icr_app_ureq::Client::builder(app)
+        .proxy(&net.proxy.url())
+        .build()
+        .unwrap();
     client.installation_token(net.installation()).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let client = icr_app_reqwest::Client::builder(net.setup.app())
         .proxy(&net.proxy.url())
         .build()
@@ -363,7 +444,11 @@ fn the_examples_use_the_environments_proxy_and_ssl_cert_file() {
         for no_proxy in ["registry.test", ".test", "*", "registry.test:443"] {
             net.proxy.clear();
             let mut envs = settings(&net, key);
-            envs.extend([("HTTPS_PROXY", proxy.as_str()), ("NO_PROXY", no_proxy), ("SSL_CERT_FILE", ca)]);
+            envs.extend([
+                ("HTTPS_PROXY", proxy.as_str()),
+                ("NO_PROXY", no_proxy),
+                ("SSL_CERT_FILE", ca),
+            ]);
             let out = run(&binary, &[], &envs);
             assert!(!out.status.success(), "{example} NO_PROXY={no_proxy}");
             assert!(net.proxy.request_lines().is_empty(), "{example} NO_PROXY={no_proxy}");
@@ -371,7 +456,11 @@ fn the_examples_use_the_environments_proxy_and_ssl_cert_file() {
         // A NO_PROXY for another port or host leaves the proxy in use.
         net.proxy.clear();
         let mut envs = settings(&net, key);
-        envs.extend([("HTTPS_PROXY", proxy.as_str()), ("NO_PROXY", "registry.test:8443,other.test"), ("SSL_CERT_FILE", ca)]);
+        envs.extend([
+            ("HTTPS_PROXY", proxy.as_str()),
+            ("NO_PROXY", "registry.test:8443,other.test"),
+            ("SSL_CERT_FILE", ca),
+        ]);
         stdout(&run(&binary, &[], &envs));
         net.assert_only_tunnels(&[]);
     }
@@ -387,11 +476,19 @@ fn the_cli_takes_proxy_and_ca_file_from_flags_and_variables() {
     let envs = settings(&net, key);
 
     // Flags.
-    let out = stdout(&run(&cli, &["token", "--proxy", &with_credentials, "--ca-file", ca], &envs));
+    let out = stdout(&run(
+        &cli,
+        &["token", "--proxy", &with_credentials, "--ca-file", ca],
+        &envs,
+    ));
     assert!(out.starts_with("crs_"), "{out}");
     net.assert_only_tunnels(&[out.trim(), "Cli-Secret"]);
     // Before the subcommand.
-    stdout(&run(&cli, &["--proxy", &with_credentials, "--ca-file", ca, "token"], &envs));
+    stdout(&run(
+        &cli,
+        &["--proxy", &with_credentials, "--ca-file", ca, "token"],
+        &envs,
+    ));
 
     // Variables: ICR_PROXY, ICR_CA_FILE; and the environment's HTTPS_PROXY with SSL_CERT_FILE.
     let mut with_vars = envs.clone();
@@ -407,11 +504,24 @@ fn the_cli_takes_proxy_and_ca_file_from_flags_and_variables() {
     let out = run(&cli, &["token", "--proxy", &wrong, "--ca-file", ca, "-v"], &envs);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&net.proxy.url()) && stderr.contains("credentials"), "{stderr}");
+    assert!(
+        stderr.contains(&net.proxy.url()) && stderr.contains("credentials"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("Wr0ng-Secret") && !String::from_utf8_lossy(&out.stdout).contains("Wr0ng-Secret"));
 
     // A missing CA file is named.
-    let out = run(&cli, &["token", "--proxy", &with_credentials, "--ca-file", "/nonexistent/ca.pem"], &envs);
+    let out = run(
+        &cli,
+        &[
+            "token",
+            "--proxy",
+            &with_credentials,
+            "--ca-file",
+            "/nonexistent/ca.pem",
+        ],
+        &envs,
+    );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/nonexistent/ca.pem"), "{stderr}");
@@ -421,7 +531,10 @@ fn the_cli_takes_proxy_and_ca_file_from_flags_and_variables() {
     let mut loopback = envs.clone();
     let base = net.setup.registry.base_url();
     loopback[0] = ("ICR_BASE_URL", base.as_str());
-    loopback.extend([("HTTPS_PROXY", with_credentials.as_str()), ("HTTP_PROXY", with_credentials.as_str())]);
+    loopback.extend([
+        ("HTTPS_PROXY", with_credentials.as_str()),
+        ("HTTP_PROXY", with_credentials.as_str()),
+    ]);
     stdout(&run(&cli, &["token"], &loopback));
     assert!(net.proxy.request_lines().is_empty());
 }

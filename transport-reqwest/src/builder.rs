@@ -110,8 +110,14 @@ impl ClientBuilder {
             Some(transport) if setting.is_none() && self.ca_file.is_none() => transport,
             transport => {
                 let policy = transport.map_or_else(TransportPolicy::default, |t| t.policy().clone());
-                let roots = icr_app_driver::extra_roots(self.ca_file.as_deref())?;
-                ReqwestTransport::with_network(policy, &setting.unwrap_or_default(), &roots)?
+                let explicit = setting.is_some() || self.ca_file.is_some();
+                let built = icr_app_driver::extra_roots(self.ca_file.as_deref()).and_then(|roots| {
+                    ReqwestTransport::with_network(policy.clone(), &setting.unwrap_or_default(), &roots)
+                });
+                match built {
+                    Err(error) if !explicit => ReqwestTransport::deferred(policy, error)?,
+                    other => other?,
+                }
             }
         };
         if let Some(proxies) = transport.proxies() {

@@ -24,6 +24,9 @@ pub struct ReqwestTransport {
     proxies: Option<Proxies>,
     /// The extra trusted CA certificates of this crate's clients.
     extra_roots: Vec<CertificateDer<'static>>,
+    /// A proxy variable or CA file of the environment that could not be applied: every send
+    /// that may use a proxy fails with it.
+    setup: Option<Error>,
 }
 
 impl ReqwestTransport {
@@ -38,9 +41,25 @@ impl ReqwestTransport {
 
     /// A client built for `policy` (its timeouts, body cap and plain-http rule), with the
     /// environment's proxy and `SSL_CERT_FILE`.
+    ///
+    /// A proxy variable or `SSL_CERT_FILE` that cannot be used does not fail this: requests
+    /// that may use a proxy fail with an error that names it, while loopback ones work.
     pub fn with_policy(policy: TransportPolicy) -> Result<Self, Error> {
-        let roots = icr_app_driver::extra_roots(None)?;
-        Self::with_network(policy, &ProxySetting::Environment, &roots)
+        let built = icr_app_driver::extra_roots(None)
+            .and_then(|roots| Self::with_network(policy.clone(), &ProxySetting::Environment, &roots));
+        match built {
+            Ok(transport) => Ok(transport),
+            Err(error) => Self::deferred(policy, error),
+        }
+    }
+
+    /// A transport whose environment could not be used: `error` for every request that may use
+    /// a proxy.
+    pub(crate) fn deferred(policy: TransportPolicy, error: Error) -> Result<Self, Error> {
+        Ok(Self {
+            setup: Some(error),
+            ..Self::with_network(policy, &ProxySetting::Disabled, &[])?
+        })
     }
 
     /// A client built for `policy`, using `proxy` (see [`Proxies`] for which requests use it)
@@ -74,6 +93,7 @@ impl ReqwestTransport {
             policy,
             proxies: Some(proxies),
             extra_roots: extra_roots.to_vec(),
+            setup: None,
         })
     }
 
@@ -83,7 +103,10 @@ impl ReqwestTransport {
     }
 
     /// A client that never uses a proxy, for the requests that must not.
-    fn direct_client(policy: &TransportPolicy, extra_roots: &[CertificateDer<'static>]) -> Result<reqwest::Client, Error> {
+    fn direct_client(
+        policy: &TransportPolicy,
+        extra_roots: &[CertificateDer<'static>],
+    ) -> Result<reqwest::Client, Error> {
         Self::builder_with_roots(extra_roots)?
             .connect_timeout(policy.connect_timeout)
             .timeout(policy.timeout)
@@ -143,6 +166,7 @@ impl ReqwestTransport {
             policy: TransportPolicy::default(),
             proxies: None,
             extra_roots: Vec::new(),
+            setup: None,
         }
     }
 
@@ -182,6 +206,9 @@ impl ReqwestTransport {
     /// or your client's; a failure through a proxy names it (never its credentials).
     pub async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
         let route = self.policy.check(&request)?;
+        if let (Some(error), Route::ProxyAllowed) = (&self.setup, route) {
+            return Err(error.clone());
+        }
         let event = RequestEvent::start(&request);
         let proxy = match (&self.proxies, route) {
             (Some(proxies), Route::ProxyAllowed) => proxies.proxy_for(request.uri()),

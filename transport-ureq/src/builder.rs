@@ -99,6 +99,8 @@ impl ClientBuilder {
         }
         let transport = self.network_transport()?;
         if let Some(proxies) = transport.proxies() {
+            // (A transport whose environment could not be read has none: its requests that
+            // may use a proxy fail with the reason.)
             proxies.for_registry(self.app.api().base_url(), transport.policy().allow_insecure_http)?;
         }
         Ok(Client::from_parts(self.app, transport, self.store, self.signer))
@@ -120,8 +122,14 @@ impl ClientBuilder {
             }
             transport => {
                 let policy = transport.map_or_else(TransportPolicy::default, |t| t.policy().clone());
-                let roots = icr_app_driver::extra_roots(self.ca_file.as_deref())?;
-                UreqTransport::with_network(policy, &setting.unwrap_or_default(), &roots)
+                let explicit = setting.is_some() || self.ca_file.is_some();
+                let built = icr_app_driver::extra_roots(self.ca_file.as_deref()).and_then(|roots| {
+                    UreqTransport::with_network(policy.clone(), &setting.unwrap_or_default(), &roots)
+                });
+                match built {
+                    Err(error) if !explicit => Ok(UreqTransport::deferred(policy, error)),
+                    other => other,
+                }
             }
         }
     }

@@ -36,7 +36,8 @@ pub struct UreqTransport {
     /// The proxy the agent is configured with (a request that needs another one, or none,
     /// says so per request).
     agent_proxy: Option<ProxyUrl>,
-    /// A proxy setting or CA file that could not be applied: every send fails with it.
+    /// A proxy variable or CA file of the environment that could not be applied: every send
+    /// that may use a proxy fails with it.
     setup: Option<Error>,
 }
 
@@ -84,10 +85,16 @@ impl UreqTransport {
     pub fn with_policy(policy: TransportPolicy) -> Self {
         let roots = icr_app_driver::extra_roots(None);
         let built = roots.and_then(|roots| Self::with_network(policy.clone(), &ProxySetting::Environment, &roots));
-        built.unwrap_or_else(|error| Self {
+        built.unwrap_or_else(|error| Self::deferred(policy, error))
+    }
+
+    /// A transport whose environment (a proxy variable, `SSL_CERT_FILE`) could not be used:
+    /// requests that may use a proxy fail with `error`; those that go direct (loopback) work.
+    pub(crate) fn deferred(policy: TransportPolicy, error: Error) -> Self {
+        Self {
             setup: Some(error),
-            ..Self::build(policy, None, None, Vec::new())
-        })
+            ..Self::build(policy, Some(Proxies::disabled()), None, Vec::new())
+        }
     }
 
     /// An agent built for `policy`, using `proxy` (see [`Proxies`] for which requests use
@@ -184,10 +191,10 @@ impl UreqTransport {
     /// chooses for their URL (with [`new`](Self::new) and [`with_network`](Self::with_network)),
     /// or your agent's; a failure through a proxy names it (never its credentials).
     pub fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
-        if let Some(error) = &self.setup {
+        let route = self.policy.check(&request)?;
+        if let (Some(error), Route::ProxyAllowed) = (&self.setup, route) {
             return Err(error.clone());
         }
-        let route = self.policy.check(&request)?;
         let event = RequestEvent::start(&request);
         let proxy = match (&self.proxies, route) {
             (_, Route::Direct) => None,
@@ -297,9 +304,7 @@ pub(crate) fn transport_error(e: ureq::Error) -> Error {
         | ureq::Error::Tls(_)
         | ureq::Error::Rustls(_)
         | ureq::Error::ConnectProxyFailed(_)
-        | ureq::Error::InvalidProxyUrl => {
-            TransportErrorKind::Connect
-        }
+        | ureq::Error::InvalidProxyUrl => TransportErrorKind::Connect,
         ureq::Error::BodyExceedsLimit(_) => TransportErrorKind::BodyTooLarge,
         ureq::Error::Io(io) => match io.kind() {
             io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => TransportErrorKind::Timeout,

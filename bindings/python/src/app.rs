@@ -585,10 +585,16 @@ impl App {
         // The proxy settings and the CA files are checked now (the same rules as the Rust
         // clients): a bad proxy URL, a plain http:// registry behind a proxy, a CA file that
         // cannot be read.
-        proxy
-            .proxies()
-            .and_then(|proxies| proxies.for_registry(app.api().base_url(), allow_insecure_http).map(drop))
-            .map_err(to_py)?;
+        // (The environment's variables, when they cannot be read, fail only the requests that
+        // may use a proxy, with the reason; an explicit proxy fails here.)
+        match proxy.proxies() {
+            Ok(proxies) => proxies
+                .for_registry(app.api().base_url(), allow_insecure_http)
+                .map(drop)
+                .map_err(to_py)?,
+            Err(error) if matches!(proxy, ProxySetting::Url(_)) => return Err(to_py(error)),
+            Err(_) => {}
+        }
         icr_app_driver::extra_roots(ca_file.as_deref()).map_err(to_py)?;
         let app = Self {
             config,
@@ -651,7 +657,12 @@ impl App {
     fn _ca_files(&self) -> PyResult<Vec<PathBuf>> {
         icr_app_driver::extra_roots(self.ca_file.as_deref()).map_err(to_py)?;
         let ssl_cert_file = std::env::var_os(icr_app_driver::SSL_CERT_FILE).filter(|v| !v.is_empty());
-        Ok(self.ca_file.iter().cloned().chain(ssl_cert_file.map(PathBuf::from)).collect())
+        Ok(self
+            .ca_file
+            .iter()
+            .cloned()
+            .chain(ssl_cert_file.map(PathBuf::from))
+            .collect())
     }
 
     /// `message` (of an exchange sent through the proxy `proxy_url`) naming the proxy without

@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use icr_app_testkit::{
-    ConnectProxy as Proxy, DEMO_PRIVATE_KEY_PEM, FakeRegistry as Registry, Fault, FaultRates, TestCa, TlsFront as Front,
-    TokenStatus,
+    ConnectProxy as Proxy, DEMO_PRIVATE_KEY_PEM, FakeRegistry as Registry, Fault, FaultRates, TestCa,
+    TlsFront as Front, TokenStatus,
 };
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;

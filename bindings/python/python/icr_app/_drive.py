@@ -269,7 +269,11 @@ class _Base:
         are now); ``None`` for a direct route or a client handed in (which keeps its own)."""
         if route != "proxy" or self.user_client is not None:
             return None
-        return self.app._proxy_for(url)
+        try:
+            return self.app._proxy_for(url)
+        except ConfigError as error:
+            # A proxy variable that names no usable proxy: this request fails, saying so.
+            raise _Refusal("refused", str(error)) from None
 
     def verify(self) -> Union[bool, ssl.SSLContext]:
         """httpx's ``verify`` for the package's own clients: the default roots, plus

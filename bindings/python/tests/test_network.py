@@ -7,6 +7,7 @@ credentials right and wrong, the http-behind-proxy refusal, loopback bypassing a
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Iterator
 
@@ -207,7 +208,7 @@ def test_loopback_registries_never_use_the_proxy(net: Net, monkeypatch: pytest.M
 def test_a_client_passed_in_is_used_as_it_is(net: Net) -> None:
     # The App names a proxy; the user's httpx client has none, and its own CA: used as given.
     app = net.app(proxy="http://127.0.0.1:9", ca_file=net.ca_file)
-    transport = httpx.HTTPTransport(proxy=net.proxy.url, verify=str(net.ca_file))
+    transport = httpx.HTTPTransport(proxy=net.proxy.url, verify=ssl.create_default_context(cafile=str(net.ca_file)))
     with httpx.Client(transport=transport) as http:
         with icr_app.Client(app, http_client=http) as client:
             client.installation_token(net.installation)

@@ -538,3 +538,33 @@ fn the_cli_takes_proxy_and_ca_file_from_flags_and_variables() {
     stdout(&run(&cli, &["token"], &loopback));
     assert!(net.proxy.request_lines().is_empty());
 }
+
+#[test]
+fn the_clis_ca_file_is_trusted_for_rediss() {
+    let setup = Setup::new(1);
+    let ca = TestCa::new();
+    let (cert, key) = ca.issue(&["127.0.0.1", "localhost"]);
+    let redis = icr_app_testkit::RedisServer::builder().tls(&cert, &key).start();
+    let ca_file = std::env::temp_dir().join(format!("icr-e2e-proxies-{}-rediss.pem", std::process::id()));
+    std::fs::write(&ca_file, ca.cert_pem()).unwrap();
+    let url = format!("rediss://127.0.0.1:{}/2", redis.port());
+    let base = setup.registry.base_url();
+    let installation = setup.installations[0].as_str().to_owned();
+    let envs = [
+        ("ICR_BASE_URL", base.as_str()),
+        ("ICR_APP_ID", setup.app_id.as_str()),
+        ("ICR_PRIVATE_KEY", icr_app_testkit::DEMO_PRIVATE_KEY_PEM),
+        ("ICR_INSTALLATION_ID", installation.as_str()),
+        ("ICR_REDIS_URL", url.as_str()),
+    ];
+    let cli = build_cli();
+    // Two processes: the second reads the first one's token from the TLS Redis, no mint.
+    let first = stdout(&run(&cli, &["token", "--ca-file", ca_file.to_str().unwrap()], &envs));
+    let mut with_var = envs.to_vec();
+    let ca_path = ca_file.to_str().unwrap().to_owned();
+    with_var.push(("ICR_CA_FILE", ca_path.as_str()));
+    let second = stdout(&run(&cli, &["token"], &with_var));
+    std::fs::remove_file(&ca_file).unwrap();
+    assert_eq!(first, second);
+    assert_eq!(setup.registry.mint_count(&installation), 1);
+}

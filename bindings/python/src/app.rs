@@ -276,8 +276,12 @@ impl App {
         if let Some(config) = self.store.load().as_ref() {
             return one_store(config);
         }
-        let (config, store) =
-            StoreConfig::connect(url, timeout.map(|t| t.max(Duration::from_millis(1)))).map_err(to_py)?;
+        let (config, store) = StoreConfig::connect(
+            url,
+            timeout.map(|t| t.max(Duration::from_millis(1))),
+            self.ca_file.as_deref(),
+        )
+        .map_err(to_py)?;
         let config = Arc::new(config);
         let previous = self
             .store

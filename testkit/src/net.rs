@@ -47,9 +47,12 @@ impl TestCa {
         let key = KeyPair::generate().expect("generate the CA key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "icr-app-testkit private CA");
+        // A name of its own: OpenSSL picks a CA by its name, and two CAs of one name in one
+        // bundle would be mistaken for each other.
+        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("icr-app-testkit private CA {}-{n}", std::process::id());
+        params.distinguished_name.push(DnType::CommonName, name);
         let cert = params.self_signed(&key).expect("self-sign the CA");
         Self {
             cert_pem: cert.pem(),

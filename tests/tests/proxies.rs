@@ -568,3 +568,39 @@ fn the_clis_ca_file_is_trusted_for_rediss() {
     assert_eq!(first, second);
     assert_eq!(setup.registry.mint_count(&installation), 1);
 }
+
+#[test]
+fn an_https_proxy_is_trusted_through_the_ca_file() {
+    let net = Net::new("https-proxy");
+    // The proxy spoken to over TLS: TLS in front of it, its certificate from the same CA.
+    let ca = TestCa::new();
+    let (cert, key) = ca.issue(&["127.0.0.1"]);
+    let proxy_tls = TlsFront::start(net.proxy.addr(), &cert, &key).unwrap();
+    let bundle = net.ca_file.with_extension("bundle.pem");
+    std::fs::write(
+        &bundle,
+        format!("{}{}", std::fs::read_to_string(&net.ca_file).unwrap(), ca.cert_pem()),
+    )
+    .unwrap();
+    let url = format!("https://{}", proxy_tls.addr());
+    let sync = icr_app_ureq::Client::builder(net.app())
+        .proxy(&url)
+        .ca_file(&bundle)
+        .build()
+        .unwrap()
+        .installation_token(net.installation());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = icr_app_reqwest::Client::builder(net.app())
+        .proxy(&url)
+        .ca_file(&bundle)
+        .build()
+        .unwrap();
+    let asynchronous = runtime.block_on(client.installation_token(net.installation()));
+    std::fs::remove_file(&bundle).unwrap();
+    sync.unwrap();
+    asynchronous.unwrap();
+    net.assert_only_tunnels(&[]);
+}

@@ -397,7 +397,8 @@ impl FakeRegistry {
     }
 }
 
-/// TLS in front of a `FakeRegistry`, with a certificate for `host` from a CA made on the spot.
+/// TLS in front of a `FakeRegistry` (or of a `ConnectProxy`: a proxy spoken to over TLS), with a
+/// certificate for `host` from a CA made on the spot.
 #[pyclass(module = "icr_app.testing", frozen)]
 pub struct TlsFront {
     front: Mutex<Option<Front>>,
@@ -413,8 +414,15 @@ pub struct TlsFront {
 impl TlsFront {
     #[new]
     #[pyo3(signature = (registry, host = "registry.test"))]
-    fn new(py: Python<'_>, registry: &FakeRegistry, host: &str) -> PyResult<Self> {
-        let backend = registry.get()?.addr();
+    fn new(py: Python<'_>, registry: &Bound<'_, PyAny>, host: &str) -> PyResult<Self> {
+        // In front of a registry, or of a proxy (a proxy spoken to over TLS).
+        let backend = if let Ok(registry) = registry.cast::<FakeRegistry>() {
+            registry.get().get()?.addr()
+        } else if let Ok(proxy) = registry.cast::<ConnectProxy>() {
+            proxy.get().get()?.addr()
+        } else {
+            return Err(PyValueError::new_err("TlsFront goes in front of a FakeRegistry or a ConnectProxy"));
+        };
         let ca = TestCa::new();
         let (cert, key) = ca.issue(&[host]);
         let front = py

@@ -213,3 +213,15 @@ def test_a_client_passed_in_is_used_as_it_is(net: Net) -> None:
         with icr_app.Client(app, http_client=http) as client:
             client.installation_token(net.installation)
     net.assert_only_tunnels()
+
+
+async def test_an_https_proxy_is_trusted_through_the_ca_file(net: Net, tmp_path: Path) -> None:
+    with TlsFront(net.proxy, host="127.0.0.1") as proxy_tls:
+        bundle = tmp_path / "bundle.pem"
+        bundle.write_text(net.front.ca_pem + proxy_tls.ca_pem)
+        app = net.app(proxy=f"https://127.0.0.1:{proxy_tls.port}", ca_file=bundle)
+        with icr_app.Client(app) as client:
+            client.installation_token(net.installation)
+        async with icr_app.AsyncClient(app) as aclient:
+            await aclient.installation_token(net.installation)
+    net.assert_only_tunnels()

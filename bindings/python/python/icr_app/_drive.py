@@ -210,6 +210,14 @@ def _hold_deadlines(client: httpx.Client) -> None:
         pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
 
 
+def _proxy(url: Optional[str], verify: Union[bool, ssl.SSLContext]) -> Union[None, str, httpx.Proxy]:
+    """httpx's ``proxy`` for ``url``: an ``https://`` proxy is verified with the same roots as the
+    registry (``ca_file``, ``SSL_CERT_FILE``); httpx would otherwise use its defaults for it."""
+    if url is not None and url.lower().startswith("https://") and isinstance(verify, ssl.SSLContext):
+        return httpx.Proxy(url, ssl_context=verify)
+    return url
+
+
 def _sleep_until(until: float) -> None:
     delay = until - time.time()
     if delay > 0:
@@ -379,8 +387,9 @@ class SyncDriver(_Base):
     def make_client(self, route: str, proxy: Optional[str]) -> httpx.Client:
         # "direct" (loopback, plain http): never through a proxy; "proxy": the proxy the core's
         # rule chose for the URL (from App(proxy=...) or the environment), given explicitly.
+        verify = self.verify()
         client = httpx.Client(
-            trust_env=False, proxy=proxy, verify=self.verify(), timeout=self.timeout(), follow_redirects=False
+            trust_env=False, proxy=_proxy(proxy, verify), verify=verify, timeout=self.timeout(), follow_redirects=False
         )
         _hold_deadlines(client)
         return client
@@ -513,8 +522,9 @@ class AsyncDriver(_Base):
     """The asyncio loop, over an ``httpx.AsyncClient``."""
 
     def make_client(self, route: str, proxy: Optional[str]) -> httpx.AsyncClient:
+        verify = self.verify()
         return httpx.AsyncClient(
-            trust_env=False, proxy=proxy, verify=self.verify(), timeout=self.timeout(), follow_redirects=False
+            trust_env=False, proxy=_proxy(proxy, verify), verify=verify, timeout=self.timeout(), follow_redirects=False
         )
 
     async def aclose(self) -> None:

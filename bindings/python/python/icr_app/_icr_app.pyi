@@ -573,7 +573,9 @@ class TlsFront:
     (``App(ca_file=...)``). Reach it through a ``ConnectProxy`` that resolves ``host`` to
     ``port``."""
 
-    def __init__(self, registry: FakeRegistry, host: str = "registry.test") -> None: ...
+    def __init__(self, registry: Union[FakeRegistry, ConnectProxy], host: str = "registry.test") -> None:
+        """In front of ``registry``, or of a ``ConnectProxy`` (a proxy spoken to over TLS, for
+        ``host`` ``127.0.0.1``)."""
     @property
     def ca_pem(self) -> str:
         """The CA's certificate (PEM)."""

@@ -35,6 +35,8 @@ else:  # pragma: no cover - a wheel built without the `testkit` feature
         def demo() -> FakeRegistry:
             raise RuntimeError("this build of icr-app has no FakeRegistry (built without the `testkit` feature)")
 
+    TlsFront = ConnectProxy = FakeRegistry
+
 
 def _registry() -> Iterator[FakeRegistry]:
     registry = FakeRegistry.demo()

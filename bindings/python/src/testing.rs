@@ -421,7 +421,9 @@ impl TlsFront {
         } else if let Ok(proxy) = registry.cast::<ConnectProxy>() {
             proxy.get().get()?.addr()
         } else {
-            return Err(PyValueError::new_err("TlsFront goes in front of a FakeRegistry or a ConnectProxy"));
+            return Err(PyValueError::new_err(
+                "TlsFront goes in front of a FakeRegistry or a ConnectProxy",
+            ));
         };
         let ca = TestCa::new();
         let (cert, key) = ca.issue(&[host]);

@@ -154,6 +154,17 @@ struct ApiArgs {
         help = "Share tokens with other processes through this Redis (redis://[user:password@]host[:port][/db], rediss:// for TLS): one mint per installation between them. Prefer the variable when the URL holds a password (a flag is visible to every process of the machine) [env: ICR_REDIS_URL]"
     )]
     redis: Option<Zeroizing<String>>,
+    #[arg(
+        long,
+        value_name = "URL",
+        value_parser = secret_value,
+        help = "Send requests through this proxy (http://host:port, http://user:password@host:port) instead of the environment's HTTPS_PROXY, HTTP_PROXY and ALL_PROXY (NO_PROXY still applies; loopback registries are reached directly). Prefer the variable when the URL holds a password [env: ICR_PROXY]"
+    )]
+    proxy: Option<Zeroizing<String>>,
+    /// Trust the CA certificates of this PEM file too (a private or corporate CA), for the
+    /// registry, an https:// proxy and rediss://; SSL_CERT_FILE is honoured as well [env: ICR_CA_FILE]
+    #[arg(long, value_name = "PATH")]
+    ca_file: Option<std::path::PathBuf>,
     /// Show each request's method, path, status and time, and the core's spans, on stderr (RUST_LOG sets finer filters).
     #[arg(short, long)]
     verbose: bool,
@@ -178,10 +189,34 @@ impl ApiArgs {
     /// that is down costs nothing but the sharing.
     fn store(&self) -> Result<Option<RedisStore>, Failure> {
         let url = self.redis.clone().or_else(|| env_secret(REDIS_ENV));
-        Ok(match url {
-            Some(url) => Some(RedisStore::connect(&url)?),
-            None => None,
-        })
+        let Some(url) = url else { return Ok(None) };
+        let store = RedisStore::connect(&url)?;
+        // A rediss:// Redis whose certificate the private CA signed: that CA is the one trusted.
+        match self.ca_file() {
+            Some(path) if url.trim_start().to_ascii_lowercase().starts_with("rediss://") => {
+                let pem = std::fs::read(&path).map_err(|e| {
+                    Failure::Usage(format!(
+                        "cannot read the CA file {} ({e}): give --ca-file (or {}) the path of a PEM file of CA certificates",
+                        path.display(),
+                        env::CA_FILE
+                    ))
+                })?;
+                Ok(Some(store.tls_root_certificates(&pem)?))
+            }
+            _ => Ok(Some(store)),
+        }
+    }
+
+    /// `--proxy`, else ICR_PROXY; `None`: the environment's proxy variables.
+    fn proxy(&self) -> Option<Zeroizing<String>> {
+        self.proxy.clone().or_else(|| env_secret(env::PROXY))
+    }
+
+    /// `--ca-file`, else ICR_CA_FILE.
+    fn ca_file(&self) -> Option<std::path::PathBuf> {
+        self.ca_file
+            .clone()
+            .or_else(|| std::env::var_os(env::CA_FILE).filter(|v| !v.is_empty()).map(Into::into))
     }
 
     fn timeout(&self) -> Result<Duration, Failure> {
@@ -497,7 +532,15 @@ impl std::fmt::Display for Failure {
 }
 
 /// The flags that may come before the subcommand; those taking a value.
-const HOISTED_WITH_VALUE: [&str; 5] = ["--base-url", "--app-id", "--private-key", "--api-version", "--timeout"];
+const HOISTED_WITH_VALUE: [&str; 7] = [
+    "--base-url",
+    "--app-id",
+    "--private-key",
+    "--api-version",
+    "--timeout",
+    "--proxy",
+    "--ca-file",
+];
 /// The flags that may come before the subcommand; switches.
 const HOISTED_SWITCHES: [&str; 4] = ["--json", "-v", "--verbose", "--allow-insecure-http"];
 
@@ -886,6 +929,12 @@ fn client(api: &ApiArgs) -> Result<Client, Failure> {
     let app = build_app(&api.app, Some(api))?;
     let transport = UreqTransport::with_timeout(timeout).allow_insecure_http(api.allow_insecure_http);
     let mut builder = Client::builder(app).transport(transport);
+    if let Some(proxy) = api.proxy() {
+        builder = builder.proxy(&proxy);
+    }
+    if let Some(ca_file) = api.ca_file() {
+        builder = builder.ca_file(ca_file);
+    }
     if let Some(store) = api.store()? {
         builder = builder.store(store);
     }

@@ -385,6 +385,7 @@ mod models;
 mod ops;
 mod pager;
 mod proxy;
+mod proxy_config;
 mod redact;
 pub mod response;
 mod retry;
@@ -412,6 +413,7 @@ pub use ops::{
 };
 pub use pager::{DEFAULT_PAGE_SIZE, InstallationPager};
 pub use proxy::ProxyEnv;
+pub use proxy_config::{PROXY_VARIABLES, Proxies, ProxySource, ProxyUrl, no_proxy_matches};
 pub use redact::excerpt;
 pub use retry::RetryPolicy;
 pub use secret::SecretString;

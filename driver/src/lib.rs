@@ -16,6 +16,9 @@
 //!   registry's clock learned from an answer no operation asked for;
 //! - [`AsyncSigner`], [`run_signer`] and [`run_async_signer`]: the `Sign` step of an app whose
 //!   key is elsewhere, performed with the signer a client was given (and [`check_signer`]);
+//! - [`ProxySetting`], [`extra_roots`] and [`through_proxy`]: the proxy of each URL (the core's
+//!   [`Proxies`](icr_app_core::Proxies) from the environment read here), extra trusted CA
+//!   certificates (`ca_file`, `SSL_CERT_FILE`), and errors that name the proxy;
 //! - with the feature `tracing`, `RequestEvent`: the `request` event of each exchange.
 //!
 //! It depends on no HTTP client and no async runtime.
@@ -26,6 +29,7 @@ mod clock;
 #[cfg(feature = "tracing")]
 mod event;
 mod exchange;
+mod net;
 mod running;
 mod signer;
 mod store;
@@ -34,6 +38,7 @@ pub use clock::now;
 #[cfg(feature = "tracing")]
 pub use event::RequestEvent;
 pub use exchange::{date_only, report_sent};
+pub use net::{PROXY_ENV, ProxySetting, SSL_CERT_FILE, extra_roots, extra_roots_with, load_ca_file, through_proxy};
 pub use running::Running;
 pub use signer::{AsyncSigner, HeldSigner, SignFuture, check_signer, run_async_signer, run_signer};
 pub use store::{AsyncSharedStore, SharedStore, StoreFuture, owner_seed, run_async_store, run_store};

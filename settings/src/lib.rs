@@ -64,14 +64,23 @@ pub const INSTALLATION_ID: &str = "ICR_INSTALLATION_ID";
 pub const ORGANIZATION_ID: &str = "ICR_ORGANIZATION_ID";
 /// The `x-icr-api-version` to send.
 pub const API_VERSION: &str = "ICR_API_VERSION";
-/// Every variable [`Settings`] reads (e.g. to clear them around a child process in tests).
-pub const VARIABLES: [&str; 6] = [
+/// The proxy every request goes through (`http://[user:password@]host:port`), in place of the
+/// environment's `HTTPS_PROXY`, `HTTP_PROXY` and `ALL_PROXY` (`NO_PROXY` still applies).
+pub const PROXY: &str = "ICR_PROXY";
+/// A PEM file of CA certificates trusted on top of the built-in roots (a private or corporate
+/// CA), for the registry, an `https://` proxy and `rediss://`.
+pub const CA_FILE: &str = "ICR_CA_FILE";
+/// Every variable [`Settings`] and the `icr-app` CLI's connection settings read (e.g. to clear
+/// them around a child process in tests).
+pub const VARIABLES: [&str; 8] = [
     BASE_URL,
     APP_ID,
     PRIVATE_KEY,
     INSTALLATION_ID,
     ORGANIZATION_ID,
     API_VERSION,
+    PROXY,
+    CA_FILE,
 ];
 
 /// Loads a private key from `value`, in any of three forms: the PEM itself (literal `\n`

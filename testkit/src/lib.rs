@@ -58,9 +58,12 @@
 
 mod api;
 mod der;
+mod net;
 mod redis;
 mod server;
 mod state;
+
+pub use net::{ConnectProxy, ConnectProxyBuilder, TestCa, TlsFront};
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use http::{Request, Response};
 use icr_app_core::{Error, TransportErrorKind};
-use icr_app_core::{Route, TransportPolicy};
-use icr_app_driver::RequestEvent;
+use icr_app_core::{Proxies, Route, TransportPolicy};
+use icr_app_driver::{ProxySetting, RequestEvent};
+use rustls_pki_types::CertificateDer;
 
 /// Sends request descriptions over a [`reqwest::Client`].
 ///
@@ -19,34 +20,94 @@ pub struct ReqwestTransport {
     /// Never uses a proxy: for loopback, and for plain `http` without the opt-in.
     direct: Result<reqwest::Client, Error>,
     policy: TransportPolicy,
+    /// The proxy of each URL, when this crate built the client (`None` with yours).
+    proxies: Option<Proxies>,
+    /// The extra trusted CA certificates of this crate's clients.
+    extra_roots: Vec<CertificateDer<'static>>,
+    /// A proxy variable or CA file of the environment that could not be applied: every send
+    /// that may use a proxy fails with it.
+    setup: Option<Error>,
 }
 
 impl ReqwestTransport {
-    /// A client with rustls (ring, Mozilla's roots), a 10 s connect timeout, a 30 s overall
-    /// timeout, no redirects, and the proxy named by the usual environment variables
-    /// (`HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`; see [`send`](Self::send) for the requests that
-    /// never use it).
+    /// A client with rustls (ring, Mozilla's roots plus the CA certificates of the file
+    /// `SSL_CERT_FILE` names), a 10 s connect timeout, a 30 s overall timeout, no redirects,
+    /// and the proxy named by the usual environment variables (`HTTPS_PROXY`, `HTTP_PROXY`,
+    /// `ALL_PROXY`, `NO_PROXY`, either case, as [`Proxies`] reads them; see [`send`](Self::send)
+    /// for the requests that never use it).
     pub fn new() -> Result<Self, Error> {
         Self::with_policy(TransportPolicy::default())
     }
 
-    /// A client built for `policy` (its timeouts, body cap and plain-http rule).
+    /// A client built for `policy` (its timeouts, body cap and plain-http rule), with the
+    /// environment's proxy and `SSL_CERT_FILE`.
+    ///
+    /// A proxy variable or `SSL_CERT_FILE` that cannot be used does not fail this: requests
+    /// that may use a proxy fail with an error that names it, while loopback ones work.
     pub fn with_policy(policy: TransportPolicy) -> Result<Self, Error> {
-        let client = Self::client_builder()?
-            .connect_timeout(policy.connect_timeout)
-            .timeout(policy.timeout)
-            .build()
-            .map_err(|e| Error::config("HTTP client", chain(&e)))?;
+        let built = icr_app_driver::extra_roots(None)
+            .and_then(|roots| Self::with_network(policy.clone(), &ProxySetting::Environment, &roots));
+        match built {
+            Ok(transport) => Ok(transport),
+            Err(error) => Self::deferred(policy, error),
+        }
+    }
+
+    /// A transport whose environment could not be used: `error` for every request that may use
+    /// a proxy.
+    pub(crate) fn deferred(policy: TransportPolicy, error: Error) -> Result<Self, Error> {
         Ok(Self {
-            client,
-            direct: Self::direct_client(&policy),
-            policy,
+            setup: Some(error),
+            ..Self::with_network(policy, &ProxySetting::Disabled, &[])?
         })
     }
 
+    /// A client built for `policy`, using `proxy` (see [`Proxies`] for which requests use it)
+    /// and trusting the CA certificates `extra_roots` on top of Mozilla's roots (see
+    /// [`icr_app_driver::extra_roots`] to read them from `ca_file` and `SSL_CERT_FILE`). Fails
+    /// when a proxy variable of the environment is not a proxy URL, or a certificate is not
+    /// one rustls accepts.
+    pub fn with_network(
+        policy: TransportPolicy,
+        proxy: &ProxySetting,
+        extra_roots: &[CertificateDer<'static>],
+    ) -> Result<Self, Error> {
+        let proxies = proxy.proxies()?;
+        // reqwest reads the environment itself unless told otherwise: the proxy of each URL is
+        // the one `Proxies` chooses, the same rule as every other driver's.
+        let mut builder = Self::builder_with_roots(extra_roots)?
+            .connect_timeout(policy.connect_timeout)
+            .timeout(policy.timeout)
+            .no_proxy();
+        if proxies.is_enabled() {
+            let chooser = proxies.clone();
+            builder = builder.proxy(reqwest::Proxy::custom(move |url| {
+                let uri = url.as_str().parse::<http::Uri>().ok()?;
+                chooser.proxy_for(&uri).map(|p| p.expose_url().to_owned())
+            }));
+        }
+        let client = builder.build().map_err(|e| Error::config("HTTP client", chain(&e)))?;
+        Ok(Self {
+            client,
+            direct: Self::direct_client(&policy, extra_roots),
+            policy,
+            proxies: Some(proxies),
+            extra_roots: extra_roots.to_vec(),
+            setup: None,
+        })
+    }
+
+    /// The proxies this transport chooses from (`None` over your own client).
+    pub fn proxies(&self) -> Option<&Proxies> {
+        self.proxies.as_ref()
+    }
+
     /// A client that never uses a proxy, for the requests that must not.
-    fn direct_client(policy: &TransportPolicy) -> Result<reqwest::Client, Error> {
-        Self::client_builder()?
+    fn direct_client(
+        policy: &TransportPolicy,
+        extra_roots: &[CertificateDer<'static>],
+    ) -> Result<reqwest::Client, Error> {
+        Self::builder_with_roots(extra_roots)?
             .connect_timeout(policy.connect_timeout)
             .timeout(policy.timeout)
             .no_proxy()
@@ -62,9 +123,22 @@ impl ReqwestTransport {
     /// `reqwest::Client` built from scratch needs either this builder's TLS configuration or a
     /// process-wide provider installed with `rustls::crypto::ring::default_provider().install_default()`.
     pub fn client_builder() -> Result<reqwest::ClientBuilder, Error> {
-        let roots = rustls::RootCertStore {
+        Self::builder_with_roots(&[])
+    }
+
+    /// [`client_builder`](Self::client_builder) trusting `extra_roots` too.
+    fn builder_with_roots(extra_roots: &[CertificateDer<'static>]) -> Result<reqwest::ClientBuilder, Error> {
+        let mut roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
+        for cert in extra_roots {
+            roots.add(cert.clone()).map_err(|e| {
+                Error::config(
+                    "ca_file",
+                    format!("a certificate of the CA file is not a CA certificate rustls accepts ({e}): give the PEM of the CA's certificate"),
+                )
+            })?;
+        }
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::config("TLS", e.to_string()))?
@@ -88,8 +162,11 @@ impl ReqwestTransport {
     pub fn with_client(client: reqwest::Client) -> Self {
         Self {
             client,
-            direct: Self::direct_client(&TransportPolicy::default()),
+            direct: Self::direct_client(&TransportPolicy::default(), &[]),
             policy: TransportPolicy::default(),
+            proxies: None,
+            extra_roots: Vec::new(),
+            setup: None,
         }
     }
 
@@ -98,7 +175,7 @@ impl ReqwestTransport {
     pub fn timeout(mut self, total: std::time::Duration) -> Self {
         let policy = TransportPolicy::with_timeout(total);
         (self.policy.connect_timeout, self.policy.timeout) = (policy.connect_timeout, policy.timeout);
-        self.direct = Self::direct_client(&self.policy);
+        self.direct = Self::direct_client(&self.policy, &self.extra_roots);
         self
     }
 
@@ -124,11 +201,24 @@ impl ReqwestTransport {
     /// The core's [`TransportPolicy`] comes first: only `https`, or
     /// `http` to loopback (or with [`allow_insecure_http`](Self::allow_insecure_http)); and
     /// requests to loopback, or over plain `http` without the opt-in, never go through a proxy,
-    /// whatever the client or the environment says.
+    /// whatever the client or the environment says. Other requests use the proxy [`Proxies`]
+    /// chooses for their URL (with [`new`](Self::new) and [`with_network`](Self::with_network)),
+    /// or your client's; a failure through a proxy names it (never its credentials).
     pub async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
         let route = self.policy.check(&request)?;
+        if let (Some(error), Route::ProxyAllowed) = (&self.setup, route) {
+            return Err(error.clone());
+        }
         let event = RequestEvent::start(&request);
+        let proxy = match (&self.proxies, route) {
+            (Some(proxies), Route::ProxyAllowed) => proxies.proxy_for(request.uri()),
+            _ => None,
+        };
         let result = self.exchange(request, route).await;
+        let result = match proxy {
+            Some(proxy) => result.map_err(|e| icr_app_driver::through_proxy(e, proxy)),
+            None => result,
+        };
         event.finish(&result);
         result
     }

@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use icr_app_core::{Error, TransportErrorKind};
-use icr_app_core::{Route, TransportPolicy};
-use icr_app_driver::RequestEvent;
+use icr_app_core::{Proxies, ProxyUrl, Route, TransportPolicy};
+use icr_app_driver::{ProxySetting, RequestEvent};
+use rustls_pki_types::CertificateDer;
 use ureq::Agent;
 use ureq::RequestExt as _;
 use ureq::config::Config;
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
@@ -28,12 +30,22 @@ pub struct UreqTransport {
     /// (which costs a copy of the agent's configuration each time).
     override_per_request: bool,
     policy: TransportPolicy,
+    /// The proxy of each URL, when this crate configured the agent (`None` with your agent,
+    /// whose own proxy is used).
+    proxies: Option<Proxies>,
+    /// The proxy the agent is configured with (a request that needs another one, or none,
+    /// says so per request).
+    agent_proxy: Option<ProxyUrl>,
+    /// A proxy variable or CA file of the environment that could not be applied: every send
+    /// that may use a proxy fails with it.
+    setup: Option<Error>,
 }
 
 impl std::fmt::Debug for UreqTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UreqTransport")
             .field("policy", &self.policy)
+            .field("proxies", &self.proxies)
             .finish_non_exhaustive()
     }
 }
@@ -46,9 +58,11 @@ impl Default for UreqTransport {
 
 impl UreqTransport {
     /// An agent with rustls, a 10 s connect timeout and a 30 s overall timeout
-    /// ([`with_timeout`](Self::with_timeout) sets another), and the proxy named by the usual
-    /// environment variables (`HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`; see [`send`](Self::send)
-    /// for the requests that never use it).
+    /// ([`with_timeout`](Self::with_timeout) sets another), the proxy named by the usual
+    /// environment variables (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, either case,
+    /// as [`Proxies`] reads them; see [`send`](Self::send) for the requests that never use it),
+    /// and Mozilla's roots plus the CA certificates of the file `SSL_CERT_FILE` names.
+    /// [`with_network`](Self::with_network) sets another proxy and more CA certificates.
     ///
     /// Its resolver answers IP-literal hosts without a lookup and remembers a name's addresses
     /// for [`RESOLVE_CACHE_TTL`]: ureq resolves the host before every request, even one that
@@ -64,17 +78,68 @@ impl UreqTransport {
         Self::with_policy(TransportPolicy::with_timeout(total))
     }
 
-    /// An agent built for `policy` (its timeouts, body cap and plain-http rule).
+    /// An agent built for `policy` (its timeouts, body cap and plain-http rule), with the
+    /// environment's proxy and `SSL_CERT_FILE`. A proxy variable or CA file that is not valid
+    /// makes every request fail with an error that names it (use
+    /// [`with_network`](Self::with_network) to see it at once).
     pub fn with_policy(policy: TransportPolicy) -> Self {
+        let roots = icr_app_driver::extra_roots(None);
+        let built = roots.and_then(|roots| Self::with_network(policy.clone(), &ProxySetting::Environment, &roots));
+        built.unwrap_or_else(|error| Self::deferred(policy, error))
+    }
+
+    /// A transport whose environment (a proxy variable, `SSL_CERT_FILE`) could not be used:
+    /// requests that may use a proxy fail with `error`; those that go direct (loopback) work.
+    pub(crate) fn deferred(policy: TransportPolicy, error: Error) -> Self {
+        Self {
+            setup: Some(error),
+            ..Self::build(policy, Some(Proxies::disabled()), None, Vec::new())
+        }
+    }
+
+    /// An agent built for `policy`, using `proxy` (see [`Proxies`] for which requests use
+    /// it) and trusting the CA certificates `extra_roots` on top of Mozilla's roots (see
+    /// [`icr_app_driver::extra_roots`] to read them from `ca_file` and `SSL_CERT_FILE`). Fails
+    /// when a proxy variable of the environment is not a proxy URL.
+    pub fn with_network(
+        policy: TransportPolicy,
+        proxy: &ProxySetting,
+        extra_roots: &[CertificateDer<'static>],
+    ) -> Result<Self, Error> {
+        let proxies = proxy.proxies()?;
+        let agent_proxy = proxies.for_scheme("https").cloned();
+        Ok(Self::build(policy, Some(proxies), agent_proxy, extra_roots.to_vec()))
+    }
+
+    fn build(
+        policy: TransportPolicy,
+        proxies: Option<Proxies>,
+        agent_proxy: Option<ProxyUrl>,
+        extra_roots: Vec<CertificateDer<'static>>,
+    ) -> Self {
+        let mut tls = TlsConfig::builder();
+        if !extra_roots.is_empty() {
+            // ureq takes either its own roots or a list: the list is Mozilla's (the same ones
+            // ureq uses by default) and the extra ones.
+            let certs = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                .iter()
+                .chain(&extra_roots)
+                .map(|der| Certificate::from_der(der.as_ref()).to_owned());
+            tls = tls.root_certs(RootCerts::from(certs));
+        }
         let config = Agent::config_builder()
             .timeout_connect(Some(policy.connect_timeout))
             .timeout_global(Some(policy.timeout))
             .http_status_as_error(false)
             .max_redirects(0)
+            .tls_config(tls.build())
+            .proxy(agent_proxy.as_ref().and_then(|p| ureq::Proxy::new(p.expose_url()).ok()))
             .build();
         let agent = Agent::with_parts(config, DefaultConnector::new(), CachingResolver::default());
         Self {
             policy,
+            proxies,
+            agent_proxy,
             ..Self::with_agent(agent)
         }
     }
@@ -89,7 +154,15 @@ impl UreqTransport {
             agent,
             override_per_request,
             policy: TransportPolicy::default(),
+            proxies: None,
+            agent_proxy: None,
+            setup: None,
         }
+    }
+
+    /// The proxies this transport chooses from (`None` over your own agent).
+    pub fn proxies(&self) -> Option<&Proxies> {
+        self.proxies.as_ref()
     }
 
     /// The policy applied to every exchange.
@@ -114,24 +187,55 @@ impl UreqTransport {
     /// The core's [`TransportPolicy`] comes first: only `https`, or
     /// `http` to loopback (or with [`allow_insecure_http`](Self::allow_insecure_http)); and
     /// requests to loopback, or over plain `http` without the opt-in, never go through a proxy,
-    /// whatever the agent or the environment says.
+    /// whatever the agent or the environment says. Other requests use the proxy [`Proxies`]
+    /// chooses for their URL (with [`new`](Self::new) and [`with_network`](Self::with_network)),
+    /// or your agent's; a failure through a proxy names it (never its credentials).
     pub fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
         let route = self.policy.check(&request)?;
+        if let (Some(error), Route::ProxyAllowed) = (&self.setup, route) {
+            return Err(error.clone());
+        }
         let event = RequestEvent::start(&request);
-        let result = self.exchange(request, route == Route::Direct);
+        let proxy = match (&self.proxies, route) {
+            (_, Route::Direct) => None,
+            (Some(proxies), Route::ProxyAllowed) => proxies.proxy_for(request.uri()),
+            (None, Route::ProxyAllowed) => self.agent_proxy.as_ref(),
+        };
+        let result = self.exchange(request, route == Route::Direct, proxy);
+        let result = match proxy {
+            Some(proxy) => result.map_err(|e| icr_app_driver::through_proxy(e, proxy)),
+            None => result,
+        };
         event.finish(&result);
         result
     }
 
-    fn exchange(&self, request: Request<Vec<u8>>, direct: bool) -> Result<Response<Vec<u8>>, Error> {
+    fn exchange(
+        &self,
+        request: Request<Vec<u8>>,
+        direct: bool,
+        proxy: Option<&ProxyUrl>,
+    ) -> Result<Response<Vec<u8>>, Error> {
+        // Over our agent, a request whose proxy is not the agent's says which; over yours,
+        // only the direct ones bypass its proxy.
+        let other_proxy = self.proxies.is_some() && proxy != self.agent_proxy.as_ref();
         let bypass_proxy = direct && self.agent.config().proxy().is_some();
-        let response = if self.override_per_request || bypass_proxy {
+        let response = if self.override_per_request || bypass_proxy || other_proxy {
             let config = request
                 .with_agent(&self.agent)
                 .configure()
                 .http_status_as_error(false)
                 .max_redirects(0);
-            if bypass_proxy { config.proxy(None) } else { config }.run()
+            if bypass_proxy || other_proxy {
+                let proxy = match proxy {
+                    Some(p) => Some(ureq::Proxy::new(p.expose_url()).map_err(transport_error)?),
+                    None => None,
+                };
+                config.proxy(proxy)
+            } else {
+                config
+            }
+            .run()
         } else {
             self.agent.run(request)
         }
@@ -195,9 +299,12 @@ impl Resolver for CachingResolver {
 pub(crate) fn transport_error(e: ureq::Error) -> Error {
     let kind = match &e {
         ureq::Error::Timeout(_) => TransportErrorKind::Timeout,
-        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed | ureq::Error::Tls(_) | ureq::Error::Rustls(_) => {
-            TransportErrorKind::Connect
-        }
+        ureq::Error::HostNotFound
+        | ureq::Error::ConnectionFailed
+        | ureq::Error::Tls(_)
+        | ureq::Error::Rustls(_)
+        | ureq::Error::ConnectProxyFailed(_)
+        | ureq::Error::InvalidProxyUrl => TransportErrorKind::Connect,
         ureq::Error::BodyExceedsLimit(_) => TransportErrorKind::BodyTooLarge,
         ureq::Error::Io(io) => match io.kind() {
             io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => TransportErrorKind::Timeout,

@@ -2,6 +2,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use icr_app_core::{
     AnyOperation, AnyStep, App as CoreApp, AppKey, Error as CoreError, Outcome, RetryPolicy, Route, Timestamp,
     Token as CoreToken, TokenScope, TransportPolicy as CorePolicy,
 };
+use icr_app_driver::ProxySetting;
 use icr_app_redis::RedisStore;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -168,7 +170,12 @@ impl Config {
 /// often and how long a failed mint or app call is retried: default 4 attempts within 30 s),
 /// `redis_url` (share tokens with every process on that Redis: see `Client`) and
 /// `redis_timeout` (seconds one Redis command may take before the App mints without the store
-/// for a while; default 0.3).
+/// for a while; default 0.3), `proxy` (`http://host:port` or `http://user:password@host:port`:
+/// the proxy of the package's own HTTP clients, in place of the environment's `HTTPS_PROXY`,
+/// `HTTP_PROXY`, `ALL_PROXY`; `NO_PROXY` still applies; loopback is never proxied; a plain
+/// `http://` registry behind a proxy raises `ConfigError` unless `allow_insecure_http`) and
+/// `ca_file` (a PEM file of CA certificates trusted on top of the default roots, for the
+/// registry and an `https://` proxy; `SSL_CERT_FILE` is honoured too).
 ///
 /// The shared token store belongs to the App: `App(..., redis_url=URL)`, or the first
 /// `Client(app, redis_url=URL)` / `AsyncClient(app, redis_url=URL)`, attaches it, and every
@@ -181,6 +188,9 @@ pub struct App {
     shared: ArcSwap<Shared>,
     /// What the shared token store was made from (read lock-free: a fork can happen anywhere).
     store: ArcSwapOption<StoreConfig>,
+    /// `proxy=` (or the environment's), and `ca_file=`.
+    proxy: ProxySetting,
+    ca_file: Option<PathBuf>,
 }
 
 impl App {
@@ -285,8 +295,12 @@ impl App {
         if let Some(config) = self.store.load().as_ref() {
             return one_store(config);
         }
-        let (config, store) =
-            StoreConfig::connect(url, timeout.map(|t| t.max(Duration::from_millis(1)))).map_err(to_py)?;
+        let (config, store) = StoreConfig::connect(
+            url,
+            timeout.map(|t| t.max(Duration::from_millis(1))),
+            self.ca_file.as_deref(),
+        )
+        .map_err(to_py)?;
         let config = Arc::new(config);
         let previous = self
             .store
@@ -539,7 +553,7 @@ pub(crate) fn duration(what: &str, secs: Option<f64>) -> PyResult<Option<Duratio
 #[pymethods]
 impl App {
     #[new]
-    #[pyo3(signature = (app_id, private_key = None, base_url = None, *, signer = None, sealing_secret = None, api_version = None, user_agent = None, allow_insecure_http = false, timeout = None, max_body = None, retry_attempts = None, retry_max_wait = None, redis_url = None, redis_timeout = None))]
+    #[pyo3(signature = (app_id, private_key = None, base_url = None, *, signer = None, sealing_secret = None, api_version = None, user_agent = None, allow_insecure_http = false, timeout = None, max_body = None, retry_attempts = None, retry_max_wait = None, redis_url = None, redis_timeout = None, proxy = None, ca_file = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -557,8 +571,14 @@ impl App {
         retry_max_wait: Option<f64>,
         redis_url: Option<String>,
         redis_timeout: Option<f64>,
+        proxy: Option<String>,
+        ca_file: Option<PathBuf>,
     ) -> PyResult<Self> {
         let credential = credential(private_key, signer, sealing_secret)?;
+        let proxy = match proxy {
+            Some(url) => ProxySetting::url(&url).map_err(to_py)?,
+            None => ProxySetting::Environment,
+        };
         let retry = if retry_attempts.is_some() || retry_max_wait.is_some() {
             let default = RetryPolicy::default();
             Some(RetryPolicy {
@@ -585,11 +605,27 @@ impl App {
         if let Some(cap) = max_body {
             policy.max_body = cap;
         }
+        // The proxy settings and the CA files are checked now (the same rules as the Rust
+        // clients): a bad proxy URL, a plain http:// registry behind a proxy, a CA file that
+        // cannot be read.
+        // (The environment's variables, when they cannot be read, fail only the requests that
+        // may use a proxy, with the reason; an explicit proxy fails here.)
+        match proxy.proxies() {
+            Ok(proxies) => proxies
+                .for_registry(app.api().base_url(), allow_insecure_http)
+                .map(drop)
+                .map_err(to_py)?,
+            Err(error) if matches!(proxy, ProxySetting::Url(_)) => return Err(to_py(error)),
+            Err(_) => {}
+        }
+        icr_app_driver::extra_roots(ca_file.as_deref()).map_err(to_py)?;
         let app = Self {
             config,
             policy,
             shared: ArcSwap::from_pointee(Shared::new(app, fork_generation())),
             store: ArcSwapOption::empty(),
+            proxy,
+            ca_file,
         };
         match redis_url {
             Some(url) => app.attach_store(py, &url, redis_timeout)?,
@@ -609,6 +645,63 @@ impl App {
             Some(url) => self.attach_store(py, url, timeout),
             None if timeout.is_some() => Err(no_url()),
             None => Ok(()),
+        }
+    }
+
+    /// The proxy set with `proxy=`, as `scheme://host:port` (never its credentials), or `None`
+    /// (the environment's proxy variables apply).
+    #[getter]
+    fn proxy(&self) -> Option<String> {
+        match &self.proxy {
+            ProxySetting::Url(proxy) => Some(proxy.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The CA file set with `ca_file=`, or `None`.
+    #[getter]
+    fn ca_file(&self) -> Option<PathBuf> {
+        self.ca_file.clone()
+    }
+
+    /// The proxy URL (credentials included, for the HTTP client only) the package's own
+    /// clients use for `url`, by the rule every driver applies (`proxy=`, else the
+    /// environment's variables as they are now; `NO_PROXY`; loopback direct); `None`: direct.
+    fn _proxy_for(&self, url: &str) -> PyResult<Option<String>> {
+        let proxies = self.proxy.proxies().map_err(to_py)?;
+        let Ok(uri) = url.parse::<http::Uri>() else {
+            return Ok(None);
+        };
+        Ok(proxies.proxy_for(&uri).map(|p| p.expose_url().to_owned()))
+    }
+
+    /// The CA files to trust on top of the default roots: `ca_file=`, then `SSL_CERT_FILE`'s
+    /// (each checked: a file that cannot be read or holds no certificate raises `ConfigError`).
+    fn _ca_files(&self) -> PyResult<Vec<PathBuf>> {
+        icr_app_driver::extra_roots(self.ca_file.as_deref()).map_err(to_py)?;
+        let ssl_cert_file = std::env::var_os(icr_app_driver::SSL_CERT_FILE).filter(|v| !v.is_empty());
+        Ok(self
+            .ca_file
+            .iter()
+            .cloned()
+            .chain(ssl_cert_file.map(PathBuf::from))
+            .collect())
+    }
+
+    /// `message` (of an exchange sent through the proxy `proxy_url`) naming the proxy without
+    /// its credentials, with what to check (as the Rust clients word it).
+    fn _through_proxy(&self, proxy_url: &str, kind: &str, message: String) -> String {
+        let Ok(proxy) = icr_app_core::ProxyUrl::parse(proxy_url) else {
+            return message;
+        };
+        let kind = match kind {
+            "connect" => icr_app_core::TransportErrorKind::Connect,
+            "timeout" => icr_app_core::TransportErrorKind::Timeout,
+            _ => icr_app_core::TransportErrorKind::Other,
+        };
+        match icr_app_driver::through_proxy(CoreError::Transport { kind, message }, &proxy) {
+            CoreError::Transport { message, .. } => message,
+            other => other.to_string(),
         }
     }
 

@@ -88,6 +88,8 @@ fn _icr_app(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     #[cfg(feature = "testkit")]
     m.add_class::<testing::FakeRegistry>()?;
+    m.add_class::<testing::TlsFront>()?;
+    m.add_class::<testing::ConnectProxy>()?;
     m.add("HAS_TESTKIT", cfg!(feature = "testkit"))?;
     Ok(())
 }

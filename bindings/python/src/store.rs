@@ -27,19 +27,45 @@ pub(crate) struct StoreConfig {
     pub(crate) shown: String,
     /// The longest one command may take.
     pub(crate) timeout: Duration,
+    /// The App's `ca_file` (PEM), trusted for a `rediss://` URL.
+    ca_pem: Option<Vec<u8>>,
 }
 
 impl StoreConfig {
     /// A store on the Redis at `url` whose commands give up after `timeout` (default 300 ms):
     /// parses the URL (nothing is dialled until the first command).
-    pub(crate) fn connect(url: &str, timeout: Option<Duration>) -> Result<(Self, RedisStore), CoreError> {
+    /// With `ca_file` (the App's) and a `rediss://` URL, the CA certificates of that file are
+    /// the ones trusted for the Redis's certificate (a private CA).
+    pub(crate) fn connect(
+        url: &str,
+        timeout: Option<Duration>,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<(Self, RedisStore), CoreError> {
         let timeout = timeout.unwrap_or(DEFAULT_TIMEOUT);
-        let store = RedisStore::connect(url)?.timeout(timeout);
-        let config = Self {
-            url: Zeroizing::new(url.to_owned()),
-            shown: store.url().to_owned(),
-            timeout,
+        let rediss = url
+            .trim_start()
+            .get(..9)
+            .is_some_and(|s| s.eq_ignore_ascii_case("rediss://"));
+        let ca_pem = match ca_file {
+            Some(path) if rediss => Some(std::fs::read(path).map_err(|e| {
+                CoreError::config(
+                    "ca_file",
+                    format!(
+                        "cannot read the CA file {} ({e}): give the path of a PEM file of CA certificates",
+                        path.display()
+                    ),
+                )
+            })?),
+            _ => None,
         };
+        let mut config = Self {
+            url: Zeroizing::new(url.to_owned()),
+            shown: String::new(),
+            timeout,
+            ca_pem,
+        };
+        let store = config.reconnect()?;
+        config.shown = store.url().to_owned();
         Ok((config, store))
     }
 
@@ -50,7 +76,11 @@ impl StoreConfig {
 
     /// A new store on the same Redis (the child of a fork must not use its parent's connections).
     pub(crate) fn reconnect(&self) -> Result<RedisStore, CoreError> {
-        Ok(RedisStore::connect(&self.url)?.timeout(self.timeout))
+        let store = RedisStore::connect(&self.url)?.timeout(self.timeout);
+        match &self.ca_pem {
+            Some(pem) => store.tls_root_certificates(pem),
+            None => Ok(store),
+        }
     }
 }
 

@@ -3,7 +3,10 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use icr_app_testkit::{DEMO_PRIVATE_KEY_PEM, FakeRegistry as Registry, Fault, FaultRates, TokenStatus};
+use icr_app_testkit::{
+    ConnectProxy as Proxy, DEMO_PRIVATE_KEY_PEM, FakeRegistry as Registry, Fault, FaultRates, TestCa,
+    TlsFront as Front, TokenStatus,
+};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
@@ -391,5 +394,149 @@ impl FakeRegistry {
 
     fn __repr__(&self) -> String {
         format!("FakeRegistry(base_url={:?})", self.base_url)
+    }
+}
+
+/// TLS in front of a `FakeRegistry` (or of a `ConnectProxy`: a proxy spoken to over TLS), with a
+/// certificate for `host` from a CA made on the spot.
+#[pyclass(module = "icr_app.testing", frozen)]
+pub struct TlsFront {
+    front: Mutex<Option<Front>>,
+    /// The CA's certificate (PEM).
+    #[pyo3(get)]
+    ca_pem: String,
+    /// The port it listens on, on `127.0.0.1`.
+    #[pyo3(get)]
+    port: u16,
+}
+
+#[pymethods]
+impl TlsFront {
+    #[new]
+    #[pyo3(signature = (registry, host = "registry.test"))]
+    fn new(py: Python<'_>, registry: &Bound<'_, PyAny>, host: &str) -> PyResult<Self> {
+        // In front of a registry, or of a proxy (a proxy spoken to over TLS).
+        let backend = if let Ok(registry) = registry.cast::<FakeRegistry>() {
+            registry.get().get()?.addr()
+        } else if let Ok(proxy) = registry.cast::<ConnectProxy>() {
+            proxy.get().get()?.addr()
+        } else {
+            return Err(PyValueError::new_err(
+                "TlsFront goes in front of a FakeRegistry or a ConnectProxy",
+            ));
+        };
+        let ca = TestCa::new();
+        let (cert, key) = ca.issue(&[host]);
+        let front = py
+            .detach(|| Front::start(backend, &cert, &key))
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start the TLS front: {e}")))?;
+        Ok(Self {
+            port: front.addr().port(),
+            front: Mutex::new(Some(front)),
+            ca_pem: ca.cert_pem().to_owned(),
+        })
+    }
+
+    /// Stops it (idempotent).
+    fn close(&self, py: Python<'_>) {
+        let taken = self.front.lock().unwrap_or_else(PoisonError::into_inner).take();
+        py.detach(move || drop(taken));
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close(py);
+        false
+    }
+}
+
+/// A forward proxy on `127.0.0.1` for tests (see the testkit's `ConnectProxy`).
+#[pyclass(module = "icr_app.testing", frozen)]
+pub struct ConnectProxy {
+    proxy: Mutex<Option<Arc<Proxy>>>,
+    /// `http://127.0.0.1:PORT`.
+    #[pyo3(get)]
+    url: String,
+}
+
+impl ConnectProxy {
+    fn get(&self) -> PyResult<Arc<Proxy>> {
+        self.proxy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| PyRuntimeError::new_err("the proxy was closed"))
+    }
+}
+
+#[pymethods]
+impl ConnectProxy {
+    #[new]
+    #[pyo3(signature = (resolve = None, user = None, password = None, forbid = false))]
+    fn new(
+        py: Python<'_>,
+        resolve: Option<std::collections::HashMap<String, u16>>,
+        user: Option<String>,
+        password: Option<String>,
+        forbid: bool,
+    ) -> PyResult<Self> {
+        let mut builder = Proxy::builder();
+        for (host, port) in resolve.unwrap_or_default() {
+            builder = builder.resolve(&host, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+        }
+        if user.is_some() || password.is_some() {
+            builder = builder.basic_auth(user.as_deref().unwrap_or(""), password.as_deref().unwrap_or(""));
+        }
+        if forbid {
+            builder = builder.forbid_all();
+        }
+        let proxy = py
+            .detach(|| builder.start())
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start the proxy: {e}")))?;
+        Ok(Self {
+            url: proxy.url(),
+            proxy: Mutex::new(Some(Arc::new(proxy))),
+        })
+    }
+
+    /// `http://user:password@127.0.0.1:PORT`.
+    fn url_with_credentials(&self, user: &str, password: &str) -> PyResult<String> {
+        Ok(self.get()?.url_with_credentials(user, password))
+    }
+
+    /// Every request line seen.
+    fn request_lines(&self) -> PyResult<Vec<String>> {
+        Ok(self.get()?.request_lines())
+    }
+
+    /// The first bytes each client sent into a tunnel.
+    fn tunneled<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        Ok(self.get()?.tunneled().iter().map(|b| PyBytes::new(py, b)).collect())
+    }
+
+    /// Forgets what it saw.
+    fn clear(&self) -> PyResult<()> {
+        self.get()?.clear();
+        Ok(())
+    }
+
+    /// Stops it (idempotent).
+    fn close(&self, py: Python<'_>) {
+        let taken = self.proxy.lock().unwrap_or_else(PoisonError::into_inner).take();
+        py.detach(move || drop(taken));
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close(py);
+        false
     }
 }

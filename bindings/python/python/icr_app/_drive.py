@@ -26,6 +26,7 @@ import asyncio
 import contextvars
 import inspect
 import logging
+import ssl
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Tuple, Type, Union
@@ -209,6 +210,14 @@ def _hold_deadlines(client: httpx.Client) -> None:
         pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
 
 
+def _proxy(url: Optional[str], verify: Union[bool, ssl.SSLContext]) -> Union[None, str, httpx.Proxy]:
+    """httpx's ``proxy`` for ``url``: an ``https://`` proxy is verified with the same roots as the
+    registry (``ca_file``, ``SSL_CERT_FILE``); httpx would otherwise use its defaults for it."""
+    if url is not None and url.lower().startswith("https://") and isinstance(verify, ssl.SSLContext):
+        return httpx.Proxy(url, ssl_context=verify)
+    return url
+
+
 def _sleep_until(until: float) -> None:
     delay = until - time.time()
     if delay > 0:
@@ -231,7 +240,8 @@ class _Base:
         self.policy = app.policy
         self.signal = signal_of(app)
         self.user_client = http_client
-        self.owned: dict[str, Any] = {}
+        self.owned: dict[tuple[str, Optional[str]], Any] = {}
+        self.ssl_context: Optional[ssl.SSLContext] = None
         self.epoch = fork_state.epoch
         self.closed = False
         self.lock = threading.Lock()
@@ -260,7 +270,41 @@ class _Base:
             else:
                 _proxies.direct_only(request)
 
-    def client_for(self, route: str) -> Any:
+    def proxy_for(self, route: str, url: str) -> Optional[str]:
+        """The proxy the package's own client uses for ``url`` (credentials included: for httpx
+        only), by the one rule of every driver (the core's ``Proxies``: ``App(proxy=...)``, else
+        the environment's ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` as they
+        are now); ``None`` for a direct route or a client handed in (which keeps its own)."""
+        if route != "proxy" or self.user_client is not None:
+            return None
+        try:
+            return self.app._proxy_for(url)
+        except ConfigError as error:
+            # A proxy variable that names no usable proxy: this request fails, saying so.
+            raise _Refusal("refused", str(error)) from None
+
+    def verify(self) -> Union[bool, ssl.SSLContext]:
+        """httpx's ``verify`` for the package's own clients: the default roots, plus
+        ``App(ca_file=...)`` and ``SSL_CERT_FILE`` when set. (The clients are made with
+        ``trust_env=False``, proxies and CA files being given explicitly, so that nothing the
+        package configures drops what the environment says.)"""
+        files = self.app._ca_files()
+        if not files:
+            return True
+        if self.ssl_context is None:
+            import certifi
+
+            context = ssl.create_default_context(cafile=certifi.where())
+            for path in files:
+                context.load_verify_locations(cafile=str(path))
+            self.ssl_context = context
+        return self.ssl_context
+
+    def through_proxy(self, proxy: Optional[str], kind: str, message: str) -> str:
+        """``message`` naming the proxy the exchange went through (never its credentials)."""
+        return message if proxy is None else self.app._through_proxy(proxy, kind, message)
+
+    def client_for(self, route: str, proxy: Optional[str] = None) -> Any:
         if self.user_client is not None:
             return self.user_client
         if self.closed:
@@ -270,15 +314,16 @@ class _Base:
             self.owned = {}
             self.lock = threading.Lock()
             self.epoch = fork_state.epoch
-        client = self.owned.get(route)
+        key = (route, proxy)
+        client = self.owned.get(key)
         if client is None:
             with self.lock:
-                client = self.owned.get(route)
+                client = self.owned.get(key)
                 if client is None:
-                    client = self.owned[route] = self.make_client(route)
+                    client = self.owned[key] = self.make_client(route, proxy)
         return client
 
-    def make_client(self, route: str) -> Any:
+    def make_client(self, route: str, proxy: Optional[str]) -> Any:
         raise NotImplementedError
 
     def check(self, op: Operation, step: Send) -> Optional[str]:
@@ -339,10 +384,13 @@ class _Base:
 class SyncDriver(_Base):
     """The blocking loop, over an ``httpx.Client``."""
 
-    def make_client(self, route: str) -> httpx.Client:
-        # "direct" (loopback, plain http): never through a proxy, so the environment's proxy
-        # settings are not read; "proxy": the environment's proxies, as httpx reads them.
-        client = httpx.Client(trust_env=route == "proxy", timeout=self.timeout(), follow_redirects=False)
+    def make_client(self, route: str, proxy: Optional[str]) -> httpx.Client:
+        # "direct" (loopback, plain http): never through a proxy; "proxy": the proxy the core's
+        # rule chose for the URL (from App(proxy=...) or the environment), given explicitly.
+        verify = self.verify()
+        client = httpx.Client(
+            trust_env=False, proxy=_proxy(proxy, verify), verify=verify, timeout=self.timeout(), follow_redirects=False
+        )
         _hold_deadlines(client)
         return client
 
@@ -359,10 +407,13 @@ class SyncDriver(_Base):
             if route is None:
                 return None
             started = time.monotonic()
+            proxy = None
             try:
-                response = self.send(self.client_for(route), route, step, started)
+                proxy = self.proxy_for(route, step.url)
+                response = self.send(self.client_for(route, proxy), route, step, started)
             except (httpx.HTTPError, _Refusal, TransportError) as exc:
                 kind, message = _failure(exc)
+                message = self.through_proxy(proxy, kind, message)
                 _log.debug("request %s %s failed: %s", step.method, urlsplit(step.url).path, message)
                 op.handle_failure(step.id, kind, message)
                 return None
@@ -470,8 +521,11 @@ class SyncDriver(_Base):
 class AsyncDriver(_Base):
     """The asyncio loop, over an ``httpx.AsyncClient``."""
 
-    def make_client(self, route: str) -> httpx.AsyncClient:
-        return httpx.AsyncClient(trust_env=route == "proxy", timeout=self.timeout(), follow_redirects=False)
+    def make_client(self, route: str, proxy: Optional[str]) -> httpx.AsyncClient:
+        verify = self.verify()
+        return httpx.AsyncClient(
+            trust_env=False, proxy=_proxy(proxy, verify), verify=verify, timeout=self.timeout(), follow_redirects=False
+        )
 
     async def aclose(self) -> None:
         self.closed = True
@@ -486,10 +540,13 @@ class AsyncDriver(_Base):
             if route is None:
                 return None
             started = time.monotonic()
+            proxy = None
             try:
-                response = await self.send(self.client_for(route), route, step, started)
+                proxy = self.proxy_for(route, step.url)
+                response = await self.send(self.client_for(route, proxy), route, step, started)
             except (httpx.HTTPError, _Refusal, TransportError) as exc:
                 kind, message = _failure(exc)
+                message = self.through_proxy(proxy, kind, message)
                 _log.debug("request %s %s failed: %s", step.method, urlsplit(step.url).path, message)
                 op.handle_failure(step.id, kind, message)
                 return None

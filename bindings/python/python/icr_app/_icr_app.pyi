@@ -147,7 +147,19 @@ class App:
         retry_max_wait: Optional[float] = None,
         redis_url: Optional[str] = None,
         redis_timeout: Optional[float] = None,
+        proxy: Optional[str] = None,
+        ca_file: Union[str, os.PathLike[str], None] = None,
     ) -> None: ...
+    @property
+    def proxy(self) -> Optional[str]:
+        """The proxy set with ``proxy=``, as ``scheme://host:port`` (never its credentials), or
+        ``None`` (the environment's ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` apply)."""
+    @property
+    def ca_file(self) -> Optional[str]:
+        """The CA file set with ``ca_file=``, or ``None``."""
+    def _proxy_for(self, url: str) -> Optional[str]: ...
+    def _ca_files(self) -> list[str]: ...
+    def _through_proxy(self, proxy_url: str, kind: str, message: str) -> str: ...
     @property
     def app_id(self) -> str:
         """The app id."""
@@ -554,6 +566,56 @@ def verify_webhook(secret: Union[str, bytes], body: Union[bytes, str], signature
     """Verifies a webhook delivery; raises ``WebhookError`` (answer 403)."""
 
 def _after_fork_in_child() -> None: ...
+
+class TlsFront:
+    """TLS in front of a ``FakeRegistry``, with a certificate for ``host`` (default
+    ``registry.test``) from a CA made on the spot: ``ca_pem`` is what a client trusts
+    (``App(ca_file=...)``). Reach it through a ``ConnectProxy`` that resolves ``host`` to
+    ``port``."""
+
+    def __init__(self, registry: Union[FakeRegistry, ConnectProxy], host: str = "registry.test") -> None:
+        """In front of ``registry``, or of a ``ConnectProxy`` (a proxy spoken to over TLS, for
+        ``host`` ``127.0.0.1``)."""
+    @property
+    def ca_pem(self) -> str:
+        """The CA's certificate (PEM)."""
+    @property
+    def port(self) -> int:
+        """The port it listens on, on ``127.0.0.1``."""
+    def close(self) -> None:
+        """Stops it."""
+    def __enter__(self) -> TlsFront: ...
+    def __exit__(self, *args: object) -> bool: ...
+
+class ConnectProxy:
+    """A forward proxy on ``127.0.0.1`` for tests: tunnels ``CONNECT host:port``, forwards
+    absolute-form requests, logs each request line, keeps the first bytes of each tunnel,
+    resolves the names of ``resolve`` (to ``127.0.0.1:port``) and otherwise only IP addresses
+    and ``localhost``; with ``user`` and ``password`` it requires Basic credentials (407), with
+    ``forbid`` it refuses everything (403)."""
+
+    def __init__(
+        self,
+        resolve: Optional[dict[str, int]] = None,
+        user: Optional[str] = None,
+        password: Optional[str] = None,
+        forbid: bool = False,
+    ) -> None: ...
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+    def url_with_credentials(self, user: str, password: str) -> str:
+        """``http://user:password@127.0.0.1:PORT``."""
+    def request_lines(self) -> list[str]:
+        """Every request line seen, e.g. ``CONNECT registry.test:443 HTTP/1.1``."""
+    def tunneled(self) -> list[bytes]:
+        """The first bytes (up to 64 KiB) each client sent into a tunnel."""
+    def clear(self) -> None:
+        """Forgets what it saw."""
+    def close(self) -> None:
+        """Stops it."""
+    def __enter__(self) -> ConnectProxy: ...
+    def __exit__(self, *args: object) -> bool: ...
 
 class FakeRegistry:
     """A fake ICR registry on ``http://127.0.0.1:PORT``, for tests."""

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Iterator
 
 from . import _icr_app
 
-__all__ = ["FakeRegistry", "icr_registry"]
+__all__ = ["ConnectProxy", "FakeRegistry", "TlsFront", "icr_registry"]
 
 if TYPE_CHECKING or _icr_app.HAS_TESTKIT:
-    from ._icr_app import FakeRegistry
+    from ._icr_app import ConnectProxy, FakeRegistry, TlsFront
 else:  # pragma: no cover - a wheel built without the `testkit` feature
 
     class FakeRegistry:
@@ -34,6 +34,8 @@ else:  # pragma: no cover - a wheel built without the `testkit` feature
         @staticmethod
         def demo() -> FakeRegistry:
             raise RuntimeError("this build of icr-app has no FakeRegistry (built without the `testkit` feature)")
+
+    TlsFront = ConnectProxy = FakeRegistry
 
 
 def _registry() -> Iterator[FakeRegistry]:

@@ -2,7 +2,7 @@
 # Builds the Python package `icr-app` and runs its tests, on a machine with only Rust and Python:
 # a virtual environment in bindings/python/.venv (made if missing) with maturin, pytest,
 # pytest-asyncio, httpx, requests and mypy; the extension built in dev profile (pass --release
-# for an optimised build) and installed into it; then pytest and `mypy --strict` on the tests and
+# for an optimised build) and installed into it; then pytest and `mypy --strict` on the package, the tests and
 # the examples. Exits non-zero on any failure. The shared store's tests start their own
 # redis-server on a free loopback port: without one on PATH they are skipped (the repository's
 # ./run-tests installs it).
@@ -43,5 +43,5 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 "$venv/bin/python" -m pytest -q "$@"
 
-echo "== mypy --strict (tests, examples)"
-"$venv/bin/python" -m mypy --strict tests examples
+echo "== mypy --strict (the package, its tests, the examples)"
+"$venv/bin/python" -m mypy --strict python/icr_app tests examples

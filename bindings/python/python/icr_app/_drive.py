@@ -621,11 +621,11 @@ class AsyncDriver(_Base):
             return
         try:
             if is_async_signer(signer):
-                answer = await signer(step.message)
+                answer = signer(step.message)
             else:
                 answer = await asyncio.to_thread(signer, step.message)
-                if inspect.isawaitable(answer):  # a plain function that returned an awaitable
-                    answer = await answer
+            if inspect.isawaitable(answer):  # a coroutine, or a plain function's awaitable
+                answer = await answer
             signature = _signature(answer)
         except Exception as exc:  # noqa: BLE001 - any failure of the signer is the signing's failure
             self.signed(op, step, None, _signer_failed(exc))

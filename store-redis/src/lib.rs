@@ -67,12 +67,14 @@
 #[cfg(feature = "tokio")]
 mod async_link;
 mod blocking;
+mod cluster;
 mod command;
 mod error;
 mod link;
 #[cfg(feature = "tokio")]
 mod nonblocking;
 mod pool;
+mod sentinel;
 mod target;
 
 use std::fmt;
@@ -82,8 +84,9 @@ pub use icr_app_core::{Error, StoreCommand, StoreReply, StoreSettings};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 
+use crate::command::Request;
 use crate::error::{Failure, Phase};
-use crate::target::Target;
+use crate::target::{Sentinels, Target, Topology};
 
 /// The default [timeout](RedisStore::timeout) of every call: 300 ms.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(300);
@@ -95,16 +98,31 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(300);
 /// and tasks: blocking calls ([`run_blocking`](Self::run_blocking)) and async calls
 /// ([`run`](Self::run)) each keep a few idle connections, each used by one call at a time.
 pub struct RedisStore {
-    client: redis::Client,
+    mode: Mode,
     target: Target,
     timeout: Duration,
     settings: StoreSettings,
     tls_roots: bool,
+    /// The CA certificates given (PEM), for the cluster client.
+    tls_pem: Option<Vec<u8>>,
     /// Both paths' TLS settings (`client` only parses the URL).
     tls: link::Tls,
     blocking: blocking::Pool,
     #[cfg(feature = "tokio")]
     nonblocking: nonblocking::Pool,
+}
+
+/// What the store connects to.
+enum Mode {
+    /// One server.
+    Single(redis::Client),
+    /// A Redis Cluster, through the redis crate's cluster clients.
+    Cluster(cluster::Cluster),
+    /// The primary the sentinels name (the last answer kept until a call fails).
+    Sentinel {
+        sentinels: Sentinels,
+        primary: sentinel::Primary,
+    },
 }
 
 /// The URL with its password replaced by `***`, and the settings.
@@ -144,16 +162,25 @@ impl RedisStore {
     /// URL, another scheme, a bad port or database number, a wildcard host (`0.0.0.0`), or
     /// `rediss://…#insecure` (use [`tls_root_certificates`](Self::tls_root_certificates)).
     pub fn connect(url: &str) -> Result<Self, Error> {
-        let (client, target) = target::parse(url)?;
+        let (topology, target) = target::parse_any(url)?;
         if target.tls {
             install_crypto_provider();
         }
+        let mode = match topology {
+            Topology::Single(client) => Mode::Single(client),
+            Topology::Cluster { nodes } => Mode::Cluster(cluster::Cluster::new(nodes)),
+            Topology::Sentinel(sentinels) => Mode::Sentinel {
+                sentinels,
+                primary: sentinel::Primary::default(),
+            },
+        };
         Ok(Self {
-            client,
+            mode,
             target,
             timeout: DEFAULT_TIMEOUT,
             settings: StoreSettings::default(),
             tls_roots: false,
+            tls_pem: None,
             tls: link::Tls::default(),
             blocking: blocking::Pool::default(),
             #[cfg(feature = "tokio")]
@@ -167,6 +194,7 @@ impl RedisStore {
     /// short. A zero timeout is taken as 1 ms.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout.max(Duration::from_millis(1));
+        self.fresh_cluster();
         self
     }
 
@@ -210,6 +238,8 @@ impl RedisStore {
         }
         self.tls = link::Tls::with_roots(certificates);
         self.tls_roots = true;
+        self.tls_pem = Some(pem.to_vec());
+        self.fresh_cluster();
         // Connections made with the old roots go.
         self.blocking = blocking::Pool::default();
         #[cfg(feature = "tokio")]
@@ -242,6 +272,22 @@ impl RedisStore {
 
     fn describe(&self, failure: &Failure, phase: Phase) -> Error {
         error::describe(&self.target, self.timeout, failure, phase)
+    }
+
+    /// `command` as sent first: on one server the plain form; behind sentinels the form that is
+    /// harmless twice (a failover may cut a call whose command already ran).
+    fn request(&self, command: &StoreCommand) -> Request {
+        match self.mode {
+            Mode::Single(_) => Request::new(command),
+            Mode::Cluster(_) | Mode::Sentinel { .. } => Request::again(command),
+        }
+    }
+
+    /// A cluster's client is made anew with the settings changed.
+    fn fresh_cluster(&mut self) {
+        if let Mode::Cluster(cluster) = &self.mode {
+            self.mode = Mode::Cluster(cluster.fresh());
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 mod builder;
 mod cached;
 mod clock;
+mod forget;
 mod mint;
 mod organization;
 mod revoke;

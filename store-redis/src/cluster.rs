@@ -8,7 +8,9 @@
 //! on each read and write (and, on the async path, by the caller's timer as a whole), but a
 //! reply is not capped in size.
 
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::OnceLock;
+#[cfg(feature = "tokio")]
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::cluster::{ClusterClient, ClusterConnection};

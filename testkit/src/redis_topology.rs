@@ -425,7 +425,7 @@ fn command(addr: SocketAddr, password: Option<&str>, args: &[&str]) -> std::io::
     reader.read_line(&mut line)?;
     let line = line.trim_end().to_owned();
     let bulk = |reader: &mut BufReader<TcpStream>, header: &str| -> std::io::Result<String> {
-        let len: i64 = header[1..].parse().unwrap_or(-1);
+        let len: i64 = header.get(1..).and_then(|n| n.parse().ok()).unwrap_or(-1);
         if len < 0 {
             return Ok(String::new());
         }
@@ -437,8 +437,8 @@ fn command(addr: SocketAddr, password: Option<&str>, args: &[&str]) -> std::io::
     if line.starts_with('$') {
         return bulk(&mut reader, &line);
     }
-    if line.starts_with('*') {
-        let count: i64 = line[1..].parse().unwrap_or(0);
+    if let Some(count) = line.strip_prefix('*') {
+        let count: i64 = count.parse().unwrap_or(0);
         let mut text = line.clone();
         for _ in 0..count.max(0) {
             let mut header = String::new();

@@ -278,14 +278,13 @@ impl App {
         if let Some(config) = self.store.load().as_ref() {
             return one_store(config);
         }
-        let (config, store) =
-            StoreConfig::connect(
-                url,
-                timeout.map(|t| t.max(Duration::from_millis(1))),
-                lease_ttl,
-                self.ca_pem.clone(),
-            )
-            .map_err(to_py)?;
+        let (config, store) = StoreConfig::connect(
+            url,
+            timeout.map(|t| t.max(Duration::from_millis(1))),
+            lease_ttl,
+            self.ca_pem.clone(),
+        )
+        .map_err(to_py)?;
         let config = Arc::new(config);
         let previous = self
             .store
@@ -530,7 +529,10 @@ fn read_ca_file(path: &std::path::Path) -> PyResult<Vec<u8>> {
     let pem = std::fs::read(path).map_err(|e| {
         to_py(CoreError::config(
             "ca_file",
-            format!("could not read {} ({e}); give the path of a PEM file of CA certificates", path.display()),
+            format!(
+                "could not read {} ({e}); give the path of a PEM file of CA certificates",
+                path.display()
+            ),
         ))
     })?;
     if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {

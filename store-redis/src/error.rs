@@ -133,7 +133,7 @@ pub(crate) fn describe(target: &Target, timeout: Duration, failure: &Failure, ph
         (
             TransportErrorKind::Other,
             format!(
-                "Redis at {at} does not let this user run the store's commands ({said}); grant it +getrange +get +set +del +pttl +pexpire +eval +evalsha +script|load on the icr-app:* keys"
+                "Redis at {at} does not let this user run the store's commands ({said}); grant it +getrange +get +set +del +pttl +pexpire +eval +evalsha +script|load on the icr-app:* keys (and +cluster|slots on a cluster, +role behind sentinels)"
             ),
         )
     } else if code == "CLUSTERDOWN" {

@@ -51,7 +51,31 @@
 //! `unix:///path/to/redis.sock[?db=N&user=U&pass=P]`. Percent-encode `@`, `:` and `/` in a
 //! password. No message, log line or `Debug` output shows the password: the URL is shown with
 //! `***` in its place (in the user's place for a user without a password, as in
-//! `redis://PASSWORD@host`). Redis Cluster is not supported (use a single primary, or a proxy).
+//! `redis://PASSWORD@host`).
+//!
+//! **Redis Cluster and Sentinel.** `redis+cluster://[user:password@]host:port[,host:port...]`
+//! (`rediss+cluster://` for TLS) names a cluster by its seed nodes; the redis crate's cluster
+//! clients (blocking and async) follow `MOVED` and `ASK`, learn the slots again after a failover
+//! and load the scripts on every primary. Every key the SDK names carries its scope's hash tag
+//! (`…:{installation:ID}` and `…:{installation:ID}:lease`), so each script touches one slot. On
+//! a cluster a reply is read by the crate's own connections: each connect, read and write is
+//! bounded by the timeout (the async path's whole call too), but a reply is not capped in size.
+//! `redis+sentinel://[user:password@]host:port[,host:port...]/MASTER_NAME[/DB]`
+//! (`rediss+sentinel://`) names the sentinels, asked in turn on the store's own connections
+//! (within the call's deadline) for the primary called `MASTER_NAME`, which is checked with
+//! `ROLE`; the answer is kept until a call fails (or the server answers `READONLY`), then the
+//! sentinels are asked again: after a failover, the next call finds the new primary. A host
+//! without a port takes 6379 (cluster) or 26379 (sentinel).
+//!
+//! ```
+//! use icr_app_redis::RedisStore;
+//!
+//! let cluster = RedisStore::connect("redis+cluster://:s3cret@10.0.0.1:7000,10.0.0.2:7000")?;
+//! assert_eq!(cluster.url(), "redis+cluster://:***@10.0.0.1:7000,10.0.0.2:7000");
+//! let sentinel = RedisStore::connect("rediss+sentinel://app:s3cret@10.0.0.1:26379,10.0.0.2/primary/2")?;
+//! assert_eq!(sentinel.url(), "rediss+sentinel://app:***@10.0.0.1:26379,10.0.0.2/primary/2");
+//! # Ok::<(), icr_app_core::Error>(())
+//! ```
 //!
 //! Features: `ureq` (on by default) implements the blocking
 //! [`SharedStore`](https://docs.rs/icr-app-driver/latest/icr_app_driver/trait.SharedStore.html)
@@ -91,8 +115,8 @@ use crate::target::{Sentinels, Target, Topology};
 /// The default [timeout](RedisStore::timeout) of every call: 300 ms.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(300);
 
-/// A token store on one Redis (or Valkey, or any Redis-compatible server), shared by every
-/// process whose client is built with it.
+/// A token store on one Redis (or Valkey, or any Redis-compatible server), a Redis Cluster, or
+/// the primary sentinels name, shared by every process whose client is built with it.
 ///
 /// Cheap to make: [`connect`](Self::connect) does not connect. Safe to share between threads
 /// and tasks: blocking calls ([`run_blocking`](Self::run_blocking)) and async calls
@@ -159,8 +183,9 @@ impl RedisStore {
     ///
     /// # Errors
     /// [`Error::Config`] when `url` is not a Redis URL (the message never quotes it): not a
-    /// URL, another scheme, a bad port or database number, a wildcard host (`0.0.0.0`), or
-    /// `rediss://…#insecure` (use [`tls_root_certificates`](Self::tls_root_certificates)).
+    /// URL, another scheme, a bad port or database number, a wildcard host (`0.0.0.0`),
+    /// `rediss://…#insecure` (use [`tls_root_certificates`](Self::tls_root_certificates)), a
+    /// cluster URL with a path, or a sentinel URL without the primary's name.
     pub fn connect(url: &str) -> Result<Self, Error> {
         let (topology, target) = target::parse_any(url)?;
         if target.tls {

@@ -251,3 +251,59 @@ fn an_uninstalled_event_behind_a_sentinel_makes_the_next_process_mint_anew() {
     let sentinel = RedisSentinel::start("icr-primary");
     an_uninstalled_event_makes_the_next_process_mint_anew(&sentinel.url());
 }
+
+/// `icr-app revoke --redis URL`, the token on standard input, with `flags`.
+fn revoke_process(registry: &Registry, app: &AppInfo, url: &str, token: &str, flags: &[&str]) {
+    use std::io::Write as _;
+    let mut command = Command::new(cli());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("ICR_") {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command
+        .args(["revoke", "-", "--redis", url, "--redis-timeout", "5"])
+        .args(flags)
+        .env("ICR_BASE_URL", &registry.base_url)
+        .env("ICR_APP_ID", &app.id)
+        .env("ICR_PRIVATE_KEY", &app.key_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run icr-app revoke");
+    child.stdin.take().unwrap().write_all(token.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "icr-app revoke: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn icr_app_revoke_with_a_store_drops_the_tokens_shared_entry() {
+    let cluster = RedisCluster::start(3, 0);
+    let url = cluster.url();
+    let mut registry = Registry::start(registry_bin(), &[(APP, "demo", 3)]);
+    let app = registry.apps[0].clone();
+    let first = run(&registry, &app, &url, 6);
+    assert_eq!(registry.mints().0, 3);
+    // Without --installation: the entry is found among the app's installations (only the one
+    // holding this token is deleted).
+    let one = &app.installations[0];
+    let token = first[one].iter().next().unwrap().clone();
+    revoke_process(&registry, &app, &url, &token, &[]);
+    let next = run(&registry, &app, &url, 3);
+    let (_, per) = registry.mints();
+    assert_eq!(per[one], 2, "the revoked token's entry went: {per:?}");
+    assert_ne!(next[one], first[one]);
+    assert_eq!(per[&app.installations[1]], 1, "the others' entries stay: {per:?}");
+    // With --installation: that entry only.
+    let two = &app.installations[1];
+    let token = first[two].iter().next().unwrap().clone();
+    revoke_process(&registry, &app, &url, &token, &["--installation", two]);
+    run(&registry, &app, &url, 3);
+    let (_, per) = registry.mints();
+    assert_eq!((per[one], per[two], per[&app.installations[2]]), (2, 2, 1), "{per:?}");
+}

@@ -457,6 +457,14 @@ impl JwtSigner {
         }
     }
 
+    /// Forgets the signature asked of the driver, if one is awaited (the child of a fork: the
+    /// parent's signer never answers it there).
+    pub(crate) fn forget_pending(&mut self) {
+        if let Some(outside) = self.outside.as_mut() {
+            outside.pending = None;
+        }
+    }
+
     /// Signs a new JWT for the server-clock instant `server_now`, bypassing the cache.
     pub fn mint_at(&self, server_now: Timestamp, offset: ClockOffset) -> Result<AppJwt, Error> {
         let iat = server_now.minus(IAT_BACKDATE).unix_seconds();

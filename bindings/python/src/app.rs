@@ -1,5 +1,6 @@
 //! [`App`]: the core `App` behind one Rust mutex, and the [`TransportPolicy`] drivers apply.
 
+use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Duration;
@@ -122,7 +123,7 @@ impl Config {
     }
 
     fn build(&self) -> Result<CoreApp, CoreError> {
-        let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        let seed = RandomState::new().build_hasher().finish();
         let mut builder = match &self.credential {
             Credential::Key(key) => CoreApp::builder(self.app_id.clone(), key.clone()),
             Credential::Signer { sealing, .. } => {
@@ -187,17 +188,19 @@ pub struct App {
 }
 
 impl App {
-    /// The core app of this process (rebuilt, empty, the first time it is used after a fork).
+    /// The core app of this process: in the child of a fork, the first time it is used there,
+    /// the parent's (see [`inherited`](Self::inherited)), else a new one.
     pub(crate) fn shared(&self) -> Arc<Shared> {
         let current = self.shared.load();
         let generation = fork_generation();
         if current.generation == generation {
             return Arc::clone(&current);
         }
-        let mut core = self
-            .config
-            .build()
-            .expect("the settings were valid when the App was made");
+        let mut core = self.inherited(&current).unwrap_or_else(|| {
+            self.config
+                .build()
+                .expect("the settings were valid when the App was made")
+        });
         // The shared store again, with new connections and a new lease owner id: this process
         // must neither use its parent's sockets nor pass for its parent.
         let store = self.store.load_full().and_then(|config| {
@@ -215,6 +218,22 @@ impl App {
             // Another thread of this process rebuilt it first: use that one.
             Arc::clone(&previous)
         }
+    }
+}
+
+impl App {
+    /// The core app the parent of this forked process used, made this process's own
+    /// (`CoreApp::after_fork`): its cached tokens and learned clock kept, what was in flight given
+    /// up, the shared store detached. `None` when another thread of the parent held it at the
+    /// moment of the fork (it may be half changed, and that lock is never released here): the
+    /// child then starts with an empty cache.
+    fn inherited(&self, parent: &Shared) -> Option<CoreApp> {
+        let mut guard = parent.app.try_lock().ok()?;
+        let placeholder = self.config.build().ok()?;
+        let mut core = std::mem::replace(&mut guard.core, placeholder);
+        drop(guard);
+        core.after_fork(RandomState::new().build_hasher().finish(), now(None));
+        Some(core)
     }
 }
 

@@ -408,3 +408,32 @@ fn revoke_and_drain() {
     assert_eq!(held, vec![scope()]);
     assert!(app.ready_token(&scope(), at(1), None).is_none());
 }
+
+/// The child of a fork keeps the cached token and the learned clock, and gives up the mint its
+/// parent had in flight: the scope is free at once (a new mint is sent, no wait, no back-off),
+/// and the parent's answer, should it reach the child, is refused.
+#[test]
+fn after_fork_keeps_tokens_and_gives_up_what_was_in_flight() {
+    let mut app = app();
+    let other = TokenScope::Installation(InstallationId::new("inst-2").unwrap());
+    let (id, _) = send(app.poll_token(&scope(), at(0), None).unwrap());
+    let _ = app
+        .handle_token_response(id, response(200, 0, token_body(0)), at(1))
+        .unwrap();
+    let (in_flight, _) = send(app.poll_token(&other, at(2), None).unwrap());
+    let changes = app.changes();
+
+    app.after_fork(7, at(3));
+
+    assert_ne!(app.changes(), changes, "waiters are woken");
+    assert!(app.mints.is_empty());
+    assert_eq!(app.stats().mints, 0, "the child counts from zero");
+    assert!(matches!(
+        app.poll_token(&scope(), at(4), None).unwrap(),
+        TokenStep::Ready(_)
+    ));
+    let (again, _) = send(app.poll_token(&other, at(4), None).unwrap());
+    assert_ne!(again, in_flight);
+    let late = app.handle_token_response(in_flight, response(200, 4, token_body(4)), at(5));
+    assert!(matches!(late, Err(Error::UnknownRequest(_))));
+}

@@ -163,6 +163,16 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
             .max()
     }
 
+    /// The fetches waiting for an answer.
+    pub(crate) fn in_flight_ids(&self) -> Vec<RequestId> {
+        self.in_flight.keys().copied().collect()
+    }
+
+    /// Seeds the back-off jitter anew (the child of a fork: see `App::after_fork`).
+    pub(crate) fn reseed(&mut self, seed: u64) {
+        self.rng = seed ^ 0x9E37_79B9_7F4A_7C15;
+    }
+
     /// Which key fetch `id` is for, if it is still waiting for an answer.
     pub fn key_of(&self, id: RequestId) -> Option<&K> {
         self.in_flight.get(&id)

@@ -1,0 +1,185 @@
+// Types of the npm package `icr-app` (CommonJS `index.js`, ESM `index.mjs`).
+
+/** An RS256 signer for a key kept in a KMS or an HSM: the RSASSA-PKCS1-v1_5 SHA-256 signature
+ * of `message`. */
+export type Signer = (message: Uint8Array) => Promise<Uint8Array> | Uint8Array
+
+/** The settings of `createAppAuth`. */
+export interface AppAuthOptions {
+  /** The app's id, as its dashboard shows it. */
+  appId: string | number
+  /** The private key's PEM (PKCS#1 or PKCS#8; `\n`-escaped as in an environment variable
+   * too), as a string or a Buffer. Leave it out when `signer` signs. */
+  privateKey?: string | Uint8Array
+  /** The registry's base URL (default `https://api.carbonregistry.com`). */
+  baseUrl?: string
+  /** Signs the app JWT with a key kept elsewhere (a KMS or an HSM), instead of `privateKey`. */
+  signer?: Signer
+  /** The `fetch` that performs every request (default: the global `fetch`). */
+  fetch?: (input: string, init: RequestInit) => Promise<Response>
+  /** Share tokens with every process on this Redis (`redis://`, `rediss://`, `unix://`): one
+   * mint per installation for the whole fleet. */
+  redisUrl?: string
+  /** Seconds one Redis command may take before the app mints without the store for a while
+   * (default 0.3). */
+  redisTimeout?: number
+  /** The shared store's sealing secret, needed with a `signer` (at least 32 random bytes, the
+   * same in every process). */
+  storeKey?: string | Uint8Array
+  /** Seconds one exchange may take (default 30). */
+  timeout?: number
+  /** How many attempts a failed mint or app call gets (default 4). */
+  retryAttempts?: number
+  /** Seconds the retries of one call may wait in all (default 30). */
+  retryMaxWait?: number
+  /** The `User-Agent` sent. */
+  userAgent?: string
+  /** The `x-icr-api-version` sent (default `2023-06-16`). */
+  apiVersion?: string
+  /** Send credentials over plain `http://` to hosts other than loopback (loopback needs no
+   * opt-in). */
+  allowInsecureHttp?: boolean
+}
+
+/** `auth({ type: "app" })`: the app JWT. */
+export interface AppAuthentication {
+  type: 'app'
+  /** The app JWT (RS256). */
+  token: string
+  appId: string
+  /** ISO 8601. */
+  expiresAt: string
+}
+
+/** Permission names and their levels, e.g. `{ organization_info: "VIEW" }`. */
+export type Permissions = Record<string, string>
+
+/** `auth({ type: "installation", ... })`: an installation access token. */
+export interface InstallationAccessTokenAuthentication {
+  type: 'token'
+  tokenType: 'installation'
+  token: string
+  /** ISO 8601, as the registry gave it. */
+  expiresAt: string
+  permissions: Permissions
+  installationId: string
+  organizationId?: string
+}
+
+/** `auth({ type: "app-token" })`: an app access token. */
+export interface AppAccessTokenAuthentication {
+  type: 'token'
+  tokenType: 'app'
+  token: string
+  expiresAt: string
+  permissions: Permissions
+  appId?: string
+}
+
+interface Cancellable {
+  /** Aborting leaves the call at once (it rejects with the signal's reason) and releases a
+   * mint it was making for the others. */
+  signal?: AbortSignal
+}
+
+export interface AppAuthOptionsApp extends Cancellable {
+  type: 'app'
+}
+
+export interface InstallationAuthOptionsById extends Cancellable {
+  type: 'installation'
+  installationId: string
+  /** The token handed out has at least this many seconds left. */
+  minLife?: number
+}
+
+export interface InstallationAuthOptionsByOrganization extends Cancellable {
+  type: 'installation'
+  /** The app's installation on this organization, whatever its id. */
+  organizationId: string
+  minLife?: number
+}
+
+export interface AppTokenAuthOptions extends Cancellable {
+  type: 'app-token'
+  minLife?: number
+}
+
+/** Who a request is sent as. */
+export type FetchTarget = { installationId: string } | { organizationId: string } | { app: true }
+
+/** An organization, as inside an installation. */
+export interface Organization {
+  id: string
+  fullName?: string
+  [field: string]: unknown
+}
+
+/** An installation of the app. */
+export interface Installation {
+  id: string
+  appId?: string
+  permissions?: Permissions
+  organization?: Organization
+  [field: string]: unknown
+}
+
+/** The app's counters, as the core counts them. */
+export interface Stats {
+  hits: number
+  misses: number
+  mints: number
+  refreshes: number
+  failures: Record<string, number>
+  waits: number
+  sharedHits: number
+  sharedFallbacks: number
+  lookups: number
+  sharedLookups: number
+}
+
+/** What `createAppAuth` returns. */
+export interface AppAuth {
+  (options: AppAuthOptionsApp): Promise<AppAuthentication>
+  (options: InstallationAuthOptionsById | InstallationAuthOptionsByOrganization): Promise<InstallationAccessTokenAuthentication>
+  (options: AppTokenAuthOptions): Promise<AppAccessTokenAuthentication>
+  /** A request to the registry (`path` starting with `/`, or an absolute URL on the registry)
+   * as `target`: a standard Response. The token goes to the registry only; no redirect is
+   * followed; a 401 drops the token and the request is sent once more with a new one. */
+  fetch(target: FetchTarget, path: string | URL, init?: RequestInit): Promise<Response>
+  /** Every installation of the app, page after page. */
+  installations(options?: { limit?: number }): AsyncGenerator<Installation, void, undefined>
+  /** One installation; with `{ organizationId }`, the app's installation on it. */
+  installation(installationId: string | { organizationId: string }): Promise<Installation>
+  /** Revokes every cached token and empties the cache: how many were revoked. */
+  revokeAll(): Promise<number>
+  /** A snapshot of the counters. */
+  stats(): Stats
+}
+
+/** Throws `InvalidKeyError` for a bad key and `ConfigError` for a bad setting, at once. */
+export declare function createAppAuth(options: AppAuthOptions): AppAuth
+
+/** Every failure of icr-app. */
+export declare class IcrError extends Error {
+  /** The core's stable name for the failure: `key`, `config`, `unauthorized`, `forbidden`,
+   * `not_found`, `rate_limited`, `server`, `transport`, `signing`, ... */
+  code: string
+  /** The HTTP status, when the registry answered. */
+  status?: number
+  /** The registry's `Retry-After` in seconds, when it sent one. */
+  retryAfter?: number
+  /** For a `TransportError`: `connect`, `timeout`, `connection_lost`, `body_too_large`,
+   * `refused`, `cancelled` or `other`. */
+  kind?: string
+  /** For a `NotFoundError` to an organization's lookup: the organization. */
+  organizationId?: string
+}
+export declare class InvalidKeyError extends IcrError {}
+export declare class ConfigError extends IcrError {}
+export declare class AuthError extends IcrError {}
+export declare class NotFoundError extends IcrError {}
+export declare class RateLimitedError extends IcrError {}
+export declare class ServerError extends IcrError {}
+export declare class TransportError extends IcrError {}
+export declare class SigningError extends IcrError {}

@@ -1,0 +1,16 @@
+// The ESM entry of icr-app: the same objects as the CommonJS one (index.js).
+import cjs from './index.js'
+
+export const {
+  createAppAuth,
+  IcrError,
+  InvalidKeyError,
+  ConfigError,
+  AuthError,
+  NotFoundError,
+  RateLimitedError,
+  ServerError,
+  TransportError,
+  SigningError,
+} = cjs
+export default cjs

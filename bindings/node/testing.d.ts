@@ -1,0 +1,62 @@
+// Types of `icr-app/testing`.
+
+/** Which requests a failure is injected into. */
+export interface FaultOptions {
+  /** How many requests (default 1). */
+  times?: number
+  /** Only requests whose path starts with this. */
+  pathPrefix?: string
+}
+
+/** A request the fake registry received. */
+export interface RecordedRequest {
+  method: string
+  path: string
+  headers: Record<string, string>
+  /** The status answered (0: the connection was dropped). */
+  status: number
+}
+
+/** The project's fake ICR registry on loopback, with the demo app and three installations. */
+/** Settings applied when the registry starts. */
+export interface FakeRegistryOptions {
+  /** The registry's clock: the real time plus this many seconds (negative: behind). */
+  clockOffset?: number
+  /** How long new access tokens live, in seconds (default 7200). */
+  tokenLifetime?: number
+}
+
+export declare class FakeRegistry {
+  constructor(options?: FakeRegistryOptions)
+  /** `new FakeRegistry(options)`, as a promise. */
+  static start(options?: FakeRegistryOptions): Promise<FakeRegistry>
+  /** `http://127.0.0.1:PORT`: the `baseUrl` to give `createAppAuth`. */
+  readonly url: string
+  readonly appId: string
+  /** The demo app's private key (PKCS#8 PEM). */
+  readonly privateKey: string
+  readonly installationIds: string[]
+  readonly organizationIds: string[]
+  setClockOffset(seconds: number): void
+  advanceClock(seconds: number): void
+  setTokenLifetime(seconds: number): void
+  injectStatus(status: number, options?: FaultOptions & { retryAfter?: number }): void
+  injectDropConnection(options?: FaultOptions): void
+  injectDelay(seconds: number, options?: FaultOptions): void
+  injectMalformedBody(options?: FaultOptions): void
+  injectRedirect(location: string, options?: FaultOptions & { status?: number }): void
+  clearFaults(): void
+  /** Tokens minted for `installationId`; without it, every token minted. */
+  mintCount(installationId?: string): number
+  appTokenMintCount(): number
+  lookupCount(organizationId: string): number
+  addInstallation(organizationName: string, permissions?: Record<string, string>): string
+  removeInstallation(installationId: string): void
+  reinstall(organizationId: string): string
+  requests(): RecordedRequest[]
+  clearRequests(): void
+  revokeAllTokens(): void
+  expireToken(token: string): void
+  tokenStatus(token: string): 'valid' | 'expired' | 'revoked' | 'unknown'
+  close(): void
+}

@@ -1,0 +1,180 @@
+'use strict'
+// icr-app/testing: the project's fake ICR registry, on loopback, for your tests.
+
+const native = require('./native.js')
+
+const INSPECT = Symbol.for('nodejs.util.inspect.custom')
+
+/**
+ * A fake ICR registry on `http://127.0.0.1:PORT` with the demo app (`.appId`, `.privateKey`) and
+ * three installations (`.installationIds`, on `.organizationIds`). It verifies app JWTs for real
+ * (RS256, `iss`, `exp`, `iat`), mints `crs_` tokens, lists installations page by page, revokes,
+ * and refuses unknown, revoked or expired tokens. Its clock can be skewed and failures injected.
+ * Its server runs on threads of its own; `close()` stops it.
+ */
+class FakeRegistry {
+  #native
+
+  /** Starts the registry; `options.clockOffset` (seconds, negative: behind) and
+   * `options.tokenLifetime` (seconds) set its clock and its tokens' lifetime at once. */
+  constructor(options) {
+    this.#native = new native.NativeFakeRegistry()
+    const o = options || {}
+    if (o.clockOffset !== undefined) this.setClockOffset(o.clockOffset)
+    if (o.tokenLifetime !== undefined) this.setTokenLifetime(o.tokenLifetime)
+  }
+
+  /** `new FakeRegistry(options)`, as a promise (for `await FakeRegistry.start()`). */
+  static async start(options) {
+    return new FakeRegistry(options)
+  }
+
+  /** `http://127.0.0.1:PORT`: the `baseUrl` to give `createAppAuth`. */
+  get url() {
+    return this.#native.url
+  }
+
+  /** The demo app's id. */
+  get appId() {
+    return this.#native.appId
+  }
+
+  /** The demo app's private key (PKCS#8 PEM). */
+  get privateKey() {
+    return this.#native.privateKey
+  }
+
+  /** The demo installations' ids. */
+  get installationIds() {
+    return this.#native.installationIds
+  }
+
+  /** The organization of each demo installation, in the same order. */
+  get organizationIds() {
+    return this.#native.organizationIds
+  }
+
+  /** Sets the registry's clock to the real time plus `seconds` (negative: behind). */
+  setClockOffset(seconds) {
+    this.#native.setClockOffset(seconds)
+  }
+
+  /** Moves the registry's clock by `seconds`. */
+  advanceClock(seconds) {
+    this.#native.advanceClock(seconds)
+  }
+
+  /** How long new access tokens live, in seconds (default 7200). */
+  setTokenLifetime(seconds) {
+    this.#native.setTokenLifetime(seconds)
+  }
+
+  /** Answers the next `times` requests (under `pathPrefix`, if given) with `status` and an
+   * error body, with `Retry-After: retryAfter` if given. */
+  injectStatus(status, options) {
+    this.#native.injectStatus(status, options)
+  }
+
+  /** Reads the next requests, then closes their connections without answering. */
+  injectDropConnection(options) {
+    this.#native.injectDropConnection(options)
+  }
+
+  /** Answers the next requests after `seconds`. */
+  injectDelay(seconds, options) {
+    this.#native.injectDelay(seconds, options)
+  }
+
+  /** Answers the next requests 200 with a body that is not JSON. */
+  injectMalformedBody(options) {
+    this.#native.injectMalformedBody(options)
+  }
+
+  /** Answers the next requests with a redirect (`status`, default 302) to `location`. */
+  injectRedirect(location, options) {
+    this.#native.injectRedirect(location, options)
+  }
+
+  /** Drops every queued failure. */
+  clearFaults() {
+    this.#native.clearFaults()
+  }
+
+  /** Tokens minted for `installationId`; without it, every token minted (installations' and
+   * the app's). */
+  mintCount(installationId) {
+    return this.#native.mintCount(installationId)
+  }
+
+  /** App access tokens minted. */
+  appTokenMintCount() {
+    return this.#native.appTokenMintCount()
+  }
+
+  /** Lookups of the app's installation on `organizationId`. */
+  lookupCount(organizationId) {
+    return this.#native.lookupCount(organizationId)
+  }
+
+  /** Installs the demo app on a new organization; `permissions` maps names to levels. Returns
+   * the installation's id. */
+  addInstallation(organizationName, permissions) {
+    const flat = permissions ? Object.entries(permissions).flat() : undefined
+    return this.#native.addInstallation(organizationName, flat)
+  }
+
+  /** Uninstalls: no longer listed, and minting for it answers 404. */
+  removeInstallation(installationId) {
+    this.#native.removeInstallation(installationId)
+  }
+
+  /** The organization reinstalls the app: its installation gets a new id, returned. */
+  reinstall(organizationId) {
+    return this.#native.reinstall(organizationId)
+  }
+
+  /** Every request received so far, oldest first: `{ method, path, headers, status }`
+   * (`headers` an object of lower-case names). */
+  requests() {
+    return this.#native.requests().map((r) => {
+      const headers = {}
+      for (let i = 0; i + 1 < r.headers.length; i += 2) headers[r.headers[i]] = r.headers[i + 1]
+      return { method: r.method, path: r.path, headers, status: r.status }
+    })
+  }
+
+  /** Forgets the recorded requests. */
+  clearRequests() {
+    this.#native.clearRequests()
+  }
+
+  /** Revokes every token issued so far. */
+  revokeAllTokens() {
+    this.#native.revokeAllTokens()
+  }
+
+  /** Makes `token` expire now. */
+  expireToken(token) {
+    this.#native.expireToken(token)
+  }
+
+  /** What the registry thinks of `token` now: `valid`, `expired`, `revoked` or `unknown`. */
+  tokenStatus(token) {
+    return this.#native.tokenStatus(token)
+  }
+
+  /** Stops the registry (idempotent). */
+  close() {
+    this.#native.close()
+  }
+
+  [Symbol.dispose]() {
+    this.close()
+  }
+
+  [INSPECT]() {
+    return `FakeRegistry { url: ${JSON.stringify(this.url)}, appId: ${JSON.stringify(this.appId)} }`
+  }
+}
+
+module.exports = { FakeRegistry }

@@ -31,6 +31,8 @@ const WEBHOOK_SECRET_ENV: &str = "ICR_WEBHOOK_SECRET";
 /// The environment variable for `--timeout`.
 const TIMEOUT_ENV: &str = "ICR_TIMEOUT";
 const REDIS_ENV: &str = "ICR_REDIS_URL";
+/// The environment variable `--redis-timeout` falls back to.
+const REDIS_TIMEOUT_ENV: &str = "ICR_REDIS_TIMEOUT";
 /// `--timeout`'s default.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -151,7 +153,7 @@ struct ApiArgs {
         long,
         value_name = "URL",
         value_parser = secret_value,
-        help = "Share tokens with other processes through this Redis (redis://[user:password@]host[:port][/db], rediss:// for TLS): one mint per installation between them. Prefer the variable when the URL holds a password (a flag is visible to every process of the machine) [env: ICR_REDIS_URL]"
+        help = "Share tokens with other processes through this Redis (redis://[user:password@]host[:port][/db], rediss:// for TLS; a Redis Cluster: redis+cluster://[user:password@]host:port[,host:port...]; a primary under Sentinel: redis+sentinel://[user:password@]host:port[,host:port...]/MASTER_NAME[/DB]; rediss+cluster://, rediss+sentinel:// for TLS): one mint per installation between them. Prefer the variable when the URL holds a password (a flag is visible to every process of the machine) [env: ICR_REDIS_URL]"
     )]
     redis: Option<Zeroizing<String>>,
     #[arg(
@@ -165,6 +167,10 @@ struct ApiArgs {
     /// registry, an https:// proxy and rediss://; SSL_CERT_FILE is honoured as well [env: ICR_CA_FILE]
     #[arg(long, value_name = "PATH")]
     ca_file: Option<std::path::PathBuf>,
+    /// The longest one call to the Redis of --redis may take, in seconds, connecting included;
+    /// past it the command mints on its own [env: ICR_REDIS_TIMEOUT] [default: 0.3]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_timeout)]
+    redis_timeout: Option<Duration>,
     /// Show each request's method, path, status and time, and the core's spans, on stderr (RUST_LOG sets finer filters).
     #[arg(short, long)]
     verbose: bool,
@@ -190,10 +196,18 @@ impl ApiArgs {
     fn store(&self) -> Result<Option<RedisStore>, Failure> {
         let url = self.redis.clone().or_else(|| env_secret(REDIS_ENV));
         let Some(url) = url else { return Ok(None) };
-        let store = RedisStore::connect(&url)?;
-        // A rediss:// Redis whose certificate the private CA signed: that CA is the one trusted.
+        let timeout = match (self.redis_timeout, env_value(REDIS_TIMEOUT_ENV)) {
+            (Some(t), _) => t,
+            (None, Some(v)) => {
+                parse_timeout(&v).map_err(|e| Failure::Usage(format!("invalid {REDIS_TIMEOUT_ENV}: {e}")))?
+            }
+            (None, None) => icr_app_redis::DEFAULT_TIMEOUT,
+        };
+        let store = RedisStore::connect(&url)?.timeout(timeout);
+        // A Redis over TLS (rediss://, rediss+cluster://, rediss+sentinel://) whose certificate
+        // the private CA signed: that CA is the one trusted.
         match self.ca_file() {
-            Some(path) if url.trim_start().to_ascii_lowercase().starts_with("rediss://") => {
+            Some(path) if url.trim_start().to_ascii_lowercase().starts_with("rediss") => {
                 let pem = std::fs::read(&path).map_err(|e| {
                     Failure::Usage(format!(
                         "cannot read the CA file {} ({e}): give --ca-file (or {}) the path of a PEM file of CA certificates",
@@ -217,6 +231,11 @@ impl ApiArgs {
         self.ca_file
             .clone()
             .or_else(|| std::env::var_os(env::CA_FILE).filter(|v| !v.is_empty()).map(Into::into))
+    }
+
+    /// Whether a shared store is named (`--redis` or ICR_REDIS_URL).
+    fn has_store(&self) -> bool {
+        self.redis.is_some() || env_secret(REDIS_ENV).is_some()
     }
 
     fn timeout(&self) -> Result<Duration, Failure> {
@@ -307,10 +326,22 @@ enum Command {
     /// read it (/proc/*/cmdline). Pass `-` to read it from standard input; with no argument it
     /// comes from the ICR_TOKEN environment variable, else from standard input when that is not
     /// a terminal.
+    ///
+    /// With a shared store (--redis), the token's shared entry goes too, so no other process
+    /// reads it back: the entry of --installation (or of the installation on --organization)
+    /// when given, else of every installation of the app (listed with the app's JWT). Only an
+    /// entry that holds this very token is deleted (compared by the token's keyed id, which
+    /// every entry starts with), never a newer one.
     Revoke {
         /// `-`: read the token from standard input.
         #[arg(value_name = "-")]
         from: Option<String>,
+        /// The installation the token is for (its shared entry is deleted with it) [env: ICR_INSTALLATION_ID]
+        #[arg(long, value_name = "ID")]
+        installation: Option<String>,
+        /// Or the organization whose installation the token is for [env: ICR_ORGANIZATION_ID]
+        #[arg(long, value_name = "ORG")]
+        organization: Option<String>,
         #[command(flatten)]
         api: ApiArgs,
         #[command(flatten)]
@@ -824,10 +855,35 @@ fn run(command: Command) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Revoke { from, api, out } => {
+        Command::Revoke {
+            from,
+            installation,
+            organization,
+            api,
+            out,
+        } => {
             let token = token_to_revoke(from.as_deref())?;
+            let token = icr_app_core::SecretString::new(token.trim());
             let client = client(&api)?;
-            client.revoke(&icr_app_core::SecretString::new(token.trim()))?;
+            if api.has_store() {
+                let scopes = match act_as("--installation", installation, organization)? {
+                    Some(TokenScope::Organization(org)) => {
+                        let found = client.installation_for_organization(&org)?;
+                        vec![TokenScope::Installation(InstallationId::new(found.id)?)]
+                    }
+                    Some(scope) => vec![scope],
+                    None => {
+                        let mut scopes = vec![TokenScope::App];
+                        for found in client.installations()? {
+                            scopes.push(TokenScope::Installation(InstallationId::new(found.id)?));
+                        }
+                        scopes
+                    }
+                };
+                client.revoke_held_by(&token, &scopes)?;
+            } else {
+                client.revoke(&token)?;
+            }
             if out.json {
                 outln!("{}", serde_json::json!({ "revoked": true }))?;
             } else {

@@ -692,6 +692,28 @@ fn exit_code_2_for_every_command_line_or_settings_problem() {
         (vec!["token", "--installation", ".."], "installation id"),
         (vec!["installations", "--timeout", "0"], "--timeout"),
         (vec!["installations", "--timeout", "soon"], "--timeout"),
+        (
+            vec![
+                "token",
+                "--installation",
+                &i,
+                "--redis",
+                "redis://127.0.0.1:1",
+                "--redis-timeout",
+                "soon",
+            ],
+            "--redis-timeout",
+        ),
+        (
+            vec![
+                "token",
+                "--installation",
+                &i,
+                "--redis",
+                "redis+sentinel://:hunter2@127.0.0.1:1",
+            ],
+            "MASTER_NAME",
+        ),
     ];
     for (args, says) in cases {
         let out = e.cmd().args(&args).assert().code(2);
@@ -1153,6 +1175,8 @@ fn each_subcommand_lists_only_its_flags() {
         (
             "revoke",
             &[
+                "--installation",
+                "--organization",
                 "--base-url",
                 "--app-id",
                 "--private-key",

@@ -408,8 +408,8 @@ pub use models::{
     NewUser, Organization, Pagination, PermissionLevel, Permissions,
 };
 pub use ops::{
-    AnyOperation, AnyStep, Call, GetJwt, GetToken, ListInstallations, Operation, Outcome, PlainRequest, PlainResponse,
-    Purpose, Refresher, RequestId, Revoke, RevokeAll, SendAs, Step,
+    AnyOperation, AnyStep, Call, Forget, GetJwt, GetToken, ListInstallations, Operation, Outcome, PlainRequest,
+    PlainResponse, Purpose, Refresher, RequestId, Revoke, RevokeAll, SendAs, Step,
 };
 pub use pager::{DEFAULT_PAGE_SIZE, InstallationPager};
 pub use proxy::ProxyEnv;

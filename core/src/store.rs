@@ -8,15 +8,22 @@
 //! failure. Values are sealed here (AES-256-GCM, key from the app's private key through HKDF, the
 //! entry's name as associated data), so a store never sees a token.
 //!
-//! The entries, after the namespace `icr-app:v1:{registry}:{app id}:` (the registry as the first
-//! 8 bytes of its base URL's SHA-256, in hex):
+//! The entries, after the namespace `icr-app:v2:{registry}:{app id}:` (the registry as the first
+//! 8 bytes of its base URL's SHA-256, in hex; the app id with `%`, `{` and `}` percent-encoded).
+//! Every name carries one Redis Cluster hash tag, `{...}`, naming its scope: an entry and its
+//! lease hash to the same slot (the store's scripts touch both at once), while one app's
+//! installations spread over the slots. No `{` comes before the tag, so the tag is always the
+//! scope's, whatever the ids hold.
 //!
 //! | name | holds |
 //! |---|---|
-//! | `app` | the app access token |
-//! | `installation:{id}` | the installation's access token |
-//! | `installation:{id}:lease`, `app:lease` | the lease on minting it: the owner's id |
-//! | `organization:{id}` | the id of the app's installation on the organization (for [`TokenScope::Organization`](crate::TokenScope::Organization)), kept a day |
+//! | `{app}` | the app access token |
+//! | `{installation:ID}` | the installation's access token |
+//! | `{installation:ID}:lease`, `{app}:lease` | the lease on minting it: the owner's id |
+//! | `{organization:ID}` | the id of the app's installation on the organization (for [`TokenScope::Organization`](crate::TokenScope::Organization)), kept a day |
+//!
+//! For example `icr-app:v2:1f0e3dad99908345:d23967cc-dd16-452b-8af4-869965745978:{installation:88f89df1-0a53-41c5-974d-dd99708b2f9f}`.
+//! (Version 1 had no hash tags; its entries are neither read nor written.)
 //!
 //! An organization's entry is sealed like a token (its name as associated data, so it cannot be
 //! moved to another organization's name), is written by the process that looked the
@@ -184,7 +191,7 @@ pub(crate) struct Sealer {
     nonce: hmac::Key,
     /// Keys the token id that prefixes a value (for compare-and-delete).
     token_id: hmac::Key,
-    /// `icr-app:v1:{registry}:{app id}:`, the start of every name.
+    /// `icr-app:v2:{registry}:{app id}:`, the start of every name (no `{` in it).
     prefix: String,
     /// This process's lease owner id.
     owner: Vec<u8>,
@@ -230,18 +237,18 @@ impl Sealer {
             aead: LessSafeKey::new(aead),
             nonce: hmac::Key::new(hmac::HMAC_SHA256, &derive(secret, b"synthetic nonce key", 32)),
             token_id: hmac::Key::new(hmac::HMAC_SHA256, &derive(secret, b"token id key", 32)),
-            prefix: format!("icr-app:v1:{registry}:{app_id}:"),
+            prefix: format!("icr-app:v2:{registry}:{}:", escape_braces(app_id)),
             owner,
         })
     }
 
     /// The entry holding `scope`'s token; for an organization, the entry holding its
-    /// installation's id.
+    /// installation's id. Its hash tag (`{...}`, the first `{` of the name) names the scope.
     pub(crate) fn entry(&self, scope: &TokenScope) -> String {
         match scope {
-            TokenScope::App => format!("{}app", self.prefix),
-            TokenScope::Installation(id) => format!("{}installation:{id}", self.prefix),
-            TokenScope::Organization(id) => format!("{}organization:{id}", self.prefix),
+            TokenScope::App => format!("{}{{app}}", self.prefix),
+            TokenScope::Installation(id) => format!("{}{{installation:{id}}}", self.prefix),
+            TokenScope::Organization(id) => format!("{}{{organization:{id}}}", self.prefix),
         }
     }
 
@@ -352,6 +359,24 @@ impl Sealer {
     }
 }
 
+/// `text` with `%`, `{` and `}` percent-encoded: no hash tag can start before the scope's.
+fn escape_braces(text: &str) -> String {
+    text.replace('%', "%25").replace('{', "%7B").replace('}', "%7D")
+}
+
+/// The hash tag Redis Cluster hashes `key` by: what is between its first `{` and the next `}`,
+/// when that is not empty; else the whole key.
+#[cfg(test)]
+pub(crate) fn hash_tag(key: &str) -> &str {
+    if let Some(open) = key.find('{')
+        && let Some(len) = key[open + 1..].find('}')
+        && len > 0
+    {
+        return &key[open + 1..open + 1 + len];
+    }
+    key
+}
+
 fn splitmix(seed: u64) -> u64 {
     let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -406,7 +431,7 @@ mod tests {
         let s = sealer(1, "https://api.carbonregistry.com", "app-1");
         let org = |id: &str| TokenScope::Organization(OrganizationId::new(id).unwrap());
         let (one, two) = (s.entry(&org("o-1")), s.entry(&org("o-2")));
-        assert!(one.ends_with(":organization:o-1"), "{one}");
+        assert!(one.ends_with(":{organization:o-1}"), "{one}");
         let id = InstallationId::new("i-1").unwrap();
         let value = s.seal_installation(&one, &id).unwrap();
         assert_eq!(s.open_installation(&one, &value), Some(id.clone()));
@@ -442,5 +467,29 @@ mod tests {
         );
         assert!(a.lease(&scope).starts_with(&a.entry(&scope)));
         assert_eq!(a.owner().len(), 32);
+    }
+
+    #[test]
+    fn an_entry_and_its_lease_share_one_hash_tag_per_scope() {
+        let s = sealer(1, "https://api.carbonregistry.com", "app-1");
+        let installation = |id: &str| TokenScope::Installation(InstallationId::new(id).unwrap());
+        let entry = s.entry(&installation("i-1"));
+        assert!(entry.starts_with("icr-app:v2:"), "{entry}");
+        assert!(entry.ends_with(":app-1:{installation:i-1}"), "{entry}");
+        assert_eq!(hash_tag(&entry), "installation:i-1");
+        assert_eq!(hash_tag(&s.lease(&installation("i-1"))), "installation:i-1");
+        assert_eq!(hash_tag(&s.entry(&TokenScope::App)), "app");
+        assert_eq!(hash_tag(&s.lease(&TokenScope::App)), "app");
+        // Another installation of the same app: another tag (the app's keys spread).
+        assert_ne!(hash_tag(&s.entry(&installation("i-2"))), hash_tag(&entry));
+        // Braces in the app id or the installation id never move the tag off the scope's, nor
+        // part an entry from its lease.
+        let odd = sealer(1, "https://api.carbonregistry.com", "a{}p}{");
+        for id in ["i}d", "{i", "}", "{}", "a{b}c"] {
+            let (entry, lease) = (odd.entry(&installation(id)), odd.lease(&installation(id)));
+            assert!(hash_tag(&entry).starts_with("installation:"), "{entry}");
+            assert_eq!(hash_tag(&entry), hash_tag(&lease), "{entry}");
+        }
+        assert_eq!(hash_tag(&odd.entry(&TokenScope::App)), "app");
     }
 }

@@ -660,7 +660,7 @@ fn a_process_that_finds_the_organization_in_the_store_does_not_look_it_up() {
         "{stats:?}"
     );
     // Sealed: the installation's id is not in the entry in clear.
-    let entry = sim.store.entry(":organization:o-1");
+    let entry = sim.store.entry(":{organization:o-1}");
     let value = &sim.store.values[&entry].0;
     assert!(!value.windows(installation.len()).any(|w| w == installation.as_bytes()));
 }
@@ -772,11 +772,11 @@ fn a_value_moved_to_another_organizations_entry_is_refused() {
     sim.run_until(1_000);
     assert!(sim.ok(first).starts_with("crs_"));
     // o-1's entry copied under o-2's name, as someone with write access to the store might.
-    let source = sim.store.entry(":organization:o-1");
+    let source = sim.store.entry(":{organization:o-1}");
     let value = sim.store.values[&source].clone();
     sim.store
         .values
-        .insert(source.replace(":organization:o-1", ":organization:o-2"), value);
+        .insert(source.replace(":{organization:o-1}", ":{organization:o-2}"), value);
     let second = sim.get(1, by_org("o-2"));
     sim.run_until(2_000);
     assert!(sim.ok(second).starts_with("crs_"));

@@ -454,7 +454,7 @@ fn a_value_moved_to_another_entry_is_refused() {
         sim.store
             .values
             .keys()
-            .find(|k| k.ends_with(&format!("installation:inst-{s}")))
+            .find(|k| k.ends_with(&format!("{{installation:inst-{s}}}")))
             .cloned()
     };
     let from = entry(0).unwrap();

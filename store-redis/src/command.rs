@@ -98,6 +98,25 @@ fn millis(ttl: Duration) -> u64 {
     u64::try_from(ms).unwrap_or(MAX_TTL_MS).clamp(1, MAX_TTL_MS)
 }
 
+/// A blocking connection that may refuse a reply over the store's cap.
+pub(crate) trait Capped: redis::ConnectionLike {
+    /// Whether the last reply was refused for its size.
+    fn oversized(&self) -> bool;
+}
+
+impl Capped for Link {
+    fn oversized(&self) -> bool {
+        Link::oversized(self)
+    }
+}
+
+/// A cluster connection reads replies whole (see [`crate::cluster`]).
+impl Capped for redis::cluster::ClusterConnection {
+    fn oversized(&self) -> bool {
+        false
+    }
+}
+
 /// One store command, ready to send.
 pub(crate) struct Request {
     call: Call,
@@ -181,7 +200,7 @@ impl Request {
     }
 
     /// Runs it on a blocking connection.
-    pub(crate) fn run_blocking(&self, link: &mut Link) -> Result<StoreReply, Failure> {
+    pub(crate) fn run_blocking<C: Capped>(&self, link: &mut C) -> Result<StoreReply, Failure> {
         let value = match &self.call {
             Call::Command(cmd) => cmd.query::<Value>(link),
             Call::Script(script) => script.invoke::<Value>(link),
@@ -198,17 +217,33 @@ impl Request {
     /// Runs it on an async connection.
     #[cfg(feature = "tokio")]
     pub(crate) async fn run_async(&self, link: &mut crate::async_link::AsyncLink) -> Result<StoreReply, Failure> {
-        let connection = link.connection();
-        let value = match &self.call {
-            Call::Command(cmd) => cmd.query_async::<Value>(connection).await,
-            Call::Script(script) => script.invoke_async::<Value>(connection).await,
-        };
+        let value = self.send_async(link.connection()).await;
         match value {
             Ok(value) => self.reply(value),
             Err(_) if link.oversized() => Err(Failure::Oversized {
                 command: self.expect.command(),
             }),
             Err(e) => Err(Failure::Redis(e)),
+        }
+    }
+
+    /// Runs it on a cluster's async connection.
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn run_cluster_async(
+        &self,
+        connection: &mut redis::cluster_async::ClusterConnection,
+    ) -> Result<StoreReply, Failure> {
+        match self.send_async(connection).await {
+            Ok(value) => self.reply(value),
+            Err(e) => Err(Failure::Redis(e)),
+        }
+    }
+
+    #[cfg(feature = "tokio")]
+    async fn send_async(&self, connection: &mut impl redis::aio::ConnectionLike) -> redis::RedisResult<Value> {
+        match &self.call {
+            Call::Command(cmd) => cmd.query_async::<Value>(connection).await,
+            Call::Script(script) => script.invoke_async::<Value>(connection).await,
         }
     }
 

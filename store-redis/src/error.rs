@@ -19,6 +19,13 @@ pub(crate) enum Failure {
     Unexpected { command: &'static str, reply: &'static str },
     /// Redis answered `command` with a reply over the store's cap (not read, or not whole).
     Oversized { command: &'static str },
+    /// No sentinel named the primary `master` (the last one's error, if any).
+    NoPrimary {
+        master: String,
+        cause: Option<redis::RedisError>,
+    },
+    /// The server the sentinels named is not (or no longer) a primary: a failover under way.
+    NotPrimary,
 }
 
 impl From<redis::RedisError> for Failure {
@@ -34,11 +41,16 @@ impl Failure {
         matches!(self, Failure::Redis(e) if e.is_connection_dropped() && !e.is_timeout())
     }
 
+    /// The server is a replica (a primary demoted by a failover).
+    pub(crate) fn is_read_only(&self) -> bool {
+        matches!(self, Failure::Redis(e) if e.code() == Some("READONLY"))
+    }
+
     /// The connection itself is in doubt (not only this command): the idle ones go too.
     pub(crate) fn is_io(&self) -> bool {
         match self {
             Failure::Redis(e) => e.is_io_error() || e.is_connection_dropped() || e.is_timeout(),
-            Failure::TimedOut => true,
+            Failure::TimedOut | Failure::NoPrimary { .. } | Failure::NotPrimary => true,
             Failure::Unexpected { .. } | Failure::Oversized { .. } => false,
         }
     }
@@ -76,6 +88,26 @@ pub(crate) fn describe(target: &Target, timeout: Duration, failure: &Failure, ph
                 ),
             );
         }
+        Failure::NoPrimary { master, cause } => {
+            let said = cause
+                .as_ref()
+                .map(|e| format!(" (the last one: {})", target.scrub(&e.to_string())))
+                .unwrap_or_default();
+            return Error::store(
+                TransportErrorKind::Connect,
+                format!(
+                    "no sentinel of {at} named a primary called {master}{said}; check the sentinels' hosts and ports and the name after the hosts in the store URL (redis+sentinel://host:port[,host:port...]/MASTER_NAME[/DB])"
+                ),
+            );
+        }
+        Failure::NotPrimary => {
+            return Error::store(
+                TransportErrorKind::Connect,
+                format!(
+                    "the server the sentinels of {at} named is not a primary (a failover is under way); the next call asks the sentinels again"
+                ),
+            );
+        }
         Failure::Redis(e) => e,
     };
     if e.is_timeout() {
@@ -101,7 +133,19 @@ pub(crate) fn describe(target: &Target, timeout: Duration, failure: &Failure, ph
         (
             TransportErrorKind::Other,
             format!(
-                "Redis at {at} does not let this user run the store's commands ({said}); grant it +getrange +get +set +del +pttl +pexpire +eval +evalsha +script|load on the icr-app:* keys"
+                "Redis at {at} does not let this user run the store's commands ({said}); grant it +getrange +get +set +del +pttl +pexpire +eval +evalsha +script|load on the icr-app:* keys (and +cluster|slots on a cluster, +role behind sentinels)"
+            ),
+        )
+    } else if code == "CLUSTERDOWN" {
+        (
+            TransportErrorKind::Other,
+            format!("the Redis Cluster at {at} is down ({said}); it serves again once every slot has a primary"),
+        )
+    } else if matches!(code, "CROSSSLOT" | "MOVED" | "ASK") || said.contains("CROSSSLOT") {
+        (
+            TransportErrorKind::Other,
+            format!(
+                "Redis at {at} answered {code} ({said}): it is a Redis Cluster; use a redis+cluster:// URL (redis+cluster://host:port[,host:port...])"
             ),
         )
     } else if code == "READONLY" {

@@ -51,7 +51,31 @@
 //! `unix:///path/to/redis.sock[?db=N&user=U&pass=P]`. Percent-encode `@`, `:` and `/` in a
 //! password. No message, log line or `Debug` output shows the password: the URL is shown with
 //! `***` in its place (in the user's place for a user without a password, as in
-//! `redis://PASSWORD@host`). Redis Cluster is not supported (use a single primary, or a proxy).
+//! `redis://PASSWORD@host`).
+//!
+//! **Redis Cluster and Sentinel.** `redis+cluster://[user:password@]host:port[,host:port...]`
+//! (`rediss+cluster://` for TLS) names a cluster by its seed nodes; the redis crate's cluster
+//! clients (blocking and async) follow `MOVED` and `ASK`, learn the slots again after a failover
+//! and load the scripts on every primary. Every key the SDK names carries its scope's hash tag
+//! (`…:{installation:ID}` and `…:{installation:ID}:lease`), so each script touches one slot. On
+//! a cluster a reply is read by the crate's own connections: each connect, read and write is
+//! bounded by the timeout (the async path's whole call too), but a reply is not capped in size.
+//! `redis+sentinel://[user:password@]host:port[,host:port...]/MASTER_NAME[/DB]`
+//! (`rediss+sentinel://`) names the sentinels, asked in turn on the store's own connections
+//! (within the call's deadline) for the primary called `MASTER_NAME`, which is checked with
+//! `ROLE`; the answer is kept until a call fails (or the server answers `READONLY`), then the
+//! sentinels are asked again: after a failover, the next call finds the new primary. A host
+//! without a port takes 6379 (cluster) or 26379 (sentinel).
+//!
+//! ```
+//! use icr_app_redis::RedisStore;
+//!
+//! let cluster = RedisStore::connect("redis+cluster://:s3cret@10.0.0.1:7000,10.0.0.2:7000")?;
+//! assert_eq!(cluster.url(), "redis+cluster://:***@10.0.0.1:7000,10.0.0.2:7000");
+//! let sentinel = RedisStore::connect("rediss+sentinel://app:s3cret@10.0.0.1:26379,10.0.0.2/primary/2")?;
+//! assert_eq!(sentinel.url(), "rediss+sentinel://app:***@10.0.0.1:26379,10.0.0.2/primary/2");
+//! # Ok::<(), icr_app_core::Error>(())
+//! ```
 //!
 //! Features: `ureq` (on by default) implements the blocking
 //! [`SharedStore`](https://docs.rs/icr-app-driver/latest/icr_app_driver/trait.SharedStore.html)
@@ -67,12 +91,14 @@
 #[cfg(feature = "tokio")]
 mod async_link;
 mod blocking;
+mod cluster;
 mod command;
 mod error;
 mod link;
 #[cfg(feature = "tokio")]
 mod nonblocking;
 mod pool;
+mod sentinel;
 mod target;
 
 use std::fmt;
@@ -82,29 +108,45 @@ pub use icr_app_core::{Error, StoreCommand, StoreReply, StoreSettings};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 
+use crate::command::Request;
 use crate::error::{Failure, Phase};
-use crate::target::Target;
+use crate::target::{Sentinels, Target, Topology};
 
 /// The default [timeout](RedisStore::timeout) of every call: 300 ms.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(300);
 
-/// A token store on one Redis (or Valkey, or any Redis-compatible server), shared by every
-/// process whose client is built with it.
+/// A token store on one Redis (or Valkey, or any Redis-compatible server), a Redis Cluster, or
+/// the primary sentinels name, shared by every process whose client is built with it.
 ///
 /// Cheap to make: [`connect`](Self::connect) does not connect. Safe to share between threads
 /// and tasks: blocking calls ([`run_blocking`](Self::run_blocking)) and async calls
 /// ([`run`](Self::run)) each keep a few idle connections, each used by one call at a time.
 pub struct RedisStore {
-    client: redis::Client,
+    mode: Mode,
     target: Target,
     timeout: Duration,
     settings: StoreSettings,
     tls_roots: bool,
+    /// The CA certificates given (PEM), for the cluster client.
+    tls_pem: Option<Vec<u8>>,
     /// Both paths' TLS settings (`client` only parses the URL).
     tls: link::Tls,
     blocking: blocking::Pool,
     #[cfg(feature = "tokio")]
     nonblocking: nonblocking::Pool,
+}
+
+/// What the store connects to.
+enum Mode {
+    /// One server.
+    Single(redis::Client),
+    /// A Redis Cluster, through the redis crate's cluster clients.
+    Cluster(cluster::Cluster),
+    /// The primary the sentinels name (the last answer kept until a call fails).
+    Sentinel {
+        sentinels: Sentinels,
+        primary: sentinel::Primary,
+    },
 }
 
 /// The URL with its password replaced by `***`, and the settings.
@@ -141,19 +183,29 @@ impl RedisStore {
     ///
     /// # Errors
     /// [`Error::Config`] when `url` is not a Redis URL (the message never quotes it): not a
-    /// URL, another scheme, a bad port or database number, a wildcard host (`0.0.0.0`), or
-    /// `rediss://…#insecure` (use [`tls_root_certificates`](Self::tls_root_certificates)).
+    /// URL, another scheme, a bad port or database number, a wildcard host (`0.0.0.0`),
+    /// `rediss://…#insecure` (use [`tls_root_certificates`](Self::tls_root_certificates)), a
+    /// cluster URL with a path, or a sentinel URL without the primary's name.
     pub fn connect(url: &str) -> Result<Self, Error> {
-        let (client, target) = target::parse(url)?;
+        let (topology, target) = target::parse_any(url)?;
         if target.tls {
             install_crypto_provider();
         }
+        let mode = match topology {
+            Topology::Single(client) => Mode::Single(client),
+            Topology::Cluster { nodes } => Mode::Cluster(cluster::Cluster::new(nodes)),
+            Topology::Sentinel(sentinels) => Mode::Sentinel {
+                sentinels,
+                primary: sentinel::Primary::default(),
+            },
+        };
         Ok(Self {
-            client,
+            mode,
             target,
             timeout: DEFAULT_TIMEOUT,
             settings: StoreSettings::default(),
             tls_roots: false,
+            tls_pem: None,
             tls: link::Tls::default(),
             blocking: blocking::Pool::default(),
             #[cfg(feature = "tokio")]
@@ -167,6 +219,7 @@ impl RedisStore {
     /// short. A zero timeout is taken as 1 ms.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout.max(Duration::from_millis(1));
+        self.fresh_cluster();
         self
     }
 
@@ -210,6 +263,8 @@ impl RedisStore {
         }
         self.tls = link::Tls::with_roots(certificates);
         self.tls_roots = true;
+        self.tls_pem = Some(pem.to_vec());
+        self.fresh_cluster();
         // Connections made with the old roots go.
         self.blocking = blocking::Pool::default();
         #[cfg(feature = "tokio")]
@@ -242,6 +297,22 @@ impl RedisStore {
 
     fn describe(&self, failure: &Failure, phase: Phase) -> Error {
         error::describe(&self.target, self.timeout, failure, phase)
+    }
+
+    /// `command` as sent first: on one server the plain form; behind sentinels the form that is
+    /// harmless twice (a failover may cut a call whose command already ran).
+    fn request(&self, command: &StoreCommand) -> Request {
+        match self.mode {
+            Mode::Single(_) => Request::new(command),
+            Mode::Cluster(_) | Mode::Sentinel { .. } => Request::again(command),
+        }
+    }
+
+    /// A cluster's client is made anew with the settings changed.
+    fn fresh_cluster(&mut self) {
+        if let Mode::Cluster(cluster) = &self.mode {
+            self.mode = Mode::Cluster(cluster.fresh());
+        }
     }
 }
 

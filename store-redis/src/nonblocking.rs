@@ -11,10 +11,11 @@
 use icr_app_core::{Error, StoreCommand, StoreReply};
 use redis::AsyncConnectionConfig;
 
-use crate::RedisStore;
 use crate::async_link::AsyncLink;
+use crate::cluster::Cluster;
 use crate::command::Request;
 use crate::error::{Failure, Phase};
+use crate::{Mode, RedisStore, sentinel};
 
 /// The idle async connections.
 pub(crate) type Pool = crate::pool::Pool<AsyncLink>;
@@ -37,15 +38,22 @@ impl RedisStore {
         match tokio::time::timeout(self.timeout, self.run_untimed(command)).await {
             Ok(done) => done,
             Err(_elapsed) => {
-                // The call's connection went with its future; the idle ones are in doubt too.
-                self.nonblocking.clear();
+                // The call's connection went with its future; the idle ones are in doubt too
+                // (and with sentinels, which server is the primary).
+                self.failed(&Failure::TimedOut);
+                if let Mode::Cluster(cluster) = &self.mode {
+                    cluster.keep_async(None);
+                }
                 Err(self.describe(&Failure::TimedOut, Phase::Command))
             }
         }
     }
 
     async fn run_untimed(&self, command: &StoreCommand) -> Result<StoreReply, Error> {
-        let mut request = Request::new(command);
+        if let Mode::Cluster(cluster) = &self.mode {
+            return self.run_cluster_async(cluster, command).await;
+        }
+        let mut request = self.request(command);
         if let Some(mut link) = self.nonblocking.take() {
             match request.run_async(&mut link).await {
                 Ok(reply) => {
@@ -54,9 +62,7 @@ impl RedisStore {
                 }
                 Err(failure) => {
                     drop(link);
-                    if failure.is_io() {
-                        self.nonblocking.clear();
-                    }
+                    self.failed(&failure);
                     if !failure.is_connection_dropped() {
                         return Err(self.describe(&failure, Phase::Command));
                     }
@@ -73,19 +79,76 @@ impl RedisStore {
             }
             Err(failure) => {
                 drop(link);
-                if failure.is_io() {
-                    self.nonblocking.clear();
-                }
+                self.failed(&failure);
                 Err(self.describe(&failure, Phase::Command))
             }
         }
     }
 
-    /// A new connection (TCP or unix socket, TLS, `AUTH`, `SELECT`), bounded by the caller's timer.
+    /// A new connection (TCP or unix socket, TLS, `AUTH`, `SELECT`), bounded by the caller's
+    /// timer; with sentinels, to the primary they name, checked to be one.
     async fn open_async(&self) -> Result<AsyncLink, Error> {
         let config = AsyncConnectionConfig::new().set_response_timeout(Some(self.timeout));
-        AsyncLink::open(self.client.get_connection_info(), &self.tls, config)
+        let connect = |failure: Failure| {
+            self.failed(&failure);
+            self.describe(&failure, Phase::Connect)
+        };
+        let info = match &self.mode {
+            Mode::Single(client) => client.get_connection_info().clone(),
+            Mode::Sentinel { sentinels, primary } => match primary.get() {
+                Some(info) => info,
+                None => {
+                    let info = sentinel::discover_async(sentinels, &self.tls, &config)
+                        .await
+                        .map_err(connect)?;
+                    primary.set(Some(info.clone()));
+                    info
+                }
+            },
+            Mode::Cluster(_) => return Err(connect(Failure::NotPrimary)),
+        };
+        let mut link = AsyncLink::open(&info, &self.tls, config)
             .await
-            .map_err(|e| self.describe(&Failure::Redis(e), Phase::Connect))
+            .map_err(|e| connect(Failure::Redis(e)))?;
+        if matches!(self.mode, Mode::Sentinel { .. }) {
+            let role: redis::Value = redis::cmd("ROLE")
+                .query_async(link.connection())
+                .await
+                .map_err(|e| connect(Failure::Redis(e)))?;
+            if !sentinel::is_primary(&role) {
+                return Err(connect(Failure::NotPrimary));
+            }
+        }
+        Ok(link)
+    }
+
+    /// Runs `command` on the cluster's async connection (made by the first call, on its
+    /// runtime, and kept; dropped after a failure of the connection, so the next call makes a
+    /// new one).
+    async fn run_cluster_async(&self, cluster: &Cluster, command: &StoreCommand) -> Result<StoreReply, Error> {
+        let mut connection = match cluster.async_connection() {
+            Some(connection) => connection,
+            None => {
+                let client = cluster
+                    .client(self.timeout, self.tls_pem.as_deref())
+                    .map_err(|e| self.describe(&Failure::Redis(e), Phase::Connect))?;
+                let connection = client
+                    .get_async_connection()
+                    .await
+                    .map_err(|e| self.describe(&Failure::Redis(e), Phase::Connect))?;
+                cluster.keep_async(Some(connection.clone()));
+                connection
+            }
+        };
+        // As on the blocking path: a lease the cluster client sent twice is still this owner's.
+        Request::again(command)
+            .run_cluster_async(&mut connection)
+            .await
+            .map_err(|failure| {
+                if failure.is_io() {
+                    cluster.keep_async(None);
+                }
+                self.describe(&failure, Phase::Command)
+            })
     }
 }

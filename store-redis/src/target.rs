@@ -4,11 +4,59 @@
 use icr_app_core::Error;
 
 /// What a URL must look like, for messages.
-const URL_FORMS: &str = "redis://[[user]:password@]host[:port][/db], rediss://… for TLS, or unix:///path/to/redis.sock[?db=N&user=U&pass=P]";
+const URL_FORMS: &str = "redis://[[user]:password@]host[:port][/db], rediss://… for TLS, unix:///path/to/redis.sock[?db=N&user=U&pass=P], redis+cluster://[user:password@]host:port[,host:port...] (rediss+cluster:// for TLS), or redis+sentinel://[user:password@]host:port[,host:port...]/MASTER_NAME[/DB] (rediss+sentinel://)";
+
+/// A Redis Cluster's default port, and a Sentinel's.
+const CLUSTER_PORT: u16 = 6379;
+const SENTINEL_PORT: u16 = 26379;
 
 /// The URL's schemes that the redis crate knows.
 const TCP_SCHEMES: [&str; 4] = ["redis", "rediss", "valkey", "valkeys"];
 const UNIX_SCHEMES: [&str; 3] = ["unix", "redis+unix", "valkey+unix"];
+
+/// What the URL names: one server, a cluster, or a primary the sentinels watch.
+pub(crate) enum Topology {
+    /// One server (`redis://`, `rediss://`, `unix://`, ...).
+    Single(redis::Client),
+    /// A Redis Cluster: its seed nodes, as `redis[s]://[userinfo@]host:port` URLs.
+    Cluster {
+        /// The seed nodes.
+        nodes: Vec<String>,
+    },
+    /// A primary that sentinels watch.
+    Sentinel(Sentinels),
+}
+
+/// A `redis+sentinel://` URL, parsed.
+pub(crate) struct Sentinels {
+    /// The sentinels, as `redis[s]://[userinfo@]host:port` URLs (their connection info).
+    pub(crate) sentinels: Vec<redis::ConnectionInfo>,
+    /// The same without credentials: for sentinels that require none (`AUTH` is then refused).
+    pub(crate) sentinels_without_credentials: Vec<redis::ConnectionInfo>,
+    /// The name of the primary they watch.
+    pub(crate) master: String,
+    /// `redis` or `rediss`.
+    scheme: &'static str,
+    /// `user:password` or `password` as written (percent-encoded), if any.
+    userinfo: Option<String>,
+    /// The database on the primary.
+    db: i64,
+}
+
+impl Sentinels {
+    /// How to reach the primary the sentinels named (`host`, `port`): with the URL's
+    /// credentials, database and TLS.
+    pub(crate) fn primary(&self, host: &str, port: u16) -> redis::RedisResult<redis::ConnectionInfo> {
+        use redis::IntoConnectionInfo as _;
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        let userinfo = self.userinfo.as_ref().map(|u| format!("{u}@")).unwrap_or_default();
+        format!("{}://{userinfo}{host}:{port}/{}", self.scheme, self.db).into_connection_info()
+    }
+}
 
 /// Where the store connects, as it may be shown.
 pub(crate) struct Target {
@@ -30,7 +78,122 @@ impl Target {
     }
 }
 
-/// Parses `url` into a client (which does not connect) and the target it names.
+/// Parses `url` into the topology it names (nothing connects) and the target, as shown.
+pub(crate) fn parse_any(url: &str) -> Result<(Topology, Target), Error> {
+    let url = url.trim();
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("redis+cluster") => several(url, "redis", false),
+        Some("rediss+cluster") => several(url, "rediss", false),
+        Some("redis+sentinel") => several(url, "redis", true),
+        Some("rediss+sentinel") => several(url, "rediss", true),
+        _ => parse(url).map(|(client, target)| (Topology::Single(client), target)),
+    }
+}
+
+/// A cluster's or the sentinels' URL: `SCHEME://[userinfo@]host:port[,host:port...][/path]`,
+/// each node checked as a `base://` URL of its own.
+fn several(url: &str, base: &'static str, sentinel: bool) -> Result<(Topology, Target), Error> {
+    let form = if sentinel {
+        format!("{base}+sentinel://[user:password@]host:port[,host:port...]/MASTER_NAME[/DB]")
+    } else {
+        format!("{base}+cluster://[user:password@]host:port[,host:port...]")
+    };
+    let refuse = |problem: &str| Error::config("Redis URL", format!("{problem}; expected {form}"));
+    let (scheme, rest) = url.split_once("://").unwrap_or_default();
+    if rest.contains(['?', '#']) {
+        return Err(refuse("a query or a fragment is not taken here"));
+    }
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (Some(userinfo), hosts),
+        None => (None, authority),
+    };
+    let default_port = if sentinel { SENTINEL_PORT } else { CLUSTER_PORT };
+    let mut nodes = Vec::new();
+    let mut node_targets = Vec::new();
+    for host in hosts.split(',').map(str::trim) {
+        if host.is_empty() {
+            return Err(refuse("a host is empty"));
+        }
+        // A bare IPv6 address needs brackets; `host` alone takes the default port.
+        let has_port = host
+            .rsplit_once(':')
+            .is_some_and(|(h, _)| !h.is_empty() && (!h.contains(':') || h.ends_with(']')));
+        let host = if has_port {
+            host.to_owned()
+        } else {
+            format!("{host}:{default_port}")
+        };
+        let userinfo = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
+        let node = format!("{base}://{userinfo}{host}");
+        // Each node is checked as a URL of its own (the port, a wildcard host, ...); its
+        // messages never quote it.
+        let (client, target) = parse(&node).map_err(|e| match e {
+            Error::Config { problem, .. } => refuse(&problem),
+            other => other,
+        })?;
+        let (bare, _) = parse(&format!("{base}://{host}"))?;
+        nodes.push((node, client, bare));
+        node_targets.push(target);
+    }
+    let first = node_targets.first().ok_or_else(|| refuse("no host"))?;
+    let mut secrets: Vec<String> = node_targets.iter().flat_map(|t| t.secrets.iter().cloned()).collect();
+    secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    secrets.dedup();
+    let shown_userinfo = first
+        .shown
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map(|(userinfo, _)| format!("{userinfo}@"))
+        .unwrap_or_default();
+    let path_shown = if path.is_empty() {
+        String::new()
+    } else {
+        format!("/{path}")
+    };
+    let target = Target {
+        shown: format!("{}://{shown_userinfo}{hosts}{path_shown}", scheme.to_ascii_lowercase()),
+        tls: base == "rediss",
+        secrets,
+    };
+    if !sentinel {
+        if !path.is_empty() {
+            return Err(refuse("a cluster has no databases but 0, and takes no path"));
+        }
+        let nodes = nodes.into_iter().map(|(node, _, _)| node).collect();
+        return Ok((Topology::Cluster { nodes }, target));
+    }
+    let (master, db) = match path.split_once('/') {
+        Some((master, "")) => (master, 0),
+        Some((master, db)) => (
+            master,
+            db.parse::<i64>().map_err(|_| refuse("the database is not a number"))?,
+        ),
+        None => (path, 0),
+    };
+    let master = decode(master);
+    if master.is_empty() || master.contains('/') {
+        return Err(refuse("the name of the primary (MASTER_NAME) is missing"));
+    }
+    let sentinels = Sentinels {
+        sentinels_without_credentials: nodes
+            .iter()
+            .map(|(_, _, bare)| bare.get_connection_info().clone())
+            .collect(),
+        sentinels: nodes
+            .iter()
+            .map(|(_, client, _)| client.get_connection_info().clone())
+            .collect(),
+        master,
+        scheme: base,
+        userinfo: userinfo.map(str::to_owned),
+        db,
+    };
+    Ok((Topology::Sentinel(sentinels), target))
+}
+
+/// Parses a one-server `url` into a client (which does not connect) and the target it names.
 pub(crate) fn parse(url: &str) -> Result<(redis::Client, Target), Error> {
     let parsed = url::Url::parse(url.trim()).map_err(|e| {
         // The url crate's messages never quote the input, so no password can leak here.

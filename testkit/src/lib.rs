@@ -40,7 +40,9 @@
 //! It shares no code with `icr-app-core`, so it checks the SDK rather than mirroring it.
 //!
 //! For tests of a shared token store, [`RedisServer`] runs a real `redis-server` (which must be
-//! installed; `./run-tests` installs it) on a free loopback port, and can kill and restart it.
+//! installed; `./run-tests` installs it) on a free loopback port, and can kill and restart it;
+//! [`RedisCluster`] and [`RedisSentinel`] run a Redis Cluster and a Sentinel-watched primary
+//! with its replica, and can kill a primary mid-run.
 //!
 //! A registry of your own, with your app and installations:
 //!
@@ -60,6 +62,7 @@ mod api;
 mod der;
 mod net;
 mod redis;
+mod redis_topology;
 mod server;
 mod state;
 
@@ -75,6 +78,7 @@ use serde_json::json;
 
 pub use api::API_VERSION;
 pub use redis::{RedisServer, RedisServerBuilder};
+pub use redis_topology::{RedisCluster, RedisSentinel};
 use state::{App, Installation, State};
 pub use state::{Fault, FaultRates, InjectedFaults, RecordedRequest, TokenStatus};
 

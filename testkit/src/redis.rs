@@ -28,6 +28,7 @@ pub struct RedisServerBuilder {
     users: Vec<(String, String)>,
     tls: Option<(String, String)>,
     unix_socket: bool,
+    args: Vec<String>,
 }
 
 /// Passwords and the TLS key are not printed.
@@ -72,17 +73,28 @@ impl RedisServerBuilder {
         self
     }
 
+    /// More `redis-server` arguments, as given (e.g. `["--cluster-enabled", "yes"]`).
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
     /// Starts the server on a free port of 127.0.0.1 and waits until it answers.
     ///
     /// # Panics
     /// If `redis-server` is not installed (run `./run-tests`, which installs it), or it does not
     /// start within 10 s (the message has the end of its log).
     pub fn start(self) -> RedisServer {
+        self.start_with(free_port)
+    }
+
+    /// Starts the server on a port `port` picks.
+    pub(crate) fn start_with(self, port: impl Fn() -> u16) -> RedisServer {
         let mut last_failure = String::new();
         // A free port is found by binding port 0 and letting it go; another process may take it
         // before redis-server binds it, so try a few.
         for _ in 0..5 {
-            let port = free_port();
+            let port = port();
             let mut server = RedisServer {
                 options: self.clone(),
                 port,
@@ -242,6 +254,7 @@ impl RedisServer {
         if let Some(password) = &self.options.password {
             command.args(["--requirepass", password]);
         }
+        command.args(&self.options.args);
         for (name, password) in &self.options.users {
             // One argument per word: redis-server quotes an argument that holds a space.
             command
@@ -312,7 +325,7 @@ impl Drop for RedisServer {
 }
 
 /// Sends `PING` and reads one RESP line back.
-fn ping(addr: SocketAddr) -> bool {
+pub(crate) fn ping(addr: SocketAddr) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
     };
@@ -324,14 +337,14 @@ fn ping(addr: SocketAddr) -> bool {
     BufReader::new(stream).read_line(&mut line).is_ok() && (line.starts_with('+') || line.starts_with('-'))
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .expect("bind a loopback port to find a free one for redis-server")
 }
 
-fn scratch_dir() -> PathBuf {
+pub(crate) fn scratch_dir() -> PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(
         "icr-app-testkit-redis-{}-{}",

@@ -171,7 +171,7 @@ fn store(c: &mut Criterion) {
         // The entry's name, as the store's keys show it (the core names it).
         let mut connection = redis::Client::open(bed.redis.url()).unwrap().get_connection().unwrap();
         let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("icr-app:*:installation:{id}"))
+            .arg(format!("icr-app:*:{{installation:{id}}}"))
             .query(&mut connection)
             .unwrap();
         keys.into_iter().next().expect("the entry")

@@ -80,7 +80,7 @@ fn keys(connection: &mut redis::Connection, pattern: &str) -> BTreeSet<String> {
 
 /// The name of the only entry (not a lease) for `installation`.
 fn entry_of(connection: &mut redis::Connection, installation: &str) -> String {
-    let found = keys(connection, &format!("icr-app:*:installation:{installation}"));
+    let found = keys(connection, &format!("icr-app:*:{{installation:{installation}}}"));
     assert_eq!(found.len(), 1, "entries for {installation}: {found:?}");
     found.into_iter().next().unwrap()
 }
@@ -314,10 +314,10 @@ fn apps_and_registries_keep_apart_and_a_moved_value_is_refused() {
     let (mints_two, per_two) = two.mints();
     assert_eq!((mints_one, mints_two), (4, 2), "{per_one:?} {per_two:?}");
     // Three namespaces (registry, app) of two entries each.
-    let entries = keys(&mut db, "icr-app:*:installation:*");
+    let entries = keys(&mut db, "icr-app:*:{installation:*}");
     let spaces: BTreeSet<String> = entries
         .iter()
-        .map(|k| k.split(":installation:").next().unwrap().to_owned())
+        .map(|k| k.split(":{installation:").next().unwrap().to_owned())
         .collect();
     assert_eq!((entries.len(), spaces.len()), (6, 3), "{entries:?}");
 
@@ -351,8 +351,8 @@ fn apps_and_registries_keep_apart_and_a_moved_value_is_refused() {
         let fresh = registry.add(&app_id, 1).remove(0);
         // The name the fresh installation's entry has: its sibling's, with its id.
         let name = format!(
-            "{}:installation:{fresh}",
-            sibling.split(":installation:").next().unwrap()
+            "{}:{{installation:{fresh}}}",
+            sibling.split(":{installation:").next().unwrap()
         );
         let _: () = redis::cmd("SET")
             .arg(&name)
@@ -431,11 +431,11 @@ fn processes_asking_by_organization_look_each_up_once_and_a_later_one_not_at_all
     assert_eq!(registry.lookups().0, 3);
     assert_eq!(registry.mints().0, 3);
     // What it found is the installation of each organization.
-    let entries = keys(&mut redis_connection(&redis), "icr-app:*:organization:*");
+    let entries = keys(&mut redis_connection(&redis), "icr-app:*:{organization:*}");
     assert_eq!(entries.len(), 3, "{entries:?}");
     assert!(
         orgs.iter()
-            .all(|org| entries.iter().any(|e| e.ends_with(&format!(":organization:{org}"))))
+            .all(|org| entries.iter().any(|e| e.ends_with(&format!(":{{organization:{org}}}"))))
     );
 }
 

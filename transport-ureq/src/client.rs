@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use http::{Method, Request, Response};
 use icr_app_core::{
-    App, AppJwt, Call, CreateUserOrganization, CreatedUserOrganization, Error, GetJwt, GetToken, Installation,
+    App, AppJwt, Call, CreateUserOrganization, CreatedUserOrganization, Error, Forget, GetJwt, GetToken, Installation,
     InstallationId, InstallationsPage, ListInstallations, OrganizationId, Revoke, RevokeAll, SecretString, SendAs,
-    Signer, Stats, Token, TokenScope,
+    Signer, Stats, Token, TokenScope, WebhookEvent,
 };
 use icr_app_driver::{HeldSigner, SharedStore, now};
 use serde::de::DeserializeOwned;
@@ -164,6 +164,36 @@ impl Client {
     /// Revokes `token` (`DELETE /app/installations/token`) and drops it from the cache.
     pub fn revoke(&self, token: &SecretString) -> Result<(), Error> {
         self.drive(Revoke::new(token.clone()))
+    }
+
+    /// Revokes `token`, which `scopes` may hold: with a shared store, each scope's entry
+    /// drops it too, if it holds it (a compare-and-delete on the token's keyed id; an entry
+    /// holding another token is left alone). For a token this process did not mint, such as
+    /// one read from a file: name its installation, or every installation of the app.
+    pub fn revoke_held_by(&self, token: &SecretString, scopes: &[TokenScope]) -> Result<(), Error> {
+        self.drive(Revoke::held_by(token.clone(), scopes.to_vec()))
+    }
+
+    /// Acts on a verified webhook event (see `icr_app_core::webhook::verify`): on
+    /// `uninstalled`, `suspended` and `newPermissionsAccepted`, drops the installation's token
+    /// in this process and in the shared store (whatever token the store holds, not only one
+    /// this process minted), and the organization's remembered installation; the next call
+    /// mints anew (or looks the organization up anew). Returns whether the event dropped
+    /// anything (`false` for every other event). A store that fails is not an error: it is
+    /// given up on for a while, as for any call.
+    pub fn handle_event(&self, event: &WebhookEvent) -> Result<bool, Error> {
+        match Forget::event(event) {
+            Some(forget) => self.drive(forget),
+            None => Ok(false),
+        }
+    }
+
+    /// Forgets an installation (its token) or an organization (its remembered installation,
+    /// and that installation's token), here and in the shared store, as
+    /// [`handle_event`](Self::handle_event) does for an `uninstalled` event: the next call
+    /// mints anew.
+    pub fn forget(&self, scope: &TokenScope) -> Result<(), Error> {
+        self.drive(Forget::new(scope.clone())).map(|_| ())
     }
 
     /// Revokes every cached token, after waiting for mints in flight; see [`RevokeAll`].

@@ -191,6 +191,8 @@ pub struct App {
     /// `proxy=` (or the environment's), and `ca_file=`.
     proxy: ProxySetting,
     ca_file: Option<PathBuf>,
+    /// `ca_file`'s certificates (PEM), read when the App was made: the only CA for `rediss://`.
+    ca_pem: Option<Vec<u8>>,
 }
 
 impl App {
@@ -268,8 +270,9 @@ impl App {
 
     /// Attaches the shared store at `url` (`timeout`: `redis_timeout` in seconds); see
     /// `_attach_store`.
-    fn attach_store(&self, py: Python<'_>, url: &str, timeout: Option<f64>) -> PyResult<()> {
+    fn attach_store(&self, py: Python<'_>, url: &str, timeout: Option<f64>, lease_ttl: Option<f64>) -> PyResult<()> {
         let timeout = duration("redis_timeout", timeout)?;
+        let lease_ttl = duration("redis_lease_ttl", lease_ttl)?;
         let one_store = |config: &StoreConfig| {
             if !config.is(url) {
                 return Err(to_py(CoreError::config(
@@ -289,6 +292,13 @@ impl App {
                         config.timeout.as_millis()
                     ),
                 ))),
+                _ if lease_ttl.is_some() && lease_ttl != config.lease_ttl => Err(to_py(CoreError::config(
+                    "redis_lease_ttl",
+                    format!(
+                        "this App's store at {} has another lease time; an App has one store: give its clients the same redis_lease_ttl, or none",
+                        config.shown
+                    ),
+                ))),
                 _ => Ok(()),
             }
         };
@@ -298,7 +308,8 @@ impl App {
         let (config, store) = StoreConfig::connect(
             url,
             timeout.map(|t| t.max(Duration::from_millis(1))),
-            self.ca_file.as_deref(),
+            lease_ttl,
+            self.ca_pem.clone(),
         )
         .map_err(to_py)?;
         let config = Arc::new(config);
@@ -535,8 +546,32 @@ fn credential(
 fn no_url() -> PyErr {
     to_py(CoreError::config(
         "redis_timeout",
-        "it applies to a shared store: give redis_url too",
+        "it (like redis_lease_ttl) applies to a shared store: give redis_url too",
     ))
+}
+
+/// The CA certificates in the file at `path` (PEM), read now so that a missing or unreadable
+/// file is a `ConfigError` when the App is made, naming the file.
+fn read_ca_file(path: &std::path::Path) -> PyResult<Vec<u8>> {
+    let pem = std::fs::read(path).map_err(|e| {
+        to_py(CoreError::config(
+            "ca_file",
+            format!(
+                "could not read {} ({e}); give the path of a PEM file of CA certificates",
+                path.display()
+            ),
+        ))
+    })?;
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(to_py(CoreError::config(
+            "ca_file",
+            format!(
+                "{} holds no certificate; expected one or more -----BEGIN CERTIFICATE----- blocks",
+                path.display()
+            ),
+        )));
+    }
+    Ok(pem)
 }
 
 pub(crate) fn duration(what: &str, secs: Option<f64>) -> PyResult<Option<Duration>> {
@@ -553,7 +588,7 @@ pub(crate) fn duration(what: &str, secs: Option<f64>) -> PyResult<Option<Duratio
 #[pymethods]
 impl App {
     #[new]
-    #[pyo3(signature = (app_id, private_key = None, base_url = None, *, signer = None, sealing_secret = None, api_version = None, user_agent = None, allow_insecure_http = false, timeout = None, max_body = None, retry_attempts = None, retry_max_wait = None, redis_url = None, redis_timeout = None, proxy = None, ca_file = None))]
+    #[pyo3(signature = (app_id, private_key = None, base_url = None, *, signer = None, sealing_secret = None, api_version = None, user_agent = None, allow_insecure_http = false, timeout = None, max_body = None, retry_attempts = None, retry_max_wait = None, redis_url = None, redis_timeout = None, redis_lease_ttl = None, proxy = None, ca_file = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -571,6 +606,7 @@ impl App {
         retry_max_wait: Option<f64>,
         redis_url: Option<String>,
         redis_timeout: Option<f64>,
+        redis_lease_ttl: Option<f64>,
         proxy: Option<String>,
         ca_file: Option<PathBuf>,
     ) -> PyResult<Self> {
@@ -579,6 +615,7 @@ impl App {
             Some(url) => ProxySetting::url(&url).map_err(to_py)?,
             None => ProxySetting::Environment,
         };
+        let ca_pem = ca_file.as_deref().map(read_ca_file).transpose()?;
         let retry = if retry_attempts.is_some() || retry_max_wait.is_some() {
             let default = RetryPolicy::default();
             Some(RetryPolicy {
@@ -626,10 +663,11 @@ impl App {
             store: ArcSwapOption::empty(),
             proxy,
             ca_file,
+            ca_pem,
         };
         match redis_url {
-            Some(url) => app.attach_store(py, &url, redis_timeout)?,
-            None if redis_timeout.is_some() => return Err(no_url()),
+            Some(url) => app.attach_store(py, &url, redis_timeout, redis_lease_ttl)?,
+            None if redis_timeout.is_some() || redis_lease_ttl.is_some() => return Err(no_url()),
             None => {}
         }
         Ok(app)
@@ -639,11 +677,17 @@ impl App {
     /// redis_timeout=timeout)` calls): nothing is dialled yet. The same URL again does nothing;
     /// another URL, or another timeout, raises `ConfigError`, as does a URL that is not a Redis
     /// URL (the message never quotes it). `timeout` without `url` raises `ConfigError`.
-    #[pyo3(signature = (url, timeout = None))]
-    fn _attach_store(&self, py: Python<'_>, url: Option<&str>, timeout: Option<f64>) -> PyResult<()> {
+    #[pyo3(signature = (url, timeout = None, lease_ttl = None))]
+    fn _attach_store(
+        &self,
+        py: Python<'_>,
+        url: Option<&str>,
+        timeout: Option<f64>,
+        lease_ttl: Option<f64>,
+    ) -> PyResult<()> {
         match url {
-            Some(url) => self.attach_store(py, url, timeout),
-            None if timeout.is_some() => Err(no_url()),
+            Some(url) => self.attach_store(py, url, timeout, lease_ttl),
+            None if timeout.is_some() || lease_ttl.is_some() => Err(no_url()),
             None => Ok(()),
         }
     }
@@ -660,8 +704,8 @@ impl App {
 
     /// The CA file set with `ca_file=`, or `None`.
     #[getter]
-    fn ca_file(&self) -> Option<PathBuf> {
-        self.ca_file.clone()
+    fn ca_file(&self) -> Option<String> {
+        self.ca_file.as_ref().map(|p| p.display().to_string())
     }
 
     /// The proxy URL (credentials included, for the HTTP client only) the package's own

@@ -69,6 +69,8 @@ fn _icr_app(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ops::ListInstallations>()?;
     m.add_class::<ops::SendAs>()?;
     m.add_class::<ops::Revoke>()?;
+    m.add_class::<ops::HandleEvent>()?;
+    m.add_class::<ops::Forget>()?;
     m.add_class::<ops::RevokeAll>()?;
     m.add_class::<ops::Refresher>()?;
     m.add_class::<ops::SendStep>()?;

@@ -144,6 +144,7 @@ impl Operation {
             Outcome::Count(n) => n.into_py_any(py),
             Outcome::Jwt(jwt) => jwt.token().expose().into_py_any(py),
             Outcome::Nothing => Ok(py.None()),
+            Outcome::Forgot(forgot) => forgot.into_py_any(py),
             // No Python class makes one today; as the JSON it came as, should one ever finish.
             Outcome::Created(created) => json_to_py(py, &serde_json::to_value(&created).unwrap_or_default()),
             other => Err(to_py(CoreError::config(
@@ -528,6 +529,37 @@ impl Revoke {
     fn new(app: &Bound<'_, App>, token: &Bound<'_, PyAny>) -> PyResult<(Self, Operation)> {
         let op = AnyOperation::revoke(token_text(token)?);
         Ok((Revoke, Operation::new(app.get().shared(), op)))
+    }
+}
+
+/// `HandleEvent(app, event)`: acts on a verified webhook event (`verify_webhook`'s): on
+/// `uninstalled`, `suspended` and `newPermissionsAccepted`, drops the installation's token here
+/// and in the shared store (an unconditional delete), and the organization's remembered
+/// installation. `Done.value` is whether the event dropped anything.
+#[pyclass(module = "icr_app", extends = Operation)]
+pub struct HandleEvent;
+
+#[pymethods]
+impl HandleEvent {
+    #[new]
+    fn new(app: &Bound<'_, App>, event: &Bound<'_, crate::webhook::WebhookEvent>) -> (Self, Operation) {
+        let op = AnyOperation::handle_event(event.get().inner());
+        (HandleEvent, Operation::new(app.get().shared(), op))
+    }
+}
+
+/// `Forget(app, installation_id)`: forgets an installation (a `str`: its token) or an
+/// organization (a `ByOrganization`: its remembered installation and that one's token), here
+/// and in the shared store; the next call mints anew. `Done.value` is `True`.
+#[pyclass(module = "icr_app", extends = Operation)]
+pub struct Forget;
+
+#[pymethods]
+impl Forget {
+    #[new]
+    fn new(app: &Bound<'_, App>, installation_id: &Bound<'_, PyAny>) -> PyResult<(Self, Operation)> {
+        let scope = named(installation_id, "an installation id (str) or an icr_app.ByOrganization")?;
+        Ok((Forget, Operation::new(app.get().shared(), AnyOperation::forget(scope))))
     }
 }
 

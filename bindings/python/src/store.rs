@@ -27,45 +27,42 @@ pub(crate) struct StoreConfig {
     pub(crate) shown: String,
     /// The longest one command may take.
     pub(crate) timeout: Duration,
-    /// The App's `ca_file` (PEM), trusted for a `rediss://` URL.
+    /// How long a lease to mint lasts (`None`: the store's default, 15 s).
+    pub(crate) lease_ttl: Option<Duration>,
+    /// The CA certificates (PEM) trusted for `rediss://`, from the App's `ca_file`.
     ca_pem: Option<Vec<u8>>,
 }
 
+/// Whether `url` is a TLS one (`rediss://`, `rediss+cluster://`, `rediss+sentinel://`,
+/// `valkeys://`): a CA file applies to it.
+fn is_tls(url: &str) -> bool {
+    let scheme = url.trim().split("://").next().unwrap_or_default().to_ascii_lowercase();
+    scheme.starts_with("rediss") || scheme.starts_with("valkeys")
+}
+
 impl StoreConfig {
-    /// A store on the Redis at `url` whose commands give up after `timeout` (default 300 ms):
-    /// parses the URL (nothing is dialled until the first command).
-    /// With `ca_file` (the App's) and a `rediss://` URL, the CA certificates of that file are
-    /// the ones trusted for the Redis's certificate (a private CA).
+    /// A store on the Redis at `url` whose commands give up after `timeout` (default 300 ms),
+    /// with leases of `lease_ttl` (default 15 s) and, for a TLS URL, `ca_pem` as the only CA
+    /// (default: this machine's roots): parses the URL (nothing is dialled until the first
+    /// command).
     pub(crate) fn connect(
         url: &str,
         timeout: Option<Duration>,
-        ca_file: Option<&std::path::Path>,
+        lease_ttl: Option<Duration>,
+        ca_pem: Option<Vec<u8>>,
     ) -> Result<(Self, RedisStore), CoreError> {
-        let timeout = timeout.unwrap_or(DEFAULT_TIMEOUT);
-        let rediss = url
-            .trim_start()
-            .get(..9)
-            .is_some_and(|s| s.eq_ignore_ascii_case("rediss://"));
-        let ca_pem = match ca_file {
-            Some(path) if rediss => Some(std::fs::read(path).map_err(|e| {
-                CoreError::config(
-                    "ca_file",
-                    format!(
-                        "cannot read the CA file {} ({e}): give the path of a PEM file of CA certificates",
-                        path.display()
-                    ),
-                )
-            })?),
-            _ => None,
-        };
-        let mut config = Self {
+        let config = Self {
             url: Zeroizing::new(url.to_owned()),
             shown: String::new(),
-            timeout,
+            timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
+            lease_ttl,
             ca_pem,
         };
         let store = config.reconnect()?;
-        config.shown = store.url().to_owned();
+        let config = Self {
+            shown: store.url().to_owned(),
+            ..config
+        };
         Ok((config, store))
     }
 
@@ -76,11 +73,16 @@ impl StoreConfig {
 
     /// A new store on the same Redis (the child of a fork must not use its parent's connections).
     pub(crate) fn reconnect(&self) -> Result<RedisStore, CoreError> {
-        let store = RedisStore::connect(&self.url)?.timeout(self.timeout);
-        match &self.ca_pem {
-            Some(pem) => store.tls_root_certificates(pem),
-            None => Ok(store),
+        let mut store = RedisStore::connect(&self.url)?.timeout(self.timeout);
+        if let Some(lease_ttl) = self.lease_ttl {
+            store = store.lease_ttl(lease_ttl);
         }
+        if let Some(pem) = &self.ca_pem
+            && is_tls(&self.url)
+        {
+            store = store.tls_root_certificates(pem)?;
+        }
+        Ok(store)
     }
 }
 

@@ -14,6 +14,13 @@ pub struct WebhookEvent {
     inner: CoreEvent,
 }
 
+impl WebhookEvent {
+    /// The core's event.
+    pub(crate) fn inner(&self) -> &CoreEvent {
+        &self.inner
+    }
+}
+
 #[pymethods]
 impl WebhookEvent {
     /// What happened: `installed`, `uninstalled`, `suspended`, `unsuspended`,

@@ -476,7 +476,7 @@ def test_store_steps_driven_by_hand(registry: FakeRegistry, redis_url: str, inst
                 if isinstance(step, icr_app.Done):
                     return step.value, commands, shown
                 if isinstance(step, icr_app.Store):
-                    assert step.key.startswith("icr-app:v1:")
+                    assert step.key.startswith("icr-app:v2:")
                     reply = step.run()
                     assert reply.ok and reply.error is None
                     commands.append(step.command)

@@ -7,12 +7,13 @@
 //! One concept a file, as quinn-proto's `connection/`: the scope type (`scope`), the builder
 //! (`builder`), the token cache as the operations ask it (`cached`), mints and their bookkeeping
 //! (`mint`), signing with the app JWT and the clock-skew retry (`signing`), clock learning
-//! (`clock`), the child of a fork (`fork`), organizations (`organization`), the shared store's state (`shared`), and refused
+//! (`clock`), forgetting what the registry took away (`forget`), the child of a fork (`fork`), organizations (`organization`), the shared store's state (`shared`), and refused
 //! and revoked tokens (`revoke`). This file holds the [`App`] and its plain accessors.
 
 mod builder;
 mod cached;
 mod clock;
+mod forget;
 mod fork;
 mod mint;
 mod organization;

@@ -15,7 +15,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
 use super::{
-    Call, GetJwt, GetToken, ListInstallations, Operation, Refresher, RequestId, Revoke, RevokeAll, SendAs, Step,
+    Call, Forget, GetJwt, GetToken, ListInstallations, Operation, Refresher, RequestId, Revoke, RevokeAll, SendAs, Step,
 };
 use crate::api::{InstallationId, OrganizationId};
 use crate::app::{App, TokenScope};
@@ -226,6 +226,9 @@ pub enum Outcome {
     Count(usize),
     /// Nothing ([`AnyOperation::revoke`]; a [`AnyOperation::refresher`] never finishes).
     Nothing,
+    /// Whether anything was named to forget ([`AnyOperation::forget`],
+    /// [`AnyOperation::handle_event`]).
+    Forgot(bool),
 }
 
 /// What an [`AnyOperation`] needs from its driver next: [`Step`] with plain data.
@@ -288,6 +291,7 @@ enum Inner {
     Revoke(Revoke),
     RevokeAll(RevokeAll),
     Refresher(Refresher),
+    Forget(Forget),
 }
 
 /// Calls `$body` with `$op` bound to whichever operation `$inner` holds.
@@ -304,6 +308,7 @@ macro_rules! each {
             Inner::Revoke($op) => $body,
             Inner::RevokeAll($op) => $body,
             Inner::Refresher($op) => $body,
+            Inner::Forget($op) => $body,
         }
     };
 }
@@ -408,6 +413,26 @@ impl AnyOperation {
         Self::from(Revoke::new(token))
     }
 
+    /// Revokes `token`, which `scopes` held: their shared entries drop it too (a
+    /// compare-and-delete: an entry holding another token is left alone). See
+    /// [`Revoke::held_by`].
+    pub fn revoke_held_by(token: SecretString, scopes: Vec<TokenScope>) -> Self {
+        Self::from(Revoke::held_by(token, scopes))
+    }
+
+    /// Forgets `scope` here and in the shared store ([`Forget::new`]): the next call mints anew.
+    pub fn forget(scope: TokenScope) -> Self {
+        Self::from(Forget::new(scope))
+    }
+
+    /// What a verified webhook `event` drops ([`Forget::event`]): for `uninstalled`,
+    /// `suspended` and `newPermissionsAccepted`, the installation's token and the
+    /// organization's remembered installation, here and in the shared store. For any other
+    /// event it does nothing and its outcome is `Forgot(false)`.
+    pub fn handle_event(event: &crate::webhook::WebhookEvent) -> Self {
+        Self::from(Forget::event(event).unwrap_or_default())
+    }
+
     /// Revokes every cached token and empties the cache; the result is how many.
     pub fn revoke_all() -> Self {
         Self::from(RevokeAll::new())
@@ -455,6 +480,7 @@ impl AnyOperation {
             Inner::Revoke(op) => plain(op.poll(app, now), |()| Outcome::Nothing, |_| Purpose::Revoke),
             Inner::RevokeAll(op) => plain(op.poll(app, now), Outcome::Count, |_| Purpose::Revoke),
             Inner::Refresher(op) => plain(op.poll(app, now), |()| Outcome::Nothing, purpose_of_token_request),
+            Inner::Forget(op) => plain(op.poll(app, now), Outcome::Forgot, |_| Purpose::Revoke),
         }
     }
 
@@ -554,6 +580,7 @@ from_typed!(
     SendAs(SendAs),
     Revoke(Revoke),
     RevokeAll(RevokeAll),
+    Forget(Forget),
 );
 
 impl From<Call<InstallationsPage>> for AnyOperation {

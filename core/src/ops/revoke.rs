@@ -31,8 +31,11 @@ impl Revoke {
         Self::held_by(token, Vec::new())
     }
 
-    /// Revokes `token`, which `scopes` held (their shared entries drop it too).
-    pub(crate) fn held_by(token: SecretString, scopes: Vec<TokenScope>) -> Self {
+    /// Revokes `token`, which `scopes` held: with a shared store, their entries drop it too,
+    /// each by a compare-and-delete on the token's keyed id (an entry that holds another token
+    /// is left alone). For a token this process did not mint (`icr-app revoke`, say), name the
+    /// scopes that may hold it: its installation, or every installation of the app.
+    pub fn held_by(token: SecretString, scopes: Vec<TokenScope>) -> Self {
         Self {
             span: tracing::debug_span!(target: "icr_app", "revoke", status = tracing::field::Empty),
             token,

@@ -13,6 +13,8 @@ from ._icr_app import (
     App,
     ByOrganization,
     CallInstallation,
+    Forget,
+    HandleEvent,
     Installation,
     ListInstallations,
     Revoke,
@@ -20,6 +22,7 @@ from ._icr_app import (
     SendAs,
     Stats,
     Token,
+    WebhookEvent,
 )
 
 Headers = Optional[Iterable[Tuple[str, str]]]
@@ -68,14 +71,19 @@ class Client:
 
     ``redis_url``: share tokens with every process on that Redis
     (``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` for TLS,
-    ``unix:///path/to/redis.sock``): on a local miss the client reads the shared entry, one
+    ``unix:///path/to/redis.sock``; a Redis Cluster:
+    ``redis+cluster://[user:password@]host:port[,host:port...]``; a primary under Sentinel:
+    ``redis+sentinel://[user:password@]host:port[,host:port...]/MASTER_NAME[/DB]``;
+    ``rediss+cluster://`` and ``rediss+sentinel://`` for TLS, trusting ``App(ca_file=...)``
+    when given): on a local miss the client reads the shared entry, one
     process mints per installation and the others read its token (sealed with a key derived from
     the app's private key). Nothing is dialled here; Redis down, slow or refusing costs no error
     (each command gives up within ``redis_timeout`` seconds, default 0.3, then the client mints
     on its own for a while, logging one warning per outage). The store belongs to the App: every
     client of the App then uses it, with or without ``redis_url``; another URL (or another
     ``redis_timeout``) for the same App raises ``ConfigError``, as does a URL that is not a Redis
-    URL (its message never shows a password).
+    URL (its message never shows a password). ``redis_lease_ttl``: how long, in seconds, a lease
+    to mint lasts (default 15): if the process holding it dies, another mints after this.
     """
 
     def __init__(
@@ -85,12 +93,13 @@ class Client:
         http_client: Optional[httpx.Client] = None,
         redis_url: Optional[str] = None,
         redis_timeout: Optional[float] = None,
+        redis_lease_ttl: Optional[float] = None,
     ) -> None:
         self._app = app
         self._driver = SyncDriver(app, http_client)
         refuse_async_signer(app)
-        if redis_url is not None or redis_timeout is not None:
-            app._attach_store(redis_url, redis_timeout)
+        if redis_url is not None or redis_timeout is not None or redis_lease_ttl is not None:
+            app._attach_store(redis_url, redis_timeout, redis_lease_ttl)
         # The hot path without a Python frame: a cached token comes straight from Rust; a mint
         # is driven by this client's loop. (Same behaviour as the method below, which it shadows.)
         self.__dict__["installation_token"] = app._token_getter(self._driver.run).get
@@ -174,6 +183,21 @@ class Client:
             raise RuntimeError("the request finished without a response")
         return response
 
+    def handle_event(self, event: WebhookEvent) -> bool:
+        """Acts on a verified webhook event (``verify_webhook``'s): on ``uninstalled``,
+        ``suspended`` and ``newPermissionsAccepted``, drops the installation's token in this
+        process and in the shared store (whatever token the store holds), and the
+        organization's remembered installation; the next call mints anew. Returns whether the
+        event dropped anything (``False`` for every other event)."""
+        forgot: bool = self._driver.run(HandleEvent(self._app, event))
+        return forgot
+
+    def forget(self, installation_id: InstallationRef) -> None:
+        """Forgets an installation (its id: its token) or an organization
+        (``ByOrganization(id)``: its remembered installation and that one's token), here and in
+        the shared store, as ``handle_event`` does for ``uninstalled``."""
+        self._driver.run(Forget(self._app, installation_id))
+
     def revoke(self, token: Token | str) -> None:
         """Revokes ``token`` (``DELETE /app/installations/token``) and drops it from the cache."""
         self._driver.run(Revoke(self._app, token))
@@ -222,11 +246,12 @@ class AsyncClient:
         http_client: Optional[httpx.AsyncClient] = None,
         redis_url: Optional[str] = None,
         redis_timeout: Optional[float] = None,
+        redis_lease_ttl: Optional[float] = None,
     ) -> None:
         self._app = app
         self._driver = AsyncDriver(app, http_client)
-        if redis_url is not None or redis_timeout is not None:
-            app._attach_store(redis_url, redis_timeout)
+        if redis_url is not None or redis_timeout is not None or redis_lease_ttl is not None:
+            app._attach_store(redis_url, redis_timeout, redis_lease_ttl)
 
     @property
     def app(self) -> App:
@@ -299,6 +324,15 @@ class AsyncClient:
         if response is None:  # pragma: no cover
             raise RuntimeError("the request finished without a response")
         return response
+
+    async def handle_event(self, event: WebhookEvent) -> bool:
+        """Acts on a verified webhook event; see ``Client.handle_event``."""
+        forgot: bool = await self._driver.run(HandleEvent(self._app, event))
+        return forgot
+
+    async def forget(self, installation_id: InstallationRef) -> None:
+        """Forgets an installation or an organization; see ``Client.forget``."""
+        await self._driver.run(Forget(self._app, installation_id))
 
     async def revoke(self, token: Token | str) -> None:
         """Revokes ``token`` and drops it from the cache."""

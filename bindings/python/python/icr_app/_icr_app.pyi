@@ -147,6 +147,7 @@ class App:
         retry_max_wait: Optional[float] = None,
         redis_url: Optional[str] = None,
         redis_timeout: Optional[float] = None,
+        redis_lease_ttl: Optional[float] = None,
         proxy: Optional[str] = None,
         ca_file: Union[str, os.PathLike[str], None] = None,
     ) -> None: ...
@@ -156,7 +157,8 @@ class App:
         ``None`` (the environment's ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` apply)."""
     @property
     def ca_file(self) -> Optional[str]:
-        """The CA file set with ``ca_file=``, or ``None``."""
+        """The CA file set with ``ca_file=``, or ``None``: trusted on top of the default roots for
+        the registry and an ``https://`` proxy, and as the only CA for a ``rediss://`` store."""
     def _proxy_for(self, url: str) -> Optional[str]: ...
     def _ca_files(self) -> list[str]: ...
     def _through_proxy(self, proxy_url: str, kind: str, message: str) -> str: ...
@@ -206,7 +208,9 @@ class App:
         """A callable serving cached tokens from Rust, handing mints to ``run``."""
     def _is_registry(self, url: str) -> bool:
         """Whether ``url`` is on the configured registry (scheme, host, port, base path)."""
-    def _attach_store(self, url: Optional[str], timeout: Optional[float] = None) -> None:
+    def _attach_store(
+        self, url: Optional[str], timeout: Optional[float] = None, lease_ttl: Optional[float] = None
+    ) -> None:
         """Shares this App's tokens through the Redis at ``url`` (nothing dialled yet); the same
         URL again does nothing, another URL or timeout raises ``ConfigError``."""
 
@@ -535,6 +539,19 @@ class Revoke(Operation):
     """Revokes one token; ``Done.value`` is ``None``."""
 
     def __init__(self, app: App, token: Union[Token, str]) -> None: ...
+
+class HandleEvent(Operation):
+    """Acts on a verified webhook event: on ``uninstalled``, ``suspended`` and
+    ``newPermissionsAccepted``, drops the installation's token (here and in the shared store) and
+    the organization's remembered installation; ``Done.value`` is whether it dropped anything."""
+
+    def __init__(self, app: App, event: WebhookEvent) -> None: ...
+
+class Forget(Operation):
+    """Forgets an installation (its id) or an organization (``ByOrganization``), here and in the
+    shared store; ``Done.value`` is ``True``."""
+
+    def __init__(self, app: App, installation_id: InstallationRef) -> None: ...
 
 class RevokeAll(Operation):
     """Revokes every cached token; ``Done.value`` is how many."""

@@ -215,7 +215,7 @@ pub struct icr_header {
 ///
 /// `ptr` is NULL (refused unless `count` is 0) or points to `count` headers, each of whose
 /// pointers is valid for its length.
-unsafe fn headers_in(ptr: *const icr_header, count: usize) -> Result<Vec<(String, Zeroizing<String>)>, Fail> {
+pub(crate) unsafe fn headers_in(ptr: *const icr_header, count: usize) -> Result<Vec<(String, Zeroizing<String>)>, Fail> {
     if count == 0 {
         return Ok(Vec::new());
     }
@@ -241,6 +241,16 @@ unsafe fn headers_in(ptr: *const icr_header, count: usize) -> Result<Vec<(String
             ))
         })
         .collect()
+}
+
+/// The token scope `scope` (an `icr_scope`) names, with `scope_id`.
+pub(crate) fn scope_of(scope: u32, scope_id: &str) -> Result<TokenScope, Fail> {
+    Ok(match scope {
+        0 => TokenScope::App,
+        1 => TokenScope::Installation(InstallationId::new(scope_id)?),
+        2 => TokenScope::Organization(OrganizationId::new(scope_id)?),
+        other => return Err(Fail::invalid(format!("{other} is not an icr_scope"))),
+    })
 }
 
 /// Hands a new operation out through `out`.
@@ -498,12 +508,7 @@ pub unsafe extern "C" fn icr_op_send_as(
             // SAFETY: as above.
             Some(unsafe { bytes(body, body_len, "body") }?.to_vec())
         };
-        let scope = match scope {
-            0 => TokenScope::App,
-            1 => TokenScope::Installation(InstallationId::new(scope_id)?),
-            2 => TokenScope::Organization(OrganizationId::new(scope_id)?),
-            other => return Err(Fail::invalid(format!("{other} is not an icr_scope"))),
-        };
+        let scope = scope_of(scope, scope_id)?;
         let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         make(AnyOperation::send_as(&app.app, scope, method, url, &pairs, body)?, out)
     })

@@ -204,6 +204,22 @@ typedef enum icr_purpose {
 } icr_purpose;
 
 /**
+ * The route the transport policy allows a request (`icr_op_request_route`).
+ */
+typedef enum icr_route {
+  /**
+   * Straight to the host, never through a proxy (loopback hosts, and plain `http://` the
+   * caller has not opted into): with libcurl, `CURLOPT_NOPROXY` `"*"`.
+   */
+  ICR_ROUTE_DIRECT = 1,
+  /**
+   * Through the HTTP stack's proxy, if it has one (`https://`, or plain `http://` with
+   * `allow_insecure_http`).
+   */
+  ICR_ROUTE_PROXY_ALLOWED = 2,
+} icr_route;
+
+/**
  * How a request failed without a response, for `icr_op_handle_failure` (passed as a
  * `uint32_t`).
  */
@@ -920,6 +936,36 @@ enum icr_status icr_op_request_body(const struct icr_op *op, const uint8_t **out
  * As `icr_op_request_method`.
  */
 enum icr_status icr_op_request_purpose(const struct icr_op *op, enum icr_purpose *out);
+
+/**
+ * Applies the core's transport policy to the current Send step's request, before it is sent:
+ * writes the route it may take (`icr_route`), or refuses it with `ICR_STATUS_TRANSPORT`: a
+ * scheme other than `https` or `http`, or credentials over plain `http://` to a host other
+ * than loopback unless `allow_insecure_http` is not 0. A refused request must not be sent:
+ * report it with `icr_op_handle_failure`, `ICR_TRANSPORT_KIND_REFUSED` and this call's
+ * message (`icr_last_error`). The driver also follows no redirect, caps the body
+ * (`icr_transport_defaults`) and times out.
+ *
+ * # Safety
+ *
+ * `op` is live; `out` points to a writable `icr_route`.
+ */
+enum icr_status icr_op_request_route(const struct icr_op *op,
+                                     uint32_t allow_insecure_http,
+                                     enum icr_route *out);
+
+/**
+ * Writes the transport policy's defaults every driver applies: the longest one exchange may
+ * take (30000 ms), the longest connecting may take (10000 ms), and the largest response body
+ * (8 MiB: a larger one is reported as `ICR_TRANSPORT_KIND_BODY_TOO_LARGE`).
+ *
+ * # Safety
+ *
+ * Each out-parameter points to writable memory of its type.
+ */
+enum icr_status icr_transport_defaults(uint64_t *out_timeout_ms,
+                                       uint64_t *out_connect_timeout_ms,
+                                       uint64_t *out_max_body);
 
 /**
  * Lends the current Sign step's message: the bytes to sign (RS256).

@@ -193,7 +193,12 @@ unsafe fn token_outs(
         return Err(Fail::null("buf (with a capacity above 0)"));
     }
     // SAFETY: passed on from the caller's contract.
-    unsafe { Ok((Out::new(out_len, "out_len")?, Out::new(out_expires_at_ms, "out_expires_at_ms")?)) }
+    unsafe {
+        Ok((
+            Out::new(out_len, "out_len")?,
+            Out::new(out_expires_at_ms, "out_expires_at_ms")?,
+        ))
+    }
 }
 
 /// Gets a token for `scope` with `client` and hands it to the caller.

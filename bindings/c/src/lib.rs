@@ -41,17 +41,18 @@ mod status;
 pub use app::{icr_app, icr_app_changes, icr_app_free, icr_app_new, icr_app_new_without_key};
 pub use client::{
     icr_client, icr_client_app_token, icr_client_free, icr_client_installation_token, icr_client_new,
-    icr_client_organization_token, icr_client_request, icr_client_revoke, icr_client_revoke_all,
-    icr_client_stats_json, icr_response, icr_response_body, icr_response_free, icr_response_header,
-    icr_response_header_count, icr_response_status,
+    icr_client_organization_token, icr_client_request, icr_client_revoke, icr_client_revoke_all, icr_client_stats_json,
+    icr_response, icr_response_body, icr_response_free, icr_response_header, icr_response_header_count,
+    icr_response_status,
 };
 pub use op::{
     icr_header, icr_op, icr_op_abandon, icr_op_all_installations, icr_op_app_jwt, icr_op_app_token, icr_op_free,
     icr_op_handle_failure, icr_op_handle_response, icr_op_handle_signature, icr_op_handle_signature_failure,
     icr_op_installation, icr_op_installation_token, icr_op_installations_page, icr_op_organization_installation,
     icr_op_organization_token, icr_op_poll, icr_op_refresher, icr_op_request_body, icr_op_request_header,
-    icr_op_request_header_count, icr_op_request_method, icr_op_request_purpose, icr_op_request_url, icr_op_revoke,
-    icr_op_revoke_all, icr_op_send_as, icr_op_sign_message, icr_purpose, icr_scope, icr_step, icr_transport_kind,
+    icr_op_request_header_count, icr_op_request_method, icr_op_request_purpose, icr_op_request_route,
+    icr_op_request_url, icr_op_revoke, icr_op_revoke_all, icr_op_send_as, icr_op_sign_message, icr_purpose, icr_route,
+    icr_scope, icr_step, icr_transport_defaults, icr_transport_kind,
 };
 pub use options::{
     icr_client_options, icr_client_options_free, icr_client_options_new, icr_client_options_set_allow_insecure_http,

@@ -5,7 +5,7 @@ use std::ffi::c_char;
 use std::time::Duration;
 
 use icr_app_core::{AnyOperation, AnyStep, InstallationId, OrganizationId, PlainRequest, PlainResponse, Purpose};
-use icr_app_core::{SecretString, Timestamp, TokenScope, TransportErrorKind};
+use icr_app_core::{Error, Route, SecretString, Timestamp, TokenScope, TransportErrorKind, TransportPolicy};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::app::{app_mut, icr_app};
@@ -215,7 +215,10 @@ pub struct icr_header {
 ///
 /// `ptr` is NULL (refused unless `count` is 0) or points to `count` headers, each of whose
 /// pointers is valid for its length.
-pub(crate) unsafe fn headers_in(ptr: *const icr_header, count: usize) -> Result<Vec<(String, Zeroizing<String>)>, Fail> {
+pub(crate) unsafe fn headers_in(
+    ptr: *const icr_header,
+    count: usize,
+) -> Result<Vec<(String, Zeroizing<String>)>, Fail> {
     if count == 0 {
         return Ok(Vec::new());
     }
@@ -785,6 +788,97 @@ pub unsafe extern "C" fn icr_op_request_purpose(op: *const icr_op, out: *mut icr
         // SAFETY: as above.
         let request = unsafe { op_ref(op) }?.request()?;
         out.set(request.purpose);
+        Ok(())
+    })
+}
+
+/// The route the transport policy allows a request (`icr_op_request_route`).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub enum icr_route {
+    /// Straight to the host, never through a proxy (loopback hosts, and plain `http://` the
+    /// caller has not opted into): with libcurl, `CURLOPT_NOPROXY` `"*"`.
+    Direct = 1,
+    /// Through the HTTP stack's proxy, if it has one (`https://`, or plain `http://` with
+    /// `allow_insecure_http`).
+    ProxyAllowed = 2,
+}
+
+/// Applies the core's transport policy to the current Send step's request, before it is sent:
+/// writes the route it may take (`icr_route`), or refuses it with `ICR_STATUS_TRANSPORT`: a
+/// scheme other than `https` or `http`, or credentials over plain `http://` to a host other
+/// than loopback unless `allow_insecure_http` is not 0. A refused request must not be sent:
+/// report it with `icr_op_handle_failure`, `ICR_TRANSPORT_KIND_REFUSED` and this call's
+/// message (`icr_last_error`). The driver also follows no redirect, caps the body
+/// (`icr_transport_defaults`) and times out.
+///
+/// # Safety
+///
+/// `op` is live; `out` points to a writable `icr_route`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn icr_op_request_route(
+    op: *const icr_op,
+    allow_insecure_http: u32,
+    out: *mut icr_route,
+) -> icr_status {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let out = unsafe { Out::new(out, "out") }?;
+        // SAFETY: as above.
+        let request = unsafe { op_ref(op) }?.request()?;
+        let url = std::str::from_utf8(without_nul(&request.url)).unwrap_or_default();
+        let mut probe = http::Request::new(());
+        *probe.uri_mut() = url
+            .parse()
+            .map_err(|_| Fail::new(icr_status::Transport, "the request's URL is not valid"))?;
+        for header in &request.headers {
+            let name = http::HeaderName::from_bytes(without_nul(&header.name));
+            let value = http::HeaderValue::from_bytes(without_nul(&header.value));
+            if let (Ok(name), Ok(value)) = (name, value) {
+                probe.headers_mut().append(name, value);
+            }
+        }
+        let policy = TransportPolicy {
+            allow_insecure_http: allow_insecure_http != 0,
+            ..TransportPolicy::default()
+        };
+        match policy.check(&probe) {
+            Ok(Route::Direct) => out.set(icr_route::Direct),
+            Ok(_) => out.set(icr_route::ProxyAllowed),
+            // The bare message, for `icr_op_handle_failure` to wrap as the core does.
+            Err(Error::Transport { message, .. }) => return Err(Fail::new(icr_status::Transport, message)),
+            Err(error) => return Err(error.into()),
+        }
+        Ok(())
+    })
+}
+
+/// Writes the transport policy's defaults every driver applies: the longest one exchange may
+/// take (30000 ms), the longest connecting may take (10000 ms), and the largest response body
+/// (8 MiB: a larger one is reported as `ICR_TRANSPORT_KIND_BODY_TOO_LARGE`).
+///
+/// # Safety
+///
+/// Each out-parameter points to writable memory of its type.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn icr_transport_defaults(
+    out_timeout_ms: *mut u64,
+    out_connect_timeout_ms: *mut u64,
+    out_max_body: *mut u64,
+) -> icr_status {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let out_timeout_ms = unsafe { Out::new(out_timeout_ms, "out_timeout_ms") }?;
+        // SAFETY: as above.
+        let out_connect_timeout_ms = unsafe { Out::new(out_connect_timeout_ms, "out_connect_timeout_ms") }?;
+        // SAFETY: as above.
+        let out_max_body = unsafe { Out::new(out_max_body, "out_max_body") }?;
+        let policy = TransportPolicy::default();
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        out_timeout_ms.set(millis(policy.timeout));
+        out_connect_timeout_ms.set(millis(policy.connect_timeout));
+        out_max_body.set(policy.max_body);
         Ok(())
     })
 }

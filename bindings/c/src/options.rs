@@ -124,7 +124,10 @@ impl Signer for CSigner {
         match self.call(message, 1024)? {
             Ok(signature) => Ok(signature),
             Err(needed) => self.call(message, needed)?.map_err(|_| {
-                Error::Signing("the signer asked for a larger buffer twice; it must sign once given the room it asked for".to_owned())
+                Error::Signing(
+                    "the signer asked for a larger buffer twice; it must sign once given the room it asked for"
+                        .to_owned(),
+                )
             }),
         }
     }

@@ -333,10 +333,13 @@ fn failures_print_the_core_error_and_no_credential() {
         assert_eq!(setup.mint_statuses(), [404, 401], "{driver:?}");
 
         // A bad installation id and a bad key: refused before anything is sent.
-        check_failure(&run(driver, &["--installation", "../x"], &env), "invalid installation id");
+        check_failure(
+            &run(driver, &["--installation", "bad id"], &env),
+            "invalid installation id",
+        );
         let garbage = KeyFile::new("not a key", &format!("{}-garbage", driver.name()));
         check_failure(&run(driver, &["--private-key", garbage.path()], &env), "private key: ");
-        assert_eq!(setup.mint_statuses(), [], "{driver:?}");
+        assert!(setup.mint_statuses().is_empty(), "{driver:?}");
 
         // An unreachable registry (a port nothing listens on): a connection failure, retried
         // as the core decides, then its message.

@@ -227,9 +227,9 @@ static void test_tokens_and_requests(void) {
                                                sizeof a.text, &len, &expires),
                  ICR_STATUS_NOT_FOUND);
     CHECK(strstr(last_error(), "404") != NULL);
-    CHECK_STATUS(icr_client_installation_token(client, S("../x"), 0, a.text, sizeof a.text, &len, &expires),
+    CHECK_STATUS(icr_client_installation_token(client, S("bad id"), 0, a.text, sizeof a.text, &len, &expires),
                  ICR_STATUS_CONFIG);
-    CHECK_STATUS(icr_client_organization_token(client, S("../x"), 0, a.text, sizeof a.text, &len, &expires),
+    CHECK_STATUS(icr_client_organization_token(client, S("bad id"), 0, a.text, sizeof a.text, &len, &expires),
                  ICR_STATUS_CONFIG);
 
     /* The organization's installation is the first one: its token. */

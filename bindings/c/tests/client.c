@@ -273,14 +273,15 @@ static void test_tokens_and_requests(void) {
         CHECK_STATUS(icr_response_body(response, NULL, &body_len), ICR_STATUS_NULL_ARGUMENT);
         icr_response_free(response);
 
-        /* Any status is a response: a 404 as an installation, with an absolute URL. */
+        /* Any status is a response: an organization the installation does not belong to (403),
+         * with an absolute URL. */
         snprintf(path, sizeof path, "%s/organizations/00000000-0000-4000-8000-000000000000", base_url);
         response = NULL;
         CHECK_STATUS(icr_client_request(client, ICR_SCOPE_INSTALLATION, T(installation), S("GET"), T(path), NULL, 0,
                                         NULL, 0, &response),
                      ICR_STATUS_OK);
         CHECK_STATUS(icr_response_status(response, &status), ICR_STATUS_OK);
-        CHECK(status == 404);
+        CHECK(status == 403);
         icr_response_free(response);
 
         /* Refused before sending: a bad method, a bad scope, another host, a bad header. */

@@ -3,7 +3,8 @@
 # compiles the header as C99 and as C++ with every warning an error, then:
 #   - tests/sans_io.c (the sans-IO layer against a canned registry written in C) and
 #     tests/client.c (the blocking client against `icr-app mock` over loopback HTTP; its signer
-#     signs with the `openssl` command), each as C99 with every warning an error, under
+#     signs with the `openssl` command; two of its clients share a redis-server started here),
+#     each as C99 with every warning an error, under
 #     AddressSanitizer and UndefinedBehaviorSanitizer, then again under Valgrind (no error, no
 #     leak);
 #   - the examples, compiled exactly as the README says, run against the mock:
@@ -22,8 +23,10 @@ target=${CARGO_TARGET_DIR:-$root/target}/debug
 key="$root/core/tests/fixtures/keys/rsa2048-pkcs8.pem"
 out=$(mktemp -d)
 mock_pid=
+redis_pid=
 cleanup() {
     if [ -n "$mock_pid" ]; then kill "$mock_pid" 2>/dev/null || true; wait "$mock_pid" 2>/dev/null || true; fi
+    if [ -n "$redis_pid" ]; then kill "$redis_pid" 2>/dev/null || true; wait "$redis_pid" 2>/dev/null || true; fi
     rm -rf "$out"
 }
 trap cleanup EXIT
@@ -67,13 +70,35 @@ done
 # ICR_ORGANIZATION_ID.
 eval "$(grep '^export ' "$out/mock.txt")"
 
+# A Redis of the test's own for the shared store (redis-server, installed by ./run-tests), on a
+# port picked from the process id; the test is left out when redis-server is missing.
+if command -v redis-server >/dev/null 2>&1; then
+    port=$((20000 + $$ % 20000))
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$out" > "$out/redis.log" 2>&1 &
+    redis_pid=$!
+    tries=0
+    until [ "$(redis-cli -p "$port" ping 2>/dev/null)" = "PONG" ]; do
+        tries=$((tries + 1))
+        if [ "$tries" -gt 100 ] || ! kill -0 "$redis_pid" 2>/dev/null; then
+            echo "redis-server did not start:" >&2
+            cat "$out/redis.log" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    export ICR_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
+else
+    echo "redis-server is missing: the client test's Redis case is left out (./run-tests installs it)"
+fi
+
 echo "== tests/client.c with AddressSanitizer and UndefinedBehaviorSanitizer"
 $CC $warn $asan -pthread -I"$here/include" "$here/tests/client.c" -o "$out/client_asan" $link
 "$out/client_asan"
+[ -n "$redis_pid" ] && redis-cli -p "$port" flushall > /dev/null
 
 echo "== tests/client.c under Valgrind"
 $CC $warn -g -pthread -I"$here/include" "$here/tests/client.c" -o "$out/client" $link
-$grind "$out/client"
+$grind --suppressions="$here/valgrind.supp" "$out/client"
 
 echo "== examples/installation_token.c (the sans-IO layer over libcurl), built as the README says"
 (cd "$root" && $CC -std=c99 -I bindings/c/include bindings/c/examples/installation_token.c -L "$target" -licr_app -lcurl \

@@ -534,6 +534,35 @@ static void test_unreachable(void) {
     pthread_mutex_destroy(&log.lock);
 }
 
+/* Two clients sharing a real Redis (ICR_TEST_REDIS_URL, started by run-tests.sh): the second
+ * reads the token the first minted instead of minting. */
+static void test_redis(const char *url) {
+    icr_app *app = keyed_app();
+    icr_client_options *options = NULL;
+    icr_client *first = NULL, *second = NULL;
+    struct token a, b;
+    char stats[1024];
+    size_t needed = 0;
+    icr_client_options_new(&options);
+    CHECK_STATUS(icr_client_options_set_redis_url(options, T(url)), ICR_STATUS_OK);
+    CHECK_STATUS(icr_client_new(app, options, &first), ICR_STATUS_OK);
+    CHECK_STATUS(icr_client_new(app, options, &second), ICR_STATUS_OK);
+    CHECK_STATUS(icr_client_organization_token(first, T(organization), 0, a.text, sizeof a.text, &a.len,
+                                               &a.expires_at_ms),
+                 ICR_STATUS_OK);
+    CHECK_STATUS(icr_client_organization_token(second, T(organization), 0, b.text, sizeof b.text, &b.len,
+                                               &b.expires_at_ms),
+                 ICR_STATUS_OK);
+    CHECK(strcmp(a.text, b.text) == 0);
+    CHECK_STATUS(icr_client_stats_json(second, stats, sizeof stats, &needed), ICR_STATUS_OK);
+    CHECK(strstr(stats, "\"mints\":0,") != NULL && strstr(stats, "\"shared_hits\":1,") != NULL);
+    if (strstr(stats, "\"shared_hits\":1,") == NULL) fprintf(stderr, "stats: %s\n", stats);
+    icr_client_free(first);
+    icr_client_free(second);
+    icr_client_options_free(options);
+    icr_app_free(app);
+}
+
 int main(void) {
     base_url = getenv("ICR_BASE_URL");
     app_id = getenv("ICR_APP_ID");
@@ -556,6 +585,11 @@ int main(void) {
     test_threads();
     test_signer();
     test_unreachable();
+    if (getenv("ICR_TEST_REDIS_URL") != NULL) {
+        test_redis(getenv("ICR_TEST_REDIS_URL"));
+    } else {
+        printf("client: ICR_TEST_REDIS_URL not set: the Redis test did not run\n");
+    }
     memset(key, 0, key_len);
     free(key);
     printf("client: %d checks, %d failed\n", checks, failures);

@@ -297,6 +297,29 @@ pub(crate) unsafe fn op_ref<'a>(ptr: *const icr_op) -> Result<&'a icr_op, Fail> 
     unsafe { ptr.as_ref() }.ok_or_else(|| Fail::null("op"))
 }
 
+/// The body of an accessor that lends bytes of an operation through `out` and `out_len`: checks
+/// both out-parameters (in that order), borrows the operation, and lends what `pick` chooses.
+///
+/// # Safety
+///
+/// `op` is NULL (refused) or a live operation no one changes during the call; `out` and
+/// `out_len` are NULL (refused) or writable.
+pub(crate) unsafe fn lend_from<T>(
+    op: *const icr_op,
+    out: *mut *const T,
+    out_len: *mut usize,
+    pick: fn(&icr_op) -> Result<&[u8], Fail>,
+) -> icr_status {
+    guard(|| {
+        // SAFETY: passed on from the caller's contract.
+        let (out, out_len) = unsafe { (Out::new(out, "out")?, Out::new(out_len, "out_len")?) };
+        // SAFETY: as above.
+        let op = unsafe { op_ref(op) }?;
+        lend(pick(op)?, out, out_len);
+        Ok(())
+    })
+}
+
 impl icr_op {
     /// The result, once done.
     pub(crate) fn done(&self) -> Result<&Done, Fail> {
@@ -662,14 +685,8 @@ pub unsafe extern "C" fn icr_op_request_method(
     out: *mut *const c_char,
     out_len: *mut usize,
 ) -> icr_status {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let (out, out_len) = unsafe { (Out::new(out, "out")?, Out::new(out_len, "out_len")?) };
-        // SAFETY: as above.
-        let request = unsafe { op_ref(op) }?.request()?;
-        lend(without_nul(&request.method), out, out_len);
-        Ok(())
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe { lend_from(op, out, out_len, |op| Ok(without_nul(&op.request()?.method))) }
 }
 
 /// Lends the current Send step's absolute URL, NUL-terminated (the NUL not counted).
@@ -683,14 +700,8 @@ pub unsafe extern "C" fn icr_op_request_url(
     out: *mut *const c_char,
     out_len: *mut usize,
 ) -> icr_status {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let (out, out_len) = unsafe { (Out::new(out, "out")?, Out::new(out_len, "out_len")?) };
-        // SAFETY: as above.
-        let request = unsafe { op_ref(op) }?.request()?;
-        lend(without_nul(&request.url), out, out_len);
-        Ok(())
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe { lend_from(op, out, out_len, |op| Ok(without_nul(&op.request()?.url))) }
 }
 
 /// Writes how many headers the current Send step's request has.
@@ -765,14 +776,8 @@ pub unsafe extern "C" fn icr_op_request_body(
     out: *mut *const u8,
     out_len: *mut usize,
 ) -> icr_status {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let (out, out_len) = unsafe { (Out::new(out, "out")?, Out::new(out_len, "out_len")?) };
-        // SAFETY: as above.
-        let request = unsafe { op_ref(op) }?.request()?;
-        lend(&request.body, out, out_len);
-        Ok(())
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe { lend_from(op, out, out_len, |op| Ok(&op.request()?.body)) }
 }
 
 /// Writes what the current Send step's request is for (`icr_purpose`).
@@ -894,17 +899,13 @@ pub unsafe extern "C" fn icr_op_sign_message(
     out: *mut *const u8,
     out_len: *mut usize,
 ) -> icr_status {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let (out, out_len) = unsafe { (Out::new(out, "out")?, Out::new(out_len, "out_len")?) };
-        // SAFETY: as above.
-        let op = unsafe { op_ref(op) }?;
-        let Lent::Sign(message) = &op.step else {
-            return Err(Fail::state("the current step is not a Sign"));
-        };
-        lend(message, out, out_len);
-        Ok(())
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        lend_from(op, out, out_len, |op| match &op.step {
+            Lent::Sign(message) => Ok(message),
+            _ => Err(Fail::state("the current step is not a Sign")),
+        })
+    }
 }
 
 /// Hands back the response to request `id`, whatever its status: `status`, every header

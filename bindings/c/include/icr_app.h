@@ -1,5 +1,6 @@
 /*
- * icr_app.h: the C ABI of the ICR App SDK (International Carbon Registry apps), sans-IO layer.
+ * icr_app.h: the C ABI of the ICR App SDK (International Carbon Registry apps): the sans-IO
+ * layer (icr_app, icr_op) and the blocking client (icr_client_options, icr_client, icr_response).
  *
  * Link with -licr_app (libicr_app.so or libicr_app.a; the static library also needs
  * -lpthread -ldl -lm). See bindings/c/README.md for the driving loop.
@@ -23,6 +24,11 @@
  *   must be behind one lock of the caller's, held across each such call and never while
  *   sending, sleeping or waiting. Used by one thread at a time, it needs no lock.
  * - icr_op: one thread at a time (it may move between threads); always with the same app.
+ * - icr_client: thread-safe: any number of threads may call it at once, with no lock of theirs
+ *   (icr_client_free excepted, which must not overlap any other call on it). Its signer and log
+ *   sink functions are called from those threads.
+ * - icr_client_options: one thread at a time; icr_client_new copies it.
+ * - icr_response: read-only; any thread may read it.
  * - The last error (icr_last_error) is per thread.
  */
 
@@ -198,6 +204,22 @@ typedef enum icr_purpose {
 } icr_purpose;
 
 /**
+ * The route the transport policy allows a request (`icr_op_request_route`).
+ */
+typedef enum icr_route {
+  /**
+   * Straight to the host, never through a proxy (loopback hosts, and plain `http://` the
+   * caller has not opted into): with libcurl, `CURLOPT_NOPROXY` `"*"`.
+   */
+  ICR_ROUTE_DIRECT = 1,
+  /**
+   * Through the HTTP stack's proxy, if it has one (`https://`, or plain `http://` with
+   * `allow_insecure_http`).
+   */
+  ICR_ROUTE_PROXY_ALLOWED = 2,
+} icr_route;
+
+/**
  * How a request failed without a response, for `icr_op_handle_failure` (passed as a
  * `uint32_t`).
  */
@@ -251,6 +273,32 @@ typedef enum icr_scope {
 } icr_scope;
 
 /**
+ * The level of a log record (passed as a `uint32_t`).
+ */
+typedef enum icr_log_level {
+  /**
+   * Something failed for good.
+   */
+  ICR_LOG_LEVEL_ERROR = 1,
+  /**
+   * Worth a look: a retry, the shared store set aside.
+   */
+  ICR_LOG_LEVEL_WARN = 2,
+  /**
+   * Informational.
+   */
+  ICR_LOG_LEVEL_INFO = 3,
+  /**
+   * Each request (method, path, status, time) and each token fetched.
+   */
+  ICR_LOG_LEVEL_DEBUG = 4,
+  /**
+   * More detail.
+   */
+  ICR_LOG_LEVEL_TRACE = 5,
+} icr_log_level;
+
+/**
  * One ICR app: its id, its key (unless it signs outside), the registry's base URL, the learned
  * clock offset and the token cache. Made by `icr_app_new` or `icr_app_new_without_key`, freed
  * by `icr_app_free`.
@@ -261,6 +309,26 @@ typedef enum icr_scope {
  * time needs no lock, and may move between threads.
  */
 typedef struct icr_app icr_app;
+
+/**
+ * A blocking client: its own app (made from an `icr_app`'s id, key and base URL, with the
+ * options' settings), its token cache, its connections, and the optional Redis store, signer
+ * and log sink. Made by `icr_client_new`, freed by `icr_client_free`.
+ *
+ * Threads: thread-safe. Any number of threads may call it at once with no lock of theirs:
+ * threads asking for one installation's token cause one mint between them, and never hold up
+ * other installations. Only `icr_client_free` must not overlap another call.
+ */
+typedef struct icr_client icr_client;
+
+/**
+ * The settings of a blocking client, for `icr_client_new`: made by `icr_client_options_new`,
+ * changed by the `icr_client_options_set_*` calls, freed by `icr_client_options_free` (once
+ * the client is made, or any time: the client keeps a copy).
+ *
+ * Threads: one thread at a time; it may move between threads.
+ */
+typedef struct icr_client_options icr_client_options;
 
 /**
  * One operation: a token, the app JWT, an installation, a page, a request sent as a scope, a
@@ -274,6 +342,14 @@ typedef struct icr_app icr_app;
  * `icr_op_free`.
  */
 typedef struct icr_op icr_op;
+
+/**
+ * A response the blocking client received: status, headers and body, kept until
+ * `icr_response_free` (the body is wiped then). Made by `icr_client_request`.
+ *
+ * Threads: read-only; any thread may read it, and several at once.
+ */
+typedef struct icr_response icr_response;
 
 /**
  * A header as the caller passes one in (a response's, or a request's for
@@ -297,6 +373,38 @@ typedef struct icr_header {
    */
   size_t value_len;
 } icr_header;
+
+/**
+ * Signs for a client whose app was made by `icr_app_new_without_key` (a KMS, an HSM): writes
+ * the RS256 (RSASSA-PKCS1-v1_5 with SHA-256) signature of the `message_len` bytes at `message`
+ * into `signature` (`signature_cap` bytes, 1024 at first: room for an 8192-bit key) and its
+ * length to `*out_signature_len`, and returns `ICR_STATUS_OK`. When the buffer is too small,
+ * it writes the length it needs to `*out_signature_len` and returns
+ * `ICR_STATUS_BUFFER_TOO_SMALL`: it is called once more with that much room. Any other status
+ * is a failure: the call that needed the JWT fails with `ICR_STATUS_SIGNING`.
+ *
+ * It is called from the thread of a client call that needs a new app JWT (about every eight
+ * minutes, once however many threads need it), outside the client's locks. It must not call
+ * the client. `user_data` is the pointer given with it.
+ */
+typedef uint32_t (*icr_sign_fn)(void *user_data,
+                                const uint8_t *message,
+                                size_t message_len,
+                                uint8_t *signature,
+                                size_t signature_cap,
+                                size_t *out_signature_len);
+
+/**
+ * Receives the client's log records: `level` (an `icr_log_level`), and the message, UTF-8,
+ * `message_len` bytes followed by a NUL (not counted), lent for the call only. For example
+ * `request method=POST path=/app/installations/7/accessTokens status=201 took_ms=3.1`
+ * (DEBUG), or `retrying what=token mint attempt=1 max_attempts=4 wait_ms=1000 cause=...`
+ * (WARN). Never a key, a token, a JWT or a header.
+ *
+ * It is called on the thread of the client call the record comes from, while the call runs.
+ * It must not call the client. `user_data` is the pointer given with it.
+ */
+typedef void (*icr_log_fn)(void *user_data, uint32_t level, const char *message, size_t message_len);
 
 #ifdef __cplusplus
 extern "C" {
@@ -369,6 +477,223 @@ void icr_app_free(struct icr_app *app);
  * writable.
  */
 enum icr_status icr_app_changes(const struct icr_app *app, uint64_t *out);
+
+/**
+ * Makes a blocking client and writes it to `*out` (free it with `icr_client_free`).
+ *
+ * - `app`: its id, key (or its lack of one) and base URL are copied: the client has its own
+ *   token cache; `app` is still the caller's, to free whenever.
+ * - `options`: the settings (`icr_client_options_*`), copied; NULL for every default.
+ *
+ * An app made by `icr_app_new_without_key` needs a signer (`icr_client_options_set_signer`),
+ * and an app with its key takes none: `ICR_STATUS_CONFIG` otherwise, as for a bad base URL,
+ * user agent or Redis URL (the message never quotes the URL).
+ *
+ * # Safety
+ *
+ * `app` is NULL (refused) or a live app not changed by another thread during the call;
+ * `options` is NULL or live; `out` points to a writable `icr_client *`.
+ */
+enum icr_status icr_client_new(const struct icr_app *app,
+                               const struct icr_client_options *options,
+                               struct icr_client **out);
+
+/**
+ * Frees a client (its cached tokens are wiped; they are not revoked: call
+ * `icr_client_revoke_all` first for that). NULL does nothing.
+ *
+ * # Safety
+ *
+ * `client` is NULL or made by `icr_client_new` and not freed yet, and no other call on it is
+ * running or starts afterwards.
+ */
+void icr_client_free(struct icr_client *client);
+
+/**
+ * An installation access token for the installation `installation_id`, from the cache or
+ * minted (retried as the core decides), with at least `min_life_ms` milliseconds left (0: the
+ * default, 60 s). The token is copied into `buf` (`cap` bytes) followed by a NUL, its length
+ * (the NUL not counted) written to `*out_len` and its expiry (Unix milliseconds, as the
+ * registry said) to `*out_expires_at_ms`.
+ *
+ * When `cap` is not above the token's length, nothing is copied, `*out_len` is still written
+ * and the status is `ICR_STATUS_BUFFER_TOO_SMALL`: call again with `*out_len + 1` bytes (the
+ * token is served from the cache). `buf` may be NULL when `cap` is 0. Tokens are about 40
+ * bytes; 256 is plenty. The token is a secret: wipe your copy when done, never log it.
+ *
+ * Errors: the core's (`ICR_STATUS_NOT_FOUND`, `ICR_STATUS_UNAUTHORIZED`, `ICR_STATUS_SERVER`,
+ * `ICR_STATUS_TRANSPORT`, ...), with the message in `icr_last_error`.
+ *
+ * # Safety
+ *
+ * `client` is live; `installation_id` is NULL (refused) or points to `installation_id_len`
+ * readable bytes; `buf` is NULL (only with `cap` 0) or points to `cap` writable bytes; the
+ * out-parameters point to writable memory of their types.
+ */
+enum icr_status icr_client_installation_token(const struct icr_client *client,
+                                              const char *installation_id,
+                                              size_t installation_id_len,
+                                              uint64_t min_life_ms,
+                                              char *buf,
+                                              size_t cap,
+                                              size_t *out_len,
+                                              int64_t *out_expires_at_ms);
+
+/**
+ * The access token of the app's installation on the organization `organization_id` (looked up
+ * once, then remembered), as `icr_client_installation_token`.
+ *
+ * # Safety
+ *
+ * As `icr_client_installation_token`.
+ */
+enum icr_status icr_client_organization_token(const struct icr_client *client,
+                                              const char *organization_id,
+                                              size_t organization_id_len,
+                                              uint64_t min_life_ms,
+                                              char *buf,
+                                              size_t cap,
+                                              size_t *out_len,
+                                              int64_t *out_expires_at_ms);
+
+/**
+ * An app access token (`POST /app/accessTokens`), as `icr_client_installation_token`.
+ *
+ * # Safety
+ *
+ * As `icr_client_installation_token`.
+ */
+enum icr_status icr_client_app_token(const struct icr_client *client,
+                                     uint64_t min_life_ms,
+                                     char *buf,
+                                     size_t cap,
+                                     size_t *out_len,
+                                     int64_t *out_expires_at_ms);
+
+/**
+ * Sends any request authorised with the token of `scope` (an `icr_scope`: the app, the
+ * installation `scope_id`, or the app's installation on the organization `scope_id`), and
+ * writes the response, whatever its status, to `*out` (free it with `icr_response_free`).
+ * `url` is a path starting with `/` (the standard headers are then added) or an absolute URL
+ * on the registry (a token goes to no other host). `headers` replace any of the same name;
+ * `body` NULL is no body. A token the registry refuses (401) is minted again and the request
+ * sent once more. No redirect is followed.
+ *
+ * Errors: no response (`ICR_STATUS_TRANSPORT`), no token (the core's status), a bad method,
+ * URL or header (`ICR_STATUS_CONFIG`; a header value is never quoted).
+ *
+ * # Safety
+ *
+ * `client` is live; every pointer is NULL (refused unless its length or count is 0) or valid
+ * for its length or count; `out` points to a writable `icr_response *`.
+ */
+enum icr_status icr_client_request(const struct icr_client *client,
+                                   uint32_t scope,
+                                   const char *scope_id,
+                                   size_t scope_id_len,
+                                   const char *method,
+                                   size_t method_len,
+                                   const char *url,
+                                   size_t url_len,
+                                   const struct icr_header *headers,
+                                   size_t header_count,
+                                   const uint8_t *body,
+                                   size_t body_len,
+                                   struct icr_response **out);
+
+/**
+ * Writes the response's HTTP status (200, 404, ...).
+ *
+ * # Safety
+ *
+ * `response` is live; `out` points to a writable `uint16_t`.
+ */
+enum icr_status icr_response_status(const struct icr_response *response, uint16_t *out);
+
+/**
+ * Writes how many headers the response has.
+ *
+ * # Safety
+ *
+ * `response` is live; `out` points to a writable `size_t`.
+ */
+enum icr_status icr_response_header_count(const struct icr_response *response, size_t *out);
+
+/**
+ * Lends header `index` (from 0) of the response: its name (lower case) and value, each
+ * NUL-terminated (the NUL not counted), until `icr_response_free`.
+ *
+ * # Safety
+ *
+ * `response` is live; the out-parameters point to writable memory of their types.
+ */
+enum icr_status icr_response_header(const struct icr_response *response,
+                                    size_t index,
+                                    const char **out_name,
+                                    size_t *out_name_len,
+                                    const char **out_value,
+                                    size_t *out_value_len);
+
+/**
+ * Lends the response's body until `icr_response_free` (possibly empty: then the pointer is not
+ * NULL but must not be read).
+ *
+ * # Safety
+ *
+ * `response` is live; the out-parameters point to writable memory of their types.
+ */
+enum icr_status icr_response_body(const struct icr_response *response,
+                                  const uint8_t **out,
+                                  size_t *out_len);
+
+/**
+ * Frees a response (its body is wiped). NULL does nothing.
+ *
+ * # Safety
+ *
+ * `response` is NULL or made by `icr_client_request` and not freed yet; nothing it lent is
+ * used afterwards.
+ */
+void icr_response_free(struct icr_response *response);
+
+/**
+ * Revokes the access token `token` (`DELETE /app/installations/token`) and drops it from the
+ * client's cache.
+ *
+ * # Safety
+ *
+ * `client` is live; `token` is NULL (refused) or points to `token_len` readable bytes.
+ */
+enum icr_status icr_client_revoke(const struct icr_client *client,
+                                  const char *token,
+                                  size_t token_len);
+
+/**
+ * Revokes every token the client has cached (after the mints in flight) and empties its
+ * cache; writes how many were revoked. Call it on shutdown.
+ *
+ * # Safety
+ *
+ * `client` is live; `out_count` points to a writable `size_t`.
+ */
+enum icr_status icr_client_revoke_all(const struct icr_client *client, size_t *out_count);
+
+/**
+ * Copies the client's counters as one JSON object into `buf` (`cap` bytes), as
+ * `icr_last_error` copies (NUL-terminated, the length it needs in `*out_needed`, NUL included;
+ * `ICR_STATUS_BUFFER_TOO_SMALL` when cut): `{"hits": ..., "misses": ..., "mints": ...,
+ * "refreshes": ..., "failures": {"server": ...}, "waits": ..., "shared_hits": ...,
+ * "shared_fallbacks": ..., "lookups": ..., "shared_lookups": ...}`.
+ *
+ * # Safety
+ *
+ * `client` is live; `buf` is NULL or points to `cap` writable bytes; `out_needed` points to a
+ * writable `size_t`.
+ */
+enum icr_status icr_client_stats_json(const struct icr_client *client,
+                                      char *buf,
+                                      size_t cap,
+                                      size_t *out_needed);
 
 /**
  * An installation access token for the installation `installation_id`, with at least
@@ -613,6 +938,36 @@ enum icr_status icr_op_request_body(const struct icr_op *op, const uint8_t **out
 enum icr_status icr_op_request_purpose(const struct icr_op *op, enum icr_purpose *out);
 
 /**
+ * Applies the core's transport policy to the current Send step's request, before it is sent:
+ * writes the route it may take (`icr_route`), or refuses it with `ICR_STATUS_TRANSPORT`: a
+ * scheme other than `https` or `http`, or credentials over plain `http://` to a host other
+ * than loopback unless `allow_insecure_http` is not 0. A refused request must not be sent:
+ * report it with `icr_op_handle_failure`, `ICR_TRANSPORT_KIND_REFUSED` and this call's
+ * message (`icr_last_error`). The driver also follows no redirect, caps the body
+ * (`icr_transport_defaults`) and times out.
+ *
+ * # Safety
+ *
+ * `op` is live; `out` points to a writable `icr_route`.
+ */
+enum icr_status icr_op_request_route(const struct icr_op *op,
+                                     uint32_t allow_insecure_http,
+                                     enum icr_route *out);
+
+/**
+ * Writes the transport policy's defaults every driver applies: the longest one exchange may
+ * take (30000 ms), the longest connecting may take (10000 ms), and the largest response body
+ * (8 MiB: a larger one is reported as `ICR_TRANSPORT_KIND_BODY_TOO_LARGE`).
+ *
+ * # Safety
+ *
+ * Each out-parameter points to writable memory of its type.
+ */
+enum icr_status icr_transport_defaults(uint64_t *out_timeout_ms,
+                                       uint64_t *out_connect_timeout_ms,
+                                       uint64_t *out_max_body);
+
+/**
  * Lends the current Sign step's message: the bytes to sign (RS256).
  *
  * # Safety
@@ -698,6 +1053,140 @@ enum icr_status icr_op_handle_signature_failure(struct icr_op *op,
  * As `icr_op_poll`.
  */
 enum icr_status icr_op_abandon(struct icr_op *op, struct icr_app *app, int64_t now_ms);
+
+/**
+ * Makes options with every default (the app's base URL, a 30 s timeout per request, 3 retries,
+ * no store, no signer, no log sink) and writes them to `*out`; free them with
+ * `icr_client_options_free`.
+ *
+ * # Safety
+ *
+ * `out` points to a writable `icr_client_options *`.
+ */
+enum icr_status icr_client_options_new(struct icr_client_options **out);
+
+/**
+ * Frees options (the Redis URL and the sealing secret are wiped). NULL does nothing.
+ *
+ * # Safety
+ *
+ * `options` is NULL or made by `icr_client_options_new` and not freed yet.
+ */
+void icr_client_options_free(struct icr_client_options *options);
+
+/**
+ * Sets the registry's base URL (e.g. `http://127.0.0.1:8080`), replacing the app's; length 0
+ * keeps the app's. Checked by `icr_client_new`.
+ *
+ * # Safety
+ *
+ * `options` is live; `url` is NULL (refused unless `url_len` is 0) or points to `url_len`
+ * readable bytes.
+ */
+enum icr_status icr_client_options_set_base_url(struct icr_client_options *options,
+                                                const char *url,
+                                                size_t url_len);
+
+/**
+ * Sets the `user-agent` the client sends (length 0: the default). Checked by `icr_client_new`.
+ *
+ * # Safety
+ *
+ * As `icr_client_options_set_base_url`.
+ */
+enum icr_status icr_client_options_set_user_agent(struct icr_client_options *options,
+                                                  const char *user_agent,
+                                                  size_t user_agent_len);
+
+/**
+ * Sets the longest one request and its response may take, in milliseconds (default 30000;
+ * connecting gets the shorter of 10 s and this). 0 is `ICR_STATUS_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ *
+ * `options` is live.
+ */
+enum icr_status icr_client_options_set_timeout_ms(struct icr_client_options *options,
+                                                  uint64_t timeout_ms);
+
+/**
+ * Sets how many times a failed mint or app call (a 5xx, a 429, no response) is tried again
+ * (default 3, within 30 s of waiting in all; `Retry-After` is honoured); 0: never.
+ *
+ * # Safety
+ *
+ * `options` is live.
+ */
+enum icr_status icr_client_options_set_retries(struct icr_client_options *options,
+                                               uint32_t retries);
+
+/**
+ * Allows (`allow` not 0) credentials over plain `http://` to hosts other than loopback
+ * (default: refused; loopback is always allowed). Only for a registry on a trusted network.
+ *
+ * # Safety
+ *
+ * `options` is live.
+ */
+enum icr_status icr_client_options_set_allow_insecure_http(struct icr_client_options *options,
+                                                           uint32_t allow);
+
+/**
+ * Shares tokens with other processes through the Redis at `url`
+ * (`redis://[user:password@]host[:port][/db]`, `rediss://` for TLS): one mint per
+ * installation between them. The URL is wiped when the options and the client are freed and
+ * never shown (a password in it is replaced by `***`). Checked by `icr_client_new`, which
+ * connects lazily. An app made by `icr_app_new_without_key` also needs a sealing secret
+ * (`icr_client_options_set_sealing_secret`).
+ *
+ * # Safety
+ *
+ * As `icr_client_options_set_base_url`.
+ */
+enum icr_status icr_client_options_set_redis_url(struct icr_client_options *options,
+                                                 const char *url,
+                                                 size_t url_len);
+
+/**
+ * For an app made by `icr_app_new_without_key` with a Redis store: the secret tokens are
+ * sealed under in the store, the same in every process, at least 32 random bytes (an app with
+ * its key derives it from the key). Copied, and wiped when freed.
+ *
+ * # Safety
+ *
+ * `options` is live; `secret` is NULL (refused unless `secret_len` is 0) or points to
+ * `secret_len` readable bytes.
+ */
+enum icr_status icr_client_options_set_sealing_secret(struct icr_client_options *options,
+                                                      const uint8_t *secret,
+                                                      size_t secret_len);
+
+/**
+ * Sets the signer of a client whose app was made by `icr_app_new_without_key` (see
+ * `icr_sign_fn`); `user_data` is passed to every call. Required for such an app, refused for
+ * an app with its key (by `icr_client_new`).
+ *
+ * # Safety
+ *
+ * `options` is live; `sign` is NULL (refused) or a function with `icr_sign_fn`'s contract,
+ * callable from any thread with `user_data` for as long as the client lives.
+ */
+enum icr_status icr_client_options_set_signer(struct icr_client_options *options,
+                                              icr_sign_fn sign,
+                                              void *user_data);
+
+/**
+ * Sets a log sink (see `icr_log_fn`): every record of the client's calls at `ICR_LOG_LEVEL_DEBUG`
+ * and above goes to `log` with `user_data`; filter by level there. NULL removes it.
+ *
+ * # Safety
+ *
+ * `options` is live; `log` is NULL or a function with `icr_log_fn`'s contract, callable from
+ * any thread with `user_data` for as long as the client lives.
+ */
+enum icr_status icr_client_options_set_log_sink(struct icr_client_options *options,
+                                                icr_log_fn log,
+                                                void *user_data);
 
 /**
  * How a finished operation ended: `ICR_STATUS_OK` when it succeeded, else its error's status

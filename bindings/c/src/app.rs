@@ -18,25 +18,47 @@ use crate::status::{Fail, guard, icr_status};
 /// time needs no lock, and may move between threads.
 pub struct icr_app {
     pub(crate) app: App,
+    /// What the app was made from, for `icr_client_new`, which makes the client's own app.
+    pub(crate) recipe: Recipe,
+}
+
+/// An app's id, key (none for an app without one) and base URL as given (empty: the default).
+#[derive(Clone)]
+pub(crate) struct Recipe {
+    pub(crate) app_id: String,
+    pub(crate) key: Option<AppKey>,
+    pub(crate) base_url: String,
+}
+
+impl Recipe {
+    /// A builder for an app with this id, key and base URL (`base_url` replaces it when not
+    /// empty).
+    pub(crate) fn builder(&self, base_url: &str) -> AppBuilder {
+        let builder = match &self.key {
+            Some(key) => App::builder(self.app_id.clone(), key.clone()),
+            None => App::builder_without_key(self.app_id.clone()),
+        };
+        let base_url = if base_url.is_empty() { &self.base_url } else { base_url };
+        if base_url.is_empty() {
+            builder
+        } else {
+            builder.base_url(base_url)
+        }
+    }
 }
 
 /// A seed for the back-off jitter: randomness from the standard library's hasher keys (no
 /// clock: the library reads none).
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u8(0);
     hasher.finish()
 }
 
-/// Builds the app from `builder` and the optional base URL, and hands it out.
-fn build(builder: AppBuilder, base_url: &str, out: Out<*mut icr_app>) -> Result<(), Fail> {
-    let builder = if base_url.is_empty() {
-        builder
-    } else {
-        builder.base_url(base_url)
-    };
-    let app = builder.seed(seed()).build()?;
-    out.set(Box::into_raw(Box::new(icr_app { app })));
+/// Builds the app from `recipe`, and hands it out.
+fn build(recipe: Recipe, out: Out<*mut icr_app>) -> Result<(), Fail> {
+    let app = recipe.builder("").seed(seed()).build()?;
+    out.set(Box::into_raw(Box::new(icr_app { app, recipe })));
     Ok(())
 }
 
@@ -74,8 +96,12 @@ pub unsafe extern "C" fn icr_app_new(
         let key = unsafe { bytes(key, key_len, "key") }?;
         // SAFETY: as above.
         let base_url = unsafe { text(base_url, base_url_len, "base_url") }?;
-        let key = AppKey::parse(key)?;
-        build(App::builder(app_id, key), base_url, out)
+        let recipe = Recipe {
+            app_id: app_id.to_owned(),
+            key: Some(AppKey::parse(key)?),
+            base_url: base_url.to_owned(),
+        };
+        build(recipe, out)
     })
 }
 
@@ -101,7 +127,12 @@ pub unsafe extern "C" fn icr_app_new_without_key(
         let app_id = unsafe { text(app_id, app_id_len, "app_id") }?;
         // SAFETY: as above.
         let base_url = unsafe { text(base_url, base_url_len, "base_url") }?;
-        build(App::builder_without_key(app_id), base_url, out)
+        let recipe = Recipe {
+            app_id: app_id.to_owned(),
+            key: None,
+            base_url: base_url.to_owned(),
+        };
+        build(recipe, out)
     })
 }
 

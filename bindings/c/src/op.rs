@@ -5,7 +5,7 @@ use std::ffi::c_char;
 use std::time::Duration;
 
 use icr_app_core::{AnyOperation, AnyStep, InstallationId, OrganizationId, PlainRequest, PlainResponse, Purpose};
-use icr_app_core::{SecretString, Timestamp, TokenScope, TransportErrorKind};
+use icr_app_core::{Error, Route, SecretString, Timestamp, TokenScope, TransportErrorKind, TransportPolicy};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::app::{app_mut, icr_app};
@@ -215,7 +215,10 @@ pub struct icr_header {
 ///
 /// `ptr` is NULL (refused unless `count` is 0) or points to `count` headers, each of whose
 /// pointers is valid for its length.
-unsafe fn headers_in(ptr: *const icr_header, count: usize) -> Result<Vec<(String, Zeroizing<String>)>, Fail> {
+pub(crate) unsafe fn headers_in(
+    ptr: *const icr_header,
+    count: usize,
+) -> Result<Vec<(String, Zeroizing<String>)>, Fail> {
     if count == 0 {
         return Ok(Vec::new());
     }
@@ -241,6 +244,16 @@ unsafe fn headers_in(ptr: *const icr_header, count: usize) -> Result<Vec<(String
             ))
         })
         .collect()
+}
+
+/// The token scope `scope` (an `icr_scope`) names, with `scope_id`.
+pub(crate) fn scope_of(scope: u32, scope_id: &str) -> Result<TokenScope, Fail> {
+    Ok(match scope {
+        0 => TokenScope::App,
+        1 => TokenScope::Installation(InstallationId::new(scope_id)?),
+        2 => TokenScope::Organization(OrganizationId::new(scope_id)?),
+        other => return Err(Fail::invalid(format!("{other} is not an icr_scope"))),
+    })
 }
 
 /// Hands a new operation out through `out`.
@@ -282,6 +295,29 @@ unsafe fn op_and_app<'a>(op: *mut icr_op, app: *mut icr_app) -> Result<(&'a mut 
 pub(crate) unsafe fn op_ref<'a>(ptr: *const icr_op) -> Result<&'a icr_op, Fail> {
     // SAFETY: passed on from the caller's contract.
     unsafe { ptr.as_ref() }.ok_or_else(|| Fail::null("op"))
+}
+
+/// The body of an accessor that lends bytes of an operation through `out` and `out_len`: checks
+/// both out-parameters (in that order), borrows the operation, and lends what `pick` chooses.
+///
+/// # Safety
+///
+/// `op` is NULL (refused) or a live operation no one changes during the call; `out` and
+/// `out_len` are NULL (refused) or writable.
+pub(crate) unsafe fn lend_from<T>(
+    op: *const icr_op,
+    out: *mut *const T,
+    out_len: *mut usize,
+    pick: fn(&icr_op) -> Result<&[u8], Fail>,
+) -> icr_status {
+    guard(|| {
+        // SAFETY: passed on from the caller's contract.
+        let (out, out_len) = unsafe { (Out::new(out, "out")?, Out::new(out_len, "out_len")?) };
+        // SAFETY: as above.
+        let op = unsafe { op_ref(op) }?;
+        lend(pick(op)?, out, out_len);
+        Ok(())
+    })
 }
 
 impl icr_op {
@@ -498,12 +534,7 @@ pub unsafe extern "C" fn icr_op_send_as(
             // SAFETY: as above.
             Some(unsafe { bytes(body, body_len, "body") }?.to_vec())
         };
-        let scope = match scope {
-            0 => TokenScope::App,
-            1 => TokenScope::Installation(InstallationId::new(scope_id)?),
-            2 => TokenScope::Organization(OrganizationId::new(scope_id)?),
-            other => return Err(Fail::invalid(format!("{other} is not an icr_scope"))),
-        };
+        let scope = scope_of(scope, scope_id)?;
         let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         make(AnyOperation::send_as(&app.app, scope, method, url, &pairs, body)?, out)
     })
@@ -654,14 +685,8 @@ pub unsafe extern "C" fn icr_op_request_method(
     out: *mut *const c_char,
     out_len: *mut usize,
 ) -> icr_status {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let (out, out_len) = unsafe { (Out::new(out, "out")?, Out::new(out_len, "out_len")?) };
-        // SAFETY: as above.
-        let request = unsafe { op_ref(op) }?.request()?;
-        lend(without_nul(&request.method), out, out_len);
-        Ok(())
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe { lend_from(op, out, out_len, |op| Ok(without_nul(&op.request()?.method))) }
 }
 
 /// Lends the current Send step's absolute URL, NUL-terminated (the NUL not counted).
@@ -675,14 +700,8 @@ pub unsafe extern "C" fn icr_op_request_url(
     out: *mut *const c_char,
     out_len: *mut usize,
 ) -> icr_status {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let (out, out_len) = unsafe { (Out::new(out, "out")?, Out::new(out_len, "out_len")?) };
-        // SAFETY: as above.
-        let request = unsafe { op_ref(op) }?.request()?;
-        lend(without_nul(&request.url), out, out_len);
-        Ok(())
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe { lend_from(op, out, out_len, |op| Ok(without_nul(&op.request()?.url))) }
 }
 
 /// Writes how many headers the current Send step's request has.
@@ -757,14 +776,8 @@ pub unsafe extern "C" fn icr_op_request_body(
     out: *mut *const u8,
     out_len: *mut usize,
 ) -> icr_status {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let (out, out_len) = unsafe { (Out::new(out, "out")?, Out::new(out_len, "out_len")?) };
-        // SAFETY: as above.
-        let request = unsafe { op_ref(op) }?.request()?;
-        lend(&request.body, out, out_len);
-        Ok(())
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe { lend_from(op, out, out_len, |op| Ok(&op.request()?.body)) }
 }
 
 /// Writes what the current Send step's request is for (`icr_purpose`).
@@ -784,6 +797,97 @@ pub unsafe extern "C" fn icr_op_request_purpose(op: *const icr_op, out: *mut icr
     })
 }
 
+/// The route the transport policy allows a request (`icr_op_request_route`).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub enum icr_route {
+    /// Straight to the host, never through a proxy (loopback hosts, and plain `http://` the
+    /// caller has not opted into): with libcurl, `CURLOPT_NOPROXY` `"*"`.
+    Direct = 1,
+    /// Through the HTTP stack's proxy, if it has one (`https://`, or plain `http://` with
+    /// `allow_insecure_http`).
+    ProxyAllowed = 2,
+}
+
+/// Applies the core's transport policy to the current Send step's request, before it is sent:
+/// writes the route it may take (`icr_route`), or refuses it with `ICR_STATUS_TRANSPORT`: a
+/// scheme other than `https` or `http`, or credentials over plain `http://` to a host other
+/// than loopback unless `allow_insecure_http` is not 0. A refused request must not be sent:
+/// report it with `icr_op_handle_failure`, `ICR_TRANSPORT_KIND_REFUSED` and this call's
+/// message (`icr_last_error`). The driver also follows no redirect, caps the body
+/// (`icr_transport_defaults`) and times out.
+///
+/// # Safety
+///
+/// `op` is live; `out` points to a writable `icr_route`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn icr_op_request_route(
+    op: *const icr_op,
+    allow_insecure_http: u32,
+    out: *mut icr_route,
+) -> icr_status {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let out = unsafe { Out::new(out, "out") }?;
+        // SAFETY: as above.
+        let request = unsafe { op_ref(op) }?.request()?;
+        let url = std::str::from_utf8(without_nul(&request.url)).unwrap_or_default();
+        let mut probe = http::Request::new(());
+        *probe.uri_mut() = url
+            .parse()
+            .map_err(|_| Fail::new(icr_status::Transport, "the request's URL is not valid"))?;
+        for header in &request.headers {
+            let name = http::HeaderName::from_bytes(without_nul(&header.name));
+            let value = http::HeaderValue::from_bytes(without_nul(&header.value));
+            if let (Ok(name), Ok(value)) = (name, value) {
+                probe.headers_mut().append(name, value);
+            }
+        }
+        let policy = TransportPolicy {
+            allow_insecure_http: allow_insecure_http != 0,
+            ..TransportPolicy::default()
+        };
+        match policy.check(&probe) {
+            Ok(Route::Direct) => out.set(icr_route::Direct),
+            Ok(_) => out.set(icr_route::ProxyAllowed),
+            // The bare message, for `icr_op_handle_failure` to wrap as the core does.
+            Err(Error::Transport { message, .. }) => return Err(Fail::new(icr_status::Transport, message)),
+            Err(error) => return Err(error.into()),
+        }
+        Ok(())
+    })
+}
+
+/// Writes the transport policy's defaults every driver applies: the longest one exchange may
+/// take (30000 ms), the longest connecting may take (10000 ms), and the largest response body
+/// (8 MiB: a larger one is reported as `ICR_TRANSPORT_KIND_BODY_TOO_LARGE`).
+///
+/// # Safety
+///
+/// Each out-parameter points to writable memory of its type.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn icr_transport_defaults(
+    out_timeout_ms: *mut u64,
+    out_connect_timeout_ms: *mut u64,
+    out_max_body: *mut u64,
+) -> icr_status {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let out_timeout_ms = unsafe { Out::new(out_timeout_ms, "out_timeout_ms") }?;
+        // SAFETY: as above.
+        let out_connect_timeout_ms = unsafe { Out::new(out_connect_timeout_ms, "out_connect_timeout_ms") }?;
+        // SAFETY: as above.
+        let out_max_body = unsafe { Out::new(out_max_body, "out_max_body") }?;
+        let policy = TransportPolicy::default();
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        out_timeout_ms.set(millis(policy.timeout));
+        out_connect_timeout_ms.set(millis(policy.connect_timeout));
+        out_max_body.set(policy.max_body);
+        Ok(())
+    })
+}
+
 /// Lends the current Sign step's message: the bytes to sign (RS256).
 ///
 /// # Safety
@@ -795,17 +899,13 @@ pub unsafe extern "C" fn icr_op_sign_message(
     out: *mut *const u8,
     out_len: *mut usize,
 ) -> icr_status {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let (out, out_len) = unsafe { (Out::new(out, "out")?, Out::new(out_len, "out_len")?) };
-        // SAFETY: as above.
-        let op = unsafe { op_ref(op) }?;
-        let Lent::Sign(message) = &op.step else {
-            return Err(Fail::state("the current step is not a Sign"));
-        };
-        lend(message, out, out_len);
-        Ok(())
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        lend_from(op, out, out_len, |op| match &op.step {
+            Lent::Sign(message) => Ok(message),
+            _ => Err(Fail::state("the current step is not a Sign")),
+        })
+    }
 }
 
 /// Hands back the response to request `id`, whatever its status: `status`, every header

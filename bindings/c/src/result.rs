@@ -7,7 +7,7 @@ use icr_app_core::{Error, Outcome};
 use zeroize::Zeroizing;
 
 use crate::io::{Out, c_text, lend, without_nul};
-use crate::op::{LentHeader, header_at, icr_op, op_ref};
+use crate::op::{LentHeader, header_at, icr_op, lend_from, op_ref};
 use crate::status::{Fail, copy_message, guard, icr_status};
 
 /// What an operation made, kept until it is freed; secrets are wiped when it is.
@@ -242,18 +242,13 @@ pub unsafe extern "C" fn icr_op_token_json(
     out: *mut *const c_char,
     out_len: *mut usize,
 ) -> icr_status {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let out = unsafe { Out::new(out, "out") }?;
-        // SAFETY: as above.
-        let out_len = unsafe { Out::new(out_len, "out_len") }?;
-        // SAFETY: as above.
-        let Done::Token { json, .. } = unsafe { op_ref(op) }?.done()? else {
-            return Err(wrong("an access token"));
-        };
-        lend(without_nul(json), out, out_len);
-        Ok(())
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        lend_from(op, out, out_len, |op| match op.done()? {
+            Done::Token { json, .. } => Ok(without_nul(json)),
+            _ => Err(wrong("an access token")),
+        })
+    }
 }
 
 /// Lends the app JWT an `icr_op_app_jwt` operation made, NUL-terminated (the NUL not counted),
@@ -296,18 +291,13 @@ pub unsafe extern "C" fn icr_op_jwt(
 /// As `icr_op_token_json`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn icr_op_json(op: *const icr_op, out: *mut *const c_char, out_len: *mut usize) -> icr_status {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let out = unsafe { Out::new(out, "out") }?;
-        // SAFETY: as above.
-        let out_len = unsafe { Out::new(out_len, "out_len") }?;
-        // SAFETY: as above.
-        let Done::Json(json) = unsafe { op_ref(op) }?.done()? else {
-            return Err(wrong("JSON"));
-        };
-        lend(without_nul(json), out, out_len);
-        Ok(())
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        lend_from(op, out, out_len, |op| match op.done()? {
+            Done::Json(json) => Ok(without_nul(json)),
+            _ => Err(wrong("JSON")),
+        })
+    }
 }
 
 /// The response an `icr_op_send_as` operation made.
@@ -397,16 +387,8 @@ pub unsafe extern "C" fn icr_op_response_body(
     out: *mut *const u8,
     out_len: *mut usize,
 ) -> icr_status {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let out = unsafe { Out::new(out, "out") }?;
-        // SAFETY: as above.
-        let out_len = unsafe { Out::new(out_len, "out_len") }?;
-        // SAFETY: as above.
-        let (_, _, body) = response(unsafe { op_ref(op) }?)?;
-        lend(body, out, out_len);
-        Ok(())
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe { lend_from(op, out, out_len, |op| Ok(response(op)?.2)) }
 }
 
 /// Writes how many tokens an `icr_op_revoke_all` operation revoked.

@@ -139,6 +139,14 @@ impl icr_status {
     }
 }
 
+/// The stable name of the status numbered `status` (`"unknown"` for none), without its NUL.
+pub(crate) fn status_text(status: u32) -> &'static str {
+    icr_status::ALL
+        .into_iter()
+        .find(|s| *s as u32 == status)
+        .map_or("unknown", |s| s.name().trim_end_matches('\0'))
+}
+
 /// A failed call: its status and the message `icr_last_error` hands out.
 #[derive(Debug)]
 pub(crate) struct Fail {

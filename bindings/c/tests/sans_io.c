@@ -803,6 +803,48 @@ static void test_errors(const uint8_t *key, size_t key_len) {
     CHECK(icr_version() != NULL && strlen(icr_version()) >= 5);
 }
 
+/* The core's transport policy on a Send step's request (icr_op_request_route), and its
+ * defaults (icr_transport_defaults). */
+static void route_of(const uint8_t *key, size_t key_len, const char *base_url, uint32_t allow, enum icr_status expect,
+                     enum icr_route expect_route) {
+    icr_app *app = NULL;
+    icr_op *op = NULL;
+    enum icr_step step;
+    enum icr_route route = (enum icr_route)0;
+    uint64_t id, change;
+    int64_t until;
+    CHECK_STATUS(icr_app_new(S("67890"), key, key_len, base_url, strlen(base_url), &app), ICR_STATUS_OK);
+    CHECK_STATUS(icr_op_installation_token(S("inst-1"), 0, &op), ICR_STATUS_OK);
+    CHECK_STATUS(icr_op_request_route(op, 0, &route), ICR_STATUS_WRONG_STATE); /* not a Send yet */
+    CHECK_STATUS(icr_op_poll(op, app, now_ms, &step, &id, &until, &change), ICR_STATUS_OK);
+    CHECK(step == ICR_STEP_SEND);
+    CHECK_STATUS(icr_op_request_route(op, allow, &route), expect);
+    if (expect == ICR_STATUS_OK) {
+        CHECK(route == expect_route);
+    } else {
+        /* The bare reason, to hand back with ICR_TRANSPORT_KIND_REFUSED; no credential in it. */
+        CHECK(strncmp(last_error(), "refusing to send credentials over plain http://", 47) == 0);
+        CHECK(strstr(last_error(), "eyJ") == NULL);
+        CHECK(route == (enum icr_route)0);
+    }
+    CHECK_STATUS(icr_op_request_route(op, allow, NULL), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_request_route(NULL, allow, &route), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_abandon(op, app, now_ms), ICR_STATUS_OK);
+    icr_op_free(op);
+    icr_app_free(app);
+}
+
+static void test_transport_policy(const uint8_t *key, size_t key_len) {
+    uint64_t timeout_ms = 0, connect_ms = 0, max_body = 0;
+    route_of(key, key_len, "http://127.0.0.1:8080", 0, ICR_STATUS_OK, ICR_ROUTE_DIRECT);
+    route_of(key, key_len, "https://registry.test", 0, ICR_STATUS_OK, ICR_ROUTE_PROXY_ALLOWED);
+    route_of(key, key_len, "http://192.0.2.1", 0, ICR_STATUS_TRANSPORT, ICR_ROUTE_DIRECT);
+    route_of(key, key_len, "http://192.0.2.1", 1, ICR_STATUS_OK, ICR_ROUTE_PROXY_ALLOWED);
+    CHECK_STATUS(icr_transport_defaults(&timeout_ms, &connect_ms, &max_body), ICR_STATUS_OK);
+    CHECK(timeout_ms == 30000 && connect_ms == 10000 && max_body == 8u * 1024 * 1024);
+    CHECK_STATUS(icr_transport_defaults(NULL, &connect_ms, &max_body), ICR_STATUS_NULL_ARGUMENT);
+}
+
 int main(int argc, char **argv) {
     uint8_t *key;
     size_t key_len = 0;
@@ -823,6 +865,7 @@ int main(int argc, char **argv) {
     test_other_operations(key, key_len);
     test_keyless_app();
     test_errors(key, key_len);
+    test_transport_policy(key, key_len);
     memset(key, 0, key_len);
     free(key);
     printf("sans_io: %d checks, %d failed\n", checks, failures);

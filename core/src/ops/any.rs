@@ -372,40 +372,7 @@ impl AnyOperation {
         headers: &[(N, V)],
         body: Option<Vec<u8>>,
     ) -> Result<Self, Error> {
-        let method = Method::from_bytes(method.as_bytes())
-            .map_err(|_| Error::config("request method", "it is not an HTTP method (GET, POST, ...)"))?;
-        // A path is a path whatever its query holds (`/x?next=https://...`).
-        let mut request = if url.starts_with('/') || !url.contains("://") {
-            // Not absolute: a path, which must start with `/` (refused, with that fix, if not).
-            app.api().request(method, url, body)?
-        } else {
-            let mut request = Request::new(body.unwrap_or_default());
-            *request.method_mut() = method;
-            *request.uri_mut() = url.parse().map_err(|_| {
-                Error::config(
-                    "request URL",
-                    "it is neither a path starting with `/` nor a valid absolute URL",
-                )
-            })?;
-            request
-        };
-        let mut given = http::HeaderMap::new();
-        for (name, value) in headers {
-            let name = HeaderName::from_bytes(name.as_ref().as_bytes())
-                .map_err(|_| Error::config("request header", "a header name is not valid"))?;
-            // The value is never quoted: it may be a credential.
-            let value = HeaderValue::from_str(value.as_ref())
-                .map_err(|_| Error::config("request header", format!("the value of `{name}` is not valid")))?;
-            given.append(name, value);
-        }
-        // A header given replaces the standard one of its name; repeated, every value is sent.
-        for name in given.keys() {
-            request.headers_mut().remove(name);
-        }
-        for (name, value) in &given {
-            request.headers_mut().append(name, value.clone());
-        }
-        Ok(Self::from(SendAs::new(scope, request)))
+        Ok(Self::from(SendAs::plain(app, scope, method, url, headers, body)?))
     }
 
     /// Revokes `token` (`DELETE /app/installations/token`) and drops it from the cache.
@@ -586,5 +553,56 @@ from_typed!(
 impl From<Call<InstallationsPage>> for AnyOperation {
     fn from(op: Call<InstallationsPage>) -> Self {
         Self { inner: Inner::Page(op) }
+    }
+}
+
+impl SendAs {
+    /// A [`SendAs`] from plain parts, as [`AnyOperation::send_as`] takes them (for drivers in
+    /// other languages, and clients that take a method and a URL as text): `url` is a path
+    /// starting with `/` (the standard headers are added) or an absolute URL; `headers` replace
+    /// any of the same name; the method, the URL and each header are checked (a value is never
+    /// quoted in an error: it may be a credential).
+    pub fn plain<N: AsRef<str>, V: AsRef<str>>(
+        app: &App,
+        scope: TokenScope,
+        method: &str,
+        url: &str,
+        headers: &[(N, V)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Self, Error> {
+        let method = Method::from_bytes(method.as_bytes())
+            .map_err(|_| Error::config("request method", "it is not an HTTP method (GET, POST, ...)"))?;
+        // A path is a path whatever its query holds (`/x?next=https://...`).
+        let mut request = if url.starts_with('/') || !url.contains("://") {
+            // Not absolute: a path, which must start with `/` (refused, with that fix, if not).
+            app.api().request(method, url, body)?
+        } else {
+            let mut request = Request::new(body.unwrap_or_default());
+            *request.method_mut() = method;
+            *request.uri_mut() = url.parse().map_err(|_| {
+                Error::config(
+                    "request URL",
+                    "it is neither a path starting with `/` nor a valid absolute URL",
+                )
+            })?;
+            request
+        };
+        let mut given = http::HeaderMap::new();
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_ref().as_bytes())
+                .map_err(|_| Error::config("request header", "a header name is not valid"))?;
+            // The value is never quoted: it may be a credential.
+            let value = HeaderValue::from_str(value.as_ref())
+                .map_err(|_| Error::config("request header", format!("the value of `{name}` is not valid")))?;
+            given.append(name, value);
+        }
+        // A header given replaces the standard one of its name; repeated, every value is sent.
+        for name in given.keys() {
+            request.headers_mut().remove(name);
+        }
+        for (name, value) in &given {
+            request.headers_mut().append(name, value.clone());
+        }
+        Ok(Self::new(scope, request))
     }
 }

@@ -182,6 +182,7 @@ mod tests {
         assert_eq!(n(&one, "expired_tokens_served"), 0, "{one}");
         assert_eq!(n(&one, "tokens_served_under_min_life"), 0, "{one}");
         assert_eq!(n(&one, "failed_calls"), 0, "{one}");
+        assert_eq!(n(&one, "extra_mints"), 0, "{one}");
         assert_eq!(one["mints_per_installation_per_window"], 1.0, "{one}");
         assert!(n(&one, "refresh_windows") >= 20 * 3, "{one}");
         let (two, _) = simulate(&settings).unwrap();

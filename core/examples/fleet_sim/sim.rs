@@ -11,7 +11,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use crate::model::{Rng, Settings, Zipf};
-use crate::world::{Redis, Registry};
+use crate::world::{Redis, Registry, TOKEN_LIFETIME_S};
 
 /// Wall-clock milliseconds of simulated time 0 (1 January 2027, 00:00 UTC).
 pub const EPOCH_MS: i64 = 1_798_761_600_000;
@@ -126,8 +126,8 @@ pub struct Tally {
     pub store_commands: u64,
     pub store_failures: u64,
     pub registry_requests: u64,
-    /// Refresh windows: per installation, a mint opens one (until its token is due for
-    /// refresh, 108 minutes later) unless it falls in the window already open.
+    /// Refresh windows: per installation, a mint opens one (until its token may be refreshed,
+    /// 12 minutes before its `expiresAt`) unless it falls in the window already open.
     pub refresh_windows: u64,
     /// What one process making every call of the fleet (an ideal single cache with the core's
     /// refresh policy) would mint.
@@ -434,7 +434,11 @@ impl Sim {
         };
         if self.window_end_us[i].is_none_or(|end| self.now >= end) {
             self.tally.refresh_windows += 1;
-            self.window_end_us[i] = Some(self.now + self.refresh_after_us);
+            // The earliest a process may refresh the token: its `expiresAt` (whole seconds, so
+            // up to a second before the mint plus 2 hours) less the 12-minute margin.
+            let margin_us = (TOKEN_LIFETIME_S as u64) * 1_000_000 - self.refresh_after_us;
+            let expires_us = self.registry.last_expiry().unwrap_or(self.now);
+            self.window_end_us[i] = Some(expires_us.saturating_sub(margin_us));
         }
     }
 

@@ -137,6 +137,8 @@ impl Redis {
 #[derive(Debug, Default)]
 pub struct Registry {
     minted: u64,
+    /// The `expiresAt` of the last token minted, simulated µs.
+    last_expiry: Option<u64>,
     /// Token -> its `expiresAt`, simulated µs.
     expiry: HashMap<String, u64>,
 }
@@ -145,6 +147,11 @@ impl Registry {
     /// How many tokens it minted.
     pub fn mints(&self) -> u64 {
         self.minted
+    }
+
+    /// When the last token minted expires (simulated µs).
+    pub fn last_expiry(&self) -> Option<u64> {
+        self.last_expiry
     }
 
     /// When `token` expires (simulated µs), if this registry minted it.
@@ -175,8 +182,9 @@ impl Registry {
         let created_s = (epoch_ms + (now / 1000) as i64) / 1000;
         let expires_s = created_s + TOKEN_LIFETIME_S;
         let token = format!("crs_{:048x}", self.minted);
-        self.expiry
-            .insert(token.clone(), ((expires_s * 1000 - epoch_ms) as u64) * 1000);
+        let expires_us = ((expires_s * 1000 - epoch_ms) as u64) * 1000;
+        self.expiry.insert(token.clone(), expires_us);
+        self.last_expiry = Some(expires_us);
         let rfc3339 = |s: i64| icr_app_core::Timestamp::from_unix_seconds(s).to_rfc3339();
         let body = serde_json::json!({
             "token": token,

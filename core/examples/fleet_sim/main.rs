@@ -140,11 +140,12 @@ fn main() -> ExitCode {
         let mut settings = settings.clone();
         settings.failover_at_s = report["failover_at_s"].as_f64().unwrap_or(settings.failover_at_s);
         let summary = format!(
-            "mints {} ({} in the outage), refresh windows {}: {} mints per installation per window; peak {} store commands/s; {} expired tokens served",
+            "{} mints for {} refresh windows: {} per installation per window ({} besides the {} made alone in the incidents); peak {} Redis commands/s; {} expired tokens served",
             report["mints"],
-            report["mints_in_outage"],
             report["refresh_windows"],
             report["mints_per_installation_per_window"],
+            report["mints_outside_incidents_per_installation_per_window"],
+            report["mints_in_outage"].as_u64().unwrap_or(0) + report["mints_in_failover"].as_u64().unwrap_or(0),
             report["peak_store_commands_per_second"],
             report["expired_tokens_served"]
         );

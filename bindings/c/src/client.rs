@@ -2,7 +2,6 @@
 //! token or a response: every call blocks until it has one, sending, retrying, sleeping and
 //! waiting as the core decides, and the client is shared by any number of threads.
 
-use std::cell::RefCell;
 use std::ffi::c_char;
 use std::time::Duration;
 
@@ -216,19 +215,7 @@ fn token_call(
     hand_token(&token, buf, cap, out_len, out_expires_at_ms)
 }
 
-/// An id as a C caller passed it (its `icr_scope` and bytes), and the scope it names.
-type LastScope = Option<(u32, Box<[u8]>, TokenScope)>;
-
-thread_local! {
-    /// The id this thread last asked a token for (its `icr_scope` and bytes) and its scope. A C
-    /// caller passes the id as text on every call, where a Rust caller keeps an
-    /// `InstallationId`: checking it again each time (UTF-8, the id's rules, an allocation)
-    /// would cost more than the cached hit itself (about 420 instructions of 800).
-    static LAST_SCOPE: RefCell<LastScope> = const { RefCell::new(None) };
-}
-
-/// The scope of kind `kind` (an `icr_scope`) named by the `id_len` bytes at `id`: the one this
-/// thread used last when the bytes are the same, else checked and made (and remembered).
+/// The scope of kind `kind` (an `icr_scope`) named by the `id_len` bytes at `id`, checked.
 ///
 /// # Safety
 ///
@@ -236,23 +223,8 @@ thread_local! {
 unsafe fn scope_from(kind: u32, id: *const c_char, id_len: usize, what: &str) -> Result<TokenScope, Fail> {
     // SAFETY: passed on from the caller's contract.
     let id = unsafe { bytes(id.cast(), id_len, what) }?;
-    let same = |last: &RefCell<LastScope>| {
-        let last = last.try_borrow().ok()?;
-        let (last_kind, last_id, scope) = last.as_ref()?;
-        (*last_kind == kind && **last_id == *id).then(|| scope.clone())
-    };
-    if let Some(scope) = LAST_SCOPE.try_with(same).ok().flatten() {
-        return Ok(scope);
-    }
     let text = std::str::from_utf8(id).map_err(|_| Fail::invalid(format!("{what} is not UTF-8")))?;
-    let scope = crate::op::scope_of(kind, text)?;
-    // A thread being torn down keeps nothing: the next call checks the id again.
-    let _ = LAST_SCOPE.try_with(|last| {
-        if let Ok(mut last) = last.try_borrow_mut() {
-            *last = Some((kind, id.into(), scope.clone()));
-        }
-    });
-    Ok(scope)
+    crate::op::scope_of(kind, text)
 }
 
 /// An installation access token for the installation `installation_id`, from the cache or

@@ -151,6 +151,13 @@ export interface AppAuth {
   installations(options?: { limit?: number }): AsyncGenerator<Installation, void, undefined>
   /** One installation; with `{ organizationId }`, the app's installation on it. */
   installation(installationId: string | { organizationId: string }): Promise<Installation>
+  /** Acts on a verified webhook event: on `uninstalled`, `suspended` and
+   * `newPermissionsAccepted`, drops the installation's token here and in the shared store, and
+   * the organization's remembered installation. Resolves to whether it dropped anything. */
+  handleEvent(event: WebhookEvent): Promise<boolean>
+  /** Forgets an installation's token, or an organization's remembered installation and its
+   * token, here and in the shared store. */
+  forget(target: { installationId: string } | { organizationId: string }): Promise<void>
   /** Revokes every cached token and empties the cache: how many were revoked. */
   revokeAll(): Promise<number>
   /** A snapshot of the counters. */
@@ -183,3 +190,20 @@ export declare class RateLimitedError extends IcrError {}
 export declare class ServerError extends IcrError {}
 export declare class TransportError extends IcrError {}
 export declare class SigningError extends IcrError {}
+/** A webhook delivery failed verification (answer it with 403). */
+export declare class WebhookError extends IcrError {}
+
+/** A verified webhook event (what `verifyWebhook` returns). */
+export declare class WebhookEvent {
+  private constructor()
+  /** `installed`, `uninstalled`, `suspended`, `unsuspended`, `newPermissionsAccepted`, ... */
+  readonly event: string
+  /** The installation it concerns, if any. */
+  readonly installationId: string | null
+  /** The whole decoded payload, as sent. */
+  readonly payload: unknown
+}
+
+/** Verifies a delivery (`body` exactly as received, `signature` the `x-icr-signature-256`
+ * header) with the app's webhook secret; throws a `WebhookError` saying which check failed. */
+export declare function verifyWebhook(secret: string, body: string | Uint8Array, signature?: string | null): WebhookEvent

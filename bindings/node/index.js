@@ -47,6 +47,8 @@ class ServerError extends IcrError {}
 class TransportError extends IcrError {}
 /** The signer failed or returned no signature. */
 class SigningError extends IcrError {}
+/** A webhook delivery failed verification (answer it with 403); the message says which check. */
+class WebhookError extends IcrError {}
 
 const CLASSES = {
   key: InvalidKeyError,
@@ -58,6 +60,7 @@ const CLASSES = {
   server: ServerError,
   transport: TransportError,
   signing: SigningError,
+  webhook: WebhookError,
 }
 
 function fromInfo(info) {
@@ -621,6 +624,27 @@ function createAppAuth(options) {
     return driver.run(start(() => app.installation(String(installationId))))
   }
 
+  /** Acts on a verified webhook event (`verifyWebhook`'s): on `uninstalled`, `suspended` and
+   * `newPermissionsAccepted`, drops the installation's token here and in the shared store
+   * (whatever token the store holds) and the organization's remembered installation; the next
+   * call mints anew. Resolves to whether the event dropped anything. */
+  auth.handleEvent = async function handleEvent(event) {
+    if (!(event instanceof native.WebhookEvent)) {
+      throw configError('event', 'give the event verifyWebhook(secret, body, signature) returned')
+    }
+    for (const memo of Object.values(memos)) memo.clear()
+    return driver.run(app.handleEvent(event))
+  }
+
+  /** Forgets an installation (`{ installationId }`: its token) or an organization
+   * (`{ organizationId }`: its remembered installation and that one's token), here and in the
+   * shared store, as `handleEvent` does for `uninstalled`. */
+  auth.forget = async function forget(target) {
+    const [kind, id] = scopeOf(target, 'forget')
+    for (const memo of Object.values(memos)) memo.clear()
+    await driver.run(start(() => app.forget(kind, id)))
+  }
+
   /** Revokes every cached token (after the mints in flight) and empties the cache: how many. */
   auth.revokeAll = async function revokeAll() {
     for (const memo of Object.values(memos)) memo.clear()
@@ -644,8 +668,27 @@ function createAppAuth(options) {
   return auth
 }
 
+/** Verifies a webhook delivery: `body` exactly as received (string or Buffer), `signature` the
+ * `x-icr-signature-256` header, with the app's webhook `secret`. Returns the verified event (for
+ * `auth.handleEvent`); throws a `WebhookError` saying which check failed (answer 403). */
+function verifyWebhook(secret, body, signature) {
+  if (typeof secret !== 'string' || secret === '') throw configError('secret', 'give the app\'s webhook secret as a string')
+  if (typeof body !== 'string' && !(body instanceof Uint8Array)) throw configError('body', 'give the raw request body as a string, a Buffer or a Uint8Array')
+  if (signature !== undefined && signature !== null && typeof signature !== 'string') {
+    throw configError('signature', 'give the x-icr-signature-256 header as a string')
+  }
+  try {
+    const bytes = typeof body === 'string' || Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength)
+    return native.verifyWebhook(secret, bytes, signature ?? undefined)
+  } catch (error) {
+    throw fromThrown(error)
+  }
+}
+
 module.exports = {
   createAppAuth,
+  verifyWebhook,
+  WebhookError,
   IcrError,
   InvalidKeyError,
   ConfigError,

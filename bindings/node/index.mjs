@@ -3,6 +3,8 @@ import cjs from './index.js'
 
 export const {
   createAppAuth,
+  verifyWebhook,
+  WebhookError,
   IcrError,
   InvalidKeyError,
   ConfigError,

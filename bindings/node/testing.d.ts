@@ -35,6 +35,10 @@ export declare class FakeRegistry {
   readonly appId: string
   /** The demo app's private key (PKCS#8 PEM). */
   readonly privateKey: string
+  /** The demo app's webhook secret. */
+  readonly webhookSecret: string
+  /** A webhook delivery as ICR sends it, signed with `secret`. */
+  webhookDelivery(secret: string, event: string, installationId: string): { body: string; signature: string }
   readonly installationIds: string[]
   readonly organizationIds: string[]
   setClockOffset(seconds: number): void

@@ -44,6 +44,18 @@ class FakeRegistry {
     return this.#native.privateKey
   }
 
+  /** The demo app's webhook secret. */
+  get webhookSecret() {
+    return this.#native.webhookSecret
+  }
+
+  /** A webhook delivery as ICR sends it, signed with `secret`: `{ body, signature }` (the
+   * `x-icr-signature-256` header's value), for `verifyWebhook`. */
+  webhookDelivery(secret, event, installationId) {
+    const [body, signature] = this.#native.webhookDelivery(secret, event, installationId)
+    return { body, signature }
+  }
+
   /** The demo installations' ids. */
   get installationIds() {
     return this.#native.installationIds

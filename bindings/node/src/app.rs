@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::errors::throw;
 use crate::ops::{NativeOperation, token_value};
+use crate::webhook::WebhookEvent;
 
 /// The drivers' wall clock.
 pub(crate) fn now() -> Timestamp {
@@ -412,6 +413,21 @@ impl NativeApp {
     #[napi]
     pub fn revoke(&self, token: String) -> NativeOperation {
         self.operation(AnyOperation::revoke(SecretString::new(token)))
+    }
+
+    /// What a verified webhook event drops (`uninstalled`, `suspended`,
+    /// `newPermissionsAccepted`: the installation's token and the organization's remembered
+    /// installation, here and in the shared store); the result is whether it dropped anything.
+    #[napi]
+    pub fn handle_event(&self, event: &WebhookEvent) -> NativeOperation {
+        self.operation(AnyOperation::handle_event(&event.inner))
+    }
+
+    /// Forgets the scope (an installation's token, or an organization's remembered installation
+    /// and that one's token), here and in the shared store.
+    #[napi]
+    pub fn forget(&self, kind: String, id: Option<String>) -> napi::Result<NativeOperation> {
+        Ok(self.operation(AnyOperation::forget(scope(&kind, id)?)))
     }
 
     /// Revokes every cached token; the result is how many.

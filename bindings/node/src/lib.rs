@@ -18,9 +18,11 @@ mod errors;
 mod ops;
 #[cfg(feature = "testkit")]
 mod testing;
+mod webhook;
 
 pub use app::{AppOptions, NativeApp, Policy, Route, Stats};
 pub use errors::ErrorInfo;
 pub use ops::{NativeOperation, NativeStoreReply, Step, StoreTask};
 #[cfg(feature = "testkit")]
 pub use testing::{FaultOptions, NativeFakeRegistry, RecordedRequest};
+pub use webhook::{WebhookEvent, verify_webhook};

@@ -116,6 +116,7 @@ fn outcome_value(outcome: Outcome, page: Option<(u32, usize)>) -> serde_json::Va
         Outcome::Created(created) => serde_json::to_value(&created).unwrap_or_default(),
         Outcome::Response(response) => serde_json::json!({ "status": response.status }),
         Outcome::Count(n) => serde_json::Value::from(n),
+        Outcome::Forgot(dropped) => serde_json::Value::Bool(dropped),
         _ => serde_json::Value::Null,
     }
 }

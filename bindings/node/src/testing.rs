@@ -41,6 +41,7 @@ pub struct NativeFakeRegistry {
     base_url: String,
     app_id: String,
     private_key: String,
+    webhook_secret: String,
     installation_ids: Vec<String>,
     organization_ids: Vec<String>,
     /// Every installation made through this object, by its current id.
@@ -93,10 +94,31 @@ impl NativeFakeRegistry {
             registry: Mutex::new(Some(demo.registry)),
             app_id: demo.app_id,
             private_key: demo.private_key_pem.to_owned(),
+            webhook_secret: demo.webhook_secret,
             known: Mutex::new(demo.installation_ids.clone()),
             installation_ids: demo.installation_ids,
             organization_ids: demo.organization_ids,
         })
+    }
+
+    /// The demo app's webhook secret (for `webhook_delivery` and `verifyWebhook`).
+    #[napi(getter)]
+    pub fn webhook_secret(&self) -> String {
+        self.webhook_secret.clone()
+    }
+
+    /// A webhook delivery as ICR sends it, signed with `secret`: `[body, signature]`, the body
+    /// (JSON with `signedData`) and the `x-icr-signature-256` header's value.
+    #[napi]
+    pub fn webhook_delivery(
+        &self,
+        secret: String,
+        event: String,
+        installation_id: String,
+    ) -> napi::Result<Vec<String>> {
+        let (body, signature) = self.with(|r| r.webhook_delivery(&secret, &event, &installation_id))?;
+        let body = String::from_utf8(body).map_err(|_| napi::Error::from_reason("the delivery is not UTF-8"))?;
+        Ok(vec![body, signature])
     }
 
     /// `http://127.0.0.1:PORT`.

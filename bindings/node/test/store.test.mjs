@@ -6,7 +6,7 @@ import { spawn, execFileSync } from 'node:child_process'
 import net from 'node:net'
 import { createPrivateKey, randomBytes, sign } from 'node:crypto'
 import { inspect } from 'node:util'
-import { createAppAuth, ConfigError } from 'icr-app'
+import { createAppAuth, ConfigError, verifyWebhook, WebhookError } from 'icr-app'
 import { FakeRegistry } from 'icr-app/testing'
 
 function hasRedis() {
@@ -102,6 +102,64 @@ test('with a signer, the store needs storeKey; with it, signers share', { skip }
     assert.equal(registry.mintCount(id), 1)
   } finally {
     redis.stop()
+    registry.close()
+  }
+})
+
+test('an uninstalled event handled by an app that never held the token: the next app mints anew', { skip }, async () => {
+  const registry = new FakeRegistry()
+  const redis = await startRedis()
+  try {
+    const make = () => createAppAuth({ appId: registry.appId, privateKey: registry.privateKey, baseUrl: registry.url, redisUrl: redis.url, redisTimeout: 5 })
+    const [id] = registry.installationIds
+    const first = await make()({ type: 'installation', installationId: id })
+    // Another process of the fleet shares it: no mint.
+    assert.equal((await make()({ type: 'installation', installationId: id })).token, first.token)
+    assert.equal(registry.mintCount(id), 1)
+    const { body, signature } = registry.webhookDelivery(registry.webhookSecret, 'uninstalled', id)
+    const event = verifyWebhook(registry.webhookSecret, body, signature)
+    assert.equal(event.event, 'uninstalled')
+    assert.equal(event.installationId, id)
+    // The receiver never held the token: the delete in the store is unconditional.
+    assert.equal(await make().handleEvent(event), true)
+    const fresh = await make()({ type: 'installation', installationId: id })
+    assert.notEqual(fresh.token, first.token)
+    assert.equal(registry.mintCount(id), 2)
+    // Other events drop nothing.
+    const installed = registry.webhookDelivery(registry.webhookSecret, 'installed', id)
+    const holder = make()
+    const held = await holder({ type: 'installation', installationId: id })
+    assert.equal(await holder.handleEvent(verifyWebhook(registry.webhookSecret, installed.body, installed.signature)), false)
+    assert.equal((await holder({ type: 'installation', installationId: id })).token, held.token)
+    // forget by hand does what uninstalled does, in this process too.
+    await holder.forget({ installationId: id })
+    assert.notEqual((await holder({ type: 'installation', installationId: id })).token, held.token)
+    assert.equal(registry.mintCount(id), 3)
+  } finally {
+    redis.stop()
+    registry.close()
+  }
+})
+
+test('a delivery that fails verification is a WebhookError naming the check, never the secret', async () => {
+  const registry = new FakeRegistry()
+  try {
+    const [id] = registry.installationIds
+    const { body, signature } = registry.webhookDelivery(registry.webhookSecret, 'uninstalled', id)
+    assert.throws(() => verifyWebhook('another-secret-0123456789', body, signature), (error) => {
+      assert.ok(error instanceof WebhookError, String(error))
+      assert.equal(error.code, 'webhook')
+      assert.ok(!error.message.includes('another-secret-0123456789'), error.message)
+      return true
+    })
+    assert.throws(() => verifyWebhook(registry.webhookSecret, body, undefined), WebhookError)
+    const auth = createAppAuth({ appId: registry.appId, privateKey: registry.privateKey, baseUrl: registry.url })
+    await assert.rejects(auth.handleEvent({ event: 'uninstalled' }), ConfigError)
+    // Without a store, handleEvent drops the token in this process.
+    const before = await auth({ type: 'installation', installationId: id })
+    assert.equal(await auth.handleEvent(verifyWebhook(registry.webhookSecret, body, signature)), true)
+    assert.notEqual((await auth({ type: 'installation', installationId: id })).token, before.token)
+  } finally {
     registry.close()
   }
 })

@@ -71,9 +71,10 @@ done
 eval "$(grep '^export ' "$out/mock.txt")"
 
 # A Redis of the test's own for the shared store (redis-server, installed by ./run-tests), on a
-# port picked from the process id; the test is left out when redis-server is missing.
+# port the system found free (asked through python3, which every machine here has); the test is
+# left out when redis-server is missing.
 if command -v redis-server >/dev/null 2>&1; then
-    port=$((20000 + $$ % 20000))
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$out" > "$out/redis.log" 2>&1 &
     redis_pid=$!
     tries=0

@@ -1148,6 +1148,38 @@ enum icr_status icr_client_options_set_redis_url(struct icr_client_options *opti
                                                  size_t url_len);
 
 /**
+ * Sends the client's requests through the proxy at `url` (`http://host:port`,
+ * `http://user:password@host:port`, `https://...`) instead of the environment's
+ * (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, either case, which apply by default). `NO_PROXY`
+ * still applies and loopback registries are reached directly. An `https://` registry is
+ * reached through a `CONNECT` tunnel (the proxy sees the host and encrypted bytes only); an
+ * `http://` registry behind a proxy is refused by `icr_client_new` unless insecure HTTP was
+ * allowed. The URL is wiped when freed and never shown (a proxy named in an error is
+ * `scheme://host:port`). Checked by `icr_client_new`.
+ *
+ * # Safety
+ *
+ * As `icr_client_options_set_base_url`.
+ */
+enum icr_status icr_client_options_set_proxy(struct icr_client_options *options,
+                                             const char *url,
+                                             size_t url_len);
+
+/**
+ * Trusts the CA certificates of the PEM file at `path` too (a private or corporate CA), on top
+ * of Mozilla's roots, for the registry and an `https://` proxy, and as the CA of a `rediss://`
+ * store. The file `SSL_CERT_FILE` names is trusted as well. A file that cannot be read or holds
+ * no certificate fails `icr_client_new` with a message naming it.
+ *
+ * # Safety
+ *
+ * As `icr_client_options_set_base_url`.
+ */
+enum icr_status icr_client_options_set_ca_file(struct icr_client_options *options,
+                                               const char *path,
+                                               size_t path_len);
+
+/**
  * For an app made by `icr_app_new_without_key` with a Redis store: the secret tokens are
  * sealed under in the store, the same in every process, at least 32 random bytes (an app with
  * its key derives it from the key). Copied, and wiped when freed.

@@ -111,8 +111,29 @@ pub unsafe extern "C" fn icr_client_new(
             .map_or_else(UreqTransport::new, UreqTransport::with_timeout)
             .allow_insecure_http(options.allow_insecure_http);
         let mut client = Client::builder(builder.build()?).transport(transport);
+        if let Some(proxy) = &options.proxy {
+            client = client.proxy(proxy);
+        }
+        if let Some(path) = &options.ca_file {
+            client = client.ca_file(path);
+        }
         if let Some(url) = &options.redis_url {
-            client = client.store(RedisStore::connect(url)?);
+            let mut store = RedisStore::connect(url)?;
+            if let Some(path) = &options.ca_file
+                && store.url().to_ascii_lowercase().starts_with("rediss")
+            {
+                let pem = std::fs::read(path).map_err(|e| {
+                    Fail::new(
+                        icr_status::Config,
+                        format!(
+                            "invalid ca_file: cannot read {} ({e}): give the path of a PEM file of CA certificates",
+                            path.display()
+                        ),
+                    )
+                })?;
+                store = store.tls_root_certificates(&pem)?;
+            }
+            client = client.store(store);
         }
         if let Some(signer) = options.signer {
             client = client.signer(signer);

@@ -166,6 +166,8 @@ pub struct icr_client_options {
     pub(crate) retries: Option<u32>,
     pub(crate) allow_insecure_http: bool,
     pub(crate) redis_url: Option<Zeroizing<String>>,
+    pub(crate) proxy: Option<Zeroizing<String>>,
+    pub(crate) ca_file: Option<std::path::PathBuf>,
     pub(crate) sealing_secret: Option<Zeroizing<Vec<u8>>>,
     pub(crate) signer: Option<CSigner>,
     pub(crate) log: Option<CLog>,
@@ -340,6 +342,66 @@ pub unsafe extern "C" fn icr_client_options_set_redis_url(
         }
         // SAFETY: as above.
         unsafe { options_mut(options) }?.redis_url = Some(Zeroizing::new(url.to_owned()));
+        Ok(())
+    })
+}
+
+/// Sends the client's requests through the proxy at `url` (`http://host:port`,
+/// `http://user:password@host:port`, `https://...`) instead of the environment's
+/// (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, either case, which apply by default). `NO_PROXY`
+/// still applies and loopback registries are reached directly. An `https://` registry is
+/// reached through a `CONNECT` tunnel (the proxy sees the host and encrypted bytes only); an
+/// `http://` registry behind a proxy is refused by `icr_client_new` unless insecure HTTP was
+/// allowed. The URL is wiped when freed and never shown (a proxy named in an error is
+/// `scheme://host:port`). Checked by `icr_client_new`.
+///
+/// # Safety
+///
+/// As `icr_client_options_set_base_url`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn icr_client_options_set_proxy(
+    options: *mut icr_client_options,
+    url: *const c_char,
+    url_len: usize,
+) -> icr_status {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let url = unsafe { text(url, url_len, "url") }?;
+        if url.is_empty() {
+            return Err(Fail::invalid(
+                "url is empty: give a proxy URL such as http://proxy.example:3128",
+            ));
+        }
+        // SAFETY: as above.
+        unsafe { options_mut(options) }?.proxy = Some(Zeroizing::new(url.to_owned()));
+        Ok(())
+    })
+}
+
+/// Trusts the CA certificates of the PEM file at `path` too (a private or corporate CA), on top
+/// of Mozilla's roots, for the registry and an `https://` proxy, and as the CA of a `rediss://`
+/// store. The file `SSL_CERT_FILE` names is trusted as well. A file that cannot be read or holds
+/// no certificate fails `icr_client_new` with a message naming it.
+///
+/// # Safety
+///
+/// As `icr_client_options_set_base_url`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn icr_client_options_set_ca_file(
+    options: *mut icr_client_options,
+    path: *const c_char,
+    path_len: usize,
+) -> icr_status {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let path = unsafe { text(path, path_len, "path") }?;
+        if path.is_empty() {
+            return Err(Fail::invalid(
+                "path is empty: give the path of a PEM file of CA certificates",
+            ));
+        }
+        // SAFETY: as above.
+        unsafe { options_mut(options) }?.ca_file = Some(path.into());
         Ok(())
     })
 }

@@ -129,6 +129,10 @@ static void test_options(void) {
     CHECK_STATUS(icr_client_options_set_allow_insecure_http(NULL, 1), ICR_STATUS_NULL_ARGUMENT);
     CHECK_STATUS(icr_client_options_set_redis_url(options, S("")), ICR_STATUS_INVALID_ARGUMENT);
     CHECK_STATUS(icr_client_options_set_redis_url(NULL, S("redis://x")), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_client_options_set_proxy(options, S("")), ICR_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(icr_client_options_set_proxy(NULL, S("http://proxy:3128")), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_client_options_set_ca_file(options, S("")), ICR_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(icr_client_options_set_ca_file(NULL, S("/ca.pem")), ICR_STATUS_NULL_ARGUMENT);
     CHECK_STATUS(icr_client_options_set_sealing_secret(options, NULL, 32), ICR_STATUS_NULL_ARGUMENT);
     CHECK_STATUS(icr_client_options_set_signer(options, NULL, NULL), ICR_STATUS_NULL_ARGUMENT);
     CHECK_STATUS(icr_client_options_set_log_sink(NULL, on_log, NULL), ICR_STATUS_NULL_ARGUMENT);
@@ -165,6 +169,41 @@ static void test_new_errors(void) {
     icr_client_options_free(options);
     icr_app_free(app);
     icr_app_free(keyless);
+}
+
+/* A proxy and a CA file: a CA file that cannot be read is named; a plain http registry behind
+ * a proxy is refused (credentials would cross it in clear), the proxy's password never shown;
+ * a loopback registry is reached directly, whatever proxy is set. */
+static void test_proxy_and_ca_file(void) {
+    icr_app *app = keyed_app();
+    icr_client_options *options = NULL;
+    icr_client *client = NULL;
+    struct token t;
+
+    icr_client_options_new(&options);
+    icr_client_options_set_ca_file(options, S("/nonexistent/corporate-ca.pem"));
+    CHECK_STATUS(icr_client_new(app, options, &client), ICR_STATUS_CONFIG);
+    CHECK(strstr(last_error(), "/nonexistent/corporate-ca.pem") != NULL);
+    CHECK(client == NULL);
+    icr_client_options_free(options);
+
+    icr_client_options_new(&options);
+    icr_client_options_set_proxy(options, S("http://user:hunter2@127.0.0.1:9"));
+    icr_client_options_set_base_url(options, S("http://registry.example"));
+    CHECK_STATUS(icr_client_new(app, options, &client), ICR_STATUS_CONFIG);
+    CHECK(strstr(last_error(), "hunter2") == NULL);
+    CHECK(strstr(last_error(), "127.0.0.1:9") != NULL);
+    CHECK(client == NULL);
+
+    icr_client_options_set_base_url(options, S(""));
+    CHECK_STATUS(icr_client_new(app, options, &client), ICR_STATUS_OK);
+    CHECK_STATUS(icr_client_installation_token(client, T(installation), 0, t.text, sizeof t.text, &t.len,
+                                               &t.expires_at_ms),
+                 ICR_STATUS_OK);
+    CHECK(strncmp(t.text, "crs_", 4) == 0);
+    icr_client_free(client);
+    icr_client_options_free(options);
+    icr_app_free(app);
 }
 
 static void test_tokens_and_requests(void) {
@@ -581,6 +620,7 @@ int main(void) {
     }
     test_options();
     test_new_errors();
+    test_proxy_and_ca_file();
     test_tokens_and_requests();
     test_threads();
     test_signer();

@@ -23,9 +23,10 @@
 //! Everything is deterministic for a `--seed`: a small PRNG of the simulation's own, the core
 //! given the simulated time, events ordered by (time, sequence number).
 //!
-//! A refresh window of an installation opens with a mint and lasts until that token may be
-//! refreshed (`expiresAt - max(5 min, 10 %)`: 12 minutes before it expires, 108 minutes after it
-//! was minted); a mint in a window already open is an extra (`extra_mints`). The fleet's target
+//! A refresh window of an installation opens with a mint and lasts until any process may first
+//! refresh that token (`expiresAt - max(5 min, 10 %)`, 12 minutes before it expires, brought
+//! forward by the cache's spread of at most a fifth of that: 14.4 minutes before it expires,
+//! 105.6 minutes after it was minted); a mint in a window already open is an extra (`extra_mints`). The fleet's target
 //! is one mint per window (`mints_per_installation_per_window` 1.00; with the incidents, the mints
 //! made alone while the store was away set aside). `single_process_mints` is what one process
 //! making every call of the fleet would mint (an ideal single cache with the core's policy).

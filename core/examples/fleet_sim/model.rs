@@ -137,9 +137,11 @@ fn number(flag: &str, value: &str, min: f64, max: f64) -> Result<f64, UsageError
     }
 }
 
-/// How long after it was minted the core refreshes one of the registry's tokens:
+/// How long after it was minted any process may first refresh one of the registry's tokens:
 /// `expiresAt - max(refresh_margin, refresh_fraction * lifetime)` (never before half its life),
-/// with the cache's default settings: 108 minutes for a 2-hour token.
+/// with the cache's default settings, brought forward by the most the cache spreads refreshes
+/// (a fifth of that margin): 105.6 minutes for a 2-hour token (each process refreshes at a
+/// moment of its own between 105.6 and 108 minutes).
 pub fn refresh_after() -> Duration {
     let config = icr_app_core::CacheConfig::default();
     let life = Duration::from_secs(crate::world::TOKEN_LIFETIME_S as u64);
@@ -147,7 +149,8 @@ pub fn refresh_after() -> Duration {
         .refresh_margin
         .max(life.mul_f64(config.refresh_fraction))
         .min(life / 2);
-    life - margin
+    let spread = margin / 5;
+    life.saturating_sub(margin + spread).max(life / 2)
 }
 
 /// A small deterministic PRNG (xorshift64* seeded through splitmix64): the same seed, the same

@@ -126,8 +126,8 @@ pub struct Tally {
     pub store_commands: u64,
     pub store_failures: u64,
     pub registry_requests: u64,
-    /// Refresh windows: per installation, a mint opens one (until its token may be refreshed,
-    /// 12 minutes before its `expiresAt`) unless it falls in the window already open.
+    /// Refresh windows: per installation, a mint opens one (until any process may first refresh
+    /// its token, 14.4 minutes before its `expiresAt`) unless it falls in the window already open.
     pub refresh_windows: u64,
     /// What one process making every call of the fleet (an ideal single cache with the core's
     /// refresh policy) would mint.
@@ -435,7 +435,8 @@ impl Sim {
         if self.window_end_us[i].is_none_or(|end| self.now >= end) {
             self.tally.refresh_windows += 1;
             // The earliest a process may refresh the token: its `expiresAt` (whole seconds, so
-            // up to a second before the mint plus 2 hours) less the 12-minute margin.
+            // up to a second before the mint plus 2 hours) less the 12-minute margin and the
+            // cache's spread (a fifth of it).
             let margin_us = (TOKEN_LIFETIME_S as u64) * 1_000_000 - self.refresh_after_us;
             let expires_us = self.registry.last_expiry().unwrap_or(self.now);
             self.window_end_us[i] = Some(expires_us.saturating_sub(margin_us));

@@ -59,7 +59,7 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
     }
 
     /// splitmix64: tiny, deterministic for a given seed, good enough for jitter.
-    fn next_random(&mut self) -> u64 {
+    pub(super) fn next_random(&mut self) -> u64 {
         self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.rng;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -101,7 +101,7 @@ impl<K: Clone + Eq + Hash> TokenCache<K> {
         offset_ms: i64,
     ) -> Result<Token, Error> {
         let key = self.take_in_flight(id)?;
-        let token = Token::new(access, now, offset_ms, &self.config);
+        let token = Token::new(access, now, offset_ms, &self.config).with_refresh_spread(self.next_random());
         if token.remaining(now) == Duration::ZERO {
             let error = Error::MalformedBody {
                 status: 200,

@@ -12,6 +12,18 @@ fn at(secs: i64) -> Timestamp {
     Timestamp::from_unix_seconds(T0 + secs)
 }
 
+/// The refresh time of a 2-hour token minted at 0: 12 minutes before expiry (the default margin),
+/// brought forward by the cache's spread, at most a fifth of the margin; as whole seconds, the
+/// first second at which the refresh is due.
+fn due_second(t: &Token) -> i64 {
+    let due = t.refresh_at();
+    assert!(
+        due >= at(7200 - 720 - 144) && due <= at(7200 - 720),
+        "the refresh of a 2-hour token is spread over 144 s before 12 minutes ahead of expiry: {due:?}"
+    );
+    (due.unix_millis() + 999) / 1000 - T0
+}
+
 /// A token made at server time `created` (relative seconds) living `life` seconds.
 fn minted(name: &str, created: i64, life: i64) -> AccessToken {
     serde_json::from_value(serde_json::json!({
@@ -108,29 +120,29 @@ fn refresh_at_ten_percent_or_five_minutes() {
 fn refreshing_serves_the_old_token() {
     let mut c = cache();
     let (id, _) = fetch(c.poll(&"i", at(0), None));
-    c.handle_token(id, minted("old", 0, 7200), at(0), 0).unwrap();
-    assert!(c.ready_token(&"i", at(6479), None).is_some());
+    let d = due_second(&c.handle_token(id, minted("old", 0, 7200), at(0), 0).unwrap());
+    assert!(c.ready_token(&"i", at(d - 1), None).is_some());
     assert!(
-        c.ready_token(&"i", at(6480), None).is_none(),
+        c.ready_token(&"i", at(d), None).is_none(),
         "refresh due: the hot path defers to poll"
     );
-    let (id, _) = fetch(c.poll(&"i", at(6480), None));
+    let (id, _) = fetch(c.poll(&"i", at(d), None));
     assert_eq!(
-        c.token_with_life(&"i", at(6480), Duration::from_secs(60))
+        c.token_with_life(&"i", at(d), Duration::from_secs(60))
             .unwrap()
             .secret()
             .expose(),
         "crs_old"
     );
-    assert!(matches!(c.state(&"i", at(6480)), TokenState::Refreshing(_)));
+    assert!(matches!(c.state(&"i", at(d)), TokenState::Refreshing(_)));
     // Others keep getting the old token while the refresh is in flight.
-    assert_eq!(ready(c.poll(&"i", at(6481), None)).secret().expose(), "crs_old");
+    assert_eq!(ready(c.poll(&"i", at(d + 1), None)).secret().expose(), "crs_old");
     assert_eq!(
-        c.ready_token(&"i", at(6481), None).unwrap().secret().expose(),
+        c.ready_token(&"i", at(d + 1), None).unwrap().secret().expose(),
         "crs_old"
     );
-    c.handle_token(id, minted("new", 6481, 7200), at(6481), 0).unwrap();
-    assert_eq!(ready(c.poll(&"i", at(6482), None)).secret().expose(), "crs_new");
+    c.handle_token(id, minted("new", d + 1, 7200), at(d + 1), 0).unwrap();
+    assert_eq!(ready(c.poll(&"i", at(d + 2), None)).secret().expose(), "crs_new");
 }
 
 #[test]
@@ -353,7 +365,9 @@ fn server_clock_jumping_ahead_brings_cached_expiry_forward() {
     let mut c = cache();
     let (id, _) = fetch(c.poll(&"i", at(0), None));
     let t = c.handle_token(id, minted("a", 0, 7200), at(0), 0).unwrap();
-    assert_eq!((t.expires_local(), t.refresh_at()), (at(7200), at(7200 - 720)));
+    assert_eq!(t.expires_local(), at(7200));
+    due_second(&t);
+    let margin = t.expires_local().saturating_since(t.refresh_at());
     // Ten minutes later the server's clock is seen 2 h - 10 min 50 s ahead: the token
     // has 50 s left there, though 1 h 50 min here.
     assert_eq!(c.observe_offset((7200 - 650) * 1000), 1);
@@ -365,7 +379,12 @@ fn server_clock_jumping_ahead_brings_cached_expiry_forward() {
     let (_, stale) = fetch(c.poll(&"i", now, None));
     assert!(stale.is_none(), "nothing usable to serve meanwhile");
     let cached = c.token_even_expired(&"i").unwrap();
-    assert_eq!((cached.expires_local(), cached.refresh_at()), (at(650), at(650 - 720)));
+    assert_eq!(cached.expires_local(), at(650));
+    assert_eq!(
+        cached.refresh_at(),
+        at(650).minus(margin),
+        "the refresh comes forward as much"
+    );
     // While that fetch runs, the token serves whoever needs less than its 50 s.
     assert!(c.ready_token(&"i", now, Some(Duration::from_secs(30))).is_some());
     assert!(c.ready_token(&"i", now, None).is_none());
@@ -434,14 +453,38 @@ fn background_refresh_schedule() {
     let mut c = cache();
     assert_eq!(c.poll_timeout(at(0)), None);
     let (id, _) = fetch(c.poll(&"i", at(0), None));
-    c.handle_token(id, minted("a", 0, 7200), at(0), 0).unwrap();
-    assert_eq!(c.poll_timeout(at(0)), Some(at(6480)));
-    assert!(c.poll_refresh(at(6479)).is_none());
-    let (id, key) = c.poll_refresh(at(6480)).unwrap();
+    let d = due_second(&c.handle_token(id, minted("a", 0, 7200), at(0), 0).unwrap());
+    assert_eq!(
+        c.poll_timeout(at(0)),
+        Some(c.token_even_expired(&"i").unwrap().refresh_at())
+    );
+    assert!(c.poll_refresh(at(d - 1)).is_none());
+    let (id, key) = c.poll_refresh(at(d)).unwrap();
     assert_eq!(key, "i");
-    assert!(c.poll_refresh(at(6480)).is_none(), "one fetch per key");
+    assert!(c.poll_refresh(at(d)).is_none(), "one fetch per key");
     assert_eq!(c.poll_timeout(at(0)), None);
-    c.handle_error(id, server_error(), at(6480)).unwrap();
+    c.handle_error(id, server_error(), at(d)).unwrap();
     let next = c.poll_timeout(at(0)).unwrap();
-    assert!(next > at(6480) && next <= at(6481));
+    assert!(next > at(d) && next <= at(d + 1));
+}
+
+/// Refreshes are spread: caches seeded apart (processes) that receive the same token refresh it
+/// at different moments, each within a fifth of the margin before the usual time, and never
+/// before half the token's life.
+#[test]
+fn refreshes_are_spread_between_processes() {
+    let mut dues = std::collections::BTreeSet::new();
+    for seed in 0..20 {
+        let mut c = TokenCache::new(CacheConfig::default(), seed);
+        let (id, _) = fetch(c.poll(&"i", at(0), None));
+        let t = c.handle_token(id, minted("a", 0, 7200), at(0), 0).unwrap();
+        due_second(&t);
+        dues.insert(t.refresh_at());
+    }
+    assert!(dues.len() >= 15, "20 processes, {} refresh times", dues.len());
+    // A 4-minute token: the margin is half its life, and the spread never goes before it.
+    let mut c = cache();
+    let (id, _) = fetch(c.poll(&"i", at(0), None));
+    let t = c.handle_token(id, minted("a", 0, 240), at(0), 0).unwrap();
+    assert_eq!(t.refresh_at(), at(120));
 }

@@ -15,7 +15,9 @@ use crate::secret::SecretString;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CacheConfig {
     /// Refresh at `expiresAt - max(refresh_margin, refresh_fraction * lifetime)` (but never
-    /// earlier than half-way through the token's life). Default 5 minutes.
+    /// earlier than half-way through the token's life), brought forward by a random part of a
+    /// fifth of that margin drawn by each cache, so that the processes of a fleet holding one
+    /// token refresh at different moments. Default 5 minutes.
     pub refresh_margin: Duration,
     /// See `refresh_margin`. Default 0.10.
     pub refresh_fraction: f64,
@@ -94,6 +96,20 @@ impl Token {
             refresh_at: expires_local.minus(margin),
             lifetime,
         }))
+    }
+
+    /// This token with its refresh brought forward by a random part (drawn from `random`) of a
+    /// fifth of its margin, never to before half its life: processes that hold the same token
+    /// (read from a shared store) or that minted at the same moment then refresh at different
+    /// moments, and a fleet's refreshes are spread instead of falling due together.
+    pub(crate) fn with_refresh_spread(mut self, random: u64) -> Self {
+        let inner = Arc::make_mut(&mut self.0);
+        let margin = inner.expires_local.saturating_since(inner.refresh_at);
+        let spread_ms = u64::try_from(margin.as_millis() / 5).unwrap_or(u64::MAX);
+        let earliest = inner.expires_local.minus(inner.lifetime / 2);
+        let early = Duration::from_millis(random % spread_ms.saturating_add(1));
+        inner.refresh_at = inner.refresh_at.minus(early).max(earliest.min(inner.refresh_at));
+        self
     }
 
     /// This token with its local expiry brought forward to `expiresAt` moved onto our clock

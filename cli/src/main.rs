@@ -204,10 +204,9 @@ impl ApiArgs {
             (None, None) => icr_app_redis::DEFAULT_TIMEOUT,
         };
         let store = RedisStore::connect(&url)?.timeout(timeout);
-        // A Redis over TLS (rediss://, rediss+cluster://, rediss+sentinel://) whose certificate
-        // the private CA signed: that CA is the one trusted.
+        // A Redis over TLS whose certificate the private CA signed: that CA is the one trusted.
         match self.ca_file() {
-            Some(path) if url.trim_start().to_ascii_lowercase().starts_with("rediss") => {
+            Some(path) if store.is_tls() => {
                 let pem = std::fs::read(&path).map_err(|e| {
                     Failure::Usage(format!(
                         "cannot read the CA file {} ({e}): give --ca-file (or {}) the path of a PEM file of CA certificates",

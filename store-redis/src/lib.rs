@@ -295,6 +295,13 @@ impl RedisStore {
         &self.target.shown
     }
 
+    /// Whether the store speaks TLS (`rediss://`, `rediss+cluster://`, `rediss+sentinel://`,
+    /// `valkeys://`): the only stores [`tls_root_certificates`](Self::tls_root_certificates)
+    /// applies to.
+    pub fn is_tls(&self) -> bool {
+        self.target.tls
+    }
+
     fn describe(&self, failure: &Failure, phase: Phase) -> Error {
         error::describe(&self.target, self.timeout, failure, phase)
     }

@@ -120,7 +120,7 @@ pub unsafe extern "C" fn icr_client_new(
         if let Some(url) = &options.redis_url {
             let mut store = RedisStore::connect(url)?;
             if let Some(path) = &options.ca_file
-                && store.url().to_ascii_lowercase().starts_with("rediss")
+                && store.is_tls()
             {
                 let pem = std::fs::read(path).map_err(|e| {
                     Fail::new(

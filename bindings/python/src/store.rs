@@ -33,13 +33,6 @@ pub(crate) struct StoreConfig {
     ca_pem: Option<Vec<u8>>,
 }
 
-/// Whether `url` is a TLS one (`rediss://`, `rediss+cluster://`, `rediss+sentinel://`,
-/// `valkeys://`): a CA file applies to it.
-fn is_tls(url: &str) -> bool {
-    let scheme = url.trim().split("://").next().unwrap_or_default().to_ascii_lowercase();
-    scheme.starts_with("rediss") || scheme.starts_with("valkeys")
-}
-
 impl StoreConfig {
     /// A store on the Redis at `url` whose commands give up after `timeout` (default 300 ms),
     /// with leases of `lease_ttl` (default 15 s) and, for a TLS URL, `ca_pem` as the only CA
@@ -78,7 +71,7 @@ impl StoreConfig {
             store = store.lease_ttl(lease_ttl);
         }
         if let Some(pem) = &self.ca_pem
-            && is_tls(&self.url)
+            && store.is_tls()
         {
             store = store.tls_root_certificates(pem)?;
         }

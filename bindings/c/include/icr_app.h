@@ -147,8 +147,11 @@ typedef enum icr_step {
    */
   ICR_STEP_SEND = 1,
   /**
-   * Run a command on a shared token store. Not handed out by this version of the C API,
-   * which attaches no store.
+   * Run the command the `icr_op_store_*` accessors lend on the shared token store (see
+   * `icr_store_command`), then report for `id` with the reply its kind takes
+   * (`icr_op_handle_store_value`, `_leased`, `_done`) or `icr_op_handle_store_failure`.
+   * Polling again instead gives the command up (the core then mints without it). Only for an
+   * app given a store by `icr_app_attach_store`.
    */
   ICR_STEP_STORE = 2,
   /**
@@ -218,6 +221,38 @@ typedef enum icr_route {
    */
   ICR_ROUTE_PROXY_ALLOWED = 2,
 } icr_route;
+
+/**
+ * The kind of the command an `ICR_STEP_STORE` step hands out (`icr_op_store_command`). Each
+ * runs atomically on the store (Redis terms in brackets; any store with the same semantics
+ * will do, shared by every process of the fleet):
+ */
+typedef enum icr_store_command {
+  /**
+   * Read the entry `key` (`GET`; the Redis store reads at most 64 KiB). Reply with
+   * `icr_op_handle_store_value`: found and its bytes, or not found.
+   */
+  ICR_STORE_COMMAND_GET = 1,
+  /**
+   * Take the lease `key`: set it to the owner bytes (`icr_op_store_value`) with a lifetime of
+   * `icr_op_store_ttl_ms` **only if `key` does not exist** (`SET key owner NX PX ttl`). Reply
+   * with `icr_op_handle_store_leased`: taken (it was free) or not (someone holds it).
+   */
+  ICR_STORE_COMMAND_LEASE = 2,
+  /**
+   * Set the entry `key` to the value (`icr_op_store_value`) with a lifetime of
+   * `icr_op_store_ttl_ms`, then delete the lease (`icr_op_store_lease`) **only if it still
+   * holds the owner bytes**, both in one atomic step (a script). Reply with
+   * `icr_op_handle_store_done`.
+   */
+  ICR_STORE_COMMAND_PUT = 3,
+  /**
+   * Delete `key` **only if its value starts with the prefix** (`icr_op_store_value`), in one
+   * atomic step (compare-and-delete: a script). Reply with `icr_op_handle_store_done`,
+   * whether or not anything was deleted.
+   */
+  ICR_STORE_COMMAND_DELETE = 4,
+} icr_store_command;
 
 /**
  * How a request failed without a response, for `icr_op_handle_failure` (passed as a
@@ -477,6 +512,44 @@ void icr_app_free(struct icr_app *app);
  * writable.
  */
 enum icr_status icr_app_changes(const struct icr_app *app, uint64_t *out);
+
+/**
+ * Tells the app that you run a shared token store for it (Redis, or any store with the same
+ * atomic commands: see `icr_store_command`): from then on its token operations hand out
+ * `ICR_STEP_STORE` steps to read a token another process minted before minting, to take the
+ * store's lease to mint (one process of the fleet mints, the others wait and read), and to put
+ * what they mint. Tokens are sealed (AES-256-GCM) before they reach the store: it never sees one.
+ *
+ * - `lease_ttl_ms`: how long a lease to mint lasts when its holder dies without releasing it;
+ *   longer than a mint takes. 0: the default, 15000.
+ * - `owner_seed`: makes this process's lease owner id: pass randomness (two processes with the
+ *   same seed would take each other's leases for their own).
+ * - `sealing_secret`, `sealing_secret_len`: what tokens are sealed under. An app made by
+ *   `icr_app_new` derives it from its key: pass NULL and 0. An app made by
+ *   `icr_app_new_without_key` needs one: at least 32 random bytes (`openssl rand 32`), the same
+ *   in every process sharing the store; the bytes are not kept (the key derived from them is
+ *   wiped when the app is freed). A secret where none applies, none where one is needed, or
+ *   one too short is `ICR_STATUS_CONFIG`.
+ *
+ * A store that fails (`icr_op_handle_store_failure`) is set aside for 5 s of `now_ms`: tokens
+ * are minted without it meanwhile, and no operation fails for it. Calling it again replaces the
+ * store's settings and the lease owner id.
+ *
+ * Call it before the app's first operation. An app made by `icr_app_new_without_key` is remade
+ * with the secret, which would drop what its operations learned: once an operation has used it
+ * (polled, answered, abandoned, or `icr_op_refresher`), this call is `ICR_STATUS_WRONG_STATE`.
+ *
+ * # Safety
+ *
+ * `app` is NULL (refused) or a live app no one else uses during the call; `sealing_secret` is
+ * NULL (refused unless `sealing_secret_len` is 0) or points to `sealing_secret_len` readable
+ * bytes.
+ */
+enum icr_status icr_app_attach_store(struct icr_app *app,
+                                     uint64_t lease_ttl_ms,
+                                     uint64_t owner_seed,
+                                     const uint8_t *sealing_secret,
+                                     size_t sealing_secret_len);
 
 /**
  * Makes a blocking client and writes it to `*out` (free it with `icr_client_free`).
@@ -856,10 +929,11 @@ void icr_op_free(struct icr_op *op);
 
 /**
  * Asks the operation what to do next, at `now_ms` (the local time, Unix milliseconds), and
- * writes the step's kind (`icr_step`) and its numbers: `*out_id` for a Send or a Sign (which
- * request to answer), `*out_until_ms` for a Sleep or a Wait, `*out_change` for a Wait (0 where
- * they do not apply). A Send's request and a Sign's message are lent by the accessors until
- * the next call that changes the operation. Once Done, polling again returns Done again.
+ * writes the step's kind (`icr_step`) and its numbers: `*out_id` for a Send, a Store or a Sign
+ * (which request to answer), `*out_until_ms` for a Sleep or a Wait, `*out_change` for a Wait (0
+ * where they do not apply). A Send's request, a Store's command and a Sign's message are lent by
+ * the accessors until the next call that changes the operation. Once Done, polling again
+ * returns Done again.
  *
  * # Safety
  *
@@ -1386,6 +1460,120 @@ const char *icr_status_name(uint32_t status);
  * writable `size_t`.
  */
 enum icr_status icr_last_error(char *buf, size_t cap, size_t *out_needed);
+
+/**
+ * Writes the kind of the current Store step's command (`icr_store_command`) and lends its key,
+ * NUL-terminated (the NUL not counted in `*out_key_len`). Keys start with `icr-app:v2:` and
+ * hold one Redis Cluster hash tag (`{...}`): a command with two keys (Put) has both in one slot.
+ *
+ * # Safety
+ *
+ * `op` is live; the out-parameters point to writable memory of their types.
+ */
+enum icr_status icr_op_store_command(const struct icr_op *op,
+                                     enum icr_store_command *out_kind,
+                                     const char **out_key,
+                                     size_t *out_key_len);
+
+/**
+ * Lends the current Store step's bytes: a Lease's owner, a Put's value, a Delete's prefix
+ * (binary: not NUL-terminated; store and compare them as bytes). A Get has none:
+ * `ICR_STATUS_WRONG_STATE`.
+ *
+ * # Safety
+ *
+ * As `icr_op_store_command`.
+ */
+enum icr_status icr_op_store_value(const struct icr_op *op, const uint8_t **out, size_t *out_len);
+
+/**
+ * Writes the lifetime of what the current Store step sets, in whole milliseconds (rounded up,
+ * at least 1): a Lease's or a Put's. A Get or a Delete has none: `ICR_STATUS_WRONG_STATE`.
+ *
+ * # Safety
+ *
+ * As `icr_op_store_command`.
+ */
+enum icr_status icr_op_store_ttl_ms(const struct icr_op *op, uint64_t *out);
+
+/**
+ * Lends the current Put step's lease, NUL-terminated (the NUL not counted), and the owner it
+ * must hold to be deleted (bytes). Another kind has none: `ICR_STATUS_WRONG_STATE`.
+ *
+ * # Safety
+ *
+ * As `icr_op_store_command`.
+ */
+enum icr_status icr_op_store_lease(const struct icr_op *op,
+                                   const char **out_lease,
+                                   size_t *out_lease_len,
+                                   const uint8_t **out_owner,
+                                   size_t *out_owner_len);
+
+/**
+ * Answers Store step `id`, a Get, at `now_ms`: `found` not 0 and the entry's `value_len` bytes
+ * at `value`, or `found` 0 for no entry (`value` is then not read). Copied.
+ *
+ * A call for another id than the pending Store step's is `ICR_STATUS_UNKNOWN_REQUEST`; with no
+ * Store step pending, or one of another kind, `ICR_STATUS_WRONG_STATE`; nothing changes then.
+ *
+ * # Safety
+ *
+ * `op` and `app` are live (as for `icr_op_poll`); `value` is NULL (refused unless `value_len`
+ * is 0) or points to `value_len` readable bytes.
+ */
+enum icr_status icr_op_handle_store_value(struct icr_op *op,
+                                          struct icr_app *app,
+                                          uint64_t id,
+                                          uint32_t found,
+                                          const uint8_t *value,
+                                          size_t value_len,
+                                          int64_t now_ms);
+
+/**
+ * Answers Store step `id`, a Lease, at `now_ms`: `taken` not 0 if the lease was free and is
+ * now the owner's, 0 if someone holds it. Errors as `icr_op_handle_store_value`.
+ *
+ * # Safety
+ *
+ * `op` and `app` are live (as for `icr_op_poll`).
+ */
+enum icr_status icr_op_handle_store_leased(struct icr_op *op,
+                                           struct icr_app *app,
+                                           uint64_t id,
+                                           uint32_t taken,
+                                           int64_t now_ms);
+
+/**
+ * Answers Store step `id`, a Put or a Delete, at `now_ms`: it ran (whether or not a Delete
+ * deleted anything). Errors as `icr_op_handle_store_value`.
+ *
+ * # Safety
+ *
+ * `op` and `app` are live (as for `icr_op_poll`).
+ */
+enum icr_status icr_op_handle_store_done(struct icr_op *op,
+                                         struct icr_app *app,
+                                         uint64_t id,
+                                         int64_t now_ms);
+
+/**
+ * Reports that the store could not run Store step `id`'s command (of any kind), at `now_ms`:
+ * `message` says why (UTF-8; never a password). The operation goes on without the store (it
+ * mints alone, with no error for it), and the app sets the store aside for 5 s of `now_ms`.
+ * Errors as `icr_op_handle_store_value`.
+ *
+ * # Safety
+ *
+ * `op` and `app` are live (as for `icr_op_poll`); `message` is NULL (refused unless
+ * `message_len` is 0) or points to `message_len` readable bytes.
+ */
+enum icr_status icr_op_handle_store_failure(struct icr_op *op,
+                                            struct icr_app *app,
+                                            uint64_t id,
+                                            const char *message,
+                                            size_t message_len,
+                                            int64_t now_ms);
 
 #ifdef __cplusplus
 }  // extern "C"

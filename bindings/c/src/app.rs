@@ -2,8 +2,9 @@
 
 use std::ffi::c_char;
 use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
 
-use icr_app_core::{App, AppBuilder, AppKey};
+use icr_app_core::{App, AppBuilder, AppKey, StoreSettings};
 
 use crate::io::{Out, bytes, text};
 use crate::status::{Fail, guard, icr_status};
@@ -20,6 +21,9 @@ pub struct icr_app {
     pub(crate) app: App,
     /// What the app was made from, for `icr_client_new`, which makes the client's own app.
     pub(crate) recipe: Recipe,
+    /// Whether an operation has used it (polled, answered, abandoned, or made the refresher):
+    /// a keyless app can no longer be remade with a sealing secret by `icr_app_attach_store`.
+    pub(crate) used: bool,
 }
 
 /// An app's id, key (none for an app without one) and base URL as given (empty: the default).
@@ -58,7 +62,11 @@ pub(crate) fn seed() -> u64 {
 /// Builds the app from `recipe`, and hands it out.
 fn build(recipe: Recipe, out: Out<*mut icr_app>) -> Result<(), Fail> {
     let app = recipe.builder("").seed(seed()).build()?;
-    out.set(Box::into_raw(Box::new(icr_app { app, recipe })));
+    out.set(Box::into_raw(Box::new(icr_app {
+        app,
+        recipe,
+        used: false,
+    })));
     Ok(())
 }
 
@@ -175,12 +183,91 @@ pub unsafe extern "C" fn icr_app_changes(app: *const icr_app, out: *mut u64) -> 
     })
 }
 
-/// The app behind `ptr`, for a call that changes it.
+/// The app behind `ptr`, for an operation's call that changes it (the app is then used).
 ///
 /// # Safety
 ///
 /// `ptr` is NULL (refused) or a live app no one else uses during the call.
 pub(crate) unsafe fn app_mut<'a>(ptr: *mut icr_app) -> Result<&'a mut icr_app, Fail> {
     // SAFETY: passed on from the caller's contract.
-    unsafe { ptr.as_mut() }.ok_or_else(|| Fail::null("app"))
+    let app = unsafe { ptr.as_mut() }.ok_or_else(|| Fail::null("app"))?;
+    app.used = true;
+    Ok(app)
+}
+
+/// Tells the app that you run a shared token store for it (Redis, or any store with the same
+/// atomic commands: see `icr_store_command`): from then on its token operations hand out
+/// `ICR_STEP_STORE` steps to read a token another process minted before minting, to take the
+/// store's lease to mint (one process of the fleet mints, the others wait and read), and to put
+/// what they mint. Tokens are sealed (AES-256-GCM) before they reach the store: it never sees one.
+///
+/// - `lease_ttl_ms`: how long a lease to mint lasts when its holder dies without releasing it;
+///   longer than a mint takes. 0: the default, 15000.
+/// - `owner_seed`: makes this process's lease owner id: pass randomness (two processes with the
+///   same seed would take each other's leases for their own).
+/// - `sealing_secret`, `sealing_secret_len`: what tokens are sealed under. An app made by
+///   `icr_app_new` derives it from its key: pass NULL and 0. An app made by
+///   `icr_app_new_without_key` needs one: at least 32 random bytes (`openssl rand 32`), the same
+///   in every process sharing the store; the bytes are not kept (the key derived from them is
+///   wiped when the app is freed). A secret where none applies, none where one is needed, or
+///   one too short is `ICR_STATUS_CONFIG`.
+///
+/// A store that fails (`icr_op_handle_store_failure`) is set aside for 5 s of `now_ms`: tokens
+/// are minted without it meanwhile, and no operation fails for it. Calling it again replaces the
+/// store's settings and the lease owner id.
+///
+/// Call it before the app's first operation. An app made by `icr_app_new_without_key` is remade
+/// with the secret, which would drop what its operations learned: once an operation has used it
+/// (polled, answered, abandoned, or `icr_op_refresher`), this call is `ICR_STATUS_WRONG_STATE`.
+///
+/// # Safety
+///
+/// `app` is NULL (refused) or a live app no one else uses during the call; `sealing_secret` is
+/// NULL (refused unless `sealing_secret_len` is 0) or points to `sealing_secret_len` readable
+/// bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn icr_app_attach_store(
+    app: *mut icr_app,
+    lease_ttl_ms: u64,
+    owner_seed: u64,
+    sealing_secret: *const u8,
+    sealing_secret_len: usize,
+) -> icr_status {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let secret = unsafe { bytes(sealing_secret, sealing_secret_len, "sealing_secret") }?;
+        // SAFETY: as above: a live app not used elsewhere during the call (not `app_mut`, which
+        // would count this call as an operation's).
+        let app = unsafe { app.as_mut() }.ok_or_else(|| Fail::null("app"))?;
+        let mut settings = StoreSettings::default();
+        if lease_ttl_ms > 0 {
+            settings.lease_ttl = Duration::from_millis(lease_ttl_ms);
+        }
+        match (app.recipe.key.is_some(), secret.is_empty()) {
+            (true, true) => app.app.attach_store(settings, owner_seed)?,
+            (true, false) => {
+                return Err(Fail::new(
+                    icr_status::Config,
+                    "invalid sealing secret: an app made by icr_app_new seals shared tokens under a secret derived from its key: pass none (NULL, 0)",
+                ));
+            }
+            (false, true) => {
+                return Err(Fail::new(
+                    icr_status::Config,
+                    "invalid sealing secret: an app made by icr_app_new_without_key needs one to share tokens: at least 32 random bytes (e.g. `openssl rand 32`), the same in every process sharing the store",
+                ));
+            }
+            (false, false) if app.used => {
+                return Err(Fail::state(
+                    "an operation has used this app (made by icr_app_new_without_key), which attaching a store with a sealing secret would remake: attach the store before the app's first operation",
+                ));
+            }
+            (false, false) => {
+                let mut remade = app.recipe.builder("").seed(seed()).sealing_secret(secret).build()?;
+                remade.attach_store(settings, owner_seed)?;
+                app.app = remade;
+            }
+        }
+        Ok(())
+    })
 }

@@ -5,8 +5,10 @@
 //! app ([`icr_app_new`]), an operation ([`icr_op_installation_token`], ...), and loops on
 //! [`icr_op_poll`]: it sends the request a Send step lends, hands the response back with
 //! [`icr_op_handle_response`] (or the failure with [`icr_op_handle_failure`]), signs what a Sign
-//! step lends, sleeps or waits, until the step is Done; then reads the result
-//! ([`icr_op_result`], [`icr_op_token`], ...). `bindings/c/README.md` has the complete loop.
+//! step lends, runs on its shared token store what a Store step lends (an app given one by
+//! [`icr_app_attach_store`]; [`icr_op_store_command`], [`icr_op_handle_store_value`], ...),
+//! sleeps or waits, until the step is Done; then reads the result ([`icr_op_result`],
+//! [`icr_op_token`], ...). `bindings/c/README.md` has the complete loop.
 //!
 //! The **blocking client** ([`icr_client_new`], [`icr_client_installation_token`],
 //! [`icr_client_request`], ...) is the workspace's blocking client (`icr_app_ureq::Client`) for C
@@ -37,8 +39,9 @@ mod op;
 mod options;
 mod result;
 mod status;
+mod store;
 
-pub use app::{icr_app, icr_app_changes, icr_app_free, icr_app_new, icr_app_new_without_key};
+pub use app::{icr_app, icr_app_attach_store, icr_app_changes, icr_app_free, icr_app_new, icr_app_new_without_key};
 pub use client::{
     icr_client, icr_client_app_token, icr_client_free, icr_client_installation_token, icr_client_new,
     icr_client_organization_token, icr_client_request, icr_client_revoke, icr_client_revoke_all, icr_client_stats_json,
@@ -66,6 +69,10 @@ pub use result::{
     icr_op_token_json,
 };
 pub use status::{icr_last_error, icr_status, icr_status_name};
+pub use store::{
+    icr_op_handle_store_done, icr_op_handle_store_failure, icr_op_handle_store_leased, icr_op_handle_store_value,
+    icr_op_store_command, icr_op_store_lease, icr_op_store_ttl_ms, icr_op_store_value, icr_store_command,
+};
 
 /// The library's version (the crate's), as a static NUL-terminated string, e.g. `"0.1.0"`.
 /// Never free it.

@@ -12,6 +12,7 @@ use crate::app::{app_mut, icr_app};
 use crate::io::{Out, bytes, c_text, lend, text, without_nul};
 use crate::result::Done;
 use crate::status::{Fail, guard, icr_status};
+use crate::store::LentStore;
 
 /// One operation: a token, the app JWT, an installation, a page, a request sent as a scope, a
 /// revocation, the refresher. Made by an `icr_op_*` constructor, driven with `icr_op_poll` and
@@ -23,18 +24,20 @@ use crate::status::{Fail, guard, icr_status};
 /// `icr_op_handle_*`, `icr_op_abandon`, `icr_op_free`); a Done step's results stay valid until
 /// `icr_op_free`.
 pub struct icr_op {
-    op: AnyOperation,
+    pub(crate) op: AnyOperation,
     /// What the current step lends.
-    step: Lent,
+    pub(crate) step: Lent,
     /// Set once the operation is done, for good.
     done: Option<Done>,
 }
 
 /// What the current step lends the caller.
-enum Lent {
+pub(crate) enum Lent {
     Nothing,
     Send(LentRequest),
     Sign(Vec<u8>),
+    /// A store command: also what an answer must be for (its id and kind).
+    Store(LentStore),
 }
 
 /// A header as C reads it: name and value, each followed by a NUL (not counted); the value is
@@ -57,7 +60,7 @@ impl LentHeader {
 }
 
 /// A Send step's request as C reads it.
-struct LentRequest {
+pub(crate) struct LentRequest {
     method: Zeroizing<Vec<u8>>,
     url: Zeroizing<Vec<u8>>,
     headers: Vec<LentHeader>,
@@ -94,8 +97,11 @@ pub enum icr_step {
     /// `icr_op_handle_response` (any response, whatever its status, with every header) or
     /// `icr_op_handle_failure` (no response).
     Send = 1,
-    /// Run a command on a shared token store. Not handed out by this version of the C API,
-    /// which attaches no store.
+    /// Run the command the `icr_op_store_*` accessors lend on the shared token store (see
+    /// `icr_store_command`), then report for `id` with the reply its kind takes
+    /// (`icr_op_handle_store_value`, `_leased`, `_done`) or `icr_op_handle_store_failure`.
+    /// Polling again instead gives the command up (the core then mints without it). Only for an
+    /// app given a store by `icr_app_attach_store`.
     Store = 2,
     /// Sign the message `icr_op_sign_message` lends (RS256, with the app's key wherever it is),
     /// then report for `id` with `icr_op_handle_signature` or
@@ -278,7 +284,10 @@ fn min_life(min_life_ms: u64) -> Option<Duration> {
 /// # Safety
 ///
 /// Each pointer is NULL (refused) or a live handle no one else uses during the call.
-unsafe fn op_and_app<'a>(op: *mut icr_op, app: *mut icr_app) -> Result<(&'a mut icr_op, &'a mut icr_app), Fail> {
+pub(crate) unsafe fn op_and_app<'a>(
+    op: *mut icr_op,
+    app: *mut icr_app,
+) -> Result<(&'a mut icr_op, &'a mut icr_app), Fail> {
     // SAFETY: passed on from the caller's contract.
     let op = unsafe { op.as_mut() }.ok_or_else(|| Fail::null("op"))?;
     // SAFETY: as above (an app and an operation are distinct allocations).
@@ -614,10 +623,11 @@ pub unsafe extern "C" fn icr_op_free(op: *mut icr_op) {
 }
 
 /// Asks the operation what to do next, at `now_ms` (the local time, Unix milliseconds), and
-/// writes the step's kind (`icr_step`) and its numbers: `*out_id` for a Send or a Sign (which
-/// request to answer), `*out_until_ms` for a Sleep or a Wait, `*out_change` for a Wait (0 where
-/// they do not apply). A Send's request and a Sign's message are lent by the accessors until
-/// the next call that changes the operation. Once Done, polling again returns Done again.
+/// writes the step's kind (`icr_step`) and its numbers: `*out_id` for a Send, a Store or a Sign
+/// (which request to answer), `*out_until_ms` for a Sleep or a Wait, `*out_change` for a Wait (0
+/// where they do not apply). A Send's request, a Store's command and a Sign's message are lent by
+/// the accessors until the next call that changes the operation. Once Done, polling again
+/// returns Done again.
 ///
 /// # Safety
 ///
@@ -656,7 +666,10 @@ pub unsafe extern "C" fn icr_op_poll(
                     op.step = Lent::Sign(message);
                     (icr_step::Sign, id, 0, 0)
                 }
-                AnyStep::Store { id, .. } => (icr_step::Store, id, 0, 0),
+                AnyStep::Store { id, command } => {
+                    op.step = Lent::Store(LentStore::take(id, command));
+                    (icr_step::Store, id, 0, 0)
+                }
                 AnyStep::Sleep { until } => (icr_step::Sleep, 0, until.unix_millis(), 0),
                 AnyStep::Wait { until, change } => (icr_step::Wait, 0, until.unix_millis(), change),
                 AnyStep::Done(result) => {

@@ -1,7 +1,8 @@
 #!/bin/sh
 # The C tests: builds icr-app-ffi (and the CLI, whose `icr-app mock` serves the fake registry),
 # compiles the header as C99 and as C++ with every warning an error, then:
-#   - tests/sans_io.c (the sans-IO layer against a canned registry written in C) and
+#   - tests/sans_io.c (the sans-IO layer against a canned registry written in C, and a shared
+#     token store in memory that two apps use, written in C too) and
 #     tests/client.c (the blocking client against `icr-app mock` over loopback HTTP; its signer
 #     signs with the `openssl` command; two of its clients share a redis-server started here),
 #     each as C99 with every warning an error, under
@@ -51,7 +52,7 @@ $CC $warn $asan -I"$here/include" "$here/tests/sans_io.c" -o "$out/sans_io_asan"
 
 echo "== tests/sans_io.c under Valgrind"
 $CC $warn -g -I"$here/include" "$here/tests/sans_io.c" -o "$out/sans_io" $link
-$grind "$out/sans_io" "$key"
+$grind --suppressions="$here/valgrind.supp" "$out/sans_io" "$key"
 
 echo "== the fake registry: icr-app mock"
 "$target/icr-app" mock --port 0 > "$out/mock.txt" 2>&1 &

@@ -251,39 +251,220 @@ static void registry_answer(registry *reg, const icr_op *op, answer *a) {
     strcpy(a->body, "hello");
 }
 
-/* Drives `op` to Done against the registry; `sign` answers Sign steps with a dummy signature
- * (1) or a signer failure (0). Returns the number of Send steps. */
-static int drive(icr_op *op, icr_app *app, registry *reg, int sign) {
-    int sends = 0, polls;
-    for (polls = 0; polls < 100; polls++) {
-        enum icr_step step = (enum icr_step)0;
-        uint64_t id = 0, change = 0;
-        int64_t until = 0;
-        now_ms += 1;
-        CHECK_STATUS(icr_op_poll(op, app, now_ms, &step, &id, &until, &change), ICR_STATUS_OK);
-        switch (step) {
-        case ICR_STEP_SEND: {
-            answer a;
-            sends++;
-            registry_answer(reg, op, &a);
-            if (a.fail) {
-                CHECK_STATUS(icr_op_handle_failure(op, app, id, ICR_TRANSPORT_KIND_CONNECT,
-                                                   S("connection refused"), now_ms),
-                             ICR_STATUS_OK);
-            } else {
-                CHECK_STATUS(icr_op_handle_response(op, app, id, a.status, a.headers, a.header_count,
-                                                    (const uint8_t *)a.body, strlen(a.body), now_ms),
-                             ICR_STATUS_OK);
+/* ---- a shared token store, in memory: the driver's side, with Redis semantics ---- */
+
+#define STORE_SLOTS 16
+
+typedef struct store_entry {
+    int used;
+    char key[256];
+    uint8_t value[2048];
+    size_t len;
+    int64_t expires_ms; /* on the test's clock */
+} store_entry;
+
+typedef struct mem_store {
+    store_entry entries[STORE_SLOTS];
+    int fail;           /* 1: every command fails (the store is down) */
+    int gets, hits, leases, leases_refused, puts, releases, deletes, failures;
+} mem_store;
+
+/* The live entry named `key` (`key_len` bytes), or NULL; an expired one is dropped. */
+static store_entry *store_find(mem_store *st, const char *key, size_t key_len) {
+    int i;
+    for (i = 0; i < STORE_SLOTS; i++) {
+        store_entry *e = &st->entries[i];
+        if (e->used && strlen(e->key) == key_len && memcmp(e->key, key, key_len) == 0) {
+            if (e->expires_ms <= now_ms) {
+                e->used = 0;
+                return NULL;
             }
-            {
-                /* The request's loans ended with the answer. */
-                const char *url = NULL;
-                size_t url_len = 0;
-                CHECK_STATUS(icr_op_request_url(op, &url, &url_len), ICR_STATUS_WRONG_STATE);
-                CHECK(url == NULL);
-            }
-            break;
+            return e;
         }
+    }
+    return NULL;
+}
+
+/* Sets `key` to `value` for `ttl_ms`. */
+static void store_set(mem_store *st, const char *key, size_t key_len, const uint8_t *value, size_t len,
+                      uint64_t ttl_ms) {
+    store_entry *e = store_find(st, key, key_len);
+    int i;
+    for (i = 0; e == NULL && i < STORE_SLOTS; i++) {
+        if (!st->entries[i].used) {
+            e = &st->entries[i];
+        }
+    }
+    CHECK(e != NULL && key_len < sizeof e->key && len <= sizeof e->value);
+    if (e == NULL || key_len >= sizeof e->key || len > sizeof e->value) {
+        return;
+    }
+    e->used = 1;
+    memcpy(e->key, key, key_len);
+    e->key[key_len] = '\0';
+    memcpy(e->value, value, len);
+    e->len = len;
+    e->expires_ms = now_ms + (int64_t)ttl_ms;
+}
+
+/* Runs the command of the Store step `id` that `op` is on, and answers it. Each command is
+ * atomic here as it must be on a real store (one thread; on Redis, a script). */
+static void store_run(mem_store *st, icr_op *op, icr_app *app, uint64_t id) {
+    enum icr_store_command kind = (enum icr_store_command)0;
+    const char *key = NULL, *lease = NULL;
+    const uint8_t *value = NULL, *owner = NULL;
+    size_t key_len = 0, value_len = 0, lease_len = 0, owner_len = 0;
+    uint64_t ttl_ms = 0;
+    store_entry *e;
+    CHECK_STATUS(icr_op_store_command(op, &kind, &key, &key_len), ICR_STATUS_OK);
+    CHECK(key != NULL && key[key_len] == '\0' && strlen(key) == key_len);
+    CHECK(strncmp(key, "icr-app:v2:", 11) == 0 && strchr(key, '{') != NULL);
+    /* A Put alone releases a lease. */
+    if (kind != ICR_STORE_COMMAND_PUT) {
+        CHECK_STATUS(icr_op_store_lease(op, &lease, &lease_len, &owner, &owner_len), ICR_STATUS_WRONG_STATE);
+        CHECK(lease == NULL && owner == NULL);
+    }
+    if (st->fail) {
+        st->failures++;
+        CHECK_STATUS(icr_op_handle_store_failure(op, app, id, S("connection refused"), now_ms), ICR_STATUS_OK);
+        return;
+    }
+    switch (kind) {
+    case ICR_STORE_COMMAND_GET:
+        /* A Get has a key only. */
+        CHECK_STATUS(icr_op_store_value(op, &value, &value_len), ICR_STATUS_WRONG_STATE);
+        CHECK_STATUS(icr_op_store_ttl_ms(op, &ttl_ms), ICR_STATUS_WRONG_STATE);
+        CHECK(value == NULL && ttl_ms == 0);
+        /* Another reply than a value: refused, and the step is still there. */
+        CHECK_STATUS(icr_op_handle_store_leased(op, app, id, 1, now_ms), ICR_STATUS_WRONG_STATE);
+        CHECK(strstr(last_error(), "icr_op_handle_store_value") != NULL);
+        CHECK_STATUS(icr_op_handle_store_done(op, app, id, now_ms), ICR_STATUS_WRONG_STATE);
+        st->gets++;
+        e = store_find(st, key, key_len);
+        if (e != NULL) {
+            st->hits++;
+            CHECK_STATUS(icr_op_handle_store_value(op, app, id, 1, e->value, e->len, now_ms), ICR_STATUS_OK);
+        } else {
+            /* Not found: the value is not read. */
+            CHECK_STATUS(icr_op_handle_store_value(op, app, id, 0, NULL, 99, now_ms), ICR_STATUS_OK);
+        }
+        break;
+    case ICR_STORE_COMMAND_LEASE:
+        /* SET key owner NX PX ttl */
+        CHECK_STATUS(icr_op_store_value(op, &value, &value_len), ICR_STATUS_OK);
+        CHECK_STATUS(icr_op_store_ttl_ms(op, &ttl_ms), ICR_STATUS_OK);
+        CHECK(value_len == 32 && ttl_ms > 0);
+        CHECK(ends_with(key, key_len, ":lease"));
+        CHECK_STATUS(icr_op_handle_store_done(op, app, id, now_ms), ICR_STATUS_WRONG_STATE);
+        st->leases++;
+        if (store_find(st, key, key_len) != NULL) {
+            st->leases_refused++;
+            CHECK_STATUS(icr_op_handle_store_leased(op, app, id, 0, now_ms), ICR_STATUS_OK);
+        } else {
+            store_set(st, key, key_len, value, value_len, ttl_ms);
+            CHECK_STATUS(icr_op_handle_store_leased(op, app, id, 1, now_ms), ICR_STATUS_OK);
+        }
+        break;
+    case ICR_STORE_COMMAND_PUT:
+        /* SET key value PX ttl; then DEL lease if it holds owner: one step. */
+        CHECK_STATUS(icr_op_store_value(op, &value, &value_len), ICR_STATUS_OK);
+        CHECK_STATUS(icr_op_store_ttl_ms(op, &ttl_ms), ICR_STATUS_OK);
+        CHECK_STATUS(icr_op_store_lease(op, &lease, &lease_len, &owner, &owner_len), ICR_STATUS_OK);
+        CHECK(value_len > 17 && ttl_ms > 3600 * 1000 && ttl_ms <= 2 * 3600 * 1000);
+        /* The lease is the entry's. */
+        CHECK(lease[lease_len] == '\0' && lease_len == key_len + 6 && strncmp(lease, key, key_len) == 0 &&
+              strcmp(lease + key_len, ":lease") == 0);
+        CHECK(owner_len == 32);
+        CHECK_STATUS(icr_op_handle_store_value(op, app, id, 0, NULL, 0, now_ms), ICR_STATUS_WRONG_STATE);
+        st->puts++;
+        store_set(st, key, key_len, value, value_len, ttl_ms);
+        e = store_find(st, lease, lease_len);
+        if (e != NULL && e->len == owner_len && memcmp(e->value, owner, owner_len) == 0) {
+            e->used = 0;
+            st->releases++;
+        }
+        CHECK_STATUS(icr_op_handle_store_done(op, app, id, now_ms), ICR_STATUS_OK);
+        break;
+    case ICR_STORE_COMMAND_DELETE:
+        /* DEL key if its value starts with prefix: one step. */
+        CHECK_STATUS(icr_op_store_value(op, &value, &value_len), ICR_STATUS_OK);
+        CHECK_STATUS(icr_op_store_ttl_ms(op, &ttl_ms), ICR_STATUS_WRONG_STATE);
+        CHECK(value_len > 0);
+        e = store_find(st, key, key_len);
+        if (e != NULL && e->len >= value_len && memcmp(e->value, value, value_len) == 0) {
+            e->used = 0;
+            st->deletes++;
+        }
+        CHECK_STATUS(icr_op_handle_store_done(op, app, id, now_ms), ICR_STATUS_OK);
+        break;
+    default:
+        CHECK(!"an unknown store command");
+    }
+    {
+        /* The command's loans ended with the answer. */
+        CHECK_STATUS(icr_op_store_command(op, &kind, &key, &key_len), ICR_STATUS_WRONG_STATE);
+        CHECK_STATUS(icr_op_handle_store_done(op, app, id, now_ms), ICR_STATUS_WRONG_STATE);
+    }
+}
+
+/* Answers the Send step `id` that `op` is on, as the registry would. */
+static void answer_send(icr_op *op, icr_app *app, registry *reg, uint64_t id) {
+    answer a;
+    registry_answer(reg, op, &a);
+    if (a.fail) {
+        CHECK_STATUS(icr_op_handle_failure(op, app, id, ICR_TRANSPORT_KIND_CONNECT, S("connection refused"), now_ms),
+                     ICR_STATUS_OK);
+    } else {
+        CHECK_STATUS(icr_op_handle_response(op, app, id, a.status, a.headers, a.header_count,
+                                            (const uint8_t *)a.body, strlen(a.body), now_ms),
+                     ICR_STATUS_OK);
+    }
+    {
+        /* The request's loans ended with the answer. */
+        const char *url = NULL;
+        size_t url_len = 0;
+        CHECK_STATUS(icr_op_request_url(op, &url, &url_len), ICR_STATUS_WRONG_STATE);
+        CHECK(url == NULL);
+    }
+}
+
+/* Where drive_until stopped, and how many Send steps it answered. */
+typedef struct driven {
+    int sends;
+    enum icr_step step;
+    uint64_t id;
+    int64_t until;
+} driven;
+
+#define STOP(step) (1u << (step))
+
+/* Drives `op` against the registry and the store `st` (NULL: none attached) until Done, or
+ * until a step in the mask `stop` (STOP(ICR_STEP_SEND) | ...), which it returns without
+ * performing; `sign` answers Sign steps with a dummy signature (1) or a signer failure (0). */
+static driven drive_until(icr_op *op, icr_app *app, registry *reg, int sign, mem_store *st, unsigned stop) {
+    driven d;
+    int polls;
+    memset(&d, 0, sizeof d);
+    for (polls = 0; polls < 100; polls++) {
+        uint64_t change = 0;
+        d.step = (enum icr_step)0;
+        now_ms += 1;
+        CHECK_STATUS(icr_op_poll(op, app, now_ms, &d.step, &d.id, &d.until, &change), ICR_STATUS_OK);
+        if (d.step == ICR_STEP_DONE || (stop & STOP(d.step)) != 0) {
+            return d;
+        }
+        switch (d.step) {
+        case ICR_STEP_SEND:
+            d.sends++;
+            answer_send(op, app, reg, d.id);
+            break;
+        case ICR_STEP_STORE:
+            CHECK(st != NULL);
+            if (st == NULL) {
+                return d;
+            }
+            store_run(st, op, app, d.id);
+            break;
         case ICR_STEP_SIGN: {
             const uint8_t *message = NULL;
             size_t message_len = 0;
@@ -292,28 +473,33 @@ static int drive(icr_op *op, icr_app *app, registry *reg, int sign) {
             if (sign) {
                 uint8_t signature[256];
                 memset(signature, 0x5a, sizeof signature);
-                CHECK_STATUS(icr_op_handle_signature(op, app, id, signature, sizeof signature, now_ms),
+                CHECK_STATUS(icr_op_handle_signature(op, app, d.id, signature, sizeof signature, now_ms),
                              ICR_STATUS_OK);
             } else {
-                CHECK_STATUS(icr_op_handle_signature_failure(op, app, id, S("the KMS is down"), now_ms),
+                CHECK_STATUS(icr_op_handle_signature_failure(op, app, d.id, S("the KMS is down"), now_ms),
                              ICR_STATUS_OK);
             }
             break;
         }
         case ICR_STEP_SLEEP:
         case ICR_STEP_WAIT:
-            CHECK(until >= now_ms);
-            now_ms = until;
+            CHECK(d.until >= now_ms);
+            now_ms = d.until;
             break;
-        case ICR_STEP_DONE:
-            return sends;
         default:
             CHECK(!"an unexpected step");
-            return sends;
+            return d;
         }
     }
     CHECK(!"the operation did not finish in 100 polls");
-    return sends;
+    return d;
+}
+
+/* Drives `op` to Done against the registry, with no store; returns the number of Send steps. */
+static int drive(icr_op *op, icr_app *app, registry *reg, int sign) {
+    driven d = drive_until(op, app, reg, sign, NULL, 0);
+    CHECK(d.step == ICR_STEP_DONE);
+    return d.sends;
 }
 
 static icr_app *new_app(const uint8_t *key, size_t key_len) {
@@ -803,6 +989,290 @@ static void test_errors(const uint8_t *key, size_t key_len) {
     CHECK(icr_version() != NULL && strlen(icr_version()) >= 5);
 }
 
+/* ---- the shared token store (ICR_STEP_STORE) ---- */
+
+/* Whether the `len` bytes at `bytes` contain `text`. */
+static int contains(const uint8_t *bytes, size_t len, const char *text) {
+    size_t n = strlen(text), i;
+    for (i = 0; i + n <= len; i++) {
+        if (memcmp(bytes + i, text, n) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* An app with the key, sharing the store as the process numbered `seed`. */
+static icr_app *shared_app(const uint8_t *key, size_t key_len, uint64_t lease_ttl_ms, uint64_t seed) {
+    icr_app *app = new_app(key, key_len);
+    CHECK_STATUS(icr_app_attach_store(app, lease_ttl_ms, seed, NULL, 0), ICR_STATUS_OK);
+    return app;
+}
+
+/* The token `op` made, copied into `out`. */
+static void token_of(const icr_op *op, char *out, size_t cap) {
+    const char *token = NULL;
+    size_t len = 0;
+    int64_t expires = 0;
+    out[0] = '\0';
+    CHECK_STATUS(icr_op_token(op, &token, &len, &expires), ICR_STATUS_OK);
+    if (token != NULL && len < cap) {
+        memcpy(out, token, len + 1);
+    }
+}
+
+static void test_shared_store(const uint8_t *key, size_t key_len) {
+    registry reg;
+    mem_store st;
+    /* Two processes of one fleet: two apps, one store. */
+    icr_app *first = shared_app(key, key_len, 0, 1), *second = shared_app(key, key_len, 20000, 2);
+    icr_op *op = NULL, *other = NULL;
+    char minted[64], read[64];
+    driven d;
+    memset(&reg, 0, sizeof reg);
+    memset(&st, 0, sizeof st);
+
+    /* The first mints (nothing stored yet: Get, Lease, Get again under the lease, mint), puts
+     * the token and releases its lease in the same step. */
+    CHECK_STATUS(icr_op_installation_token(S("i-1"), 0, &op), ICR_STATUS_OK);
+    d = drive_until(op, first, &reg, 1, &st, 0);
+    CHECK(d.step == ICR_STEP_DONE && d.sends == 1 && reg.mints == 1);
+    CHECK(st.gets == 2 && st.hits == 0 && st.leases == 1 && st.leases_refused == 0);
+    CHECK(st.puts == 1 && st.releases == 1);
+    CHECK_STATUS(icr_op_result(op), ICR_STATUS_OK);
+    token_of(op, minted, sizeof minted);
+    CHECK(strcmp(minted, "crs_0001") == 0);
+    icr_op_free(op);
+    /* The store holds it sealed: the token's text is nowhere in the stored bytes. */
+    {
+        int i, seen = 0;
+        for (i = 0; i < STORE_SLOTS; i++) {
+            if (st.entries[i].used) {
+                seen++;
+                CHECK(st.entries[i].len > 8);
+                CHECK(!contains(st.entries[i].value, st.entries[i].len, "crs_0001"));
+            }
+        }
+        CHECK(seen == 1); /* the entry; the lease was released */
+    }
+
+    /* The second is served from the store: no request at all. */
+    CHECK_STATUS(icr_op_installation_token(S("i-1"), 0, &op), ICR_STATUS_OK);
+    d = drive_until(op, second, &reg, 1, &st, 0);
+    CHECK(d.step == ICR_STEP_DONE && d.sends == 0 && reg.mints == 1);
+    CHECK(st.hits == 1);
+    token_of(op, read, sizeof read);
+    CHECK(strcmp(read, minted) == 0);
+    icr_op_free(op);
+    /* And from its own cache afterwards: no store command either. */
+    CHECK_STATUS(icr_op_installation_token(S("i-1"), 0, &op), ICR_STATUS_OK);
+    d = drive_until(op, second, &reg, 1, &st, 0);
+    CHECK(d.sends == 0 && st.gets == 3);
+    icr_op_free(op);
+
+    /* A lease held by the other: the first takes it and is minting when the second asks; the
+     * second sleeps, then reads what the first put. One mint between them. */
+    CHECK_STATUS(icr_op_installation_token(S("i-2"), 0, &op), ICR_STATUS_OK);
+    d = drive_until(op, first, &reg, 1, &st, STOP(ICR_STEP_SEND));
+    CHECK(d.step == ICR_STEP_SEND && st.leases == 2 && st.leases_refused == 0);
+    {
+        uint64_t mint_id = d.id;
+        int64_t woke;
+        CHECK_STATUS(icr_op_installation_token(S("i-2"), 0, &other), ICR_STATUS_OK);
+        d = drive_until(other, second, &reg, 1, &st, STOP(ICR_STEP_SLEEP) | STOP(ICR_STEP_WAIT) | STOP(ICR_STEP_SEND));
+        CHECK(d.step == ICR_STEP_SLEEP && d.until > now_ms);
+        CHECK(st.leases == 3 && st.leases_refused == 1 && reg.mints == 1);
+        woke = d.until;
+        /* The first's mint is answered; it puts the token and releases the lease. */
+        answer_send(op, first, &reg, mint_id);
+        d = drive_until(op, first, &reg, 1, &st, 0);
+        CHECK(d.step == ICR_STEP_DONE && reg.mints == 2 && st.puts == 2 && st.releases == 2);
+        token_of(op, minted, sizeof minted);
+        CHECK(strcmp(minted, "crs_0002") == 0);
+        /* The second wakes and reads it. */
+        now_ms = woke;
+        d = drive_until(other, second, &reg, 1, &st, 0);
+        CHECK(d.step == ICR_STEP_DONE && d.sends == 0 && reg.mints == 2);
+        CHECK_STATUS(icr_op_result(other), ICR_STATUS_OK);
+        token_of(other, read, sizeof read);
+        CHECK(strcmp(read, minted) == 0);
+    }
+    icr_op_free(other);
+    icr_op_free(op);
+
+    /* Revoking a token deletes the shared entry holding it (compare-and-delete). */
+    CHECK_STATUS(icr_op_revoke(S("crs_0002"), &op), ICR_STATUS_OK);
+    d = drive_until(op, first, &reg, 1, &st, 0);
+    CHECK(d.step == ICR_STEP_DONE && reg.revokes == 1 && st.deletes == 1);
+    CHECK_STATUS(icr_op_result(op), ICR_STATUS_OK);
+    icr_op_free(op);
+    /* A token the entry does not hold deletes nothing. */
+    CHECK_STATUS(icr_op_revoke(S("crs_9999"), &op), ICR_STATUS_OK);
+    drive_until(op, first, &reg, 1, &st, 0);
+    CHECK(reg.revokes == 2 && st.deletes == 1);
+    icr_op_free(op);
+
+    /* A store that fails: the operation mints alone, with no error. */
+    st.fail = 1;
+    CHECK_STATUS(icr_op_installation_token(S("i-3"), 0, &op), ICR_STATUS_OK);
+    d = drive_until(op, second, &reg, 1, &st, 0);
+    CHECK(d.step == ICR_STEP_DONE && d.sends == 1 && st.failures == 1 && reg.mints == 3);
+    CHECK_STATUS(icr_op_result(op), ICR_STATUS_OK);
+    icr_op_free(op);
+    /* Set aside for a while: the next operation does not ask it. */
+    CHECK_STATUS(icr_op_installation_token(S("i-4"), 0, &op), ICR_STATUS_OK);
+    d = drive_until(op, second, &reg, 1, &st, 0);
+    CHECK(d.sends == 1 && st.failures == 1 && reg.mints == 4);
+    icr_op_free(op);
+    /* Asked again once 5 s have passed, and shared again when it answers. */
+    st.fail = 0;
+    now_ms += 5000;
+    CHECK_STATUS(icr_op_installation_token(S("i-5"), 0, &op), ICR_STATUS_OK);
+    d = drive_until(op, second, &reg, 1, &st, 0);
+    CHECK(d.sends == 1 && reg.mints == 5 && st.puts == 3);
+    icr_op_free(op);
+    CHECK_STATUS(icr_op_installation_token(S("i-5"), 0, &op), ICR_STATUS_OK);
+    d = drive_until(op, first, &reg, 1, &st, 0);
+    CHECK(d.sends == 0 && reg.mints == 5);
+    icr_op_free(op);
+
+    icr_app_free(first);
+    icr_app_free(second);
+}
+
+static void test_shared_store_keyless(const uint8_t *key, size_t key_len) {
+    static const uint8_t secret[32] = "0123456789abcdef0123456789abcde";
+    static const uint8_t other_secret[32] = "fedcba9876543210fedcba987654321";
+    registry reg;
+    mem_store st;
+    icr_app *one = NULL, *two = NULL, *three = NULL, *keyed = NULL;
+    icr_op *op = NULL;
+    driven d;
+    memset(&reg, 0, sizeof reg);
+    memset(&st, 0, sizeof st);
+
+    CHECK_STATUS(icr_app_new_without_key(S("67890"), S("http://registry.test"), &one), ICR_STATUS_OK);
+    /* No secret, or a short one: refused, naming the fix. */
+    CHECK_STATUS(icr_app_attach_store(one, 0, 1, NULL, 0), ICR_STATUS_CONFIG);
+    CHECK(strstr(last_error(), "32 random bytes") != NULL);
+    CHECK_STATUS(icr_app_attach_store(one, 0, 1, secret, 16), ICR_STATUS_CONFIG);
+    CHECK(strstr(last_error(), "32") != NULL);
+    CHECK_STATUS(icr_app_attach_store(one, 0, 1, secret, sizeof secret), ICR_STATUS_OK);
+    CHECK_STATUS(icr_app_new_without_key(S("67890"), S("http://registry.test"), &two), ICR_STATUS_OK);
+    CHECK_STATUS(icr_app_attach_store(two, 0, 2, secret, sizeof secret), ICR_STATUS_OK);
+    CHECK_STATUS(icr_app_new_without_key(S("67890"), S("http://registry.test"), &three), ICR_STATUS_OK);
+    CHECK_STATUS(icr_app_attach_store(three, 0, 3, other_secret, sizeof other_secret), ICR_STATUS_OK);
+    /* An app with its key takes no secret. */
+    keyed = new_app(key, key_len);
+    CHECK_STATUS(icr_app_attach_store(keyed, 0, 4, secret, sizeof secret), ICR_STATUS_CONFIG);
+    CHECK(strstr(last_error(), "icr_app_new") != NULL);
+
+    /* One mints (its JWT signed outside: a Sign step) and puts ... */
+    CHECK_STATUS(icr_op_installation_token(S("i-1"), 0, &op), ICR_STATUS_OK);
+    d = drive_until(op, one, &reg, 1, &st, 0);
+    CHECK(d.step == ICR_STEP_DONE && d.sends == 1 && reg.mints == 1 && st.puts == 1);
+    CHECK_STATUS(icr_op_result(op), ICR_STATUS_OK);
+    icr_op_free(op);
+    /* ... the app with the same secret reads it ... */
+    CHECK_STATUS(icr_op_installation_token(S("i-1"), 0, &op), ICR_STATUS_OK);
+    d = drive_until(op, two, &reg, 1, &st, 0);
+    CHECK(d.step == ICR_STEP_DONE && d.sends == 0 && reg.mints == 1 && st.hits == 1);
+    icr_op_free(op);
+    /* ... and one with another secret cannot open it: it mints. */
+    CHECK_STATUS(icr_op_installation_token(S("i-1"), 0, &op), ICR_STATUS_OK);
+    d = drive_until(op, three, &reg, 1, &st, 0);
+    CHECK(d.step == ICR_STEP_DONE && d.sends == 1 && reg.mints == 2);
+    CHECK_STATUS(icr_op_result(op), ICR_STATUS_OK);
+    icr_op_free(op);
+
+    /* Once used, a keyless app is not remade; an app with its key may attach again. */
+    CHECK_STATUS(icr_app_attach_store(one, 0, 5, secret, sizeof secret), ICR_STATUS_WRONG_STATE);
+    CHECK(strstr(last_error(), "before the app's first operation") != NULL);
+    CHECK_STATUS(icr_op_installation_token(S("i-9"), 0, &op), ICR_STATUS_OK);
+    drive_until(op, keyed, &reg, 1, NULL, 0);
+    icr_op_free(op);
+    CHECK_STATUS(icr_app_attach_store(keyed, 0, 6, NULL, 0), ICR_STATUS_OK);
+
+    icr_app_free(one);
+    icr_app_free(two);
+    icr_app_free(three);
+    icr_app_free(keyed);
+}
+
+/* Every new function's NULL, wrong-step and wrong-id paths: nothing written, nothing changed. */
+static void test_store_errors(const uint8_t *key, size_t key_len) {
+    registry reg;
+    icr_app *app = shared_app(key, key_len, 0, 7);
+    icr_op *op = NULL;
+    enum icr_store_command kind = (enum icr_store_command)0;
+    enum icr_step step = ICR_STEP_DONE;
+    const char *text = NULL;
+    const uint8_t *bytes = NULL;
+    size_t len = 0, len2 = 0;
+    uint64_t id = 0, change = 0, ttl = 0;
+    int64_t until = 0;
+    memset(&reg, 0, sizeof reg);
+
+    CHECK_STATUS(icr_app_attach_store(NULL, 0, 1, NULL, 0), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_app_attach_store(app, 0, 1, NULL, 5), ICR_STATUS_NULL_ARGUMENT);
+
+    CHECK_STATUS(icr_op_installation_token(S("i-1"), 0, &op), ICR_STATUS_OK);
+    /* Before any Store step: the accessors and replies are out of turn. */
+    CHECK_STATUS(icr_op_store_command(op, &kind, &text, &len), ICR_STATUS_WRONG_STATE);
+    CHECK(strstr(last_error(), "not a Store") != NULL);
+    CHECK_STATUS(icr_op_store_value(op, &bytes, &len), ICR_STATUS_WRONG_STATE);
+    CHECK_STATUS(icr_op_store_ttl_ms(op, &ttl), ICR_STATUS_WRONG_STATE);
+    CHECK_STATUS(icr_op_store_lease(op, &text, &len, &bytes, &len2), ICR_STATUS_WRONG_STATE);
+    CHECK_STATUS(icr_op_handle_store_done(op, app, 1, now_ms), ICR_STATUS_WRONG_STATE);
+    CHECK(strstr(last_error(), "no Store step is pending") != NULL);
+    CHECK(kind == (enum icr_store_command)0 && text == NULL && bytes == NULL && len == 0 && ttl == 0);
+
+    CHECK_STATUS(icr_op_poll(op, app, now_ms, &step, &id, &until, &change), ICR_STATUS_OK);
+    CHECK(step == ICR_STEP_STORE && id != 0);
+    /* NULL handles and out-parameters. */
+    CHECK_STATUS(icr_op_store_command(NULL, &kind, &text, &len), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_store_command(op, NULL, &text, &len), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_store_command(op, &kind, NULL, &len), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_store_command(op, &kind, &text, NULL), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_store_value(NULL, &bytes, &len), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_store_value(op, NULL, &len), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_store_value(op, &bytes, NULL), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_store_ttl_ms(NULL, &ttl), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_store_ttl_ms(op, NULL), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_store_lease(NULL, &text, &len, &bytes, &len2), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_store_lease(op, NULL, &len, &bytes, &len2), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_store_lease(op, &text, NULL, &bytes, &len2), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_store_lease(op, &text, &len, NULL, &len2), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_store_lease(op, &text, &len, &bytes, NULL), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_handle_store_value(NULL, app, id, 0, NULL, 0, now_ms), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_handle_store_value(op, NULL, id, 0, NULL, 0, now_ms), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_handle_store_value(op, app, id, 1, NULL, 3, now_ms), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_handle_store_leased(NULL, app, id, 1, now_ms), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_handle_store_leased(op, NULL, id, 1, now_ms), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_handle_store_done(NULL, app, id, now_ms), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_handle_store_done(op, NULL, id, now_ms), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_handle_store_failure(NULL, app, id, S("down"), now_ms), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_handle_store_failure(op, NULL, id, S("down"), now_ms), ICR_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(icr_op_handle_store_failure(op, app, id, NULL, 4, now_ms), ICR_STATUS_NULL_ARGUMENT);
+    /* Another id than the pending step's: an unknown request, for every reply. */
+    CHECK_STATUS(icr_op_handle_store_value(op, app, id + 1, 0, NULL, 0, now_ms), ICR_STATUS_UNKNOWN_REQUEST);
+    CHECK_STATUS(icr_op_handle_store_leased(op, app, id + 1, 1, now_ms), ICR_STATUS_UNKNOWN_REQUEST);
+    CHECK_STATUS(icr_op_handle_store_done(op, app, id + 1, now_ms), ICR_STATUS_UNKNOWN_REQUEST);
+    CHECK_STATUS(icr_op_handle_store_failure(op, app, id + 1, S("down"), now_ms), ICR_STATUS_UNKNOWN_REQUEST);
+    CHECK(strstr(last_error(), "not the pending Store step's id") != NULL);
+    /* The step is still there after all that: a Get, whose key reads. */
+    CHECK_STATUS(icr_op_store_command(op, &kind, &text, &len), ICR_STATUS_OK);
+    CHECK(kind == ICR_STORE_COMMAND_GET && strstr(text, "{installation:i-1}") != NULL && text[len] == '\0');
+    /* Polling again gives the command up: the operation mints without the store, and the late
+     * answer is refused. */
+    CHECK_STATUS(icr_op_poll(op, app, now_ms, &step, &ttl, &until, &change), ICR_STATUS_OK);
+    CHECK(step == ICR_STEP_SEND);
+    CHECK_STATUS(icr_op_handle_store_value(op, app, id, 0, NULL, 0, now_ms), ICR_STATUS_WRONG_STATE);
+    CHECK_STATUS(icr_op_abandon(op, app, now_ms), ICR_STATUS_OK);
+    icr_op_free(op);
+    icr_app_free(app);
+}
+
 /* The core's transport policy on a Send step's request (icr_op_request_route), and its
  * defaults (icr_transport_defaults). */
 static void route_of(const uint8_t *key, size_t key_len, const char *base_url, uint32_t allow, enum icr_status expect,
@@ -865,6 +1335,9 @@ int main(int argc, char **argv) {
     test_other_operations(key, key_len);
     test_keyless_app();
     test_errors(key, key_len);
+    test_shared_store(key, key_len);
+    test_shared_store_keyless(key, key_len);
+    test_store_errors(key, key_len);
     test_transport_policy(key, key_len);
     memset(key, 0, key_len);
     free(key);

@@ -392,3 +392,40 @@ pub unsafe extern "C" fn icr_op_handle_store_failure(
         unsafe { answer(op, app, id, |_| true, reply, now_ms) }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_are_whole_milliseconds_rounded_up_and_never_zero() {
+        assert_eq!(millis(Duration::from_secs(15)), 15_000);
+        assert_eq!(millis(Duration::from_micros(1_001)), 2);
+        assert_eq!(millis(Duration::ZERO), 1);
+        assert_eq!(millis(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn a_put_lends_its_key_value_lifetime_lease_and_owner() {
+        let store = LentStore::take(
+            7,
+            StoreCommand::Put {
+                key: "k".into(),
+                value: vec![1, 0, 2],
+                ttl: Duration::from_millis(1_500),
+                lease: "k:lease".into(),
+                owner: b"me".to_vec(),
+            },
+        );
+        assert_eq!((store.id, store.kind), (7, icr_store_command::Put));
+        assert_eq!(store.key, b"k\0");
+        assert_eq!(store.bytes, [1, 0, 2]);
+        assert_eq!(store.ttl_ms, Some(1_500));
+        assert_eq!(store.lease, Some((b"k:lease\0".to_vec(), b"me".to_vec())));
+        let get = LentStore::take(8, StoreCommand::Get { key: "k".into() });
+        assert_eq!(
+            (get.kind, get.ttl_ms, get.bytes.len()),
+            (icr_store_command::Get, None, 0)
+        );
+    }
+}

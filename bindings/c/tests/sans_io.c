@@ -1112,29 +1112,55 @@ static void test_shared_store(const uint8_t *key, size_t key_len) {
     CHECK(reg.revokes == 2 && st.deletes == 1);
     icr_op_free(op);
 
+    /* A lease whose holder took longer than its lifetime (15 s) lapses: the other takes it
+     * and mints; the late holder's put then leaves the other's lease alone (it holds another
+     * owner), and the other releases its own. */
+    CHECK_STATUS(icr_op_installation_token(S("i-6"), 0, &op), ICR_STATUS_OK);
+    d = drive_until(op, first, &reg, 1, &st, STOP(ICR_STEP_SEND));
+    CHECK(d.step == ICR_STEP_SEND);
+    {
+        uint64_t late_id = d.id;
+        int mints = reg.mints, puts = st.puts, releases = st.releases, refused = st.leases_refused;
+        now_ms += 15001;
+        CHECK_STATUS(icr_op_installation_token(S("i-6"), 0, &other), ICR_STATUS_OK);
+        d = drive_until(other, second, &reg, 1, &st, STOP(ICR_STEP_SEND) | STOP(ICR_STEP_SLEEP));
+        CHECK(d.step == ICR_STEP_SEND && st.leases_refused == refused); /* the lapsed lease taken */
+        answer_send(op, first, &reg, late_id);
+        CHECK(drive_until(op, first, &reg, 1, &st, 0).step == ICR_STEP_DONE);
+        CHECK(st.puts == puts + 1 && st.releases == releases); /* the other's lease kept */
+        answer_send(other, second, &reg, d.id);
+        CHECK(drive_until(other, second, &reg, 1, &st, 0).step == ICR_STEP_DONE);
+        CHECK(reg.mints == mints + 2 && st.puts == puts + 2 && st.releases == releases + 1);
+    }
+    icr_op_free(other);
+    icr_op_free(op);
+
     /* A store that fails: the operation mints alone, with no error. */
-    st.fail = 1;
-    CHECK_STATUS(icr_op_installation_token(S("i-3"), 0, &op), ICR_STATUS_OK);
-    d = drive_until(op, second, &reg, 1, &st, 0);
-    CHECK(d.step == ICR_STEP_DONE && d.sends == 1 && st.failures == 1 && reg.mints == 3);
-    CHECK_STATUS(icr_op_result(op), ICR_STATUS_OK);
-    icr_op_free(op);
-    /* Set aside for a while: the next operation does not ask it. */
-    CHECK_STATUS(icr_op_installation_token(S("i-4"), 0, &op), ICR_STATUS_OK);
-    d = drive_until(op, second, &reg, 1, &st, 0);
-    CHECK(d.sends == 1 && st.failures == 1 && reg.mints == 4);
-    icr_op_free(op);
-    /* Asked again once 5 s have passed, and shared again when it answers. */
-    st.fail = 0;
-    now_ms += 5000;
-    CHECK_STATUS(icr_op_installation_token(S("i-5"), 0, &op), ICR_STATUS_OK);
-    d = drive_until(op, second, &reg, 1, &st, 0);
-    CHECK(d.sends == 1 && reg.mints == 5 && st.puts == 3);
-    icr_op_free(op);
-    CHECK_STATUS(icr_op_installation_token(S("i-5"), 0, &op), ICR_STATUS_OK);
-    d = drive_until(op, first, &reg, 1, &st, 0);
-    CHECK(d.sends == 0 && reg.mints == 5);
-    icr_op_free(op);
+    {
+        int mints = reg.mints, puts = st.puts;
+        st.fail = 1;
+        CHECK_STATUS(icr_op_installation_token(S("i-3"), 0, &op), ICR_STATUS_OK);
+        d = drive_until(op, second, &reg, 1, &st, 0);
+        CHECK(d.step == ICR_STEP_DONE && d.sends == 1 && st.failures == 1 && reg.mints == mints + 1);
+        CHECK_STATUS(icr_op_result(op), ICR_STATUS_OK);
+        icr_op_free(op);
+        /* Set aside for a while: the next operation does not ask it. */
+        CHECK_STATUS(icr_op_installation_token(S("i-4"), 0, &op), ICR_STATUS_OK);
+        d = drive_until(op, second, &reg, 1, &st, 0);
+        CHECK(d.sends == 1 && st.failures == 1 && reg.mints == mints + 2);
+        icr_op_free(op);
+        /* Asked again once 5 s have passed, and shared again when it answers. */
+        st.fail = 0;
+        now_ms += 5000;
+        CHECK_STATUS(icr_op_installation_token(S("i-5"), 0, &op), ICR_STATUS_OK);
+        d = drive_until(op, second, &reg, 1, &st, 0);
+        CHECK(d.sends == 1 && reg.mints == mints + 3 && st.puts == puts + 1);
+        icr_op_free(op);
+        CHECK_STATUS(icr_op_installation_token(S("i-5"), 0, &op), ICR_STATUS_OK);
+        d = drive_until(op, first, &reg, 1, &st, 0);
+        CHECK(d.sends == 0 && reg.mints == mints + 3);
+        icr_op_free(op);
+    }
 
     icr_app_free(first);
     icr_app_free(second);

@@ -1,7 +1,8 @@
-//! The blocking client's cached token call from C (`icr_client_installation_token`, in
-//! `benches/cached_token.c`) against the Rust client's own (`icr_app_ureq::Client::installation_token`),
-//! in one run, release builds, against one fake registry: rounds alternate, Rust then C, each
-//! the mean of ITERATIONS calls after a warm-up; the medians and their ratio are printed.
+//! The blocking client's cached token call from C (`icr_client_token` with a scope made once, and
+//! `icr_client_installation_token` with the id as text, in `benches/cached_token.c`) against the
+//! Rust client's own (`icr_app_ureq::Client::installation_token`), in one run, release builds,
+//! against one fake registry: rounds alternate, Rust then C, each the mean of ITERATIONS calls
+//! after a warm-up; the medians and their ratios are printed.
 //!
 //! ```sh
 //! cargo bench -p icr-app-ffi --bench cached_token            # ROUNDS=7 ITERATIONS=2000000
@@ -118,7 +119,7 @@ fn main() {
     for _ in 0..iterations / 10 + 1 {
         abi_call();
     }
-    let (mut rust, mut c, mut abi) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut rust, mut c, mut c_text, mut abi) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
         let start = Instant::now();
         for _ in 0..iterations {
@@ -135,8 +136,11 @@ fn main() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let from_c: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let mut figures = stdout.split_whitespace().map(|f| f.parse::<f64>().unwrap());
+        let (from_c, from_c_text) = (figures.next().unwrap(), figures.next().unwrap());
         c.push(from_c);
+        c_text.push(from_c_text);
         let start = Instant::now();
         for _ in 0..iterations {
             abi_call();
@@ -144,14 +148,15 @@ fn main() {
         let in_process = start.elapsed().as_nanos() as f64 / iterations as f64;
         abi.push(in_process);
         println!(
-            "round {round}: Rust client {ns:.2} ns, from C {from_c:.2} ns, the C function from Rust {in_process:.2} ns"
+            "round {round}: Rust client {ns:.2} ns, from C {from_c:.2} ns (the id as text: {from_c_text:.2} ns), the C function from Rust {in_process:.2} ns"
         );
     }
     // SAFETY: made above, freed once.
     unsafe { icr_app::icr_client_free(abi_client) };
-    let (rust, c, abi) = (median(rust), median(c), median(abi));
+    let (rust, c, c_text, abi) = (median(rust), median(c), median(c_text), median(abi));
     println!(
-        "cached installation token, median of {rounds} rounds of {iterations}: Rust client {rust:.2} ns, from C {c:.2} ns (C / Rust = {:.3}), the C function from Rust {abi:.2} ns",
-        c / rust
+        "cached installation token, median of {rounds} rounds of {iterations}: Rust client {rust:.2} ns, from C {c:.2} ns (C / Rust = {:.3}; the id as text: {c_text:.2} ns, {:.3}), the C function from Rust {abi:.2} ns",
+        c / rust,
+        c_text / rust
     );
 }

@@ -387,6 +387,15 @@ typedef struct icr_op icr_op;
 typedef struct icr_response icr_response;
 
 /**
+ * Whose token: the app's, an installation's or an organization's installation's, its id
+ * checked once. Made by `icr_token_scope_new`, freed by `icr_token_scope_free`; taken by
+ * `icr_client_token`, which then checks nothing about the id on each call.
+ *
+ * Threads: read-only; any thread may use it, and several at once.
+ */
+typedef struct icr_token_scope icr_token_scope;
+
+/**
  * A header as the caller passes one in (a response's, or a request's for
  * `icr_op_send_as`): name and value as pointer and length, no NUL needed.
  */
@@ -642,6 +651,29 @@ enum icr_status icr_client_app_token(const struct icr_client *client,
                                      size_t cap,
                                      size_t *out_len,
                                      int64_t *out_expires_at_ms);
+
+/**
+ * The token of `scope` (made once with `icr_token_scope_new`), as
+ * `icr_client_installation_token`: the call to make in a loop, as it checks nothing about the
+ * id (that was done once, when the scope was made).
+ *
+ * ```c
+ * icr_token_scope *installation;
+ * icr_token_scope_new(ICR_SCOPE_INSTALLATION, id, strlen(id), &installation);
+ * icr_client_token(client, installation, 0, token, sizeof token, &len, &expires_at_ms);
+ * ```
+ *
+ * # Safety
+ *
+ * `client` and `scope` are live; the rest as `icr_client_installation_token`.
+ */
+enum icr_status icr_client_token(const struct icr_client *client,
+                                 const struct icr_token_scope *scope,
+                                 uint64_t min_life_ms,
+                                 char *buf,
+                                 size_t cap,
+                                 size_t *out_len,
+                                 int64_t *out_expires_at_ms);
 
 /**
  * Sends any request authorised with the token of `scope` (an `icr_scope`: the app, the
@@ -1437,6 +1469,34 @@ enum icr_status icr_op_response_body(const struct icr_op *op, const uint8_t **ou
  * `op` is live; `out` points to a writable `size_t`.
  */
 enum icr_status icr_op_count(const struct icr_op *op, size_t *out);
+
+/**
+ * Makes a scope and writes it to `*out` (free it with `icr_token_scope_free`): `kind` is an
+ * `icr_scope` (`ICR_SCOPE_APP` takes no id: pass NULL and 0), `id` the installation's or the
+ * organization's id, exactly as the registry shows it.
+ *
+ * Errors: `ICR_STATUS_CONFIG` for an id that is empty, has whitespace or control characters,
+ * or is longer than 256 characters; `ICR_STATUS_INVALID_ARGUMENT` for a `kind` that is not an
+ * `icr_scope` or an id that is not UTF-8.
+ *
+ * # Safety
+ *
+ * `id` is NULL (refused unless `id_len` is 0) or points to `id_len` readable bytes; `out`
+ * points to a writable `icr_token_scope *`.
+ */
+enum icr_status icr_token_scope_new(uint32_t kind,
+                                    const char *id,
+                                    size_t id_len,
+                                    struct icr_token_scope **out);
+
+/**
+ * Frees a scope. NULL does nothing.
+ *
+ * # Safety
+ *
+ * `scope` is NULL or made by `icr_token_scope_new` and not freed yet; no other thread uses it.
+ */
+void icr_token_scope_free(struct icr_token_scope *scope);
 
 /**
  * The stable name of `status` (an `icr_status` value), as a static NUL-terminated string:

@@ -16,6 +16,7 @@ use crate::io::{Out, bytes, lend, text, without_nul};
 use crate::log::SinkSubscriber;
 use crate::op::{LentHeader, header_at, headers_in};
 use crate::options::icr_client_options;
+use crate::scope::{icr_token_scope, scope_ref};
 use crate::status::{Fail, copy_message, guard, icr_status};
 
 /// A blocking client: its own app (made from an `icr_app`'s id, key and base URL, with the
@@ -243,9 +244,8 @@ fn token_call(
 /// `id` is NULL (refused unless `id_len` is 0) or points to `id_len` readable bytes.
 unsafe fn scope_from(kind: u32, id: *const c_char, id_len: usize, what: &str) -> Result<TokenScope, Fail> {
     // SAFETY: passed on from the caller's contract.
-    let id = unsafe { bytes(id.cast(), id_len, what) }?;
-    let text = std::str::from_utf8(id).map_err(|_| Fail::invalid(format!("{what} is not UTF-8")))?;
-    crate::op::scope_of(kind, text)
+    let id = unsafe { text(id, id_len, what) }?;
+    crate::op::scope_of(kind, id)
 }
 
 /// An installation access token for the installation `installation_id`, from the cache or
@@ -337,6 +337,40 @@ pub unsafe extern "C" fn icr_client_app_token(
         // SAFETY: as above.
         let client = unsafe { client_ref(client) }?;
         token_call(client, &TokenScope::App, min_life_ms, buf, cap, outs)
+    })
+}
+
+/// The token of `scope` (made once with `icr_token_scope_new`), as
+/// `icr_client_installation_token`: the call to make in a loop, as it checks nothing about the
+/// id (that was done once, when the scope was made).
+///
+/// ```c
+/// icr_token_scope *installation;
+/// icr_token_scope_new(ICR_SCOPE_INSTALLATION, id, strlen(id), &installation);
+/// icr_client_token(client, installation, 0, token, sizeof token, &len, &expires_at_ms);
+/// ```
+///
+/// # Safety
+///
+/// `client` and `scope` are live; the rest as `icr_client_installation_token`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn icr_client_token(
+    client: *const icr_client,
+    scope: *const icr_token_scope,
+    min_life_ms: u64,
+    buf: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+    out_expires_at_ms: *mut i64,
+) -> icr_status {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let outs = unsafe { token_outs(buf, cap, out_len, out_expires_at_ms) }?;
+        // SAFETY: as above.
+        let client = unsafe { client_ref(client) }?;
+        // SAFETY: as above.
+        let scope = unsafe { scope_ref(scope) }?;
+        token_call(client, scope, min_life_ms, buf, cap, outs)
     })
 }
 

@@ -38,6 +38,7 @@ mod log;
 mod op;
 mod options;
 mod result;
+mod scope;
 mod status;
 mod store;
 
@@ -45,8 +46,8 @@ pub use app::{icr_app, icr_app_attach_store, icr_app_changes, icr_app_free, icr_
 pub use client::{
     icr_client, icr_client_app_token, icr_client_free, icr_client_installation_token, icr_client_new,
     icr_client_organization_token, icr_client_request, icr_client_revoke, icr_client_revoke_all, icr_client_stats_json,
-    icr_response, icr_response_body, icr_response_free, icr_response_header, icr_response_header_count,
-    icr_response_status,
+    icr_client_token, icr_response, icr_response_body, icr_response_free, icr_response_header,
+    icr_response_header_count, icr_response_status,
 };
 pub use op::{
     icr_header, icr_op, icr_op_abandon, icr_op_all_installations, icr_op_app_jwt, icr_op_app_token, icr_op_free,
@@ -68,6 +69,7 @@ pub use result::{
     icr_op_response_header, icr_op_response_header_count, icr_op_response_status, icr_op_result, icr_op_token,
     icr_op_token_json,
 };
+pub use scope::{icr_token_scope, icr_token_scope_free, icr_token_scope_new};
 pub use status::{icr_last_error, icr_status, icr_status_name};
 pub use store::{
     icr_op_handle_store_done, icr_op_handle_store_failure, icr_op_handle_store_leased, icr_op_handle_store_value,

@@ -256,8 +256,8 @@ pub(crate) unsafe fn headers_in(
 pub(crate) fn scope_of(scope: u32, scope_id: &str) -> Result<TokenScope, Fail> {
     Ok(match scope {
         0 => TokenScope::App,
-        1 => TokenScope::Installation(InstallationId::new(scope_id)?),
-        2 => TokenScope::Organization(OrganizationId::new(scope_id)?),
+        1 => TokenScope::Installation(scope_id.parse()?),
+        2 => TokenScope::Organization(scope_id.parse()?),
         other => return Err(Fail::invalid(format!("{other} is not an icr_scope"))),
     })
 }
@@ -367,7 +367,7 @@ pub unsafe extern "C" fn icr_op_installation_token(
         let out = unsafe { Out::new(out, "out") }?;
         // SAFETY: as above.
         let id = unsafe { text(installation_id, installation_id_len, "installation_id") }?;
-        let scope = TokenScope::Installation(InstallationId::new(id)?);
+        let scope = TokenScope::Installation(id.parse::<InstallationId>()?);
         make(AnyOperation::token(scope, min_life(min_life_ms)), out)
     })
 }
@@ -390,7 +390,7 @@ pub unsafe extern "C" fn icr_op_organization_token(
         let out = unsafe { Out::new(out, "out") }?;
         // SAFETY: as above.
         let id = unsafe { text(organization_id, organization_id_len, "organization_id") }?;
-        let scope = TokenScope::Organization(OrganizationId::new(id)?);
+        let scope = TokenScope::Organization(id.parse::<OrganizationId>()?);
         make(AnyOperation::token(scope, min_life(min_life_ms)), out)
     })
 }
@@ -439,7 +439,7 @@ pub unsafe extern "C" fn icr_op_installation(
         let out = unsafe { Out::new(out, "out") }?;
         // SAFETY: as above.
         let id = unsafe { text(installation_id, installation_id_len, "installation_id") }?;
-        make(AnyOperation::installation(InstallationId::new(id)?), out)
+        make(AnyOperation::installation(id.parse::<InstallationId>()?), out)
     })
 }
 
@@ -461,7 +461,7 @@ pub unsafe extern "C" fn icr_op_organization_installation(
         // SAFETY: as above.
         let id = unsafe { text(organization_id, organization_id_len, "organization_id") }?;
         make(
-            AnyOperation::installation_for_organization(OrganizationId::new(id)?),
+            AnyOperation::installation_for_organization(id.parse::<OrganizationId>()?),
             out,
         )
     })

@@ -282,6 +282,41 @@ static void test_tokens_and_requests(void) {
     CHECK(app_token.len > 10 && strcmp(app_token.text, org.text) != 0);
     CHECK_STATUS(icr_client_app_token(NULL, 0, a.text, sizeof a.text, &len, &expires), ICR_STATUS_NULL_ARGUMENT);
 
+    /* A scope made once: the same tokens, and its errors. */
+    {
+        icr_token_scope *inst = NULL, *of_org = NULL, *of_app = NULL, *untouched = (icr_token_scope *)&count;
+        struct token c;
+        CHECK_STATUS(icr_token_scope_new(ICR_SCOPE_INSTALLATION, T(installation), &inst), ICR_STATUS_OK);
+        CHECK_STATUS(icr_token_scope_new(ICR_SCOPE_ORGANIZATION, T(organization), &of_org), ICR_STATUS_OK);
+        CHECK_STATUS(icr_token_scope_new(ICR_SCOPE_APP, NULL, 0, &of_app), ICR_STATUS_OK);
+        CHECK_STATUS(icr_client_token(client, inst, 0, c.text, sizeof c.text, &c.len, &c.expires_at_ms), ICR_STATUS_OK);
+        CHECK(strcmp(c.text, b.text) == 0 && c.expires_at_ms == b.expires_at_ms);
+        CHECK_STATUS(icr_client_token(client, of_org, 0, c.text, sizeof c.text, &c.len, &c.expires_at_ms), ICR_STATUS_OK);
+        CHECK(strcmp(c.text, b.text) == 0);
+        CHECK_STATUS(icr_client_token(client, of_app, 0, c.text, sizeof c.text, &c.len, &c.expires_at_ms), ICR_STATUS_OK);
+        CHECK(strcmp(c.text, app_token.text) == 0);
+        CHECK_STATUS(icr_client_token(client, inst, 0, NULL, 0, &len, &expires), ICR_STATUS_BUFFER_TOO_SMALL);
+        CHECK(len == b.len);
+        CHECK_STATUS(icr_client_token(client, NULL, 0, c.text, sizeof c.text, &len, &expires), ICR_STATUS_NULL_ARGUMENT);
+        CHECK_STATUS(icr_client_token(NULL, inst, 0, c.text, sizeof c.text, &len, &expires), ICR_STATUS_NULL_ARGUMENT);
+        CHECK_STATUS(icr_client_token(client, inst, 0, c.text, sizeof c.text, NULL, &expires), ICR_STATUS_NULL_ARGUMENT);
+        CHECK_STATUS(icr_token_scope_new(ICR_SCOPE_INSTALLATION, S("bad id"), &untouched), ICR_STATUS_CONFIG);
+        CHECK(strstr(last_error(), "whitespace") != NULL);
+        CHECK(untouched == (icr_token_scope *)&count);
+        CHECK_STATUS(icr_token_scope_new(ICR_SCOPE_ORGANIZATION, S(""), &untouched), ICR_STATUS_CONFIG);
+        CHECK(strstr(last_error(), "empty") != NULL);
+        CHECK_STATUS(icr_token_scope_new(7, T(installation), &untouched), ICR_STATUS_INVALID_ARGUMENT);
+        CHECK(strstr(last_error(), "icr_scope") != NULL);
+        CHECK_STATUS(icr_token_scope_new(ICR_SCOPE_INSTALLATION, S("\xff\xfe"), &untouched), ICR_STATUS_INVALID_ARGUMENT);
+        CHECK_STATUS(icr_token_scope_new(ICR_SCOPE_INSTALLATION, NULL, 4, &untouched), ICR_STATUS_NULL_ARGUMENT);
+        CHECK_STATUS(icr_token_scope_new(ICR_SCOPE_INSTALLATION, T(installation), NULL), ICR_STATUS_NULL_ARGUMENT);
+        CHECK(untouched == (icr_token_scope *)&count);
+        icr_token_scope_free(inst);
+        icr_token_scope_free(of_org);
+        icr_token_scope_free(of_app);
+        icr_token_scope_free(NULL);
+    }
+
     /* Any request, as the organization, as an installation, with headers and a body. */
     {
         char path[256];

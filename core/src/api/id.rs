@@ -28,17 +28,11 @@ const INLINE_ID: usize = 38;
 impl InstallationId {
     /// Checks an id: not empty, not `.` or `..`, at most 256 characters, no whitespace or control
     /// characters. Anything else is allowed and percent-encoded where it enters a path.
+    ///
+    /// `id.parse::<InstallationId>()` checks the same from a `&str`, without a `String` made
+    /// on the way (nothing is allocated for an id held in place).
     pub fn new(id: impl Into<String>) -> Result<Self, Error> {
-        let id = id.into();
-        check_id("installation id", &id)?;
-        Ok(Self(match u8::try_from(id.len()) {
-            Ok(len) if id.len() <= INLINE_ID => {
-                let mut bytes = [0; INLINE_ID];
-                bytes[..id.len()].copy_from_slice(id.as_bytes());
-                IdRepr::Inline { len, bytes }
-            }
-            _ => IdRepr::Heap(id.into()),
-        }))
+        id.into().parse()
     }
 
     /// The id as given.
@@ -105,6 +99,23 @@ impl fmt::Display for InstallationId {
     }
 }
 
+impl std::str::FromStr for InstallationId {
+    type Err = Error;
+
+    /// As [`InstallationId::new`].
+    fn from_str(id: &str) -> Result<Self, Error> {
+        check_id("installation id", id)?;
+        Ok(Self(match u8::try_from(id.len()) {
+            Ok(len) if id.len() <= INLINE_ID => {
+                let mut bytes = [0; INLINE_ID];
+                bytes[..id.len()].copy_from_slice(id.as_bytes());
+                IdRepr::Inline { len, bytes }
+            }
+            _ => IdRepr::Heap(id.into()),
+        }))
+    }
+}
+
 impl TryFrom<String> for InstallationId {
     type Error = Error;
     fn try_from(s: String) -> Result<Self, Error> {
@@ -145,10 +156,10 @@ pub struct OrganizationId(
 impl OrganizationId {
     /// Checks an id: not empty, not `.` or `..`, at most 256 characters, no whitespace or control
     /// characters. Anything else is allowed and percent-encoded where it enters a path.
+    ///
+    /// `id.parse::<OrganizationId>()` checks the same from a `&str`.
     pub fn new(id: impl Into<String>) -> Result<Self, Error> {
-        let id = id.into();
-        check_id("organization id", &id)?;
-        Ok(Self(id.into()))
+        id.into().parse()
     }
 
     /// The id as given.
@@ -166,6 +177,16 @@ impl fmt::Debug for OrganizationId {
 impl fmt::Display for OrganizationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for OrganizationId {
+    type Err = Error;
+
+    /// As [`OrganizationId::new`].
+    fn from_str(id: &str) -> Result<Self, Error> {
+        check_id("organization id", id)?;
+        Ok(Self(id.into()))
     }
 }
 

@@ -5,6 +5,10 @@
 //!   the clients' `Mutex` (the core's path), and `installation_token` through each client (the
 //!   async one's future polled once with a no-op waker, so no runtime allocation is counted). The
 //!   returned `Token` is one reference-counted handle: the target is 0 allocations per hit.
+//! - `cold mint`: allocations per cold mint through each client against the fake registry, the
+//!   whole process counted (the client, the core, and the registry answering on its own
+//!   threads; the registry's share is the same from build to build, so a change in the
+//!   figure is the SDK's).
 //! - `memory`: heap bytes live per cached installation with 1, 1 000, 100 000 and 1 000 000
 //!   installations cached (exact, from the allocator), and the resident set growth per entry.
 //!
@@ -178,6 +182,53 @@ fn hot_path() {
     );
 }
 
+/// Allocations per cold mint through each client (each mint's token dropped again with
+/// `invalidate`, so the next call mints; the JWT stays cached, as in a running app).
+fn cold_mints() {
+    let r = FakeRegistry::start();
+    r.register_app_with_private_key(APP_ID, DEMO_PRIVATE_KEY_PEM).unwrap();
+    let id = InstallationId::new(r.add_installation(APP_ID, "Org", &[("organization_info", "VIEW")])).unwrap();
+    let scope = TokenScope::Installation(id.clone());
+    let app = || {
+        App::builder(APP_ID, AppKey::from_pem(DEMO_PRIVATE_KEY_PEM).unwrap())
+            .base_url(r.base_url())
+            .build()
+            .unwrap()
+    };
+    let mints = 2_000;
+    let count = |name: &str, mint: &mut dyn FnMut()| {
+        // Warm: connections open, the JWT signed, every first-use allocation made.
+        for _ in 0..100 {
+            mint();
+        }
+        let region = Region::new(GLOBAL);
+        for _ in 0..mints {
+            mint();
+        }
+        let s = region.change();
+        println!(
+            "allocs/cold mint, {name}, whole process (client and fake registry): {:.1} allocations and {:.0} bytes allocated per mint ({mints} mints)",
+            (s.allocations + s.reallocations) as f64 / f64::from(mints),
+            s.bytes_allocated as f64 / f64::from(mints),
+        );
+    };
+    let blocking = icr_app_ureq::Client::new(app());
+    count("ureq client", &mut || {
+        let token = blocking.installation_token(&id).unwrap();
+        blocking.invalidate(&scope, &token);
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = rt.block_on(async { icr_app_reqwest::Client::new(app()).unwrap() });
+    count("reqwest client", &mut || {
+        let token = rt.block_on(client.installation_token(&id)).unwrap();
+        client.invalidate(&scope, &token);
+    });
+}
+
 /// The registry's answer to a mint for installation `i`: a 2-hour token made at 1 700 000 000.
 fn access_json(i: usize) -> serde_json::Value {
     serde_json::json!({
@@ -265,6 +316,7 @@ fn memory(sizes: &[usize]) {
 
 fn main() {
     hot_path();
+    cold_mints();
     // `cargo test --benches` runs this as a test (debug build): the small sizes only.
     let quick = std::env::args().all(|a| a != "--bench");
     memory(if quick {

@@ -1,6 +1,7 @@
 //! The seam: one `http::Request<Vec<u8>>` in, one `http::Response<Vec<u8>>` out, over reqwest.
 
 use std::error::Error as _;
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use http::{Request, Response};
@@ -228,8 +229,10 @@ impl ReqwestTransport {
             Route::Direct => self.direct.as_ref().map_err(Clone::clone)?,
             Route::ProxyAllowed => &self.client,
         };
-        let request = reqwest::Request::try_from(request).map_err(transport_error)?;
-        let mut response = client.execute(request).await.map_err(transport_error)?;
+        let mut response = client
+            .execute(reqwest_request(request)?)
+            .await
+            .map_err(transport_error)?;
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
             if self.policy.exceeds((body.len() + chunk.len()) as u64) {
@@ -243,6 +246,32 @@ impl ReqwestTransport {
         *out.headers_mut() = std::mem::take(response.headers_mut());
         Ok(out)
     }
+}
+
+/// `request` as reqwest's: what `reqwest::Request::try_from` makes of it, with its URL
+/// written once at its size (reqwest's conversion formats the `Uri` into a string that grows
+/// three times on the way). The `http::Request`'s extensions are left behind: reqwest reads
+/// only its own from them.
+fn reqwest_request(request: Request<Vec<u8>>) -> Result<reqwest::Request, Error> {
+    let (parts, body) = request.into_parts();
+    let uri = &parts.uri;
+    let len = uri.scheme_str().map_or(0, |s| s.len() + "://".len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(1, |p| p.as_str().len().max(1));
+    let mut url = String::with_capacity(len);
+    let invalid = |e: &dyn std::fmt::Display| {
+        Error::transport(
+            TransportErrorKind::Other,
+            format!("the request's URI is not a URL reqwest can send to ({e})"),
+        )
+    };
+    write!(url, "{uri}").map_err(|e| invalid(&e))?;
+    let url = reqwest::Url::parse(&url).map_err(|e| invalid(&e))?;
+    let mut out = reqwest::Request::new(parts.method, url);
+    *out.headers_mut() = parts.headers;
+    *out.version_mut() = parts.version;
+    *out.body_mut() = Some(body.into());
+    Ok(out)
 }
 
 /// Maps a reqwest failure onto the core's transport error kinds.
@@ -272,4 +301,46 @@ fn chain(e: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The conversion keeps what reqwest's own makes of a request: method, URL, headers in
+    /// their order (a sensitive one still marked), version and body.
+    #[test]
+    fn a_request_becomes_the_same_reqwest_request() {
+        let api = icr_app_core::ApiConfig::new()
+            .with_base_url("http://127.0.0.1:8080/prefix")
+            .unwrap();
+        let jwt = icr_app_core::SecretString::new("eyJ.a.b");
+        let id = icr_app_core::InstallationId::new("ü/x").unwrap();
+        for request in [
+            api.installation_access_token(&jwt, &id).unwrap(),
+            api.list_installations(&jwt, 10, 2).unwrap(),
+        ] {
+            let theirs = reqwest::Request::try_from(request.clone()).unwrap();
+            let ours = reqwest_request(request).unwrap();
+            assert_eq!(ours.method(), theirs.method());
+            assert_eq!(ours.url(), theirs.url());
+            assert_eq!(ours.version(), theirs.version());
+            let headers = |r: &reqwest::Request| {
+                r.headers()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone(), v.is_sensitive()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(headers(&ours), headers(&theirs));
+            let body = |r: &reqwest::Request| r.body().and_then(|b| b.as_bytes()).map(<[u8]>::to_vec);
+            assert_eq!(body(&ours), body(&theirs));
+        }
+        assert_eq!(
+            reqwest_request(api.app_access_token(&jwt).unwrap())
+                .unwrap()
+                .url()
+                .as_str(),
+            "http://127.0.0.1:8080/prefix/app/accessTokens"
+        );
+    }
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use http::Uri;
 use http::header::{ACCEPT, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
+use http::uri::{Authority, Scheme};
 
 pub use id::{InstallationId, OrganizationId};
 pub use request::authorize;
@@ -28,6 +29,8 @@ use crate::error::Error;
 
 /// The production API.
 pub const DEFAULT_BASE_URL: &str = "https://api.carbonregistry.com";
+/// The production API's host.
+const DEFAULT_HOST: &str = "api.carbonregistry.com";
 /// The API version every request asks for (`x-icr-api-version`).
 pub const DEFAULT_API_VERSION: &str = "2023-06-16";
 /// The version header's name.
@@ -39,6 +42,12 @@ pub const DEFAULT_USER_AGENT: &str = concat!("icr-app-core/", env!("CARGO_PKG_VE
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiConfig {
     base_url: Arc<str>,
+    /// The base URL's scheme and authority, parsed once: each request's `Uri` is made of them
+    /// and its path, which is all that is parsed per request.
+    scheme: Scheme,
+    authority: Authority,
+    /// Where the base URL's path (empty, or a prefix such as `/v1`) starts in `base_url`.
+    path_at: usize,
     /// The headers every request carries (`accept`, `x-icr-api-version`, `user-agent`), made
     /// once: each request starts from a copy.
     headers: HeaderMap,
@@ -55,6 +64,9 @@ impl Default for ApiConfig {
         headers.insert(USER_AGENT, HeaderValue::from_static(DEFAULT_USER_AGENT));
         Self {
             base_url: DEFAULT_BASE_URL.into(),
+            scheme: Scheme::HTTPS,
+            authority: Authority::from_static(DEFAULT_HOST),
+            path_at: DEFAULT_BASE_URL.len(),
             headers,
         }
     }
@@ -97,6 +109,10 @@ impl ApiConfig {
             return Err(bad("must not have a query or fragment"));
         }
         self.base_url = format!("{scheme}{}", &trimmed[scheme.len()..]).into();
+        // The base URL is `scheme://authority` then its path.
+        self.path_at = scheme.len() + "://".len() + authority.as_str().len();
+        self.scheme = if scheme == "https" { Scheme::HTTPS } else { Scheme::HTTP };
+        self.authority = authority.clone();
         Ok(self)
     }
 

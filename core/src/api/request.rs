@@ -1,7 +1,8 @@
 //! The request builders: every documented app endpoint as an `http::Request<Vec<u8>>` made from
 //! the [`ApiConfig`], and [`authorize`] for any other request.
 
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use http::uri::{Parts, PathAndQuery};
 use http::{Method, Request, Uri};
 
 use super::id::check_id;
@@ -30,13 +31,16 @@ impl ApiConfig {
     }
 
     /// A request for the path made of `path` (joined, starting with `/`) relative to the base
-    /// URL, with the standard headers: the URL is written once, at its size, and the headers are
-    /// a copy of the ones made with the config.
+    /// URL, with the standard headers: the path is written once, at its size, and put together
+    /// with the base URL's scheme and authority parsed with the config; the headers are copied
+    /// from the config's into a map made at its final size (room for `content-type` and
+    /// `Authorization`, so neither grows it).
     fn request_to(&self, method: Method, path: &[&str], body: Option<Vec<u8>>) -> Result<Request<Vec<u8>>, Error> {
-        let mut url = String::with_capacity(self.base_url.len() + path.iter().map(|p| p.len()).sum::<usize>());
-        url.push_str(&self.base_url);
-        path.iter().for_each(|p| url.push_str(p));
-        let uri = Uri::try_from(url).map_err(|_| {
+        let prefix = &self.base_url[self.path_at..];
+        let mut path_and_query = String::with_capacity(prefix.len() + path.iter().map(|p| p.len()).sum::<usize>());
+        path_and_query.push_str(prefix);
+        path.iter().for_each(|p| path_and_query.push_str(p));
+        let uri = self.uri(path_and_query).ok_or_else(|| {
             Error::config(
                 "request path",
                 format!(
@@ -45,7 +49,8 @@ impl ApiConfig {
                 ),
             )
         })?;
-        let mut headers = self.headers.clone();
+        let mut headers = HeaderMap::with_capacity(self.headers.len() + 2);
+        headers.extend(self.headers.iter().map(|(name, value)| (name.clone(), value.clone())));
         if body.is_some() {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
@@ -54,6 +59,21 @@ impl ApiConfig {
         *request.uri_mut() = uri;
         *request.headers_mut() = headers;
         Ok(request)
+    }
+
+    /// The base URL's scheme and authority with `path_and_query` (the base URL's path first);
+    /// `None` when it is not a valid path, or the whole URL is longer than `Uri` allows.
+    fn uri(&self, path_and_query: String) -> Option<Uri> {
+        // `Uri`'s own limit on a whole URL, which parsing one checks and `from_parts` does not.
+        const MAX_URI_LEN: usize = u16::MAX as usize - 1;
+        if self.path_at + path_and_query.len() > MAX_URI_LEN {
+            return None;
+        }
+        let mut parts = Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(PathAndQuery::try_from(path_and_query).ok()?);
+        Uri::from_parts(parts).ok()
     }
 
     /// The mint request for an installation's token (`Some`) or the app's (`None`), with

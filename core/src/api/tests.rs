@@ -183,6 +183,52 @@ fn base_url_rules() {
     assert_eq!(r.headers()[USER_AGENT], "my-app/1.0");
 }
 
+/// Requests are made from the base URL's scheme and authority parsed once and the path: the same
+/// URI, headers in the same order, and the same refusals as parsing the whole URL each time.
+#[test]
+fn request_uris_are_the_whole_url_parsed() {
+    assert_eq!(
+        ApiConfig::new(),
+        ApiConfig::new().with_base_url(DEFAULT_BASE_URL).unwrap()
+    );
+    let long = format!("/{}", "a".repeat(usize::from(u16::MAX)));
+    for base in [
+        DEFAULT_BASE_URL,
+        "HTTPS://API.Example:8443/",
+        "http://127.0.0.1:8080/prefix/v0.5",
+        "http://[::1]:9",
+        "https://api.example/%7Eicr",
+    ] {
+        let api = ApiConfig::new().with_base_url(base).unwrap();
+        for path in [
+            "/",
+            "/app/accessTokens",
+            "/app/installations?limit=10&page=0",
+            "//other.example/x",
+            "/a#fragment",
+            "/%C3%BC/x",
+            "/a b",
+            "/\u{e9}",
+            long.as_str(),
+        ] {
+            let whole = format!("{}{path}", api.base_url()).parse::<Uri>();
+            match api.request(Method::POST, path, Some(b"{}".to_vec())) {
+                Ok(r) => {
+                    let whole = whole.unwrap_or_else(|e| panic!("{base} {path}: made, but does not parse whole ({e})"));
+                    assert_eq!(*r.uri(), whole, "{base} {path}");
+                    assert_eq!(r.uri().to_string(), whole.to_string());
+                    let names: Vec<_> = r.headers().keys().map(|k| k.as_str()).collect();
+                    assert_eq!(names, ["accept", API_VERSION_HEADER, "user-agent", "content-type"]);
+                }
+                Err(e) => {
+                    assert!(whole.is_err(), "{base} {path}: refused ({e}) but parses whole");
+                    assert!(e.to_string().contains("not a valid path"), "{e}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn create_user_organization_body() {
     use crate::models::{NewOrganization, NewUser};

@@ -134,7 +134,16 @@ fn network_plan(
     }
     let roots = extra_roots_with(ca_file, var(SSL_CERT_FILE).map(PathBuf::from))?;
     let proxy = match setting.proxies_with(var) {
-        Ok(proxies) => proxies.for_registry(base_url, policy.allow_insecure_http)?.cloned(),
+        Ok(proxies) => proxies
+            .for_registry(base_url, policy.allow_insecure_http)
+            .map_err(|error| match error {
+                CoreError::Config { setting, problem } => CoreError::config(
+                    setting,
+                    format!("{problem}; in Node: createAppAuth({{ ..., allowInsecureHttp: true }})"),
+                ),
+                other => other,
+            })?
+            .cloned(),
         // A proxy variable that is not a proxy URL matters only to a registry it may apply to.
         Err(error) => match base_url.parse::<http::Uri>() {
             Ok(uri) if matches!(policy.check_credential_target(&uri), Ok(CoreRoute::Direct)) => None,

@@ -6,6 +6,7 @@
 // synchronous and short; nothing here blocks the event loop.
 
 const { inspect } = require('node:util')
+const { setMaxListeners } = require('node:events')
 const native = require('./native.js')
 const { NodeTransport } = require('./transport.js')
 
@@ -121,6 +122,54 @@ class Signal {
   }
 }
 
+/** How many deadline buckets one timeout spans (see `Deadlines`). */
+const BUCKETS_PER_TIMEOUT = 64
+
+/**
+ * The timeouts of the app's own exchanges (mints, lookups, app calls), without an
+ * `AbortController` and a timer per exchange: the exchanges that start within one bucket
+ * (1/64 of the timeout) share one controller, aborted when the first of them has run for the
+ * whole timeout, so each gets between 63/64 of the timeout and all of it. The timer is
+ * cleared once the bucket's last exchange is over. (The caller's own `auth.fetch` requests
+ * keep a controller each: their timer stops once the headers are in, and the body is theirs.)
+ */
+class Deadlines {
+  constructor(timeoutMs) {
+    this.timeoutMs = timeoutMs
+    this.window = timeoutMs / BUCKETS_PER_TIMEOUT
+    this.current = null
+  }
+
+  /** The bucket of an exchange starting now; give it back with `release` when it is over. */
+  acquire() {
+    const now = Date.now()
+    let bucket = this.current
+    if (bucket === null || bucket.controller.signal.aborted || now - bucket.start >= this.window) {
+      const controller = new AbortController()
+      // Every exchange of the bucket listens on its signal (fetch removes a listener only when
+      // its request is collected): no warning for a busy bucket.
+      setMaxListeners(0, controller.signal)
+      bucket = { start: now, controller, signal: controller.signal, users: 0, timer: undefined }
+      bucket.timer = setTimeout(() => controller.abort(), this.timeoutMs)
+      this.current = bucket
+    }
+    // An idle bucket's timer does not keep the process alive; a busy one's does.
+    if (bucket.users++ === 0) bucket.timer.ref()
+    return bucket
+  }
+
+  release(bucket) {
+    if (--bucket.users > 0) return
+    if (bucket === this.current && Date.now() - bucket.start < this.window) {
+      // It may serve the next exchange still.
+      bucket.timer.unref()
+      return
+    }
+    clearTimeout(bucket.timer)
+    if (bucket === this.current) this.current = null
+  }
+}
+
 function sleepUntil(until, abortSignal) {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -214,6 +263,7 @@ class Driver {
     this.app = app
     this.signal = new Signal()
     this.policy = app.policy()
+    this.deadlines = new Deadlines(this.policy.timeoutMs)
     // A user's fetch is used as it is. Otherwise the global fetch, unless the registry is
     // reached through a proxy or with extra CA certificates, which Node's fetch does not
     // honour: then the package's own transport (node:http, node:https, node:tls).
@@ -286,12 +336,21 @@ class Driver {
         op.handleFailure(step.id, 'refused', step.refused)
         return previous
       }
-      // The whole exchange within the policy's timeout: a timer cleared once the body is read
-      // (for the caller's own request, once its headers are in: its body is the caller's).
-      const timeout = new AbortController()
-      const timer = setTimeout(() => timeout.abort(), this.policy.timeoutMs)
-      const signal = abortSignal ? AbortSignal.any([abortSignal, timeout.signal]) : timeout.signal
+      // The whole exchange within the policy's timeout: for the app's own exchanges, a shared
+      // deadline (see `Deadlines`), released once the body is read; for the caller's own
+      // request, a timer cleared once its headers are in (its body is the caller's).
       const target = step.purpose === 'request'
+      let timeout
+      let timer
+      let bucket
+      if (target) {
+        timeout = new AbortController()
+        timer = setTimeout(() => timeout.abort(), this.policy.timeoutMs)
+      } else {
+        bucket = this.deadlines.acquire()
+        timeout = bucket.controller
+      }
+      const signal = abortSignal ? AbortSignal.any([abortSignal, timeout.signal]) : timeout.signal
       let response
       let body
       try {
@@ -305,13 +364,14 @@ class Driver {
         })
         if (!target) {
           body = await readCapped(response, this.policy.maxBody)
-          clearTimeout(timer)
+          this.deadlines.release(bucket)
         } else {
           // The caller reads the body, bounded by its own signal (if any), not by this timer.
           clearTimeout(timer)
         }
       } catch (error) {
-        clearTimeout(timer)
+        if (target) clearTimeout(timer)
+        else this.deadlines.release(bucket)
         if (abortSignal && abortSignal.aborted) throw abortSignal.reason
         const [kind, message] = failure(error, timeout.signal.aborted, this.policy)
         op.handleFailure(step.id, kind, message)
@@ -362,13 +422,13 @@ class Driver {
 // ---------------------------------------------------------------------------------------------
 // Results
 
+/** `util.inspect` of a result: its token redacted (one function for every result). */
+function inspectResult(depth, options) {
+  return `${this.type === 'app' ? 'AppAuthentication' : 'InstallationAccessTokenAuthentication'} ${inspect({ ...this, token: '[redacted]' }, options)}`
+}
+
 function hideToken(result) {
-  Object.defineProperty(result, INSPECT, {
-    enumerable: false,
-    value(depth, options) {
-      return `${result.type === 'app' ? 'AppAuthentication' : 'InstallationAccessTokenAuthentication'} ${inspect({ ...result, token: '[redacted]' }, options)}`
-    },
-  })
+  Object.defineProperty(result, INSPECT, { enumerable: false, value: inspectResult })
   return Object.freeze(result)
 }
 

@@ -150,6 +150,11 @@ fn network_plan(
             _ => return Err(error),
         },
     };
+    // The CA certificates matter only to TLS: an https registry, or a proxy spoken to over TLS
+    // (a plain http registry, loopback in tests, keeps the global fetch).
+    let tls = base_url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        || proxy.as_ref().is_some_and(|p| p.scheme() == "https");
+    let roots = if tls { roots } else { Vec::new() };
     Ok((proxy.is_some() || !roots.is_empty()).then(|| NetworkPlan {
         proxy,
         ca: roots.into_iter().map(|cert| cert.to_vec()).collect(),

@@ -315,3 +315,25 @@ test('an https proxy, trusted through the caFile', async () => {
     n.close()
   }
 })
+
+test('a plain http loopback registry keeps the global fetch whatever the CA and proxy settings', async () => {
+  const n = network()
+  const original = globalThis.fetch
+  let calls = 0
+  globalThis.fetch = (input, init) => {
+    calls++
+    return original(input, init)
+  }
+  try {
+    process.env.SSL_CERT_FILE = n.caFile
+    process.env.HTTPS_PROXY = n.proxy.url
+    process.env.HTTP_PROXY = n.proxy.url
+    const auth = createAppAuth({ appId: n.registry.appId, privateKey: n.registry.privateKey, baseUrl: n.registry.url, caFile: n.caFile })
+    await auth({ type: 'installation', installationId: n.installation })
+    assert.equal(calls, 1)
+    assert.deepEqual(n.proxy.requestLines(), [])
+  } finally {
+    globalThis.fetch = original
+    n.close()
+  }
+})

@@ -6,7 +6,6 @@
 // synchronous and short; nothing here blocks the event loop.
 
 const { inspect } = require('node:util')
-const { setMaxListeners } = require('node:events')
 const native = require('./native.js')
 const { NodeTransport } = require('./transport.js')
 
@@ -124,6 +123,9 @@ class Signal {
 
 /** How many deadline buckets one timeout spans (see `Deadlines`). */
 const BUCKETS_PER_TIMEOUT = 64
+/** How many exchanges one bucket serves at most: `fetch` listens on the signal of each (and
+ * stops only once its request is collected), and warns past 1500 listeners. */
+const BUCKET_EXCHANGES = 1000
 
 /**
  * The timeouts of the app's own exchanges (mints, lookups, app calls), without an
@@ -144,15 +146,13 @@ class Deadlines {
   acquire() {
     const now = Date.now()
     let bucket = this.current
-    if (bucket === null || bucket.controller.signal.aborted || now - bucket.start >= this.window) {
+    if (bucket === null || bucket.controller.signal.aborted || now - bucket.start >= this.window || bucket.served >= BUCKET_EXCHANGES) {
       const controller = new AbortController()
-      // Every exchange of the bucket listens on its signal (fetch removes a listener only when
-      // its request is collected): no warning for a busy bucket.
-      setMaxListeners(0, controller.signal)
-      bucket = { start: now, controller, signal: controller.signal, users: 0, timer: undefined }
+      bucket = { start: now, controller, users: 0, served: 0, timer: undefined }
       bucket.timer = setTimeout(() => controller.abort(), this.timeoutMs)
       this.current = bucket
     }
+    bucket.served++
     // An idle bucket's timer does not keep the process alive; a busy one's does.
     if (bucket.users++ === 0) bucket.timer.ref()
     return bucket
@@ -160,7 +160,7 @@ class Deadlines {
 
   release(bucket) {
     if (--bucket.users > 0) return
-    if (bucket === this.current && Date.now() - bucket.start < this.window) {
+    if (bucket === this.current && Date.now() - bucket.start < this.window && bucket.served < BUCKET_EXCHANGES) {
       // It may serve the next exchange still.
       bucket.timer.unref()
       return

@@ -15,8 +15,19 @@ export interface AppAuthOptions {
   baseUrl?: string
   /** Signs the app JWT with a key kept elsewhere (a KMS or an HSM), instead of `privateKey`. */
   signer?: Signer
-  /** The `fetch` that performs every request (default: the global `fetch`). */
+  /** The `fetch` that performs every request (default: the global `fetch`, or the package's
+   * own transport when a proxy or extra CA certificates apply). A `fetch` given here is used
+   * as it is: `proxy`, `caFile` and the proxy variables do not apply to it. */
   fetch?: (input: string, init: RequestInit) => Promise<Response>
+  /** The proxy of every request to the registry (`http://host:port`,
+   * `http://user:password@host:port`, or `https://` for a proxy spoken to over TLS), in place
+   * of the environment's `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` (`NO_PROXY` still applies;
+   * loopback registries are never proxied). An `https` registry is reached through a `CONNECT`
+   * tunnel; a plain `http` one is refused behind a proxy unless `allowInsecureHttp`. */
+  proxy?: string | URL
+  /** A PEM file of CA certificates trusted on top of Node's built-in roots, for the registry
+   * and an `https://` proxy (`SSL_CERT_FILE` is honoured too). */
+  caFile?: string
   /** Share tokens with every process on this Redis (`redis://`, `rediss://`, `unix://`): one
    * mint per installation for the whole fleet. */
   redisUrl?: string

@@ -7,6 +7,7 @@
 
 const { inspect } = require('node:util')
 const native = require('./native.js')
+const { NodeTransport } = require('./transport.js')
 
 const INSPECT = Symbol.for('nodejs.util.inspect.custom')
 
@@ -120,6 +121,55 @@ class Signal {
   }
 }
 
+/** How many deadline buckets one timeout spans (see `Deadlines`). */
+const BUCKETS_PER_TIMEOUT = 64
+/** How many exchanges one bucket serves at most: `fetch` listens on the signal of each (and
+ * stops only once its request is collected), and warns past 1500 listeners. */
+const BUCKET_EXCHANGES = 1000
+
+/**
+ * The timeouts of the app's own exchanges (mints, lookups, app calls), without an
+ * `AbortController` and a timer per exchange: the exchanges that start within one bucket
+ * (1/64 of the timeout) share one controller, aborted when the first of them has run for the
+ * whole timeout, so each gets between 63/64 of the timeout and all of it. The timer is
+ * cleared once the bucket's last exchange is over. (The caller's own `auth.fetch` requests
+ * keep a controller each: their timer stops once the headers are in, and the body is theirs.)
+ */
+class Deadlines {
+  constructor(timeoutMs) {
+    this.timeoutMs = timeoutMs
+    this.window = timeoutMs / BUCKETS_PER_TIMEOUT
+    this.current = null
+  }
+
+  /** The bucket of an exchange starting now; give it back with `release` when it is over. */
+  acquire() {
+    const now = Date.now()
+    let bucket = this.current
+    if (bucket === null || bucket.controller.signal.aborted || now - bucket.start >= this.window || bucket.served >= BUCKET_EXCHANGES) {
+      const controller = new AbortController()
+      bucket = { start: now, controller, users: 0, served: 0, timer: undefined }
+      bucket.timer = setTimeout(() => controller.abort(), this.timeoutMs)
+      this.current = bucket
+    }
+    bucket.served++
+    // An idle bucket's timer does not keep the process alive; a busy one's does.
+    if (bucket.users++ === 0) bucket.timer.ref()
+    return bucket
+  }
+
+  release(bucket) {
+    if (--bucket.users > 0) return
+    if (bucket === this.current && Date.now() - bucket.start < this.window && bucket.served < BUCKET_EXCHANGES) {
+      // It may serve the next exchange still.
+      bucket.timer.unref()
+      return
+    }
+    clearTimeout(bucket.timer)
+    if (bucket === this.current) this.current = null
+  }
+}
+
 function sleepUntil(until, abortSignal) {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -139,9 +189,15 @@ function sleepUntil(until, abortSignal) {
 
 class BodyTooLarge extends Error {}
 
-function pairs(flat) {
-  const headers = []
-  for (let i = 0; i + 1 < flat.length; i += 2) headers.push([flat[i], flat[i + 1]])
+/** Flat `[name, value, ...]` headers as a plain object (names are unique in a step's
+ * request: the core's own, or those of a `Headers` the caller's were copied into). */
+function headerRecord(flat) {
+  const headers = {}
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const name = flat[i]
+    const known = headers[name]
+    headers[name] = known === undefined ? flat[i + 1] : `${known}, ${flat[i + 1]}`
+  }
   return headers
 }
 
@@ -149,11 +205,6 @@ function flatten(headers) {
   const flat = []
   for (const [name, value] of headers) flat.push(name, value)
   return flat
-}
-
-function hasCredential(flat) {
-  for (let i = 0; i < flat.length; i += 2) if (flat[i] === 'authorization') return true
-  return false
 }
 
 /** The body of `response`, at most `cap` bytes (`BodyTooLarge` beyond). */
@@ -184,13 +235,20 @@ async function readCapped(response, cap) {
   return Buffer.concat(chunks, total)
 }
 
-const CONNECT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT'])
+const CONNECT = new Set([
+  'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT',
+  // The registry's certificate is not trusted (or not for its name): no connection was made.
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID',
+])
 
 /** The core's transport failure kind for a `fetch` error, and a description (no header, so
  * no credential, is ever in one). */
 function failure(error, timedOut, policy) {
   if (error instanceof BodyTooLarge) return ['body_too_large', policy.bodyTooLarge]
   if (timedOut) return ['timeout', `no complete answer within ${policy.timeoutMs / 1000} s, the timeout for one exchange (createAppAuth({ timeout }))`]
+  // The package's own transport already knows (a proxy's refusal, named without credentials).
+  if (error && error.icrKind) return [error.icrKind, error.message]
   const cause = error && error.cause
   const code = (cause && cause.code) || (error && error.code)
   const text = `${(error && error.name) || 'Error'}: ${(error && error.message) || String(error)}${cause && cause.message ? ` (${cause.message})` : ''}`
@@ -205,13 +263,22 @@ class Driver {
     this.app = app
     this.signal = new Signal()
     this.policy = app.policy()
-    this.fetch = options.fetch || ((input, init) => globalThis.fetch(input, init))
+    this.deadlines = new Deadlines(this.policy.timeoutMs)
+    // A user's fetch is used as it is. Otherwise the global fetch, unless the registry is
+    // reached through a proxy or with extra CA certificates, which Node's fetch does not
+    // honour: then the package's own transport (node:http, node:https, node:tls).
+    const network = options.fetch ? null : app.network()
+    this.transport = network ? new NodeTransport(network, (kind, message) => app.throughProxy(kind, message)) : null
+    this.fetch = options.fetch || (this.transport ? this.transport.fetch : (input, init) => globalThis.fetch(input, init))
     this.signer = options.signer
   }
 
   /** Drives `op` to the end: its value, and the response to its `request` step (if any). */
   async drive(op, abortSignal) {
     let last = null
+    // Whether the core has finished the operation (a `done` or `error` step): tracked here
+    // rather than asked of the addon on the way out.
+    let finished = false
     try {
       for (;;) {
         if (abortSignal && abortSignal.aborted) throw abortSignal.reason
@@ -234,10 +301,12 @@ class Driver {
             await this.store(op, step)
             break
           case 'done':
+            finished = true
             // A finished operation may have released what others wait for.
             this.signal.notify()
-            return { value: step.value, response: last }
+            return { value: step.token !== undefined ? step.token : step.value, response: last }
           case 'error':
+            finished = true
             this.signal.notify()
             if (last && last.body) last.body.cancel().catch(() => {})
             throw fromInfo(step.error)
@@ -246,7 +315,7 @@ class Driver {
         }
       }
     } finally {
-      if (!op.done) {
+      if (!finished) {
         op.abandon()
         this.signal.notify()
       }
@@ -261,24 +330,33 @@ class Driver {
    * is reported without its body and handed back unread (its body is the caller's). */
   async exchange(op, step, abortSignal, previous) {
     try {
-      const headers = step.headers
-      const checked = this.app.route(step.url, hasCredential(headers))
-      if (checked.refused) {
-        op.handleFailure(step.id, 'refused', checked.refused)
+      // The transport policy's refusal (credentials in clear, a bad scheme), decided by the
+      // addon with the step.
+      if (step.refused !== undefined) {
+        op.handleFailure(step.id, 'refused', step.refused)
         return previous
       }
-      // The whole exchange within the policy's timeout: a timer cleared once the body is read
-      // (for the caller's own request, once its headers are in: its body is the caller's).
-      const timeout = new AbortController()
-      const timer = setTimeout(() => timeout.abort(), this.policy.timeoutMs)
-      const signal = abortSignal ? AbortSignal.any([abortSignal, timeout.signal]) : timeout.signal
+      // The whole exchange within the policy's timeout: for the app's own exchanges, a shared
+      // deadline (see `Deadlines`), released once the body is read; for the caller's own
+      // request, a timer cleared once its headers are in (its body is the caller's).
       const target = step.purpose === 'request'
+      let timeout
+      let timer
+      let bucket
+      if (target) {
+        timeout = new AbortController()
+        timer = setTimeout(() => timeout.abort(), this.policy.timeoutMs)
+      } else {
+        bucket = this.deadlines.acquire()
+        timeout = bucket.controller
+      }
+      const signal = abortSignal ? AbortSignal.any([abortSignal, timeout.signal]) : timeout.signal
       let response
       let body
       try {
         response = await this.fetch(step.url, {
           method: step.method,
-          headers: pairs(headers),
+          headers: headerRecord(step.headers),
           body: step.body || undefined,
           // Never follow a redirect with a credential: the 3xx is the answer.
           redirect: 'manual',
@@ -286,13 +364,14 @@ class Driver {
         })
         if (!target) {
           body = await readCapped(response, this.policy.maxBody)
-          clearTimeout(timer)
+          this.deadlines.release(bucket)
         } else {
           // The caller reads the body, bounded by its own signal (if any), not by this timer.
           clearTimeout(timer)
         }
       } catch (error) {
-        clearTimeout(timer)
+        if (target) clearTimeout(timer)
+        else this.deadlines.release(bucket)
         if (abortSignal && abortSignal.aborted) throw abortSignal.reason
         const [kind, message] = failure(error, timeout.signal.aborted, this.policy)
         op.handleFailure(step.id, kind, message)
@@ -343,13 +422,13 @@ class Driver {
 // ---------------------------------------------------------------------------------------------
 // Results
 
+/** `util.inspect` of a result: its token redacted (one function for every result). */
+function inspectResult(depth, options) {
+  return `${this.type === 'app' ? 'AppAuthentication' : 'InstallationAccessTokenAuthentication'} ${inspect({ ...this, token: '[redacted]' }, options)}`
+}
+
 function hideToken(result) {
-  Object.defineProperty(result, INSPECT, {
-    enumerable: false,
-    value(depth, options) {
-      return `${result.type === 'app' ? 'AppAuthentication' : 'InstallationAccessTokenAuthentication'} ${inspect({ ...result, token: '[redacted]' }, options)}`
-    },
-  })
+  Object.defineProperty(result, INSPECT, { enumerable: false, value: inspectResult })
   return Object.freeze(result)
 }
 
@@ -434,7 +513,29 @@ function nativeOptions(options) {
     retryMaxWait: seconds('retryMaxWait', options.retryMaxWait),
     redisUrl: text('redisUrl', options.redisUrl),
     redisTimeout: seconds('redisTimeout', options.redisTimeout),
+    proxy: proxyText(options.proxy),
+    caFile: text('caFile', options.caFile),
+    ownTransport: options.fetch === undefined || options.fetch === null,
+    environment: networkEnvironment(),
   }
+}
+
+/** The proxy setting as a string (a `URL` too). */
+function proxyText(value) {
+  if (value instanceof URL) return value.href
+  return text('proxy', value)
+}
+
+/** The environment variables the network settings read (this thread's `process.env`): the
+ * proxies' (the addon applies the core's rule to them) and `SSL_CERT_FILE`. */
+const NETWORK_VARIABLES = ['https_proxy', 'HTTPS_PROXY', 'http_proxy', 'HTTP_PROXY', 'all_proxy', 'ALL_PROXY', 'no_proxy', 'NO_PROXY', 'SSL_CERT_FILE']
+function networkEnvironment() {
+  const found = {}
+  for (const name of NETWORK_VARIABLES) {
+    const value = process.env[name]
+    if (value !== undefined) found[name] = value
+  }
+  return found
 }
 
 /** The scope `{ installationId } | { organizationId } | { app: true }` names. */
@@ -515,12 +616,12 @@ function createAppAuth(options) {
     const result = tokenResult(kind, fresh)
     // Bounded: the core's cache is (an LRU); this only spares it calls for the busiest scopes.
     if (memo.size >= MEMO_LIMIT) memo.clear()
-    memo.set(id, { serial, result, serveUntil: fresh.serveUntil, gen: signal.gen })
+    memo.set(id, { serial, result, promise: Promise.resolve(result), serveUntil: fresh.serveUntil, gen: signal.gen })
     return result
   }
 
   async function mint(kind, id, minLife, abortSignal) {
-    const value = await driver.run(start(() => app.token(kind, id, minLife)), abortSignal)
+    const { value } = await driver.drive(start(() => app.token(kind, id, minLife)), abortSignal)
     return tokenResult(kind, value)
   }
 
@@ -545,7 +646,8 @@ function createAppAuth(options) {
       const known = memos.installation.get(authOptions.installationId)
       if (known !== undefined && known.gen === signal.gen && Date.now() < known.serveUntil && authOptions.signal === undefined) {
         memoHits++
-        return Promise.resolve(known.result)
+        // The same settled promise every time: no allocation on the hot path.
+        return known.promise
       }
     }
     try {
@@ -662,7 +764,8 @@ function createAppAuth(options) {
     enumerable: false,
     value() {
       const store = app.redisUrl ? `, store ${app.redisUrl}` : ''
-      return `[icr-app auth: appId ${JSON.stringify(appId)}, registry ${app.baseUrl}${store}]`
+      const proxy = driver.transport && driver.transport.proxyShown ? `, proxy ${driver.transport.proxyShown}` : ''
+      return `[icr-app auth: appId ${JSON.stringify(appId)}, registry ${app.baseUrl}${proxy}${store}]`
     },
   })
   return auth

@@ -64,3 +64,47 @@ export declare class FakeRegistry {
   tokenStatus(token: string): 'valid' | 'expired' | 'revoked' | 'unknown'
   close(): void
 }
+
+/** Settings of a `TlsFront`. */
+export interface TlsFrontOptions {
+  /** The name its certificate is for (default `registry.test`). */
+  host?: string
+}
+
+/** TLS in front of a `FakeRegistry` (or of a `ConnectProxy`: a proxy spoken to over TLS) on
+ * `127.0.0.1`, with a certificate from a CA made on the spot. */
+export declare class TlsFront {
+  constructor(backend: FakeRegistry | ConnectProxy, options?: TlsFrontOptions)
+  /** The port it listens on, on `127.0.0.1`. */
+  readonly port: number
+  /** The CA's certificate (PEM): trust it (`caFile`) to reach the front. */
+  readonly caPem: string
+  close(): void
+}
+
+/** Settings of a `ConnectProxy`. */
+export interface ConnectProxyOptions {
+  /** Host names the proxy resolves, each to `127.0.0.1` on the given port. */
+  resolve?: Record<string, number>
+  /** Require `Proxy-Authorization: Basic` with these credentials (407 otherwise). */
+  user?: string
+  password?: string
+  /** Refuse every request with 403. */
+  forbid?: boolean
+}
+
+/** A forward proxy on `127.0.0.1` for tests: `CONNECT` tunnels and absolute-form `http://`
+ * requests, each request line recorded. */
+export declare class ConnectProxy {
+  constructor(options?: ConnectProxyOptions)
+  /** `http://127.0.0.1:PORT`. */
+  readonly url: string
+  /** `http://user:password@127.0.0.1:PORT`. */
+  urlWithCredentials(user: string, password: string): string
+  /** Every request line seen, e.g. `CONNECT registry.test:443 HTTP/1.1`. */
+  requestLines(): string[]
+  /** The first bytes (up to 64 KiB) the client sent into each tunnel. */
+  tunneled(): Uint8Array[]
+  clear(): void
+  close(): void
+}

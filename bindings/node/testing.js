@@ -189,4 +189,94 @@ class FakeRegistry {
   }
 }
 
-module.exports = { FakeRegistry }
+/** The loopback port of a `FakeRegistry` or a `ConnectProxy`. */
+function backendPort(backend) {
+  if (backend instanceof FakeRegistry || backend instanceof ConnectProxy) return Number(new URL(backend.url).port)
+  throw new TypeError('TlsFront goes in front of a FakeRegistry or a ConnectProxy')
+}
+
+/**
+ * TLS in front of a `FakeRegistry` (or of a `ConnectProxy`: a proxy spoken to over TLS) on
+ * `127.0.0.1:port`, with a certificate for `host` (default `registry.test`) from a CA made on
+ * the spot: trust `caPem` (write it to a file for `caFile`) to reach it. HTTP/1.1 only.
+ */
+class TlsFront {
+  #native
+
+  constructor(backend, options) {
+    const host = (options && options.host) || 'registry.test'
+    this.#native = new native.NativeTlsFront(backendPort(backend), host)
+  }
+
+  /** The port it listens on, on `127.0.0.1`. */
+  get port() {
+    return this.#native.port
+  }
+
+  /** The CA's certificate (PEM). */
+  get caPem() {
+    return this.#native.caPem
+  }
+
+  /** Stops it (idempotent). */
+  close() {
+    this.#native.close()
+  }
+
+  [Symbol.dispose]() {
+    this.close()
+  }
+}
+
+/**
+ * A forward proxy on `127.0.0.1` for tests: it tunnels `CONNECT host:port` and forwards
+ * absolute-form `http://` requests, records every request line and the first bytes of each
+ * tunnel, resolves only the names given in `resolve` (`{ host: port }`, to `127.0.0.1`; others
+ * as IP addresses or `localhost`), and can require Basic credentials (`user`, `password`: 407
+ * without them) or refuse every tunnel (`forbid`: 403).
+ */
+class ConnectProxy {
+  #native
+
+  constructor(options) {
+    const o = options || {}
+    const resolve = o.resolve ? Object.entries(o.resolve).flat().map(String) : []
+    this.#native = new native.NativeConnectProxy(resolve, o.user, o.password, o.forbid === true)
+  }
+
+  /** `http://127.0.0.1:PORT`. */
+  get url() {
+    return this.#native.url
+  }
+
+  /** `http://user:password@127.0.0.1:PORT`. */
+  urlWithCredentials(user, password) {
+    return this.#native.urlWithCredentials(user, password)
+  }
+
+  /** Every request line seen, e.g. `CONNECT registry.test:443 HTTP/1.1`. */
+  requestLines() {
+    return this.#native.requestLines()
+  }
+
+  /** The first bytes (up to 64 KiB) the client sent into each tunnel, one Buffer per tunnel. */
+  tunneled() {
+    return this.#native.tunneled()
+  }
+
+  /** Forgets what it saw. */
+  clear() {
+    this.#native.clear()
+  }
+
+  /** Stops it (idempotent). */
+  close() {
+    this.#native.close()
+  }
+
+  [Symbol.dispose]() {
+    this.close()
+  }
+}
+
+module.exports = { FakeRegistry, TlsFront, ConnectProxy }

@@ -1,5 +1,5 @@
 // The ESM entry of icr-app/testing (testing.js).
 import cjs from './testing.js'
 
-export const { FakeRegistry } = cjs
+export const { FakeRegistry, TlsFront, ConnectProxy } = cjs
 export default cjs

@@ -2,14 +2,16 @@
 //! started on it.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use http::Request;
 use icr_app_core::{
-    AnyOperation, App as CoreApp, AppKey, Error as CoreError, InstallationId, KeyError, OrganizationId, RetryPolicy,
-    Route as CoreRoute, SecretString, Timestamp, Token, TokenScope, TransportPolicy,
+    AnyOperation, App as CoreApp, AppKey, Error as CoreError, InstallationId, KeyError, OrganizationId, ProxyUrl,
+    RetryPolicy, Route as CoreRoute, SecretString, Timestamp, Token, TokenScope, TransportErrorKind, TransportPolicy,
 };
+use icr_app_driver::{ProxySetting, SSL_CERT_FILE, extra_roots_with, through_proxy};
 use icr_app_redis::{DEFAULT_TIMEOUT, RedisStore};
 use napi::bindgen_prelude::{Buffer, Either};
 use napi_derive::napi;
@@ -74,6 +76,89 @@ pub struct AppOptions {
     /// Seconds one Redis command may take before the app mints without the store for a while
     /// (default 0.3).
     pub redis_timeout: Option<f64>,
+    /// The proxy of every request to the registry (`http://[user:password@]host:port`, or
+    /// `https://`), in place of the environment's proxy variables (`NO_PROXY` still applies).
+    pub proxy: Option<String>,
+    /// A PEM file of CA certificates trusted on top of the built-in roots.
+    pub ca_file: Option<String>,
+    /// Whether the package's own requests are made (no `fetch` of the user's, which is used as
+    /// it is): the proxy and CA settings then apply. Default true.
+    pub own_transport: Option<bool>,
+    /// This thread's values of the proxy variables (`HTTPS_PROXY`, `https_proxy`, ...,
+    /// `NO_PROXY`) and of `SSL_CERT_FILE`; the addon reads no environment itself.
+    pub environment: Option<HashMap<String, String>>,
+}
+
+/// How the package's own transport reaches the registry, when `fetch` cannot (Node's global
+/// `fetch` honours neither a proxy nor extra CA certificates): decided once, by the core's
+/// rule ([`icr_app_core::Proxies`]: the explicit proxy or the environment's, `NO_PROXY`,
+/// loopback never proxied, a plain `http://` registry never behind a proxy unless insecure
+/// HTTP is allowed).
+#[napi(object)]
+pub struct Network {
+    /// The proxy's whole URL, credentials included, for the transport only: never print it.
+    pub proxy: Option<String>,
+    /// The proxy as `scheme://host:port` (no credentials), to name it.
+    pub proxy_shown: Option<String>,
+    /// The extra trusted CA certificates (DER): `caFile`'s, then `SSL_CERT_FILE`'s.
+    pub ca_certificates: Vec<Buffer>,
+}
+
+/// The registry's proxy and the extra CA certificates, when either applies.
+struct NetworkPlan {
+    proxy: Option<ProxyUrl>,
+    ca: Vec<Vec<u8>>,
+}
+
+/// What the package's own transport needs (see [`Network`]), checked now: a bad proxy URL or
+/// variable, a CA file that cannot be read or holds no certificate, a plain `http://` registry
+/// behind a proxy are [`CoreError::Config`] errors naming the setting. `None`: `fetch` does.
+fn network_plan(
+    options_proxy: Option<&str>,
+    ca_file: Option<&str>,
+    own_transport: bool,
+    environment: &HashMap<String, String>,
+    base_url: &str,
+    policy: &TransportPolicy,
+) -> Result<Option<NetworkPlan>, CoreError> {
+    let var = |name: &str| environment.get(name).filter(|v| !v.is_empty()).cloned();
+    let setting = match options_proxy {
+        Some(url) => ProxySetting::url(url)?,
+        None => ProxySetting::Environment,
+    };
+    let ca_file = ca_file.map(Path::new);
+    if !own_transport {
+        // The user's fetch is used as it is; a CA file given is still checked.
+        extra_roots_with(ca_file, None)?;
+        return Ok(None);
+    }
+    let roots = extra_roots_with(ca_file, var(SSL_CERT_FILE).map(PathBuf::from))?;
+    let proxy = match setting.proxies_with(var) {
+        Ok(proxies) => proxies
+            .for_registry(base_url, policy.allow_insecure_http)
+            .map_err(|error| match error {
+                CoreError::Config { setting, problem } => CoreError::config(
+                    setting,
+                    format!("{problem}; in Node: createAppAuth({{ ..., allowInsecureHttp: true }})"),
+                ),
+                other => other,
+            })?
+            .cloned(),
+        // A proxy variable that is not a proxy URL matters only to a registry it may apply to.
+        Err(error) => match base_url.parse::<http::Uri>() {
+            Ok(uri) if matches!(policy.check_credential_target(&uri), Ok(CoreRoute::Direct)) => None,
+            _ => return Err(error),
+        },
+    };
+    // The CA certificates matter only to TLS: an https registry, or a proxy spoken to over TLS
+    // (a plain http registry, loopback in tests, keeps the global fetch).
+    let tls = base_url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        || proxy.as_ref().is_some_and(|p| p.scheme() == "https");
+    let roots = if tls { roots } else { Vec::new() };
+    Ok((proxy.is_some() || !roots.is_empty()).then(|| NetworkPlan {
+        proxy,
+        ca: roots.into_iter().map(|cert| cert.to_vec()).collect(),
+    }))
 }
 
 /// What every exchange must respect: the core's [`TransportPolicy`] in milliseconds and bytes.
@@ -178,8 +263,9 @@ fn app_key(private_key: &Either<String, Buffer>) -> Result<AppKey, CoreError> {
 #[napi]
 pub struct NativeApp {
     shared: Shared,
-    policy: TransportPolicy,
+    policy: Arc<TransportPolicy>,
     store: Option<Arc<RedisStore>>,
+    network: Option<NetworkPlan>,
 }
 
 /// A seed for the store's lease owner id, different in every process and every app.
@@ -284,6 +370,15 @@ impl NativeApp {
             }
             policy.max_body = cap as u64;
         }
+        let network = network_plan(
+            options.proxy.as_deref(),
+            options.ca_file.as_deref(),
+            options.own_transport.unwrap_or(true),
+            &options.environment.unwrap_or_default(),
+            core.api().base_url(),
+            &policy,
+        )
+        .map_err(throw)?;
         Ok(Self {
             shared: Arc::new(Mutex::new(Locked {
                 core,
@@ -291,9 +386,39 @@ impl NativeApp {
                 serial: 0,
                 fresh: None,
             })),
-            policy,
+            policy: Arc::new(policy),
             store,
+            network,
         })
+    }
+
+    /// How the package's own transport reaches the registry (a proxy, extra CA certificates),
+    /// or `null` when the global `fetch` can (or the user's `fetch` is used).
+    #[napi]
+    pub fn network(&self) -> Option<Network> {
+        self.network.as_ref().map(|plan| Network {
+            proxy: plan.proxy.as_ref().map(|p| p.expose_url().to_owned()),
+            proxy_shown: plan.proxy.as_ref().map(ToString::to_string),
+            ca_certificates: plan.ca.iter().map(|der| Buffer::from(der.clone())).collect(),
+        })
+    }
+
+    /// `message` (a failure of an exchange through the registry's proxy; `kind` `connect`,
+    /// `timeout`, `connection_lost` or `other`) naming the proxy without its credentials, with
+    /// what to check, as every driver words it.
+    #[napi]
+    pub fn through_proxy(&self, kind: String, message: String) -> String {
+        let Some(proxy) = self.network.as_ref().and_then(|plan| plan.proxy.as_ref()) else {
+            return message;
+        };
+        let error = CoreError::Transport {
+            kind: TransportErrorKind::from_name(&kind),
+            message,
+        };
+        match through_proxy(error, proxy) {
+            CoreError::Transport { message, .. } => message,
+            other => other.to_string(),
+        }
     }
 
     /// The cached token for the scope, handed out now: 0 when there is none to hand out (drive
@@ -500,22 +625,11 @@ impl NativeApp {
         }
     }
 
-    /// Whether a request to `url` may be sent (`credential`: it carries one), and how.
+    /// Whether a request to `url` may be sent (`credential`: it carries one), and how. (A
+    /// `send` step carries this check already, as `refused`.)
     #[napi]
     pub fn route(&self, url: String, credential: bool) -> Route {
-        let checked = match url.parse::<http::Uri>() {
-            Err(_) => Err(CoreError::transport(
-                icr_app_core::TransportErrorKind::Refused,
-                "the request's URL is not a valid absolute URL",
-            )),
-            Ok(uri) if credential => self.policy.check_credential_target(&uri),
-            Ok(uri) => {
-                let mut probe = Request::new(());
-                *probe.uri_mut() = uri;
-                self.policy.check(&probe)
-            }
-        };
-        match checked {
+        match check_route(&self.policy, &url, credential) {
             Ok(CoreRoute::Direct) => Route {
                 route: Some("direct".into()),
                 refused: None,
@@ -548,6 +662,27 @@ impl NativeApp {
 
 impl NativeApp {
     fn operation(&self, op: AnyOperation) -> NativeOperation {
-        NativeOperation::new(Arc::clone(&self.shared), self.store.clone(), op)
+        NativeOperation::new(
+            Arc::clone(&self.shared),
+            Arc::clone(&self.policy),
+            self.store.clone(),
+            op,
+        )
+    }
+}
+
+/// The transport policy's verdict on a request to `url` (`credential`: it carries one).
+pub(crate) fn check_route(policy: &TransportPolicy, url: &str, credential: bool) -> Result<CoreRoute, CoreError> {
+    match url.parse::<http::Uri>() {
+        Err(_) => Err(CoreError::transport(
+            TransportErrorKind::Refused,
+            "the request's URL is not a valid absolute URL",
+        )),
+        Ok(uri) if credential => policy.check_credential_target(&uri),
+        Ok(uri) => {
+            let mut probe = Request::new(());
+            *probe.uri_mut() = uri;
+            policy.check(&probe)
+        }
     }
 }

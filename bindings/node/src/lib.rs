@@ -20,9 +20,9 @@ mod ops;
 mod testing;
 mod webhook;
 
-pub use app::{AppOptions, NativeApp, Policy, Route, Stats};
+pub use app::{AppOptions, NativeApp, Network, Policy, Route, Stats};
 pub use errors::ErrorInfo;
-pub use ops::{NativeOperation, NativeStoreReply, Step, StoreTask};
+pub use ops::{NativeOperation, NativeStoreReply, Step, StoreTask, TokenValue};
 #[cfg(feature = "testkit")]
-pub use testing::{FaultOptions, NativeFakeRegistry, RecordedRequest};
+pub use testing::{FaultOptions, NativeConnectProxy, NativeFakeRegistry, NativeTlsFront, RecordedRequest};
 pub use webhook::{WebhookEvent, verify_webhook};

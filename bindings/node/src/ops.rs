@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use icr_app_core::{
     AnyOperation, AnyStep, Error as CoreError, Outcome, PlainResponse, StoreCommand, StoreReply, Token,
-    TransportErrorKind,
+    TransportErrorKind, TransportPolicy,
 };
 use icr_app_redis::RedisStore;
 use napi::bindgen_prelude::{AsyncTask, Buffer};
 use napi::{Env, Task};
 use napi_derive::napi;
 
-use crate::app::{Shared, lock, now};
+use crate::app::{Shared, check_route, lock, now};
 use crate::errors::ErrorInfo;
 
 /// One step of an operation, as plain data. `kind` says which fields are set:
@@ -44,15 +44,20 @@ pub struct Step {
     pub body: Option<Buffer>,
     /// What the request is for (`send`).
     pub purpose: Option<String>,
+    /// Why the request must not be sent (`send`): the transport policy's refusal, to report
+    /// as a `refused` failure without sending.
+    pub refused: Option<String>,
     /// When to poll again, in milliseconds since the epoch (`sleep`, `wait`).
     pub until: Option<f64>,
     /// The app's change counter when the wait was decided (`wait`).
     pub change: Option<f64>,
     /// The bytes to sign (`sign`).
     pub message: Option<Buffer>,
-    /// The result (`done`): a token, a JWT, an installation, a page, a count, or for a
-    /// `request` the response's status.
+    /// The result (`done`): a JWT, an installation, a page, a count, or for a `request` the
+    /// response's status (a token is in `token`).
     pub value: Option<serde_json::Value>,
+    /// The result (`done`) when it is an access token.
+    pub token: Option<TokenValue>,
     /// The failure (`error`).
     pub error: Option<ErrorInfo>,
 }
@@ -67,11 +72,45 @@ impl Step {
             headers: None,
             body: None,
             purpose: None,
+            refused: None,
             until: None,
             change: None,
             message: None,
             value: None,
+            token: None,
             error: None,
+        }
+    }
+}
+
+/// An access token as `auth()` returns it (without `type` and `tokenType`, which `index.js`
+/// adds).
+#[napi(object)]
+pub struct TokenValue {
+    /// The token itself (never log it).
+    pub token: String,
+    /// When it expires (ISO 8601, on the registry's clock).
+    pub expires_at: String,
+    /// Permission names and levels.
+    pub permissions: serde_json::Value,
+    /// The installation (installation tokens).
+    pub installation_id: Option<String>,
+    /// The installation's organization (installation tokens).
+    pub organization_id: Option<String>,
+    /// The app (app tokens).
+    pub app_id: Option<String>,
+}
+
+impl From<&Token> for TokenValue {
+    fn from(token: &Token) -> Self {
+        let access = token.access_token();
+        Self {
+            token: access.token.expose().to_owned(),
+            expires_at: access.expires_at.to_rfc3339(),
+            permissions: serde_json::to_value(&access.permissions).unwrap_or_default(),
+            installation_id: access.installation_id.clone(),
+            organization_id: access.organization_id.clone(),
+            app_id: access.app_id.clone(),
         }
     }
 }
@@ -135,6 +174,7 @@ fn flat(headers: Vec<(String, String)>) -> Vec<String> {
 #[napi]
 pub struct NativeOperation {
     shared: Shared,
+    policy: Arc<TransportPolicy>,
     store: Option<Arc<RedisStore>>,
     /// The store command asked for by the last `store` step, until `runStore` takes it.
     pending: Option<StoreCommand>,
@@ -145,9 +185,15 @@ pub struct NativeOperation {
 }
 
 impl NativeOperation {
-    pub(crate) fn new(shared: Shared, store: Option<Arc<RedisStore>>, op: AnyOperation) -> Self {
+    pub(crate) fn new(
+        shared: Shared,
+        policy: Arc<TransportPolicy>,
+        store: Option<Arc<RedisStore>>,
+        op: AnyOperation,
+    ) -> Self {
         Self {
             shared,
+            policy,
             store,
             pending: None,
             op,
@@ -183,6 +229,15 @@ impl NativeOperation {
             AnyStep::Send { id, request } => {
                 let mut step = Step::new("send");
                 step.id = Some(id as f64);
+                let credential = request
+                    .headers
+                    .iter()
+                    .any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
+                step.refused = match check_route(&self.policy, &request.url, credential) {
+                    Ok(_) => None,
+                    Err(CoreError::Transport { message, .. }) => Some(message),
+                    Err(other) => Some(other.to_string()),
+                };
                 step.method = Some(request.method);
                 step.url = Some(request.url);
                 step.headers = Some(flat(request.headers));
@@ -219,6 +274,12 @@ impl NativeOperation {
                 self.pending = Some(command);
                 let mut step = Step::new("store");
                 step.id = Some(id as f64);
+                step
+            }
+            AnyStep::Done(Ok(Outcome::Token(token))) => {
+                self.done = true;
+                let mut step = Step::new("done");
+                step.token = Some(TokenValue::from(&token));
                 step
             }
             AnyStep::Done(Ok(outcome)) => {

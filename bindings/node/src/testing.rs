@@ -5,7 +5,8 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use icr_app_testkit::{FakeRegistry as Registry, Fault, TokenStatus};
+use icr_app_testkit::{ConnectProxy as Proxy, FakeRegistry as Registry, Fault, TestCa, TlsFront as Front, TokenStatus};
+use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 
 /// Which requests a fault applies to.
@@ -341,5 +342,146 @@ impl NativeFakeRegistry {
     pub fn close(&self) {
         let taken = self.registry.lock().unwrap_or_else(PoisonError::into_inner).take();
         drop(taken);
+    }
+}
+
+fn loopback(port: u32) -> napi::Result<std::net::SocketAddr> {
+    let port = u16::try_from(port).map_err(|_| napi::Error::from_reason("a port is a number from 1 to 65535"))?;
+    Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// TLS in front of a server on `127.0.0.1:backendPort` (a fake registry, or a proxy spoken to
+/// over TLS), with a certificate for `host` from a CA made on the spot (the testkit's
+/// `TlsFront` and `TestCa`).
+#[napi]
+pub struct NativeTlsFront {
+    front: Mutex<Option<Front>>,
+    port: u32,
+    ca_pem: String,
+}
+
+#[napi]
+impl NativeTlsFront {
+    /// Starts it on a free port of `127.0.0.1`.
+    #[napi(constructor)]
+    pub fn new(backend_port: u32, host: String) -> napi::Result<Self> {
+        let backend = loopback(backend_port)?;
+        let ca = TestCa::new();
+        let (cert, key) = ca.issue(&[&host]);
+        let front = Front::start(backend, &cert, &key)
+            .map_err(|e| napi::Error::from_reason(format!("cannot start the TLS front: {e}")))?;
+        Ok(Self {
+            port: u32::from(front.addr().port()),
+            front: Mutex::new(Some(front)),
+            ca_pem: ca.cert_pem().to_owned(),
+        })
+    }
+
+    /// The port it listens on.
+    #[napi(getter)]
+    pub fn port(&self) -> u32 {
+        self.port
+    }
+
+    /// The CA's certificate (PEM).
+    #[napi(getter)]
+    pub fn ca_pem(&self) -> String {
+        self.ca_pem.clone()
+    }
+
+    /// Stops it (idempotent).
+    #[napi]
+    pub fn close(&self) {
+        drop(self.front.lock().unwrap_or_else(PoisonError::into_inner).take());
+    }
+}
+
+/// A forward proxy on `127.0.0.1` for tests (the testkit's `ConnectProxy`).
+#[napi]
+pub struct NativeConnectProxy {
+    proxy: Mutex<Option<Proxy>>,
+    url: String,
+}
+
+impl NativeConnectProxy {
+    fn with<R>(&self, f: impl FnOnce(&Proxy) -> R) -> napi::Result<R> {
+        let guard = self.proxy.lock().unwrap_or_else(PoisonError::into_inner);
+        guard
+            .as_ref()
+            .map(f)
+            .ok_or_else(|| napi::Error::from_reason("the proxy was closed"))
+    }
+}
+
+#[napi]
+impl NativeConnectProxy {
+    /// Starts it: `resolve` flat `[host, port, ...]` (each host to `127.0.0.1:port`), Basic
+    /// credentials required when `user` or `password` is given, every request refused with
+    /// 403 when `forbid`.
+    #[napi(constructor)]
+    pub fn new(
+        resolve: Vec<String>,
+        user: Option<String>,
+        password: Option<String>,
+        forbid: bool,
+    ) -> napi::Result<Self> {
+        let mut builder = Proxy::builder();
+        for pair in resolve.chunks(2) {
+            if let [host, port] = pair {
+                let port = port
+                    .parse::<u32>()
+                    .map_err(|_| napi::Error::from_reason(format!("resolve: {port} is not a port")))?;
+                builder = builder.resolve(host, loopback(port)?);
+            }
+        }
+        if user.is_some() || password.is_some() {
+            builder = builder.basic_auth(user.as_deref().unwrap_or(""), password.as_deref().unwrap_or(""));
+        }
+        if forbid {
+            builder = builder.forbid_all();
+        }
+        let proxy = builder
+            .start()
+            .map_err(|e| napi::Error::from_reason(format!("cannot start the proxy: {e}")))?;
+        Ok(Self {
+            url: proxy.url(),
+            proxy: Mutex::new(Some(proxy)),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    #[napi(getter)]
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// `http://user:password@127.0.0.1:PORT`.
+    #[napi]
+    pub fn url_with_credentials(&self, user: String, password: String) -> napi::Result<String> {
+        self.with(|p| p.url_with_credentials(&user, &password))
+    }
+
+    /// Every request line seen.
+    #[napi]
+    pub fn request_lines(&self) -> napi::Result<Vec<String>> {
+        self.with(Proxy::request_lines)
+    }
+
+    /// The first bytes each client sent into a tunnel.
+    #[napi]
+    pub fn tunneled(&self) -> napi::Result<Vec<Buffer>> {
+        self.with(|p| p.tunneled().into_iter().map(Buffer::from).collect())
+    }
+
+    /// Forgets what it saw.
+    #[napi]
+    pub fn clear(&self) -> napi::Result<()> {
+        self.with(Proxy::clear)
+    }
+
+    /// Stops it (idempotent).
+    #[napi]
+    pub fn close(&self) {
+        drop(self.proxy.lock().unwrap_or_else(PoisonError::into_inner).take());
     }
 }

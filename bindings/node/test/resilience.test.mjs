@@ -317,3 +317,28 @@ test('FakeRegistry.start with a skewed clock and a short token lifetime', async 
     registry.close()
   }
 })
+
+test('an exchange that takes longer than the timeout fails as a timeout; exchanges sharing a deadline each get theirs', { timeout: 20000 }, async () => {
+  const { registry, auth } = setup({ timeout: 0.4, retryAttempts: 1 })
+  try {
+    const [a, b, c] = registry.installationIds
+    registry.injectDelay(3, { times: 2, pathPrefix: '/app/installations/' })
+    // Two exchanges started together (one deadline shared): both time out (an answer after the
+    // delay would have been a token).
+    const results = await Promise.allSettled([
+      auth({ type: 'installation', installationId: a }),
+      auth({ type: 'installation', installationId: b }),
+    ])
+    for (const result of results) {
+      assert.equal(result.status, 'rejected')
+      assert.ok(result.reason instanceof TransportError, String(result.reason))
+      assert.equal(result.reason.kind, 'timeout')
+    }
+    // The next exchange gets a whole timeout again, and succeeds (another installation: the
+    // core holds a failed mint's error until its retry time).
+    const token = await auth({ type: 'installation', installationId: c })
+    assert.match(token.token, /^crs_/)
+  } finally {
+    registry.close()
+  }
+})

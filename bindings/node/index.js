@@ -121,55 +121,6 @@ class Signal {
   }
 }
 
-/** How many deadline buckets one timeout spans (see `Deadlines`). */
-const BUCKETS_PER_TIMEOUT = 64
-/** How many exchanges one bucket serves at most: `fetch` listens on the signal of each (and
- * stops only once its request is collected), and warns past 1500 listeners. */
-const BUCKET_EXCHANGES = 1000
-
-/**
- * The timeouts of the app's own exchanges (mints, lookups, app calls), without an
- * `AbortController` and a timer per exchange: the exchanges that start within one bucket
- * (1/64 of the timeout) share one controller, aborted when the first of them has run for the
- * whole timeout, so each gets between 63/64 of the timeout and all of it. The timer is
- * cleared once the bucket's last exchange is over. (The caller's own `auth.fetch` requests
- * keep a controller each: their timer stops once the headers are in, and the body is theirs.)
- */
-class Deadlines {
-  constructor(timeoutMs) {
-    this.timeoutMs = timeoutMs
-    this.window = timeoutMs / BUCKETS_PER_TIMEOUT
-    this.current = null
-  }
-
-  /** The bucket of an exchange starting now; give it back with `release` when it is over. */
-  acquire() {
-    const now = Date.now()
-    let bucket = this.current
-    if (bucket === null || bucket.controller.signal.aborted || now - bucket.start >= this.window || bucket.served >= BUCKET_EXCHANGES) {
-      const controller = new AbortController()
-      bucket = { start: now, controller, users: 0, served: 0, timer: undefined }
-      bucket.timer = setTimeout(() => controller.abort(), this.timeoutMs)
-      this.current = bucket
-    }
-    bucket.served++
-    // An idle bucket's timer does not keep the process alive; a busy one's does.
-    if (bucket.users++ === 0) bucket.timer.ref()
-    return bucket
-  }
-
-  release(bucket) {
-    if (--bucket.users > 0) return
-    if (bucket === this.current && Date.now() - bucket.start < this.window && bucket.served < BUCKET_EXCHANGES) {
-      // It may serve the next exchange still.
-      bucket.timer.unref()
-      return
-    }
-    clearTimeout(bucket.timer)
-    if (bucket === this.current) this.current = null
-  }
-}
-
 function sleepUntil(until, abortSignal) {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -263,7 +214,6 @@ class Driver {
     this.app = app
     this.signal = new Signal()
     this.policy = app.policy()
-    this.deadlines = new Deadlines(this.policy.timeoutMs)
     // A user's fetch is used as it is. Otherwise the global fetch, unless the registry is
     // reached through a proxy or with extra CA certificates, which Node's fetch does not
     // honour: then the package's own transport (node:http, node:https, node:tls).
@@ -336,20 +286,11 @@ class Driver {
         op.handleFailure(step.id, 'refused', step.refused)
         return previous
       }
-      // The whole exchange within the policy's timeout: for the app's own exchanges, a shared
-      // deadline (see `Deadlines`), released once the body is read; for the caller's own
-      // request, a timer cleared once its headers are in (its body is the caller's).
+      // The whole exchange within the policy's timeout; for the caller's own request, until
+      // its headers are in (its body is the caller's to read, bounded by its own signal).
       const target = step.purpose === 'request'
-      let timeout
-      let timer
-      let bucket
-      if (target) {
-        timeout = new AbortController()
-        timer = setTimeout(() => timeout.abort(), this.policy.timeoutMs)
-      } else {
-        bucket = this.deadlines.acquire()
-        timeout = bucket.controller
-      }
+      const timeout = new AbortController()
+      const timer = setTimeout(() => timeout.abort(), this.policy.timeoutMs)
       const signal = abortSignal ? AbortSignal.any([abortSignal, timeout.signal]) : timeout.signal
       let response
       let body
@@ -362,20 +303,14 @@ class Driver {
           redirect: 'manual',
           signal,
         })
-        if (!target) {
-          body = await readCapped(response, this.policy.maxBody)
-          this.deadlines.release(bucket)
-        } else {
-          // The caller reads the body, bounded by its own signal (if any), not by this timer.
-          clearTimeout(timer)
-        }
+        if (!target) body = await readCapped(response, this.policy.maxBody)
       } catch (error) {
-        if (target) clearTimeout(timer)
-        else this.deadlines.release(bucket)
         if (abortSignal && abortSignal.aborted) throw abortSignal.reason
         const [kind, message] = failure(error, timeout.signal.aborted, this.policy)
         op.handleFailure(step.id, kind, message)
         return previous
+      } finally {
+        clearTimeout(timer)
       }
       if (previous && previous !== response && previous.body) previous.body.cancel().catch(() => {})
       op.handleResponse(step.id, response.status, flatten(response.headers), body)

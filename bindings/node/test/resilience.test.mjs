@@ -318,13 +318,13 @@ test('FakeRegistry.start with a skewed clock and a short token lifetime', async 
   }
 })
 
-test('an exchange that takes longer than the timeout fails as a timeout; exchanges sharing a deadline each get theirs', { timeout: 20000 }, async () => {
+test('an exchange that takes longer than the timeout fails as a timeout, each of several at once; the next gets a whole timeout', { timeout: 20000 }, async () => {
   const { registry, auth } = setup({ timeout: 0.4, retryAttempts: 1 })
   try {
     const [a, b, c] = registry.installationIds
     registry.injectDelay(3, { times: 2, pathPrefix: '/app/installations/' })
-    // Two exchanges started together (one deadline shared): both time out (an answer after the
-    // delay would have been a token).
+    // Two exchanges started together: both time out (an answer after the delay would have
+    // been a token).
     const results = await Promise.allSettled([
       auth({ type: 'installation', installationId: a }),
       auth({ type: 'installation', installationId: b }),

@@ -201,10 +201,14 @@ impl UreqTransport {
             (Some(proxies), Route::ProxyAllowed) => proxies.proxy_for(request.uri()),
             (None, Route::ProxyAllowed) => self.agent_proxy.as_ref(),
         };
+        // Sent direct, a connection that failed names the host (a name only a proxy resolves,
+        // with `NO_PROXY` naming it, fails here).
+        let uri = proxy.is_none().then(|| request.uri().clone());
         let result = self.exchange(request, route == Route::Direct, proxy);
-        let result = match proxy {
-            Some(proxy) => result.map_err(|e| icr_app_driver::through_proxy(e, proxy)),
-            None => result,
+        let result = match (proxy, uri) {
+            (Some(proxy), _) => result.map_err(|e| icr_app_driver::through_proxy(e, proxy)),
+            (None, Some(uri)) => result.map_err(|e| naming_host(e, &uri)),
+            (None, None) => result,
         };
         event.finish(&result);
         result
@@ -292,6 +296,26 @@ impl Resolver for CachingResolver {
         let addrs = self.inner.resolve(uri, config, timeout)?;
         *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some((host_port, now, addrs.clone()));
         Ok(addrs)
+    }
+}
+
+/// A connection failure (`TransportErrorKind::Connect`) of a request to `uri`, sent direct,
+/// naming the host and port it could not reach, as ureq's message does not.
+fn naming_host(error: Error, uri: &http::Uri) -> Error {
+    let Error::Transport {
+        kind: TransportErrorKind::Connect,
+        message,
+    } = error
+    else {
+        return error;
+    };
+    let host = uri.host().unwrap_or_default();
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("http") { 80 } else { 443 });
+    Error::Transport {
+        kind: TransportErrorKind::Connect,
+        message: format!("{message} (connecting to {host}:{port})"),
     }
 }
 

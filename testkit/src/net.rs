@@ -271,6 +271,22 @@ impl ConnectProxyBuilder {
     /// request line appended to `dir/requests.log` (one a line, e.g. `CONNECT
     /// registry.test:443 HTTP/1.1`), and the first bytes (up to 64 KiB) the client sent into
     /// tunnel `n` (from 0, in the order they opened) to `dir/tunnel-n.bin`.
+    ///
+    /// ```
+    /// use icr_app_testkit::ConnectProxy;
+    ///
+    /// let dir = std::env::temp_dir().join(format!("icr-testkit-record-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).unwrap();
+    /// let proxy = ConnectProxy::builder().record_to(&dir).start().unwrap();
+    /// let mut stream = std::net::TcpStream::connect(proxy.addr()).unwrap();
+    /// std::io::Write::write_all(&mut stream, b"CONNECT nowhere.test:443 HTTP/1.1\r\n\r\n").unwrap();
+    /// let mut answer = String::new();
+    /// std::io::Read::read_to_string(&mut stream, &mut answer).unwrap(); // 502: not resolved
+    /// assert!(answer.starts_with("HTTP/1.1 502"));
+    /// let log = std::fs::read_to_string(dir.join("requests.log")).unwrap();
+    /// assert_eq!(log, "CONNECT nowhere.test:443 HTTP/1.1\n");
+    /// std::fs::remove_dir_all(&dir).unwrap();
+    /// ```
     pub fn record_to(mut self, dir: impl Into<PathBuf>) -> Self {
         self.record = Some(dir.into());
         self

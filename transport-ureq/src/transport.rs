@@ -350,3 +350,28 @@ pub(crate) fn transport_error(e: ureq::Error) -> Error {
         message: e.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use icr_app_core::{Error, TransportErrorKind};
+
+    use super::UreqTransport;
+
+    /// Sent direct, a connection that fails names the host and port (a port just freed).
+    #[test]
+    fn a_direct_connection_failure_names_the_host() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let request = http::Request::get(format!("http://{closed}/app/installations"))
+            .body(Vec::new())
+            .unwrap();
+        let error = UreqTransport::new().send(request).unwrap_err();
+        let Error::Transport { kind, message } = &error else {
+            panic!("not a transport error: {error:?}");
+        };
+        assert_eq!(*kind, TransportErrorKind::Connect, "{message}");
+        assert!(message.ends_with(&format!("(connecting to {closed})")), "{message}");
+    }
+}

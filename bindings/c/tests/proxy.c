@@ -319,6 +319,7 @@ static void test_explicit_proxy(const struct net *net) {
                                                &t.expires_at_ms),
                  ICR_STATUS_TRANSPORT);
     CHECK(contains_nocase(last_error(), strlen(last_error()), "certificate"));
+    CHECK(strstr(last_error(), "SSL_CERT_FILE") != NULL); /* the fix */
     icr_client_free(client);
     icr_client_options_free(options);
     icr_app_free(app);

@@ -5,6 +5,9 @@
 #     token store in memory that two apps use, written in C too) and
 #     tests/client.c (the blocking client against `icr-app mock` over loopback HTTP; its signer
 #     signs with the `openssl` command; two of its clients share a redis-server started here),
+#     and tests/proxy.c (the blocking client through a real CONNECT proxy to an HTTPS registry
+#     that only the proxy resolves, against two `icr-app-testnet` processes of testkit, one
+#     whose proxy requires credentials),
 #     each as C99 with every warning an error, under
 #     AddressSanitizer and UndefinedBehaviorSanitizer, then again under Valgrind (no error, no
 #     leak);
@@ -25,8 +28,10 @@ key="$root/core/tests/fixtures/keys/rsa2048-pkcs8.pem"
 out=$(mktemp -d)
 mock_pid=
 redis_pid=
+testnet_pids=
 cleanup() {
     if [ -n "$mock_pid" ]; then kill "$mock_pid" 2>/dev/null || true; wait "$mock_pid" 2>/dev/null || true; fi
+    for pid in $testnet_pids; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
     if [ -n "$redis_pid" ]; then kill "$redis_pid" 2>/dev/null || true; wait "$redis_pid" 2>/dev/null || true; fi
     rm -rf "$out"
 }
@@ -34,6 +39,8 @@ trap cleanup EXIT
 
 echo "== cargo build -p icr-app-ffi -p icr-app-cli"
 (cd "$root" && cargo build -p icr-app-ffi -p icr-app-cli)
+echo "== cargo build -p icr-app-testkit --features testnet --bin icr-app-testnet"
+(cd "$root" && cargo build -p icr-app-testkit --features testnet --bin icr-app-testnet)
 
 link="-L$target -Wl,-rpath,$target -licr_app"
 warn="-std=c99 -Wall -Wextra -Werror -pedantic"
@@ -101,6 +108,37 @@ $CC $warn $asan -pthread -I"$here/include" "$here/tests/client.c" -o "$out/clien
 echo "== tests/client.c under Valgrind"
 $CC $warn -g -pthread -I"$here/include" "$here/tests/client.c" -o "$out/client" $link
 $grind --suppressions="$here/valgrind.supp" "$out/client"
+
+# The network of tests/proxy.c: `icr-app-testnet` prints one line of JSON (its URLs, the demo
+# app, the CA file, the files the proxy records to) and serves until killed. Two: the second's
+# proxy requires credentials.
+start_testnet() {
+    file=$1
+    shift
+    "$target/icr-app-testnet" "$@" > "$file" 2> "$file.err" &
+    testnet_pids="$testnet_pids $!"
+    tries=0
+    until grep -q '^{' "$file" 2>/dev/null; do
+        tries=$((tries + 1))
+        if [ "$tries" -gt 300 ] || ! kill -0 "$!" 2>/dev/null; then
+            echo "icr-app-testnet did not start:" >&2
+            cat "$file.err" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+}
+echo "== the network of tests/proxy.c: icr-app-testnet, twice"
+start_testnet "$out/testnet.json"
+start_testnet "$out/testnet-auth.json" --proxy-user icr-proxy-user --proxy-password 'Pr0xy-Secret-c'
+
+echo "== tests/proxy.c with AddressSanitizer and UndefinedBehaviorSanitizer"
+$CC $warn $asan -pthread -I"$here/include" "$here/tests/proxy.c" -o "$out/proxy_asan" $link
+"$out/proxy_asan" "$out/testnet.json" "$out/testnet-auth.json"
+
+echo "== tests/proxy.c under Valgrind"
+$CC $warn -g -pthread -I"$here/include" "$here/tests/proxy.c" -o "$out/proxy" $link
+$grind --num-callers=40 --suppressions="$here/valgrind.supp" "$out/proxy" "$out/testnet.json" "$out/testnet-auth.json"
 
 echo "== examples/installation_token.c (the sans-IO layer over libcurl), built as the README says"
 (cd "$root" && $CC -std=c99 -I bindings/c/include bindings/c/examples/installation_token.c -L "$target" -licr_app -lcurl \

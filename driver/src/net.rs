@@ -125,6 +125,9 @@ pub fn through_proxy(error: Error, proxy: &ProxyUrl) -> Error {
         "the proxy asks for credentials, or refused these: give them in the proxy URL (http://user:password@host:port)"
     } else if message.contains("403") || message.contains("tunnel error: unsuccessful") {
         "the proxy refused to open a tunnel to the registry (403 Forbidden or another refusal): ask its administrators to allow the registry's host and port"
+    } else if message.contains("certificate") {
+        // The tunnel was open: TLS with the registry (or an https:// proxy) failed.
+        "the tunnel was open, but the TLS certificate was refused: if a private or corporate CA signed it, trust that CA (ca_file, --ca-file, ICR_CA_FILE or SSL_CERT_FILE)"
     } else if kind == TransportErrorKind::Connect {
         "check the proxy's host and port, and that it is running"
     } else {
@@ -167,6 +170,15 @@ mod tests {
         let text = through_proxy(e, &proxy).to_string();
         assert!(
             !text.contains("s3cret") && text.contains("http://proxy.test:3128") && text.contains("credentials"),
+            "{text}"
+        );
+        let e = Error::Transport {
+            kind: TransportErrorKind::Connect,
+            message: "io: invalid peer certificate: UnknownIssuer".into(),
+        };
+        let text = through_proxy(e, &proxy).to_string();
+        assert!(
+            text.contains("SSL_CERT_FILE") && !text.contains("that it is running"),
             "{text}"
         );
         let setting = ProxySetting::url("http://me:s3cret@proxy.test:3128").unwrap();

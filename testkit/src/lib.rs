@@ -44,6 +44,38 @@
 //! [`RedisCluster`] and [`RedisSentinel`] run a Redis Cluster and a Sentinel-watched primary
 //! with its replica, and can kill a primary mid-run.
 //!
+//! For tests of proxies and private certificate authorities, [`TestCa`] makes a CA on the
+//! spot, [`TlsFront`] puts TLS (a certificate from it, e.g. for `registry.test`) in front of a
+//! registry, and [`ConnectProxy`] is a real `CONNECT` proxy that alone resolves such a name and
+//! logs what it sees.
+//!
+//! ## `icr-app-testnet`: that network as a process
+//!
+//! For tests in other languages (the C tests of `bindings/c` use it), the binary
+//! `icr-app-testnet` (feature `testnet`: `cargo build -p icr-app-testkit --features testnet
+//! --bin icr-app-testnet`) starts the demo registry, a [`TlsFront`] for `registry.test` with a
+//! certificate from a fresh [`TestCa`], and a [`ConnectProxy`] resolving `registry.test` to it
+//! (`--proxy-user USER --proxy-password PASSWORD`: requiring those credentials), then prints
+//! one line of JSON on stdout:
+//!
+//! ```text
+//! {"app_id":"d23967cc-…","base_url":"https://registry.test","ca_file":"/tmp/icr-app-testnet-…/ca.pem",
+//!  "dir":"/tmp/icr-app-testnet-…","installation_id":"…","organization_id":"…",
+//!  "private_key_file":"/tmp/icr-app-testnet-…/demo-key.pem",
+//!  "proxy_requests":"/tmp/icr-app-testnet-…/proxy/requests.log","proxy_tunnels":"/tmp/icr-app-testnet-…/proxy",
+//!  "proxy_url":"http://127.0.0.1:41443","proxy_url_with_credentials":null,
+//!  "registry_url":"http://127.0.0.1:32905","tls_front":"127.0.0.1:39439"}
+//! ```
+//!
+//! `base_url` is the registry through the proxy (trust `ca_file`), `registry_url` the same
+//! registry in plain HTTP on loopback, `tls_front` the TLS front's address (for `curl
+//! --resolve`). What the proxy sees is in files, written before it answers or passes anything
+//! on ([`ConnectProxyBuilder::record_to`]): each request line appended to `proxy_requests`, and
+//! the first bytes a client sent into tunnel `n` in `proxy_tunnels/tunnel-n.bin`.
+//! `proxy_url_with_credentials` is `null` without `--proxy-user`. It serves until SIGTERM or
+//! Ctrl-C, or, when its standard input is a pipe or a socket, until that closes (the process
+//! that started it is gone); then it removes its directory (`dir`, made `0700`).
+//!
 //! A registry of your own, with your app and installations:
 //!
 //! ```

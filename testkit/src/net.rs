@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
@@ -211,7 +213,9 @@ const TUNNEL_SAMPLE: usize = 64 * 1024;
 /// sees (and keeps the first bytes of each tunnel, to check that they are encrypted), resolves
 /// the names it was told ([`resolve`](ConnectProxyBuilder::resolve); others only as IP
 /// addresses or `localhost`, never through DNS), and can require Basic credentials (`407`
-/// without the right ones) or refuse every tunnel (`403`).
+/// without the right ones) or refuse every tunnel (`403`). It can also write what it sees to
+/// files as it sees it ([`record_to`](ConnectProxyBuilder::record_to)), for tests in another
+/// process or language.
 ///
 /// ```
 /// use icr_app_testkit::ConnectProxy;
@@ -240,6 +244,7 @@ pub struct ConnectProxyBuilder {
     hosts: HashMap<String, SocketAddr>,
     credentials: Option<String>,
     forbid: bool,
+    record: Option<PathBuf>,
 }
 
 impl ConnectProxyBuilder {
@@ -258,6 +263,32 @@ impl ConnectProxyBuilder {
     /// Refuses every request with `403 Forbidden` (a proxy whose rules do not allow the host).
     pub fn forbid_all(mut self) -> Self {
         self.forbid = true;
+        self
+    }
+
+    /// Also writes what it sees into the directory `dir` (which must exist), each thing before
+    /// the proxy answers or passes it on, so a client that got its answer finds it there: each
+    /// request line appended to `dir/requests.log` (one a line, e.g. `CONNECT
+    /// registry.test:443 HTTP/1.1`), and the first bytes (up to 64 KiB) the client sent into
+    /// tunnel `n` (from 0, in the order they opened) to `dir/tunnel-n.bin`.
+    ///
+    /// ```
+    /// use icr_app_testkit::ConnectProxy;
+    ///
+    /// let dir = std::env::temp_dir().join(format!("icr-testkit-record-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).unwrap();
+    /// let proxy = ConnectProxy::builder().record_to(&dir).start().unwrap();
+    /// let mut stream = std::net::TcpStream::connect(proxy.addr()).unwrap();
+    /// std::io::Write::write_all(&mut stream, b"CONNECT nowhere.test:443 HTTP/1.1\r\n\r\n").unwrap();
+    /// let mut answer = String::new();
+    /// std::io::Read::read_to_string(&mut stream, &mut answer).unwrap(); // 502: not resolved
+    /// assert!(answer.starts_with("HTTP/1.1 502"));
+    /// let log = std::fs::read_to_string(dir.join("requests.log")).unwrap();
+    /// assert_eq!(log, "CONNECT nowhere.test:443 HTTP/1.1\n");
+    /// std::fs::remove_dir_all(&dir).unwrap();
+    /// ```
+    pub fn record_to(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.record = Some(dir.into());
         self
     }
 
@@ -351,6 +382,9 @@ async fn proxy_connection(mut client: TcpStream, rules: Arc<ConnectProxyBuilder>
         .unwrap_or_else(PoisonError::into_inner)
         .lines
         .push(line.clone());
+    if let Some(dir) = &rules.record {
+        append(&dir.join("requests.log"), format!("{line}\n").as_bytes());
+    }
     let authorization = lines
         .filter_map(|l| l.split_once(':'))
         .find(|(name, _)| name.trim().eq_ignore_ascii_case("proxy-authorization"))
@@ -398,9 +432,21 @@ async fn proxy_connection(mut client: TcpStream, rules: Arc<ConnectProxyBuilder>
         }
         let index = {
             let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
-            seen.tunneled.push(rest.clone());
+            seen.tunneled.push(Vec::new());
             seen.tunneled.len() - 1
         };
+        let record = rules.record.as_ref().map(|dir| dir.join(format!("tunnel-{index}.bin")));
+        // Kept (and recorded) before it is passed on.
+        let sample = |bytes: &[u8]| {
+            let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+            let sample = &mut seen.tunneled[index];
+            let room = TUNNEL_SAMPLE.saturating_sub(sample.len()).min(bytes.len());
+            sample.extend_from_slice(&bytes[..room]);
+            if let Some(path) = &record {
+                append(path, &bytes[..room]);
+            }
+        };
+        sample(&rest);
         let _ = upstream.write_all(&rest).await;
         // Client to upstream, sampling; upstream to client as is.
         let (mut client_read, mut client_write) = client.into_split();
@@ -408,13 +454,13 @@ async fn proxy_connection(mut client: TcpStream, rules: Arc<ConnectProxyBuilder>
         let up = async {
             let mut buf = [0u8; 16 * 1024];
             while let Ok(n) = client_read.read(&mut buf).await {
-                if n == 0 || upstream_write.write_all(&buf[..n]).await.is_err() {
+                if n == 0 {
                     break;
                 }
-                let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
-                let sample = &mut seen.tunneled[index];
-                let room = TUNNEL_SAMPLE.saturating_sub(sample.len()).min(n);
-                sample.extend_from_slice(&buf[..room]);
+                sample(&buf[..n]);
+                if upstream_write.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
             }
             let _ = upstream_write.shutdown().await;
         };
@@ -432,6 +478,14 @@ async fn proxy_connection(mut client: TcpStream, rules: Arc<ConnectProxyBuilder>
             return;
         }
         let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    }
+}
+
+/// Appends `bytes` to the file at `path` (made if missing); a failure is ignored (the proxy
+/// still works, and the test reading the file finds out).
+fn append(path: &Path, bytes: &[u8]) {
+    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = file.write_all(bytes);
     }
 }
 

@@ -201,10 +201,14 @@ impl UreqTransport {
             (Some(proxies), Route::ProxyAllowed) => proxies.proxy_for(request.uri()),
             (None, Route::ProxyAllowed) => self.agent_proxy.as_ref(),
         };
+        // Sent direct, a connection that failed names the host (a name only a proxy resolves,
+        // with `NO_PROXY` naming it, fails here).
+        let uri = proxy.is_none().then(|| request.uri().clone());
         let result = self.exchange(request, route == Route::Direct, proxy);
-        let result = match proxy {
-            Some(proxy) => result.map_err(|e| icr_app_driver::through_proxy(e, proxy)),
-            None => result,
+        let result = match (proxy, uri) {
+            (Some(proxy), _) => result.map_err(|e| icr_app_driver::through_proxy(e, proxy)),
+            (None, Some(uri)) => result.map_err(|e| naming_host(e, &uri)),
+            (None, None) => result,
         };
         event.finish(&result);
         result
@@ -295,6 +299,26 @@ impl Resolver for CachingResolver {
     }
 }
 
+/// A connection failure (`TransportErrorKind::Connect`) of a request to `uri`, sent direct,
+/// naming the host and port it could not reach, as ureq's message does not.
+fn naming_host(error: Error, uri: &http::Uri) -> Error {
+    let Error::Transport {
+        kind: TransportErrorKind::Connect,
+        message,
+    } = error
+    else {
+        return error;
+    };
+    let host = uri.host().unwrap_or_default();
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("http") { 80 } else { 443 });
+    Error::Transport {
+        kind: TransportErrorKind::Connect,
+        message: format!("{message} (connecting to {host}:{port})"),
+    }
+}
+
 /// Maps a ureq failure onto the core's transport error kinds.
 pub(crate) fn transport_error(e: ureq::Error) -> Error {
     let kind = match &e {
@@ -324,5 +348,30 @@ pub(crate) fn transport_error(e: ureq::Error) -> Error {
     Error::Transport {
         kind,
         message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use icr_app_core::{Error, TransportErrorKind};
+
+    use super::UreqTransport;
+
+    /// Sent direct, a connection that fails names the host and port (a port just freed).
+    #[test]
+    fn a_direct_connection_failure_names_the_host() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let request = http::Request::get(format!("http://{closed}/app/installations"))
+            .body(Vec::new())
+            .unwrap();
+        let error = UreqTransport::new().send(request).unwrap_err();
+        let Error::Transport { kind, message } = &error else {
+            panic!("not a transport error: {error:?}");
+        };
+        assert_eq!(*kind, TransportErrorKind::Connect, "{message}");
+        assert!(message.ends_with(&format!("(connecting to {closed})")), "{message}");
     }
 }

@@ -17,44 +17,11 @@
 #include <unistd.h>
 
 #include "icr_app.h"
-
-static int failures = 0;
-static int checks = 0;
-
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        checks++;                                                                      \
-        if (!(cond)) {                                                                 \
-            failures++;                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-        }                                                                              \
-    } while (0)
-
-#define CHECK_STATUS(call, expected)                                                   \
-    do {                                                                               \
-        enum icr_status got_ = (call);                                                 \
-        checks++;                                                                      \
-        if (got_ != (expected)) {                                                      \
-            failures++;                                                                \
-            fprintf(stderr, "%s:%d: %s returned %s, not %s (%s)\n", __FILE__, __LINE__, \
-                    #call, icr_status_name((uint32_t)got_),                            \
-                    icr_status_name((uint32_t)(expected)), last_error());              \
-        }                                                                              \
-    } while (0)
-
-#define S(literal) literal, (sizeof literal - 1)
-#define T(text) (text), strlen(text)
+#include "check.h"
 
 static const char *base_url, *app_id, *key_path, *installation, *organization;
 static uint8_t *key;
 static size_t key_len;
-
-static const char *last_error(void) {
-    static char buf[2048];
-    size_t needed = 0;
-    if (icr_last_error(buf, sizeof buf, &needed) != ICR_STATUS_OK) return "(no message)";
-    return buf;
-}
 
 static int64_t wall_ms(void) {
     struct timespec ts;

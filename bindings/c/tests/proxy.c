@@ -28,46 +28,13 @@
 #include <string.h>
 
 #include "icr_app.h"
-
-static int failures = 0;
-static int checks = 0;
-
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        checks++;                                                                      \
-        if (!(cond)) {                                                                 \
-            failures++;                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-        }                                                                              \
-    } while (0)
-
-#define CHECK_STATUS(call, expected)                                                   \
-    do {                                                                               \
-        enum icr_status got_ = (call);                                                 \
-        checks++;                                                                      \
-        if (got_ != (expected)) {                                                      \
-            failures++;                                                                \
-            fprintf(stderr, "%s:%d: %s returned %s, not %s (%s)\n", __FILE__, __LINE__, \
-                    #call, icr_status_name((uint32_t)got_),                            \
-                    icr_status_name((uint32_t)(expected)), last_error());              \
-        }                                                                              \
-    } while (0)
-
-#define S(literal) literal, (sizeof literal - 1)
-#define T(text) (text), strlen(text)
+#include "check.h"
 
 /* The registry's only request line the proxy may see. */
 static const char CONNECT_LINE[] = "CONNECT registry.test:443 HTTP/1.1";
 /* The variables a client reads for its proxy and CA, cleared between cases. */
 static const char *const NETWORK_VARIABLES[] = {"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
                                                 "all_proxy",   "NO_PROXY",    "no_proxy",   "SSL_CERT_FILE"};
-
-static const char *last_error(void) {
-    static char buf[2048];
-    size_t needed = 0;
-    if (icr_last_error(buf, sizeof buf, &needed) != ICR_STATUS_OK) return "(no message)";
-    return buf;
-}
 
 /* A whole file, NUL-terminated (NULL when it cannot be read). */
 static char *read_file(const char *path, size_t *len) {

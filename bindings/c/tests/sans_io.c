@@ -11,49 +11,10 @@
 #include <time.h>
 
 #include "icr_app.h"
-
-static int failures = 0;
-static int checks = 0;
-
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        checks++;                                                                      \
-        if (!(cond)) {                                                                 \
-            failures++;                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-        }                                                                              \
-    } while (0)
-
-/* A status check that also prints the library's message on failure. */
-#define CHECK_STATUS(call, expected)                                                   \
-    do {                                                                               \
-        enum icr_status got_ = (call);                                                 \
-        checks++;                                                                      \
-        if (got_ != (expected)) {                                                      \
-            char msg_[512];                                                            \
-            size_t needed_ = 0;                                                        \
-            icr_last_error(msg_, sizeof msg_, &needed_);                               \
-            failures++;                                                                \
-            fprintf(stderr, "%s:%d: %s returned %s, not %s (%s)\n", __FILE__, __LINE__, \
-                    #call, icr_status_name((uint32_t)got_),                            \
-                    icr_status_name((uint32_t)(expected)), msg_);                      \
-        }                                                                              \
-    } while (0)
-
-#define S(literal) literal, (sizeof literal - 1)
+#include "check.h"
 
 /* The test's clock, Unix milliseconds. */
 static int64_t now_ms = 1700000000000LL;
-
-/* The last error's message, into a static buffer. */
-static const char *last_error(void) {
-    static char buf[1024];
-    size_t needed = 0;
-    if (icr_last_error(buf, sizeof buf, &needed) != ICR_STATUS_OK) {
-        return "(no message)";
-    }
-    return buf;
-}
 
 /* RFC 3339 (UTC, whole seconds) and HTTP date of `ms`. */
 static void rfc3339(int64_t ms, char *out, size_t cap) {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use icr_app_core::{App, AppBuilder, AppKey, StoreSettings};
 
-use crate::io::{Out, bytes, text};
+use crate::io::{Out, bytes, free_box, text};
 use crate::status::{Fail, guard, icr_status};
 
 /// One ICR app: its id, its key (unless it signs outside), the registry's base URL, the learned
@@ -152,15 +152,8 @@ pub unsafe extern "C" fn icr_app_new_without_key(
 /// `app` is NULL or an app made by `icr_app_new*` and not freed yet; no other thread uses it.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn icr_app_free(app: *mut icr_app) {
-    // Dropping cannot fail; a panic in a destructor is still kept from unwinding into C.
-    let _ = guard(|| {
-        if !app.is_null() {
-            // SAFETY: the caller's contract: made by `Box::into_raw` in `build`, not freed yet,
-            // and not in use elsewhere; it is freed exactly once here.
-            drop(unsafe { Box::from_raw(app) });
-        }
-        Ok(())
-    });
+    // SAFETY: the caller's contract (see above).
+    unsafe { free_box(app) }
 }
 
 /// Writes the app's change counter to `*out`: it moves whenever an operation on the app reports

@@ -2,6 +2,7 @@
 //! token or a response: every call blocks until it has one, sending, retrying, sleeping and
 //! waiting as the core decides, and the client is shared by any number of threads.
 
+use std::borrow::Cow;
 use std::ffi::c_char;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use tracing::Dispatch;
 use zeroize::Zeroizing;
 
 use crate::app::{icr_app, seed};
-use crate::io::{Out, bytes, lend, text, without_nul};
+use crate::io::{Out, bytes, free_box, lend, text, without_nul};
 use crate::log::SinkSubscriber;
 use crate::op::{LentHeader, header_at, headers_in};
 use crate::options::icr_client_options;
@@ -157,14 +158,8 @@ pub unsafe extern "C" fn icr_client_new(
 /// running or starts afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn icr_client_free(client: *mut icr_client) {
-    let _ = guard(|| {
-        if !client.is_null() {
-            // SAFETY: the caller's contract: made by `Box::into_raw` in `icr_client_new`, not
-            // freed yet, no call on it running; freed exactly once here.
-            drop(unsafe { Box::from_raw(client) });
-        }
-        Ok(())
-    });
+    // SAFETY: the caller's contract (see above).
+    unsafe { free_box(client) }
 }
 
 /// Copies `token`'s text into the caller's buffer, NUL-terminated, and writes its length and
@@ -199,42 +194,37 @@ fn hand_token(
     Ok(())
 }
 
-/// The checked out-parameters of a token call.
+/// The body of every token call: checks the out-parameters and the client, then `scope`, gets
+/// the token (from the cache, or minted) and hands it to the caller.
 ///
 /// # Safety
 ///
-/// Each pointer is NULL (refused; `buf` only when `cap` is above 0) or valid for its type
-/// (`buf` for `cap` bytes) until the call returns.
-unsafe fn token_outs(
+/// `client` is NULL (refused) or live; each out-pointer is NULL (refused; `buf` only when
+/// `cap` is above 0) or valid for its type (`buf` for `cap` bytes) until the call returns.
+unsafe fn token_export<'a>(
+    client: *const icr_client,
+    min_life_ms: u64,
     buf: *mut c_char,
     cap: usize,
     out_len: *mut usize,
     out_expires_at_ms: *mut i64,
-) -> Result<(Out<usize>, Out<i64>), Fail> {
-    if cap > 0 && buf.is_null() {
-        return Err(Fail::null("buf (with a capacity above 0)"));
-    }
-    // SAFETY: passed on from the caller's contract.
-    unsafe {
-        Ok((
-            Out::new(out_len, "out_len")?,
-            Out::new(out_expires_at_ms, "out_expires_at_ms")?,
-        ))
-    }
-}
-
-/// Gets a token for `scope` with `client` and hands it to the caller.
-fn token_call(
-    client: &icr_client,
-    scope: &TokenScope,
-    min_life_ms: u64,
-    buf: *mut c_char,
-    cap: usize,
-    (out_len, out_expires_at_ms): (Out<usize>, Out<i64>),
-) -> Result<(), Fail> {
-    let min_life = (min_life_ms > 0).then(|| Duration::from_millis(min_life_ms));
-    let token = client.run(|c| c.token(scope, min_life))?;
-    hand_token(&token, buf, cap, out_len, out_expires_at_ms)
+    scope: impl FnOnce() -> Result<Cow<'a, TokenScope>, Fail>,
+) -> icr_status {
+    guard(|| {
+        if cap > 0 && buf.is_null() {
+            return Err(Fail::null("buf (with a capacity above 0)"));
+        }
+        // SAFETY: the caller's contract, for each pointer.
+        let out_len = unsafe { Out::new(out_len, "out_len") }?;
+        // SAFETY: as above.
+        let out_expires_at_ms = unsafe { Out::new(out_expires_at_ms, "out_expires_at_ms") }?;
+        // SAFETY: as above.
+        let client = unsafe { client_ref(client) }?;
+        let scope = scope()?;
+        let min_life = (min_life_ms > 0).then(|| Duration::from_millis(min_life_ms));
+        let token = client.run(|c| c.token(&scope, min_life))?;
+        hand_token(&token, buf, cap, out_len, out_expires_at_ms)
+    })
 }
 
 /// The scope of kind `kind` (an `icr_scope`) named by the `id_len` bytes at `id`, checked.
@@ -278,15 +268,12 @@ pub unsafe extern "C" fn icr_client_installation_token(
     out_len: *mut usize,
     out_expires_at_ms: *mut i64,
 ) -> icr_status {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let outs = unsafe { token_outs(buf, cap, out_len, out_expires_at_ms) }?;
-        // SAFETY: as above.
-        let client = unsafe { client_ref(client) }?;
-        // SAFETY: as above.
-        let scope = unsafe { scope_from(1, installation_id, installation_id_len, "installation_id") }?;
-        token_call(client, &scope, min_life_ms, buf, cap, outs)
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        token_export(client, min_life_ms, buf, cap, out_len, out_expires_at_ms, || {
+            scope_from(1, installation_id, installation_id_len, "installation_id").map(Cow::Owned)
+        })
+    }
 }
 
 /// The access token of the app's installation on the organization `organization_id` (looked up
@@ -306,15 +293,12 @@ pub unsafe extern "C" fn icr_client_organization_token(
     out_len: *mut usize,
     out_expires_at_ms: *mut i64,
 ) -> icr_status {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let outs = unsafe { token_outs(buf, cap, out_len, out_expires_at_ms) }?;
-        // SAFETY: as above.
-        let client = unsafe { client_ref(client) }?;
-        // SAFETY: as above.
-        let scope = unsafe { scope_from(2, organization_id, organization_id_len, "organization_id") }?;
-        token_call(client, &scope, min_life_ms, buf, cap, outs)
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        token_export(client, min_life_ms, buf, cap, out_len, out_expires_at_ms, || {
+            scope_from(2, organization_id, organization_id_len, "organization_id").map(Cow::Owned)
+        })
+    }
 }
 
 /// An app access token (`POST /app/accessTokens`), as `icr_client_installation_token`.
@@ -331,13 +315,12 @@ pub unsafe extern "C" fn icr_client_app_token(
     out_len: *mut usize,
     out_expires_at_ms: *mut i64,
 ) -> icr_status {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let outs = unsafe { token_outs(buf, cap, out_len, out_expires_at_ms) }?;
-        // SAFETY: as above.
-        let client = unsafe { client_ref(client) }?;
-        token_call(client, &TokenScope::App, min_life_ms, buf, cap, outs)
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        token_export(client, min_life_ms, buf, cap, out_len, out_expires_at_ms, || {
+            Ok(Cow::Owned(TokenScope::App))
+        })
+    }
 }
 
 /// The token of `scope` (made once with `icr_token_scope_new`), as
@@ -363,15 +346,12 @@ pub unsafe extern "C" fn icr_client_token(
     out_len: *mut usize,
     out_expires_at_ms: *mut i64,
 ) -> icr_status {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let outs = unsafe { token_outs(buf, cap, out_len, out_expires_at_ms) }?;
-        // SAFETY: as above.
-        let client = unsafe { client_ref(client) }?;
-        // SAFETY: as above.
-        let scope = unsafe { scope_ref(scope) }?;
-        token_call(client, scope, min_life_ms, buf, cap, outs)
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        token_export(client, min_life_ms, buf, cap, out_len, out_expires_at_ms, || {
+            scope_ref(scope).map(Cow::Borrowed)
+        })
+    }
 }
 
 /// A response the blocking client received: status, headers and body, kept until
@@ -564,14 +544,8 @@ pub unsafe extern "C" fn icr_response_body(
 /// used afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn icr_response_free(response: *mut icr_response) {
-    let _ = guard(|| {
-        if !response.is_null() {
-            // SAFETY: the caller's contract: made by `Box::into_raw` in `icr_client_request`, not
-            // freed yet; freed exactly once here.
-            drop(unsafe { Box::from_raw(response) });
-        }
-        Ok(())
-    });
+    // SAFETY: the caller's contract (see above).
+    unsafe { free_box(response) }
 }
 
 /// Revokes the access token `token` (`DELETE /app/installations/token`) and drops it from the

@@ -5,7 +5,7 @@
 use std::ffi::c_char;
 use std::ptr::NonNull;
 
-use crate::status::Fail;
+use crate::status::{Fail, guard};
 
 /// An out-parameter checked not to be NULL. Every one of a call is checked before anything is
 /// done, and written only once the call has succeeded.
@@ -75,4 +75,21 @@ pub(crate) fn c_text(text: &str) -> zeroize::Zeroizing<Vec<u8>> {
 /// The text of a NUL-terminated buffer made by [`c_text`], without its NUL.
 pub(crate) fn without_nul(buf: &[u8]) -> &[u8] {
     buf.strip_suffix(&[0]).unwrap_or(buf)
+}
+
+/// Frees a handle made by `Box::into_raw` (every `_free` function). NULL does nothing; a panic
+/// in a destructor is kept from unwinding into C.
+///
+/// # Safety
+///
+/// `ptr` is NULL or made by `Box::into_raw` of a `Box<T>`, not freed yet, and not in use
+/// elsewhere; it is freed exactly once here.
+pub(crate) unsafe fn free_box<T>(ptr: *mut T) {
+    let _ = guard(|| {
+        if !ptr.is_null() {
+            // SAFETY: the caller's contract, passed on.
+            drop(unsafe { Box::from_raw(ptr) });
+        }
+        Ok(())
+    });
 }

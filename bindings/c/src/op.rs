@@ -9,7 +9,7 @@ use icr_app_core::{Error, Route, SecretString, Timestamp, TokenScope, TransportE
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::app::{app_mut, icr_app};
-use crate::io::{Out, bytes, c_text, lend, text, without_nul};
+use crate::io::{Out, bytes, c_text, free_box, lend, text, without_nul};
 use crate::result::Done;
 use crate::status::{Fail, guard, icr_status};
 use crate::store::LentStore;
@@ -612,14 +612,8 @@ pub unsafe extern "C" fn icr_op_refresher(app: *mut icr_app, out: *mut *mut icr_
 /// it lent is used afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn icr_op_free(op: *mut icr_op) {
-    let _ = guard(|| {
-        if !op.is_null() {
-            // SAFETY: the caller's contract: made by `Box::into_raw` in `make`, not freed yet,
-            // not in use elsewhere; freed exactly once here.
-            drop(unsafe { Box::from_raw(op) });
-        }
-        Ok(())
-    });
+    // SAFETY: the caller's contract (see above).
+    unsafe { free_box(op) }
 }
 
 /// Asks the operation what to do next, at `now_ms` (the local time, Unix milliseconds), and

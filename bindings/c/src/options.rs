@@ -7,7 +7,7 @@ use std::time::Duration;
 use icr_app_core::{Error, Signer};
 use zeroize::Zeroizing;
 
-use crate::io::{Out, bytes, text};
+use crate::io::{Out, bytes, free_box, text};
 use crate::status::{Fail, guard, icr_status};
 
 /// Signs for a client whose app was made by `icr_app_new_without_key` (a KMS, an HSM): writes
@@ -207,14 +207,35 @@ pub unsafe extern "C" fn icr_client_options_new(out: *mut *mut icr_client_option
 /// `options` is NULL or made by `icr_client_options_new` and not freed yet.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn icr_client_options_free(options: *mut icr_client_options) {
-    let _ = guard(|| {
-        if !options.is_null() {
-            // SAFETY: the caller's contract: made by `Box::into_raw` in `icr_client_options_new`,
-            // not freed yet, not in use elsewhere; freed exactly once here.
-            drop(unsafe { Box::from_raw(options) });
+    // SAFETY: the caller's contract (see above).
+    unsafe { free_box(options) }
+}
+
+/// A text setting's body: the `len` bytes of UTF-8 at `ptr` (named `what` in errors), refused
+/// when empty if `if_empty` gives the fix, then stored by `store`.
+///
+/// # Safety
+///
+/// `options` is live; `ptr` is NULL (refused unless `len` is 0) or points to `len` readable
+/// bytes.
+unsafe fn set_text(
+    options: *mut icr_client_options,
+    ptr: *const c_char,
+    len: usize,
+    what: &str,
+    if_empty: Option<&str>,
+    store: impl FnOnce(&mut icr_client_options, &str),
+) -> icr_status {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let value = unsafe { text(ptr, len, what) }?;
+        if let (true, Some(fix)) = (value.is_empty(), if_empty) {
+            return Err(Fail::invalid(format!("{what} is empty: {fix}")));
         }
+        // SAFETY: as above.
+        store(unsafe { options_mut(options) }?, value);
         Ok(())
-    });
+    })
 }
 
 /// Sets the registry's base URL (e.g. `http://127.0.0.1:8080`), replacing the app's; length 0
@@ -230,13 +251,8 @@ pub unsafe extern "C" fn icr_client_options_set_base_url(
     url: *const c_char,
     url_len: usize,
 ) -> icr_status {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let url = unsafe { text(url, url_len, "url") }?;
-        // SAFETY: as above.
-        unsafe { options_mut(options) }?.base_url = url.to_owned();
-        Ok(())
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe { set_text(options, url, url_len, "url", None, |o, v| o.base_url = v.to_owned()) }
 }
 
 /// Sets the `user-agent` the client sends (length 0: the default). Checked by `icr_client_new`.
@@ -250,13 +266,12 @@ pub unsafe extern "C" fn icr_client_options_set_user_agent(
     user_agent: *const c_char,
     user_agent_len: usize,
 ) -> icr_status {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let user_agent = unsafe { text(user_agent, user_agent_len, "user_agent") }?;
-        // SAFETY: as above.
-        unsafe { options_mut(options) }?.user_agent = user_agent.to_owned();
-        Ok(())
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        set_text(options, user_agent, user_agent_len, "user_agent", None, |o, v| {
+            o.user_agent = v.to_owned()
+        })
+    }
 }
 
 /// Sets the longest one request and its response may take, in milliseconds (default 30000;
@@ -334,16 +349,17 @@ pub unsafe extern "C" fn icr_client_options_set_redis_url(
     url: *const c_char,
     url_len: usize,
 ) -> icr_status {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let url = unsafe { text(url, url_len, "url") }?;
-        if url.is_empty() {
-            return Err(Fail::invalid("url is empty: give a redis:// or rediss:// URL"));
-        }
-        // SAFETY: as above.
-        unsafe { options_mut(options) }?.redis_url = Some(Zeroizing::new(url.to_owned()));
-        Ok(())
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        set_text(
+            options,
+            url,
+            url_len,
+            "url",
+            Some("give a redis:// or rediss:// URL"),
+            |o, v| o.redis_url = Some(Zeroizing::new(v.to_owned())),
+        )
+    }
 }
 
 /// Sends the client's requests through the proxy at `url` (`http://host:port`,
@@ -364,18 +380,17 @@ pub unsafe extern "C" fn icr_client_options_set_proxy(
     url: *const c_char,
     url_len: usize,
 ) -> icr_status {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let url = unsafe { text(url, url_len, "url") }?;
-        if url.is_empty() {
-            return Err(Fail::invalid(
-                "url is empty: give a proxy URL such as http://proxy.example:3128",
-            ));
-        }
-        // SAFETY: as above.
-        unsafe { options_mut(options) }?.proxy = Some(Zeroizing::new(url.to_owned()));
-        Ok(())
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        set_text(
+            options,
+            url,
+            url_len,
+            "url",
+            Some("give a proxy URL such as http://proxy.example:3128"),
+            |o, v| o.proxy = Some(Zeroizing::new(v.to_owned())),
+        )
+    }
 }
 
 /// Trusts the CA certificates of the PEM file at `path` too (a private or corporate CA), on top
@@ -392,18 +407,17 @@ pub unsafe extern "C" fn icr_client_options_set_ca_file(
     path: *const c_char,
     path_len: usize,
 ) -> icr_status {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let path = unsafe { text(path, path_len, "path") }?;
-        if path.is_empty() {
-            return Err(Fail::invalid(
-                "path is empty: give the path of a PEM file of CA certificates",
-            ));
-        }
-        // SAFETY: as above.
-        unsafe { options_mut(options) }?.ca_file = Some(path.into());
-        Ok(())
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        set_text(
+            options,
+            path,
+            path_len,
+            "path",
+            Some("give the path of a PEM file of CA certificates"),
+            |o, v| o.ca_file = Some(v.into()),
+        )
+    }
 }
 
 /// For an app made by `icr_app_new_without_key` with a Redis store: the secret tokens are

@@ -5,7 +5,7 @@ use std::ffi::c_char;
 
 use icr_app_core::TokenScope;
 
-use crate::io::{Out, text};
+use crate::io::{Out, free_box, text};
 use crate::op::scope_of;
 use crate::status::{Fail, guard, icr_status};
 
@@ -55,14 +55,8 @@ pub unsafe extern "C" fn icr_token_scope_new(
 /// `scope` is NULL or made by `icr_token_scope_new` and not freed yet; no other thread uses it.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn icr_token_scope_free(scope: *mut icr_token_scope) {
-    let _ = guard(|| {
-        if !scope.is_null() {
-            // SAFETY: the caller's contract: made by `Box::into_raw` in `icr_token_scope_new`,
-            // not freed yet and not in use elsewhere; freed exactly once here.
-            drop(unsafe { Box::from_raw(scope) });
-        }
-        Ok(())
-    });
+    // SAFETY: the caller's contract (see above).
+    unsafe { free_box(scope) }
 }
 
 /// The scope behind `ptr`.

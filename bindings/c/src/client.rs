@@ -13,9 +13,9 @@ use tracing::Dispatch;
 use zeroize::Zeroizing;
 
 use crate::app::{icr_app, seed};
-use crate::io::{Out, bytes, free_box, lend, text, without_nul};
+use crate::io::{Out, bytes, free_box, lend, text};
 use crate::log::SinkSubscriber;
-use crate::op::{LentHeader, header_at, headers_in};
+use crate::op::{LentHeader, headers_in, lend_header};
 use crate::options::icr_client_options;
 use crate::scope::{icr_token_scope, scope_ref};
 use crate::status::{Fail, copy_message, guard, icr_status};
@@ -496,23 +496,12 @@ pub unsafe extern "C" fn icr_response_header(
     out_value: *mut *const c_char,
     out_value_len: *mut usize,
 ) -> icr_status {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let (out_name, out_name_len) =
-            unsafe { (Out::new(out_name, "out_name")?, Out::new(out_name_len, "out_name_len")?) };
-        // SAFETY: as above.
-        let (out_value, out_value_len) = unsafe {
-            (
-                Out::new(out_value, "out_value")?,
-                Out::new(out_value_len, "out_value_len")?,
-            )
-        };
-        // SAFETY: as above.
-        let header = header_at(&unsafe { response_ref(response) }?.headers, index)?;
-        lend(without_nul(&header.name), out_name, out_name_len);
-        lend(without_nul(&header.value), out_value, out_value_len);
-        Ok(())
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        lend_header(index, out_name, out_name_len, out_value, out_value_len, || {
+            Ok(&response_ref(response)?.headers)
+        })
+    }
 }
 
 /// Lends the response's body until `icr_response_free` (possibly empty: then the pointer is not

@@ -744,31 +744,45 @@ pub unsafe extern "C" fn icr_op_request_header(
     out_value: *mut *const c_char,
     out_value_len: *mut usize,
 ) -> icr_status {
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        lend_header(index, out_name, out_name_len, out_value, out_value_len, || {
+            Ok(&op_ref(op)?.request()?.headers)
+        })
+    }
+}
+
+/// The body of every `_header` accessor: lends header `index` of what `headers` gives, its
+/// name and its value (each NUL-terminated, the NUL not counted), through the out-parameters.
+///
+/// # Safety
+///
+/// Each out-parameter is NULL (refused) or valid for a write of its type.
+pub(crate) unsafe fn lend_header<'a>(
+    index: usize,
+    out_name: *mut *const c_char,
+    out_name_len: *mut usize,
+    out_value: *mut *const c_char,
+    out_value_len: *mut usize,
+    headers: impl FnOnce() -> Result<&'a [LentHeader], Fail>,
+) -> icr_status {
     guard(|| {
-        // SAFETY: the caller's contract.
-        let (out_name, out_name_len) =
-            unsafe { (Out::new(out_name, "out_name")?, Out::new(out_name_len, "out_name_len")?) };
+        // SAFETY: the caller's contract, for each out-parameter.
+        let out_name = unsafe { Out::new(out_name, "out_name") }?;
         // SAFETY: as above.
-        let (out_value, out_value_len) = unsafe {
-            (
-                Out::new(out_value, "out_value")?,
-                Out::new(out_value_len, "out_value_len")?,
-            )
-        };
+        let out_name_len = unsafe { Out::new(out_name_len, "out_name_len") }?;
         // SAFETY: as above.
-        let request = unsafe { op_ref(op) }?.request()?;
-        let header = header_at(&request.headers, index)?;
+        let out_value = unsafe { Out::new(out_value, "out_value") }?;
+        // SAFETY: as above.
+        let out_value_len = unsafe { Out::new(out_value_len, "out_value_len") }?;
+        let headers = headers()?;
+        let header = headers
+            .get(index)
+            .ok_or_else(|| Fail::invalid(format!("header {index} of {}", headers.len())))?;
         lend(without_nul(&header.name), out_name, out_name_len);
         lend(without_nul(&header.value), out_value, out_value_len);
         Ok(())
     })
-}
-
-/// Header `index` of `headers`.
-pub(crate) fn header_at(headers: &[LentHeader], index: usize) -> Result<&LentHeader, Fail> {
-    headers
-        .get(index)
-        .ok_or_else(|| Fail::invalid(format!("header {index} of {}", headers.len())))
 }
 
 /// Lends the current Send step's body (possibly empty: then the pointer is not NULL but must

@@ -7,7 +7,7 @@ use icr_app_core::{Error, Outcome};
 use zeroize::Zeroizing;
 
 use crate::io::{Out, c_text, lend, without_nul};
-use crate::op::{LentHeader, header_at, icr_op, lend_from, op_ref};
+use crate::op::{LentHeader, icr_op, lend_from, lend_header, op_ref};
 use crate::status::{Fail, copy_message, guard, icr_status};
 
 /// What an operation made, kept until it is freed; secrets are wiped when it is.
@@ -358,22 +358,12 @@ pub unsafe extern "C" fn icr_op_response_header(
     out_value: *mut *const c_char,
     out_value_len: *mut usize,
 ) -> icr_status {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let out_name = unsafe { Out::new(out_name, "out_name") }?;
-        // SAFETY: as above.
-        let out_name_len = unsafe { Out::new(out_name_len, "out_name_len") }?;
-        // SAFETY: as above.
-        let out_value = unsafe { Out::new(out_value, "out_value") }?;
-        // SAFETY: as above.
-        let out_value_len = unsafe { Out::new(out_value_len, "out_value_len") }?;
-        // SAFETY: as above.
-        let (_, headers, _) = response(unsafe { op_ref(op) }?)?;
-        let header = header_at(headers, index)?;
-        lend(without_nul(&header.name), out_name, out_name_len);
-        lend(without_nul(&header.value), out_value, out_value_len);
-        Ok(())
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        lend_header(index, out_name, out_name_len, out_value, out_value_len, || {
+            Ok(response(op_ref(op)?)?.1)
+        })
+    }
 }
 
 /// Lends the body of the response an `icr_op_send_as` operation made (wiped by `icr_op_free`).

@@ -140,18 +140,6 @@ function sleepUntil(until, abortSignal) {
 
 class BodyTooLarge extends Error {}
 
-/** Flat `[name, value, ...]` headers as a plain object (names are unique in a step's
- * request: the core's own, or those of a `Headers` the caller's were copied into). */
-function headerRecord(flat) {
-  const headers = {}
-  for (let i = 0; i + 1 < flat.length; i += 2) {
-    const name = flat[i]
-    const known = headers[name]
-    headers[name] = known === undefined ? flat[i + 1] : `${known}, ${flat[i + 1]}`
-  }
-  return headers
-}
-
 function flatten(headers) {
   const flat = []
   for (const [name, value] of headers) flat.push(name, value)
@@ -186,6 +174,15 @@ async function readCapped(response, cap) {
   return Buffer.concat(chunks, total)
 }
 
+/** After a timeout: the answer to `sent`, if it ever comes, closed unread (its connection
+ * freed). A body already being read is left to finish or fail on its own. */
+function closeLate(sent) {
+  if (!sent || typeof sent.then !== 'function') return
+  sent.then((late) => {
+    if (late && late.body && !late.body.locked) late.body.cancel().catch(() => {})
+  }, () => {})
+}
+
 const CONNECT = new Set([
   'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT',
   // The registry's certificate is not trusted (or not for its name): no connection was made.
@@ -218,7 +215,7 @@ class Driver {
     // reached through a proxy or with extra CA certificates, which Node's fetch does not
     // honour: then the package's own transport (node:http, node:https, node:tls).
     const network = options.fetch ? null : app.network()
-    this.transport = network ? new NodeTransport(network, (kind, message) => app.throughProxy(kind, message)) : null
+    this.transport = network ? new NodeTransport(network, (kind, message) => app.throughProxy(kind, message), this.policy.timeoutMs) : null
     this.fetch = options.fetch || (this.transport ? this.transport.fetch : (input, init) => globalThis.fetch(input, init))
     this.signer = options.signer
   }
@@ -233,7 +230,8 @@ class Driver {
       for (;;) {
         if (abortSignal && abortSignal.aborted) throw abortSignal.reason
         const seen = this.signal.gen
-        const step = op.poll()
+        // One JSON text per step (see the addon's `Step`): one value across the boundary.
+        const step = JSON.parse(op.poll())
         switch (step.kind) {
           case 'send':
             last = await this.exchange(op, step, abortSignal, last)
@@ -254,7 +252,7 @@ class Driver {
             finished = true
             // A finished operation may have released what others wait for.
             this.signal.notify()
-            return { value: step.token !== undefined ? step.token : step.value, response: last }
+            return { value: step.value, response: last }
           case 'error':
             finished = true
             this.signal.notify()
@@ -287,26 +285,39 @@ class Driver {
         return previous
       }
       // The whole exchange within the policy's timeout; for the caller's own request, until
-      // its headers are in (its body is the caller's to read, bounded by its own signal).
+      // its headers are in (its body is the caller's to read, bounded by its own signal). The
+      // deadline races the exchange rather than aborting it through a signal: Node's fetch
+      // costs some 50 µs a request for a signal (BENCHMARKS.md, issue 25). An answer that
+      // comes after the deadline is closed unread when it comes; one that never comes is
+      // ended by fetch's own limits (undici's: 300 s), or by the package's transport a
+      // second after the deadline. The caller's own signal is passed on and aborts at once.
       const target = step.purpose === 'request'
-      const timeout = new AbortController()
-      const timer = setTimeout(() => timeout.abort(), this.policy.timeoutMs)
-      const signal = abortSignal ? AbortSignal.any([abortSignal, timeout.signal]) : timeout.signal
+      let timedOut = false
+      let timer
+      const deadline = new Promise((resolve, reject) => {
+        timer = setTimeout(() => {
+          timedOut = true
+          reject(new Error('timeout'))
+        }, this.policy.timeoutMs)
+      })
+      let sent
       let response
       let body
       try {
-        response = await this.fetch(step.url, {
+        sent = this.fetch(step.url, {
           method: step.method,
-          headers: headerRecord(step.headers),
-          body: step.body || undefined,
+          headers: step.headers,
+          body: step.binary ? op.bytes() : step.body,
           // Never follow a redirect with a credential: the 3xx is the answer.
           redirect: 'manual',
-          signal,
+          signal: abortSignal,
         })
-        if (!target) body = await readCapped(response, this.policy.maxBody)
+        response = await Promise.race([sent, deadline])
+        if (!target) body = await Promise.race([readCapped(response, this.policy.maxBody), deadline])
       } catch (error) {
+        if (timedOut) closeLate(sent)
         if (abortSignal && abortSignal.aborted) throw abortSignal.reason
-        const [kind, message] = failure(error, timeout.signal.aborted, this.policy)
+        const [kind, message] = failure(error, timedOut, this.policy)
         op.handleFailure(step.id, kind, message)
         return previous
       } finally {
@@ -337,7 +348,8 @@ class Driver {
     let error = null
     try {
       if (typeof this.signer !== 'function') throw new Error('this app has no signer: give createAppAuth its privateKey or a signer')
-      const answer = await this.signer(new Uint8Array(step.message.buffer, step.message.byteOffset, step.message.byteLength))
+      const message = op.bytes()
+      const answer = await this.signer(new Uint8Array(message.buffer, message.byteOffset, message.byteLength))
       if (answer instanceof Uint8Array) signature = Buffer.from(answer.buffer, answer.byteOffset, answer.byteLength)
       else if (answer instanceof ArrayBuffer) signature = Buffer.from(answer)
       else throw new TypeError(`the signer returned ${answer === null ? 'null' : typeof answer}, not the signature as a Uint8Array`)

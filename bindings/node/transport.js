@@ -73,8 +73,10 @@ class NodeTransport {
    *   printed) and how to name it, and the extra CA certificates (DER)
    * @param {(kind: string, message: string) => string} explain the addon's wording of a failure
    *   through the proxy (what to check)
+   * @param {number} timeoutMs the exchange's timeout: the caller reports it at the deadline;
+   *   this transport ends what is still open a second later
    */
-  constructor(network, explain) {
+  constructor(network, explain, timeoutMs) {
     const extra = network.caCertificates.map((der) => new X509Certificate(der).toString())
     this.ca = extra.length > 0 ? [...tls.rootCertificates, ...extra] : undefined
     this.explain = explain
@@ -90,16 +92,28 @@ class NodeTransport {
     // Connections straight to the registry are kept alive and reused.
     this.httpsAgent = new https.Agent({ keepAlive: true, ca: this.ca })
     this.httpAgent = new http.Agent({ keepAlive: true })
+    this.limitMs = timeoutMs + 1000
     this.fetch = (input, init) => this.send(String(input), init || {})
   }
 
+  /** `fetch` (the `init` fields this package uses), within the transport's limit until the
+   * headers are in: nothing is left waiting for them past the exchange's deadline. */
   async send(input, init) {
-    const url = new URL(input)
+    const limit = new AbortController()
+    const timer = setTimeout(() => limit.abort(new TransportFailure('timeout', 'no answer in time')), this.limitMs)
+    const signal = init.signal ? AbortSignal.any([init.signal, limit.signal]) : limit.signal
+    try {
+      return await this.request(new URL(input), init, signal)
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  async request(url, init, signal) {
     const method = init.method || 'GET'
     const headers = rawHeaders(init.headers)
     headers.push('host', url.host)
     const body = init.body === undefined || init.body === null ? undefined : Buffer.from(init.body)
-    const signal = init.signal
     const path = `${url.pathname}${url.search}`
     const secure = url.protocol === 'https:'
     if (!this.proxy) {

@@ -1,27 +1,33 @@
-//! Core errors as JavaScript values: an [`ErrorInfo`] object (what `index.js` turns into an
-//! `IcrError` subclass), or a thrown `Error` whose message starts with `[icr:CODE] `.
+//! Core errors as JavaScript values: an [`ErrorInfo`] in an `error` step's JSON (what
+//! `index.js` turns into an `IcrError` subclass), or a thrown `Error` whose message starts with
+//! `[icr:CODE] `.
 
 use icr_app_core::Error as CoreError;
-use napi_derive::napi;
+use serde::Serialize;
 
 /// A failure of the core, as plain data: `code` is the core's stable name (`key`, `signing`,
 /// `config`, `unauthorized`, `forbidden`, `not_found`, `rate_limited`, `server`,
 /// `unexpected_status`, `malformed_body`, `transport`, `store`, ...), `message` what went wrong
 /// and what to do (never a key, JWT or token).
-#[napi(object)]
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ErrorInfo {
     /// The core's stable name for the failure.
     pub code: String,
     /// What went wrong and what to check.
     pub message: String,
     /// The HTTP status the registry answered, if it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u32>,
     /// The registry's `Retry-After`, in seconds, if it sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<f64>,
     /// For a transport failure: `connect`, `timeout`, `connection_lost`, `body_too_large`,
     /// `refused`, `cancelled` or `other`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// For a 404 to the lookup of an organization's installation: the organization.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub organization_id: Option<String>,
 }
 

@@ -1,5 +1,5 @@
 //! [`NativeOperation`]: the core's erased operation ([`AnyOperation`]), driven from JavaScript:
-//! `poll()` returns one [`Step`] object; `handleResponse`, `handleFailure`, `handleSignature`
+//! `poll()` returns each step as one JSON text; `handleResponse`, `handleFailure`, `handleSignature`
 //! report back; `abandon` leaves it before it is done.
 
 use std::sync::Arc;
@@ -12,106 +12,83 @@ use icr_app_redis::RedisStore;
 use napi::bindgen_prelude::{AsyncTask, Buffer};
 use napi::{Env, Task};
 use napi_derive::napi;
+use serde::Serialize;
 
 use crate::app::{Shared, check_route, lock, now};
 use crate::errors::ErrorInfo;
 
-/// One step of an operation, as plain data. `kind` says which fields are set:
-/// - `send`: send `method` `url` with `headers` (flat `[name, value, ...]`, the credential
-///   included: never log them) and `body`; `purpose` is `mint`, `lookup`, `call`, `request`
-///   (the caller's own request) or `revoke`; report for `id`;
-/// - `sleep`: poll again at `until` (milliseconds since the epoch);
-/// - `wait`: poll again once another operation on the app reported back or was abandoned (the
-///   app's `changes()` differs from `change`), or at `until` at the latest;
-/// - `sign`: have `message` signed (RS256) and report with `handleSignature(id, ...)`;
-/// - `store`: run the shared store's command (`runStore()`, a Promise: it runs on libuv's
-///   thread pool) and report its reply with `handleStore(id, reply)`;
-/// - `done`: `value` is the result;
-/// - `error`: `error` is why the operation failed.
-#[napi(object)]
-pub struct Step {
-    /// `send`, `sleep`, `wait`, `sign`, `store`, `done` or `error`.
-    pub kind: String,
-    /// The id to report back with (`send`, `sign`).
-    pub id: Option<f64>,
-    /// The request's method (`send`).
-    pub method: Option<String>,
-    /// The request's absolute URL (`send`).
-    pub url: Option<String>,
-    /// The request's headers, flat `[name, value, ...]` (`send`).
-    pub headers: Option<Vec<String>>,
-    /// The request's body, if any (`send`).
-    pub body: Option<Buffer>,
-    /// What the request is for (`send`).
-    pub purpose: Option<String>,
-    /// Why the request must not be sent (`send`): the transport policy's refusal, to report
-    /// as a `refused` failure without sending.
-    pub refused: Option<String>,
-    /// When to poll again, in milliseconds since the epoch (`sleep`, `wait`).
-    pub until: Option<f64>,
-    /// The app's change counter when the wait was decided (`wait`).
-    pub change: Option<f64>,
-    /// The bytes to sign (`sign`).
-    pub message: Option<Buffer>,
-    /// The result (`done`): a JWT, an installation, a page, a count, or for a `request` the
-    /// response's status (a token is in `token`).
-    pub value: Option<serde_json::Value>,
-    /// The result (`done`) when it is an access token.
-    pub token: Option<TokenValue>,
-    /// The failure (`error`).
-    pub error: Option<ErrorInfo>,
+/// One step of an operation, written as the JSON text `poll()` returns (see there).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Step<'a> {
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers: Option<Headers<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    binary: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    purpose: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refused: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    until: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    change: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorInfo>,
 }
 
-impl Step {
-    fn new(kind: &str) -> Self {
+impl Step<'_> {
+    fn new(kind: &'static str) -> Self {
         Self {
-            kind: kind.to_owned(),
+            kind,
             id: None,
             method: None,
             url: None,
             headers: None,
             body: None,
+            binary: false,
             purpose: None,
             refused: None,
             until: None,
             change: None,
-            message: None,
             value: None,
-            token: None,
             error: None,
         }
     }
+
+    fn failed(error: &CoreError) -> String {
+        let mut step = Step::new("error");
+        step.error = Some(ErrorInfo::from(error));
+        step.text()
+    }
+
+    fn text(&self) -> String {
+        // Strings, numbers and JSON values only, so writing cannot fail; if it ever did, the
+        // operation fails with a message rather than a panic.
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"kind":"error","error":{"code":"other","message":"icr-app: a step could not be written"}}"#.to_owned()
+        })
+    }
 }
 
-/// An access token as `auth()` returns it (without `type` and `tokenType`, which `index.js`
-/// adds).
-#[napi(object)]
-pub struct TokenValue {
-    /// The token itself (never log it).
-    pub token: String,
-    /// When it expires (ISO 8601, on the registry's clock).
-    pub expires_at: String,
-    /// Permission names and levels.
-    pub permissions: serde_json::Value,
-    /// The installation (installation tokens).
-    pub installation_id: Option<String>,
-    /// The installation's organization (installation tokens).
-    pub organization_id: Option<String>,
-    /// The app (app tokens).
-    pub app_id: Option<String>,
-}
+/// A request's headers as a JSON object (names are unique in the core's requests; the
+/// caller's own were copied from a `Headers`, which joins repeated names).
+struct Headers<'a>(&'a [(String, String)]);
 
-impl From<&Token> for TokenValue {
-    fn from(token: &Token) -> Self {
-        let access = token.access_token();
-        Self {
-            token: access.token.expose().to_owned(),
-            expires_at: access.expires_at.to_rfc3339(),
-            permissions: serde_json::to_value(&access.permissions).unwrap_or_default(),
-            installation_id: access.installation_id.clone(),
-            organization_id: access.organization_id.clone(),
-            app_id: access.app_id.clone(),
-        }
+impl Serialize for Headers<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(name, value)| (name, value)))
     }
 }
 
@@ -160,15 +137,6 @@ fn outcome_value(outcome: Outcome, page: Option<(u32, usize)>) -> serde_json::Va
     }
 }
 
-fn flat(headers: Vec<(String, String)>) -> Vec<String> {
-    let mut out = Vec::with_capacity(headers.len() * 2);
-    for (name, value) in headers {
-        out.push(name);
-        out.push(value);
-    }
-    out
-}
-
 /// One of the core's operations on an app, driven by polling (the core's contract: poll,
 /// perform the step, report back; abandon on every way out before `done`).
 #[napi]
@@ -182,6 +150,8 @@ pub struct NativeOperation {
     done: bool,
     /// For a page of installations: the page size asked for and how many were seen before.
     page: Option<(u32, usize)>,
+    /// The bytes of the last step that are not text, until `bytes()` takes them.
+    bytes: Option<Vec<u8>>,
 }
 
 impl NativeOperation {
@@ -199,6 +169,7 @@ impl NativeOperation {
             op,
             done: false,
             page: None,
+            bytes: None,
         }
     }
 
@@ -210,16 +181,31 @@ impl NativeOperation {
 
 #[napi]
 impl NativeOperation {
-    /// What to do next.
+    /// What to do next: the step as JSON text. One string crosses into JavaScript per step
+    /// (`JSON.parse` there), not an object of many values. `kind` says which fields are set:
+    /// - `send`: send `method` `url` with `headers` (an object of name to value, the credential
+    ///   included: never log them) and `body` (text; with `binary` the body is not UTF-8 and
+    ///   `bytes()` gives it); `purpose` is `mint`, `lookup`, `call`, `request` (the caller's own
+    ///   request) or `revoke`; report for `id`. With `refused`, do not send: report it as a
+    ///   `refused` failure (the transport policy's verdict);
+    /// - `sleep`: poll again at `until` (milliseconds since the epoch);
+    /// - `wait`: poll again once another operation on the app reported back or was abandoned (the
+    ///   app's `changes()` differs from `change`), or at `until` at the latest;
+    /// - `sign`: have the bytes `bytes()` gives signed (RS256) and report with
+    ///   `handleSignature(id, ...)`;
+    /// - `store`: run the shared store's command (`runStore()`, a Promise: it runs on libuv's
+    ///   thread pool) and report its reply with `handleStore(id, reply)`;
+    /// - `done`: `value` is the result (an access token as `auth()` returns it, a JWT, an
+    ///   installation, a page, a count, or for a `request` the response's status);
+    /// - `error`: `error` is why the operation failed ([`ErrorInfo`]'s fields).
     #[napi]
-    pub fn poll(&mut self) -> Step {
+    pub fn poll(&mut self) -> String {
+        self.bytes = None;
         if self.done {
-            let mut step = Step::new("error");
-            step.error = Some(ErrorInfo::from(&CoreError::config(
+            return Step::failed(&CoreError::config(
                 "operation",
                 "it has finished (done, failed or abandoned) and does nothing more; start a new one",
-            )));
-            return step;
+            ));
         }
         let polled = {
             let mut guard = lock(&self.shared);
@@ -227,40 +213,49 @@ impl NativeOperation {
         };
         match polled {
             AnyStep::Send { id, request } => {
-                let mut step = Step::new("send");
-                step.id = Some(id as f64);
                 let credential = request
                     .headers
                     .iter()
                     .any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
-                step.refused = match check_route(&self.policy, &request.url, credential) {
+                let refused = match check_route(&self.policy, &request.url, credential) {
                     Ok(_) => None,
                     Err(CoreError::Transport { message, .. }) => Some(message),
                     Err(other) => Some(other.to_string()),
                 };
-                step.method = Some(request.method);
-                step.url = Some(request.url);
-                step.headers = Some(flat(request.headers));
-                step.body = (!request.body.is_empty()).then(|| Buffer::from(request.body));
-                step.purpose = Some(request.purpose.as_str().to_owned());
-                step
+                let mut step = Step::new("send");
+                step.id = Some(id);
+                step.method = Some(&request.method);
+                step.url = Some(&request.url);
+                step.headers = Some(Headers(&request.headers));
+                step.purpose = Some(request.purpose.as_str());
+                step.refused = refused;
+                match std::str::from_utf8(&request.body) {
+                    Ok("") => {}
+                    Ok(text) => step.body = Some(text),
+                    Err(_) => step.binary = true,
+                }
+                let text = step.text();
+                if step.binary {
+                    self.bytes = Some(request.body);
+                }
+                text
             }
             AnyStep::Sign { id, message } => {
                 let mut step = Step::new("sign");
-                step.id = Some(id as f64);
-                step.message = Some(Buffer::from(message));
-                step
+                step.id = Some(id);
+                self.bytes = Some(message);
+                step.text()
             }
             AnyStep::Sleep { until } => {
                 let mut step = Step::new("sleep");
-                step.until = Some(until.unix_millis() as f64);
-                step
+                step.until = Some(until.unix_millis());
+                step.text()
             }
             AnyStep::Wait { until, change } => {
                 let mut step = Step::new("wait");
-                step.until = Some(until.unix_millis() as f64);
-                step.change = Some(change as f64);
-                step
+                step.until = Some(until.unix_millis());
+                step.change = Some(change);
+                step.text()
             }
             AnyStep::Store { id, command } => {
                 if self.store.is_none() {
@@ -273,28 +268,27 @@ impl NativeOperation {
                 }
                 self.pending = Some(command);
                 let mut step = Step::new("store");
-                step.id = Some(id as f64);
-                step
-            }
-            AnyStep::Done(Ok(Outcome::Token(token))) => {
-                self.done = true;
-                let mut step = Step::new("done");
-                step.token = Some(TokenValue::from(&token));
-                step
+                step.id = Some(id);
+                step.text()
             }
             AnyStep::Done(Ok(outcome)) => {
                 self.done = true;
                 let mut step = Step::new("done");
                 step.value = Some(outcome_value(outcome, self.page));
-                step
+                step.text()
             }
             AnyStep::Done(Err(error)) => {
                 self.done = true;
-                let mut step = Step::new("error");
-                step.error = Some(ErrorInfo::from(&error));
-                step
+                Step::failed(&error)
             }
         }
+    }
+
+    /// The bytes of the last step that are not text: a `send` step's body marked `binary`, or
+    /// the message of a `sign` step. Taken once.
+    #[napi]
+    pub fn bytes(&mut self) -> Option<Buffer> {
+        self.bytes.take().map(Buffer::from)
     }
 
     /// The response to request `id` (any status; `headers` flat `[name, value, ...]`).

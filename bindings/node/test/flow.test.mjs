@@ -177,3 +177,25 @@ test('CommonJS and ESM give the same objects', () => {
   assert.equal(cjs.createAppAuth, createAppAuth)
   assert.equal(typeof require('icr-app/testing').FakeRegistry, 'function')
 })
+
+test('auth.fetch sends the body as given: bytes that are not UTF-8, and text', async () => {
+  // The request goes to the real fake registry; the fetch passed records what it was given.
+  const given = []
+  const recording = async (url, init) => {
+    given.push(init.body === undefined ? undefined : Buffer.from(typeof init.body === 'string' ? Buffer.from(init.body) : init.body))
+    return fetch(url, init)
+  }
+  const { registry, auth } = setup({ fetch: recording })
+  try {
+    const org = registry.organizationIds[0]
+    const bytes = Buffer.from([0xff, 0x00, 0x80, 0xfe, 0x7b, 0x7d, 0xc3])
+    const binary = await auth.fetch({ organizationId: org }, `/organizations/${org}`, { method: 'PUT', body: bytes })
+    await binary.arrayBuffer()
+    const text = await auth.fetch({ organizationId: org }, `/organizations/${org}`, { method: 'PUT', body: '{"name":"Zoë ✓"}' })
+    await text.arrayBuffer()
+    const sent = given.filter((body) => body !== undefined && !body.equals(Buffer.from('{}')))
+    assert.deepEqual(sent.map((b) => b.toString('hex')), [bytes.toString('hex'), Buffer.from('{"name":"Zoë ✓"}').toString('hex')])
+  } finally {
+    registry.close()
+  }
+})

@@ -1261,7 +1261,12 @@ impl Sim {
             *self.stats.errors.entry(kind).or_default() += 1;
             self.note(format!("slot {i} {name} fails: {error}"));
             if let Some(why) = self.unexpected(i, error) {
-                self.violated(&format!("slot {i} {name} failed unexpectedly ({why}): {error}"));
+                let since = |t: i64| format!("t+{:.3}s", (t - T0_MS) as f64 / 1000.0);
+                self.violated(&format!(
+                    "slot {i} {name} failed unexpectedly ({why}): {error}\n  it started at {}; the last registry clock jump over 30 s was at {}",
+                    since(self.slots[i].started),
+                    self.last_jump.map_or("none".into(), since)
+                ));
             }
             return;
         }

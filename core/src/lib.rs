@@ -419,6 +419,6 @@ pub use retry::RetryPolicy;
 pub use secret::SecretString;
 pub use signer::Signer;
 pub use stats::Stats;
-pub use store::{StoreCommand, StoreReply, StoreSettings};
+pub use store::{MAX_TTL_MS, StoreCommand, StoreReply, StoreSettings};
 pub use transport::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, TransportPolicy};
 pub use webhook::{EventKind, SIGNATURE_HEADER, WebhookError, WebhookEvent, WebhookSecret};

@@ -96,6 +96,10 @@ pub enum StoreCommand {
     },
 }
 
+/// The longest lifetime [`StoreCommand::ttl_ms`] gives (2^42 ms, about 139 years): Redis
+/// refuses an expiry that overflows its clock.
+pub const MAX_TTL_MS: u64 = 1 << 42;
+
 impl StoreCommand {
     /// The name of the key it acts on.
     pub fn key(&self) -> &str {
@@ -105,6 +109,13 @@ impl StoreCommand {
             | StoreCommand::Put { key, .. }
             | StoreCommand::Delete { key, .. } => key,
         }
+    }
+
+    /// A Lease's or a Put's `ttl` as a store takes it (Redis's `PX`): whole milliseconds,
+    /// rounded up, at least 1 (Redis refuses `PX 0`), at most [`MAX_TTL_MS`].
+    pub fn ttl_ms(ttl: Duration) -> u64 {
+        let ms = ttl.as_nanos().div_ceil(1_000_000);
+        u64::try_from(ms).unwrap_or(MAX_TTL_MS).clamp(1, MAX_TTL_MS)
     }
 }
 
@@ -398,6 +409,16 @@ mod tests {
 
     fn sealer(secret: u8, url: &str, app: &str) -> Sealer {
         Sealer::new(&[secret; 32], url, app, 7).unwrap()
+    }
+
+    #[test]
+    fn ttls_are_whole_milliseconds_rounded_up_at_least_one_and_capped() {
+        assert_eq!(StoreCommand::ttl_ms(Duration::ZERO), 1);
+        assert_eq!(StoreCommand::ttl_ms(Duration::from_micros(1)), 1);
+        assert_eq!(StoreCommand::ttl_ms(Duration::from_micros(1_001)), 2);
+        assert_eq!(StoreCommand::ttl_ms(Duration::from_micros(1_500)), 2);
+        assert_eq!(StoreCommand::ttl_ms(Duration::from_secs(15)), 15_000);
+        assert_eq!(StoreCommand::ttl_ms(Duration::MAX), MAX_TTL_MS);
     }
 
     #[test]

@@ -26,7 +26,6 @@
 //! would report it held by someone else, and the owner would wait for its own lease to lapse).
 
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use icr_app_core::{StoreCommand, StoreReply};
 use redis::{Cmd, Script, ScriptInvocation, Value};
@@ -89,15 +88,6 @@ static DELETE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE));
 /// The largest value `Get` reads: an entry (a sealed token) is a few hundred bytes.
 pub(crate) const MAX_VALUE: usize = 64 * 1024;
 
-/// The longest TTL sent (about 139 years): Redis refuses an expiry that overflows its clock.
-const MAX_TTL_MS: u64 = 1 << 42;
-
-/// A TTL in whole milliseconds, at least 1 (Redis refuses `PX 0`), rounded up.
-fn millis(ttl: Duration) -> u64 {
-    let ms = ttl.as_nanos().div_ceil(1_000_000);
-    u64::try_from(ms).unwrap_or(MAX_TTL_MS).clamp(1, MAX_TTL_MS)
-}
-
 /// A blocking connection that may refuse a reply over the store's cap.
 pub(crate) trait Capped: redis::ConnectionLike {
     /// Whether the last reply was refused for its size.
@@ -141,7 +131,7 @@ impl Request {
         match command {
             StoreCommand::Lease { key, owner, ttl } => {
                 let mut script = LEASE_AGAIN_SCRIPT.key(key);
-                script.arg(owner.as_slice()).arg(millis(*ttl));
+                script.arg(owner.as_slice()).arg(StoreCommand::ttl_ms(*ttl));
                 Self {
                     call: Call::Script(script),
                     expect: Expect::Leased,
@@ -164,7 +154,7 @@ impl Request {
             }
             StoreCommand::Lease { key, owner, ttl } => {
                 let mut script = LEASE_SCRIPT.key(key);
-                script.arg(owner.as_slice()).arg(millis(*ttl));
+                script.arg(owner.as_slice()).arg(StoreCommand::ttl_ms(*ttl));
                 Self {
                     call: Call::Script(script),
                     expect: Expect::Leased,
@@ -181,7 +171,7 @@ impl Request {
                 script
                     .key(lease)
                     .arg(value.as_slice())
-                    .arg(millis(*ttl))
+                    .arg(StoreCommand::ttl_ms(*ttl))
                     .arg(owner.as_slice());
                 Self {
                     call: Call::Script(script),
@@ -298,15 +288,7 @@ fn unexpected(command: &'static str, value: &Value) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ttls_are_whole_milliseconds_at_least_one() {
-        assert_eq!(millis(Duration::ZERO), 1);
-        assert_eq!(millis(Duration::from_micros(1)), 1);
-        assert_eq!(millis(Duration::from_micros(1500)), 2);
-        assert_eq!(millis(Duration::from_secs(15)), 15_000);
-        assert_eq!(millis(Duration::MAX), MAX_TTL_MS);
-    }
+    use std::time::Duration;
 
     #[test]
     fn replies_of_the_wrong_type_are_failures() {

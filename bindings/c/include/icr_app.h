@@ -1548,13 +1548,14 @@ enum icr_status icr_op_store_value(const struct icr_op *op, const uint8_t **out,
 
 /**
  * Writes the lifetime of what the current Store step sets, in whole milliseconds (rounded up,
- * at least 1): a Lease's or a Put's. A Get or a Delete has none: `ICR_STATUS_WRONG_STATE`.
+ * at least 1, at most 2^42 as Redis takes it): a Lease's or a Put's. A Get or a Delete has none: `ICR_STATUS_WRONG_STATE`.
  *
  * # Safety
  *
  * As `icr_op_store_command`.
  */
-enum icr_status icr_op_store_ttl_ms(const struct icr_op *op, uint64_t *out);
+enum icr_status icr_op_store_ttl_ms(const struct icr_op *op,
+                                    uint64_t *out);
 
 /**
  * Lends the current Put step's lease, NUL-terminated (the NUL not counted), and the owner it

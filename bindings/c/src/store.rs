@@ -4,7 +4,6 @@
 //! on its store.
 
 use std::ffi::c_char;
-use std::time::Duration;
 
 use icr_app_core::{Error, StoreCommand, StoreReply, Timestamp, TransportErrorKind};
 
@@ -72,13 +71,6 @@ pub(crate) struct LentStore {
     lease: Option<(Vec<u8>, Vec<u8>)>,
 }
 
-/// `ttl` in whole milliseconds, rounded up, at least 1 (Redis refuses `PX 0`).
-fn millis(ttl: Duration) -> u64 {
-    u64::try_from(ttl.as_nanos().div_ceil(1_000_000))
-        .unwrap_or(u64::MAX)
-        .max(1)
-}
-
 /// A copy of `text` with a NUL after it, for C.
 fn nul_terminated(text: &str) -> Vec<u8> {
     c_text(text).to_vec()
@@ -88,7 +80,13 @@ impl LentStore {
     pub(crate) fn take(id: u64, command: StoreCommand) -> Self {
         let (kind, key, bytes, ttl_ms, lease) = match command {
             StoreCommand::Get { key } => (icr_store_command::Get, key, Vec::new(), None, None),
-            StoreCommand::Lease { key, owner, ttl } => (icr_store_command::Lease, key, owner, Some(millis(ttl)), None),
+            StoreCommand::Lease { key, owner, ttl } => (
+                icr_store_command::Lease,
+                key,
+                owner,
+                Some(StoreCommand::ttl_ms(ttl)),
+                None,
+            ),
             StoreCommand::Put {
                 key,
                 value,
@@ -99,7 +97,7 @@ impl LentStore {
                 icr_store_command::Put,
                 key,
                 value,
-                Some(millis(ttl)),
+                Some(StoreCommand::ttl_ms(ttl)),
                 Some((nul_terminated(&lease), owner)),
             ),
             StoreCommand::Delete { key, prefix } => (icr_store_command::Delete, key, prefix, None, None),
@@ -178,7 +176,7 @@ pub unsafe extern "C" fn icr_op_store_value(op: *const icr_op, out: *mut *const 
 }
 
 /// Writes the lifetime of what the current Store step sets, in whole milliseconds (rounded up,
-/// at least 1): a Lease's or a Put's. A Get or a Delete has none: `ICR_STATUS_WRONG_STATE`.
+/// at least 1, at most 2^42 as Redis takes it): a Lease's or a Put's. A Get or a Delete has none: `ICR_STATUS_WRONG_STATE`.
 ///
 /// # Safety
 ///
@@ -396,14 +394,7 @@ pub unsafe extern "C" fn icr_op_handle_store_failure(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lifetimes_are_whole_milliseconds_rounded_up_and_never_zero() {
-        assert_eq!(millis(Duration::from_secs(15)), 15_000);
-        assert_eq!(millis(Duration::from_micros(1_001)), 2);
-        assert_eq!(millis(Duration::ZERO), 1);
-        assert_eq!(millis(Duration::MAX), u64::MAX);
-    }
+    use std::time::Duration;
 
     #[test]
     fn a_put_lends_its_key_value_lifetime_lease_and_owner() {

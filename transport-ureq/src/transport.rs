@@ -203,12 +203,11 @@ impl UreqTransport {
         };
         // Sent direct, a connection that failed names the host (a name only a proxy resolves,
         // with `NO_PROXY` naming it, fails here).
-        let uri = proxy.is_none().then(|| request.uri().clone());
+        let uri = request.uri().clone();
         let result = self.exchange(request, route == Route::Direct, proxy);
-        let result = match (proxy, uri) {
-            (Some(proxy), _) => result.map_err(|e| icr_app_driver::through_proxy(e, proxy)),
-            (None, Some(uri)) => result.map_err(|e| naming_host(e, &uri)),
-            (None, None) => result,
+        let result = match proxy {
+            Some(proxy) => result.map_err(|e| icr_app_driver::through_proxy(e, proxy)),
+            None => result.map_err(|e| naming_host(e, &uri)),
         };
         event.finish(&result);
         result

@@ -371,7 +371,8 @@ class Driver {
 
 /** `util.inspect` of a result: its token redacted (one function for every result). */
 function inspectResult(depth, options) {
-  return `${this.type === 'app' ? 'AppAuthentication' : 'InstallationAccessTokenAuthentication'} ${inspect({ ...this, token: '[redacted]' }, options)}`
+  const name = this.type === 'app' ? 'AppAuthentication' : this.tokenType === 'app' ? 'AppAccessTokenAuthentication' : 'InstallationAccessTokenAuthentication'
+  return `${name} ${inspect({ ...this, token: '[redacted]' }, options)}`
 }
 
 function hideToken(result) {

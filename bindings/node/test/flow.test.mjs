@@ -47,6 +47,32 @@ test('the app JWT, installation tokens (by id, by organization), the app token',
   }
 })
 
+test('a token names its installation, organization and app when the answer leaves them out', async () => {
+  // The registry's answers to mints, through the real fake, with the ids taken out.
+  const stripped = async (input, init) => {
+    const response = await fetch(input, init)
+    if (!String(input).endsWith('/accessTokens') || !response.ok) return response
+    const body = await response.json()
+    delete body.installationId
+    delete body.organizationId
+    delete body.appId
+    return new Response(JSON.stringify(body), { status: response.status, headers: response.headers })
+  }
+  const { registry, auth } = setup({ fetch: stripped })
+  try {
+    const [id, other] = registry.installationIds
+    const token = await auth({ type: 'installation', installationId: id })
+    assert.equal(token.installationId, id)
+    const byOrg = await auth({ type: 'installation', organizationId: registry.organizationIds[1] })
+    assert.equal(byOrg.installationId, other)
+    assert.equal(byOrg.organizationId, registry.organizationIds[1])
+    const appToken = await auth({ type: 'app-token' })
+    assert.equal(appToken.appId, registry.appId)
+  } finally {
+    registry.close()
+  }
+})
+
 test('auth.fetch, installations(), installation(), revokeAll()', async () => {
   const { registry, auth } = setup()
   try {

@@ -108,11 +108,36 @@ impl App {
             ))
         };
         match parsed {
-            Ok(access) => self
-                .cache
-                .handle_token(id, access, now, self.offset.millis)
-                .map(TokenAnswer::Token),
+            Ok(mut access) => {
+                self.name_what_it_is_for(id, &mut access);
+                self.cache
+                    .handle_token(id, access, now, self.offset.millis)
+                    .map(TokenAnswer::Token)
+            }
             Err(e) => Err(self.fail(id, e, now)),
+        }
+    }
+
+    /// Fills in what a token is for where the registry's answer leaves it out (the reference
+    /// marks `appId`, `installationId` and `organizationId` required): the app's id, the
+    /// installation the mint was for and, when an organization was looked up to find that
+    /// installation, the organization. What the registry did send is kept as sent.
+    fn name_what_it_is_for(&self, id: RequestId, access: &mut AccessToken) {
+        if access.app_id.is_none() {
+            access.app_id = Some(self.app_id().as_str().to_owned());
+        }
+        let Some(key @ TokenScope::Installation(installation)) = self.cache.key_of(id) else {
+            return;
+        };
+        if access.installation_id.is_none() {
+            access.installation_id = Some(installation.as_str().to_owned());
+        }
+        if access.organization_id.is_none() {
+            access.organization_id = self
+                .organizations
+                .iter()
+                .find(|(_, found)| found.installation.as_ref() == Some(key))
+                .map(|(organization, _)| organization.as_str().to_owned());
         }
     }
 

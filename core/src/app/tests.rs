@@ -141,6 +141,36 @@ fn mint_then_cache() {
     ));
 }
 
+/// A token answer without `appId` or `installationId` gets them from the app and the mint's
+/// installation; ids the registry sent are kept as sent.
+#[test]
+fn a_token_names_its_app_and_installation_when_the_answer_leaves_them_out() {
+    let bare = |installation: Option<&str>| {
+        let mut body = serde_json::json!({
+            "token": "crs_0123456789abcdef0123456789abcdef0123456789abcdef",
+            "expiresAt": at(7200).to_rfc3339(), "permissions": {},
+        });
+        if let Some(installation) = installation {
+            body["installationId"] = installation.into();
+            body["appId"] = "app-from-registry".into();
+        }
+        serde_json::to_vec(&body).unwrap()
+    };
+    for (scope, sent, installation, app_id) in [
+        (scope(), None, Some("inst-1"), "app-1"),
+        (scope(), Some("inst-as-sent"), Some("inst-as-sent"), "app-from-registry"),
+        (TokenScope::App, None, None, "app-1"),
+    ] {
+        let mut app = app();
+        let (id, _) = send(app.poll_token(&scope, at(0), None).unwrap());
+        let Ok(TokenAnswer::Token(t)) = app.handle_token_response(id, response(200, 0, bare(sent)), at(0)) else {
+            panic!("the mint for {scope} failed")
+        };
+        assert_eq!(t.access_token().installation_id.as_deref(), installation, "{scope}");
+        assert_eq!(t.access_token().app_id.as_deref(), Some(app_id), "{scope}");
+    }
+}
+
 /// `hit` answers exactly when `GetToken` would hand the token out with nothing to perform,
 /// and counts a hit only then.
 #[test]

@@ -107,13 +107,17 @@ pub struct AccessToken {
     /// What it may do.
     #[serde(default, deserialize_with = "null_as_empty")]
     pub permissions: Permissions,
-    /// The app it belongs to.
+    /// The app it belongs to. In a token an `App` minted, the app's id when the registry
+    /// left it out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_id: Option<String>,
-    /// The installation (installation tokens only).
+    /// The installation (installation tokens only). In a token an `App` minted, the
+    /// installation the mint was for when the registry left it out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installation_id: Option<String>,
-    /// The organization the installation belongs to (installation tokens only).
+    /// The organization the installation belongs to (installation tokens only). In a token an
+    /// `App` minted for an organization it looked up, that organization when the registry left
+    /// it out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organization_id: Option<String>,
 }

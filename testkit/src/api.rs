@@ -182,7 +182,7 @@ fn verify_jwt(state: &State, jwt: Option<&str>) -> Result<String, String> {
 }
 
 fn find_installation<'s>(state: &'s State, app: &str, id: &str) -> Option<&'s Installation> {
-    state.installations.iter().find(|i| i.id == id && i.app_id == app)
+    state.installations.get(id).filter(|i| i.app_id == app)
 }
 
 /// `GET /app/organizations/{organizationId}/installation`: the app's installation on that
@@ -191,7 +191,7 @@ fn organization_installation(state: &mut State, app: &str, org: &str) -> Reply {
     *state.lookups.entry(org.to_owned()).or_default() += 1;
     match state
         .installations
-        .iter()
+        .values()
         .find(|i| i.app_id == app && i.organization["id"] == org)
     {
         Some(i) => Reply::ok(state.installation_json(i)),
@@ -262,7 +262,7 @@ fn list_installations(state: &mut State, app: String, req: &Request<'_>) -> Repl
         (Ok(_), Ok(_)) => return error(400, vec![json!("limit must be between 1 and 100")]),
         (Err(e), _) | (_, Err(e)) => return error(400, vec![json!(e)]),
     };
-    let mine: Vec<&Installation> = state.installations.iter().filter(|i| i.app_id == app).collect();
+    let mine: Vec<&Installation> = state.installations.values().filter(|i| i.app_id == app).collect();
     let total = mine.len() as u64;
     let page_count = total.div_ceil(limit);
     let items: Vec<Value> = mine
@@ -320,7 +320,7 @@ fn create_user_organization(state: &mut State, app: String, req: &Request<'_>) -
         "profilePicture": body["user"]["profilePicture"],
     });
     let installation_json = state.installation_json(&installation);
-    state.installations.push(installation);
+    state.installations.insert(installation.id.clone(), installation);
     Reply::ok(json!({ "installation": installation_json, "user": user, "organization": org }))
 }
 
@@ -348,12 +348,11 @@ fn organization_access(
     let Some(issued) = state.tokens.get(&token) else {
         return error(401, "Invalid access token");
     };
-    let Some(installation) = issued.installation.as_deref().and_then(|id| {
-        state
-            .installations
-            .iter()
-            .find(|i| i.id == id && i.app_id == issued.app_id)
-    }) else {
+    let Some(installation) = issued
+        .installation
+        .as_deref()
+        .and_then(|id| state.installations.get(id).filter(|i| i.app_id == issued.app_id))
+    else {
         return error(403, "An installation access token is required");
     };
     if installation.organization["id"] != org_id {

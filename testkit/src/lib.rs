@@ -329,22 +329,25 @@ impl FakeRegistry {
         let now = state.now_ms();
         let organization = state.organization(organization_name, now);
         let id = state.uuid();
-        state.installations.push(Installation {
-            id: id.clone(),
-            app_id: app_id.to_owned(),
-            created: now,
-            permissions: permissions
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            organization,
-        });
+        state.installations.insert(
+            id.clone(),
+            Installation {
+                id: id.clone(),
+                app_id: app_id.to_owned(),
+                created: now,
+                permissions: permissions
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+                organization,
+            },
+        );
         id
     }
 
     /// Uninstalls: the installation is no longer listed and minting for it gives 404.
     pub fn remove_installation(&self, installation_id: &str) {
-        self.state().installations.retain(|i| i.id != installation_id);
+        self.state().installations.shift_remove(installation_id);
     }
 
     /// The organization uninstalls the app and installs it again: its installation gets a new
@@ -364,9 +367,12 @@ impl FakeRegistry {
         let mut state = self.state();
         let now = state.now_ms();
         let id = state.uuid();
-        let installation = state.installations.iter_mut().find(|i| i.id == installation_id)?;
+        // The new id in the old one's place in the list.
+        let index = state.installations.get_index_of(installation_id)?;
+        let (_, mut installation) = state.installations.shift_remove_index(index)?;
         installation.id = id.clone();
         installation.created = now;
+        state.installations.shift_insert(index, id.clone(), installation);
         for token in state.tokens.values_mut() {
             if token.installation.as_deref() == Some(installation_id) {
                 token.revoked = true;
@@ -378,7 +384,7 @@ impl FakeRegistry {
     /// The organization id of an installation.
     pub fn organization_id(&self, installation_id: &str) -> Option<String> {
         let state = self.state();
-        let i = state.installations.iter().find(|i| i.id == installation_id)?;
+        let i = state.installations.get(installation_id)?;
         i.organization["id"].as_str().map(str::to_owned)
     }
 
@@ -537,8 +543,7 @@ impl FakeRegistry {
         let state = self.state();
         let installation = state
             .installations
-            .iter()
-            .find(|i| i.id == installation_id)
+            .get(installation_id)
             .map_or(serde_json::Value::Null, |i| state.installation_json(i));
         let payload = json!({
             "event": event,

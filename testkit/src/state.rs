@@ -3,6 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use indexmap::IndexMap;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{Value, json};
 
@@ -156,7 +157,8 @@ pub(crate) struct IssuedToken {
 
 pub(crate) struct State {
     pub(crate) apps: HashMap<String, App>,
-    pub(crate) installations: Vec<Installation>,
+    /// By id, in the order they were made.
+    pub(crate) installations: IndexMap<String, Installation>,
     pub(crate) tokens: HashMap<String, IssuedToken>,
     pub(crate) clock_offset_ms: i64,
     pub(crate) token_lifetime: Duration,
@@ -182,7 +184,7 @@ impl State {
     pub(crate) fn new(base_url: String) -> Self {
         Self {
             apps: HashMap::new(),
-            installations: Vec::new(),
+            installations: IndexMap::new(),
             tokens: HashMap::new(),
             clock_offset_ms: 0,
             token_lifetime: Duration::from_secs(7200),

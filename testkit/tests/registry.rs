@@ -246,7 +246,7 @@ fn not_found_bad_requests_and_versions() {
 
 #[test]
 fn pages_are_zero_based_with_null_next_on_the_last() {
-    let (r, _) = setup(25);
+    let (r, ids) = setup(25);
     let j = jwt(now() - 60, now() + 540);
     let mut seen = Vec::new();
     for page in 0..3 {
@@ -269,8 +269,8 @@ fn pages_are_zero_based_with_null_next_on_the_last() {
         );
         assert_eq!(body["pagination"]["nextPage"].is_null(), page == 2);
     }
-    seen.dedup();
-    assert_eq!(seen.len(), 25);
+    // Every installation once, in the order they were made.
+    assert_eq!(seen, ids);
 }
 
 #[test]
@@ -576,6 +576,22 @@ fn an_organizations_installation_is_found_and_a_reinstall_gives_it_a_new_id() {
     let (status, ..) = call("GET", &format!("{base}/organizations/{org}"), Some(fresh), None).unwrap();
     assert_eq!(status, 200);
     assert_eq!((r.mint_count(&ids[1]), r.mint_count(&new)), (1, 1));
+    // The new id is listed where the old one was.
+    let (status, list, _) = call(
+        "GET",
+        &format!("{base}/app/installations?limit=10&page=0"),
+        Some(&jwt(now() - 60, now() + 540)),
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let listed: Vec<&str> = list["installations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [ids[0].as_str(), new.as_str()]);
 }
 
 #[test]

@@ -84,7 +84,8 @@ export interface AppAccessTokenAuthentication {
   token: string
   expiresAt: string
   permissions: Permissions
-  appId?: string
+  /** The registry's, or this app's id when the registry left it out. */
+  appId: string
 }
 
 interface Cancellable {

@@ -21,10 +21,11 @@ const { FakeRegistry } = require(path.join(here, 'testing.js'))
 const native = require(path.join(here, 'native.js'))
 
 const registry = new FakeRegistry()
-const { token: appJwt } = await createAppAuth({ appId: registry.appId, privateKey: registry.privateKey, baseUrl: registry.url })({ type: 'app' })
+const { appId } = registry
+const { token: appJwt } = await createAppAuth({ appId, privateKey: registry.privateKey, baseUrl: registry.url })({ type: 'app' })
 const headers = { authorization: `Bearer ${appJwt}`, 'x-icr-api-version': '2023-06-16', accept: 'application/json', 'content-type': 'application/json' }
 const url = (id) => `${registry.url}/app/installations/${id}/accessTokens`
-const app = new native.NativeApp({ appId: registry.appId, privateKey: registry.privateKey, baseUrl: registry.url, signer: false, allowInsecureHttp: false, ownTransport: true, environment: {} })
+const app = new native.NativeApp({ appId, privateKey: registry.privateKey, baseUrl: registry.url, signer: false, allowInsecureHttp: false, ownTransport: true, environment: {} })
 const ns = () => process.hrtime.bigint()
 const probe = process.env.PROBE === '1'
 const PHASES = ['start', 'fetch', 'body', 'headers', ...(probe ? ['probe'] : []), 'report', 'done']
@@ -79,7 +80,7 @@ const answer = (id) => {
   return Buffer.from(JSON.stringify({
     id: 'x', createdAt: new Date(now).toISOString(), updatedAt: new Date(now).toISOString(),
     token: `crs_${'0'.repeat(48)}`, expiresAt: new Date(now + 7200e3).toISOString(), isActive: true,
-    permissions: { organization_info: 'VIEW' }, appId: registry.appId, installationId: id, organizationId: 'o',
+    permissions: { organization_info: 'VIEW' }, appId, installationId: id, organizationId: 'o',
   }))
 }
 const answerHeaders = ['content-type', 'application/json', 'date', new Date().toUTCString()]

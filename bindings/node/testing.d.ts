@@ -50,8 +50,10 @@ export declare class FakeRegistry {
   injectMalformedBody(options?: FaultOptions): void
   injectRedirect(location: string, options?: FaultOptions & { status?: number }): void
   clearFaults(): void
-  /** Tokens minted for `installationId`; without it, every token minted. */
-  mintCount(installationId?: string): number
+  /** Every token minted so far: installations' and the app's. */
+  readonly mintCount: number
+  /** Tokens minted for `installationId`. */
+  mintCountFor(installationId: string): number
   appTokenMintCount(): number
   lookupCount(organizationId: string): number
   addInstallation(organizationName: string, permissions?: Record<string, string>): string

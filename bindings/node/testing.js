@@ -112,9 +112,14 @@ class FakeRegistry {
     this.#native.clearFaults()
   }
 
-  /** Tokens minted for `installationId`; without it, every token minted (installations' and
-   * the app's). */
-  mintCount(installationId) {
+  /** Every token minted so far: installations' and the app's. */
+  get mintCount() {
+    return this.#native.mintCount()
+  }
+
+  /** Tokens minted for `installationId`. */
+  mintCountFor(installationId) {
+    if (typeof installationId !== 'string') throw new TypeError('mintCountFor(installationId): give the installation\'s id (a string); the total is .mintCount')
     return this.#native.mintCount(installationId)
   }
 

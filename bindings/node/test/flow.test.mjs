@@ -27,16 +27,19 @@ test('the app JWT, installation tokens (by id, by organization), the app token',
     // Cached: the same token, no second mint.
     const again = await auth({ type: 'installation', installationId: id })
     assert.equal(again.token, token.token)
-    assert.equal(registry.mintCount(id), 1)
+    assert.equal(registry.mintCountFor(id), 1)
 
     // By organization: that organization's installation, one token whichever way it is asked.
     const byOrg = await auth({ type: 'installation', organizationId: registry.organizationIds[0] })
     assert.equal(byOrg.installationId, id)
-    assert.equal(registry.mintCount(id), 1)
+    assert.equal(registry.mintCountFor(id), 1)
 
     const appToken = await auth({ type: 'app-token' })
     assert.equal(appToken.tokenType, 'app')
     assert.equal(registry.appTokenMintCount(), 1)
+    // `.mintCount`: every token minted, the app's too; a property, read as a number.
+    assert.equal(registry.mintCount, 2)
+    assert.throws(() => registry.mintCountFor(), TypeError)
 
     const stats = auth.stats()
     assert.equal(stats.mints, 2)
@@ -127,7 +130,7 @@ test('a 401 to auth.fetch drops the token, mints again and sends once more', asy
     const response = await auth.fetch({ installationId: id }, `/organizations/${registry.organizationIds[0]}`)
     assert.equal(response.status, 200)
     await response.text()
-    assert.equal(registry.mintCount(id), 2)
+    assert.equal(registry.mintCountFor(id), 2)
   } finally {
     registry.close()
   }

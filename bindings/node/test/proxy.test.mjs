@@ -85,7 +85,7 @@ test('tokens minted and auth.fetch through the proxy (proxy and caFile)', async 
     assert.equal(response.status, 200)
     assert.equal((await response.json()).id, n.registry.organizationIds[0])
     const jwt = await auth({ type: 'app' })
-    assert.equal(n.registry.mintCount(n.installation), 1)
+    assert.equal(n.registry.mintCountFor(n.installation), 1)
     n.assertOnlyTunnels(token.token, jwt.token)
     // A path under the registry as an absolute URL goes the same way; another host never.
     const again = await auth.fetch({ installationId: n.installation }, `${BASE_URL}/organizations/${n.registry.organizationIds[0]}`)
@@ -244,7 +244,7 @@ test('without the CA the registry is not trusted; a bad caFile is named', async 
       assert.equal(error.kind, 'connect')
       return true
     })
-    assert.equal(n.registry.mintCount(n.installation), 0)
+    assert.equal(n.registry.mintCountFor(n.installation), 0)
     const missing = join(n.dir, 'missing.pem')
     assert.throws(() => n.auth({ caFile: missing }), (error) => error instanceof ConfigError && error.message.includes('missing.pem'))
     const bad = join(n.dir, 'bad.pem')

@@ -57,7 +57,7 @@ test('apps sharing a Redis mint once per installation', { skip }, async () => {
     const [id] = registry.installationIds
     const tokens = await Promise.all(fleet.flatMap((auth) => Array.from({ length: 20 }, () => auth({ type: 'installation', installationId: id }))))
     assert.equal(new Set(tokens.map((t) => t.token)).size, 1)
-    assert.equal(registry.mintCount(id), 1)
+    assert.equal(registry.mintCountFor(id), 1)
     assert.ok(fleet.some((auth) => auth.stats().sharedHits >= 1))
     // The password is never shown.
     for (const auth of fleet) assert.ok(!inspect(auth).includes(password), inspect(auth))
@@ -99,7 +99,7 @@ test('with a signer, the store needs storeKey; with it, signers share', { skip }
     const first = await a({ type: 'installation', installationId: id })
     const second = await b({ type: 'installation', installationId: id })
     assert.equal(second.token, first.token)
-    assert.equal(registry.mintCount(id), 1)
+    assert.equal(registry.mintCountFor(id), 1)
   } finally {
     redis.stop()
     registry.close()
@@ -115,7 +115,7 @@ test('an uninstalled event handled by an app that never held the token: the next
     const first = await make()({ type: 'installation', installationId: id })
     // Another process of the fleet shares it: no mint.
     assert.equal((await make()({ type: 'installation', installationId: id })).token, first.token)
-    assert.equal(registry.mintCount(id), 1)
+    assert.equal(registry.mintCountFor(id), 1)
     const { body, signature } = registry.webhookDelivery(registry.webhookSecret, 'uninstalled', id)
     const event = verifyWebhook(registry.webhookSecret, body, signature)
     assert.equal(event.event, 'uninstalled')
@@ -124,7 +124,7 @@ test('an uninstalled event handled by an app that never held the token: the next
     assert.equal(await make().handleEvent(event), true)
     const fresh = await make()({ type: 'installation', installationId: id })
     assert.notEqual(fresh.token, first.token)
-    assert.equal(registry.mintCount(id), 2)
+    assert.equal(registry.mintCountFor(id), 2)
     // Other events drop nothing.
     const installed = registry.webhookDelivery(registry.webhookSecret, 'installed', id)
     const holder = make()
@@ -134,7 +134,7 @@ test('an uninstalled event handled by an app that never held the token: the next
     // forget by hand does what uninstalled does, in this process too.
     await holder.forget({ installationId: id })
     assert.notEqual((await holder({ type: 'installation', installationId: id })).token, held.token)
-    assert.equal(registry.mintCount(id), 3)
+    assert.equal(registry.mintCountFor(id), 3)
   } finally {
     redis.stop()
     registry.close()

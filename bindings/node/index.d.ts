@@ -170,7 +170,10 @@ export interface AppAuth {
   /** Forgets an installation's token, or an organization's remembered installation and its
    * token, here and in the shared store. */
   forget(target: { installationId: string } | { organizationId: string }): Promise<void>
-  /** Revokes every cached token and empties the cache: how many were revoked. */
+  /** Revokes every cached token and empties the cache: how many were revoked. A token the
+   * registry already refuses (401: expired, revoked elsewhere, its installation removed) is
+   * dropped without counting and is no failure; any other failure rejects, after every token
+   * was tried. */
   revokeAll(): Promise<number>
   /** A snapshot of the counters. */
   stats(): Stats

@@ -695,7 +695,8 @@ function createAppAuth(options) {
     await driver.run(start(() => app.forget(kind, id)))
   }
 
-  /** Revokes every cached token (after the mints in flight) and empties the cache: how many. */
+  /** Revokes every cached token (after the mints in flight) and empties the cache: how many
+   * (the core's `RevokeAll`: a token already refused with 401 is dropped, not counted). */
   auth.revokeAll = async function revokeAll() {
     for (const memo of Object.values(memos)) memo.clear()
     return driver.run(app.revokeAll())

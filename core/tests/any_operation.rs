@@ -157,6 +157,41 @@ fn every_result_is_reachable_through_plain_data() {
     );
 }
 
+/// `revoke_all` over tokens the registry already refuses (401): they are dropped, not counted,
+/// and not a failure; any other refusal still fails it, after every token was tried.
+#[test]
+fn revoke_all_passes_over_tokens_the_registry_already_refuses() {
+    let mut app = app();
+    let mut registry = Registry::default();
+    let mint_two = |app: &mut App, registry: &mut Registry| {
+        for id in ["i-1", "i-2"] {
+            let scope = TokenScope::Installation(InstallationId::new(id).unwrap());
+            drive(app, registry, AnyOperation::token(scope, None)).unwrap();
+        }
+    };
+    let revokes = |registry: &Registry| registry.seen.iter().filter(|(p, ..)| *p == Purpose::Revoke).count();
+
+    mint_two(&mut app, &mut registry);
+    let refused = r#"{"statusCode":401,"message":"Invalid or expired access token","error":"Unauthorized"}"#;
+    registry.canned = vec![("/app/installations/token", 401, Vec::new(), refused.to_owned())];
+    let Outcome::Count(n) = drive(&mut app, &mut registry, AnyOperation::revoke_all()).unwrap() else {
+        panic!("a count")
+    };
+    assert_eq!((n, revokes(&registry)), (0, 2), "both tried, none counted");
+    assert_eq!(app.cached_scopes(), 0, "both dropped");
+
+    mint_two(&mut app, &mut registry);
+    let forbidden = r#"{"statusCode":403,"message":"Forbidden resource","error":"Forbidden"}"#;
+    registry.canned = vec![("/app/installations/token", 403, Vec::new(), forbidden.to_owned())];
+    let e = drive(&mut app, &mut registry, AnyOperation::revoke_all()).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Forbidden);
+    assert_eq!(
+        revokes(&registry),
+        4,
+        "the second token was tried after the first failed"
+    );
+}
+
 #[test]
 fn send_as_marks_its_own_request_apart_from_the_lookup_and_mint_it_needs() {
     let mut app = app();

@@ -31,6 +31,7 @@ for_both_clients!(
     wrong_key_is_a_clear_401,
     plain_http_to_a_remote_host_is_refused,
     revoke_all_on_shutdown,
+    revoke_all_passes_over_tokens_already_invalid,
     a_panic_while_minting_does_not_block_the_installation,
     a_huge_retry_after_is_capped_and_clear_failure_lifts_the_back_off,
     a_min_life_no_token_can_meet_is_an_error_and_mints_no_more,
@@ -322,6 +323,28 @@ fn revoke_all_on_shutdown(kind: Kind) {
     assert_eq!(client.revoke_all().unwrap(), 3);
     assert_eq!(client.with_app(|a| a.cached_scopes()), 0, "the cache is empty");
     for t in &tokens {
+        assert_eq!(s.registry.token_status(t.secret().expose()), TokenStatus::Revoked);
+    }
+}
+
+/// A token the registry already refuses (its installation was reinstalled, so it was revoked
+/// there) is dropped by `revoke_all` without failing it, and is not counted.
+fn revoke_all_passes_over_tokens_already_invalid(kind: Kind) {
+    let s = Setup::new(3);
+    let client = kind.driver(s.app_with(CacheConfig::default()));
+    let tokens: Vec<_> = s
+        .installations
+        .iter()
+        .map(|id| client.installation_token(id).unwrap())
+        .collect();
+    s.registry.reinstall(s.installations[0].as_str()).unwrap();
+    assert_eq!(
+        s.registry.token_status(tokens[0].secret().expose()),
+        TokenStatus::Revoked
+    );
+    assert_eq!(client.revoke_all().unwrap(), 2, "the two tokens still valid");
+    assert_eq!(client.with_app(|a| a.cached_scopes()), 0, "the cache is empty");
+    for t in &tokens[1..] {
         assert_eq!(s.registry.token_status(t.secret().expose()), TokenStatus::Revoked);
     }
 }

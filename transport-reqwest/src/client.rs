@@ -206,7 +206,8 @@ impl Client {
     }
 
     /// Revokes every cached token (e.g. on shutdown), after waiting for mints in flight;
-    /// returns how many were revoked, or the first failure after trying them all.
+    /// returns how many were revoked, or the first failure after trying them all (a token the
+    /// registry already refuses with 401 is dropped and not counted; see [`RevokeAll`]).
     pub async fn revoke_all(&self) -> Result<usize, Error> {
         self.drive(RevokeAll::new()).await
     }

@@ -121,6 +121,25 @@ test('auth.fetch, installations(), installation(), revokeAll()', async () => {
   }
 })
 
+test('revokeAll passes over tokens the registry already refuses (401): dropped, not counted, no error', async () => {
+  const { registry, auth } = setup()
+  try {
+    const tokens = []
+    for (const id of registry.installationIds) tokens.push((await auth({ type: 'installation', installationId: id })).token)
+    registry.expireToken(tokens[0])
+    registry.reinstall(registry.organizationIds[1])
+    assert.equal(registry.tokenStatus(tokens[1]), 'revoked')
+    assert.equal(await auth.revokeAll(), 1)
+    assert.equal(registry.tokenStatus(tokens[2]), 'revoked')
+    // The cache is empty: the next call mints again.
+    const before = registry.mintCount
+    await auth({ type: 'installation', installationId: registry.installationIds[2] })
+    assert.equal(registry.mintCount, before + 1)
+  } finally {
+    registry.close()
+  }
+})
+
 test('a 401 to auth.fetch drops the token, mints again and sends once more', async () => {
   const { registry, auth } = setup()
   try {

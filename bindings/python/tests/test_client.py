@@ -191,6 +191,20 @@ def test_revoke_and_revoke_all(registry: FakeRegistry, client: icr_app.Client) -
     assert registry.mint_count(registry.installation_ids[0]) == 2
 
 
+def test_revoke_all_passes_over_tokens_already_invalid(registry: FakeRegistry, client: icr_app.Client) -> None:
+    """A token the registry already refuses (401: expired, or revoked with its installation
+    when the organization reinstalled) is dropped by ``revoke_all``, not counted, no error."""
+    tokens = [client.installation_token(i) for i in registry.installation_ids]
+    registry.expire_token(tokens[0])
+    registry.reinstall(registry.organization_ids[1])
+    assert registry.token_status(tokens[1]) == "revoked"
+    assert client.revoke_all() == 1
+    assert registry.token_status(tokens[2]) == "revoked"
+    # The cache is empty: the next call mints again.
+    fresh = client.installation_token(registry.installation_ids[2])
+    assert fresh != tokens[2] and registry.mint_count(registry.installation_ids[2]) == 2
+
+
 def test_uninstalled(registry: FakeRegistry, client: icr_app.Client, installation: str) -> None:
     registry.remove_installation(installation)
     with pytest.raises(icr_app.NotFoundError, match="still installed"):

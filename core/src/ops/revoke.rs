@@ -137,6 +137,10 @@ impl Operation for Revoke {
 /// Revokes every cached token and empties the cache (e.g. on shutdown). Returns how many were
 /// revoked, or the first failure after trying them all.
 ///
+/// A token the registry refuses with 401 was already invalid (expired, revoked elsewhere, or its
+/// installation removed): it is dropped as the others are, is not counted, and is not a failure,
+/// since what revoking it was for is already so.
+///
 /// A mint still in flight when it starts is waited for (up to the cache's `fetch_timeout`), so
 /// the token it lands is revoked too rather than left behind.
 #[derive(Debug, Default)]
@@ -189,6 +193,8 @@ impl RevokeAll {
                     self.current = None;
                     match result {
                         Ok(()) => self.revoked += 1,
+                        // Already invalid (see the type's docs).
+                        Err(error) if error.status() == Some(401) => {}
                         Err(error) => {
                             self.first_error.get_or_insert(error);
                         }

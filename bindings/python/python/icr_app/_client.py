@@ -204,7 +204,9 @@ class Client:
 
     def revoke_all(self) -> int:
         """Revokes every cached token (waiting for mints in flight) and empties the cache;
-        returns how many were revoked. The first failure is raised after all were tried."""
+        returns how many were revoked. A token the registry already refuses (401: expired,
+        revoked elsewhere, its installation removed) is dropped without counting and is no
+        failure; any other failure is raised after all were tried."""
         count: int = self._driver.run(RevokeAll(self._app))
         return count
 
@@ -339,7 +341,8 @@ class AsyncClient:
         await self._driver.run(Revoke(self._app, token))
 
     async def revoke_all(self) -> int:
-        """Revokes every cached token; returns how many were revoked."""
+        """Revokes every cached token; returns how many were revoked (as
+        :meth:`Client.revoke_all`: a token already refused with 401 is not counted)."""
         count: int = await self._driver.run(RevokeAll(self._app))
         return count
 

@@ -142,7 +142,10 @@ export interface Stats {
   misses: number
   mints: number
   refreshes: number
-  failures: Record<string, number>
+  /** Failed mint attempts (a retried 503 counts too). */
+  failures: number
+  /** The same by kind (`server`, `rate_limited`, `unauthorized`, `transport`, ...): only kinds that happened. */
+  failuresByKind: Record<string, number>
   waits: number
   sharedHits: number
   sharedFallbacks: number

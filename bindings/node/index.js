@@ -702,7 +702,7 @@ function createAppAuth(options) {
     return driver.run(app.revokeAll())
   }
 
-  /** The app's counters: hits, misses, mints, refreshes, failures (by kind), waits, ... */
+  /** The app's counters: hits, misses, mints, refreshes, failures (and failuresByKind), waits, ... */
   auth.stats = function stats() {
     const counted = app.stats()
     counted.hits += memoHits

@@ -197,8 +197,11 @@ pub struct Stats {
     pub mints: f64,
     /// Mints of a scope that still held a token.
     pub refreshes: f64,
-    /// Failed mints by kind.
-    pub failures: serde_json::Value,
+    /// Failed mint attempts (a retried 503 counts too), a number like the others.
+    pub failures: f64,
+    /// The same by kind: `unauthorized`, `forbidden`, `not_found`, `rate_limited`, `server`,
+    /// `transport`, `malformed`, `signing`, `other` (only kinds that happened).
+    pub failures_by_kind: serde_json::Value,
     /// Times a caller waited for a mint in flight.
     pub waits: f64,
     /// Tokens read from the shared store instead of minted.
@@ -577,7 +580,8 @@ impl NativeApp {
             misses: s.misses as f64,
             mints: s.mints as f64,
             refreshes: s.refreshes as f64,
-            failures: serde_json::Value::Object(
+            failures: s.failures.values().sum::<u64>() as f64,
+            failures_by_kind: serde_json::Value::Object(
                 s.failures
                     .into_iter()
                     .map(|(k, v)| (k.to_owned(), serde_json::Value::from(v)))

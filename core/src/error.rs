@@ -562,6 +562,11 @@ mod tests {
         let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJqb2UifQ.c2lnbmF0dXJlc2lnbmF0dXJl";
         assert!(!excerpt(jwt, 500).contains("eyJ"));
         assert_eq!(excerpt("<html>bad gateway</html>", 10), "<html>bad …");
+        // A body cut short inside a token or a JWT: its first characters are redacted too.
+        let cut = excerpt(r#"{"id":"x","token":"crs_19c9bd5"#, 500);
+        assert!(!cut.contains("19c9bd5"), "{cut}");
+        assert!(cut.contains(r#""token":"[redacted]"#), "{cut}");
+        assert!(!excerpt("Bearer eyJhbGc", 500).contains("hbGc"));
     }
 
     #[test]

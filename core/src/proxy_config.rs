@@ -298,7 +298,7 @@ impl Proxies {
                     "the registry http://{host} is plain http:// and would be reached through the proxy {proxy} (from {source}), \
                      which would read the app's JWT and tokens in clear: use an https:// registry (the proxy then sees only a \
                      CONNECT tunnel), add {host} to NO_PROXY to connect directly, or allow insecure HTTP \
-                     (allow_insecure_http / --allow-insecure-http) on a network you trust"
+                     (allow_insecure_http; allowInsecureHttp in Node; --allow-insecure-http on the command line) on a network you trust"
                 ),
             ));
         }

@@ -126,7 +126,7 @@ pub fn check_transport_security<B>(request: &Request<B>, allow_insecure: bool) -
     if request.headers().contains_key(AUTHORIZATION) {
         return Err(refused(format!(
             "refusing to send credentials over plain http:// to {}, where anyone on the network can read them: \
-             use https://, or allow it explicitly (allow_insecure_http / --allow-insecure-http) for a trusted network",
+             use https://, or allow it explicitly (allow_insecure_http; allowInsecureHttp in Node; --allow-insecure-http on the command line) for a trusted network",
             crate::redact::excerpt(uri.host().unwrap_or("?"), 80)
         )));
     }

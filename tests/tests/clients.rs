@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use http::Method;
 use icr_app_core::{
     AppKey, CacheConfig, CreateUserOrganization, Error, InstallationId, NewOrganization, NewUser, RetryPolicy, Signer,
-    TokenScope, TokenState, TransportErrorKind,
+    Token, TokenScope, TokenState, TransportErrorKind,
 };
 use icr_app_e2e::{Driver, Kind, Setup, for_both_clients, now, wait_until, within};
 use icr_app_testkit::{DEMO_PRIVATE_KEY_PEM, FakeRegistry, Fault, OTHER_PRIVATE_KEY_PEM, TokenStatus};
@@ -311,14 +311,20 @@ fn plain_http_to_a_remote_host_is_refused(kind: Kind) {
     );
 }
 
-fn revoke_all_on_shutdown(kind: Kind) {
-    let s = Setup::new(3);
+/// A client with a token cached for each of `s`'s installations, and those tokens.
+fn client_with_every_token(kind: Kind, s: &Setup) -> (Driver, Vec<Token>) {
     let client = kind.driver(s.app_with(CacheConfig::default()));
-    let tokens: Vec<_> = s
+    let tokens = s
         .installations
         .iter()
         .map(|id| client.installation_token(id).unwrap())
         .collect();
+    (client, tokens)
+}
+
+fn revoke_all_on_shutdown(kind: Kind) {
+    let s = Setup::new(3);
+    let (client, tokens) = client_with_every_token(kind, &s);
     assert_eq!(client.with_app(|a| a.cached_scopes()), 3);
     assert_eq!(client.revoke_all().unwrap(), 3);
     assert_eq!(client.with_app(|a| a.cached_scopes()), 0, "the cache is empty");
@@ -331,12 +337,7 @@ fn revoke_all_on_shutdown(kind: Kind) {
 /// there) is dropped by `revoke_all` without failing it, and is not counted.
 fn revoke_all_passes_over_tokens_already_invalid(kind: Kind) {
     let s = Setup::new(3);
-    let client = kind.driver(s.app_with(CacheConfig::default()));
-    let tokens: Vec<_> = s
-        .installations
-        .iter()
-        .map(|id| client.installation_token(id).unwrap())
-        .collect();
+    let (client, tokens) = client_with_every_token(kind, &s);
     s.registry.reinstall(s.installations[0].as_str()).unwrap();
     assert_eq!(
         s.registry.token_status(tokens[0].secret().expose()),

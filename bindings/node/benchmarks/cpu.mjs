@@ -6,6 +6,7 @@
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { tokenText } from './canned.mjs'
 
 const dir = path.resolve(process.argv[2] || path.join(path.dirname(fileURLToPath(import.meta.url)), '..'))
 const require = createRequire(dir + '/')
@@ -17,13 +18,8 @@ registry.close()
 
 const canned = async (url) => {
   const id = String(url).split('/')[5]
-  const now = Date.now()
-  const body = JSON.stringify({
-    id: 'x', createdAt: new Date(now).toISOString(), updatedAt: new Date(now).toISOString(),
-    token: `crs_${'0'.repeat(48)}`, expiresAt: new Date(now + 7200e3).toISOString(), isActive: true,
-    permissions: { organization_info: 'VIEW' }, appId, installationId: id, organizationId: 'o',
-  })
-  return new Response(body, { status: 200, headers: { 'content-type': 'application/json', date: new Date(now).toUTCString(), 'content-length': String(body.length) } })
+  const body = tokenText(appId, id)
+  return new Response(body, { status: 200, headers: { 'content-type': 'application/json', date: new Date().toUTCString(), 'content-length': String(body.length) } })
 }
 const auth = createAppAuth({ appId, privateKey, baseUrl: 'https://registry.test', fetch: canned })
 await auth({ type: 'app' })

@@ -13,6 +13,7 @@
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { answerHeaders, tokenText } from './canned.mjs'
 
 const here = path.join(path.dirname(fileURLToPath(import.meta.url)), '..')
 const require = createRequire(path.join(here, 'index.js'))
@@ -75,15 +76,7 @@ for (let round = 0; round < 2; round++) {
 registry.close()
 
 // The addon's calls alone, back to back, with a canned answer.
-const answer = (id) => {
-  const now = Date.now()
-  return Buffer.from(JSON.stringify({
-    id: 'x', createdAt: new Date(now).toISOString(), updatedAt: new Date(now).toISOString(),
-    token: `crs_${'0'.repeat(48)}`, expiresAt: new Date(now + 7200e3).toISOString(), isActive: true,
-    permissions: { organization_info: 'VIEW' }, appId, installationId: id, organizationId: 'o',
-  }))
-}
-const answerHeaders = ['content-type', 'application/json', 'date', new Date().toUTCString()]
+const answer = (id) => Buffer.from(tokenText(appId, id))
 let k = 0
 for (let round = 0; round < 2; round++) {
   const sums = { token: 0n, poll: 0n, report: 0n, done: 0n }

@@ -9,6 +9,7 @@
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { answerHeaders, tokenText } from './canned.mjs'
 
 const here = path.join(path.dirname(fileURLToPath(import.meta.url)), '..')
 const require = createRequire(path.join(here, 'index.js'))
@@ -19,15 +20,7 @@ const registry = new FakeRegistry()
 const { appId, privateKey } = registry
 registry.close()
 const app = new native.NativeApp({ appId, privateKey, baseUrl: 'https://registry.test', signer: false, allowInsecureHttp: false, ownTransport: true, environment: {} })
-const answer = (id) => {
-  const now = Date.now()
-  return Buffer.from(JSON.stringify({
-    id: 'x', createdAt: new Date(now).toISOString(), updatedAt: new Date(now).toISOString(),
-    token: `crs_${'0'.repeat(48)}`, expiresAt: new Date(now + 7200e3).toISOString(), isActive: true,
-    permissions: { organization_info: 'VIEW' }, appId, installationId: id, organizationId: 'o',
-  }))
-}
-const answerHeaders = ['content-type', 'application/json', 'date', new Date().toUTCString()]
+const answer = (id) => Buffer.from(tokenText(appId, id))
 const stepText = app.token('installation', 'template').poll()
 
 const gaps = {
